@@ -1,0 +1,87 @@
+# Makefile for the tensorial project (GNU make).
+#   make                 library, programs (build/kqeq, build/eann), tests, benchmarks
+#   make test            build and run every test; last line "total: N passed, N failed"
+#   make demo            the README's main demo
+#   make bench           benchmarks (prints ratios against measured peers)
+#   make install PREFIX=/usr/local
+#   make CC=clang        any C11 compiler that takes gcc-style flags
+#   make OPT=-O0 B=build-O0   another optimisation level in another build folder
+
+ifeq ($(origin CC),default)
+CC = gcc
+endif
+OPT  ?= -O2
+B    ?= build
+PREFIX ?= /usr/local
+AR   ?= ar
+
+# Non-negotiable: C11, no contraction of a*b+c into FMA, never -ffast-math.
+STDFLAGS = -std=c11 -ffp-contract=off
+WARN     = -Wall -Wextra -Werror
+ALL_CFLAGS = $(STDFLAGS) $(OPT) $(WARN) $(SAN) $(CFLAGS)
+# Files outside the model libraries (I/O, programs, tests) may use POSIX.
+POSIX = -D_POSIX_C_SOURCE=200809L
+LDLIBS = -lm
+
+LIBSRC  = $(wildcard linalg.c kqeq.c kqeq_model.c eann.c) xyz.c
+LIBHDR  = $(LIBSRC:.c=.h)
+LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
+LIB     = $(B)/libtensorial.a
+# cli/common.c is shared; cli/kqeq*.c make build/kqeq, cli/eann*.c make build/eann.
+KQEQ_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/kqeq*.c) cli/common.c)
+EANN_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/eann*.c) cli/common.c)
+PROGS   = $(patsubst cli/%.c,$(B)/%,$(wildcard cli/kqeq.c cli/eann.c))
+TESTS   = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
+BENCHES = $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
+
+.PHONY: all lib test demo bench install clean sanitize fuzz
+all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
+lib: $(LIB)
+
+$(B)/linalg.o $(B)/kqeq.o $(B)/kqeq_model.o $(B)/eann.o: $(B)/%.o: %.c %.h linalg.h $(wildcard kqeq.h) | $(B)
+	$(CC) $(ALL_CFLAGS) -c $< -o $@
+$(B)/xyz.o: xyz.c xyz.h | $(B)
+	$(CC) $(ALL_CFLAGS) $(POSIX) -c $< -o $@
+$(LIB): $(LIBOBJ)
+	rm -f $@ && $(AR) rcs $@ $^
+
+$(B)/cli/%.o: cli/%.c $(wildcard cli/*.h) $(LIBHDR) | $(B)
+	@mkdir -p $(B)/cli
+	$(CC) $(ALL_CFLAGS) $(POSIX) -I. -c $< -o $@
+$(B)/kqeq: $(KQEQ_CLIOBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(B)/eann: $(EANN_CLIOBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+
+$(B)/tests/%: tests/%.c tests/harness.h $(LIBHDR) $(LIB) | $(B)
+	@mkdir -p $(B)/tests
+	$(CC) $(ALL_CFLAGS) $(POSIX) -I. $< $(LIB) -o $@ $(LDLIBS)
+$(B)/bench/%: bench/%.c $(LIBHDR) $(LIB) | $(B)
+	@mkdir -p $(B)/bench
+	$(CC) $(ALL_CFLAGS) $(POSIX) -I. $< $(LIB) -o $@ $(LDLIBS) $(BENCH_LIBS)
+
+$(B):
+	mkdir -p $(B)
+
+# Every test binary and every tests/*.sh; each prints "NAME: N passed, N failed".
+test: $(LIB) $(PROGS) $(TESTS)
+	@B=$(B) CC="$(CC)" sh tests/run.sh
+
+demo: $(PROGS)
+	@B=$(B) sh data/demo.sh
+
+bench: all
+	@B=$(B) sh bench/run.sh
+
+sanitize:
+	$(MAKE) B=build-san OPT="-O1 -g" SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
+
+install: $(LIB) $(PROGS)
+	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/tensorial $(DESTDIR)$(PREFIX)/bin
+	cp $(LIB) $(DESTDIR)$(PREFIX)/lib/
+	cp $(LIBHDR) $(DESTDIR)$(PREFIX)/include/tensorial/
+	cp $(PROGS) $(DESTDIR)$(PREFIX)/bin/
+	sed -e 's|@PREFIX@|$(PREFIX)|' tensorial.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tensorial.pc
+
+clean:
+	rm -rf build build-*

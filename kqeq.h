@@ -1,0 +1,75 @@
+/* kqeq.h - kernel charge equilibration (kQEq) and its parts: classical QEq,
+ * SOAP descriptors (DScribe's definition), SOAP kernels, kQEq training and
+ * prediction.
+ *
+ * Sources: Staacke et al., "Kernel charge equilibration" (2021) (equation
+ * numbers "Eq. N" refer to it), ../shared/specs/kqeq.md and
+ * ../shared/specs/soap.md.
+ *
+ * Vendoring: copy kqeq.c, kqeq.h, linalg.c, linalg.h. C11, libc and libm.
+ * The library never prints, exits or keeps global state; every function that
+ * can fail returns KQ_OK (0) or a positive KQ_E* code (kq_strerror()).
+ *
+ * Units at this interface: positions in angstrom, charges in e, dipoles in
+ * e*angstrom unless a name says otherwise (see each function).
+ */
+#ifndef KQEQ_H
+#define KQEQ_H
+
+#include <stddef.h>
+
+enum {
+    KQ_OK = 0,
+    KQ_EINVAL = 1,    /* bad argument (sizes, NULL, non-finite input, ...) */
+    KQ_ENOMEM = 2,    /* allocation failed or a size computation would overflow */
+    KQ_ESPECIES = 3,  /* an element that the descriptor/model does not know */
+    KQ_EOVERLAP = 4,  /* two atoms closer than 1e-6 angstrom */
+    KQ_ELINALG = 5,   /* a linear system was not SPD / singular */
+    KQ_EFORMAT = 6    /* a model text is damaged (see the parser's line number) */
+};
+const char *kq_strerror(int code);
+
+/* ------------------------------------------------------------------------ */
+/* SOAP (specs/soap.md)                                                      */
+/* ------------------------------------------------------------------------ */
+
+#define KQ_MAX_SPECIES 16
+#define KQ_MAX_LMAX 20
+
+typedef struct {
+    double rcut;    /* angstrom, > 1 */
+    int nmax;       /* >= 1 */
+    int lmax;       /* 0..KQ_MAX_LMAX */
+    double sigma;   /* Gaussian width in angstrom; <= 0 means rcut / 8 */
+    int nspecies;   /* 1..KQ_MAX_SPECIES */
+    int species[KQ_MAX_SPECIES]; /* atomic numbers; sorted ascending by kq_soap_new */
+} kq_soap_params;
+
+/* A SOAP calculator: the radial basis (alpha, beta) precomputed once, plus
+ * scratch space that grows as needed (so one calculator must not be used by
+ * two threads at once). */
+typedef struct kq_soap kq_soap;
+
+int kq_soap_new(const kq_soap_params *p, kq_soap **out);
+void kq_soap_free(kq_soap *s);
+/* Length of one atom's vector: (S nmax)(S nmax + 1)/2 (lmax + 1). */
+size_t kq_soap_length(const kq_soap *s);
+/* The parameters actually used (species sorted, sigma resolved). */
+const kq_soap_params *kq_soap_get_params(const kq_soap *s);
+/* DScribe's radial basis tables: alpha [lmax+1][nmax] and beta
+ * [lmax+1][nmax][nmax] (row n, column k), for comparison with soap_ref. */
+const double *kq_soap_alpha(const kq_soap *s);
+const double *kq_soap_beta(const kq_soap *s);
+
+/* Raw (unnormalised) power spectra of every atom of one molecule.
+ * z [natoms], pos [natoms*3] angstrom, out [natoms * kq_soap_length(s)].
+ * KQ_ESPECIES if an atom's element is not in the species list. */
+int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out);
+
+/* Normalise each of n rows of length len to unit Euclidean length (a zero row
+ * stays zero). */
+void kq_normalize_rows(size_t n, size_t len, double *p);
+/* Kernel of two normalised vectors: (p . q)^zeta. */
+double kq_kernel(const double *p, const double *q, size_t len, int zeta);
+
+#endif
