@@ -9,9 +9,35 @@
  *             Properties=species:S:1:pos:R:3:q:R:1 energy=-1.5 dipole="0.1 0.2 0.3"
  *             Lattice="10 0 0 0 10 0 0 0 10" pbc="F F F" name=water
  *     N lines: one atom each, columns as the Properties spec says.
- * Plain XYZ (no Properties key) reads as species:S:1:pos:R:3; any key=value
- * pairs on its comment line are still parsed when the line parses cleanly,
- * otherwise the comment is kept as the info key "comment".
+ * Plain XYZ (no Properties key) reads as species:S:1:pos:R:3 (extra columns
+ * on its atom lines are ignored). Its comment line is parsed as key=value
+ * pairs when it contains an '=' and parses cleanly; otherwise the whole
+ * (trimmed) comment is kept as the string info key "comment".
+ *
+ * Comment line syntax (ASE's): pairs separated by whitespace; key=value,
+ * key = value, or a bare key (boolean true). Keys are case-sensitive, except
+ * that "properties" is accepted for "Properties". Values are bare words,
+ * "double" or 'single' quoted text (backslash takes the next character
+ * literally: \" and \\), or a list [1, 2, 3] / {1 2 3} of numbers or
+ * booleans (nested lists, strings in lists and JSON are rejected). A value is
+ * split at whitespace and commas and stored as
+ *   XYZ_INT  if every item is an integer literal [+-]digits (|i| < 2^53),
+ *   XYZ_REAL if every item is a number (strtod syntax, hex floats included),
+ *   XYZ_BOOL if every item is T, F, True, False, true or false (1 / 0),
+ *   XYZ_STR  otherwise (the unescaped text; integers beyond 2^53 are kept as
+ *            their exact text rather than rounded).
+ * So quoting does not make "12" a string (as in ASE). Lattice must be 9
+ * numbers (stored as XYZ_REAL), pbc 1 or 3 booleans. Duplicate keys, NaN or
+ * Inf values and unterminated quotes are errors.
+ * Properties: name:type:ncols triples, types S R I L, ncols >= 1; it must hold
+ * species:S:1 and pos:R:3 (in any position). The species column holds
+ * element symbols H..Rn, matched exactly ("Si", not "SI" or "14"): atomic
+ * numbers are not accepted there. Atom lines must have exactly the declared
+ * number of columns: R columns take any finite number (as above), I columns
+ * integer literals (|i| < 2^53), L columns T/F/True/False/true/false, S
+ * columns any word. Lines may end in \r\n and be of any length.
+ * Blank lines after the last frame are ignored; a blank line where an atom
+ * count is expected before more text is an error. A frame may have 0 atoms.
  *
  * Units are whatever the file holds (positions conventionally angstrom); this
  * layer does not convert.
@@ -19,6 +45,13 @@
  * Errors: every function that can fail returns 0 on success or -1 on error
  * and writes a one-line message "FILE:LINE: what is wrong" into err (size
  * errlen, always NUL-terminated). Nothing is printed.
+ * Parse errors name the line where the problem is, except a truncated frame
+ * (its message says how many atom lines were found) and a count larger than
+ * the file, which name the frame's count line. A file that cannot be opened
+ * or read gives "PATH: cannot open: reason" (no line).
+ *
+ * Numbers are read with strtod and written with printf: keep the C library
+ * in the "C" numeric locale (do not setlocale(LC_NUMERIC, ...)).
  */
 #ifndef XYZ_H
 #define XYZ_H
@@ -72,7 +105,9 @@ int xyz_symbol_to_z(const char *sym);
 const char *xyz_z_to_symbol(int z); /* NULL outside 1..86 */
 
 /* Read every frame of a file / of a memory buffer (name is used in error
- * messages only). On error *out is left empty (nothing to free). */
+ * messages only; path "-" reads stdin). On error *out is left empty (nothing
+ * to free). A count that cannot fit in the bytes left is rejected before
+ * anything is allocated for it; NUL bytes are rejected (not a text file). */
 int xyz_read(const char *path, xyz_file *out, char *err, size_t errlen);
 int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out,
               char *err, size_t errlen);
@@ -80,10 +115,31 @@ int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out,
 /* Write all frames, values with %.17g so a read gives identical bits.
  * Writes to "path.tmp.<pid>" and renames it over path, so an interrupted
  * write never leaves a half-written file under the final name.
- * path "-" writes to stdout. */
+ * path "-" writes to stdout.
+ * Each frame: the count, then "Properties=species:S:1:pos:R:3[:arrays...]"
+ * and the info keys in stored order; strings are quoted when needed (spaces,
+ * quotes, '=', brackets, backslash, empty), numeric and boolean lists are
+ * quoted, booleans are T/F, integers are written as integers and reals
+ * always with a '.' or exponent (2.0, -0.0) so they read back as reals.
+ * Everything is checked before the first byte is written; errors (message
+ * "PATH: frame N: what"): non-finite numbers, Z outside 1..86, keys or names
+ * that cannot be written (empty, spaces, quotes, '=', brackets, ':' in array
+ * names, Properties as an info key, species/pos as array names, duplicates),
+ * line breaks in strings, per-atom strings that are empty or hold spaces,
+ * XYZ_INT values that are not integers below 2^53, XYZ_BOOL not 0/1.
+ * A string that looks like a number or boolean ("12", "T") reads back as one,
+ * as in ASE. */
 int xyz_write(const char *path, const xyz_file *f, char *err, size_t errlen);
 
 void xyz_free(xyz_file *f);
+void xyz_frame_free(xyz_frame *fr); /* one frame, e.g. one not (yet) appended */
+
+/* Building frames. xyz_frame_init: natoms atoms, z and pos copied when not
+ * NULL (zeros otherwise), no info or arrays. xyz_append_frame moves *fr into
+ * f (fr is zeroed: f owns the data now). Both return -1 only on allocation
+ * failure or bad arguments. */
+int xyz_frame_init(xyz_frame *fr, int natoms, const int *z, const double *pos);
+int xyz_append_frame(xyz_file *f, xyz_frame *fr);
 
 /* Look-ups. Return NULL if absent. */
 const xyz_info *xyz_find_info(const xyz_frame *fr, const char *key);
@@ -95,10 +151,25 @@ const xyz_array *xyz_find_array(const xyz_frame *fr, const char *name);
 int xyz_get_info_real(const xyz_frame *fr, const char *file, const char *key,
                       int n, double *out, char *err, size_t errlen);
 
+/* Same for a per-atom numeric column (XYZ_REAL or XYZ_INT) of exactly ncols
+ * columns: copies natoms*ncols values into out. */
+int xyz_get_array_real(const xyz_frame *fr, const char *file, const char *name, int ncols,
+                       double *out, char *err, size_t errlen);
+
 /* Set (add or replace) a numeric info value / a real per-atom column.
- * The data is copied. Return -1 only on allocation failure. */
+ * The data is copied (v: [n] / [natoms * ncols] row-major). An existing key
+ * keeps its place in the order; a new one goes last. Return -1 only on
+ * allocation failure or bad arguments (NULL or empty key, n or ncols < 1).
+ * xyz_set_array_real(fr, "pos", 3, v) overwrites the positions; "species"
+ * cannot be set this way (write fr->z). */
 int xyz_set_info_real(xyz_frame *fr, const char *key, const double *v, int n);
 int xyz_set_info_str(xyz_frame *fr, const char *key, const char *s);
 int xyz_set_array_real(xyz_frame *fr, const char *name, int ncols, const double *v);
+/* The same with an explicit type XYZ_REAL, XYZ_INT or XYZ_BOOL (values 1/0). */
+int xyz_set_info_num(xyz_frame *fr, const char *key, xyz_type type, const double *v, int n);
+int xyz_set_array_num(xyz_frame *fr, const char *name, xyz_type type, int ncols, const double *v);
+/* Remove a key / per-atom column; return 1 if it was there, else 0. */
+int xyz_remove_info(xyz_frame *fr, const char *key);
+int xyz_remove_array(xyz_frame *fr, const char *name);
 
 #endif

@@ -48,13 +48,13 @@ static int th_pass_count, th_fail_count, th_skip_count;
               fabs(th_a_ - th_b_) / th_s_, (double)(tol));                     \
     } while (0)
 
-static void th_skip(const char *why) {
+static inline void th_skip(const char *why) {
     th_skip_count++;
     printf("SKIP: %s\n", why);
 }
 
 /* ../shared beside the repository (tests run from the repository root). */
-static const char *shared_dir(void) {
+static inline const char *shared_dir(void) {
     const char *d = getenv("TENSORIAL_SHARED");
     struct stat st;
     if (!d) d = "../shared";
@@ -62,7 +62,7 @@ static const char *shared_dir(void) {
     return NULL;
 }
 
-static int th_done(const char *name) {
+static inline int th_done(const char *name) {
     if (th_skip_count)
         printf("%s: %d passed, %d failed, %d skipped\n", name, th_pass_count, th_fail_count,
                th_skip_count);
