@@ -1,0 +1,245 @@
+/* eann_predict.c - `eann predict` (model outputs per frame into an XYZ file,
+ * or a timing with --repeat) and `eann check` (rotation, translation and
+ * permutation symmetry of a model's outputs on the frames of a file). */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "eann_cmds.h"
+
+static const char predict_usage[] =
+    "usage: eann predict -m MODEL IN.xyz -o OUT.xyz [--repeat K]\n"
+    "  Evaluates an EANN model on every frame of IN.xyz (positions in angstrom)\n"
+    "  and writes OUT.xyz: the input plus, per frame, according to the model's kind\n"
+    "    eann_dipole (3) | eann_tdm (3) | eann_polarizability (9, row-major)\n"
+    "  in atomic units, and eann_units naming them (e.g. \"dipole:e*bohr\").\n"
+    "  -m MODEL     EANN_TEXT_V1 model file\n"
+    "  -o OUT.xyz   output file (written atomically; '-' = stdout)\n"
+    "  --repeat K   evaluate every frame K times and print only\n"
+    "               'us_per_molecule X' (mean microseconds per evaluation);\n"
+    "               -o is then optional\n";
+
+static const char check_usage[] =
+    "usage: eann check -m MODEL IN.xyz [--trials N] [--seed S]\n"
+    "  For every frame, applies N random rotations, translations (up to 10 A)\n"
+    "  and atom permutations (separately) and reports the largest deviation of\n"
+    "  the outputs from the transformed original (vectors rotate as R v, the\n"
+    "  polarizability as R A R^T, translation and permutation change nothing),\n"
+    "  relative to the output's scale (max |component|; for a transition dipole\n"
+    "  the larger of that and the terms u, v, W u x v it is summed from).\n"
+    "  -m MODEL     EANN_TEXT_V1 model file\n"
+    "  --trials N   transformations of each type per frame (default 10)\n"
+    "  --seed S     seed of the random transformations (default 1)\n";
+
+typedef struct {
+    const char *model, *in, *out;
+    long repeat, trials;
+    unsigned long long seed;
+} opts;
+
+static void parse_opts(int argc, char **argv, const char *cmd, const char *usage, opts *o) {
+    memset(o, 0, sizeof *o);
+    o->trials = 10;
+    o->seed = 1;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(usage, stdout);
+            exit(0);
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            if (i + 1 >= argc) cli_fail("%s: %s needs a value (see eann %s --help)", cmd, a, cmd);
+            const char *v = argv[++i];
+            if (!strcmp(a, "-m")) o->model = v;
+            else if (!strcmp(cmd, "predict") && !strcmp(a, "-o")) o->out = v;
+            else if (!strcmp(cmd, "predict") && !strcmp(a, "--repeat"))
+                o->repeat = cli_parse_long(a, v, 1, 100000000);
+            else if (!strcmp(cmd, "check") && !strcmp(a, "--trials"))
+                o->trials = cli_parse_long(a, v, 1, 1000000);
+            else if (!strcmp(cmd, "check") && !strcmp(a, "--seed"))
+                o->seed = (unsigned long long)cli_parse_long(a, v, 0, 0x7fffffffL);
+            else cli_fail("%s: unknown option '%s' (see eann %s --help)", cmd, a, cmd);
+        } else {
+            if (o->in) cli_fail("%s: more than one input file ('%s', '%s')", cmd, o->in, a);
+            o->in = a;
+        }
+    }
+    if (!o->model) cli_fail("%s: -m MODEL is required (see eann %s --help)", cmd, cmd);
+    if (!o->in) cli_fail("%s: no input file (see eann %s --help)", cmd, cmd);
+}
+
+/* Reads the input, maps the species of every frame (species [nframes][maxat])
+ * and makes a workspace for the largest frame. */
+static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_work **w,
+                        int *maxat_out) {
+    char err[1024];
+    if (xyz_read(o->in, xf, err, sizeof err)) cli_fail("%s", err);
+    int maxat = 1;
+    for (int f = 0; f < xf->nframes; f++)
+        if (xf->frames[f].natoms > maxat) maxat = xf->frames[f].natoms;
+    int *sp = malloc(sizeof(int) * (size_t)maxat * (size_t)(xf->nframes ? xf->nframes : 1));
+    if (!sp) cli_fail("out of memory");
+    for (int f = 0; f < xf->nframes; f++)
+        eann_cli_species(m, o->model, o->in, &xf->frames[f], sp + (size_t)f * maxat);
+    int rc = eann_work_new(m, maxat, w);
+    if (rc) cli_fail("%s: %s", o->in, eann_strerror(rc));
+    *maxat_out = maxat;
+    return sp;
+}
+
+int eann_cmd_predict(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, "predict", predict_usage, &o);
+    if (!o.out && !o.repeat) cli_fail("predict: -o OUT.xyz is required (see eann predict --help)");
+    eann_model *m = eann_cli_load_model(o.model);
+    xyz_file xf;
+    eann_work *w;
+    int maxat;
+    int *sp = load_frames(m, &o, &xf, &w, &maxat);
+    const int no = eann_kind_outputs(m->spec.kind);
+    double out[9];
+    if (o.repeat) {
+        double t0 = cli_now();
+        for (long r = 0; r < o.repeat; r++)
+            for (int f = 0; f < xf.nframes; f++) {
+                const xyz_frame *fr = &xf.frames[f];
+                int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
+                if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+            }
+        double dt = cli_now() - t0;
+        double n = (double)o.repeat * (double)xf.nframes;
+        printf("us_per_molecule %.3f\n", n > 0 ? dt * 1e6 / n : 0.0);
+    }
+    if (o.out) {
+        for (int f = 0; f < xf.nframes; f++) {
+            xyz_frame *fr = &xf.frames[f];
+            int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
+            if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+            if (xyz_set_info_real(fr, eann_cli_key(m), out, no) ||
+                xyz_set_info_str(fr, "eann_units", eann_cli_units(m)))
+                cli_fail("out of memory");
+        }
+        char err[1024];
+        if (xyz_write(o.out, &xf, err, sizeof err)) cli_fail("%s", err);
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("predict: write error on stdout");
+    free(sp);
+    xyz_free(&xf);
+    eann_work_free(w);
+    eann_model_free(m);
+    return 0;
+}
+
+/* splitmix64 -> [0, 1) */
+static double urand(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    z ^= z >> 31;
+    return (double)(z >> 11) * (1.0 / 9007199254740992.0);
+}
+
+static void random_rotation(uint64_t *s, double R[9]) {
+    double q[4], n = 0;
+    do {
+        n = 0;
+        for (int i = 0; i < 4; i++) { q[i] = 2 * urand(s) - 1; n += q[i] * q[i]; }
+    } while (n > 1 || n < 1e-6);
+    n = sqrt(n);
+    double a = q[0] / n, b = q[1] / n, c = q[2] / n, d = q[3] / n;
+    double M[9] = {a * a + b * b - c * c - d * d, 2 * (b * c - a * d), 2 * (b * d + a * c),
+                   2 * (b * c + a * d), a * a - b * b + c * c - d * d, 2 * (c * d - a * b),
+                   2 * (b * d - a * c), 2 * (c * d + a * b), a * a - b * b - c * c + d * d};
+    memcpy(R, M, sizeof M);
+}
+
+/* out of the model transformed by R: vector R v, tensor R A R^T */
+static void rotate_output(int kind, const double R[9], const double *in, double *o) {
+    if (kind != EANN_POLARIZABILITY) {
+        for (int a = 0; a < 3; a++) o[a] = R[3 * a] * in[0] + R[3 * a + 1] * in[1] + R[3 * a + 2] * in[2];
+        return;
+    }
+    double T[9];
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            T[3 * a + b] = R[3 * a] * in[b] + R[3 * a + 1] * in[3 + b] + R[3 * a + 2] * in[6 + b];
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            o[3 * a + b] = T[3 * a] * R[3 * b] + T[3 * a + 1] * R[3 * b + 1] + T[3 * a + 2] * R[3 * b + 2];
+}
+
+int eann_cmd_check(int argc, char **argv) {
+    opts o;
+    parse_opts(argc, argv, "check", check_usage, &o);
+    eann_model *m = eann_cli_load_model(o.model);
+    xyz_file xf;
+    eann_work *w;
+    int maxat;
+    int *sp = load_frames(m, &o, &xf, &w, &maxat);
+    const int no = eann_kind_outputs(m->spec.kind), kind = m->spec.kind;
+    double *y = malloc(sizeof(double) * 3 * (size_t)maxat);
+    int *sp2 = malloc(sizeof(int) * (size_t)maxat), *perm = malloc(sizeof(int) * (size_t)maxat);
+    if (!y || !sp2 || !perm) cli_fail("out of memory");
+    uint64_t st = o.seed;
+    double all[3] = {0, 0, 0};
+    printf("# frame natoms rotation translation permutation (largest violation / output scale)\n");
+    for (int f = 0; f < xf.nframes; f++) {
+        const xyz_frame *fr = &xf.frames[f];
+        const int n = fr->natoms, *s = sp + (size_t)f * maxat;
+        double base[9], o1[9], o2[9], R[9];
+        int rc = eann_predict(m, w, n, s, fr->pos, base);
+        if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+        double scale = 0;
+        for (int k = 0; k < no; k++) scale = fmax(scale, fabs(base[k]));
+        if (kind == EANN_TDM) {
+            double u[3], v[3], W;
+            eann_tdm_parts(m, w, u, v, &W);
+            double c[3] = {W * (u[1] * v[2] - u[2] * v[1]), W * (u[2] * v[0] - u[0] * v[2]),
+                           W * (u[0] * v[1] - u[1] * v[0])};
+            for (int a = 0; a < 3; a++)
+                scale = fmax(scale, fmax(fabs(u[a]), fmax(fabs(v[a]), fabs(c[a]))));
+        }
+        if (scale == 0) scale = 1e-300;
+        double viol[3] = {0, 0, 0};
+        for (long tr = 0; tr < o.trials; tr++) {
+            for (int kindt = 0; kindt < 3; kindt++) {
+                /* 0 rotation about the origin, 1 translation, 2 permutation */
+                double shift[3] = {0, 0, 0};
+                random_rotation(&st, R);
+                for (int a = 0; a < 3; a++) shift[a] = 20 * urand(&st) - 10;
+                for (int i = 0; i < n; i++) perm[i] = i;
+                if (kindt == 2)
+                    for (int i = n - 1; i > 0; i--) {
+                        int j = (int)(urand(&st) * (i + 1)), t = perm[i];
+                        perm[i] = perm[j];
+                        perm[j] = t;
+                    }
+                for (int i = 0; i < n; i++) {
+                    const double *x = fr->pos + 3 * perm[i];
+                    for (int a = 0; a < 3; a++)
+                        y[3 * i + a] = kindt == 0 ? R[3 * a] * x[0] + R[3 * a + 1] * x[1] + R[3 * a + 2] * x[2]
+                                     : kindt == 1 ? x[a] + shift[a] : x[a];
+                    sp2[i] = s[perm[i]];
+                }
+                rc = eann_predict(m, w, n, sp2, y, o1);
+                if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+                if (kindt == 0) rotate_output(kind, R, base, o2);
+                else memcpy(o2, base, sizeof o2);
+                for (int k = 0; k < no; k++) viol[kindt] = fmax(viol[kindt], fabs(o1[k] - o2[k]) / scale);
+            }
+        }
+        printf("%d %d %.3g %.3g %.3g\n", f, n, viol[0], viol[1], viol[2]);
+        for (int k = 0; k < 3; k++) all[k] = fmax(all[k], viol[k]);
+    }
+    printf("overall rotation %.3g translation %.3g permutation %.3g (%d frames, %ld trials each)\n",
+           all[0], all[1], all[2], xf.nframes, o.trials);
+    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("check: write error on stdout");
+    free(y); free(sp2); free(perm); free(sp);
+    xyz_free(&xf);
+    eann_work_free(w);
+    eann_model_free(m);
+    return 0;
+}

@@ -1,0 +1,1644 @@
+/* eann.c - embedded atom neural network for tensorial properties (see eann.h).
+ *
+ * Everything here follows ../shared/eann_nma_published/FORMAT.md ("FORMAT.md
+ * sect. N") and the EANN chapter ("EANN chapter Eq. N"). Pure C11 + libm.
+ * Summation orders are fixed in the source (some sums use four explicit
+ * partial sums so that they vectorise without the compiler reordering
+ * anything); build with -ffp-contract=off and never -ffast-math.
+ */
+#include "eann.h"
+
+#include <math.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define EANN_PI 3.14159265358979323846
+
+const char *eann_strerror(int code) {
+    switch (code) {
+    case EANN_OK: return "success";
+    case EANN_EINVAL: return "invalid argument";
+    case EANN_ENOMEM: return "out of memory";
+    case EANN_ESPECIES: return "element not in the model";
+    case EANN_EFORMAT: return "damaged model text";
+    case EANN_ESPEC: return "inconsistent model specification";
+    default: return "unknown error";
+    }
+}
+
+const char *eann_kind_name(int kind) {
+    switch (kind) {
+    case EANN_DIPOLE: return "dipole";
+    case EANN_TDM: return "tdm";
+    case EANN_POLARIZABILITY: return "polarizability";
+    default: return NULL;
+    }
+}
+
+int eann_kind_outputs(int kind) {
+    return kind == EANN_POLARIZABILITY ? 9 : (kind == EANN_DIPOLE || kind == EANN_TDM) ? 3 : 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+static void msgf(char *msg, size_t len, const char *fmt, ...) {
+    if (!msg || !len) return;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, len, fmt, ap);
+    va_end(ap);
+}
+
+/* y[0..n) += s * x[0..n); unrolled by four so that gcc -O2 vectorises it.
+ * Each y[i] gets exactly one add, so the order of every sum is unchanged. */
+static inline void axpy(int n, double s, const double *restrict x, double *restrict y) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        y[i] += s * x[i];
+        y[i + 1] += s * x[i + 1];
+        y[i + 2] += s * x[i + 2];
+        y[i + 3] += s * x[i + 3];
+    }
+    for (; i < n; i++) y[i] += s * x[i];
+}
+
+/* Fixed-order sum with four partial sums: ((s0+s1)+(s2+s3)) + tail. */
+static inline double sum4(int n, const double *x) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i];
+        s1 += x[i + 1];
+        s2 += x[i + 2];
+        s3 += x[i + 3];
+    }
+    double s = (s0 + s1) + (s2 + s3);
+    for (; i < n; i++) s += x[i];
+    return s;
+}
+
+static inline double dot4(int n, const double *x, const double *y) {
+    double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        s0 += x[i] * y[i];
+        s1 += x[i + 1] * y[i + 1];
+        s2 += x[i + 2] * y[i + 2];
+        s3 += x[i + 3] * y[i + 3];
+    }
+    double s = (s0 + s1) + (s2 + s3);
+    for (; i < n; i++) s += x[i] * y[i];
+    return s;
+}
+
+/* ------------------------------------------------------------------------ */
+/* exp of an array                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* 2^(j/32), j = 0..31, correctly rounded (computed with 60-digit decimals). */
+static const double exp_t32[32] = {
+    0x1.0000000000000p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
+    0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
+    0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
+    0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
+    0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
+    0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
+    0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0};
+
+/* exp(x) for |x| <= 708: x = (32 k + j) ln2/32 + r with |r| <= ln2/64
+ * (kk = 32 k + j rounded to nearest by the 1.5*2^52 shift, ln2/32 split in
+ * a 33-bit head, exact for |kk| < 2^20, and a tail), exp(r) - 1 by its
+ * Taylor polynomial to r^6 (truncation < 4e-18), exp(x) = 2^k 2^(j/32)
+ * (1 + q) with 2^k built from the exponent bits. Within 1 ulp of a correctly
+ * rounded exp (tests compare with libm). Plain operations only, so the same
+ * bits with every compiler and C library. */
+static inline double exp_core(double x) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39; /* ln2/32 = h + l */
+    double kd = x * s32 + shift;
+    uint64_t b;
+    memcpy(&b, &kd, sizeof b); /* low bits: kk in two's complement */
+    kd -= shift;
+    double r = (x - kd * h) - kd * l;
+    double q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
+    double t = exp_t32[b & 31];
+    uint64_t e = ((b >> 5) + 1023) << 52; /* 2^floor(kk/32) */
+    double sc;
+    memcpy(&sc, &e, sizeof sc);
+    return (t + t * q) * sc;
+}
+
+static inline double exp_one(double x) {
+    return (x >= -708.0 && x <= 708.0) ? exp_core(x) : exp(x);
+}
+
+void eann_exp_n(int n, const double *x, double *y) {
+    /* Each y[i] depends on x[i] only: exp_core for |x| <= 708, libm exp
+     * beyond (overflow, subnormal results, NaN). x may equal y. */
+    int bad = 0; /* any x outside [-708, 708] or NaN; four independent flags */
+    {
+        int b0 = 0, b1 = 0, b2 = 0, b3 = 0, i = 0;
+        for (; i + 4 <= n; i += 4) {
+            b0 |= !(fabs(x[i]) <= 708.0);
+            b1 |= !(fabs(x[i + 1]) <= 708.0);
+            b2 |= !(fabs(x[i + 2]) <= 708.0);
+            b3 |= !(fabs(x[i + 3]) <= 708.0);
+        }
+        for (; i < n; i++) b0 |= !(fabs(x[i]) <= 708.0);
+        bad = b0 | b1 | b2 | b3;
+    }
+    if (bad) {
+        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
+        return;
+    }
+    int i = 0;
+    /* four at a time: gcc pairs the independent evaluations into SSE registers */
+    for (; i + 4 <= n; i += 4) {
+        double a = exp_core(x[i]), b = exp_core(x[i + 1]);
+        double c = exp_core(x[i + 2]), d = exp_core(x[i + 3]);
+        y[i] = a;
+        y[i + 1] = b;
+        y[i + 2] = c;
+        y[i + 3] = d;
+    }
+    for (; i < n; i++) y[i] = exp_core(x[i]);
+}
+
+/* ------------------------------------------------------------------------ */
+/* building blocks: linear, LayerNorm, activation (FORMAT.md 4.6)            */
+/* ------------------------------------------------------------------------ */
+
+/* The matrix kernel of the linear layers:
+ *     z[a][j] = b[j] + sum_{c = 0..nk-1} x[a][c] B[c][j]   (b == NULL: 0 + ...)
+ * for a < n, j < nj; x [n][nk], B [nk][nj], z [n][nj]; every sum in the
+ * order of c. Blocks of 2 rows x 8 (then 4) columns are kept in scalars
+ * that gcc's SLP vectoriser pairs into SSE registers, so the sums stay in
+ * registers instead of memory; the last columns go one at a time. */
+static void block8(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
+                   const double *restrict B, const double *restrict b, double *restrict z0,
+                   double *restrict z1) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; a4 = b[4]; a5 = b[5]; a6 = b[6]; a7 = b[7]; }
+    if (two) {
+        double c0 = a0, c1 = a1, c2 = a2, c3 = a3, c4 = a4, c5 = a5, c6 = a6, c7 = a7;
+        for (int c = 0; c < nk; c++) {
+            const double *w = B + (size_t)c * nj;
+            double p = x0[c], q = x1[c];
+            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
+            c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
+            c4 += q * w[4]; c5 += q * w[5]; c6 += q * w[6]; c7 += q * w[7];
+        }
+        z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3;
+        z1[4] = c4; z1[5] = c5; z1[6] = c6; z1[7] = c7;
+    } else {
+        for (int c = 0; c < nk; c++) {
+            const double *w = B + (size_t)c * nj;
+            double p = x0[c];
+            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
+        }
+    }
+    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
+    z0[4] = a4; z0[5] = a5; z0[6] = a6; z0[7] = a7;
+}
+
+static void block4(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
+                   const double *restrict B, const double *restrict b, double *restrict z0,
+                   double *restrict z1) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; }
+    double c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+    for (int c = 0; c < nk; c++) {
+        const double *w = B + (size_t)c * nj;
+        double p = x0[c], q = two ? x1[c] : 0.0;
+        a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+        c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
+    }
+    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
+    if (two) { z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3; }
+}
+
+static void gemm_rows(int n, int nk, int nj, const double *x, const double *B, const double *b,
+                      double *z) {
+    int j8 = nj - nj % 8, j4 = nj - nj % 4;
+    for (int a = 0; a < n; a += 2) {
+        int two = a + 1 < n;
+        const double *xa = x + (size_t)a * nk;
+        double *za = z + (size_t)a * nj;
+        for (int j = 0; j < j8; j += 8)
+            block8(two, nk, nj, xa, xa + nk, B + j, b ? b + j : NULL, za + j, za + nj + j);
+        if (j8 < j4)
+            block4(two, nk, nj, xa, xa + nk, B + j8, b ? b + j8 : NULL, za + j8, za + nj + j8);
+        for (int r = 0; r <= two; r++)
+            for (int j = j4; j < nj; j++) {
+                double s = b ? b[j] : 0.0;
+                for (int c = 0; c < nk; c++) s += xa[(size_t)r * nk + c] * B[(size_t)c * nj + j];
+                za[(size_t)r * nj + j] = s;
+            }
+    }
+}
+
+void eann_linear_forward(int n, int nin, int nout, const double *x, const double *wt,
+                         const double *b, double *z) {
+    /* z[a][o] = b[o] + sum_{c = 0..nin-1} x[a][c] W[o][c], in this order of c */
+    gemm_rows(n, nin, nout, x, wt, b, z);
+}
+
+void eann_linear_backward(int n, int nin, int nout, const double *x, const double *w,
+                          const double *dz, double *dx, double *dw, double *db) {
+    /* dx[a][c] = 0 + sum_{o = 0..nout-1} dz[a][o] W[o][c] */
+    if (dx) gemm_rows(n, nout, nin, dz, w, NULL, dx);
+    if (dw) {
+        for (int o = 0; o < nout; o++)
+            for (int a = 0; a < n; a++)
+                axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
+    }
+    if (db) {
+        for (int a = 0; a < n; a++)
+            for (int o = 0; o < nout; o++) db[o] += dz[(size_t)a * nout + o];
+    }
+}
+
+void eann_layernorm_forward(int n, int c, const double *z, const double *g, const double *b,
+                            double eps, double *zhat, double *rstd, double *y) {
+    for (int a = 0; a < n; a++) {
+        const double *zr = z + (size_t)a * c;
+        double *hr = zhat + (size_t)a * c, *yr = y + (size_t)a * c;
+        double mu = sum4(c, zr) / c;
+        for (int i = 0; i < c; i++) hr[i] = zr[i] - mu;
+        double var = dot4(c, hr, hr) / c; /* biased variance */
+        double rs = 1.0 / sqrt(var + eps);
+        rstd[a] = rs;
+        for (int i = 0; i < c; i++) {
+            hr[i] *= rs;
+            yr[i] = hr[i] * g[i] + b[i];
+        }
+    }
+}
+
+void eann_layernorm_backward(int n, int c, const double *zhat, const double *rstd,
+                             const double *g, const double *dy, double *dz, double *dg,
+                             double *db) {
+    /* G = g*dy; dz = (G - mean(G) - zhat mean(G zhat)) rstd (FORMAT.md 5). */
+    for (int a = 0; a < n; a++) {
+        const double *hr = zhat + (size_t)a * c, *dyr = dy + (size_t)a * c;
+        double *dzr = dz + (size_t)a * c;
+        if (dg)
+            for (int i = 0; i < c; i++) dg[i] += dyr[i] * hr[i];
+        if (db)
+            for (int i = 0; i < c; i++) db[i] += dyr[i];
+        double s0 = 0, s1 = 0, s2 = 0, s3 = 0, t0 = 0, t1 = 0, t2 = 0, t3 = 0;
+        int i = 0;
+        for (; i + 4 <= c; i += 4) {
+            double G0 = g[i] * dyr[i], G1 = g[i + 1] * dyr[i + 1];
+            double G2 = g[i + 2] * dyr[i + 2], G3 = g[i + 3] * dyr[i + 3];
+            s0 += G0; s1 += G1; s2 += G2; s3 += G3;
+            t0 += G0 * hr[i]; t1 += G1 * hr[i + 1]; t2 += G2 * hr[i + 2]; t3 += G3 * hr[i + 3];
+        }
+        double sg = (s0 + s1) + (s2 + s3), sgh = (t0 + t1) + (t2 + t3);
+        for (; i < c; i++) {
+            double G = g[i] * dyr[i];
+            sg += G;
+            sgh += G * hr[i];
+        }
+        double mg = sg / c, mgh = sgh / c, rs = rstd[a];
+        for (i = 0; i < c; i++) dzr[i] = (g[i] * dyr[i] - mg - hr[i] * mgh) * rs;
+    }
+}
+
+void eann_act_forward(int n, int c, const double *y, const double *alpha, const double *beta,
+                      double *sig, double *a) {
+    /* a = alpha * (beta*y) * sigmoid(beta*y) (FORMAT.md sect. 2, `activation`) */
+    for (int r = 0; r < n; r++) {
+        const double *yr = y + (size_t)r * c;
+        double *sr = sig + (size_t)r * c, *ar = a + (size_t)r * c;
+        for (int i = 0; i < c; i++) sr[i] = -(beta[i] * yr[i]);
+        eann_exp_n(c, sr, sr);
+        for (int i = 0; i < c; i++) {
+            double t = beta[i] * yr[i];
+            double s = 1.0 / (1.0 + sr[i]);
+            sr[i] = s;
+            ar[i] = alpha[i] * t * s;
+        }
+    }
+}
+
+void eann_act_backward(int n, int c, const double *y, const double *sig, const double *alpha,
+                       const double *beta, const double *da, double *dy, double *dalpha,
+                       double *dbeta) {
+    /* da/dt = alpha (sig + t sig (1-sig)), t = beta y; da/dy = beta da/dt,
+     * da/dbeta = y da/dt, da/dalpha = t sig. */
+    for (int r = 0; r < n; r++) {
+        const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
+        const double *dar = da + (size_t)r * c;
+        double *dyr = dy + (size_t)r * c;
+        for (int i = 0; i < c; i++) {
+            double t = beta[i] * yr[i], s = sr[i];
+            double dadt = alpha[i] * (s + t * s * (1.0 - s));
+            double d = dar[i];
+            if (dalpha) dalpha[i] += d * (t * s);
+            if (dbeta) dbeta[i] += d * (yr[i] * dadt);
+            dyr[i] = d * (beta[i] * dadt);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* model layout                                                              */
+/* ------------------------------------------------------------------------ */
+
+const eann_layer *eann_layer_of(const eann_model *m, int t, int s, int h) {
+    return &m->layer[m->layer_base[t] + s * (m->spec.net[t].nhidden + 1) + h];
+}
+
+static int valid_symbol(const char *s) {
+    size_t n = strlen(s);
+    if (n < 1 || n > 2 || s[0] < 'A' || s[0] > 'Z') return 0;
+    return n == 1 || (s[1] >= 'a' && s[1] <= 'z');
+}
+
+static const char *const kind_roles[4][3] = {
+    {NULL, NULL, NULL}, {"charge", NULL, NULL}, {"tdm3", NULL, NULL},
+    {"grad_sym", "grad_outer", "trace"}};
+
+/* Checks a spec; returns 0 or EANN_ESPEC with a reason in msg. */
+static int check_spec(const eann_spec *sp, char *msg, size_t msglen) {
+    int nout = sp->kind == EANN_TDM ? 3 : 1;
+    int nnets = sp->kind == EANN_POLARIZABILITY ? 3 : 1;
+    if (!eann_kind_name(sp->kind)) return msgf(msg, msglen, "unknown kind %d", sp->kind), EANN_ESPEC;
+    if (sp->nspecies < 1 || sp->nspecies > EANN_MAX_SPECIES)
+        return msgf(msg, msglen, "nspecies %d not in 1..%d", sp->nspecies, EANN_MAX_SPECIES), EANN_ESPEC;
+    for (int s = 0; s < sp->nspecies; s++) {
+        if (!valid_symbol(sp->species[s]))
+            return msgf(msg, msglen, "'%s' is not an element symbol", sp->species[s]), EANN_ESPEC;
+        for (int q = 0; q < s; q++)
+            if (!strcmp(sp->species[q], sp->species[s]))
+                return msgf(msg, msglen, "species '%s' listed twice", sp->species[s]), EANN_ESPEC;
+        if (!(sp->mass[s] > 0) || !isfinite(sp->mass[s]))
+            return msgf(msg, msglen, "mass of '%s' must be positive", sp->species[s]), EANN_ESPEC;
+    }
+    if (!(sp->cutoff > 0) || !isfinite(sp->cutoff))
+        return msgf(msg, msglen, "cutoff must be positive"), EANN_ESPEC;
+    if (!(sp->min_distance >= 0) || !(sp->min_distance < sp->cutoff))
+        return msgf(msg, msglen, "min_distance must be in [0, cutoff)"), EANN_ESPEC;
+    if (sp->nipsin < 1 || sp->nipsin > EANN_MAX_NIPSIN)
+        return msgf(msg, msglen, "nipsin %d not in 1..%d", sp->nipsin, EANN_MAX_NIPSIN), EANN_ESPEC;
+    if (sp->nwave < 1 || sp->nwave > 4096)
+        return msgf(msg, msglen, "nwave %d not in 1..4096", sp->nwave), EANN_ESPEC;
+    if (sp->nnets != nnets)
+        return msgf(msg, msglen, "kind %s needs %d net(s), got %d", eann_kind_name(sp->kind), nnets,
+                    sp->nnets), EANN_ESPEC;
+    for (int t = 0; t < sp->nnets; t++) {
+        const eann_net_spec *ns = &sp->net[t];
+        if (strcmp(ns->role, kind_roles[sp->kind][t]))
+            return msgf(msg, msglen, "net %d of kind %s must have role %s, got '%s'", t,
+                        eann_kind_name(sp->kind), kind_roles[sp->kind][t], ns->role), EANN_ESPEC;
+        if (ns->nhidden < 0 || ns->nhidden > EANN_MAX_HIDDEN)
+            return msgf(msg, msglen, "net %d: nhidden %d not in 0..%d", t, ns->nhidden,
+                        EANN_MAX_HIDDEN), EANN_ESPEC;
+        if (ns->sizes[0] != sp->nipsin * sp->nwave)
+            return msgf(msg, msglen, "net %d: input size %d != ndensity %d", t, ns->sizes[0],
+                        sp->nipsin * sp->nwave), EANN_ESPEC;
+        for (int h = 1; h <= ns->nhidden; h++)
+            if (ns->sizes[h] < 1 || ns->sizes[h] > 65536)
+                return msgf(msg, msglen, "net %d: width %d not in 1..65536", t, ns->sizes[h]),
+                       EANN_ESPEC;
+        if (ns->sizes[ns->nhidden + 1] != nout)
+            return msgf(msg, msglen, "net %d (role %s) must have %d output(s), got %d", t, ns->role,
+                        nout, ns->sizes[ns->nhidden + 1]), EANN_ESPEC;
+        if (!(ns->ln_eps > 0) || !isfinite(ns->ln_eps))
+            return msgf(msg, msglen, "net %d: layernorm_eps must be positive", t), EANN_ESPEC;
+        if (!isfinite(ns->initpot)) return msgf(msg, msglen, "net %d: initpot not finite", t), EANN_ESPEC;
+    }
+    return EANN_OK;
+}
+
+static void add_array(eann_model *m, const char *name, int d0, int d1, size_t *off) {
+    eann_array *a = &m->arrays[m->narrays++];
+    snprintf(a->name, sizeof a->name, "%s", name);
+    a->ndim = d1 > 0 ? 2 : 1;
+    a->dim[0] = d0;
+    a->dim[1] = d1 > 0 ? d1 : 0;
+    a->n = (size_t)d0 * (size_t)(d1 > 0 ? d1 : 1);
+    a->off = *off;
+    *off += a->n;
+}
+
+int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t msglen) {
+    if (!spec || !out) return EANN_EINVAL;
+    *out = NULL;
+    int rc = check_spec(spec, msg, msglen);
+    if (rc) return rc;
+    eann_model *m = calloc(1, sizeof *m);
+    if (!m) return EANN_ENOMEM;
+    m->spec = *spec;
+    const int S = spec->nspecies, K = spec->nwave, P = spec->nipsin;
+    /* angular components, FORMAT.md 4.3: group L holds 3^L products; the
+     * component 3*c_local + axis of group L = (component c_local of group
+     * L-1) * v[axis]. */
+    int M = 0, prev_start = 0, prev_n = 0;
+    for (int L = 0; L < P; L++) {
+        int nL = L == 0 ? 1 : prev_n * 3, start = M;
+        for (int q = 0; q < nL; q++) {
+            m->index_para[M] = L;
+            m->orb_parent[M] = L == 0 ? -1 : prev_start + q / 3;
+            m->orb_axis[M] = L == 0 ? -1 : q % 3;
+            M++;
+        }
+        prev_start = start;
+        prev_n = nL;
+    }
+    m->norbital = M;
+    m->ndensity = P * K;
+    int nlay = 0, narr = 3;
+    for (int t = 0; t < spec->nnets; t++) {
+        m->layer_base[t] = nlay;
+        nlay += S * (spec->net[t].nhidden + 1);
+        narr += S * (6 * spec->net[t].nhidden + 2);
+    }
+    m->nlayers = nlay;
+    m->layer = calloc((size_t)nlay, sizeof *m->layer);
+    m->arrays = calloc((size_t)narr, sizeof *m->arrays);
+    if (!m->layer || !m->arrays) {
+        eann_model_free(m);
+        return EANN_ENOMEM;
+    }
+    size_t off = 0, wtoff = 0;
+    m->off_rs = 0;
+    add_array(m, "rs", S, K, &off);
+    m->off_inta = off;
+    add_array(m, "inta", S, K, &off);
+    m->off_params = off;
+    add_array(m, "params", S, K, &off);
+    char name[64];
+    for (int t = 0; t < spec->nnets; t++) {
+        const eann_net_spec *ns = &spec->net[t];
+        for (int s = 0; s < S; s++) {
+            const char *X = spec->species[s];
+            for (int h = 0; h <= ns->nhidden; h++) {
+                eann_layer *L = &m->layer[m->layer_base[t] + s * (ns->nhidden + 1) + h];
+                int nin = ns->sizes[h], no = ns->sizes[h + 1];
+                L->nin = nin;
+                L->nout = no;
+                L->w = off;
+                snprintf(name, sizeof name, "net%d.%s.linear%d.weight", t, X, h);
+                add_array(m, name, no, nin, &off);
+                L->b = off;
+                snprintf(name, sizeof name, "net%d.%s.linear%d.bias", t, X, h);
+                add_array(m, name, no, 0, &off);
+                L->wt = wtoff;
+                wtoff += (size_t)no * (size_t)nin;
+                L->ln_g = L->ln_b = L->act_a = L->act_b = (size_t)-1;
+                if (h == ns->nhidden) break;
+                L->ln_g = off;
+                snprintf(name, sizeof name, "net%d.%s.layernorm%d.weight", t, X, h);
+                add_array(m, name, no, 0, &off);
+                L->ln_b = off;
+                snprintf(name, sizeof name, "net%d.%s.layernorm%d.bias", t, X, h);
+                add_array(m, name, no, 0, &off);
+                L->act_a = off;
+                snprintf(name, sizeof name, "net%d.%s.act%d.alpha", t, X, h);
+                add_array(m, name, no, 0, &off);
+                L->act_b = off;
+                snprintf(name, sizeof name, "net%d.%s.act%d.beta", t, X, h);
+                add_array(m, name, no, 0, &off);
+            }
+        }
+    }
+    m->ntheta = off;
+    m->nwt = wtoff;
+    m->theta = calloc(off, sizeof(double));
+    m->wt = calloc(wtoff ? wtoff : 1, sizeof(double));
+    if (!m->theta || !m->wt) {
+        eann_model_free(m);
+        return EANN_ENOMEM;
+    }
+    *out = m;
+    return EANN_OK;
+}
+
+void eann_model_free(eann_model *m) {
+    if (!m) return;
+    free(m->layer);
+    free(m->arrays);
+    free(m->theta);
+    free(m->wt);
+    free(m->comments);
+    free(m);
+}
+
+void eann_model_sync(eann_model *m) {
+    for (int i = 0; i < m->nlayers; i++) {
+        const eann_layer *L = &m->layer[i];
+        const double *w = m->theta + L->w;
+        double *wt = m->wt + L->wt;
+        for (int o = 0; o < L->nout; o++)
+            for (int c = 0; c < L->nin; c++) wt[(size_t)c * L->nout + o] = w[(size_t)o * L->nin + c];
+    }
+}
+
+/* splitmix64 and a uniform double in [0, 1) from its top 53 bits. */
+static uint64_t sm64(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+static double urand(uint64_t *s) { return (double)(sm64(s) >> 11) * (1.0 / 9007199254740992.0); }
+
+void eann_model_init_random(eann_model *m, uint64_t seed) {
+    uint64_t st = seed;
+    const int S = m->spec.nspecies, K = m->spec.nwave;
+    double *th = m->theta;
+    for (int s = 0; s < S; s++)
+        for (int k = 0; k < K; k++) {
+            /* centres spread over [0, rc), exponents O(1), coefficients O(0.3) */
+            th[m->off_rs + (size_t)s * K + k] =
+                m->spec.cutoff * ((k + 0.5 * urand(&st)) / K);
+            th[m->off_inta + (size_t)s * K + k] = 0.3 + 1.2 * urand(&st);
+            th[m->off_params + (size_t)s * K + k] = 0.1 + 0.4 * urand(&st);
+        }
+    for (int i = 0; i < m->nlayers; i++) {
+        const eann_layer *L = &m->layer[i];
+        double sc = 1.0 / sqrt((double)L->nin);
+        for (size_t q = 0; q < (size_t)L->nout * L->nin; q++)
+            th[L->w + q] = sc * (2.0 * urand(&st) - 1.0) * 1.7;
+        for (int o = 0; o < L->nout; o++) {
+            th[L->b + o] = 0.2 * (2.0 * urand(&st) - 1.0);
+            if (L->ln_g == (size_t)-1) continue;
+            th[L->ln_g + o] = 1.0 + 0.3 * (2.0 * urand(&st) - 1.0);
+            th[L->ln_b + o] = 0.2 * (2.0 * urand(&st) - 1.0);
+            th[L->act_a + o] = 1.0 + 0.3 * (2.0 * urand(&st) - 1.0);
+            th[L->act_b + o] = 0.5 + 0.8 * urand(&st);
+        }
+    }
+    eann_model_sync(m);
+}
+
+int eann_species_index(const eann_model *m, const char *symbol) {
+    if (!m || !symbol) return -1;
+    for (int s = 0; s < m->spec.nspecies; s++)
+        if (!strcmp(m->spec.species[s], symbol)) return s;
+    return -1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* workspace                                                                 */
+/* ------------------------------------------------------------------------ */
+
+void eann_work_free(eann_work *w) {
+    if (!w) return;
+    free(w->row_species);
+    free(w->atom_of_row);
+    free(w->row_of_atom);
+    free(w->cursor);
+    free(w->x);
+    free(w->pair_start);
+    free(w->pair_j);
+    free(w->pair_v);
+    free(w->pair_d);
+    free(w->pair_fc);
+    free(w->pair_dfc);
+    free(w->pair_r);
+    free(w->pair_w);
+    free(w->pair_a);
+    free(w->S);
+    free(w->rho);
+    for (int t = 0; t < EANN_MAX_NETS; t++) {
+        for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
+            free(w->y[t][h]);
+            free(w->zhat[t][h]);
+            free(w->sig[t][h]);
+            free(w->a[t][h]);
+            free(w->rstd[t][h]);
+        }
+        free(w->out[t]);
+    }
+    free(w->g1);
+    free(w->g2);
+    free(w->dout);
+    free(w->drho);
+    free(w->dS);
+    free(w->dst);
+    free(w->bu);
+    free(w->bga);
+    free(w->dpos);
+    free(w->dpos2);
+    free(w);
+}
+
+static void *alloc_arr(size_t n, size_t sz, int *fail) {
+    if (n == 0) n = 1;
+    if (n > ((size_t)-1) / 2 / sz) { *fail = 1; return NULL; }
+    void *p = calloc(n, sz);
+    if (!p) *fail = 1;
+    return p;
+}
+
+static int grow_pairs(const eann_model *m, eann_work *w, size_t need) {
+    if (need <= w->cap_pairs) return EANN_OK;
+    size_t cap = w->cap_pairs ? w->cap_pairs : 64;
+    while (cap < need) cap *= 2;
+    const size_t K = (size_t)m->spec.nwave, M = (size_t)m->norbital;
+    int fail = 0;
+    int *pj = alloc_arr(cap, sizeof(int), &fail);
+    double *pv = alloc_arr(cap * 3, sizeof(double), &fail);
+    double *pd = alloc_arr(cap, sizeof(double), &fail);
+    double *pfc = alloc_arr(cap, sizeof(double), &fail);
+    double *pdfc = alloc_arr(cap, sizeof(double), &fail);
+    double *pr = alloc_arr(cap * K, sizeof(double), &fail);
+    double *pw = alloc_arr(cap * K, sizeof(double), &fail);
+    double *pa = alloc_arr(cap * M, sizeof(double), &fail);
+    if (fail) {
+        free(pj); free(pv); free(pd); free(pfc); free(pdfc); free(pr); free(pw); free(pa);
+        return EANN_ENOMEM;
+    }
+    /* keep the pairs built so far (eann_setup grows the arrays mid-way) */
+    size_t o = w->cap_pairs;
+    if (o) {
+        memcpy(pj, w->pair_j, o * sizeof(int));
+        memcpy(pv, w->pair_v, o * 3 * sizeof(double));
+        memcpy(pd, w->pair_d, o * sizeof(double));
+        memcpy(pfc, w->pair_fc, o * sizeof(double));
+        memcpy(pdfc, w->pair_dfc, o * sizeof(double));
+        memcpy(pr, w->pair_r, o * K * sizeof(double));
+        memcpy(pw, w->pair_w, o * K * sizeof(double));
+        memcpy(pa, w->pair_a, o * M * sizeof(double));
+    }
+    free(w->pair_j); free(w->pair_v); free(w->pair_d); free(w->pair_fc);
+    free(w->pair_dfc); free(w->pair_r); free(w->pair_w); free(w->pair_a);
+    w->pair_a = pa;
+    w->pair_j = pj; w->pair_v = pv; w->pair_d = pd; w->pair_fc = pfc;
+    w->pair_dfc = pdfc; w->pair_r = pr; w->pair_w = pw;
+    w->cap_pairs = cap;
+    return EANN_OK;
+}
+
+int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
+    if (!m || !out || natoms_max < 1) return EANN_EINVAL;
+    *out = NULL;
+    eann_work *w = calloc(1, sizeof *w);
+    if (!w) return EANN_ENOMEM;
+    const size_t N = (size_t)natoms_max, M = (size_t)m->norbital, K = (size_t)m->spec.nwave;
+    const size_t D = (size_t)m->ndensity;
+    int fail = 0, maxw = (int)D;
+    w->cap_atoms = natoms_max;
+    w->row_species = alloc_arr(N, sizeof(int), &fail);
+    w->atom_of_row = alloc_arr(N, sizeof(int), &fail);
+    w->row_of_atom = alloc_arr(N, sizeof(int), &fail);
+    w->cursor = alloc_arr(N, sizeof(int), &fail);
+    w->x = alloc_arr(N * 3, sizeof(double), &fail);
+    w->pair_start = alloc_arr(N + 1, sizeof(int), &fail);
+    w->S = alloc_arr(N * M * K, sizeof(double), &fail);
+    w->dS = alloc_arr(N * M * K, sizeof(double), &fail);
+    w->dst = alloc_arr(M * K, sizeof(double), &fail);
+    w->bu = alloc_arr(N * K, sizeof(double), &fail);
+    w->bga = alloc_arr(N * M, sizeof(double), &fail);
+    w->rho = alloc_arr(N * D, sizeof(double), &fail);
+    w->drho = alloc_arr(N * D, sizeof(double), &fail);
+    w->dpos = alloc_arr(N * 3, sizeof(double), &fail);
+    w->dpos2 = alloc_arr(N * 3, sizeof(double), &fail);
+    for (int t = 0; t < m->spec.nnets && !fail; t++) {
+        const eann_net_spec *ns = &m->spec.net[t];
+        for (int h = 0; h < ns->nhidden; h++) {
+            size_t c = (size_t)ns->sizes[h + 1];
+            if ((int)c > maxw) maxw = (int)c;
+            w->y[t][h] = alloc_arr(N * c, sizeof(double), &fail);
+            w->zhat[t][h] = alloc_arr(N * c, sizeof(double), &fail);
+            w->sig[t][h] = alloc_arr(N * c, sizeof(double), &fail);
+            w->a[t][h] = alloc_arr(N * c, sizeof(double), &fail);
+            w->rstd[t][h] = alloc_arr(N, sizeof(double), &fail);
+        }
+        int no = ns->sizes[ns->nhidden + 1];
+        if (no > maxw) maxw = no;
+        w->out[t] = alloc_arr(N * (size_t)no, sizeof(double), &fail);
+    }
+    w->g1 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
+    w->g2 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
+    w->dout = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
+    if (!fail && grow_pairs(m, w, N * (N - 1) < 4096 ? N * (N - 1) : 4096)) fail = 1;
+    if (fail) {
+        eann_work_free(w);
+        return EANN_ENOMEM;
+    }
+    *out = w;
+    return EANN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* molecule setup and the descriptor (FORMAT.md 4.1-4.5, EANN chapter Eq. 15-16) */
+/* ------------------------------------------------------------------------ */
+
+int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+               const double *pos) {
+    if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
+        return EANN_EINVAL;
+    const int S = m->spec.nspecies, K = m->spec.nwave;
+    for (int i = 0; i < natoms; i++) {
+        if (species[i] < 0 || species[i] >= S) return EANN_EINVAL;
+        for (int a = 0; a < 3; a++)
+            if (!isfinite(pos[3 * i + a])) return EANN_EINVAL;
+    }
+    w->natoms = natoms;
+    /* 1. centre of mass with the header masses (FORMAT.md 4.1) */
+    double mt = 0, com[3] = {0, 0, 0};
+    for (int i = 0; i < natoms; i++) {
+        double mi = m->spec.mass[species[i]];
+        mt += mi;
+        for (int a = 0; a < 3; a++) com[a] += mi * pos[3 * i + a];
+    }
+    if (natoms)
+        for (int a = 0; a < 3; a++) com[a] /= mt;
+    /* stable sort by species: rows of one species are consecutive */
+    int r = 0;
+    for (int s = 0; s < S; s++) {
+        w->sp_start[s] = r;
+        for (int i = 0; i < natoms; i++)
+            if (species[i] == s) {
+                w->atom_of_row[r] = i;
+                w->row_of_atom[i] = r;
+                w->row_species[r] = s;
+                for (int a = 0; a < 3; a++) w->x[3 * r + a] = pos[3 * i + a] - com[a];
+                r++;
+            }
+    }
+    w->sp_start[S] = r;
+    /* 2. ordered pairs with dmin < d < rc (strict) */
+    const double rc = m->spec.cutoff, dmin = m->spec.min_distance, f = EANN_PI / rc;
+    const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
+    const double *par = m->theta + m->off_params;
+    /* The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
+     * dfc (and R if both atoms have the same species), v negated - all
+     * bitwise what a recomputation would give. cursor[j] walks row j's
+     * pairs with neighbours > j in order (each is mirrored exactly once). */
+    int *cursor = w->cursor;
+    size_t np = 0;
+    for (int i = 0; i < natoms; i++) {
+        w->pair_start[i] = (int)np;
+        const int si = w->row_species[i];
+        for (int j = 0; j < natoms; j++) {
+            if (j == i) continue;
+            const int sj = w->row_species[j];
+            size_t mirror = (size_t)-1;
+            double v0 = w->x[3 * i] - w->x[3 * j], v1 = w->x[3 * i + 1] - w->x[3 * j + 1];
+            double v2 = w->x[3 * i + 2] - w->x[3 * j + 2];
+            double d;
+            if (j < i) {
+                if (cursor[j] >= w->pair_start[j + 1] || w->pair_j[cursor[j]] != i) continue;
+                mirror = (size_t)cursor[j]++;
+                d = w->pair_d[mirror];
+            } else {
+                d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
+                if (!(d > dmin && d < rc)) continue;
+            }
+            if (np == w->cap_pairs) {
+                int rcg = grow_pairs(m, w, np + 1);
+                if (rcg) return rcg;
+            }
+            w->pair_j[np] = j;
+            w->pair_v[3 * np] = v0;
+            w->pair_v[3 * np + 1] = v1;
+            w->pair_v[3 * np + 2] = v2;
+            w->pair_d[np] = d;
+            double *R = w->pair_r + np * K, *W = w->pair_w + np * K;
+            const double *pj = par + (size_t)sj * K;
+            if (mirror != (size_t)-1) {
+                w->pair_fc[np] = w->pair_fc[mirror];
+                w->pair_dfc[np] = w->pair_dfc[mirror];
+            } else {
+                /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative */
+                double c = 0.5 * cos(d * f) + 0.5;
+                w->pair_fc[np] = c * c;
+                w->pair_dfc[np] = 2.0 * c * (-0.5 * sin(d * f) * f);
+            }
+            if (mirror != (size_t)-1 && si == sj) {
+                memcpy(R, w->pair_r + mirror * K, sizeof(double) * (size_t)K);
+                memcpy(W, w->pair_w + mirror * K, sizeof(double) * (size_t)K);
+            } else {
+                /* radial R_k = exp(-inta (d - rs)^2) of the neighbour's species */
+                const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
+                for (int k = 0; k < K; k++) {
+                    double x = d - rsj[k];
+                    R[k] = -inj[k] * (x * x);
+                }
+                eann_exp_n(K, R, R);
+                for (int k = 0; k < K; k++) W[k] = pj[k] * R[k];
+            }
+            np++;
+        }
+        cursor[i] = w->pair_start[i];
+        while (cursor[i] < (int)np && w->pair_j[cursor[i]] < i) cursor[i]++;
+    }
+    w->pair_start[natoms] = (int)np;
+    w->npairs = (int)np;
+    return EANN_OK;
+}
+
+/* A[m] for one pair: A_0 = fc, A_m = A_parent * v[axis] (FORMAT.md 4.3). */
+static inline void angular(const eann_model *m, double fc, const double *v, double *A) {
+    const double v0 = v[0], v1 = v[1], v2 = v[2];
+    A[0] = fc;
+    int start = 0, n = 1, o = 1; /* group L-1 starts at start and has n members */
+    for (int L = 1; L < m->spec.nipsin; L++) {
+        for (int c = 0; c < n; c++) { /* component o = 3 c + axis of group L */
+            double a = A[start + c];
+            A[o] = a * v0;
+            A[o + 1] = a * v1;
+            A[o + 2] = a * v2;
+            o += 3;
+        }
+        start += n;
+        n *= 3;
+    }
+}
+
+/* S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] (sum in the order of p, from
+ * 0), A [np][M], W [np][K], S [M][K]. Blocks of 2 q x 4 k stay in registers
+ * (written as scalars so that gcc pairs them into SSE registers). */
+static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
+                    double *restrict S) {
+    int q = 0;
+    for (; q + 2 <= M; q += 2) {
+        int k = 0;
+        for (; k + 4 <= K; k += 4) {
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (int p = 0; p < np; p++) {
+                const double *w = W + (size_t)p * K + k;
+                double x = A[(size_t)p * M + q], y = A[(size_t)p * M + q + 1];
+                a0 += x * w[0]; a1 += x * w[1]; a2 += x * w[2]; a3 += x * w[3];
+                b0 += y * w[0]; b1 += y * w[1]; b2 += y * w[2]; b3 += y * w[3];
+            }
+            double *s0 = S + (size_t)q * K + k, *s1 = s0 + K;
+            s0[0] = a0; s0[1] = a1; s0[2] = a2; s0[3] = a3;
+            s1[0] = b0; s1[1] = b1; s1[2] = b2; s1[3] = b3;
+        }
+        for (; k < K; k++) {
+            double a0 = 0, b0 = 0;
+            for (int p = 0; p < np; p++) {
+                double w = W[(size_t)p * K + k];
+                a0 += A[(size_t)p * M + q] * w;
+                b0 += A[(size_t)p * M + q + 1] * w;
+            }
+            S[(size_t)q * K + k] = a0;
+            S[(size_t)(q + 1) * K + k] = b0;
+        }
+    }
+    for (; q < M; q++)
+        for (int k = 0; k < K; k++) {
+            double a0 = 0;
+            for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
+            S[(size_t)q * K + k] = a0;
+        }
+}
+
+void eann_descriptor_forward(const eann_model *m, eann_work *w) {
+    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
+    /* 3. angular components of every pair, cached for the backward pass */
+    for (int p = 0; p < w->npairs; p++)
+        angular(m, w->pair_fc[p], w->pair_v + 3 * (size_t)p, w->pair_a + (size_t)p * M);
+    for (int i = 0; i < w->natoms; i++) {
+        double *S = w->S + (size_t)i * M * K;
+        /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
+        int p0 = w->pair_start[i];
+        sum_atw(w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
+                w->pair_w + (size_t)p0 * K, S);
+        /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2 */
+        double *rho = w->rho + (size_t)i * D;
+        memset(rho, 0, sizeof(double) * (size_t)D);
+        for (int q = 0; q < M; q++) {
+            double *rl = rho + (size_t)m->index_para[q] * K;
+            const double *Sq = S + (size_t)q * K;
+            for (int k = 0; k < K; k++) rl[k] += Sq[k] * Sq[k];
+        }
+    }
+}
+
+void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *drho,
+                              double *dpos, double *dtheta) {
+    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
+    const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
+    for (int i = 0; i < w->natoms; i++) {
+        /* drho/dS[m][k] = 2 S[m][k] */
+        const double *S = w->S + (size_t)i * M * K, *dr = drho + (size_t)i * D;
+        double *dS = w->dS + (size_t)i * M * K;
+        for (int q = 0; q < M; q++) {
+            const double *g = dr + (size_t)m->index_para[q] * K;
+            for (int k = 0; k < K; k++) dS[q * K + k] = 2.0 * S[q * K + k] * g[k];
+        }
+        /* for all pairs p of centre i at once (S = sum_p A_p^T W_p):
+         *   u[p][k]  = dL/dW_pk = sum_m A_p[m] dS[m][k]
+         *   gA[p][m] = dL/dA_pm = sum_k W_p[k] dS[m][k]  (needs dS^T [K][M]) */
+        const int p0 = w->pair_start[i], np = w->pair_start[i + 1] - p0;
+        gemm_rows(np, M, K, w->pair_a + (size_t)p0 * M, dS, NULL, w->bu);
+        if (dpos) {
+            for (int q = 0; q < M; q++)
+                for (int k = 0; k < K; k++) w->dst[(size_t)k * M + q] = dS[(size_t)q * K + k];
+            gemm_rows(np, K, M, w->pair_w + (size_t)p0 * K, w->dst, NULL, w->bga);
+        }
+        for (int p = p0; p < p0 + np; p++) {
+            const double *v = w->pair_v + 3 * (size_t)p;
+            const double *W = w->pair_w + (size_t)p * K, *R = w->pair_r + (size_t)p * K;
+            const double *u = w->bu + (size_t)(p - p0) * K;
+            const double d = w->pair_d[p];
+            const int j = w->pair_j[p], sj = w->row_species[j];
+            /* through R_k(d): dR/dd = -2 inta (d - rs) R; W_k = params_k R_k */
+            const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
+            if (dtheta) {
+                double *dr_s = dtheta + m->off_rs + (size_t)sj * K;
+                double *di = dtheta + m->off_inta + (size_t)sj * K;
+                double *dp = dtheta + m->off_params + (size_t)sj * K;
+                for (int k = 0; k < K; k++) {
+                    double x = d - rsj[k];
+                    dp[k] += u[k] * R[k];
+                    dr_s[k] += u[k] * W[k] * (2.0 * inj[k] * x);
+                    di[k] += u[k] * W[k] * (-(x * x));
+                }
+            }
+            if (!dpos) continue;
+            double gd = 0;
+            for (int k = 0; k < K; k++) gd += u[k] * W[k] * (-2.0 * inj[k] * (d - rsj[k]));
+            /* reverse through the angular recursion A_q = A_parent v[axis] */
+            const double *A = w->pair_a + (size_t)p * M;
+            double *gA = w->bga + (size_t)(p - p0) * M;
+            double gv[3] = {0, 0, 0};
+            for (int q = M - 1; q >= 1; q--) {
+                int par = m->orb_parent[q], ax = m->orb_axis[q];
+                gA[par] += gA[q] * v[ax];
+                gv[ax] += gA[q] * A[par];
+            }
+            gd += gA[0] * w->pair_dfc[p]; /* A_0 = fc */
+            for (int a = 0; a < 3; a++) gv[a] += gd * (v[a] / d);
+            /* v = x_i - x_j */
+            int ai = w->atom_of_row[i], aj = w->atom_of_row[j];
+            for (int a = 0; a < 3; a++) {
+                dpos[3 * ai + a] += gv[a];
+                dpos[3 * aj + a] -= gv[a];
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* element networks (FORMAT.md 4.6)                                          */
+/* ------------------------------------------------------------------------ */
+
+void eann_net_forward(const eann_model *m, eann_work *w, int t) {
+    const eann_net_spec *ns = &m->spec.net[t];
+    const int H = ns->nhidden, D = m->ndensity;
+    const double *th = m->theta;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
+        if (n == 0) continue;
+        const double *in = w->rho + (size_t)r0 * D;
+        for (int h = 0; h < H; h++) {
+            const eann_layer *L = eann_layer_of(m, t, s, h);
+            size_t c = (size_t)L->nout;
+            double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
+            eann_linear_forward(n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
+            eann_layernorm_forward(n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
+                                   w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0, y);
+            eann_act_forward(n, L->nout, y, th + L->act_a, th + L->act_b,
+                             w->sig[t][h] + r0 * c, a);
+            in = a;
+        }
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        eann_linear_forward(n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
+                            w->out[t] + (size_t)r0 * L->nout);
+    }
+}
+
+void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *dout,
+                       double *dtheta) {
+    const eann_net_spec *ns = &m->spec.net[t];
+    const int H = ns->nhidden, D = m->ndensity;
+    const double *th = m->theta;
+#define DT(off) (dtheta ? dtheta + (off) : NULL)
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
+        if (n == 0) continue;
+        double *ga = w->g1, *gb = w->g2;
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        const double *x = H ? w->a[t][H - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
+        double *dx = H ? ga : w->drho + (size_t)r0 * D;
+        eann_linear_backward(n, L->nin, L->nout, x, th + L->w, dout + (size_t)r0 * L->nout, dx,
+                             DT(L->w), DT(L->b));
+        for (int h = H - 1; h >= 0; h--) {
+            L = eann_layer_of(m, t, s, h);
+            size_t c = (size_t)L->nout;
+            /* ga = dL/da -> gb = dL/dy -> ga = dL/dz -> dx */
+            eann_act_backward(n, L->nout, w->y[t][h] + r0 * c, w->sig[t][h] + r0 * c,
+                              th + L->act_a, th + L->act_b, ga, gb, DT(L->act_a), DT(L->act_b));
+            eann_layernorm_backward(n, L->nout, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
+                                    th + L->ln_g, gb, ga, DT(L->ln_g), DT(L->ln_b));
+            x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
+            dx = h ? gb : w->drho + (size_t)r0 * D;
+            eann_linear_backward(n, L->nin, L->nout, x, th + L->w, ga, dx, DT(L->w), DT(L->b));
+            double *tmp = ga;
+            ga = gb;
+            gb = tmp;
+        }
+    }
+#undef DT
+}
+
+double eann_net_sum(const eann_model *m, const eann_work *w, int t) {
+    const eann_net_spec *ns = &m->spec.net[t];
+    int no = ns->sizes[ns->nhidden + 1];
+    double e = 0;
+    for (int i = 0; i < w->natoms; i++) e += w->out[t][(size_t)w->row_of_atom[i] * no];
+    return e;
+}
+
+/* True if the output layer of net t is zero for every species present: then
+ * the input gradient of that net is exactly zero and need not be computed. */
+static int output_layer_zero(const eann_model *m, const eann_work *w, int t) {
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        if (w->sp_start[s + 1] == w->sp_start[s]) continue;
+        const eann_layer *L = eann_layer_of(m, t, s, m->spec.net[t].nhidden);
+        const double *W = m->theta + L->w;
+        for (size_t q = 0; q < (size_t)L->nout * L->nin; q++)
+            if (W[q] != 0.0) return 0;
+    }
+    return 1;
+}
+
+/* grad [natoms][3] = d(sum_i out_i[0] of net t)/dx (net t already run;
+ * the pair list is held fixed, FORMAT.md sect. 5). */
+static void net_gradient(const eann_model *m, eann_work *w, int t, double *grad) {
+    const eann_net_spec *ns = &m->spec.net[t];
+    const int no = ns->sizes[ns->nhidden + 1];
+    memset(grad, 0, sizeof(double) * 3 * (size_t)w->natoms);
+    if (output_layer_zero(m, w, t)) return;
+    double *dout = w->dout;
+    memset(dout, 0, sizeof(double) * (size_t)w->natoms * no);
+    for (int r = 0; r < w->natoms; r++) dout[(size_t)r * no] = 1.0;
+    eann_net_backward(m, w, t, dout, NULL);
+    eann_descriptor_backward(m, w, w->drho, grad, NULL);
+}
+
+double eann_scalar(const eann_model *m, eann_work *w, int t, double *grad) {
+    eann_net_forward(m, w, t);
+    if (grad) net_gradient(m, w, t, grad);
+    return eann_net_sum(m, w, t);
+}
+
+/* ------------------------------------------------------------------------ */
+/* heads (FORMAT.md sect. 5)                                                 */
+/* ------------------------------------------------------------------------ */
+
+void eann_tdm_parts(const eann_model *m, const eann_work *w, double u[3], double v[3],
+                    double *W) {
+    (void)m;
+    u[0] = u[1] = u[2] = v[0] = v[1] = v[2] = *W = 0;
+    for (int i = 0; i < w->natoms; i++) {
+        int r = w->row_of_atom[i];
+        const double *y = w->out[0] + 3 * (size_t)r;
+        for (int a = 0; a < 3; a++) {
+            u[a] += y[0] * w->x[3 * r + a];
+            v[a] += y[1] * w->x[3 * r + a];
+        }
+        *W += y[2];
+    }
+}
+
+int eann_head_backward(const eann_model *m, const eann_work *w, const double *gout,
+                       double *dout) {
+    if (!m || !w || !gout || !dout) return EANN_EINVAL;
+    const int N = w->natoms;
+    const double *x = w->x;
+    if (m->spec.kind == EANN_DIPOLE) {
+        /* mu = sum_i q_i x'_i: dL/dq_i = gout . x'_i */
+        for (int r = 0; r < N; r++)
+            dout[r] = gout[0] * x[3 * r] + gout[1] * x[3 * r + 1] + gout[2] * x[3 * r + 2];
+        return EANN_OK;
+    }
+    if (m->spec.kind != EANN_TDM) return EANN_EINVAL;
+    /* tdm = u + v + W (u x v); g.(u x v) = u.(v x g) = v.(g x u) */
+    double u[3], v[3], W;
+    eann_tdm_parts(m, w, u, v, &W);
+    const double *g = gout;
+    double vg[3] = {v[1] * g[2] - v[2] * g[1], v[2] * g[0] - v[0] * g[2], v[0] * g[1] - v[1] * g[0]};
+    double gu[3] = {g[1] * u[2] - g[2] * u[1], g[2] * u[0] - g[0] * u[2], g[0] * u[1] - g[1] * u[0]};
+    double du[3], dv[3];
+    for (int a = 0; a < 3; a++) {
+        du[a] = g[a] + W * vg[a];
+        dv[a] = g[a] + W * gu[a];
+    }
+    double dW = g[0] * (u[1] * v[2] - u[2] * v[1]) + g[1] * (u[2] * v[0] - u[0] * v[2]) +
+                g[2] * (u[0] * v[1] - u[1] * v[0]);
+    for (int r = 0; r < N; r++) {
+        const double *xr = x + 3 * r;
+        dout[3 * r] = du[0] * xr[0] + du[1] * xr[1] + du[2] * xr[2];
+        dout[3 * r + 1] = dv[0] * xr[0] + dv[1] * xr[1] + dv[2] * xr[2];
+        dout[3 * r + 2] = dW;
+    }
+    return EANN_OK;
+}
+
+int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *species,
+                 const double *pos, double *out) {
+    if (!out) return EANN_EINVAL;
+    int rc = eann_setup(m, w, natoms, species, pos);
+    if (rc) return rc;
+    eann_descriptor_forward(m, w);
+    const int N = natoms;
+    if (m->spec.kind == EANN_DIPOLE) {
+        /* mu = sum_i q_i x'_i (EANN chapter Eq. 1) */
+        eann_net_forward(m, w, 0);
+        double mu[3] = {0, 0, 0};
+        for (int i = 0; i < N; i++) {
+            int r = w->row_of_atom[i];
+            double q = w->out[0][r];
+            for (int a = 0; a < 3; a++) mu[a] += q * w->x[3 * r + a];
+        }
+        memcpy(out, mu, sizeof mu);
+    } else if (m->spec.kind == EANN_TDM) {
+        /* u = sum q1 x', v = sum q2 x', W = sum w; tdm = u + v + W (u x v)
+         * (EANN chapter Eqs. 7-8) */
+        eann_net_forward(m, w, 0);
+        double u[3], v[3], W;
+        eann_tdm_parts(m, w, u, v, &W);
+        double c[3] = {u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2],
+                       u[0] * v[1] - u[1] * v[0]};
+        for (int a = 0; a < 3; a++) out[a] = u[a] + v[a] + W * c[a];
+    } else {
+        /* alpha = Pm + Pm^T + sum_i h_i h_i^T + E_2 I, Pm[a][b] = sum_i x'_ia g_ib,
+         * g = dE_0/dx, h = dE_1/dx (EANN chapter Eqs. 10-12) */
+        double *g = w->dpos, *h = w->dpos2;
+        eann_net_forward(m, w, 0);
+        net_gradient(m, w, 0, g);
+        /* E_1 itself is not used: when net 1's output layer is zero (the
+         * published model) h = 0 exactly and net 1 need not run at all. */
+        if (output_layer_zero(m, w, 1)) {
+            memset(h, 0, sizeof(double) * 3 * (size_t)N);
+        } else {
+            eann_net_forward(m, w, 1);
+            net_gradient(m, w, 1, h);
+        }
+        eann_net_forward(m, w, 2);
+        double E2 = eann_net_sum(m, w, 2);
+        double Pm[9] = {0}, Hh[9] = {0};
+        for (int i = 0; i < N; i++) {
+            const double *x = w->x + 3 * (size_t)w->row_of_atom[i];
+            for (int a = 0; a < 3; a++)
+                for (int b = 0; b < 3; b++) {
+                    Pm[3 * a + b] += x[a] * g[3 * i + b];
+                    Hh[3 * a + b] += h[3 * i + a] * h[3 * i + b];
+                }
+        }
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++)
+                out[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a] + Hh[3 * a + b] + (a == b ? E2 : 0.0);
+    }
+    return EANN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* model text EANN_TEXT_V1 (FORMAT.md sect. 1-3)                             */
+/* ------------------------------------------------------------------------ */
+
+#define MAX_TOK 160 /* tokens per line: index_para holds up to EANN_MAX_ORBITAL + 1 */
+
+typedef struct {
+    const char *buf;
+    size_t len, pos;
+    int line;               /* line number of the current line */
+    const char *tok[MAX_TOK];
+    int toklen[MAX_TOK];
+    int ntok;               /* tokens of the current line (more than MAX_TOK: MAX_TOK + 1) */
+    int eof;
+    eann_parse_error *err;
+} lexer;
+
+static int perr(lexer *lx, const char *fmt, ...) {
+    if (lx->err) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(lx->err->msg, sizeof lx->err->msg, fmt, ap);
+        va_end(ap);
+        lx->err->line = lx->line;
+    }
+    return EANN_EFORMAT;
+}
+
+/* Next line into tokens. Returns 0 at the end of the text (ntok = 0, eof),
+ * 1 for a line, or EANN_EFORMAT (negated: -EANN_EFORMAT) for a bad byte. */
+static int next_line(lexer *lx) {
+    lx->ntok = 0;
+    if (lx->pos >= lx->len) {
+        lx->eof = 1;
+        lx->line++;
+        return 0;
+    }
+    lx->line++;
+    size_t p = lx->pos;
+    while (p < lx->len && lx->buf[p] != '\n') {
+        unsigned char c = (unsigned char)lx->buf[p];
+        if (c == ' ' || c == '\t') { p++; continue; }
+        if (c < 32 || c > 126) {
+            lx->pos = lx->len;
+            return perr(lx, c == '\r' ? "carriage return (lines must end in \\n only)"
+                                      : "byte 0x%02x is not printable ASCII", c), -EANN_EFORMAT;
+        }
+        size_t q = p;
+        while (q < lx->len && lx->buf[q] != '\n' && lx->buf[q] != ' ' && lx->buf[q] != '\t' &&
+               (unsigned char)lx->buf[q] >= 32 && (unsigned char)lx->buf[q] <= 126)
+            q++;
+        if (lx->ntok < MAX_TOK) {
+            lx->tok[lx->ntok] = lx->buf + p;
+            lx->toklen[lx->ntok] = (int)(q - p);
+            lx->ntok++;
+        } else {
+            lx->ntok = MAX_TOK + 1;
+        }
+        p = q;
+    }
+    lx->pos = p < lx->len ? p + 1 : p;
+    return 1;
+}
+
+static int tok_is(const lexer *lx, int i, const char *s) {
+    return i < lx->ntok && lx->toklen[i] == (int)strlen(s) && !memcmp(lx->tok[i], s, strlen(s));
+}
+
+/* token i as a C string (truncated to cap-1 chars) for messages and parsing */
+static const char *tok_str(const lexer *lx, int i, char *out, size_t cap) {
+    if (i >= lx->ntok) { snprintf(out, cap, "%s", ""); return out; }
+    size_t n = (size_t)lx->toklen[i] < cap - 1 ? (size_t)lx->toklen[i] : cap - 1;
+    memcpy(out, lx->tok[i], n);
+    out[n] = '\0';
+    return out;
+}
+
+/* A real: [+-] digits [. digits] [(e|E) [+-] digits], finite. */
+static int tok_real(lexer *lx, int i, double *v) {
+    char s[80];
+    if (lx->toklen[i] >= (int)sizeof s) return 0;
+    tok_str(lx, i, s, sizeof s);
+    const char *p = s;
+    if (*p == '+' || *p == '-') p++;
+    int nd = 0;
+    while (*p >= '0' && *p <= '9') p++, nd++;
+    if (*p == '.') {
+        p++;
+        while (*p >= '0' && *p <= '9') p++, nd++;
+    }
+    if (!nd) return 0;
+    if (*p == 'e' || *p == 'E') {
+        p++;
+        if (*p == '+' || *p == '-') p++;
+        if (!(*p >= '0' && *p <= '9')) return 0;
+        while (*p >= '0' && *p <= '9') p++;
+    }
+    if (*p) return 0;
+    double x = strtod(s, NULL);
+    if (!isfinite(x)) return 0;
+    *v = x;
+    return 1;
+}
+
+static int tok_int(lexer *lx, int i, long lo, long hi, int *v) {
+    char s[32];
+    if (lx->toklen[i] >= 20) return 0;
+    tok_str(lx, i, s, sizeof s);
+    const char *p = s;
+    if (*p == '-' || *p == '+') p++;
+    if (!*p) return 0;
+    for (; *p; p++)
+        if (*p < '0' || *p > '9') return 0;
+    long x = strtol(s, NULL, 10);
+    if (x < lo || x > hi) return 0;
+    *v = (int)x;
+    return 1;
+}
+
+/* Next header line (skipping blank and comment lines, which are kept in
+ * *comments) that must start with key and have exactly ntok tokens
+ * (ntok < 0: any number >= 1). */
+static int header_line(lexer *lx, const char *key, int ntok, char **comments, size_t *clen) {
+    for (;;) {
+        int r = next_line(lx);
+        if (r < 0) return EANN_EFORMAT;
+        if (r == 0) return perr(lx, "unexpected end of text: expected header line '%s'", key);
+        if (lx->ntok == 0) continue;
+        if (lx->tok[0][0] == '#') {
+            /* keep the comment line verbatim (from its '#') */
+            const char *b = lx->tok[0];
+            const char *e = lx->buf + lx->pos;
+            if (e > b && e[-1] == '\n') e--;
+            size_t n = (size_t)(e - b);
+            char *nc = realloc(*comments, *clen + n + 2);
+            if (!nc) return EANN_ENOMEM;
+            memcpy(nc + *clen, b, n);
+            nc[*clen + n] = '\n';
+            *clen += n + 1;
+            nc[*clen] = '\0';
+            *comments = nc;
+            continue;
+        }
+        break;
+    }
+    char got[40];
+    if (!tok_is(lx, 0, key))
+        return perr(lx, "expected header line '%s', got '%s'", key, tok_str(lx, 0, got, sizeof got));
+    if (lx->ntok > MAX_TOK) return perr(lx, "'%s': too many values", key);
+    if (ntok >= 0 && lx->ntok != ntok)
+        return perr(lx, "'%s' needs %d value(s), got %d", key, ntok - 1, lx->ntok - 1);
+    return EANN_OK;
+}
+
+static int header_real(lexer *lx, const char *key, double *v) {
+    char s[40];
+    if (!tok_real(lx, 1, v))
+        return perr(lx, "'%s': '%s' is not a finite number", key, tok_str(lx, 1, s, sizeof s));
+    return EANN_OK;
+}
+
+static int header_int(lexer *lx, const char *key, int i, long lo, long hi, int *v) {
+    char s[40];
+    if (!tok_int(lx, i, lo, hi, v))
+        return perr(lx, "'%s': '%s' is not an integer in [%ld, %ld]", key,
+                    tok_str(lx, i, s, sizeof s), lo, hi);
+    return EANN_OK;
+}
+
+static int parse_v1(lexer *lx, eann_model **out) {
+    eann_spec sp;
+    memset(&sp, 0, sizeof sp);
+    char *comments = NULL, s[80];
+    size_t clen = 0;
+    int rc, v;
+#define TRY(x) do { if ((rc = (x)) != EANN_OK) goto fail; } while (0)
+    TRY(header_line(lx, "kind", 2, &comments, &clen));
+    sp.kind = tok_is(lx, 1, "dipole") ? EANN_DIPOLE : tok_is(lx, 1, "tdm") ? EANN_TDM
+            : tok_is(lx, 1, "polarizability") ? EANN_POLARIZABILITY : 0;
+    if (!sp.kind) {
+        rc = perr(lx, "unknown kind '%s' (dipole, tdm or polarizability)", tok_str(lx, 1, s, sizeof s));
+        goto fail;
+    }
+    TRY(header_line(lx, "nspecies", 2, &comments, &clen));
+    TRY(header_int(lx, "nspecies", 1, 1, EANN_MAX_SPECIES, &sp.nspecies));
+    TRY(header_line(lx, "species", sp.nspecies + 1, &comments, &clen));
+    for (int q = 0; q < sp.nspecies; q++) {
+        tok_str(lx, q + 1, s, sizeof s);
+        if (lx->toklen[q + 1] > 2 || !valid_symbol(s)) {
+            rc = perr(lx, "species: '%s' is not an element symbol", s);
+            goto fail;
+        }
+        memcpy(sp.species[q], s, strlen(s) + 1);
+        for (int r = 0; r < q; r++)
+            if (!strcmp(sp.species[r], s)) {
+                rc = perr(lx, "species: '%s' listed twice", s);
+                goto fail;
+            }
+    }
+    TRY(header_line(lx, "masses", sp.nspecies + 1, &comments, &clen));
+    for (int q = 0; q < sp.nspecies; q++)
+        if (!tok_real(lx, q + 1, &sp.mass[q]) || !(sp.mass[q] > 0)) {
+            rc = perr(lx, "masses: '%s' is not a positive number", tok_str(lx, q + 1, s, sizeof s));
+            goto fail;
+        }
+    TRY(header_line(lx, "cutoff", 2, &comments, &clen));
+    TRY(header_real(lx, "cutoff", &sp.cutoff));
+    if (!(sp.cutoff > 0)) { rc = perr(lx, "cutoff must be positive"); goto fail; }
+    TRY(header_line(lx, "min_distance", 2, &comments, &clen));
+    TRY(header_real(lx, "min_distance", &sp.min_distance));
+    if (!(sp.min_distance >= 0 && sp.min_distance < sp.cutoff)) {
+        rc = perr(lx, "min_distance must be in [0, cutoff)");
+        goto fail;
+    }
+    TRY(header_line(lx, "nipsin", 2, &comments, &clen));
+    TRY(header_int(lx, "nipsin", 1, 1, EANN_MAX_NIPSIN, &sp.nipsin));
+    TRY(header_line(lx, "nwave", 2, &comments, &clen));
+    TRY(header_int(lx, "nwave", 1, 1, 4096, &sp.nwave));
+    int M = 0, p3 = 1;
+    for (int L = 0; L < sp.nipsin; L++, p3 *= 3) M += p3;
+    TRY(header_line(lx, "norbital", 2, &comments, &clen));
+    TRY(header_int(lx, "norbital", 1, 1, EANN_MAX_ORBITAL, &v));
+    if (v != M) { rc = perr(lx, "norbital %d != sum of 3^L for L < nipsin (%d)", v, M); goto fail; }
+    TRY(header_line(lx, "index_para", M + 1, &comments, &clen));
+    for (int q = 0, L = 0, n = 1, c = 0; q < M; q++) {
+        TRY(header_int(lx, "index_para", q + 1, 0, EANN_MAX_NIPSIN, &v));
+        if (v != L) { rc = perr(lx, "index_para: value %d is %d, expected %d", q, v, L); goto fail; }
+        if (++c == n) { L++; n *= 3; c = 0; }
+    }
+    TRY(header_line(lx, "ndensity", 2, &comments, &clen));
+    TRY(header_int(lx, "ndensity", 1, 1, 1 << 30, &v));
+    if (v != sp.nipsin * sp.nwave) {
+        rc = perr(lx, "ndensity %d != nipsin * nwave (%d)", v, sp.nipsin * sp.nwave);
+        goto fail;
+    }
+    TRY(header_line(lx, "activation", 2, &comments, &clen));
+    if (!tok_is(lx, 1, "alpha_silu_beta")) {
+        rc = perr(lx, "activation '%s' unknown (only alpha_silu_beta)", tok_str(lx, 1, s, sizeof s));
+        goto fail;
+    }
+    TRY(header_line(lx, "nnets", 2, &comments, &clen));
+    TRY(header_int(lx, "nnets", 1, 1, EANN_MAX_NETS, &sp.nnets));
+    for (int t = 0; t < sp.nnets; t++) {
+        eann_net_spec *ns = &sp.net[t];
+        TRY(header_line(lx, "net", -1, &comments, &clen));
+        /* net t role R nhidden H sizes n_0 .. n_{H+1} layernorm_eps e initpot v */
+        if (lx->ntok < 6 || !tok_is(lx, 2, "role") || !tok_is(lx, 4, "nhidden")) {
+            rc = perr(lx, "net line must read 'net T role R nhidden H sizes ... layernorm_eps E initpot V'");
+            goto fail;
+        }
+        TRY(header_int(lx, "net", 1, t, t, &v));
+        if (lx->toklen[3] >= EANN_NAME_LEN) { rc = perr(lx, "net %d: role too long", t); goto fail; }
+        tok_str(lx, 3, ns->role, sizeof ns->role);
+        TRY(header_int(lx, "nhidden", 5, 0, EANN_MAX_HIDDEN, &ns->nhidden));
+        int H = ns->nhidden, want = 6 + 1 + (H + 2) + 4;
+        if (lx->ntok != want || !tok_is(lx, 6, "sizes") || !tok_is(lx, 7 + H + 2, "layernorm_eps") ||
+            !tok_is(lx, 7 + H + 4, "initpot")) {
+            rc = perr(lx, "net %d: expected 'sizes' with %d numbers, then 'layernorm_eps E initpot V'",
+                      t, H + 2);
+            goto fail;
+        }
+        for (int h = 0; h < H + 2; h++) TRY(header_int(lx, "sizes", 7 + h, 1, 65536, &ns->sizes[h]));
+        if (!tok_real(lx, 7 + H + 3, &ns->ln_eps) || !(ns->ln_eps > 0)) {
+            rc = perr(lx, "net %d: layernorm_eps '%s' is not a positive number", t,
+                      tok_str(lx, 7 + H + 3, s, sizeof s));
+            goto fail;
+        }
+        if (!tok_real(lx, 7 + H + 5, &ns->initpot)) {
+            rc = perr(lx, "net %d: initpot '%s' is not a finite number", t,
+                      tok_str(lx, 7 + H + 5, s, sizeof s));
+            goto fail;
+        }
+    }
+    TRY(header_line(lx, "narrays", 2, &comments, &clen));
+    char why[200] = "";
+    eann_model *m = NULL;
+    rc = eann_model_new(&sp, &m, why, sizeof why);
+    if (rc == EANN_ENOMEM) goto fail;
+    if (rc) { rc = perr(lx, "%s", why); goto fail; }
+    m->comments = comments;
+    comments = NULL;
+    if (!tok_int(lx, 1, m->narrays, m->narrays, &v)) {
+        rc = perr(lx, "narrays '%s' != %d (3 + nnets * nspecies * (6 nhidden + 2))",
+                  tok_str(lx, 1, s, sizeof s), m->narrays);
+        goto fail_m;
+    }
+    for (int ia = 0; ia < m->narrays; ia++) {
+        const eann_array *A = &m->arrays[ia];
+        int r = next_line(lx);
+        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
+        if (r == 0) {
+            rc = perr(lx, "unexpected end of text: expected 'array %s'", A->name);
+            goto fail_m;
+        }
+        if (!tok_is(lx, 0, "array") || lx->ntok < 2) {
+            rc = perr(lx, "expected 'array %s ...', got '%s'", A->name, tok_str(lx, 0, s, sizeof s));
+            goto fail_m;
+        }
+        if (!tok_is(lx, 1, A->name)) {
+            rc = perr(lx, "array %d: expected name '%s', got '%s'", ia + 1, A->name,
+                      tok_str(lx, 1, s, sizeof s));
+            goto fail_m;
+        }
+        int nd, d0 = -1, d1 = -1;
+        if (lx->ntok < 3 || !tok_int(lx, 2, 1, 2, &nd) || lx->ntok != 3 + nd ||
+            !tok_int(lx, 3, 0, 1 << 30, &d0) || (nd == 2 && !tok_int(lx, 4, 0, 1 << 30, &d1)) ||
+            nd != A->ndim || d0 != A->dim[0] || (nd == 2 && d1 != A->dim[1])) {
+            if (A->ndim == 2)
+                rc = perr(lx, "array '%s': expected shape '2 %d %d'", A->name, A->dim[0], A->dim[1]);
+            else
+                rc = perr(lx, "array '%s': expected shape '1 %d'", A->name, A->dim[0]);
+            goto fail_m;
+        }
+        for (size_t q = 0; q < A->n; q++) {
+            r = next_line(lx);
+            if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
+            if (r == 0 || lx->ntok == 0 || tok_is(lx, 0, "array") || tok_is(lx, 0, "end")) {
+                rc = perr(lx, "array '%s': %s after %zu of %zu values", A->name,
+                          r == 0 ? "text ends" : "values end", q, A->n);
+                goto fail_m;
+            }
+            if (lx->ntok != 1) {
+                rc = perr(lx, "array '%s' value %zu: one number per line expected", A->name, q);
+                goto fail_m;
+            }
+            if (!tok_real(lx, 0, &m->theta[A->off + q])) {
+                rc = perr(lx, "array '%s' value %zu: '%s' is not a finite number", A->name, q,
+                          tok_str(lx, 0, s, sizeof s));
+                goto fail_m;
+            }
+        }
+    }
+    {
+        int r = next_line(lx);
+        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
+        if (r == 0 || !tok_is(lx, 0, "end") || lx->ntok != 1) {
+            rc = perr(lx, r == 0 ? "missing 'end' line" : "expected 'end' after the last array");
+            goto fail_m;
+        }
+        while ((r = next_line(lx)) == 1)
+            if (lx->ntok) { rc = perr(lx, "text after 'end'"); goto fail_m; }
+        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
+    }
+    eann_model_sync(m);
+    *out = m;
+    return EANN_OK;
+fail_m:
+    eann_model_free(m);
+fail:
+    free(comments);
+    return rc;
+#undef TRY
+}
+
+int eann_model_parse(const char *buf, size_t len, eann_model **out, eann_parse_error *err) {
+    eann_parse_error dummy;
+    if (!err) err = &dummy;
+    err->line = 0;
+    err->msg[0] = '\0';
+    if (!out || (!buf && len)) {
+        snprintf(err->msg, sizeof err->msg, "invalid argument");
+        return EANN_EINVAL;
+    }
+    *out = NULL;
+    lexer lx;
+    memset(&lx, 0, sizeof lx);
+    lx.buf = buf;
+    lx.len = len;
+    lx.err = err;
+    int r = next_line(&lx);
+    if (r < 0) return EANN_EFORMAT;
+    /* The version line selects the grammar; a later EANN_TEXT_V2 adds a
+     * parse_v2 (or optional keys) here. */
+    if (r == 1 && lx.ntok == 1 && tok_is(&lx, 0, "EANN_TEXT_V1") && lx.tok[0] == buf) {
+        int rc = parse_v1(&lx, out);
+        if (rc == EANN_ENOMEM) {
+            err->line = 0;
+            snprintf(err->msg, sizeof err->msg, "out of memory");
+        }
+        return rc;
+    }
+    return perr(&lx, "first line must be exactly 'EANN_TEXT_V1'");
+}
+
+/* growable text buffer for the writer */
+typedef struct { char *s; size_t len, cap; int oom; } wbuf;
+
+static void wprintf(wbuf *b, const char *fmt, ...) {
+    if (b->oom) return;
+    for (;;) {
+        va_list ap;
+        va_start(ap, fmt);
+        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        va_end(ap);
+        if (n < 0) { b->oom = 1; return; }
+        if ((size_t)n < b->cap - b->len) { b->len += (size_t)n; return; }
+        size_t cap = b->cap * 2 + (size_t)n + 64;
+        char *ns = realloc(b->s, cap);
+        if (!ns) { b->oom = 1; return; }
+        b->s = ns;
+        b->cap = cap;
+    }
+}
+
+int eann_model_write(const eann_model *m, char **buf, size_t *len) {
+    if (!m || !buf || !len) return EANN_EINVAL;
+    *buf = NULL;
+    *len = 0;
+    wbuf b = {malloc(1 << 16), 0, 1 << 16, 0};
+    if (!b.s) return EANN_ENOMEM;
+    const eann_spec *sp = &m->spec;
+    wprintf(&b, "EANN_TEXT_V1\n");
+    if (m->comments) wprintf(&b, "%s", m->comments);
+    wprintf(&b, "kind %s\nnspecies %d\nspecies", eann_kind_name(sp->kind), sp->nspecies);
+    for (int s = 0; s < sp->nspecies; s++) wprintf(&b, " %s", sp->species[s]);
+    wprintf(&b, "\nmasses");
+    for (int s = 0; s < sp->nspecies; s++) wprintf(&b, " %.17g", sp->mass[s]);
+    wprintf(&b, "\ncutoff %.17g\nmin_distance %.17g\nnipsin %d\nnwave %d\nnorbital %d\nindex_para",
+            sp->cutoff, sp->min_distance, sp->nipsin, sp->nwave, m->norbital);
+    for (int q = 0; q < m->norbital; q++) wprintf(&b, " %d", m->index_para[q]);
+    wprintf(&b, "\nndensity %d\nactivation alpha_silu_beta\nnnets %d\n", m->ndensity, sp->nnets);
+    for (int t = 0; t < sp->nnets; t++) {
+        const eann_net_spec *ns = &sp->net[t];
+        wprintf(&b, "net %d role %s nhidden %d sizes", t, ns->role, ns->nhidden);
+        for (int h = 0; h < ns->nhidden + 2; h++) wprintf(&b, " %d", ns->sizes[h]);
+        wprintf(&b, " layernorm_eps %.17g initpot %.17g\n", ns->ln_eps, ns->initpot);
+    }
+    wprintf(&b, "narrays %d\n", m->narrays);
+    for (int ia = 0; ia < m->narrays; ia++) {
+        const eann_array *A = &m->arrays[ia];
+        if (A->ndim == 2) wprintf(&b, "array %s 2 %d %d\n", A->name, A->dim[0], A->dim[1]);
+        else wprintf(&b, "array %s 1 %d\n", A->name, A->dim[0]);
+        for (size_t q = 0; q < A->n; q++) wprintf(&b, "%.17g\n", m->theta[A->off + q]);
+    }
+    wprintf(&b, "end\n");
+    if (b.oom) {
+        free(b.s);
+        return EANN_ENOMEM;
+    }
+    *buf = b.s;
+    *len = b.len;
+    return EANN_OK;
+}
