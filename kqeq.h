@@ -35,6 +35,7 @@ const char *kq_strerror(int code);
 
 #define KQ_MAX_SPECIES 16
 #define KQ_MAX_LMAX 20
+#define KQ_SOAP_MAX_NMAX 1000 /* larger nmax: KQ_EINVAL (KQ_ENOMEM if sizes overflow) */
 
 typedef struct {
     double rcut;    /* angstrom, > 1 */
@@ -50,6 +51,11 @@ typedef struct {
  * two threads at once). */
 typedef struct kq_soap kq_soap;
 
+/* KQ_EINVAL for bad parameters (rcut not finite or <= 1, nmax < 1, lmax
+ * outside 0..KQ_MAX_LMAX, non-finite sigma, nspecies outside
+ * 1..KQ_MAX_SPECIES, Z outside 1..118 or given twice), KQ_ENOMEM if the sizes
+ * overflow or memory runs out, KQ_ELINALG if the basis overlap is not
+ * positive definite in double precision (very large nmax). */
 int kq_soap_new(const kq_soap_params *p, kq_soap **out);
 void kq_soap_free(kq_soap *s);
 /* Length of one atom's vector: (S nmax)(S nmax + 1)/2 (lmax + 1). */
@@ -63,13 +69,41 @@ const double *kq_soap_beta(const kq_soap *s);
 
 /* Raw (unnormalised) power spectra of every atom of one molecule.
  * z [natoms], pos [natoms*3] angstrom, out [natoms * kq_soap_length(s)].
- * KQ_ESPECIES if an atom's element is not in the species list. */
+ * KQ_ESPECIES if an atom's element is not in the species list, KQ_EINVAL for
+ * a non-finite position, KQ_EOVERLAP for two atoms closer than 1e-6 A,
+ * KQ_ENOMEM if natoms * length would overflow; on error out is untouched.
+ * Contributions are summed in ascending neighbour index, so the result is the
+ * same bits whichever neighbour search runs. */
 int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out);
+
+/* The checks of kq_soap_compute without computing anything (KQ_EINVAL for
+ * non-finite positions, KQ_ESPECIES, KQ_EOVERLAP): lets a program reject a
+ * bad frame before it prints any output. Cost linear in natoms. */
+int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos);
+
+/* Neighbour search used by kq_soap_compute. AUTO (the default) uses brute
+ * force up to 64 atoms and cell lists (cost linear in N) above, and computes
+ * the radial and angular factors of each atom pair once for both centres;
+ * CELLS forces cell lists; BRUTE is the plain reference path (O(N^2) search,
+ * every pair computed from both sides). All give the same neighbour lists in
+ * ascending index order and bitwise identical descriptors (tests/test_soap.c
+ * checks it). KQ_EINVAL for another mode. */
+enum { KQ_SEARCH_AUTO = 0, KQ_SEARCH_BRUTE = 1, KQ_SEARCH_CELLS = 2 };
+int kq_soap_set_search(kq_soap *s, int mode);
 
 /* Normalise each of n rows of length len to unit Euclidean length (a zero row
  * stays zero). */
 void kq_normalize_rows(size_t n, size_t len, double *p);
 /* Kernel of two normalised vectors: (p . q)^zeta. */
 double kq_kernel(const double *p, const double *q, size_t len, int zeta);
+/* Kernel matrix between two sets of normalised vectors:
+ * k[i*nb + j] = (a_i . b_j)^zeta for a [na][len], b [nb][len], k [na][nb].
+ * Every entry is bitwise equal to kq_kernel(a_i, b_j, len, zeta): each dot
+ * product is summed in ascending t from 0.0 and raised to zeta by repeated
+ * multiplication (zeta <= 0 gives 1). Blocked (4 x 2 dot products share
+ * loads), so it is several times faster than calling kq_kernel per pair. a and
+ * b may be the same array; k must not overlap them. */
+void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, size_t len,
+                      int zeta, double *k);
 
 #endif

@@ -1,0 +1,172 @@
+/* kqeq_soap.c - `kqeq soap`: raw SOAP vectors (specs/soap.md) of every atom
+ * of every frame of an XYZ file, one line per atom, or with --repeat K the
+ * mean time per atom of K computations of the whole file. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "common.h"
+#include "kqeq.h"
+#include "kqeq_cmds.h"
+#include "xyz.h"
+
+static const char soap_usage[] =
+    "usage: kqeq soap --rcut R --nmax N --lmax L [--sigma S] --species H,C,N,O\n"
+    "                 [--repeat K] FILE.xyz\n"
+    "  Raw (unnormalised) SOAP power spectra as DScribe defines them (rbf 'gto',\n"
+    "  no periodicity, every atom a centre; ../shared/specs/soap.md).\n"
+    "  Prints one line per atom (all frames in file order), values %.17g.\n"
+    "  --rcut R      cutoff radius in angstrom, > 1\n"
+    "  --nmax N      radial basis functions, >= 1\n"
+    "  --lmax L      maximum angular momentum, 0..20\n"
+    "  --sigma S     Gaussian width in angstrom (default rcut/8)\n"
+    "  --species L   comma-separated element symbols (any order; sorted by Z)\n"
+    "  --repeat K    compute the whole file K times and print only\n"
+    "                'us_per_atom X' (mean processor-time microseconds per atom)\n";
+
+/* "H,C,N,O" -> atomic numbers; cli_fail()s on a bad list. */
+static void parse_species(const char *arg, kq_soap_params *p) {
+    char buf[256];
+    if (strlen(arg) >= sizeof buf) cli_fail("--species: list too long");
+    strcpy(buf, arg);
+    p->nspecies = 0;
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        int z = xyz_symbol_to_z(tok);
+        if (z == 0) cli_fail("--species: unknown element '%s'", tok);
+        for (int i = 0; i < p->nspecies; i++)
+            if (p->species[i] == z) cli_fail("--species: '%s' given twice", tok);
+        if (p->nspecies == KQ_MAX_SPECIES)
+            cli_fail("--species: more than %d elements", KQ_MAX_SPECIES);
+        p->species[p->nspecies++] = z;
+    }
+}
+
+/* One line per atom: values %.17g separated by single spaces. */
+static void print_rows(const double *v, int natoms, size_t len) {
+    char num[40];
+    for (int i = 0; i < natoms; i++) {
+        const double *row = v + (size_t)i * len;
+        for (size_t t = 0; t < len; t++) {
+            int n = snprintf(num, sizeof num, t ? " %.17g" : "%.17g", row[t]);
+            fwrite(num, 1, (size_t)n, stdout);
+        }
+        fputc('\n', stdout);
+    }
+}
+
+int kqeq_cmd_soap(int argc, char **argv) {
+    kq_soap_params p;
+    memset(&p, 0, sizeof p);
+    int have_rcut = 0, have_nmax = 0, have_lmax = 0;
+    long repeat = 0;
+    const char *file = NULL;
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(soap_usage, stdout);
+            return 0;
+        }
+        if (a[0] == '-' && a[1] == '-') {
+            if (i + 1 >= argc) cli_fail("soap: %s needs a value (see kqeq soap --help)", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--rcut")) {
+                p.rcut = cli_parse_double(a, v);
+                if (!(p.rcut > 1.0)) cli_fail("--rcut: must be > 1 angstrom, got '%s'", v);
+                have_rcut = 1;
+            } else if (!strcmp(a, "--nmax")) {
+                p.nmax = (int)cli_parse_long(a, v, 1, 1000);
+                have_nmax = 1;
+            } else if (!strcmp(a, "--lmax")) {
+                p.lmax = (int)cli_parse_long(a, v, 0, KQ_MAX_LMAX);
+                have_lmax = 1;
+            } else if (!strcmp(a, "--sigma")) {
+                p.sigma = cli_parse_double(a, v);
+                if (!(p.sigma > 0.0)) cli_fail("--sigma: must be > 0, got '%s'", v);
+            } else if (!strcmp(a, "--species")) {
+                parse_species(v, &p);
+            } else if (!strcmp(a, "--repeat")) {
+                repeat = cli_parse_long(a, v, 1, 100000000);
+            } else {
+                cli_fail("soap: unknown option '%s' (see kqeq soap --help)", a);
+            }
+        } else {
+            if (file) cli_fail("soap: more than one input file ('%s', '%s')", file, a);
+            file = a;
+        }
+    }
+    if (!have_rcut || !have_nmax || !have_lmax || p.nspecies == 0)
+        cli_fail("soap: --rcut, --nmax, --lmax and --species are required (see kqeq soap --help)");
+    if (!file) cli_fail("soap: no input file (see kqeq soap --help)");
+
+    kq_soap *s = NULL;
+    int rc = kq_soap_new(&p, &s);
+    if (rc) cli_fail("soap: SOAP parameters: %s", kq_strerror(rc));
+
+    char err[1024];
+    xyz_file xf;
+    if (xyz_read(file, &xf, err, sizeof err)) cli_fail("%s", err);
+
+    /* Check every frame first, so that a bad frame gives no output at all. */
+    int maxat = 0;
+    long total_atoms = 0;
+    for (int f = 0; f < xf.nframes; f++) {
+        const xyz_frame *fr = &xf.frames[f];
+        for (int i = 0; i < fr->natoms; i++) {
+            int t = 0;
+            while (t < p.nspecies && p.species[t] != fr->z[i]) t++;
+            if (t == p.nspecies) {
+                const char *sym = xyz_z_to_symbol(fr->z[i]);
+                cli_fail("%s:%d: element %s (atom %d of the frame) is not in --species", file,
+                         fr->line, sym ? sym : "?", i + 1);
+            }
+        }
+        rc = kq_soap_check(s, fr->natoms, fr->z, fr->pos);
+        if (rc == KQ_EOVERLAP) { /* name the pair (error path only, so O(N^2) is fine) */
+            for (int i = 0; i < fr->natoms; i++)
+                for (int j = i + 1; j < fr->natoms; j++) {
+                    const double *a = fr->pos + 3 * i, *b = fr->pos + 3 * j;
+                    double d2 = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
+                                (a[2] - b[2]) * (a[2] - b[2]);
+                    if (d2 < 1e-12)
+                        cli_fail("%s:%d: atoms %d and %d of the frame are closer than 1e-6 "
+                                 "angstrom", file, fr->line, i + 1, j + 1);
+                }
+        }
+        if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
+        if (fr->natoms > maxat) maxat = fr->natoms;
+        total_atoms += fr->natoms;
+    }
+    size_t len = kq_soap_length(s);
+    double *out = malloc((size_t)(maxat > 0 ? maxat : 1) * len * sizeof(double));
+    if (!out) cli_fail("soap: out of memory for %d atoms x %zu values", maxat, len);
+
+    if (repeat > 0) {
+        /* processor time of this process (not wall time), so that the figure
+         * stays meaningful on a machine shared with other jobs */
+        clock_t t0 = clock();
+        for (long r = 0; r < repeat; r++)
+            for (int f = 0; f < xf.nframes; f++) {
+                const xyz_frame *fr = &xf.frames[f];
+                rc = kq_soap_compute(s, fr->natoms, fr->z, fr->pos, out);
+                if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
+            }
+        double dt = (double)(clock() - t0) / CLOCKS_PER_SEC;
+        double per = total_atoms > 0 ? dt * 1e6 / ((double)repeat * (double)total_atoms) : 0.0;
+        printf("us_per_atom %.3f\n", per);
+    } else {
+        for (int f = 0; f < xf.nframes; f++) {
+            const xyz_frame *fr = &xf.frames[f];
+            rc = kq_soap_compute(s, fr->natoms, fr->z, fr->pos, out);
+            if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
+            print_rows(out, fr->natoms, len);
+        }
+    }
+    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("soap: write error on stdout");
+    free(out);
+    xyz_free(&xf);
+    kq_soap_free(s);
+    return 0;
+}

@@ -1,0 +1,1024 @@
+/* kqeq.c - SOAP descriptors (DScribe's GTO definition) and SOAP kernels.
+ *
+ * Every formula below is from ../shared/specs/soap.md ("spec") unless a
+ * comment names another source. C11, libc and libm only (no POSIX, no M_PI).
+ *
+ * How the SOAP vector of one centre i is computed (spec, "Expansion
+ * coefficients" and "Power spectrum"):
+ *
+ *   c^Z_nlm(i) = sum_{j of species Z, |r_ij| <= cut} R_lm(r_ij) h_ln(|r_ij|),
+ *   h_ln(r)    = sum_k B^(l)_nk exp(-gamma_lk r^2),
+ *   B^(l)_nk   = pi^(3/2) beta^(l)_nk eta^l (alpha_lk + eta)^-(l + 3/2),
+ *   gamma_lk   = alpha_lk eta / (alpha_lk + eta),
+ *
+ * where R_lm(r) = |r|^l Y_lm(r/|r|) is the real regular solid harmonic (a
+ * polynomial in x, y, z: no trigonometry, no division by |r|). Then
+ *
+ *   p^(Z1 Z2)_(n n' l) = pi sqrt(8 / (2l + 1)) sum_m c^Z1_nlm c^Z2_n'lm.
+ *
+ * h is formed per neighbour (not B applied to sums over neighbours): the sum
+ * over k cancels heavily (|beta| ~ 1e3..1e4), and doing it per pair keeps
+ * the result independent of the neighbour order to ~1e-16 and rotation
+ * invariant to ~1e-13 (tests/test_soap.c).
+ *
+ * Speed: cell lists (cost linear in N); h and R of a pair (i, j), i < j, are
+ * computed once at centre i and reused at centre j (exactly: see
+ * soap_centre); our own vectorisable exp(); all products in blocks of 4
+ * independent sums (soap_dot4 and friends) that gcc/clang vectorise at -O2.
+ *
+ * Reproducibility: every sum runs in a fixed written order (neighbours in
+ * ascending atom index, the centre itself included at its own index; k and m
+ * ascending, each sum starting from 0.0). Vectorised loops run over
+ * independent elements only, so -O0, -O2, gcc and clang give the same bits,
+ * and so do the brute-force and cell-list searches, with or without pair
+ * reuse.
+ */
+#include "kqeq.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linalg.h"
+
+#define KQ_PI 3.14159265358979323846 /* same text as in kqeq_model.c, so a merge is fine */
+
+const char *kq_strerror(int code) {
+    switch (code) {
+    case KQ_OK: return "success";
+    case KQ_EINVAL: return "invalid argument";
+    case KQ_ENOMEM: return "out of memory (or a size that would overflow)";
+    case KQ_ESPECIES: return "element not in the species list";
+    case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
+    case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
+    case KQ_EFORMAT: return "damaged model text";
+    default: return "unknown error code";
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* a * b elements of size sz without overflowing size_t; 0 on overflow. */
+static int kq_mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+/* Grow *buf to hold at least n elements of size sz (contents not kept). */
+static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
+    size_t bytes;
+    if (n <= *cap) return KQ_OK;
+    if (!kq_mul_ok(n, sz, &bytes)) return KQ_ENOMEM;
+    void *nb = malloc(bytes ? bytes : 1);
+    if (!nb) return KQ_ENOMEM;
+    free(*buf);
+    *buf = nb;
+    *cap = n;
+    return KQ_OK;
+}
+
+/* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
+ * the radial factors exp(-gamma_lk r^2). Table method: x = (64 k + j) ln2/64
+ * + r with |r| <= ln2/128 (Cody-Waite split of ln2/64), so
+ * exp(x) = 2^k * 2^(j/64) * e^r with 2^(j/64) from the table exp2tab [64]
+ * (made by kq_soap_new) and e^r - 1 from its Taylor series to degree 5
+ * (truncation r^6/720 < 4e-17 relative). About 1 ulp (tests/test_soap.c checks an
+ * n_max = 1 closed form built on libm's exp to 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far handles the rest),
+ * so there is no branch and the blocks of 4 vectorise; every element is
+ * computed on its own, so vectorising changes no bits. */
+static void soap_exp_near(int n, const double *restrict ng, double r2,
+                          const double *restrict exp2tab, double *restrict y) {
+    const double inv = 92.332482616893656877;             /* 64 / ln 2 */
+    const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
+    const double c_lo = 1.90821492927058770002e-10 / 64.0;
+    const double shifter = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
+    for (int i = 0; i < n; i += 4) {
+        double t[4], p[4], tab[4], sc[4];
+        uint64_t b[4];
+        for (int u = 0; u < 4; u++) {
+            double x = ng[i + u] * r2;
+            double tt = x * inv + shifter; /* low bits: K = round(64 x / ln2) */
+            double kf = tt - shifter;
+            double r = (x - kf * c_hi) - kf * c_lo;
+            double q = 1.0 / 120.0;
+            q = 1.0 / 24.0 + r * q;
+            q = 1.0 / 6.0 + r * q;
+            q = 0.5 + r * q;
+            q = 1.0 + r * q;
+            p[u] = r * q; /* e^r - 1 */
+            t[u] = tt;
+        }
+        /* t's bit pattern is 0x4338000000000000 + K (two's complement K):
+         * j = K mod 64 indexes the table, floor(K / 64) + 1023 is the biased
+         * exponent of 2^k */
+        memcpy(b, t, sizeof b);
+        for (int u = 0; u < 4; u++) tab[u] = exp2tab[b[u] & 63u];
+        for (int u = 0; u < 4; u++) b[u] = ((b[u] >> 6) + 1023u) << 52;
+        memcpy(sc, b, sizeof sc);
+        for (int u = 0; u < 4; u++) y[i + u] = (tab[u] + tab[u] * p[u]) * sc[u];
+    }
+}
+
+/* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
+ * then below 1e-304, nothing that can matter next to the centre's own
+ * Gaussian), the others exactly what soap_exp_near gives. */
+static void soap_exp_far(int n, const double *ng, double r2, const double *exp2tab, double *y) {
+    for (int i = 0; i < n; i += 4) {
+        double gg[4] = {0.0, 0.0, 0.0, 0.0}, yy[4];
+        for (int u = 0; u < 4; u++)
+            if (ng[i + u] * r2 >= -700.0) gg[u] = ng[i + u];
+        soap_exp_near(4, gg, r2, exp2tab, yy);
+        for (int u = 0; u < 4; u++) y[i + u] = ng[i + u] * r2 >= -700.0 ? yy[u] : 0.0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The calculator                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct kq_soap {
+    kq_soap_params p;
+    size_t len;           /* doubles per atom */
+    int nl, nlm, nmax;    /* lmax + 1, (lmax + 1)^2, nmax */
+    int np4;              /* nmax rounded up to a multiple of 4: the padded
+                           * length of the k and n dimensions below, so the
+                           * hot loops run in fixed blocks of 4 (vectorisable
+                           * at -O2); padding entries are zero and never
+                           * reach the output */
+    double ngmin;         /* min over l, k of -gamma_lk */
+    int search;           /* KQ_SEARCH_* */
+    double cut2;          /* (rcut + sigma sqrt(2 ln 1000))^2, angstrom^2 */
+    double cut;
+    double *alpha;        /* [nl][nmax] 1/angstrom^2 (spec "Radial basis") */
+    double *beta;         /* [nl][nmax][nmax] row n, column k */
+    double *ngam;         /* [nl][np4] -gamma_lk (padding 0) */
+    double *bt;           /* [nl][nmax k][np4 n] B^(l)_nk transposed (padding 0) */
+    double *ynorm;        /* [nlm] normalisation of R_lm, index l*l + l + m */
+    double *qa, *qb;      /* [nl][nl] Legendre recurrence coefficients (l, m) */
+    double *dfact;        /* [nl] (2m - 1)!! */
+    double pref[KQ_MAX_LMAX + 1]; /* pi sqrt(8 / (2l + 1)) */
+    double exp2tab[64];   /* 2^(j/64), for soap_exp_near */
+    size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
+    /* per-centre scratch, sized at creation */
+    double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
+    double *qwork;        /* [nl][nl] + 2 nl */
+    double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
+    /* per-call scratch, grows */
+    int *sp; size_t sp_cap;            /* [natoms] species index */
+    size_t *nstart; size_t nstart_cap; /* [natoms + 1] CSR neighbour lists */
+    int *nidx; size_t nidx_cap;
+    int *cell_of; size_t cell_of_cap;  /* [natoms] */
+    int *cell_atoms; size_t cell_atoms_cap;
+    size_t *cell_start; size_t cell_start_cap;
+    int *cand; size_t cand_cap;        /* candidates of one centre */
+    double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
+    double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
+    size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
+                                                 * slots, and their entry if kept */
+    double *ebuf; size_t ebuf_cap;     /* [neighbours][nl][np4] exp(-gamma_lk r^2) of those */
+    /* pair reuse (see soap_centre): h and R of a pair (i, j), i < j, are
+     * computed at centre i and kept in a ring of ring_slots entries
+     * [nl*np4 + nlm] for centre j */
+    int reuse;
+    size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
+    size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
+    size_t *cursor; size_t cursor_cap; /* [natoms] */
+    double *ring; size_t ring_cap;
+    size_t ring_slots, counter;
+};
+
+void kq_soap_free(kq_soap *s) {
+    if (!s) return;
+    free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
+    free(s->qa); free(s->qb); free(s->dfact);
+    free(s->coef); free(s->qwork); free(s->pstmp);
+    free(s->fbuf); free(s->rbuf); free(s->fresh); free(s->fresh_t); free(s->ebuf);
+    free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->sp); free(s->nstart); free(s->nidx); free(s->cell_of);
+    free(s->cell_atoms); free(s->cell_start); free(s->cand);
+    free(s);
+}
+
+static double *kq_alloc_doubles(size_t a, size_t b, size_t c, int *err) {
+    size_t n, bytes;
+    if (!kq_mul_ok(a, b, &n) || !kq_mul_ok(n, c, &n) || !kq_mul_ok(n, sizeof(double), &bytes)) {
+        *err = KQ_ENOMEM;
+        return NULL;
+    }
+    double *p = calloc(n ? n : 1, sizeof(double));
+    if (!p) *err = KQ_ENOMEM;
+    return p;
+}
+
+/* Radial basis of one l (spec "Radial basis"): alpha [nmax], beta [nmax][nmax]. */
+static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double *beta,
+                             double *s_work) {
+    /* a_k = linspace(1, rcut, nmax) as numpy computes it: k * step + 1, last = rcut */
+    double step = nmax > 1 ? (rcut - 1.0) / (double)(nmax - 1) : 0.0;
+    for (int k = 0; k < nmax; k++) {
+        double a = (double)k * step + 1.0;
+        if (k == nmax - 1 && nmax > 1) a = rcut;
+        /* alpha_lk = -ln(1e-3 / a^l) / a^2 = (ln 1000 + l ln a) / a^2 */
+        alpha[k] = -log(1e-3 / pow(a, (double)l)) / (a * a);
+    }
+    /* Gamma(l + 3/2) = sqrt(pi) prod_{t=0}^{l} (t + 1/2) */
+    double g = sqrt(KQ_PI);
+    for (int t = 0; t <= l; t++) g *= (double)t + 0.5;
+    for (int k = 0; k < nmax; k++)
+        for (int q = 0; q < nmax; q++)
+            s_work[k * nmax + q] = 0.5 * g * pow(alpha[k] + alpha[q], -((double)l + 1.5));
+    int rc = la_sym_inv_sqrt(nmax, s_work, nmax, beta, nmax);
+    if (rc == LA_NOMEM) return KQ_ENOMEM;
+    if (rc != LA_OK) return KQ_ELINALG;
+    return KQ_OK;
+}
+
+int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
+    if (!out) return KQ_EINVAL;
+    *out = NULL;
+    if (!p) return KQ_EINVAL;
+    if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
+    if (p->nmax < 1 || p->lmax < 0 || p->lmax > KQ_MAX_LMAX) return KQ_EINVAL;
+    if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
+    if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
+    kq_soap_params q = *p;
+    for (int i = 0; i < q.nspecies; i++)
+        if (q.species[i] < 1 || q.species[i] > 118) return KQ_EINVAL;
+    /* sort ascending by Z (insertion sort), reject duplicates */
+    for (int i = 1; i < q.nspecies; i++) {
+        int v = q.species[i], j = i - 1;
+        while (j >= 0 && q.species[j] > v) { q.species[j + 1] = q.species[j]; j--; }
+        q.species[j + 1] = v;
+    }
+    for (int i = 1; i < q.nspecies; i++)
+        if (q.species[i] == q.species[i - 1]) return KQ_EINVAL;
+    for (int i = q.nspecies; i < KQ_MAX_SPECIES; i++) q.species[i] = 0;
+    if (q.sigma <= 0.0) q.sigma = q.rcut / 8.0;
+    double cut = q.rcut + q.sigma * sqrt(2.0 * log(1000.0));
+    if (!isfinite(cut * cut)) return KQ_EINVAL;
+
+    /* sizes: S nmax, (S nmax)(S nmax + 1)/2 (lmax + 1), nmax^2 (lmax + 1) */
+    size_t S = (size_t)q.nspecies, nmax = (size_t)q.nmax, nl = (size_t)q.lmax + 1;
+    size_t snm, len, tri, nn;
+    if (!kq_mul_ok(S, nmax, &snm) || snm == SIZE_MAX || !kq_mul_ok(snm, snm + 1, &tri) ||
+        !kq_mul_ok(tri / 2, nl, &len) || !kq_mul_ok(nmax, nmax, &nn) ||
+        !kq_mul_ok(nn, nl, &nn) || !kq_mul_ok(nn, sizeof(double), &nn) ||
+        nmax > (size_t)INT_MAX / (KQ_MAX_LMAX + 1) / 2)
+        return KQ_ENOMEM;
+    /* far beyond any usable basis (the GTO overlap is singular in double
+     * precision long before): refuse instead of running Jacobi for hours */
+    if (q.nmax > KQ_SOAP_MAX_NMAX) return KQ_EINVAL;
+
+    kq_soap *s = calloc(1, sizeof *s);
+    if (!s) return KQ_ENOMEM;
+    s->p = q;
+    s->len = len;
+    s->nl = (int)nl;
+    s->nlm = (int)(nl * nl);
+    s->nmax = q.nmax;
+    s->np4 = (q.nmax + 3) / 4 * 4;
+    size_t np4 = (size_t)s->np4;
+    s->cut = cut;
+    s->cut2 = cut * cut;
+    s->search = KQ_SEARCH_AUTO;
+    int err = KQ_OK;
+    s->alpha = kq_alloc_doubles(nl, nmax, 1, &err);
+    s->beta = kq_alloc_doubles(nl, nmax, nmax, &err);
+    s->ngam = kq_alloc_doubles(nl, np4, 1, &err);
+    s->bt = kq_alloc_doubles(nl, nmax, np4, &err);
+    s->ynorm = kq_alloc_doubles(nl, nl, 1, &err);
+    s->qa = kq_alloc_doubles(nl, nl, 1, &err);
+    s->qb = kq_alloc_doubles(nl, nl, 1, &err);
+    s->dfact = kq_alloc_doubles(nl, 1, 1, &err);
+    s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
+    s->qwork = kq_alloc_doubles(nl + 2, nl, 1, &err);
+    s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
+    double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
+    if (err) { free(swork); kq_soap_free(s); return err; }
+
+    for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
+    const double eta = 1.0 / (2.0 * q.sigma * q.sigma);
+    const double pi32 = KQ_PI * sqrt(KQ_PI);
+    for (int l = 0; l < s->nl; l++) {
+        double *al = s->alpha + (size_t)l * nmax, *be = s->beta + (size_t)l * nmax * nmax;
+        err = soap_radial_basis(q.rcut, q.nmax, l, al, be, swork);
+        if (err) { free(swork); kq_soap_free(s); return err; }
+        for (size_t k = 0; k < nmax; k++) {
+            double ae = al[k] + eta;
+            s->ngam[(size_t)l * np4 + k] = -(al[k] * eta / ae);
+            if (s->ngam[(size_t)l * np4 + k] < s->ngmin) s->ngmin = s->ngam[(size_t)l * np4 + k];
+            double w = pi32 * pow(eta, (double)l) * pow(ae, -((double)l + 1.5));
+            for (size_t n = 0; n < nmax; n++)
+                s->bt[((size_t)l * nmax + k) * np4 + n] = be[n * nmax + k] * w;
+        }
+        s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0));
+    }
+    free(swork);
+
+    /* Real solid harmonics R_lm = N_lm Q_l^|m|(z, r^2) {Re, Im}(x + i y)^|m|
+     * with Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
+     * without the Condon-Shortley phase, which the power spectrum ignores):
+     *   Q_m^m = (2m - 1)!!,  Q_{m+1}^m = (2m + 1) z Q_m^m,
+     *   (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) r^2 Q_{l-2}^m,
+     * N_lm = sqrt((2l + 1)/(4 pi) (l - m)!/(l + m)!), times sqrt(2) for m != 0
+     * (orthonormal real harmonics; any such convention works, spec). */
+    double df = 1.0;
+    for (int m = 0; m < s->nl; m++) {
+        s->dfact[m] = df;
+        df *= 2.0 * m + 1.0;
+    }
+    for (int l = 0; l < s->nl; l++) {
+        for (int m = 0; m <= l; m++) {
+            if (l - m >= 2) {
+                s->qa[l * s->nl + m] = (2.0 * l - 1.0) / (double)(l - m);
+                s->qb[l * s->nl + m] = (double)(l + m - 1) / (double)(l - m);
+            }
+            double ratio = 1.0; /* (l + m)! / (l - m)! */
+            for (int t = l - m + 1; t <= l + m; t++) ratio *= (double)t;
+            double nrm = sqrt((2.0 * l + 1.0) / (4.0 * KQ_PI) / ratio);
+            if (m == 0) {
+                s->ynorm[l * l + l] = nrm;
+            } else {
+                s->ynorm[l * l + l + m] = sqrt(2.0) * nrm;
+                s->ynorm[l * l + l - m] = sqrt(2.0) * nrm;
+            }
+        }
+    }
+
+    /* block offsets of the layout (spec "Layout of the vector") */
+    size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
+    for (size_t a = 0; a < S; a++)
+        for (size_t b = a; b < S; b++) {
+            s->block_off[a][b] = off;
+            off += a == b ? same : diff;
+        }
+    *out = s;
+    return KQ_OK;
+}
+
+size_t kq_soap_length(const kq_soap *s) { return s ? s->len : 0; }
+const kq_soap_params *kq_soap_get_params(const kq_soap *s) { return s ? &s->p : NULL; }
+const double *kq_soap_alpha(const kq_soap *s) { return s ? s->alpha : NULL; }
+const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
+
+int kq_soap_set_search(kq_soap *s, int mode) {
+    if (!s || (mode != KQ_SEARCH_AUTO && mode != KQ_SEARCH_BRUTE && mode != KQ_SEARCH_CELLS))
+        return KQ_EINVAL;
+    s->search = mode;
+    return KQ_OK;
+}
+
+/* R_lm(x, y, z) = |r|^l Y_lm(r/|r|) for l <= lmax, out[l*l + l + m]. */
+static void soap_solid_harmonics(const kq_soap *s, double x, double y, double z, double *out) {
+    const int nl = s->nl;
+    double *q = s->qwork;          /* [nl][nl]: q[l*nl + m] = Q_l^m */
+    double *cm = q + nl * nl, *sm = cm + nl;
+    double r2 = x * x + y * y + z * z;
+    cm[0] = 1.0;
+    sm[0] = 0.0;
+    for (int m = 1; m < nl; m++) {
+        cm[m] = x * cm[m - 1] - y * sm[m - 1];
+        sm[m] = x * sm[m - 1] + y * cm[m - 1];
+    }
+    for (int m = 0; m < nl; m++) {
+        q[m * nl + m] = s->dfact[m];
+        if (m + 1 < nl) q[(m + 1) * nl + m] = (2.0 * m + 1.0) * z * s->dfact[m];
+        for (int l = m + 2; l < nl; l++)
+            q[l * nl + m] = s->qa[l * nl + m] * z * q[(l - 1) * nl + m] -
+                            s->qb[l * nl + m] * r2 * q[(l - 2) * nl + m];
+    }
+    for (int l = 0; l < nl; l++) {
+        const double *nrm = s->ynorm + l * l + l;
+        double *o = out + l * l + l;
+        o[0] = nrm[0] * q[l * nl];
+        for (int m = 1; m <= l; m++) {
+            o[m] = nrm[m] * q[l * nl + m] * cm[m];
+            o[-m] = nrm[-m] * q[l * nl + m] * sm[m];
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Neighbour lists                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Appends the neighbour j of centre i if |r_ij|^2 <= cut2 (j == i included);
+ * KQ_EOVERLAP if j != i is closer than 1e-6 angstrom. The same arithmetic in
+ * both searches, so both give the same lists. */
+static int soap_test_pair(const double *pos, int i, int j, double cut2, int *is_nbr) {
+    double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+           dz = pos[3 * j + 2] - pos[3 * i + 2];
+    double d2 = dx * dx + dy * dy + dz * dz;
+    if (j != i && d2 < 1e-12) return KQ_EOVERLAP;
+    *is_nbr = d2 <= cut2;
+    return KQ_OK;
+}
+
+static int soap_push_nbr(kq_soap *s, size_t *count, int j) {
+    if (*count == s->nidx_cap) {
+        size_t ncap = s->nidx_cap ? 2 * s->nidx_cap : 1024;
+        size_t bytes;
+        if (ncap < s->nidx_cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
+        int *nb = realloc(s->nidx, bytes);
+        if (!nb) return KQ_ENOMEM;
+        s->nidx = nb;
+        s->nidx_cap = ncap;
+    }
+    s->nidx[(*count)++] = j;
+    return KQ_OK;
+}
+
+/* O(N^2) reference search: all j in ascending order. */
+static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
+    size_t count = 0;
+    for (int i = 0; i < natoms; i++) {
+        s->nstart[i] = count;
+        for (int j = 0; j < natoms; j++) {
+            int nb, rc = soap_test_pair(pos, i, j, s->cut2, &nb);
+            if (rc) return rc;
+            if (nb && (rc = soap_push_nbr(s, &count, j))) return rc;
+        }
+    }
+    s->nstart[natoms] = count;
+    return KQ_OK;
+}
+
+/* Cell lists: cells at least cut/2 wide, so every neighbour of an atom is in
+ * its own cell or at most two cells away; the candidates of a centre are sorted so that each
+ * list is in ascending index order, exactly as soap_neighbours_brute makes it.
+ * Cost O(N) for bounded density. */
+static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
+    double lo[3], hi[3];
+    long nc[3];
+    for (int d = 0; d < 3; d++) {
+        lo[d] = hi[d] = pos[d];
+        for (int i = 1; i < natoms; i++) {
+            double v = pos[3 * i + d];
+            if (v < lo[d]) lo[d] = v;
+            if (v > hi[d]) hi[d] = v;
+        }
+        double ext = hi[d] - lo[d];
+        /* cells at least cut/2 wide (so neighbours are at most 2 cells away),
+         * with a margin so that rounding in the cell index can never put two
+         * atoms closer than cut three cells apart */
+        double ncd = floor(ext / (0.5 * s->cut * 1.000001));
+        nc[d] = (isfinite(ncd) && ncd >= 1.0) ? (ncd > 1e6 ? 1000000 : (long)ncd) : 1;
+    }
+    /* at most about 2 N + 125 cells: halve the largest dimension until it fits */
+    double maxcells = 2.0 * (double)natoms + 125.0;
+    while ((double)nc[0] * (double)nc[1] * (double)nc[2] > maxcells) {
+        int d = nc[0] >= nc[1] && nc[0] >= nc[2] ? 0 : (nc[1] >= nc[2] ? 1 : 2);
+        nc[d] = (nc[d] + 1) / 2;
+    }
+    size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]);
+    double width[3];
+    for (int d = 0; d < 3; d++) width[d] = nc[d] > 1 ? (hi[d] - lo[d]) / (double)nc[d] : 1.0;
+
+    int rc;
+    if ((rc = kq_reserve((void **)&s->cell_of, &s->cell_of_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cell_atoms, &s->cell_atoms_cap, (size_t)natoms,
+                         sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cell_start, &s->cell_start_cap, ncells + 1,
+                         sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))))
+        return rc;
+    for (int i = 0; i < natoms; i++) {
+        long c[3];
+        for (int d = 0; d < 3; d++) {
+            long v = 0;
+            if (nc[d] > 1) {
+                double f = floor((pos[3 * i + d] - lo[d]) / width[d]);
+                v = f < 0.0 ? 0 : (f >= (double)nc[d] ? nc[d] - 1 : (long)f);
+            }
+            c[d] = v;
+        }
+        s->cell_of[i] = (int)((c[0] * nc[1] + c[1]) * nc[2] + c[2]);
+    }
+    /* counting sort by cell, stable: each cell's atoms in ascending index */
+    memset(s->cell_start, 0, (ncells + 1) * sizeof(size_t));
+    for (int i = 0; i < natoms; i++) s->cell_start[s->cell_of[i] + 1]++;
+    for (size_t c = 0; c < ncells; c++) s->cell_start[c + 1] += s->cell_start[c];
+    for (int i = 0; i < natoms; i++) {
+        size_t *fill = s->cell_start; /* use cell_start[c] as a cursor, restored below */
+        s->cell_atoms[fill[s->cell_of[i]]++] = i;
+    }
+    for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
+    s->cell_start[0] = 0;
+
+    size_t count = 0;
+    for (int i = 0; i < natoms; i++) {
+        s->nstart[i] = count;
+        long ci = s->cell_of[i];
+        long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
+        size_t ncand = 0;
+        for (long a = c0 - 2; a <= c0 + 2; a++) {
+            if (a < 0 || a >= nc[0]) continue;
+            for (long b = c1 - 2; b <= c1 + 2; b++) {
+                if (b < 0 || b >= nc[1]) continue;
+                for (long c = c2 - 2; c <= c2 + 2; c++) {
+                    if (c < 0 || c >= nc[2]) continue;
+                    size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
+                    for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
+                        int j = s->cell_atoms[t], nb;
+                        if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
+                        if (nb) s->cand[ncand++] = j;
+                    }
+                }
+            }
+        }
+        /* insertion sort: ascending neighbour index */
+        for (size_t t = 1; t < ncand; t++) {
+            int v = s->cand[t];
+            size_t u = t;
+            while (u > 0 && s->cand[u - 1] > v) { s->cand[u] = s->cand[u - 1]; u--; }
+            s->cand[u] = v;
+        }
+        for (size_t t = 0; t < ncand; t++)
+            if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
+    }
+    s->nstart[natoms] = count;
+    return KQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One centre                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The inner kernels of soap_centre: small matrix products on blocks of 4
+ * adjacent output columns (independent sums, each in a fixed order), written
+ * so that gcc and clang vectorise them at -O2 (SSE2) without reassociating
+ * anything. Every output element is sum_t x_t y_t summed t = 0, 1, ... from
+ * 0.0, whichever kernel computes it. */
+
+/* out[u] = sum_{t < nt} x[t * xs] y[t * ys + u], u < 4, t ascending from 0 */
+static void soap_dot4(int nt, const double *restrict x, size_t xs, const double *restrict y,
+                      size_t ys, double *restrict out) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double a = x[(size_t)t * xs], *b = y + (size_t)t * ys;
+        s0 += a * b[0];
+        s1 += a * b[1];
+        s2 += a * b[2];
+        s3 += a * b[3];
+    }
+    out[0] = s0;
+    out[1] = s1;
+    out[2] = s2;
+    out[3] = s3;
+}
+
+/* Four rows given by pointers (stride 1 in t): out_r[u] = sum_t x_r[t] y[t*ys + u] */
+static void soap_dot4x4p(int nt, const double *restrict x0, const double *restrict x1,
+                         const double *restrict x2, const double *restrict x3,
+                         const double *restrict y, size_t ys, double *restrict o0,
+                         double *restrict o1, double *restrict o2, double *restrict o3) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
+    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double *b = y + (size_t)t * ys;
+        const double p = x0[t], q = x1[t], r = x2[t], u = x3[t];
+        a0 += p * b[0];
+        a1 += p * b[1];
+        a2 += p * b[2];
+        a3 += p * b[3];
+        b0 += q * b[0];
+        b1 += q * b[1];
+        b2 += q * b[2];
+        b3 += q * b[3];
+        c0 += r * b[0];
+        c1 += r * b[1];
+        c2 += r * b[2];
+        c3 += r * b[3];
+        d0 += u * b[0];
+        d1 += u * b[1];
+        d2 += u * b[2];
+        d3 += u * b[3];
+    }
+    o0[0] = a0;
+    o0[1] = a1;
+    o0[2] = a2;
+    o0[3] = a3;
+    o1[0] = b0;
+    o1[1] = b1;
+    o1[2] = b2;
+    o1[3] = b3;
+    o2[0] = c0;
+    o2[1] = c1;
+    o2[2] = c2;
+    o2[3] = c3;
+    o3[0] = d0;
+    o3[1] = d1;
+    o3[2] = d2;
+    o3[3] = d3;
+}
+
+/* Two rows at once: out0[u] = sum_t x0[t*xs] y[t*ys + u] and out1[u] the
+ * same with x1; the same order as soap_dot4, so the same bits. */
+static void soap_dot2x4(int nt, const double *restrict x0, const double *restrict x1, size_t xs,
+                        const double *restrict y, size_t ys, double *restrict out0,
+                        double *restrict out1) {
+    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double a = x0[(size_t)t * xs], c = x1[(size_t)t * xs], *b = y + (size_t)t * ys;
+        s0 += a * b[0];
+        s1 += a * b[1];
+        s2 += a * b[2];
+        s3 += a * b[3];
+        t0 += c * b[0];
+        t1 += c * b[1];
+        t2 += c * b[2];
+        t3 += c * b[3];
+    }
+    out0[0] = s0;
+    out0[1] = s1;
+    out0[2] = s2;
+    out0[3] = s3;
+    out1[0] = t0;
+    out1[1] = t1;
+    out1[2] = t2;
+    out1[3] = t3;
+}
+
+/* Four rows at once (more independent sums in flight); same order again.
+ * Each sum is multiplied by scale when stored (1.0 changes nothing). */
+static void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
+                        const double *restrict y, size_t ys, double *restrict out, size_t os,
+                        double scale) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
+    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
+        const double p = xt[0], q = xt[rs], r = xt[2 * rs], u = xt[3 * rs];
+        a0 += p * b[0];
+        a1 += p * b[1];
+        a2 += p * b[2];
+        a3 += p * b[3];
+        b0 += q * b[0];
+        b1 += q * b[1];
+        b2 += q * b[2];
+        b3 += q * b[3];
+        c0 += r * b[0];
+        c1 += r * b[1];
+        c2 += r * b[2];
+        c3 += r * b[3];
+        d0 += u * b[0];
+        d1 += u * b[1];
+        d2 += u * b[2];
+        d3 += u * b[3];
+    }
+    out[0] = scale * a0;
+    out[1] = scale * a1;
+    out[2] = scale * a2;
+    out[3] = scale * a3;
+    out[os] = scale * b0;
+    out[os + 1] = scale * b1;
+    out[os + 2] = scale * b2;
+    out[os + 3] = scale * b3;
+    out[2 * os] = scale * c0;
+    out[2 * os + 1] = scale * c1;
+    out[2 * os + 2] = scale * c2;
+    out[2 * os + 3] = scale * c3;
+    out[3 * os] = scale * d0;
+    out[3 * os + 1] = scale * d1;
+    out[3 * os + 2] = scale * d2;
+    out[3 * os + 3] = scale * d3;
+}
+
+/* A block of 4 columns of the product of nrows rows:
+ * out[r*os + u] = sum_{t < nt} x[r*rs + t*xs] y[t*ys + u], r < nrows, u < 4,
+ * every sum t ascending from 0.0; rows two at a time. */
+static void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs, const double *y,
+                       size_t ys, double *out, size_t os) {
+    int r = 0;
+    for (; r + 4 <= nrows; r += 4)
+        soap_dot4x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
+    for (; r + 2 <= nrows; r += 2)
+        soap_dot2x4(nt, x + (size_t)r * rs, x + (size_t)(r + 1) * rs, xs, y, ys,
+                    out + (size_t)r * os, out + (size_t)(r + 1) * os);
+    if (r < nrows) soap_dot4(nt, x + (size_t)r * rs, xs, y, ys, out + (size_t)r * os);
+}
+
+/* o[q] = pref * v[q], q < n: blocks of 4, then the rest one by one */
+static void soap_scale_copy(int n, double pref, const double *restrict v, double *restrict o) {
+    int q = 0;
+    for (; q + 4 <= n; q += 4) {
+        o[q] = pref * v[q];
+        o[q + 1] = pref * v[q + 1];
+        o[q + 2] = pref * v[q + 2];
+        o[q + 3] = pref * v[q + 3];
+    }
+    for (; q < n; q++) o[q] = pref * v[q];
+}
+
+/* dst[l*l + l + m] = (-1)^l src[l*l + l + m]: R_lm(-r) from R_lm(r) */
+static void soap_parity_copy(int nl, const double *restrict src, double *restrict dst) {
+    for (int l = 0; l < nl; l++) {
+        const double *a = src + l * l;
+        double *b = dst + l * l;
+        if (l % 2)
+            for (int m = 0; m <= 2 * l; m++) b[m] = -a[m];
+        else
+            for (int m = 0; m <= 2 * l; m++) b[m] = a[m];
+    }
+}
+
+/* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
+ * and the ring. The lists are symmetric (the same d^2 both ways), and j's
+ * entries below j appear in ascending order, so one cursor per atom finds
+ * them. Anything unexpected just turns reuse off (same results, slower). */
+static int soap_reuse_setup(kq_soap *s, int natoms) {
+    const size_t entries = s->nstart[natoms];
+    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
+    int rc;
+    s->reuse = 0;
+    s->counter = 0;
+    if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
+    /* about 4 MB (measured best on the water benchmark; the size changes
+     * only the speed, never the result) */
+    size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
+    if (slots < 64) slots = 64;
+    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
+        return rc;
+    size_t ringn;
+    if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
+    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
+        return KQ_OK; /* no memory for the ring: compute every pair twice */
+    s->ring_slots = slots;
+    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++)
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            if (j <= i) continue;
+            size_t r = s->cursor[j]++;
+            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
+            s->rev[r] = t;
+        }
+    s->reuse = 1;
+    return KQ_OK;
+}
+
+static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
+    const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
+    const size_t nlk = (size_t)nl * (size_t)np4, sblk = (size_t)nlm * (size_t)np4;
+    int present[KQ_MAX_SPECIES] = {0};
+    size_t cnt[KQ_MAX_SPECIES] = {0}, off[KQ_MAX_SPECIES], fill[KQ_MAX_SPECIES];
+    const size_t t0 = s->nstart[i], t1 = s->nstart[i + 1];
+
+    /* For every neighbour j (the centre itself included: r = 0 gives R_lm = 0
+     * for l > 0, so it only feeds l = 0, spec): the radial functions
+     * h_ln(r_ij) [nl][np4] and the solid harmonics R_lm(r_ij) [nlm], stored
+     * grouped by species, ascending neighbour index within each group. */
+    for (size_t t = t0; t < t1; t++) cnt[s->sp[s->nidx[t]]]++;
+    for (int z = 0, o = 0; z < S; z++) {
+        off[z] = (size_t)o;
+        fill[z] = 0;
+        o += (int)cnt[z];
+        present[z] = cnt[z] > 0;
+    }
+    const size_t pair = nlk + (size_t)nlm; /* one ring entry: h then R */
+    size_t nfresh = 0;
+    for (size_t t = t0; t < t1; t++) {
+        int j = s->nidx[t], z = s->sp[j];
+        size_t slot = off[z] + fill[z]++;
+        double *f = s->fbuf + slot * nlk, *rr = s->rbuf + slot * (size_t)nlm;
+        if (s->reuse && j < i) {
+            /* computed at centre j (if still in the ring): h(r_ji) = h(r_ij)
+             * and R_lm(r_ji) = (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij
+             * exactly, and the polynomial's terms change sign together), so
+             * the result is the same bits as computing it here */
+            size_t st = s->stamp[s->rev[t]];
+            if (s->counter - st <= s->ring_slots) {
+                const double *src = s->ring + (st % s->ring_slots) * pair;
+                memcpy(f, src, nlk * sizeof(double));
+                soap_parity_copy(nl, src + nlk, rr);
+                continue;
+            }
+        }
+        /* exp(-gamma_lk r^2) into ebuf; h is made from it below */
+        double *f_e = s->ebuf + nfresh * nlk;
+        double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+               dz = pos[3 * j + 2] - pos[3 * i + 2];
+        double r2 = dx * dx + dy * dy + dz * dz;
+        if (s->ngmin * r2 >= -700.0)
+            soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+        else
+            soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+        soap_solid_harmonics(s, dx, dy, dz, rr);
+        s->fresh[nfresh] = slot;
+        s->fresh_t[nfresh++] = (s->reuse && j > i) ? t : SIZE_MAX;
+    }
+    /* h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending from 0.0, for
+     * the freshly computed neighbours, four at a time; then keep those with
+     * j > i for centre j */
+    for (size_t g = 0; g < nfresh; g += 4) {
+        int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
+        const double *e = s->ebuf + g * nlk; /* [nr][nlk] exponentials */
+        double *fr[4];
+        for (int u = 0; u < 4; u++) fr[u] = s->fbuf + s->fresh[g + (u < nr ? u : 0)] * nlk;
+        for (int l = 0; l < nl; l++) {
+            const double *bt = s->bt + (size_t)l * nmax * np4;
+            const size_t lo = (size_t)l * np4;
+            for (int n = 0; n < np4; n += 4) {
+                if (nr == 4)
+                    soap_dot4x4p(nmax, e + lo, e + nlk + lo, e + 2 * nlk + lo, e + 3 * nlk + lo,
+                                 bt + n, (size_t)np4, fr[0] + lo + n, fr[1] + lo + n,
+                                 fr[2] + lo + n, fr[3] + lo + n);
+                else
+                    for (int u = 0; u < nr; u++)
+                        soap_dot4(nmax, e + u * nlk + lo, 1, bt + n, (size_t)np4, fr[u] + lo + n);
+            }
+        }
+        for (int u = 0; u < nr; u++) {
+            size_t t = s->fresh_t[g + u];
+            if (t != SIZE_MAX) {
+                double *dst = s->ring + (s->counter % s->ring_slots) * pair;
+                memcpy(dst, fr[u], nlk * sizeof(double));
+                memcpy(dst + nlk, s->rbuf + s->fresh[g + u] * (size_t)nlm,
+                       (size_t)nlm * sizeof(double));
+                s->stamp[t] = s->counter++;
+            }
+        }
+    }
+
+    /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from 0.0 */
+    for (int z = 0; z < S; z++) {
+        if (!present[z]) continue;
+        const double *rz = s->rbuf + off[z] * (size_t)nlm, *hz = s->fbuf + off[z] * nlk;
+        double *c = s->coef + (size_t)z * sblk;
+        for (int l = 0; l < nl; l++)
+            for (int n = 0; n < np4; n += 4)
+                soap_rows4((int)cnt[z], 2 * l + 1, rz + l * l, 1, (size_t)nlm,
+                           hz + (size_t)l * np4 + n, nlk, c + (size_t)l * l * np4 + n,
+                           (size_t)np4);
+    }
+
+    /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
+     * from 0; blocks of species that have no atoms here are exact zeros */
+    for (int z1 = 0; z1 < S; z1++) {
+        const double *c1 = s->coef + (size_t)z1 * sblk;
+        for (int z2 = z1; z2 < S; z2++) {
+            const double *c2 = s->coef + (size_t)z2 * sblk;
+            double *o = out + s->block_off[z1][z2];
+            if (!present[z1] || !present[z2]) {
+                size_t blen = (z1 == z2 ? (size_t)nmax * (size_t)(nmax + 1) / 2
+                                        : (size_t)nmax * (size_t)nmax) * (size_t)nl;
+                memset(o, 0, blen * sizeof(double));
+                continue;
+            }
+            double *ps = s->pstmp; /* [nmax][np4] sums of one l */
+            for (int l = 0; l < nl; l++) {
+                const double pref = s->pref[l];
+                const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
+                if (z1 != z2 && nmax % 4 == 0) {
+                    /* full n x n' block: the scaled sums go straight to out */
+                    for (int q = 0; q < nmax; q += 4)
+                        for (int n = 0; n < nmax; n += 4)
+                            soap_dot4x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
+                                        o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                    o += (size_t)nmax * nmax;
+                    continue;
+                }
+                for (int q = 0; q < np4; q += 4) {
+                    /* same species: only rows n <= q + 3 are needed */
+                    int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
+                    soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
+                               (size_t)np4);
+                }
+                for (int n = 0; n < nmax; n++) {
+                    int q0 = z1 == z2 ? n : 0;
+                    soap_scale_copy(nmax - q0, pref, ps + (size_t)n * np4 + q0, o);
+                    o += nmax - q0;
+                }
+            }
+        }
+    }
+}
+
+/* Validates the input and builds the neighbour lists (s->sp, s->nstart,
+ * s->nidx). natoms >= 1. */
+static int soap_prepare(kq_soap *s, int natoms, const int *z, const double *pos) {
+    int rc;
+    if ((rc = kq_reserve((void **)&s->sp, &s->sp_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->nstart, &s->nstart_cap, (size_t)natoms + 1,
+                         sizeof(size_t))))
+        return rc;
+    for (int i = 0; i < natoms; i++) {
+        if (!isfinite(pos[3 * i]) || !isfinite(pos[3 * i + 1]) || !isfinite(pos[3 * i + 2]))
+            return KQ_EINVAL;
+        int t = 0;
+        while (t < s->p.nspecies && s->p.species[t] != z[i]) t++;
+        if (t == s->p.nspecies) return KQ_ESPECIES;
+        s->sp[i] = t;
+    }
+    int cells = s->search == KQ_SEARCH_CELLS || (s->search == KQ_SEARCH_AUTO && natoms > 64);
+    return cells ? soap_neighbours_cells(s, natoms, pos) : soap_neighbours_brute(s, natoms, pos);
+}
+
+int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos) {
+    if (!s || natoms < 0) return KQ_EINVAL;
+    if (natoms == 0) return KQ_OK;
+    if (!z || !pos) return KQ_EINVAL;
+    return soap_prepare(s, natoms, z, pos);
+}
+
+int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out) {
+    if (!s || natoms < 0) return KQ_EINVAL;
+    if (natoms == 0) return KQ_OK;
+    if (!z || !pos || !out) return KQ_EINVAL;
+    size_t total;
+    if (!kq_mul_ok((size_t)natoms, s->len, &total) || !kq_mul_ok(total, sizeof(double), &total))
+        return KQ_ENOMEM;
+    int rc = soap_prepare(s, natoms, z, pos);
+    if (rc) return rc;
+    size_t maxnb = 0, nf, nr;
+    for (int i = 0; i < natoms; i++)
+        if (s->nstart[i + 1] - s->nstart[i] > maxnb) maxnb = s->nstart[i + 1] - s->nstart[i];
+    if (!kq_mul_ok(maxnb, (size_t)s->nl * (size_t)s->np4, &nf) ||
+        !kq_mul_ok(maxnb, (size_t)s->nlm, &nr))
+        return KQ_ENOMEM;
+    if ((rc = kq_reserve((void **)&s->fbuf, &s->fbuf_cap, nf, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->rbuf, &s->rbuf_cap, nr, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, nf, sizeof(double))))
+        return rc;
+    if (maxnb > s->fresh_cap) {
+        size_t cap = 0;
+        if ((rc = kq_reserve((void **)&s->fresh, &cap, maxnb, sizeof(size_t)))) return rc;
+        cap = 0;
+        if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
+        s->fresh_cap = maxnb;
+    }
+    if ((rc = soap_reuse_setup(s, natoms))) return rc;
+    for (int i = 0; i < natoms; i++) soap_centre(s, i, pos, out + (size_t)i * s->len);
+    return KQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kernels                                                                   */
+/* ------------------------------------------------------------------------ */
+
+/* sum_t p[t] q[t], t ascending from 0 (the one summation order that every
+ * kernel function here uses, so kq_kernel and kq_kernel_matrix agree bitwise) */
+static double kq_dot(const double *p, const double *q, size_t len) {
+    double d = 0.0;
+    for (size_t t = 0; t < len; t++) d += p[t] * q[t];
+    return d;
+}
+
+static double kq_ipow(double d, int zeta) {
+    double r = 1.0;
+    for (int i = 0; i < zeta; i++) r = i == 0 ? d : r * d;
+    return r;
+}
+
+void kq_normalize_rows(size_t n, size_t len, double *p) {
+    for (size_t i = 0; i < n; i++) {
+        double *row = p + i * len;
+        double nrm = sqrt(kq_dot(row, row, len));
+        if (nrm > 0.0)
+            for (size_t t = 0; t < len; t++) row[t] /= nrm;
+    }
+}
+
+double kq_kernel(const double *p, const double *q, size_t len, int zeta) {
+    return kq_ipow(kq_dot(p, q, len), zeta);
+}
+
+void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, size_t len,
+                      int zeta, double *k) {
+    /* Blocks of 4 rows of a x 2 rows of b: 8 independent dot products share
+     * their loads; each is still summed t = 0, 1, ... from 0.0. */
+    size_t i = 0;
+    for (; i + 4 <= na; i += 4) {
+        const double *a0 = a + i * len, *a1 = a0 + len, *a2 = a1 + len, *a3 = a2 + len;
+        size_t j = 0;
+        for (; j + 2 <= nb; j += 2) {
+            const double *b0 = b + j * len, *b1 = b0 + len;
+            double s00 = 0.0, s01 = 0.0, s10 = 0.0, s11 = 0.0;
+            double s20 = 0.0, s21 = 0.0, s30 = 0.0, s31 = 0.0;
+            for (size_t t = 0; t < len; t++) {
+                double x0 = b0[t], x1 = b1[t];
+                s00 += a0[t] * x0; s01 += a0[t] * x1;
+                s10 += a1[t] * x0; s11 += a1[t] * x1;
+                s20 += a2[t] * x0; s21 += a2[t] * x1;
+                s30 += a3[t] * x0; s31 += a3[t] * x1;
+            }
+            k[i * nb + j] = kq_ipow(s00, zeta); k[i * nb + j + 1] = kq_ipow(s01, zeta);
+            k[(i + 1) * nb + j] = kq_ipow(s10, zeta); k[(i + 1) * nb + j + 1] = kq_ipow(s11, zeta);
+            k[(i + 2) * nb + j] = kq_ipow(s20, zeta); k[(i + 2) * nb + j + 1] = kq_ipow(s21, zeta);
+            k[(i + 3) * nb + j] = kq_ipow(s30, zeta); k[(i + 3) * nb + j + 1] = kq_ipow(s31, zeta);
+        }
+        for (; j < nb; j++)
+            for (size_t r = 0; r < 4; r++)
+                k[(i + r) * nb + j] = kq_kernel(a + (i + r) * len, b + j * len, len, zeta);
+    }
+    for (; i < na; i++)
+        for (size_t j = 0; j < nb; j++)
+            k[i * nb + j] = kq_kernel(a + i * len, b + j * len, len, zeta);
+}
