@@ -1,0 +1,28 @@
+#!/bin/sh
+# Regenerates data/COUNTS and data/SHA256SUMS for the shipped data files.
+# Run from the repository root:  sh data/make/finalize.sh
+# COUNTS: one line per shipped extended-XYZ file: "path frames key,key,..." (paths relative
+# to data/); tests/test_data.sh checks every file against it and against SHA256SUMS.
+set -e
+cd data
+tmp=COUNTS.tmp.$$
+: > "$tmp"
+add() { # file keys
+    [ -f "$1" ] || return 0
+    n=$(awk 'BEGIN{n=0} { if (skip > 0) { skip--; next } n++; skip = $1 + 1 } END{print n}' "$1")
+    echo "$1 $n $2" >> "$tmp"
+}
+Q=id,smiles,charge,xtb_dipole,xtb_energy,xtb_gap
+for f in qm9like/train.xyz qm9like/valid.xyz qm9like/test.xyz; do add "$f" "$Q"; done
+for f in qm9like/pbe0/chunk_*.xyz; do add "$f" "$Q,split,pbe0_dipole,psi4_seconds"; done
+for f in nma/train_T300.xyz nma/train_T500.xyz nma/test.xyz; do
+    add "$f" md_temp,md_frame,pm7_dipole,pm7_polarizability
+done
+for f in nma_b3lyp/chunk_*.xyz; do
+    add "$f" md_temp,md_frame,dft_dipole,dft_polarizability,psi4_seconds
+done
+mv "$tmp" COUNTS
+awk '{print $1}' COUNTS | xargs sha256sum > SHA256SUMS.tmp.$$
+sha256sum qm9like/candidates.tsv >> SHA256SUMS.tmp.$$
+mv SHA256SUMS.tmp.$$ SHA256SUMS
+cat COUNTS
