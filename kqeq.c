@@ -21,10 +21,14 @@
  * the result independent of the neighbour order to ~1e-16 and rotation
  * invariant to ~1e-13 (tests/test_soap.c).
  *
- * Speed: cell lists (cost linear in N); h and R of a pair (i, j), i < j, are
- * computed once at centre i and reused at centre j (exactly: see
- * soap_centre); our own vectorisable exp(); all products in blocks of 4
- * independent sums (soap_dot4 and friends) that gcc/clang vectorise at -O2.
+ * Speed: cell lists (cost linear in N, each pair tested once); h and R of a
+ * pair (i, j), i < j, are computed once at centre i, straight into a ring
+ * buffer, and read there by pointer at centre j (exactly: see
+ * soap_centre_body); the fresh pairs of a centre four at a time (solid
+ * harmonics vectorised across the four); our own vectorisable exp(); all
+ * products in blocks of 4 (or 8) independent sums (soap_dot4 and friends)
+ * that gcc/clang vectorise at -O2; an AVX2 copy of all that, picked at run
+ * time (below).
  *
  * Reproducibility: every sum runs in a fixed written order (neighbours in
  * ascending atom index, the centre itself included at its own index; k and m
@@ -44,6 +48,34 @@
 #include "linalg.h"
 
 #define KQ_PI 3.14159265358979323846 /* same text as in kqeq_model.c, so a merge is fine */
+
+/* The per-centre work (soap_centre_body and everything it calls) is compiled
+ * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
+ * once more inside a function with __attribute__((target("avx2"))), chosen
+ * at run time by __builtin_cpu_supports("avx2") (kq_soap_set_simd). The AVX2
+ * copy is the same C code: the compiler makes the vectorised loops over
+ * independent elements 4 wide instead of 2, and the copy picks kernels with
+ * 8 instead of 4 independent sums where there are 8 (soap_centre_body's
+ * `wide`), which add the same terms in the same order. Neither copy may
+ * contract a*b + c into an FMA (-ffp-contract=off, and "avx2" does not
+ * enable FMA), and every element is still one IEEE multiply or add of the
+ * same operands in the same order, so both copies give the same bits
+ * (tests/test_soap.c compares them). KQ_INLINE forces the helpers into each
+ * copy: a helper that stayed a separate function would be compiled for SSE2
+ * only. */
+#if defined(__GNUC__) && defined(__x86_64__)
+#define KQ_SOAP_AVX2 1
+#define KQ_INLINE static inline __attribute__((always_inline))
+#else
+#define KQ_SOAP_AVX2 0
+#define KQ_INLINE static inline
+#endif
+/* A cache prefetch hint where the compiler has one (it changes no value). */
+#if defined(__GNUC__)
+#define KQ_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define KQ_PREFETCH(p) ((void)(p))
+#endif
 
 const char *kq_strerror(int code) {
     switch (code) {
@@ -91,8 +123,8 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
  * n_max = 1 closed form built on libm's exp to 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far handles the rest),
  * so there is no branch and the blocks of 4 vectorise; every element is
  * computed on its own, so vectorising changes no bits. */
-static void soap_exp_near(int n, const double *restrict ng, double r2,
-                          const double *restrict exp2tab, double *restrict y) {
+KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
+                             const double *restrict exp2tab, double *restrict y) {
     const double inv = 92.332482616893656877;             /* 64 / ln 2 */
     const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
     const double c_lo = 1.90821492927058770002e-10 / 64.0;
@@ -127,7 +159,8 @@ static void soap_exp_near(int n, const double *restrict ng, double r2,
 /* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
  * then below 1e-304, nothing that can matter next to the centre's own
  * Gaussian), the others exactly what soap_exp_near gives. */
-static void soap_exp_far(int n, const double *ng, double r2, const double *exp2tab, double *y) {
+KQ_INLINE void soap_exp_far(int n, const double *ng, double r2, const double *exp2tab,
+                            double *y) {
     for (int i = 0; i < n; i += 4) {
         double gg[4] = {0.0, 0.0, 0.0, 0.0}, yy[4];
         for (int u = 0; u < 4; u++)
@@ -152,6 +185,7 @@ struct kq_soap {
                            * reach the output */
     double ngmin;         /* min over l, k of -gamma_lk */
     int search;           /* KQ_SEARCH_* */
+    int simd;             /* KQ_SIMD_PORTABLE or KQ_SIMD_AVX2 (never AUTO) */
     double cut2;          /* (rcut + sigma sqrt(2 ln 1000))^2, angstrom^2 */
     double cut;
     double *alpha;        /* [nl][nmax] 1/angstrom^2 (spec "Radial basis") */
@@ -166,24 +200,31 @@ struct kq_soap {
     size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
     /* per-centre scratch, sized at creation */
     double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
-    double *qwork;        /* [nl][nl] + 2 nl */
+    double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
+                           * as the four destinations must not overlap) */
     double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
     /* per-call scratch, grows */
     int *sp; size_t sp_cap;            /* [natoms] species index */
     size_t *nstart; size_t nstart_cap; /* [natoms + 1] CSR neighbour lists */
     int *nidx; size_t nidx_cap;
+    int *nidx2; size_t nidx2_cap;      /* scratch of soap_neighbours_cells */
+    size_t *upstart; size_t upstart_cap; /* [natoms + 1] */
     int *cell_of; size_t cell_of_cap;  /* [natoms] */
     int *cell_atoms; size_t cell_atoms_cap;
     size_t *cell_start; size_t cell_start_cap;
     int *cand; size_t cand_cap;        /* candidates of one centre */
     double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
     double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
+    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
+    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
+    double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
+    double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
     size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
-                                                 * slots, and their entry if kept */
-    double *ebuf; size_t ebuf_cap;     /* [neighbours][nl][np4] exp(-gamma_lk r^2) of those */
-    /* pair reuse (see soap_centre): h and R of a pair (i, j), i < j, are
-     * computed at centre i and kept in a ring of ring_slots entries
-     * [nl*np4 + nlm] for centre j */
+                                                 * slots, and their list entries */
+    double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those */
+    /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
+     * computed at centre i into a ring of ring_slots (a power of two)
+     * entries [nl*np4 + nlm] and read there at centre j */
     int reuse;
     size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
     size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
@@ -196,10 +237,13 @@ void kq_soap_free(kq_soap *s) {
     if (!s) return;
     free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
     free(s->qa); free(s->qb); free(s->dfact);
-    free(s->coef); free(s->qwork); free(s->pstmp);
-    free(s->fbuf); free(s->rbuf); free(s->fresh); free(s->fresh_t); free(s->ebuf);
+    free(s->coef); free(s->rpad); free(s->pstmp);
+    free(s->fbuf); free(s->rbuf); free(s->ebuf);
+    free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
+    free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
-    free(s->sp); free(s->nstart); free(s->nidx); free(s->cell_of);
+    free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
+    free(s->cell_of);
     free(s->cell_atoms); free(s->cell_start); free(s->cand);
     free(s);
 }
@@ -236,6 +280,14 @@ static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double
     if (rc == LA_NOMEM) return KQ_ENOMEM;
     if (rc != LA_OK) return KQ_ELINALG;
     return KQ_OK;
+}
+
+/* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
+static int soap_best_simd(void) {
+#if KQ_SOAP_AVX2
+    if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
+#endif
+    return KQ_SIMD_PORTABLE;
 }
 
 int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
@@ -286,6 +338,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->cut = cut;
     s->cut2 = cut * cut;
     s->search = KQ_SEARCH_AUTO;
+    s->simd = soap_best_simd();
     int err = KQ_OK;
     s->alpha = kq_alloc_doubles(nl, nmax, 1, &err);
     s->beta = kq_alloc_doubles(nl, nmax, nmax, &err);
@@ -296,8 +349,8 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->qb = kq_alloc_doubles(nl, nl, 1, &err);
     s->dfact = kq_alloc_doubles(nl, 1, 1, &err);
     s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
-    s->qwork = kq_alloc_doubles(nl + 2, nl, 1, &err);
     s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
+    s->rpad = kq_alloc_doubles(4, nl, nl, &err);
     double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
     if (err) { free(swork); kq_soap_free(s); return err; }
 
@@ -366,6 +419,15 @@ const kq_soap_params *kq_soap_get_params(const kq_soap *s) { return s ? &s->p : 
 const double *kq_soap_alpha(const kq_soap *s) { return s ? s->alpha : NULL; }
 const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
 
+int kq_soap_set_simd(kq_soap *s, int mode) {
+    if (!s) return KQ_EINVAL;
+    if (mode == KQ_SIMD_AUTO) mode = soap_best_simd();
+    if (mode == KQ_SIMD_AVX2 && soap_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
+    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2) return KQ_EINVAL;
+    s->simd = mode;
+    return KQ_OK;
+}
+
 int kq_soap_set_search(kq_soap *s, int mode) {
     if (!s || (mode != KQ_SEARCH_AUTO && mode != KQ_SEARCH_BRUTE && mode != KQ_SEARCH_CELLS))
         return KQ_EINVAL;
@@ -373,33 +435,74 @@ int kq_soap_set_search(kq_soap *s, int mode) {
     return KQ_OK;
 }
 
-/* R_lm(x, y, z) = |r|^l Y_lm(r/|r|) for l <= lmax, out[l*l + l + m]. */
-static void soap_solid_harmonics(const kq_soap *s, double x, double y, double z, double *out) {
+/* R_lm(x_u, y_u, z_u) = |r|^l Y_lm(r/|r|) for l <= lmax of four vectors
+ * (lanes u < 4), out[u][l*l + l + m] (four rows that do not overlap). The
+ * lanes are independent and each one runs the same expressions in the same
+ * order as the former one-vector version (the lane loops only vectorise
+ * across atoms), so batching changes no bits. */
+KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
+                                     const double *restrict y, const double *restrict z,
+                                     double *const *out) {
+    /* Local arrays (about 30 kB of stack) with compile-time strides: the
+     * compiler then sees that the lane loops touch disjoint elements and
+     * vectorises them (at -O2 it will not add run-time overlap checks). */
+    enum { NL = KQ_MAX_LMAX + 1 };
     const int nl = s->nl;
-    double *q = s->qwork;          /* [nl][nl]: q[l*nl + m] = Q_l^m */
-    double *cm = q + nl * nl, *sm = cm + nl;
-    double r2 = x * x + y * y + z * z;
-    cm[0] = 1.0;
-    sm[0] = 0.0;
-    for (int m = 1; m < nl; m++) {
-        cm[m] = x * cm[m - 1] - y * sm[m - 1];
-        sm[m] = x * sm[m - 1] + y * cm[m - 1];
+    double q[NL * NL * 4];         /* q[(l*NL + m)*4 + u] = Q_l^m of lane u */
+    double cm[NL * 4], sm[NL * 4]; /* [m][4] Re, Im (x + i y)^m */
+    double rv[NL * NL * 4];        /* [l*l + l + m][4] R_lm, lane fastest */
+    double r2[4];
+    for (int u = 0; u < 4; u++) {
+        r2[u] = x[u] * x[u] + y[u] * y[u] + z[u] * z[u];
+        cm[u] = 1.0;
+        sm[u] = 0.0;
     }
+    for (int m = 1; m < nl; m++)
+        for (int u = 0; u < 4; u++) {
+            cm[4 * m + u] = x[u] * cm[4 * (m - 1) + u] - y[u] * sm[4 * (m - 1) + u];
+            sm[4 * m + u] = x[u] * sm[4 * (m - 1) + u] + y[u] * cm[4 * (m - 1) + u];
+        }
     for (int m = 0; m < nl; m++) {
-        q[m * nl + m] = s->dfact[m];
-        if (m + 1 < nl) q[(m + 1) * nl + m] = (2.0 * m + 1.0) * z * s->dfact[m];
-        for (int l = m + 2; l < nl; l++)
-            q[l * nl + m] = s->qa[l * nl + m] * z * q[(l - 1) * nl + m] -
-                            s->qb[l * nl + m] * r2 * q[(l - 2) * nl + m];
+        const double df = s->dfact[m];
+        for (int u = 0; u < 4; u++) q[(m * NL + m) * 4 + u] = df;
+        if (m + 1 < nl)
+            for (int u = 0; u < 4; u++) q[((m + 1) * NL + m) * 4 + u] = (2.0 * m + 1.0) * z[u] * df;
+        for (int l = m + 2; l < nl; l++) {
+            const double a = s->qa[l * nl + m], b = s->qb[l * nl + m];
+            for (int u = 0; u < 4; u++)
+                q[(l * NL + m) * 4 + u] = a * z[u] * q[((l - 1) * NL + m) * 4 + u] -
+                                          b * r2[u] * q[((l - 2) * NL + m) * 4 + u];
+        }
     }
     for (int l = 0; l < nl; l++) {
         const double *nrm = s->ynorm + l * l + l;
-        double *o = out + l * l + l;
-        o[0] = nrm[0] * q[l * nl];
+        const int c = l * l + l; /* row of m = 0 */
+        for (int u = 0; u < 4; u++) rv[4 * c + u] = nrm[0] * q[(l * NL) * 4 + u];
         for (int m = 1; m <= l; m++) {
-            o[m] = nrm[m] * q[l * nl + m] * cm[m];
-            o[-m] = nrm[-m] * q[l * nl + m] * sm[m];
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c + m) + u] = nrm[m] * q[(l * NL + m) * 4 + u] * cm[4 * m + u];
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c - m) + u] = nrm[-m] * q[(l * NL + m) * 4 + u] * sm[4 * m + u];
         }
+    }
+    /* lane-major into the four destinations, 4 x 4 blocks at a time (whole
+     * vectors stored: the destinations are often not in cache) */
+    const int nlm = s->nlm;
+    double *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                     *restrict o3 = out[3];
+    int t = 0;
+    for (; t + 4 <= nlm; t += 4) {
+        const double *v = rv + 4 * t; /* v[4 a + u] = R of row t + a, lane u */
+        o0[t] = v[0]; o0[t + 1] = v[4]; o0[t + 2] = v[8]; o0[t + 3] = v[12];
+        o1[t] = v[1]; o1[t + 1] = v[5]; o1[t + 2] = v[9]; o1[t + 3] = v[13];
+        o2[t] = v[2]; o2[t + 1] = v[6]; o2[t + 2] = v[10]; o2[t + 3] = v[14];
+        o3[t] = v[3]; o3[t + 1] = v[7]; o3[t + 2] = v[11]; o3[t + 3] = v[15];
+    }
+    for (; t < nlm; t++) {
+        o0[t] = rv[4 * t];
+        o1[t] = rv[4 * t + 1];
+        o2[t] = rv[4 * t + 2];
+        o3[t] = rv[4 * t + 3];
     }
 }
 
@@ -510,9 +613,17 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
     s->cell_start[0] = 0;
 
+    /* Each pair is tested once, from its lower index: first the upper
+     * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
+     * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
+     * d^2 both ways), so the full lists are the same as testing both ways. */
+    if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
+                         sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
+        return rc;
     size_t count = 0;
     for (int i = 0; i < natoms; i++) {
-        s->nstart[i] = count;
+        s->upstart[i] = count;
         long ci = s->cell_of[i];
         long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
         size_t ncand = 0;
@@ -525,6 +636,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
                     size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
                     for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
                         int j = s->cell_atoms[t], nb;
+                        if (j <= i) continue;
                         if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
                         if (nb) s->cand[ncand++] = j;
                     }
@@ -541,7 +653,35 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         for (size_t t = 0; t < ncand; t++)
             if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
     }
-    s->nstart[natoms] = count;
+    s->upstart[natoms] = count;
+    /* full list of i: the j < i that have i in their upper half (ascending,
+     * as i is visited in ascending order below), i itself, its upper half */
+    size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
+    for (int i = 0; i < natoms; i++) low[i] = 0;
+    for (size_t t = 0; t < count; t++) low[s->nidx[t]]++;
+    size_t total;
+    if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
+    total += (size_t)natoms;
+    if ((rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, total, sizeof(int)))) return rc;
+    s->nstart[0] = 0;
+    for (int i = 0; i < natoms; i++)
+        s->nstart[i + 1] = s->nstart[i] + low[i] + 1 + (s->upstart[i + 1] - s->upstart[i]);
+    for (int i = 0; i < natoms; i++) low[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++) {
+        size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
+        s->nidx2[w++] = i;
+        for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            s->nidx2[w++] = j;
+            s->nidx2[low[j]++] = i;
+        }
+    }
+    int *tmp = s->nidx; /* the full lists become s->nidx */
+    size_t tcap = s->nidx_cap;
+    s->nidx = s->nidx2;
+    s->nidx_cap = s->nidx2_cap;
+    s->nidx2 = tmp;
+    s->nidx2_cap = tcap;
     return KQ_OK;
 }
 
@@ -549,15 +689,15 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
 /* One centre                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* The inner kernels of soap_centre: small matrix products on blocks of 4
+/* The inner kernels of soap_centre_body: small matrix products on blocks of 4
  * adjacent output columns (independent sums, each in a fixed order), written
- * so that gcc and clang vectorise them at -O2 (SSE2) without reassociating
- * anything. Every output element is sum_t x_t y_t summed t = 0, 1, ... from
- * 0.0, whichever kernel computes it. */
+ * so that gcc and clang vectorise them at -O2 (SSE2, or AVX2 in the AVX2
+ * copy) without reassociating anything. Every output element is
+ * sum_t x_t y_t summed t = 0, 1, ... from 0.0, whichever kernel computes it. */
 
 /* out[u] = sum_{t < nt} x[t * xs] y[t * ys + u], u < 4, t ascending from 0 */
-static void soap_dot4(int nt, const double *restrict x, size_t xs, const double *restrict y,
-                      size_t ys, double *restrict out) {
+KQ_INLINE void soap_dot4(int nt, const double *restrict x, size_t xs, const double *restrict y,
+                         size_t ys, double *restrict out) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
     for (int t = 0; t < nt; t++) {
         const double a = x[(size_t)t * xs], *b = y + (size_t)t * ys;
@@ -573,10 +713,10 @@ static void soap_dot4(int nt, const double *restrict x, size_t xs, const double 
 }
 
 /* Four rows given by pointers (stride 1 in t): out_r[u] = sum_t x_r[t] y[t*ys + u] */
-static void soap_dot4x4p(int nt, const double *restrict x0, const double *restrict x1,
-                         const double *restrict x2, const double *restrict x3,
-                         const double *restrict y, size_t ys, double *restrict o0,
-                         double *restrict o1, double *restrict o2, double *restrict o3) {
+KQ_INLINE void soap_dot4x4p(int nt, const double *restrict x0, const double *restrict x1,
+                            const double *restrict x2, const double *restrict x3,
+                            const double *restrict y, size_t ys, double *restrict o0,
+                            double *restrict o1, double *restrict o2, double *restrict o3) {
     double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
     double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
     for (int t = 0; t < nt; t++) {
@@ -619,9 +759,9 @@ static void soap_dot4x4p(int nt, const double *restrict x0, const double *restri
 
 /* Two rows at once: out0[u] = sum_t x0[t*xs] y[t*ys + u] and out1[u] the
  * same with x1; the same order as soap_dot4, so the same bits. */
-static void soap_dot2x4(int nt, const double *restrict x0, const double *restrict x1, size_t xs,
-                        const double *restrict y, size_t ys, double *restrict out0,
-                        double *restrict out1) {
+KQ_INLINE void soap_dot2x4(int nt, const double *restrict x0, const double *restrict x1,
+                           size_t xs, const double *restrict y, size_t ys,
+                           double *restrict out0, double *restrict out1) {
     double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
     for (int t = 0; t < nt; t++) {
         const double a = x0[(size_t)t * xs], c = x1[(size_t)t * xs], *b = y + (size_t)t * ys;
@@ -646,9 +786,9 @@ static void soap_dot2x4(int nt, const double *restrict x0, const double *restric
 
 /* Four rows at once (more independent sums in flight); same order again.
  * Each sum is multiplied by scale when stored (1.0 changes nothing). */
-static void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
-                        const double *restrict y, size_t ys, double *restrict out, size_t os,
-                        double scale) {
+KQ_INLINE void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
+                           const double *restrict y, size_t ys, double *restrict out, size_t os,
+                           double scale) {
     double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
     double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
     for (int t = 0; t < nt; t++) {
@@ -689,12 +829,49 @@ static void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
     out[3 * os + 3] = scale * d3;
 }
 
+/* Eight rows at once: soap_dot4x4 for rows 0..3 and 4..7 of x fused into one
+ * loop, so that eight independent vector sums are in flight (the AVX2 copy
+ * uses it: its 4-wide adds would otherwise wait on each other); each sum is
+ * still its own, t ascending from 0.0, so the bits are those of soap_dot4x4. */
+KQ_INLINE void soap_dot8x4(int nt, const double *restrict x, size_t rs, size_t xs,
+                           const double *restrict y, size_t ys, double *restrict out, size_t os,
+                           double scale) {
+    double a[8][4] = {{0.0}}; /* a[r][u], only constant indices: kept in registers */
+    for (int t = 0; t < nt; t++) {
+        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
+        const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        const double p = xt[(r) * rs];                                                       \
+        a[r][0] += p * b0;                                                                   \
+        a[r][1] += p * b1;                                                                   \
+        a[r][2] += p * b2;                                                                   \
+        a[r][3] += p * b3;                                                                   \
+    } while (0)
+        KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
+#undef KQ_ROW
+    }
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        out[(r) * os] = scale * a[r][0];                                                     \
+        out[(r) * os + 1] = scale * a[r][1];                                                 \
+        out[(r) * os + 2] = scale * a[r][2];                                                 \
+        out[(r) * os + 3] = scale * a[r][3];                                                 \
+    } while (0)
+    KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
+#undef KQ_ROW
+}
+
 /* A block of 4 columns of the product of nrows rows:
  * out[r*os + u] = sum_{t < nt} x[r*rs + t*xs] y[t*ys + u], r < nrows, u < 4,
- * every sum t ascending from 0.0; rows two at a time. */
-static void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs, const double *y,
-                       size_t ys, double *out, size_t os) {
+ * every sum t ascending from 0.0; rows eight (if wide), four, then two at a
+ * time. */
+KQ_INLINE void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs,
+                          const double *y, size_t ys, double *out, size_t os, int wide) {
     int r = 0;
+    if (wide)
+        for (; r + 8 <= nrows; r += 8)
+            soap_dot8x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
     for (; r + 4 <= nrows; r += 4)
         soap_dot4x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
     for (; r + 2 <= nrows; r += 2)
@@ -703,8 +880,152 @@ static void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs,
     if (r < nrows) soap_dot4(nt, x + (size_t)r * rs, xs, y, ys, out + (size_t)r * os);
 }
 
+/* The coefficient sums c_(r, u) = sum_{t < nt} x_t[r] y_t[u] where both
+ * rows of neighbour t are found through pointers, x_t = xp[t] + xo (solid
+ * harmonics R, 4, 2 or 1 adjacent m) and y_t = yp[t] + yo (4 adjacent n of
+ * the radial functions h), wherever they are stored (see soap_centre_body),
+ * and y_t is first multiplied by sg[t] = +1.0 or -1.0: the parity of a pair
+ * whose R was computed from the other end, R_lm(-r) = (-1)^l R_lm(r). That
+ * multiplication is exact, and x (-y) = (-x) y exactly, so each term is the
+ * bits of R_lm(r_ij) h_ln; every sum runs t ascending from 0.0 as in
+ * soap_dot4. out[r*os + u], r < 4 (soap_pdot4x4), 2 (soap_pdot2x4) or 1
+ * (soap_pdot4). */
+KQ_INLINE void soap_pdot4x4(int nt, const double *const *xp, size_t xo,
+                            const double *restrict sg, const double *const *yp, size_t yo,
+                            double *restrict out, size_t os) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
+    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
+        const double g = sg[t];
+        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
+        const double p = xt[0], q = xt[1], r = xt[2], u = xt[3];
+        a0 += p * y0;
+        a1 += p * y1;
+        a2 += p * y2;
+        a3 += p * y3;
+        b0 += q * y0;
+        b1 += q * y1;
+        b2 += q * y2;
+        b3 += q * y3;
+        c0 += r * y0;
+        c1 += r * y1;
+        c2 += r * y2;
+        c3 += r * y3;
+        d0 += u * y0;
+        d1 += u * y1;
+        d2 += u * y2;
+        d3 += u * y3;
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+    out[os] = b0;
+    out[os + 1] = b1;
+    out[os + 2] = b2;
+    out[os + 3] = b3;
+    out[2 * os] = c0;
+    out[2 * os + 1] = c1;
+    out[2 * os + 2] = c2;
+    out[2 * os + 3] = c3;
+    out[3 * os] = d0;
+    out[3 * os + 1] = d1;
+    out[3 * os + 2] = d2;
+    out[3 * os + 3] = d3;
+}
+
+KQ_INLINE void soap_pdot2x4(int nt, const double *const *xp, size_t xo,
+                            const double *restrict sg, const double *const *yp, size_t yo,
+                            double *restrict out, size_t os) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
+        const double g = sg[t];
+        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
+        const double p = xt[0], q = xt[1];
+        a0 += p * y0;
+        a1 += p * y1;
+        a2 += p * y2;
+        a3 += p * y3;
+        b0 += q * y0;
+        b1 += q * y1;
+        b2 += q * y2;
+        b3 += q * y3;
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+    out[os] = b0;
+    out[os + 1] = b1;
+    out[os + 2] = b2;
+    out[os + 3] = b3;
+}
+
+KQ_INLINE void soap_pdot4(int nt, const double *const *xp, size_t xo, const double *restrict sg,
+                          const double *const *yp, size_t yo, double *restrict out) {
+    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict y = yp[t] + yo;
+        const double g = sg[t];
+        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
+        const double p = xp[t][xo];
+        a0 += p * y0;
+        a1 += p * y1;
+        a2 += p * y2;
+        a3 += p * y3;
+    }
+    out[0] = a0;
+    out[1] = a1;
+    out[2] = a2;
+    out[3] = a3;
+}
+
+/* The same sums for 8 adjacent n at once (the AVX2 copy: twice the
+ * independent vector sums in flight), nr = 4, 2 or 1 rows (a constant after
+ * inlining, so the ifs vanish and a[][] has constant indices only and stays
+ * in registers); each sum is the one soap_pdot4x4 makes, in the same order. */
+KQ_INLINE void soap_pdot_x8(const int nr, int nt, const double *const *xp, size_t xo,
+                            const double *restrict sg, const double *const *yp, size_t yo,
+                            double *restrict out, size_t os) {
+    double a[4][8] = {{0.0}};
+    for (int t = 0; t < nt; t++) {
+        const double *restrict y = yp[t] + yo, *restrict x = xp[t] + xo;
+        const double g = sg[t];
+        const double v0 = g * y[0], v1 = g * y[1], v2 = g * y[2], v3 = g * y[3];
+        const double v4 = g * y[4], v5 = g * y[5], v6 = g * y[6], v7 = g * y[7];
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        const double p = x[r];                                                               \
+        a[r][0] += p * v0;                                                                   \
+        a[r][1] += p * v1;                                                                   \
+        a[r][2] += p * v2;                                                                   \
+        a[r][3] += p * v3;                                                                   \
+        a[r][4] += p * v4;                                                                   \
+        a[r][5] += p * v5;                                                                   \
+        a[r][6] += p * v6;                                                                   \
+        a[r][7] += p * v7;                                                                   \
+    } while (0)
+        KQ_ROW(0);
+        if (nr >= 2) KQ_ROW(1);
+        if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
+#undef KQ_ROW
+    }
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        double *o = out + (r) * os;                                                          \
+        o[0] = a[r][0]; o[1] = a[r][1]; o[2] = a[r][2]; o[3] = a[r][3];                      \
+        o[4] = a[r][4]; o[5] = a[r][5]; o[6] = a[r][6]; o[7] = a[r][7];                      \
+    } while (0)
+    KQ_ROW(0);
+    if (nr >= 2) KQ_ROW(1);
+    if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
+#undef KQ_ROW
+}
+
 /* o[q] = pref * v[q], q < n: blocks of 4, then the rest one by one */
-static void soap_scale_copy(int n, double pref, const double *restrict v, double *restrict o) {
+KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, double *restrict o) {
     int q = 0;
     for (; q + 4 <= n; q += 4) {
         o[q] = pref * v[q];
@@ -713,18 +1034,6 @@ static void soap_scale_copy(int n, double pref, const double *restrict v, double
         o[q + 3] = pref * v[q + 3];
     }
     for (; q < n; q++) o[q] = pref * v[q];
-}
-
-/* dst[l*l + l + m] = (-1)^l src[l*l + l + m]: R_lm(-r) from R_lm(r) */
-static void soap_parity_copy(int nl, const double *restrict src, double *restrict dst) {
-    for (int l = 0; l < nl; l++) {
-        const double *a = src + l * l;
-        double *b = dst + l * l;
-        if (l % 2)
-            for (int m = 0; m <= 2 * l; m++) b[m] = -a[m];
-        else
-            for (int m = 0; m <= 2 * l; m++) b[m] = a[m];
-    }
 }
 
 /* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
@@ -738,10 +1047,12 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     s->reuse = 0;
     s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
-    /* about 4 MB (measured best on the water benchmark; the size changes
+    /* 2 to 4 MB (measured best on the water benchmark; the size changes
      * only the speed, never the result) */
     size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
     if (slots < 64) slots = 64;
+    /* a power of two, so that the slot of a stamp is a mask, not a division */
+    while (slots & (slots - 1)) slots &= slots - 1;
     if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
@@ -764,7 +1075,13 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     return KQ_OK;
 }
 
-static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
+/* The SOAP vector of centre i into out [len]. wide (a constant in each copy)
+ * selects kernels with 8 independent vector sums for the AVX2 copy; the
+ * portable copy keeps 4 (with 2-wide vectors that is already 8 sums, and 16
+ * registers hold no more). Either way every element is the same sum in the
+ * same order. */
+KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
+                                const int wide) {
     const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
     const size_t nlk = (size_t)nl * (size_t)np4, sblk = (size_t)nlm * (size_t)np4;
     int present[KQ_MAX_SPECIES] = {0};
@@ -773,8 +1090,10 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
 
     /* For every neighbour j (the centre itself included: r = 0 gives R_lm = 0
      * for l > 0, so it only feeds l = 0, spec): the radial functions
-     * h_ln(r_ij) [nl][np4] and the solid harmonics R_lm(r_ij) [nlm], stored
-     * grouped by species, ascending neighbour index within each group. */
+     * h_ln(r_ij) [nl][np4] (at hptr[slot]), the solid harmonics [nlm] (at
+     * rptr[slot]) and their parity rsign[slot] (-1.0: they are R_lm(r_ji) =
+     * (-1)^l R_lm(r_ij), see soap_pdot4x4), in slots grouped by species,
+     * ascending neighbour index within each group. */
     for (size_t t = t0; t < t1; t++) cnt[s->sp[s->nidx[t]]]++;
     for (int z = 0, o = 0; z < S; z++) {
         off[z] = (size_t)o;
@@ -783,45 +1102,80 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
         present[z] = cnt[z] > 0;
     }
     const size_t pair = nlk + (size_t)nlm; /* one ring entry: h then R */
+    /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
+     * straight into the next ring entry and read there by pointer at centre
+     * j. This centre writes nup entries; an entry read here must survive
+     * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
+     * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
+     * them absent (stamp SIZE_MAX). */
+    size_t nup = 0;
+    if (s->reuse)
+        for (size_t t = t0; t < t1; t++) nup += s->nidx[t] > i;
+    const int to_ring = s->reuse && nup <= s->ring_slots;
     size_t nfresh = 0;
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
-        double *f = s->fbuf + slot * nlk, *rr = s->rbuf + slot * (size_t)nlm;
         if (s->reuse && j < i) {
-            /* computed at centre j (if still in the ring): h(r_ji) = h(r_ij)
-             * and R_lm(r_ji) = (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij
-             * exactly, and the polynomial's terms change sign together), so
-             * the result is the same bits as computing it here */
+            /* computed at centre j: h(r_ji) = h(r_ij) and R_lm(r_ji) =
+             * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
+             * polynomial's terms change sign together), so the result is the
+             * same bits as computing it here */
             size_t st = s->stamp[s->rev[t]];
-            if (s->counter - st <= s->ring_slots) {
-                const double *src = s->ring + (st % s->ring_slots) * pair;
-                memcpy(f, src, nlk * sizeof(double));
-                soap_parity_copy(nl, src + nlk, rr);
+            if (st != SIZE_MAX && s->counter + nup - st <= s->ring_slots) {
+                const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
+                s->hptr[slot] = src;
+                s->rptr[slot] = src + nlk;
+                s->rsign[slot] = -1.0;
+                /* the entry may not be in cache: ask for it now (a hint, no
+                 * effect on any value), the fresh pairs below hide the wait */
+                for (size_t b = 0; b < pair; b += 8) KQ_PREFETCH(src + b);
                 continue;
             }
         }
-        /* exp(-gamma_lk r^2) into ebuf; h is made from it below */
-        double *f_e = s->ebuf + nfresh * nlk;
-        double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
-               dz = pos[3 * j + 2] - pos[3 * i + 2];
-        double r2 = dx * dx + dy * dy + dz * dz;
-        if (s->ngmin * r2 >= -700.0)
-            soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
-        else
-            soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
-        soap_solid_harmonics(s, dx, dy, dz, rr);
+        double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * (size_t)nlm;
+        if (s->reuse && j > i) {
+            if (to_ring) {
+                h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
+                r = h + nlk;
+                s->stamp[t] = s->counter++;
+            } else {
+                s->stamp[t] = SIZE_MAX;
+            }
+        }
+        s->hptr[slot] = h;
+        s->rptr[slot] = r;
+        s->rsign[slot] = 1.0;
         s->fresh[nfresh] = slot;
-        s->fresh_t[nfresh++] = (s->reuse && j > i) ? t : SIZE_MAX;
+        s->fresh_t[nfresh++] = t;
     }
-    /* h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending from 0.0, for
-     * the freshly computed neighbours, four at a time; then keep those with
-     * j > i for centre j */
+
+    /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
+     * r^2) into ebuf [4][nlk], then h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk
+     * r^2), k ascending from 0.0, into hptr[slot]. Unused lanes of the last
+     * group compute r = 0 and are dropped. */
     for (size_t g = 0; g < nfresh; g += 4) {
-        int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
-        const double *e = s->ebuf + g * nlk; /* [nr][nlk] exponentials */
-        double *fr[4];
-        for (int u = 0; u < 4; u++) fr[u] = s->fbuf + s->fresh[g + (u < nr ? u : 0)] * nlk;
+        const int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
+        double dx[4], dy[4], dz[4];
+        double *fr[4], *rp[4];
+        for (int u = 0; u < 4; u++) {
+            int j = u < nr ? s->nidx[s->fresh_t[g + u]] : i;
+            dx[u] = pos[3 * j] - pos[3 * i];
+            dy[u] = pos[3 * j + 1] - pos[3 * i + 1];
+            dz[u] = pos[3 * j + 2] - pos[3 * i + 2];
+            fr[u] = u < nr ? (double *)s->hptr[s->fresh[g + u]] : NULL;
+            rp[u] = u < nr ? (double *)s->rptr[s->fresh[g + u]] : s->rpad + u * (size_t)nlm;
+        }
+        soap_solid_harmonics4(s, dx, dy, dz, rp);
+        for (int u = 0; u < nr; u++) {
+            double *f_e = s->ebuf + (size_t)u * nlk;
+            double r2 = dx[u] * dx[u] + dy[u] * dy[u] + dz[u] * dz[u];
+            if (s->ngmin * r2 >= -700.0)
+                soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+            else
+                soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+        }
+        const double *e = s->ebuf; /* [nr][nlk] exponentials */
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
             const size_t lo = (size_t)l * np4;
@@ -835,28 +1189,43 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
                         soap_dot4(nmax, e + u * nlk + lo, 1, bt + n, (size_t)np4, fr[u] + lo + n);
             }
         }
-        for (int u = 0; u < nr; u++) {
-            size_t t = s->fresh_t[g + u];
-            if (t != SIZE_MAX) {
-                double *dst = s->ring + (s->counter % s->ring_slots) * pair;
-                memcpy(dst, fr[u], nlk * sizeof(double));
-                memcpy(dst + nlk, s->rbuf + s->fresh[g + u] * (size_t)nlm,
-                       (size_t)nlm * sizeof(double));
-                s->stamp[t] = s->counter++;
-            }
-        }
     }
 
-    /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from 0.0 */
+    /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
+     * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
     for (int z = 0; z < S; z++) {
         if (!present[z]) continue;
-        const double *rz = s->rbuf + off[z] * (size_t)nlm, *hz = s->fbuf + off[z] * nlk;
+        const double *const *rz = s->rptr + off[z], *const *hz = s->hptr + off[z];
+        const int nt = (int)cnt[z];
         double *c = s->coef + (size_t)z * sblk;
-        for (int l = 0; l < nl; l++)
-            for (int n = 0; n < np4; n += 4)
-                soap_rows4((int)cnt[z], 2 * l + 1, rz + l * l, 1, (size_t)nlm,
-                           hz + (size_t)l * np4 + n, nlk, c + (size_t)l * l * np4 + n,
-                           (size_t)np4);
+        for (int l = 0; l < nl; l++) {
+            const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
+            const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
+            if (wide && np4 % 8 == 0) {
+                for (int n = 0; n < np4; n += 8) {
+                    const size_t yo = (size_t)l * np4 + (size_t)n;
+                    double *o = c + (size_t)l * l * np4 + n;
+                    size_t r = 0;
+                    for (; r + 4 <= nrow; r += 4)
+                        soap_pdot_x8(4, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
+                    for (; r + 2 <= nrow; r += 2)
+                        soap_pdot_x8(2, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
+                    if (r < nrow)
+                        soap_pdot_x8(1, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
+                }
+                continue;
+            }
+            for (int n = 0; n < np4; n += 4) {
+                const size_t yo = (size_t)l * np4 + (size_t)n;
+                double *o = c + (size_t)l * l * np4 + n;
+                size_t r = 0;
+                for (; r + 4 <= nrow; r += 4)
+                    soap_pdot4x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
+                for (; r + 2 <= nrow; r += 2)
+                    soap_pdot2x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
+                if (r < nrow) soap_pdot4(nt, rz, xo + r, sg, hz, yo, o + r * np4);
+            }
+        }
     }
 
     /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
@@ -878,10 +1247,16 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
                 const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
                 if (z1 != z2 && nmax % 4 == 0) {
                     /* full n x n' block: the scaled sums go straight to out */
-                    for (int q = 0; q < nmax; q += 4)
-                        for (int n = 0; n < nmax; n += 4)
+                    for (int q = 0; q < nmax; q += 4) {
+                        int n = 0;
+                        if (wide)
+                            for (; n + 8 <= nmax; n += 8)
+                                soap_dot8x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
+                                            o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                        for (; n < nmax; n += 4)
                             soap_dot4x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
                                         o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                    }
                     o += (size_t)nmax * nmax;
                     continue;
                 }
@@ -889,7 +1264,7 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
                     /* same species: only rows n <= q + 3 are needed */
                     int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
                     soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
-                               (size_t)np4);
+                               (size_t)np4, wide);
                 }
                 for (int n = 0; n < nmax; n++) {
                     int q0 = z1 == z2 ? n : 0;
@@ -900,6 +1275,19 @@ static void soap_centre(kq_soap *s, int i, const double *pos, double *out) {
         }
     }
 }
+
+/* Every centre, portable copy */
+static void soap_centres_portable(kq_soap *s, int natoms, const double *pos, double *out) {
+    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+}
+
+#if KQ_SOAP_AVX2
+/* Every centre, AVX2 copy (see KQ_INLINE at the top: same code, same bits) */
+__attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int natoms,
+                                                              const double *pos, double *out) {
+    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+}
+#endif
 
 /* Validates the input and builds the neighbour lists (s->sp, s->nstart,
  * s->nidx). natoms >= 1. */
@@ -945,7 +1333,12 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         return KQ_ENOMEM;
     if ((rc = kq_reserve((void **)&s->fbuf, &s->fbuf_cap, nf, sizeof(double))) ||
         (rc = kq_reserve((void **)&s->rbuf, &s->rbuf_cap, nr, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, nf, sizeof(double))))
+        (rc = kq_reserve((void **)&s->hptr, &s->hptr_cap, maxnb, sizeof(double *))) ||
+        (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
+        (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 4 * (size_t)s->nl * (size_t)s->np4,
+                         sizeof(double))))
         return rc;
     if (maxnb > s->fresh_cap) {
         size_t cap = 0;
@@ -954,8 +1347,15 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
         s->fresh_cap = maxnb;
     }
+    for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
-    for (int i = 0; i < natoms; i++) soap_centre(s, i, pos, out + (size_t)i * s->len);
+#if KQ_SOAP_AVX2
+    if (s->simd == KQ_SIMD_AVX2) {
+        soap_centres_avx2(s, natoms, pos, out);
+        return KQ_OK;
+    }
+#endif
+    soap_centres_portable(s, natoms, pos, out);
     return KQ_OK;
 }
 

@@ -91,6 +91,15 @@ int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos);
 enum { KQ_SEARCH_AUTO = 0, KQ_SEARCH_BRUTE = 1, KQ_SEARCH_CELLS = 2 };
 int kq_soap_set_search(kq_soap *s, int mode);
 
+/* Instruction set of kq_soap_compute's inner loops. AUTO (the default) picks
+ * AVX2 when the library was built by gcc/clang for x86-64 and the CPU has
+ * it, else PORTABLE (plain C: SSE2 on x86-64). Both copies are the same C
+ * code without FMA, so they give bitwise identical descriptors
+ * (tests/test_soap.c checks it); the switch exists for that test and for
+ * timing. KQ_EINVAL for another mode, or for AVX2 where it is not available. */
+enum { KQ_SIMD_AUTO = 0, KQ_SIMD_PORTABLE = 1, KQ_SIMD_AVX2 = 2 };
+int kq_soap_set_simd(kq_soap *s, int mode);
+
 /* Normalise each of n rows of length len to unit Euclidean length (a zero row
  * stays zero). */
 void kq_normalize_rows(size_t n, size_t len, double *p);

@@ -1,6 +1,8 @@
 /* kqeq_soap.c - `kqeq soap`: raw SOAP vectors (specs/soap.md) of every atom
  * of every frame of an XYZ file, one line per atom, or with --repeat K the
  * mean time per atom of K computations of the whole file. */
+#include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -13,17 +15,19 @@
 
 static const char soap_usage[] =
     "usage: kqeq soap --rcut R --nmax N --lmax L [--sigma S] --species H,C,N,O\n"
-    "                 [--repeat K] FILE.xyz\n"
+    "                 [--repeat K] [--simd auto|portable|avx2] FILE.xyz\n"
     "  Raw (unnormalised) SOAP power spectra as DScribe defines them (rbf 'gto',\n"
     "  no periodicity, every atom a centre; ../shared/specs/soap.md).\n"
     "  Prints one line per atom (all frames in file order), values %.17g.\n"
     "  --rcut R      cutoff radius in angstrom, > 1\n"
     "  --nmax N      radial basis functions, >= 1\n"
     "  --lmax L      maximum angular momentum, 0..20\n"
-    "  --sigma S     Gaussian width in angstrom (default rcut/8)\n"
+    "  --sigma S     Gaussian width in angstrom, >= 0.001 (default rcut/8)\n"
     "  --species L   comma-separated element symbols (any order; sorted by Z)\n"
     "  --repeat K    compute the whole file K times and print only\n"
-    "                'us_per_atom X' (mean processor-time microseconds per atom)\n";
+    "                'us_per_atom X' (mean processor-time microseconds per atom)\n"
+    "  --simd M      inner-loop instruction set (default auto: AVX2 where the\n"
+    "                CPU has it); every choice gives the same bits\n";
 
 /* "H,C,N,O" -> atomic numbers; cli_fail()s on a bad list. */
 static void parse_species(const char *arg, kq_soap_params *p) {
@@ -62,6 +66,7 @@ int kqeq_cmd_soap(int argc, char **argv) {
     memset(&p, 0, sizeof p);
     int have_rcut = 0, have_nmax = 0, have_lmax = 0;
     long repeat = 0;
+    int simd = KQ_SIMD_AUTO;
     const char *file = NULL;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -84,9 +89,17 @@ int kqeq_cmd_soap(int argc, char **argv) {
                 have_lmax = 1;
             } else if (!strcmp(a, "--sigma")) {
                 p.sigma = cli_parse_double(a, v);
-                if (!(p.sigma > 0.0)) cli_fail("--sigma: must be > 0, got '%s'", v);
+                /* far smaller widths overflow 1/sigma^2 inside the basis
+                 * (NaN descriptors at 1e-100); nothing physical needs them */
+                if (!(p.sigma >= 1e-3))
+                    cli_fail("--sigma: must be >= 0.001 angstrom, got '%s'", v);
             } else if (!strcmp(a, "--species")) {
                 parse_species(v, &p);
+            } else if (!strcmp(a, "--simd")) {
+                if (!strcmp(v, "auto")) simd = KQ_SIMD_AUTO;
+                else if (!strcmp(v, "portable")) simd = KQ_SIMD_PORTABLE;
+                else if (!strcmp(v, "avx2")) simd = KQ_SIMD_AVX2;
+                else cli_fail("--simd: expected auto, portable or avx2, got '%s'", v);
             } else if (!strcmp(a, "--repeat")) {
                 repeat = cli_parse_long(a, v, 1, 100000000);
             } else {
@@ -104,6 +117,8 @@ int kqeq_cmd_soap(int argc, char **argv) {
     kq_soap *s = NULL;
     int rc = kq_soap_new(&p, &s);
     if (rc) cli_fail("soap: SOAP parameters: %s", kq_strerror(rc));
+    if (kq_soap_set_simd(s, simd) != KQ_OK)
+        cli_fail("--simd: this build or CPU has no AVX2 path");
 
     char err[1024];
     xyz_file xf;
@@ -140,7 +155,10 @@ int kqeq_cmd_soap(int argc, char **argv) {
         total_atoms += fr->natoms;
     }
     size_t len = kq_soap_length(s);
-    double *out = malloc((size_t)(maxat > 0 ? maxat : 1) * len * sizeof(double));
+    size_t rows = (size_t)(maxat > 0 ? maxat : 1);
+    if (len > SIZE_MAX / sizeof(double) / rows)
+        cli_fail("soap: %d atoms x %zu values do not fit in memory", maxat, len);
+    double *out = malloc(rows * len * sizeof(double));
     if (!out) cli_fail("soap: out of memory for %d atoms x %zu values", maxat, len);
 
     if (repeat > 0) {
@@ -161,6 +179,13 @@ int kqeq_cmd_soap(int argc, char **argv) {
             const xyz_frame *fr = &xf.frames[f];
             rc = kq_soap_compute(s, fr->natoms, fr->z, fr->pos, out);
             if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
+            /* never print a wrong number: a non-finite value means settings
+             * outside the range the basis handles */
+            for (size_t t = 0; t < (size_t)fr->natoms * len; t++)
+                if (!isfinite(out[t]))
+                    cli_fail("%s:%d: SOAP value %zu of atom %zu of the frame is not finite "
+                             "(--rcut/--nmax/--lmax/--sigma out of range)", file, fr->line,
+                             t % len + 1, t / len + 1);
             print_rows(out, fr->natoms, len);
         }
     }

@@ -432,6 +432,52 @@ static void test_cells(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* the AVX2 copy of the inner loops == the portable copy, bit for bit        */
+/* ------------------------------------------------------------------------ */
+
+static void test_simd(void) {
+    /* a random dense cluster (cell lists, pair reuse) and N-methylacetamide
+     * (brute force), at settings that exercise the padded (nmax 3, 5),
+     * 8-wide (nmax 8, 16) and odd (lmax 0, 7) kernel paths */
+    enum { N = 150 };
+    static int z[N];
+    static double pos[3 * N];
+    for (int i = 0; i < N; i++) {
+        for (int a = 0; a < 3; a++) pos[3 * i + a] = 9.0 * urand();
+        z[i] = HCNO[(int)(urand() * 4)];
+    }
+    const struct { double rc; int nmax, lmax; double sigma; } set[] = {
+        {3.5, 8, 6, 0.0}, {2.6, 3, 0, 0.0}, {3.0, 5, 7, 0.4}, {6.0, 16, 3, 0.0}, {3.5, 1, 2, 0.0}};
+    int have_avx2 = 1;
+    for (size_t k = 0; k < sizeof set / sizeof set[0]; k++) {
+        kq_soap *s = make_soap(set[k].rc, set[k].nmax, set[k].lmax, set[k].sigma, 4, HCNO);
+        if (!s) return;
+        CHECK(kq_soap_set_simd(s, 9) == KQ_EINVAL, "bad simd mode accepted");
+        CHECK(kq_soap_set_simd(s, KQ_SIMD_AUTO) == KQ_OK, "simd auto");
+        CHECK(kq_soap_set_simd(s, KQ_SIMD_PORTABLE) == KQ_OK, "simd portable");
+        size_t len = kq_soap_length(s);
+        double *a = compute(s, N, z, pos), *b = compute(s, 12, nma_z, nma_pos);
+        if (kq_soap_set_simd(s, KQ_SIMD_AVX2) != KQ_OK) {
+            have_avx2 = 0;
+        } else {
+            double *c = compute(s, N, z, pos), *d = compute(s, 12, nma_z, nma_pos);
+            CHECK(!memcmp(a, c, N * len * sizeof(double)),
+                  "AVX2 != portable (cluster, rc %g nmax %d lmax %d)", set[k].rc, set[k].nmax,
+                  set[k].lmax);
+            CHECK(!memcmp(b, d, 12 * len * sizeof(double)),
+                  "AVX2 != portable (NMA, rc %g nmax %d lmax %d)", set[k].rc, set[k].nmax,
+                  set[k].lmax);
+            free(c);
+            free(d);
+        }
+        free(a);
+        free(b);
+        kq_soap_free(s);
+    }
+    if (!have_avx2) th_skip("no AVX2 path in this build or CPU: portable only");
+}
+
+/* ------------------------------------------------------------------------ */
 /* independent checks of the coefficients                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -766,6 +812,7 @@ int main(void) {
     test_layout();
     test_extra_species();
     test_cells();
+    test_simd();
     test_quadrature();
     test_nmax1();
     test_lmax20();
