@@ -23,7 +23,7 @@ ALL_CFLAGS = $(STDFLAGS) $(OPT) $(WARN) $(SAN) $(CFLAGS)
 POSIX = -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm
 
-LIBSRC  = $(wildcard linalg.c kqeq.c kqeq_model.c eann.c) xyz.c
+LIBSRC  = $(wildcard linalg.c kqeq.c eann.c) xyz.c
 LIBHDR  = $(LIBSRC:.c=.h)
 LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
 LIB     = $(B)/libtensorial.a
@@ -34,11 +34,11 @@ PROGS   = $(patsubst cli/%.c,$(B)/%,$(wildcard cli/kqeq.c cli/eann.c))
 TESTS   = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 BENCHES = $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 
-.PHONY: all lib test demo bench install clean sanitize fuzz
+.PHONY: all lib test demo bench install clean sanitize fuzz valgrind
 all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
 lib: $(LIB)
 
-$(B)/linalg.o $(B)/kqeq.o $(B)/kqeq_model.o $(B)/eann.o: $(B)/%.o: %.c %.h linalg.h $(wildcard kqeq.h) | $(B)
+$(B)/linalg.o $(B)/kqeq.o $(B)/eann.o: $(B)/%.o: %.c %.h linalg.h $(wildcard kqeq.h) | $(B)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 $(B)/xyz.o: xyz.c xyz.h | $(B)
 	$(CC) $(ALL_CFLAGS) $(POSIX) -c $< -o $@
@@ -76,6 +76,12 @@ bench: all
 sanitize:
 	$(MAKE) B=build-san OPT="-O1 -g" SAN="-fsanitize=address,undefined -fno-sanitize-recover=all -fno-omit-frame-pointer" test
 
+# valgrind memcheck over every test program and a small training and
+# prediction of each kind (tests/valgrind.sh), on an -O1 -g build.
+valgrind:
+	$(MAKE) B=build-vg OPT="-O1 -g" SAN= all
+	@B=build-vg sh tests/valgrind.sh
+
 install: $(LIB) $(PROGS)
 	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/tensorial $(DESTDIR)$(PREFIX)/bin
 	cp $(LIB) $(DESTDIR)$(PREFIX)/lib/
@@ -85,3 +91,21 @@ install: $(LIB) $(PROGS)
 
 clean:
 	rm -rf build build-*
+
+# Fuzzing with libFuzzer (clang, plus Debian's libclang-rt-14-dev for the
+# sanitizer runtimes). Each target runs FUZZ_SECONDS; new crashing inputs
+# land in fuzz-out/; keep them (after the fix) in fuzz/regress/TARGET/, which
+# tests/test_fuzz_regress.c replays in every `make test`.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS = xyz eann_model kqeq_model
+FUZZ_CC ?= clang
+fuzz:
+	@mkdir -p build-fuzz fuzz-out
+	@for t in $(FUZZ_TARGETS); do \
+	  $(FUZZ_CC) $(STDFLAGS) -g -O1 -fsanitize=fuzzer,address,undefined $(POSIX) -I. \
+	    fuzz/fuzz_$$t.c fuzz/targets.c $(LIBSRC) -o build-fuzz/fuzz_$$t -lm || exit 1; \
+	  mkdir -p fuzz-out/$$t fuzz-out/corpus-$$t; \
+	  echo "== fuzz_$$t for $(FUZZ_SECONDS) s"; \
+	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
+	    -dict=fuzz/dict/$$t.dict -artifact_prefix=fuzz-out/$$t/ fuzz-out/corpus-$$t fuzz/seeds/$$t || exit 1; \
+	done

@@ -39,6 +39,8 @@
  */
 #include "kqeq.h"
 
+#include <float.h>
+#include <stdio.h>
 #include <limits.h>
 #include <math.h>
 #include <stdint.h>
@@ -47,7 +49,7 @@
 
 #include "linalg.h"
 
-#define KQ_PI 3.14159265358979323846 /* same text as in kqeq_model.c, so a merge is fine */
+#define KQ_PI 3.14159265358979323846
 
 /* The per-centre work (soap_centre_body and everything it calls) is compiled
  * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
@@ -1421,4 +1423,1668 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
     for (; i < na; i++)
         for (size_t j = 0; j < nb; j++)
             k[i * nb + j] = kq_kernel(a + i * len, b + j * len, len, zeta);
+}
+
+/* ======================================================================== */
+/* Classical QEq and kQEq: training, prediction, model text                  */
+/* (kQEq paper, Staacke et al. 2021, and ../shared/specs/kqeq.md)            */
+/* ======================================================================== */
+
+#define KQ_DEFAULT_S_AT 0.75
+/* Atoms closer than this (angstrom) are an error (KQ_EOVERLAP). */
+#define KQ_MIN_DIST_ANGSTROM 1e-6
+/* Upper bound of fitted eta (hartree/e^2, = 27.2 eV): without it the fit can
+ * run off to "frozen" elements (eta -> infinity) on data QEq cannot fit. */
+#define KQ_ETA_MAX 1.0
+
+/* ------------------------------------------------------------------------ */
+/* Element data                                                              */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    int z;
+    double radius;  /* Rappe & Goddard 1991 Table I, angstrom (specs/kqeq.md) */
+    double mass;    /* IUPAC standard atomic weight (conventional value) */
+    double chi_ev;  /* Rappe & Goddard 1991 Table I electronegativity, eV */
+} kq_element;
+
+static const kq_element kq_elements[] = {
+    {1, 0.371, 1.008, 4.528},    {6, 0.759, 12.011, 5.343},   {7, 0.715, 14.007, 6.899},
+    {8, 0.669, 15.999, 8.741},   {9, 0.706, 18.998403163, 10.874},
+    {16, 1.047, 32.06, 6.928},   {17, 0.994, 35.45, 8.564},
+};
+
+static const kq_element *find_element(int z) {
+    for (size_t i = 0; i < sizeof kq_elements / sizeof kq_elements[0]; i++)
+        if (kq_elements[i].z == z) return &kq_elements[i];
+    return NULL;
+}
+
+double kq_qeq_radius(int z) {
+    const kq_element *e = find_element(z);
+    return e ? e->radius : 0.0;
+}
+
+double kq_atomic_mass(int z) {
+    const kq_element *e = find_element(z);
+    return e ? e->mass : 0.0;
+}
+
+double kq_qeq_default_chi_ev(int z) {
+    const kq_element *e = find_element(z);
+    return e ? e->chi_ev : 0.0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Classical QEq                                                             */
+/* ------------------------------------------------------------------------ */
+
+int kq_com_positions_au(int n, const int *z, const double *pos, double *r_au) {
+    if (n < 1 || !z || !pos || !r_au) return KQ_EINVAL;
+    double mtot = 0.0, c[3] = {0.0, 0.0, 0.0};
+    for (int i = 0; i < n; i++) {
+        double m = kq_atomic_mass(z[i]);
+        if (m <= 0.0) return KQ_ESPECIES;
+        for (int k = 0; k < 3; k++) {
+            if (!isfinite(pos[3 * i + k])) return KQ_EINVAL;
+            c[k] += m * pos[3 * i + k];
+        }
+        mtot += m;
+    }
+    for (int k = 0; k < 3; k++) c[k] /= mtot;
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) r_au[3 * i + k] = (pos[3 * i + k] - c[k]) / KQ_BOHR_ANGSTROM;
+    return KQ_OK;
+}
+
+int kq_qeq_hardness(int n, const int *z, const double *r_au, double s_at, const double *eta,
+                    double *h) {
+    if (n < 1 || !z || !r_au || !h || !(s_at > 0.0) || !isfinite(s_at)) return KQ_EINVAL;
+    const double min_d = KQ_MIN_DIST_ANGSTROM / KQ_BOHR_ANGSTROM;
+    for (int i = 0; i < n; i++) {
+        double ri = kq_qeq_radius(z[i]);
+        if (ri <= 0.0) return KQ_ESPECIES;
+        if (eta && !isfinite(eta[i])) return KQ_EINVAL;
+    }
+    for (int i = 0; i < n; i++) {
+        /* Gaussian width alpha_A = s_at R_A, in bohr (kQEq paper Sec. II.C). */
+        double ai = s_at * kq_qeq_radius(z[i]) / KQ_BOHR_ANGSTROM;
+        /* Eq. 9 diagonal: eta_A + 2 gamma_AA / sqrt(pi), gamma_AA = 1/sqrt(2 alpha_A^2). */
+        double gaa = 1.0 / sqrt(2.0 * ai * ai);
+        h[(size_t)i * n + i] = (eta ? eta[i] : 0.0) + 2.0 * gaa / sqrt(KQ_PI);
+        for (int j = i + 1; j < n; j++) {
+            double aj = s_at * kq_qeq_radius(z[j]) / KQ_BOHR_ANGSTROM;
+            double dx = r_au[3 * i] - r_au[3 * j], dy = r_au[3 * i + 1] - r_au[3 * j + 1],
+                   dz = r_au[3 * i + 2] - r_au[3 * j + 2];
+            double r = sqrt(dx * dx + dy * dy + dz * dz);
+            if (!(r >= min_d)) return KQ_EOVERLAP;
+            /* Eq. 9 off-diagonal: erf(gamma_AB r_AB) / r_AB, Eq. 4's gamma. */
+            double g = 1.0 / sqrt(ai * ai + aj * aj);
+            double v = erf(g * r) / r;
+            h[(size_t)i * n + j] = v;
+            h[(size_t)j * n + i] = v;
+        }
+    }
+    return KQ_OK;
+}
+
+int kq_qeq_constrained_inverse(int n, const double *h, double *a, double *b) {
+    if (n < 1 || !h || !a || !b) return KQ_EINVAL;
+    size_t nn = (size_t)n * n;
+    double *l = malloc(nn * sizeof *l);
+    if (!l) return KQ_ENOMEM;
+    memcpy(l, h, nn * sizeof *l);
+    if (la_cholesky(n, l, n, NULL) != LA_OK) {
+        free(l);
+        return KQ_ELINALG;
+    }
+    /* a <- H^-1 (solve with the identity), symmetrised so A is exactly symmetric. */
+    for (size_t k = 0; k < nn; k++) a[k] = 0.0;
+    for (int i = 0; i < n; i++) a[(size_t)i * n + i] = 1.0;
+    int rc = la_cholesky_solve(n, n, l, n, a, n);
+    free(l);
+    if (rc != LA_OK) return KQ_ELINALG;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            double v = 0.5 * (a[(size_t)i * n + j] + a[(size_t)j * n + i]);
+            a[(size_t)i * n + j] = v;
+            a[(size_t)j * n + i] = v;
+        }
+    /* Inverse of the bordered matrix [H 1; 1^T 0] (Eq. 10) by the Schur
+     * complement s = 1^T H^-1 1 of the constraint: with u = H^-1 1,
+     *   A = H^-1 - u u^T / s   (top-left block),   b = u / s   (last column). */
+    double s = 0.0;
+    for (int i = 0; i < n; i++) {
+        double ui = 0.0;
+        for (int j = 0; j < n; j++) ui += a[(size_t)i * n + j];
+        b[i] = ui;
+        s += ui;
+    }
+    if (!(s > 0.0) || !isfinite(s)) return KQ_ELINALG;
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j < n; j++) a[(size_t)i * n + j] -= b[i] * b[j] / s;
+    for (int i = 0; i < n; i++) b[i] /= s;
+    return KQ_OK;
+}
+
+/* Everything a model needs of one molecule's geometry: COM positions (bohr),
+ * H, A, b, RA (3 x n) and Rb (3). Buffers sized by the caller. */
+typedef struct {
+    double *r;   /* [n*3] bohr */
+    double *h;   /* [n*n] */
+    double *a;   /* [n*n] */
+    double *b;   /* [n] */
+    double *ra;  /* [3*n] */
+    double rb[3];
+} mol_work;
+
+static int mol_work_alloc(mol_work *w, int n) {
+    size_t nn = (size_t)n * n;
+    memset(w, 0, sizeof *w);
+    w->r = malloc((size_t)n * 3 * sizeof(double));
+    w->h = malloc(nn * sizeof(double));
+    w->a = malloc(nn * sizeof(double));
+    w->b = malloc((size_t)n * sizeof(double));
+    w->ra = malloc((size_t)n * 3 * sizeof(double));
+    return (w->r && w->h && w->a && w->b && w->ra) ? KQ_OK : KQ_ENOMEM;
+}
+
+static void mol_work_free(mol_work *w) {
+    free(w->r);
+    free(w->h);
+    free(w->a);
+    free(w->b);
+    free(w->ra);
+    memset(w, 0, sizeof *w);
+}
+
+static int mol_prepare(mol_work *w, int n, const int *z, const double *pos, double s_at,
+                       const double *eta) {
+    int rc = kq_com_positions_au(n, z, pos, w->r);
+    if (rc) return rc;
+    rc = kq_qeq_hardness(n, z, w->r, s_at, eta, w->h);
+    if (rc) return rc;
+    rc = kq_qeq_constrained_inverse(n, w->h, w->a, w->b);
+    if (rc) return rc;
+    /* RA: row c of R (3 x n, Eq. 17) times A; Rb = R b. Fixed order over atoms. */
+    for (int c = 0; c < 3; c++) {
+        for (int j = 0; j < n; j++) {
+            double s = 0.0;
+            for (int i = 0; i < n; i++) s += w->r[3 * i + c] * w->a[(size_t)i * n + j];
+            w->ra[(size_t)c * n + j] = s;
+        }
+        double s = 0.0;
+        for (int i = 0; i < n; i++) s += w->r[3 * i + c] * w->b[i];
+        w->rb[c] = s;
+    }
+    return KQ_OK;
+}
+
+/* q = -A chi + Q b (Eq. 13 + constraint part); mu = -(RA) chi + Q Rb (Eq. 18). */
+static void mol_charges(const mol_work *w, int n, const double *chi, double qtot, double *q,
+                        double *mu) {
+    if (q)
+        for (int i = 0; i < n; i++) {
+            double s = 0.0;
+            for (int j = 0; j < n; j++) s += w->a[(size_t)i * n + j] * chi[j];
+            q[i] = -s + qtot * w->b[i];
+        }
+    if (mu)
+        for (int c = 0; c < 3; c++) {
+            double s = 0.0;
+            for (int j = 0; j < n; j++) s += w->ra[(size_t)c * n + j] * chi[j];
+            mu[c] = -s + qtot * w->rb[c];
+        }
+}
+
+int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const double *chi,
+                 const double *eta, double s_at, double *q, double *dipole_au, double *energy,
+                 double *a, double *b) {
+    if (n < 1 || !z || !pos || !chi || !isfinite(qtot)) return KQ_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (!isfinite(chi[i])) return KQ_EINVAL;
+    mol_work w;
+    int rc = mol_work_alloc(&w, n);
+    double *qq = malloc((size_t)n * sizeof *qq);
+    if (rc || !qq) rc = KQ_ENOMEM;
+    if (!rc) rc = mol_prepare(&w, n, z, pos, s_at, eta);
+    if (!rc) {
+        mol_charges(&w, n, chi, qtot, qq, dipole_au);
+        if (q) memcpy(q, qq, (size_t)n * sizeof *q);
+        if (energy) {
+            /* Eq. 5 with E_0 = 0: chi.q + 1/2 q^T H q (H holds eta and self terms). */
+            double e = 0.0;
+            for (int i = 0; i < n; i++) {
+                double hq = 0.0;
+                for (int j = 0; j < n; j++) hq += w.h[(size_t)i * n + j] * qq[j];
+                e += chi[i] * qq[i] + 0.5 * qq[i] * hq;
+            }
+            *energy = e;
+        }
+        if (a) memcpy(a, w.a, (size_t)n * n * sizeof *a);
+        if (b) memcpy(b, w.b, (size_t)n * sizeof *b);
+    }
+    free(qq);
+    mol_work_free(&w);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Models                                                                    */
+/* ------------------------------------------------------------------------ */
+
+static int species_index(const kq_model *m, int z) {
+    for (int s = 0; s < m->nspecies; s++)
+        if (m->species[s] == z) return s;
+    return -1;
+}
+
+static int model_make_calcs(kq_model *m) {
+    for (int d = 0; d < m->ndesc; d++) {
+        m->soap[d].nspecies = m->nspecies;
+        for (int s = 0; s < m->nspecies; s++) m->soap[d].species[s] = m->species[s];
+        int rc = kq_soap_new(&m->soap[d], &m->calc[d]);
+        if (rc) return rc;
+        m->soap[d] = *kq_soap_get_params(m->calc[d]);
+        m->len[d] = kq_soap_length(m->calc[d]);
+    }
+    return KQ_OK;
+}
+
+int kq_model_init(kq_model *m, const kq_model_config *c) {
+    if (!m || !c) return KQ_EINVAL;
+    memset(m, 0, sizeof *m);
+    if (c->kind != KQ_KIND_KQEQ && c->kind != KQ_KIND_QEQ) return KQ_EINVAL;
+    if (c->nspecies < 1 || c->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
+    m->kind = c->kind;
+    m->s_at = c->s_at > 0.0 ? c->s_at : KQ_DEFAULT_S_AT;
+    if (!isfinite(m->s_at)) return KQ_EINVAL;
+    m->zeta = c->zeta > 0 ? c->zeta : 2;
+    /* species sorted ascending, no duplicates */
+    int sp[KQ_MAX_SPECIES];
+    for (int i = 0; i < c->nspecies; i++) sp[i] = c->species[i];
+    for (int i = 1; i < c->nspecies; i++)
+        for (int j = i; j > 0 && sp[j - 1] > sp[j]; j--) {
+            int t = sp[j];
+            sp[j] = sp[j - 1];
+            sp[j - 1] = t;
+        }
+    for (int i = 0; i < c->nspecies; i++) {
+        if (i > 0 && sp[i] == sp[i - 1]) return KQ_EINVAL;
+        if (kq_qeq_radius(sp[i]) <= 0.0) return KQ_ESPECIES;
+        m->species[i] = sp[i];
+    }
+    m->nspecies = c->nspecies;
+    if (m->kind == KQ_KIND_KQEQ) {
+        if (c->ndesc < 1 || c->ndesc > KQ_MAX_DESC) return KQ_EINVAL;
+        m->ndesc = c->ndesc;
+        for (int d = 0; d < c->ndesc; d++) {
+            m->soap[d] = c->soap[d];
+            m->delta[d] = c->delta[d] > 0.0 ? c->delta[d] : 1.0;
+            if (!isfinite(m->delta[d])) return KQ_EINVAL;
+        }
+        int rc = model_make_calcs(m);
+        if (rc) {
+            kq_model_free(m);
+            return rc;
+        }
+    }
+    return KQ_OK;
+}
+
+void kq_model_free(kq_model *m) {
+    if (!m) return;
+    free(m->w);
+    for (int d = 0; d < KQ_MAX_DESC; d++) {
+        free(m->rep[d]);
+        if (m->calc[d]) kq_soap_free(m->calc[d]);
+    }
+    memset(m, 0, sizeof *m);
+}
+
+/* Per-atom eta of a molecule from the model's per-species eta. */
+static int atom_eta(const kq_model *m, int n, const int *z, double *eta) {
+    for (int i = 0; i < n; i++) {
+        int s = species_index(m, z[i]);
+        if (s < 0) return KQ_ESPECIES;
+        eta[i] = m->eta[s];
+    }
+    return KQ_OK;
+}
+
+/* Combined kernel (specs/soap.md "Kernel used by kQEq"): sum_d delta_d k_d. */
+static double kernel_sum(const kq_model *m, const double *const *pa, size_t ia,
+                         const double *const *pb, size_t ib) {
+    double k = 0.0;
+    for (int d = 0; d < m->ndesc; d++)
+        k += m->delta[d] * kq_kernel(pa[d] + ia * m->len[d], pb[d] + ib * m->len[d], m->len[d],
+                                     m->zeta);
+    return k;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prepared sets                                                             */
+/* ------------------------------------------------------------------------ */
+
+void kq_set_free(kq_set *s) {
+    if (!s) return;
+    free(s->first);
+    free(s->z);
+    free(s->ra);
+    free(s->rb);
+    free(s->charge);
+    free(s->dipole_au);
+    for (int d = 0; d < KQ_MAX_DESC; d++) free(s->p[d]);
+    memset(s, 0, sizeof *s);
+}
+
+int kq_set_build(kq_model *m, int nmol, const kq_mol *mols, kq_set *s, kq_progress_fn progress,
+                 void *ctx) {
+    if (!m || !s || nmol < 1 || !mols) return KQ_EINVAL;
+    memset(s, 0, sizeof *s);
+    size_t ntot = 0;
+    int nmax = 0;
+    for (int k = 0; k < nmol; k++) {
+        if (mols[k].natoms < 1 || !mols[k].z || !mols[k].pos) return KQ_EINVAL;
+        ntot += (size_t)mols[k].natoms;
+        if (mols[k].natoms > nmax) nmax = mols[k].natoms;
+    }
+    int rc = KQ_OK;
+    s->nmol = nmol;
+    s->natoms = ntot;
+    s->first = malloc(((size_t)nmol + 1) * sizeof *s->first);
+    s->z = malloc(ntot * sizeof *s->z);
+    s->ra = malloc(ntot * 3 * sizeof *s->ra);
+    s->rb = malloc((size_t)nmol * 3 * sizeof *s->rb);
+    s->charge = malloc((size_t)nmol * sizeof *s->charge);
+    s->dipole_au = malloc((size_t)nmol * 3 * sizeof *s->dipole_au);
+    if (!s->first || !s->z || !s->ra || !s->rb || !s->charge || !s->dipole_au) rc = KQ_ENOMEM;
+    if (m->kind == KQ_KIND_KQEQ && !rc) {
+        s->ndesc = m->ndesc;
+        for (int d = 0; d < m->ndesc; d++) {
+            s->len[d] = m->len[d];
+            if (m->len[d] && ntot > SIZE_MAX / sizeof(double) / m->len[d]) {
+                rc = KQ_ENOMEM;
+                break;
+            }
+            s->p[d] = malloc(ntot * m->len[d] * sizeof(double));
+            if (!s->p[d]) {
+                rc = KQ_ENOMEM;
+                break;
+            }
+        }
+    }
+    mol_work w;
+    double *eta = malloc((size_t)nmax * sizeof *eta);
+    if (mol_work_alloc(&w, nmax) || !eta) rc = KQ_ENOMEM;
+    size_t at = 0;
+    for (int k = 0; k < nmol && !rc; k++) {
+        const kq_mol *mo = &mols[k];
+        int n = mo->natoms;
+        s->first[k] = at;
+        if (!isfinite(mo->charge)) rc = KQ_EINVAL;
+        if (!rc) rc = atom_eta(m, n, mo->z, eta);
+        if (!rc) rc = mol_prepare(&w, n, mo->z, mo->pos, m->s_at, eta);
+        if (rc) break;
+        memcpy(s->z + at, mo->z, (size_t)n * sizeof *s->z);
+        memcpy(s->ra + 3 * at, w.ra, (size_t)n * 3 * sizeof *s->ra);
+        for (int c = 0; c < 3; c++) {
+            s->rb[3 * k + c] = w.rb[c];
+            s->dipole_au[3 * k + c] = mo->dipole_au[c];
+        }
+        s->charge[k] = mo->charge;
+        for (int d = 0; d < s->ndesc && !rc; d++) {
+            double *p = s->p[d] + at * s->len[d];
+            rc = kq_soap_compute(m->calc[d], n, mo->z, mo->pos, p);
+            if (!rc) kq_normalize_rows((size_t)n, s->len[d], p);
+        }
+        at += (size_t)n;
+        if (progress && !rc && ((k + 1) % 64 == 0 || k + 1 == nmol))
+            progress(ctx, "descriptors", (size_t)k + 1, (size_t)nmol);
+    }
+    if (!rc) s->first[nmol] = at;
+    free(eta);
+    mol_work_free(&w);
+    if (rc) kq_set_free(s);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Metrics                                                                   */
+/* ------------------------------------------------------------------------ */
+
+void kq_dipole_metrics(int nmol, const double *pred_au, const double *ref_au, double *mae_debye,
+                       double *rrmse_percent) {
+    double mae = 0.0, rr = 0.0;
+    for (int k = 0; k < nmol; k++) {
+        const double *p = pred_au + 3 * k, *r = ref_au + 3 * k;
+        double np = sqrt(p[0] * p[0] + p[1] * p[1] + p[2] * p[2]) * KQ_AU_DEBYE;
+        double nr = sqrt(r[0] * r[0] + r[1] * r[1] + r[2] * r[2]) * KQ_AU_DEBYE;
+        double dx = p[0] - r[0], dy = p[1] - r[1], dz = p[2] - r[2];
+        double err = sqrt(dx * dx + dy * dy + dz * dz) * KQ_AU_DEBYE;
+        mae += fabs(np - nr);
+        /* specs/kqeq.md: |mu - mu_ref| / max(|mu_ref|, 1 D) */
+        double t = err / (nr > 1.0 ? nr : 1.0);
+        rr += t * t;
+    }
+    if (mae_debye) *mae_debye = nmol > 0 ? mae / nmol : 0.0;
+    if (rrmse_percent) *rrmse_percent = nmol > 0 ? sqrt(rr / nmol) * 100.0 : 0.0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Prediction                                                                */
+/* ------------------------------------------------------------------------ */
+
+#define KQ_REP_BLOCK 32 /* representatives per kernel block (they stay in cache) */
+
+/* Combined kernel block out [na][nb] = sum_d delta_d K_d(a, b) of na rows
+ * pa[d] against nb rows pb[d], by kq_kernel_matrix (which agrees bitwise with
+ * kq_kernel) over blocks of KQ_REP_BLOCK columns; tmp [na*KQ_REP_BLOCK]
+ * scratch. Same values as kernel_sum. */
+static void kernel_block(const kq_model *m, const double *const *pa, size_t na,
+                         const double *const *pb, size_t nb, double *out, double *tmp) {
+    for (size_t e = 0; e < na * nb; e++) out[e] = 0.0;
+    for (size_t j0 = 0; j0 < nb; j0 += KQ_REP_BLOCK) {
+        size_t nj = nb - j0 < KQ_REP_BLOCK ? nb - j0 : KQ_REP_BLOCK;
+        for (int d = 0; d < m->ndesc; d++) {
+            kq_kernel_matrix(na, pa[d], nj, pb[d] + j0 * m->len[d], m->len[d], m->zeta, tmp);
+            for (size_t i = 0; i < na; i++)
+                for (size_t j = 0; j < nj; j++)
+                    out[i * nb + j0 + j] += m->delta[d] * tmp[i * nj + j];
+        }
+    }
+}
+
+/* chi [n] of n atoms from their kernel rows k [n][nrep] (kQEq Eq. 11 with the
+ * multi-SOAP kernel over the representative atoms) plus the per-species
+ * constant; r ascending. */
+static void chi_from_k(const kq_model *m, int n, const int *z, const double *k, double *chi) {
+    size_t nr = (size_t)m->nrep;
+    for (int i = 0; i < n; i++) {
+        double c = 0.0;
+        for (size_t r = 0; r < nr; r++) c += m->w[r] * k[(size_t)i * nr + r];
+        chi[i] = m->chi[species_index(m, z[i])] + c;
+    }
+}
+
+/* chi [n] of n atoms with normalised descriptors p[d] + i*len[d].
+ * kbuf [n*nrep + n*KQ_REP_BLOCK] scratch. */
+static void atom_chi(const kq_model *m, int n, const int *z, const double *const *p,
+                     double *chi, double *kbuf) {
+    size_t nr = (size_t)m->nrep;
+    if (nr > 0)
+        kernel_block(m, p, (size_t)n, (const double *const *)m->rep, nr, kbuf,
+                     kbuf + (size_t)n * nr);
+    chi_from_k(m, n, z, kbuf, chi);
+}
+
+int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charge, double *q,
+               double *dipole_au, double *alpha_au, double *chi_out) {
+    if (!m || n < 1 || !z || !pos || !isfinite(charge)) return KQ_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (species_index(m, z[i]) < 0) return KQ_ESPECIES;
+    mol_work w;
+    int rc = mol_work_alloc(&w, n);
+    double *eta = malloc((size_t)n * sizeof *eta), *chi = malloc((size_t)n * sizeof *chi);
+    double *kbuf = malloc(((size_t)n * ((size_t)m->nrep + KQ_REP_BLOCK) + 1) * sizeof *kbuf);
+    double *p[KQ_MAX_DESC] = {NULL};
+    if (rc || !eta || !chi || !kbuf) rc = KQ_ENOMEM;
+    for (int d = 0; d < m->ndesc && !rc; d++) {
+        p[d] = malloc((size_t)n * m->len[d] * sizeof(double));
+        if (!p[d]) rc = KQ_ENOMEM;
+        if (!rc) rc = kq_soap_compute(m->calc[d], n, z, pos, p[d]);
+        if (!rc) kq_normalize_rows((size_t)n, m->len[d], p[d]);
+    }
+    if (!rc) rc = atom_eta(m, n, z, eta);
+    if (!rc) rc = mol_prepare(&w, n, z, pos, m->s_at, eta);
+    if (!rc) {
+        atom_chi(m, n, z, (const double *const *)p, chi, kbuf);
+        mol_charges(&w, n, chi, charge, q, dipole_au);
+        if (chi_out) memcpy(chi_out, chi, (size_t)n * sizeof *chi);
+        if (alpha_au) {
+            /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
+            for (int c = 0; c < 3; c++)
+                for (int e = 0; e < 3; e++) {
+                    double s = 0.0;
+                    for (int j = 0; j < n; j++) s += w.ra[(size_t)c * n + j] * w.r[3 * j + e];
+                    alpha_au[3 * c + e] = s;
+                }
+            for (int c = 0; c < 3; c++)
+                for (int e = c + 1; e < 3; e++) {
+                    double v = 0.5 * (alpha_au[3 * c + e] + alpha_au[3 * e + c]);
+                    alpha_au[3 * c + e] = v;
+                    alpha_au[3 * e + c] = v;
+                }
+        }
+    }
+    for (int d = 0; d < KQ_MAX_DESC; d++) free(p[d]);
+    free(eta);
+    free(chi);
+    free(kbuf);
+    mol_work_free(&w);
+    return rc;
+}
+
+static int set_matches(const kq_model *m, const kq_set *s) {
+    if (m->kind == KQ_KIND_QEQ) return 1;
+    if (s->ndesc != m->ndesc) return 0;
+    for (int d = 0; d < m->ndesc; d++)
+        if (s->len[d] != m->len[d] || !s->p[d]) return 0;
+    return 1;
+}
+
+int kq_set_predict(const kq_model *m, const kq_set *s, double *out) {
+    if (!m || !s || !out) return KQ_EINVAL;
+    if (!set_matches(m, s)) return KQ_EINVAL;
+    for (size_t i = 0; i < s->natoms; i++)
+        if (species_index(m, s->z[i]) < 0) return KQ_ESPECIES;
+    /* molecules in chunks of up to 256 atoms (at least one molecule): one
+     * kernel block per chunk, then chi and mu molecule by molecule */
+    const size_t chunk = 256;
+    size_t maxrows = chunk;
+    for (int k = 0; k < s->nmol; k++)
+        if (s->first[k + 1] - s->first[k] > maxrows) maxrows = s->first[k + 1] - s->first[k];
+    size_t nr = (size_t)m->nrep;
+    double *chi = malloc(maxrows * sizeof *chi);
+    double *kbuf = malloc((maxrows * (nr + KQ_REP_BLOCK) + 1) * sizeof *kbuf);
+    if (!chi || !kbuf) {
+        free(chi);
+        free(kbuf);
+        return KQ_ENOMEM;
+    }
+    for (int k0 = 0; k0 < s->nmol;) {
+        int k1 = k0 + 1;
+        while (k1 < s->nmol && s->first[k1 + 1] - s->first[k0] <= chunk) k1++;
+        size_t a0 = s->first[k0], rows = s->first[k1] - a0;
+        if (nr > 0) {
+            const double *p[KQ_MAX_DESC];
+            for (int d = 0; d < m->ndesc; d++) p[d] = s->p[d] + a0 * s->len[d];
+            kernel_block(m, p, rows, (const double *const *)m->rep, nr, kbuf, kbuf + rows * nr);
+        }
+        for (int k = k0; k < k1; k++) {
+            size_t b0 = s->first[k];
+            int n = (int)(s->first[k + 1] - b0);
+            chi_from_k(m, n, s->z + b0, kbuf + (b0 - a0) * nr, chi);
+            /* Same arithmetic as mol_charges: mu = -(RA) chi + Q Rb. */
+            const double *ra = s->ra + 3 * b0;
+            for (int c = 0; c < 3; c++) {
+                double t = 0.0;
+                for (int j = 0; j < n; j++) t += ra[(size_t)c * n + j] * chi[j];
+                out[3 * k + c] = -t + s->charge[k] * s->rb[3 * k + c];
+            }
+        }
+        k0 = k1;
+    }
+    free(chi);
+    free(kbuf);
+    return KQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Training                                                                  */
+/* ------------------------------------------------------------------------ */
+
+/* Classical QEq baseline: chi per species by linear least squares.
+ * mu_k = -sum_{i in k} RA_k[:, i] chi_{Z_i} + Q_k Rb_k  (Eq. 18 with K = the
+ * species indicator), so with X[3k+c][s] = -sum_{i in k, Z_i = s} RA_k[c][i]
+ * and y = mu_ref - Q Rb: min |X chi - y|^2. Since A 1 = 0, a common shift of
+ * all chi changes nothing; a ridge of 1e-10 * mean(diag X^T X) picks the
+ * solution of smallest norm (and chi = 0 for species without atoms). */
+static int train_qeq(kq_model *m, const kq_set *t, const int *sel, int nsel) {
+    int ns = m->nspecies;
+    double xtx[KQ_MAX_SPECIES * KQ_MAX_SPECIES] = {0}, xty[KQ_MAX_SPECIES] = {0};
+    for (int kk = 0; kk < nsel; kk++) {
+        int k = sel ? sel[kk] : kk;
+        size_t a0 = t->first[k];
+        int n = (int)(t->first[k + 1] - a0);
+        const double *ra = t->ra + 3 * a0;
+        for (int c = 0; c < 3; c++) {
+            double x[KQ_MAX_SPECIES] = {0};
+            for (int i = 0; i < n; i++) {
+                int s = species_index(m, t->z[a0 + i]);
+                if (s < 0) return KQ_ESPECIES;
+                x[s] -= ra[(size_t)c * n + i];
+            }
+            double y = t->dipole_au[3 * k + c] - t->charge[k] * t->rb[3 * k + c];
+            for (int a = 0; a < ns; a++) {
+                xty[a] += x[a] * y;
+                for (int b = 0; b < ns; b++) xtx[a * ns + b] += x[a] * x[b];
+            }
+        }
+    }
+    double tr = 0.0;
+    for (int a = 0; a < ns; a++) tr += xtx[a * ns + a];
+    double ridge = 1e-10 * (tr > 0.0 ? tr / ns : 1.0);
+    for (int a = 0; a < ns; a++) xtx[a * ns + a] += ridge;
+    if (la_cholesky(ns, xtx, ns, NULL) != LA_OK) return KQ_ELINALG;
+    if (la_cholesky_solve(ns, 1, xtx, ns, xty, 1) != LA_OK) return KQ_ELINALG;
+    for (int a = 0; a < ns; a++) m->chi[a] = xty[a];
+    m->reg = 0.0;
+    return KQ_OK;
+}
+
+/* QEq chi least squares for given per-species eta on raw molecules: fills
+ * chi_sp and returns the loss sum |mu - mu_ref|^2 in *loss (and the dipoles
+ * in pred [nsel*3] if not NULL). Same normal equations and ridge as
+ * train_qeq. */
+static int qeq_lsq_eta(const kq_model *m, const kq_mol *mols, const int *mol, int nsel,
+                       const double *eta_sp, double *chi_sp, double *loss, double *pred) {
+    int ns = m->nspecies, nmax = 0;
+    for (int kk = 0; kk < nsel; kk++)
+        if (mols[mol[kk]].natoms > nmax) nmax = mols[mol[kk]].natoms;
+    double *x = malloc((size_t)nsel * 3 * ns * sizeof *x);
+    double *y = malloc((size_t)nsel * 3 * sizeof *y);
+    double *eta = malloc((size_t)nmax * sizeof *eta);
+    mol_work w;
+    int rc = mol_work_alloc(&w, nmax);
+    if (!x || !y || !eta) rc = KQ_ENOMEM;
+    double xtx[KQ_MAX_SPECIES * KQ_MAX_SPECIES] = {0}, xty[KQ_MAX_SPECIES] = {0};
+    for (int kk = 0; kk < nsel && !rc; kk++) {
+        const kq_mol *mo = &mols[mol[kk]];
+        int n = mo->natoms;
+        for (int i = 0; i < n && !rc; i++) {
+            int s = species_index(m, mo->z[i]);
+            if (s < 0) rc = KQ_ESPECIES;
+            else eta[i] = eta_sp[s];
+        }
+        if (!rc) rc = mol_prepare(&w, n, mo->z, mo->pos, m->s_at, eta);
+        if (rc) break;
+        for (int c = 0; c < 3; c++) {
+            double *xr = x + (3 * (size_t)kk + c) * ns;
+            for (int a = 0; a < ns; a++) xr[a] = 0.0;
+            for (int i = 0; i < n; i++) xr[species_index(m, mo->z[i])] -= w.ra[(size_t)c * n + i];
+            double yv = mo->dipole_au[c] - mo->charge * w.rb[c];
+            y[3 * kk + c] = yv;
+            for (int a = 0; a < ns; a++) {
+                xty[a] += xr[a] * yv;
+                for (int b = 0; b < ns; b++) xtx[a * ns + b] += xr[a] * xr[b];
+            }
+        }
+    }
+    if (!rc) {
+        double tr = 0.0;
+        for (int a = 0; a < ns; a++) tr += xtx[a * ns + a];
+        double ridge = 1e-10 * (tr > 0.0 ? tr / ns : 1.0);
+        for (int a = 0; a < ns; a++) xtx[a * ns + a] += ridge;
+        if (la_cholesky(ns, xtx, ns, NULL) != LA_OK ||
+            la_cholesky_solve(ns, 1, xtx, ns, xty, 1) != LA_OK)
+            rc = KQ_ELINALG;
+    }
+    if (!rc) {
+        double l = 0.0;
+        for (size_t r = 0; r < 3 * (size_t)nsel; r++) {
+            double mu = 0.0;
+            for (int a = 0; a < ns; a++) mu += x[r * ns + a] * xty[a];
+            /* mu_pred = X chi + Q Rb = mu_ref - (y - X chi) */
+            double res = y[r] - mu;
+            l += res * res;
+            if (pred) pred[r] = mols[mol[r / 3]].dipole_au[r % 3] - res;
+        }
+        for (int a = 0; a < ns; a++) chi_sp[a] = xty[a];
+        *loss = l;
+    }
+    free(x);
+    free(y);
+    free(eta);
+    mol_work_free(&w);
+    return rc;
+}
+
+int kq_train_qeq_eta(kq_model *m, int nmol, const kq_mol *mols, const int *sel, int nsel,
+                     int max_iter, kq_train_report *report, kq_progress_fn progress, void *ctx) {
+    if (!m || !mols || nmol < 1 || m->kind != KQ_KIND_QEQ || max_iter < 0) return KQ_EINVAL;
+    if (!sel) nsel = nmol;
+    if (nsel < 1) return KQ_EINVAL;
+    kq_train_report rep = {-1.0, -1.0, -1.0, -1.0};
+    if (report) *report = rep;
+    int ns = m->nspecies;
+    size_t nr = 3 * (size_t)nsel;
+    int *mol = malloc((size_t)nsel * sizeof *mol);
+    double *r0 = malloc(nr * sizeof *r0), *r1 = malloc(nr * sizeof *r1);
+    double *jac = malloc(nr * ns * sizeof *jac);
+    int rc = (mol && r0 && r1 && jac) ? KQ_OK : KQ_ENOMEM;
+    for (int kk = 0; kk < nsel && !rc; kk++) {
+        mol[kk] = sel ? sel[kk] : kk;
+        if (mol[kk] < 0 || mol[kk] >= nmol) rc = KQ_EINVAL;
+    }
+    double eta[KQ_MAX_SPECIES], chi[KQ_MAX_SPECIES], loss = 0.0, lambda = 1e-3;
+    for (int s = 0; s < ns; s++) eta[s] = fmin(fmax(m->eta[s], 0.0), KQ_ETA_MAX);
+    /* residuals r = mu_pred - mu_ref as functions of eta (chi eliminated) */
+    if (!rc) rc = qeq_lsq_eta(m, mols, mol, nsel, eta, chi, &loss, r0);
+    for (size_t i = 0; i < nr && !rc; i++) r0[i] -= mols[mol[i / 3]].dipole_au[i % 3];
+    for (int it = 0; it < max_iter && !rc; it++) {
+        /* forward-difference Jacobian d r / d eta_s */
+        for (int s = 0; s < ns && !rc; s++) {
+            double e[KQ_MAX_SPECIES], tmp[KQ_MAX_SPECIES], l1;
+            memcpy(e, eta, sizeof e);
+            double h = 1e-6 * (1.0 + eta[s]);
+            e[s] += h;
+            rc = qeq_lsq_eta(m, mols, mol, nsel, e, tmp, &l1, r1);
+            for (size_t i = 0; i < nr && !rc; i++)
+                jac[i * ns + s] = (r1[i] - mols[mol[i / 3]].dipole_au[i % 3] - r0[i]) / h;
+        }
+        if (rc) break;
+        double jtj[KQ_MAX_SPECIES * KQ_MAX_SPECIES] = {0}, jtr[KQ_MAX_SPECIES] = {0}, tr = 0.0;
+        for (size_t i = 0; i < nr; i++)
+            for (int a = 0; a < ns; a++) {
+                jtr[a] += jac[i * ns + a] * r0[i];
+                for (int b = 0; b < ns; b++) jtj[a * ns + b] += jac[i * ns + a] * jac[i * ns + b];
+            }
+        for (int a = 0; a < ns; a++) tr += jtj[a * ns + a];
+        int accepted = 0, converged = 0;
+        /* Levenberg-Marquardt step, eta projected onto eta >= 0 */
+        for (int tries = 0; tries < 12 && !accepted && !rc; tries++) {
+            double mm[KQ_MAX_SPECIES * KQ_MAX_SPECIES], step[KQ_MAX_SPECIES];
+            memcpy(mm, jtj, sizeof mm);
+            for (int a = 0; a < ns; a++) {
+                mm[a * ns + a] += lambda * jtj[a * ns + a] + 1e-12 * (tr > 0.0 ? tr : 1.0);
+                step[a] = -jtr[a];
+            }
+            if (la_cholesky(ns, mm, ns, NULL) != LA_OK ||
+                la_cholesky_solve(ns, 1, mm, ns, step, 1) != LA_OK) {
+                lambda *= 10.0;
+                continue;
+            }
+            double e[KQ_MAX_SPECIES], tmp[KQ_MAX_SPECIES], l1;
+            for (int a = 0; a < ns; a++) e[a] = fmin(fmax(eta[a] + step[a], 0.0), KQ_ETA_MAX);
+            rc = qeq_lsq_eta(m, mols, mol, nsel, e, tmp, &l1, r1);
+            if (rc) break;
+            if (l1 < loss) {
+                accepted = 1;
+                double rel = (loss - l1) / (loss > 0.0 ? loss : 1.0);
+                memcpy(eta, e, sizeof e);
+                loss = l1;
+                for (size_t i = 0; i < nr; i++) r0[i] = r1[i] - mols[mol[i / 3]].dipole_au[i % 3];
+                lambda = fmax(lambda / 10.0, 1e-12);
+                if (rel < 1e-12) converged = 1;
+            } else {
+                lambda *= 10.0;
+            }
+        }
+        if (progress) progress(ctx, "eta fit", (size_t)it + 1, (size_t)max_iter);
+        if (!accepted || converged) break;
+    }
+    double *pred = r1;
+    if (!rc) rc = qeq_lsq_eta(m, mols, mol, nsel, eta, chi, &loss, pred);
+    if (!rc) {
+        for (int s = 0; s < ns; s++) {
+            m->eta[s] = eta[s];
+            m->chi[s] = chi[s];
+        }
+        m->reg = 0.0;
+        if (report) {
+            for (size_t i = 0; i < nr; i++) r0[i] = mols[mol[i / 3]].dipole_au[i % 3];
+            kq_dipole_metrics(nsel, pred, r0, &rep.train_mae_debye, &rep.train_rrmse_percent);
+            *report = rep;
+        }
+    }
+    free(mol);
+    free(r0);
+    free(r1);
+    free(jac);
+    return rc;
+}
+
+/* Kernel rows of all atoms of set s against the representative vectors
+ * rep[d] ([M][len]): out [natoms][M], in blocks of up to 64 atoms. */
+static int kernel_rows(const kq_model *m, const kq_set *s, const double *const *rep, int nrep,
+                       double *out, const char *stage, kq_progress_fn progress, void *ctx) {
+    const size_t blk = 256;
+    double *tmp = malloc(blk * KQ_REP_BLOCK * sizeof *tmp);
+    if (!tmp) return KQ_ENOMEM;
+    for (size_t i0 = 0; i0 < s->natoms; i0 += blk) {
+        size_t nb = s->natoms - i0 < blk ? s->natoms - i0 : blk;
+        const double *pa[KQ_MAX_DESC];
+        for (int d = 0; d < m->ndesc; d++) pa[d] = s->p[d] + i0 * s->len[d];
+        kernel_block(m, pa, nb, rep, (size_t)nrep, out + i0 * (size_t)nrep, tmp);
+        if (progress) progress(ctx, stage, i0 + nb, s->natoms);
+    }
+    free(tmp);
+    return KQ_OK;
+}
+
+/* Combined kernel of n atoms (rows idx[] of set s) with atom c of s:
+ * out[i] = sum_d delta_d (p_d(idx[i]) . p_d(c))^zeta. Eight dot products run
+ * side by side (independent accumulators, so the loop is not bound by the
+ * latency of one addition chain); each is still summed t = 0, 1, ... from
+ * 0.0 and raised to zeta by repeated multiplication, exactly as kq_kernel
+ * does, so the values are bitwise those of kernel_sum. */
+static void kernel_column(const kq_model *m, const kq_set *s, const size_t *idx, size_t n,
+                          size_t c, double *out) {
+    for (size_t i = 0; i < n; i++) out[i] = 0.0;
+    for (int d = 0; d < m->ndesc; d++) {
+        size_t len = m->len[d];
+        const double *q = s->p[d] + c * len;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            const double *r[8];
+            double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+            for (int k = 0; k < 8; k++) r[k] = s->p[d] + idx[i + k] * len;
+            for (size_t t = 0; t < len; t++) {
+                double x = q[t];
+                acc[0] += r[0][t] * x;
+                acc[1] += r[1][t] * x;
+                acc[2] += r[2][t] * x;
+                acc[3] += r[3][t] * x;
+                acc[4] += r[4][t] * x;
+                acc[5] += r[5][t] * x;
+                acc[6] += r[6][t] * x;
+                acc[7] += r[7][t] * x;
+            }
+            for (int k = 0; k < 8; k++) {
+                double pw = acc[k];
+                for (int z = 1; z < m->zeta; z++) pw *= acc[k];
+                out[i + k] += m->delta[d] * pw;
+            }
+        }
+        for (; i < n; i++)
+            out[i] += m->delta[d] * kq_kernel(s->p[d] + idx[i] * len, q, len, m->zeta);
+    }
+}
+
+/* Farthest point sampling of M of the n atoms idx[] in the metric of the
+ * combined kernel, d^2(a, b) = K(a,a) + K(b,b) - 2 K(a,b) (a distance in the
+ * kernel's feature space); starts at the first atom, ties go to the lower
+ * index. Fills pick[M] (positions in idx).
+ * Pruning by the triangle inequality: with a = the nearest representative of
+ * atom i so far, d(i, c) >= d(a, c) - d(i, a), so a new representative c
+ * cannot come nearer to i when d(a, c) >= 2 d(i, a); those kernels are not
+ * computed (a margin of 1e-6 in d covers the rounding of d from d^2). */
+static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,
+                      size_t *pick, kq_progress_fn progress, void *ctx) {
+    const double *const *p = (const double *const *)s->p;
+    double *mind = malloc(n * sizeof *mind), *kdiag = malloc(n * sizeof *kdiag);
+    double *col = malloc(n * sizeof *col), *dc = malloc((size_t)mrep * sizeof *dc);
+    size_t *cl = malloc(n * sizeof *cl), *clpos = malloc(n * sizeof *clpos);
+    int *near = malloc(n * sizeof *near);
+    unsigned char *taken = calloc(n, 1);
+    int rc = KQ_OK;
+    if (!mind || !kdiag || !taken || !col || !dc || !cl || !clpos || !near) rc = KQ_ENOMEM;
+    for (size_t i = 0; i < n && !rc; i++) {
+        kdiag[i] = kernel_sum(m, p, idx[i], p, idx[i]);
+        mind[i] = HUGE_VAL;
+        near[i] = -1;
+    }
+    size_t cur = 0;
+    for (int r = 0; r < mrep && !rc; r++) {
+        pick[r] = cur;
+        taken[cur] = 1;
+        /* distances of the new representative to the earlier ones */
+        for (int j = 0; j < r; j++) {
+            double d2 = kdiag[cur] + kdiag[pick[j]] -
+                        2.0 * kernel_sum(m, p, idx[cur], p, idx[pick[j]]);
+            dc[j] = sqrt(d2 > 0.0 ? d2 : 0.0);
+        }
+        size_t ncl = 0;
+        for (size_t i = 0; i < n; i++) {
+            if (near[i] >= 0) {
+                double di = sqrt(mind[i] > 0.0 ? mind[i] : 0.0);
+                if (dc[near[i]] >= 2.0 * di + 1e-6) continue;
+            }
+            cl[ncl] = idx[i];
+            clpos[ncl++] = i;
+        }
+        kernel_column(m, s, cl, ncl, idx[cur], col);
+        for (size_t c = 0; c < ncl; c++) {
+            size_t i = clpos[c];
+            double d2 = kdiag[i] + kdiag[cur] - 2.0 * col[c];
+            if (d2 < mind[i]) {
+                mind[i] = d2;
+                near[i] = r;
+            }
+        }
+        size_t best = 0;
+        double bestd = -1.0;
+        for (size_t i = 0; i < n; i++)
+            if (!taken[i] && mind[i] > bestd) {
+                bestd = mind[i];
+                best = i;
+            }
+        cur = best;
+        if (progress && ((r + 1) % 16 == 0 || r + 1 == mrep))
+            progress(ctx, "select", (size_t)r + 1, (size_t)mrep);
+    }
+    free(col);
+    free(dc);
+    free(cl);
+    free(clpos);
+    free(near);
+    free(mind);
+    free(kdiag);
+    free(taken);
+    return rc;
+}
+
+/* K_NM [n][M] of the n atoms idx[] of set s against the model's M
+ * representative vectors, by kq_kernel_matrix on runs of consecutive atoms
+ * (up to 256) and blocks of 32 representatives (which stay in cache). The
+ * values equal kernel_sum's bit for bit. */
+static int knm_blocked(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,
+                       double *knm, kq_progress_fn progress, void *ctx) {
+    const size_t rb = 32, ra = 256;
+    double *tmp = malloc(ra * rb * sizeof *tmp);
+    if (!tmp) return KQ_ENOMEM;
+    for (size_t r0 = 0; r0 < (size_t)mrep; r0 += rb) {
+        size_t nr = (size_t)mrep - r0 < rb ? (size_t)mrep - r0 : rb;
+        for (size_t i = 0; i < n;) {
+            size_t len_run = 1;
+            while (i + len_run < n && len_run < ra && idx[i + len_run] == idx[i] + len_run)
+                len_run++;
+            for (size_t a = 0; a < len_run; a++)
+                for (size_t b = 0; b < nr; b++) knm[(i + a) * (size_t)mrep + r0 + b] = 0.0;
+            for (int d = 0; d < m->ndesc; d++) {
+                size_t len = m->len[d];
+                kq_kernel_matrix(len_run, s->p[d] + idx[i] * len, nr, m->rep[d] + r0 * len, len,
+                                 m->zeta, tmp);
+                for (size_t a = 0; a < len_run; a++)
+                    for (size_t b = 0; b < nr; b++)
+                        knm[(i + a) * (size_t)mrep + r0 + b] += m->delta[d] * tmp[a * nr + b];
+            }
+            i += len_run;
+        }
+        if (progress) progress(ctx, "kernel", r0 + nr, (size_t)mrep);
+    }
+    free(tmp);
+    return KQ_OK;
+}
+
+/* P = RA K_NM for the molecules of a list (3 rows per molecule): the dipole
+ * response to the weights, mu = -P w + Q Rb (Eq. 18). Rows of knm follow the
+ * atoms of the molecules in order. */
+static void build_p(const kq_set *s, const int *mol, int nmol, const double *knm, int mrep,
+                    double *pm) {
+    size_t row = 0;
+    for (int kk = 0; kk < nmol; kk++) {
+        int k = mol[kk];
+        size_t a0 = s->first[k];
+        int n = (int)(s->first[k + 1] - a0);
+        const double *ra = s->ra + 3 * a0;
+        for (int c = 0; c < 3; c++) {
+            double *out = pm + (3 * (size_t)kk + c) * mrep;
+            for (int j = 0; j < mrep; j++) out[j] = 0.0;
+            for (int i = 0; i < n; i++) {
+                double f = ra[(size_t)c * n + i];
+                const double *kr = knm + (row + i) * (size_t)mrep;
+                for (int j = 0; j < mrep; j++) out[j] += f * kr[j];
+            }
+        }
+        row += (size_t)n;
+    }
+}
+
+/* Solve the symmetric positive (semi)definite system s w = rhs by Cholesky;
+ * if it is numerically singular add a jitter of 1e-12, 1e-10, ... 1e-4 times
+ * the largest diagonal element (deterministic). s is overwritten. */
+static int spd_solve_jitter(int n, double *s, double *rhs) {
+    double *copy = malloc((size_t)n * n * sizeof *copy);
+    if (!copy) return KQ_ENOMEM;
+    memcpy(copy, s, (size_t)n * n * sizeof *copy);
+    double dmax = 0.0;
+    for (int i = 0; i < n; i++)
+        if (s[(size_t)i * n + i] > dmax) dmax = s[(size_t)i * n + i];
+    double jit = 0.0;
+    int rc = KQ_ELINALG;
+    for (int attempt = 0; attempt < 6; attempt++) {
+        if (attempt > 0) {
+            jit = attempt == 1 ? 1e-12 * dmax : jit * 100.0;
+            memcpy(s, copy, (size_t)n * n * sizeof *copy);
+            for (int i = 0; i < n; i++) s[(size_t)i * n + i] += jit;
+        }
+        if (la_cholesky(n, s, n, NULL) == LA_OK) {
+            rc = la_cholesky_solve(n, 1, s, n, rhs, 1) == LA_OK ? KQ_OK : KQ_ELINALG;
+            break;
+        }
+    }
+    free(copy);
+    return rc;
+}
+
+/* Metrics of the molecules mol[0..nmol-1] of set s from predicted dipoles
+ * pred [nmol*3]. */
+static void subset_metrics(const kq_set *s, const int *mol, int nmol, const double *pred,
+                           double *mae, double *rr) {
+    double *ref = malloc((size_t)nmol * 3 * sizeof *ref);
+    if (!ref) {
+        *mae = *rr = -1.0;
+        return;
+    }
+    for (int k = 0; k < nmol; k++)
+        for (int c = 0; c < 3; c++) ref[3 * k + c] = s->dipole_au[3 * mol[k] + c];
+    kq_dipole_metrics(nmol, pred, ref, mae, rr);
+    free(ref);
+}
+
+int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
+             const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
+             void *ctx) {
+    if (!m || !t || !o) return KQ_EINVAL;
+    if (!sel) nsel = t->nmol;
+    if (nsel < 1) return KQ_EINVAL;
+    for (int kk = 0; kk < nsel; kk++)
+        if (sel && (sel[kk] < 0 || sel[kk] >= t->nmol)) return KQ_EINVAL;
+    if (!set_matches(m, t) || (valid && !set_matches(m, valid))) return KQ_EINVAL;
+    kq_train_report rep = {-1.0, -1.0, -1.0, -1.0};
+    if (report) *report = rep;
+    free(m->w);
+    m->w = NULL;
+    for (int d = 0; d < KQ_MAX_DESC; d++) {
+        free(m->rep[d]);
+        m->rep[d] = NULL;
+    }
+    m->nrep = 0;
+    for (int s = 0; s < m->nspecies; s++) m->chi[s] = 0.0;
+
+    int *mol = malloc((size_t)nsel * sizeof *mol);
+    if (!mol) return KQ_ENOMEM;
+    for (int kk = 0; kk < nsel; kk++) mol[kk] = sel ? sel[kk] : kk;
+
+    if (m->kind == KQ_KIND_QEQ) {
+        int rc = train_qeq(m, t, mol, nsel);
+        if (!rc && report) {
+            const kq_set *sets[2] = {t, valid};
+            for (int k = 0; k < 2 && !rc; k++) {
+                const kq_set *s = sets[k];
+                if (!s) continue;
+                double *pd = malloc((size_t)s->nmol * 3 * sizeof *pd), *ps = NULL;
+                if (!pd) rc = KQ_ENOMEM;
+                if (!rc) rc = kq_set_predict(m, s, pd);
+                if (!rc && k == 0) {
+                    ps = malloc((size_t)nsel * 3 * sizeof *ps);
+                    if (!ps) rc = KQ_ENOMEM;
+                    for (int kk = 0; kk < nsel && !rc; kk++)
+                        for (int c = 0; c < 3; c++) ps[3 * kk + c] = pd[3 * mol[kk] + c];
+                    if (!rc)
+                        subset_metrics(s, mol, nsel, ps, &rep.train_mae_debye,
+                                       &rep.train_rrmse_percent);
+                } else if (!rc) {
+                    kq_dipole_metrics(s->nmol, pd, s->dipole_au, &rep.valid_mae_debye,
+                                      &rep.valid_rrmse_percent);
+                }
+                free(pd);
+                free(ps);
+            }
+            *report = rep;
+        }
+        free(mol);
+        return rc;
+    }
+    if (o->nreg < 1 || !o->reg) {
+        free(mol);
+        return KQ_EINVAL;
+    }
+    for (int g = 0; g < o->nreg; g++)
+        if (!(o->reg[g] > 0.0) || !isfinite(o->reg[g])) {
+            free(mol);
+            return KQ_EINVAL;
+        }
+
+    /* Training atoms, molecule by molecule. */
+    size_t n = 0;
+    for (int kk = 0; kk < nsel; kk++) n += t->first[mol[kk] + 1] - t->first[mol[kk]];
+    for (size_t i = 0; i < t->natoms; i++)
+        if (species_index(m, t->z[i]) < 0) {
+            free(mol);
+            return KQ_ESPECIES;
+        }
+    int sparse = o->sparse > 0;
+    size_t mrep_z = sparse ? ((size_t)o->sparse < n ? (size_t)o->sparse : n) : n;
+    if (mrep_z > (size_t)INT_MAX / 4 || n > SIZE_MAX / sizeof(double) / mrep_z) {
+        free(mol);
+        return KQ_ENOMEM;
+    }
+    int mrep = (int)mrep_z;
+    size_t nrow = 3 * (size_t)nsel;
+    size_t nv = valid ? valid->natoms : 0;
+    int rc = KQ_OK;
+    size_t *idx = malloc(n * sizeof *idx), *pick = malloc((size_t)mrep * sizeof *pick);
+    double *knm = malloc(n * (size_t)mrep * sizeof *knm);
+    double *pm = malloc(nrow * (size_t)mrep * sizeof *pm);
+    double *y = malloc(nrow * sizeof *y);
+    double *g = malloc((size_t)mrep * mrep * sizeof *g);  /* P^T P (sparse) or RA^T P (full) */
+    double *kmm = sparse ? malloc((size_t)mrep * mrep * sizeof *kmm) : NULL;
+    double *rhs0 = malloc((size_t)mrep * sizeof *rhs0);
+    double *sys = malloc((size_t)mrep * mrep * sizeof *sys);
+    double *wv = malloc((size_t)mrep * sizeof *wv), *wbest = malloc((size_t)mrep * sizeof *wbest);
+    int *piv = sparse ? NULL : malloc((size_t)mrep * sizeof *piv);
+    double *pv = NULL, *kvm = NULL, *predv = NULL;
+    int *vmol = NULL;
+    if (!idx || !pick || !knm || !pm || !y || !g || (sparse && !kmm) || !rhs0 || !sys || !wv ||
+        !wbest || (!sparse && !piv))
+        rc = KQ_ENOMEM;
+    if (!rc) {
+        size_t a = 0;
+        for (int kk = 0; kk < nsel; kk++)
+            for (size_t i = t->first[mol[kk]]; i < t->first[mol[kk] + 1]; i++) idx[a++] = i;
+        for (int kk = 0; kk < nsel; kk++)
+            for (int c = 0; c < 3; c++)
+                y[3 * (size_t)kk + c] =
+                    t->dipole_au[3 * mol[kk] + c] - t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
+    }
+    /* Representative atoms (FPS, or all atoms for the full form), their
+     * vectors into the model, then K_NM. */
+    if (!rc && sparse) {
+        rc = fps_select(m, t, idx, n, mrep, pick, progress, ctx);
+    } else if (!rc) {
+        for (size_t i = 0; i < n; i++) pick[i] = i;
+    }
+    if (!rc) {
+        m->w = malloc((size_t)mrep * sizeof *m->w);
+        if (!m->w) rc = KQ_ENOMEM;
+        for (int d = 0; d < m->ndesc && !rc; d++) {
+            m->rep[d] = malloc((size_t)mrep * m->len[d] * sizeof(double));
+            if (!m->rep[d]) {
+                rc = KQ_ENOMEM;
+                break;
+            }
+            for (int r = 0; r < mrep; r++)
+                memcpy(m->rep[d] + (size_t)r * m->len[d], t->p[d] + idx[pick[r]] * m->len[d],
+                       m->len[d] * sizeof(double));
+        }
+    }
+    if (!rc) rc = knm_blocked(m, t, idx, n, mrep, knm, progress, ctx);
+    if (!rc) {
+        build_p(t, mol, nsel, knm, mrep, pm);
+        if (progress) progress(ctx, "normal equations", 0, 1);
+        if (sparse) {
+            /* Sparse normal equations (specs/kqeq.md):
+             * (P^T P + sigma K_MM) w = -P^T y, P = R A K_NM. */
+            for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
+            for (size_t r = 0; r < nrow; r++) {
+                const double *pr = pm + r * mrep;
+                for (int i = 0; i < mrep; i++) {
+                    double f = pr[i];
+                    double *gi = g + (size_t)i * mrep;
+                    for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
+                }
+            }
+            for (int i = 0; i < mrep; i++)
+                for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
+            for (int i = 0; i < mrep; i++)
+                for (int j = 0; j < mrep; j++)
+                    kmm[(size_t)i * mrep + j] = knm[pick[i] * (size_t)mrep + j];
+            for (int j = 0; j < mrep; j++) {
+                double s = 0.0;
+                for (size_t r = 0; r < nrow; r++) s += pm[r * mrep + j] * y[r];
+                rhs0[j] = -s;
+            }
+        } else {
+            /* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref,
+             * with A R^T R A K = (RA)^T P assembled molecule by molecule. */
+            size_t row = 0;
+            for (int kk = 0; kk < nsel; kk++) {
+                int k = mol[kk];
+                size_t a0 = t->first[k];
+                int nk = (int)(t->first[k + 1] - a0);
+                const double *ra = t->ra + 3 * a0;
+                for (int i = 0; i < nk; i++) {
+                    double *gi = g + (row + i) * mrep;
+                    double s = 0.0;
+                    for (int j = 0; j < mrep; j++) gi[j] = 0.0;
+                    for (int c = 0; c < 3; c++) {
+                        double f = ra[(size_t)c * nk + i];
+                        const double *pr = pm + (3 * (size_t)kk + c) * mrep;
+                        for (int j = 0; j < mrep; j++) gi[j] += f * pr[j];
+                        s += f * y[3 * (size_t)kk + c];
+                    }
+                    rhs0[row + i] = -s;
+                }
+                row += (size_t)nk;
+            }
+        }
+    }
+    /* Validation: P_v = R A K_vM for the validation molecules. */
+    if (!rc && valid) {
+        vmol = malloc((size_t)valid->nmol * sizeof *vmol);
+        kvm = malloc(nv * (size_t)mrep * sizeof *kvm);
+        pv = malloc(3 * (size_t)valid->nmol * mrep * sizeof *pv);
+        predv = malloc(3 * (size_t)valid->nmol * sizeof *predv);
+        if (!vmol || !kvm || !pv || !predv) rc = KQ_ENOMEM;
+        if (!rc) {
+            for (int k = 0; k < valid->nmol; k++) vmol[k] = k;
+            rc = kernel_rows(m, valid, (const double *const *)m->rep, mrep, kvm,
+                             "validation kernel", progress, ctx);
+        }
+        if (!rc) {
+            build_p(valid, vmol, valid->nmol, kvm, mrep, pv);
+        }
+    }
+    /* Solve for each sigma of the grid; keep the best on validation. */
+    double best_mae = HUGE_VAL, best_reg = 0.0;
+    int have = 0;
+    for (int gi = 0; gi < o->nreg && !rc; gi++) {
+        double sg = o->reg[gi];
+        if (progress) progress(ctx, "solve", (size_t)gi, (size_t)o->nreg);
+        memcpy(sys, g, (size_t)mrep * mrep * sizeof *sys);
+        memcpy(wv, rhs0, (size_t)mrep * sizeof *wv);
+        if (sparse) {
+            for (size_t e = 0; e < (size_t)mrep * mrep; e++) sys[e] += sg * kmm[e];
+            rc = spd_solve_jitter(mrep, sys, wv);
+        } else {
+            for (int i = 0; i < mrep; i++) sys[(size_t)i * mrep + i] += sg;
+            if (la_lu(mrep, sys, mrep, piv, NULL) != LA_OK ||
+                la_lu_solve(mrep, 1, sys, mrep, piv, wv, 1) != LA_OK)
+                rc = KQ_ELINALG;
+        }
+        if (rc) break;
+        double mae = 0.0;
+        if (valid) {
+            for (int k = 0; k < valid->nmol; k++)
+                for (int c = 0; c < 3; c++) {
+                    const double *pr = pv + (3 * (size_t)k + c) * mrep;
+                    double s = 0.0;
+                    for (int j = 0; j < mrep; j++) s += pr[j] * wv[j];
+                    predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
+                }
+            kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &mae, NULL);
+        }
+        /* ties (and no validation set: only the first value) keep the larger sigma */
+        if (!have || (valid && (mae < best_mae || (mae == best_mae && sg > best_reg)))) {
+            have = 1;
+            best_mae = mae;
+            best_reg = sg;
+            memcpy(wbest, wv, (size_t)mrep * sizeof *wv);
+        }
+        if (!valid) break;
+    }
+    if (!rc) {
+        memcpy(m->w, wbest, (size_t)mrep * sizeof *wbest);
+        m->nrep = mrep;
+        m->reg = best_reg;
+        if (report) {
+            /* errors from the assembled P: mu = -P w + Q Rb */
+            double *pt = malloc(nrow * sizeof *pt);
+            if (pt) {
+                for (int kk = 0; kk < nsel; kk++)
+                    for (int c = 0; c < 3; c++) {
+                        const double *pr = pm + (3 * (size_t)kk + c) * mrep;
+                        double s = 0.0;
+                        for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
+                        pt[3 * kk + c] = -s + t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
+                    }
+                subset_metrics(t, mol, nsel, pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
+                free(pt);
+            }
+            if (valid) {
+                for (int k = 0; k < valid->nmol; k++)
+                    for (int c = 0; c < 3; c++) {
+                        const double *pr = pv + (3 * (size_t)k + c) * mrep;
+                        double s = 0.0;
+                        for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
+                        predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
+                    }
+                kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &rep.valid_mae_debye,
+                                  &rep.valid_rrmse_percent);
+            }
+            *report = rep;
+        }
+        if (progress) progress(ctx, "solve", (size_t)o->nreg, (size_t)o->nreg);
+    } else {
+        free(m->w);
+        m->w = NULL;
+        for (int d = 0; d < KQ_MAX_DESC; d++) {
+            free(m->rep[d]);
+            m->rep[d] = NULL;
+        }
+        m->nrep = 0;
+    }
+    free(idx);
+    free(pick);
+    free(knm);
+    free(pm);
+    free(y);
+    free(g);
+    free(kmm);
+    free(rhs0);
+    free(sys);
+    free(wv);
+    free(wbest);
+    free(piv);
+    free(pv);
+    free(kvm);
+    free(predv);
+    free(vmol);
+    free(mol);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Model text                                                                */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    char *s;
+    size_t len, cap;
+    int bad;
+} tbuf;
+
+static void tb_put(tbuf *b, const char *str, size_t n) {
+    if (b->bad) return;
+    if (b->len + n + 1 > b->cap) {
+        size_t cap = b->cap ? b->cap : 4096;
+        while (cap < b->len + n + 1) {
+            if (cap > SIZE_MAX / 2) {
+                b->bad = 1;
+                return;
+            }
+            cap *= 2;
+        }
+        char *ns = realloc(b->s, cap);
+        if (!ns) {
+            b->bad = 1;
+            return;
+        }
+        b->s = ns;
+        b->cap = cap;
+    }
+    memcpy(b->s + b->len, str, n);
+    b->len += n;
+    b->s[b->len] = '\0';
+}
+
+static void tb_str(tbuf *b, const char *str) { tb_put(b, str, strlen(str)); }
+
+static void tb_num(tbuf *b, double v) {
+    char t[40];
+    int k = snprintf(t, sizeof t, " %.17g", v);
+    tb_put(b, t, (size_t)k);
+}
+
+static void tb_int(tbuf *b, long v) {
+    char t[32];
+    int k = snprintf(t, sizeof t, " %ld", v);
+    tb_put(b, t, (size_t)k);
+}
+
+int kq_model_write(const kq_model *m, char **text, size_t *len) {
+    if (!m || !text || !len) return KQ_EINVAL;
+    tbuf b = {0};
+    tb_str(&b, "KQEQ_MODEL_V1\n");
+    tb_str(&b, m->kind == KQ_KIND_QEQ ? "kind qeq\n" : "kind kqeq\n");
+    tb_str(&b, "# units: chi hartree/e, eta hartree/e^2, w hartree/e, reg (e*bohr)^2;"
+               " rcut, sigma angstrom; kernel sum_d delta_d (p.p')^zeta\n");
+    tb_str(&b, "s_at");
+    tb_num(&b, m->s_at);
+    tb_str(&b, "\nspecies");
+    tb_int(&b, m->nspecies);
+    for (int s = 0; s < m->nspecies; s++) tb_int(&b, m->species[s]);
+    tb_str(&b, "\nchi");
+    tb_int(&b, m->nspecies);
+    for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->chi[s]);
+    tb_str(&b, "\neta");
+    tb_int(&b, m->nspecies);
+    for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->eta[s]);
+    tb_str(&b, "\nzeta");
+    tb_int(&b, m->zeta);
+    tb_str(&b, "\nreg");
+    tb_num(&b, m->reg);
+    tb_str(&b, "\nndesc");
+    tb_int(&b, m->ndesc);
+    tb_str(&b, "\n");
+    for (int d = 0; d < m->ndesc; d++) {
+        tb_str(&b, "desc");
+        tb_int(&b, d);
+        tb_str(&b, " rcut");
+        tb_num(&b, m->soap[d].rcut);
+        tb_str(&b, " nmax");
+        tb_int(&b, m->soap[d].nmax);
+        tb_str(&b, " lmax");
+        tb_int(&b, m->soap[d].lmax);
+        tb_str(&b, " sigma");
+        tb_num(&b, m->soap[d].sigma);
+        tb_str(&b, " delta");
+        tb_num(&b, m->delta[d]);
+        tb_str(&b, " length");
+        tb_int(&b, (long)m->len[d]);
+        tb_str(&b, "\n");
+    }
+    tb_str(&b, "nrep");
+    tb_int(&b, m->nrep);
+    tb_str(&b, "\n");
+    for (int r = 0; r < m->nrep; r++) {
+        tb_str(&b, "rep");
+        tb_int(&b, r);
+        tb_num(&b, m->w[r]);
+        tb_str(&b, "\n");
+        for (int d = 0; d < m->ndesc; d++) {
+            tb_str(&b, "v");
+            tb_int(&b, d);
+            const double *v = m->rep[d] + (size_t)r * m->len[d];
+            for (size_t i = 0; i < m->len[d]; i++) tb_num(&b, v[i]);
+            tb_str(&b, "\n");
+        }
+    }
+    tb_str(&b, "end\n");
+    if (b.bad) {
+        free(b.s);
+        return KQ_ENOMEM;
+    }
+    *text = b.s;
+    *len = b.len;
+    return KQ_OK;
+}
+
+/* Line reader over a memory buffer: copies each line NUL-terminated into
+ * line, skipping '#' comment lines and blank lines. */
+typedef struct {
+    const char *p, *end;
+    int lineno;
+    char *line;
+    size_t cap;
+    char *cur; /* token cursor in line */
+    int nomem;
+} preader;
+
+static int pr_next(preader *r) {
+    for (;;) {
+        if (r->p >= r->end) return 0;
+        const char *e = memchr(r->p, '\n', (size_t)(r->end - r->p));
+        size_t n = e ? (size_t)(e - r->p) : (size_t)(r->end - r->p);
+        r->lineno++;
+        if (n + 1 > r->cap) {
+            char *nl = realloc(r->line, n + 1);
+            if (!nl) {
+                r->nomem = 1;
+                return 0;
+            }
+            r->line = nl;
+            r->cap = n + 1;
+        }
+        memcpy(r->line, r->p, n);
+        r->line[n] = '\0';
+        r->p += n + (e ? 1 : 0);
+        if (n > 0 && r->line[n - 1] == '\r') r->line[--n] = '\0';
+        if (strlen(r->line) != n) {
+            r->cur = NULL; /* an embedded NUL byte: damaged, no tokens */
+            return 1;
+        }
+        r->cur = r->line;
+        while (*r->cur == ' ' || *r->cur == '\t') r->cur++;
+        if (*r->cur == '\0' || *r->cur == '#') continue;
+        return 1;
+    }
+}
+
+/* Next whitespace-separated token of the current line, or NULL. */
+static const char *pr_tok(preader *r) {
+    if (!r->cur) return NULL;
+    char *s = r->cur;
+    while (*s == ' ' || *s == '\t') s++;
+    if (*s == '\0') return NULL;
+    char *e = s;
+    while (*e && *e != ' ' && *e != '\t') e++;
+    if (*e) *e++ = '\0';
+    r->cur = e;
+    return s;
+}
+
+static int pr_end_of_line(preader *r) { return pr_tok(r) == NULL; }
+
+static int pr_word(preader *r, const char *w) {
+    const char *t = pr_tok(r);
+    return t && strcmp(t, w) == 0;
+}
+
+static int pr_double(preader *r, double *v) {
+    const char *t = pr_tok(r);
+    if (!t) return 0;
+    char *e;
+    double x = strtod(t, &e);
+    if (e == t || *e != '\0' || !isfinite(x)) return 0;
+    *v = x;
+    return 1;
+}
+
+static int pr_long(preader *r, long lo, long hi, long *v) {
+    const char *t = pr_tok(r);
+    if (!t) return 0;
+    char *e;
+    long x = strtol(t, &e, 10);
+    if (e == t || *e != '\0' || x < lo || x > hi) return 0;
+    *v = x;
+    return 1;
+}
+
+int kq_model_read(const char *text, size_t len, kq_model *m, int *line) {
+    if (line) *line = 0;
+    if (!text || !m) return KQ_EINVAL;
+    memset(m, 0, sizeof *m);
+    preader r = {text, text + len, 0, NULL, 0, NULL, 0};
+    int rc = KQ_EFORMAT;
+    long v;
+    double x;
+#define NEXT_LINE()                                                                            \
+    do {                                                                                       \
+        if (!pr_next(&r)) {                                                                    \
+            if (r.nomem) rc = KQ_ENOMEM;                                                       \
+            r.lineno++;                                                                        \
+            goto fail;                                                                         \
+        }                                                                                      \
+    } while (0)
+#define REQUIRE(cond)           \
+    do {                        \
+        if (!(cond)) goto fail; \
+    } while (0)
+    /* version line: must be the very first line */
+    NEXT_LINE();
+    REQUIRE(r.lineno == 1 && pr_word(&r, "KQEQ_MODEL_V1") && pr_end_of_line(&r));
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "kind"));
+    {
+        const char *k = pr_tok(&r);
+        REQUIRE(k && (!strcmp(k, "kqeq") || !strcmp(k, "qeq")));
+        m->kind = !strcmp(k, "qeq") ? KQ_KIND_QEQ : KQ_KIND_KQEQ;
+        REQUIRE(pr_end_of_line(&r));
+    }
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "s_at") && pr_double(&r, &x) && x > 0.0 && pr_end_of_line(&r));
+    m->s_at = x;
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "species") && pr_long(&r, 1, KQ_MAX_SPECIES, &v));
+    m->nspecies = (int)v;
+    for (int s = 0; s < m->nspecies; s++) {
+        REQUIRE(pr_long(&r, 1, 118, &v) && kq_qeq_radius((int)v) > 0.0);
+        REQUIRE(s == 0 || v > m->species[s - 1]);
+        m->species[s] = (int)v;
+    }
+    REQUIRE(pr_end_of_line(&r));
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "chi") && pr_long(&r, m->nspecies, m->nspecies, &v));
+    for (int s = 0; s < m->nspecies; s++) REQUIRE(pr_double(&r, &m->chi[s]));
+    REQUIRE(pr_end_of_line(&r));
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "eta") && pr_long(&r, m->nspecies, m->nspecies, &v));
+    for (int s = 0; s < m->nspecies; s++) REQUIRE(pr_double(&r, &m->eta[s]));
+    REQUIRE(pr_end_of_line(&r));
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "zeta") && pr_long(&r, 1, 16, &v) && pr_end_of_line(&r));
+    m->zeta = (int)v;
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "reg") && pr_double(&r, &x) && x >= 0.0 && pr_end_of_line(&r));
+    m->reg = x;
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "ndesc") && pr_long(&r, 0, KQ_MAX_DESC, &v) && pr_end_of_line(&r));
+    REQUIRE((m->kind == KQ_KIND_QEQ) == (v == 0));
+    m->ndesc = (int)v;
+    long lens[KQ_MAX_DESC];
+    int desc_line[KQ_MAX_DESC];
+    for (int d = 0; d < m->ndesc; d++) {
+        NEXT_LINE();
+        desc_line[d] = r.lineno;
+        REQUIRE(pr_word(&r, "desc") && pr_long(&r, d, d, &v));
+        REQUIRE(pr_word(&r, "rcut") && pr_double(&r, &m->soap[d].rcut) && m->soap[d].rcut > 1.0);
+        REQUIRE(pr_word(&r, "nmax") && pr_long(&r, 1, 64, &v));
+        m->soap[d].nmax = (int)v;
+        REQUIRE(pr_word(&r, "lmax") && pr_long(&r, 0, KQ_MAX_LMAX, &v));
+        m->soap[d].lmax = (int)v;
+        REQUIRE(pr_word(&r, "sigma") && pr_double(&r, &m->soap[d].sigma) &&
+                m->soap[d].sigma > 0.0);
+        REQUIRE(pr_word(&r, "delta") && pr_double(&r, &m->delta[d]) && m->delta[d] > 0.0);
+        REQUIRE(pr_word(&r, "length") && pr_long(&r, 1, LONG_MAX, &lens[d]));
+        REQUIRE(pr_end_of_line(&r));
+    }
+    {
+        int mc = model_make_calcs(m);
+        if (mc == KQ_ENOMEM) {
+            rc = KQ_ENOMEM;
+            goto fail;
+        }
+        if (mc) {
+            r.lineno = m->ndesc ? desc_line[0] : r.lineno;
+            goto fail;
+        }
+        for (int d = 0; d < m->ndesc; d++)
+            if ((long)m->len[d] != lens[d]) {
+                r.lineno = desc_line[d];
+                goto fail;
+            }
+    }
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "nrep") && pr_long(&r, 0, INT_MAX / 4, &v) && pr_end_of_line(&r));
+    REQUIRE((m->kind == KQ_KIND_QEQ) == (v == 0));
+    {
+        /* Every value takes at least two characters of text: a larger count
+         * cannot be true, so refuse it before allocating. */
+        size_t per = 1;
+        for (int d = 0; d < m->ndesc; d++) per += m->len[d];
+        REQUIRE((size_t)v <= len / 2 / per);
+    }
+    m->nrep = (int)v;
+    if (m->nrep > 0) {
+        m->w = malloc((size_t)m->nrep * sizeof *m->w);
+        if (!m->w) {
+            rc = KQ_ENOMEM;
+            goto fail;
+        }
+        for (int d = 0; d < m->ndesc; d++) {
+            m->rep[d] = malloc((size_t)m->nrep * m->len[d] * sizeof(double));
+            if (!m->rep[d]) {
+                rc = KQ_ENOMEM;
+                goto fail;
+            }
+        }
+    }
+    for (int rr = 0; rr < m->nrep; rr++) {
+        NEXT_LINE();
+        REQUIRE(pr_word(&r, "rep") && pr_long(&r, rr, rr, &v) && pr_double(&r, &m->w[rr]) &&
+                pr_end_of_line(&r));
+        for (int d = 0; d < m->ndesc; d++) {
+            NEXT_LINE();
+            REQUIRE(pr_word(&r, "v") && pr_long(&r, d, d, &v));
+            double *vec = m->rep[d] + (size_t)rr * m->len[d];
+            for (size_t i = 0; i < m->len[d]; i++) REQUIRE(pr_double(&r, &vec[i]));
+            REQUIRE(pr_end_of_line(&r));
+        }
+    }
+    NEXT_LINE();
+    REQUIRE(pr_word(&r, "end") && pr_end_of_line(&r));
+    if (pr_next(&r)) goto fail; /* nothing but comments after "end" */
+    free(r.line);
+    return KQ_OK;
+fail:
+    if (line) *line = r.lineno;
+    free(r.line);
+    kq_model_free(m);
+    return rc;
+#undef NEXT_LINE
+#undef REQUIRE
 }

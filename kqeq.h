@@ -115,4 +115,226 @@ double kq_kernel(const double *p, const double *q, size_t len, int zeta);
 void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, size_t len,
                       int zeta, double *k);
 
+/* ======================================================================== */
+/* Classical QEq and kQEq                                                     */
+/* ======================================================================== */
+/* Classical QEq with Gaussian charges and the kQEq model built on it:
+ * training (closed form and sparse), prediction of charges, dipoles and
+ * polarizabilities, model text.
+ *
+ * Sources: Staacke et al., "Kernel charge equilibration" (2021), equation
+ * numbers "Eq. N" are the paper's; ../shared/specs/kqeq.md.
+ *
+ * Units: positions at this interface in angstrom (as in files); everything
+ * else in atomic units: charges e, dipoles e*bohr (names end in _au),
+ * electronegativities chi hartree/e, hardness eta hartree/e^2, energies
+ * hartree, polarizabilities bohr^3. 1 angstrom = 1/0.529177210903 bohr.
+ *
+ * Like kqeq.h: no printing, no global state; functions return KQ_OK or a
+ * positive KQ_E* code.
+ */
+
+#define KQ_BOHR_ANGSTROM 0.529177210903   /* 1 bohr in angstrom (CODATA 2018) */
+#define KQ_AU_DEBYE 2.541746473           /* 1 e*bohr in debye (specs/kqeq.md) */
+#define KQ_HARTREE_EV 27.211386245988     /* 1 hartree in eV (CODATA 2018) */
+
+/* ------------------------------------------------------------------------ */
+/* Element data                                                              */
+/* ------------------------------------------------------------------------ */
+
+/* Rappe-Goddard (1991, Table I) QEq radius R_A in angstrom for H, C, N, O, F,
+ * S, Cl (specs/kqeq.md); 0 for any other element (unsupported). */
+double kq_qeq_radius(int z);
+/* Standard atomic weight (IUPAC conventional values) for the same elements:
+ * H 1.008, C 12.011, N 14.007, O 15.999, F 18.998403163, S 32.06, Cl 35.45;
+ * 0 for any other element. */
+double kq_atomic_mass(int z);
+/* Default electronegativity chi (eV) of Rappe & Goddard 1991 Table I for the
+ * same elements (H 4.528, C 5.343, N 6.899, O 8.741, F 10.874, S 6.928,
+ * Cl 8.564); 0 for others. Only a starting point for `kqeq qeq`. */
+double kq_qeq_default_chi_ev(int z);
+
+/* ------------------------------------------------------------------------ */
+/* Classical QEq (kQEq paper Eqs. 1-10, 13, 17)                              */
+/* ------------------------------------------------------------------------ */
+
+/* Shift positions to the centre of mass and convert to bohr.
+ * pos [n*3] angstrom -> r_au [n*3] bohr. KQ_ESPECIES for an element without
+ * a mass, KQ_EINVAL for non-finite input. */
+int kq_com_positions_au(int n, const int *z, const double *pos, double *r_au);
+
+/* Hardness matrix of Eq. 9, H [n*n] hartree/e^2, from positions r_au [n*3]
+ * (bohr), Gaussian widths alpha_A = s_at * R_A, per-atom eta [n] (hartree/e^2,
+ * NULL = 0). KQ_EOVERLAP if two atoms are closer than 1e-6 angstrom,
+ * KQ_ESPECIES for an element without a radius. */
+int kq_qeq_hardness(int n, const int *z, const double *r_au, double s_at, const double *eta,
+                    double *h);
+
+/* Constrained inverse from H (SPD): the n x n block A [n*n] of the inverse of
+ * the bordered matrix of Eq. 10, and its last column b [n] (entries sum to
+ * 1), so that q = -A chi + Q_tot b (Eq. 13 plus the total-charge part).
+ * A is symmetric and A 1 = 0. h is not modified. KQ_ELINALG if H is not SPD.
+ * Allocates n*n doubles of workspace. */
+int kq_qeq_constrained_inverse(int n, const double *h, double *a, double *b);
+
+/* One QEq solution.
+ *   z [n], pos [n*3] angstrom, qtot (e), chi [n] (hartree/e), eta [n]
+ *   (hartree/e^2, NULL = 0), s_at radius scale (0.75 in the paper).
+ * Outputs (each may be NULL):
+ *   q [n] e; dipole_au [3] e*bohr about the centre of mass (Eq. 17);
+ *   energy (hartree): E(q) of Eq. 5 with E_0 = 0;
+ *   a [n*n], b [n]: as kq_qeq_constrained_inverse. */
+int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const double *chi,
+                 const double *eta, double s_at, double *q, double *dipole_au, double *energy,
+                 double *a, double *b);
+
+/* ------------------------------------------------------------------------ */
+/* kQEq / QEq models                                                         */
+/* ------------------------------------------------------------------------ */
+
+#define KQ_MAX_DESC 4
+
+enum { KQ_KIND_KQEQ = 0, KQ_KIND_QEQ = 1 };
+
+/* A trained model. All arrays are owned by the model (kq_model_free).
+ * chi_A of atom A (kQEq, Eq. 11 with a multi-SOAP kernel):
+ *   chi_A = chi_elem[Z_A] + sum_m w_m sum_d delta_d (p_d(A) . rep_d[m])^zeta
+ * where p_d(A) is A's normalised SOAP vector of descriptor d. For a QEq model
+ * ndesc = nrep = 0 and chi_A = chi_elem[Z_A]. For kQEq chi_elem is 0. */
+typedef struct {
+    int kind;                           /* KQ_KIND_KQEQ or KQ_KIND_QEQ */
+    double s_at;                        /* radius scale (Gaussian width = s_at * R_A) */
+    int nspecies;                       /* elements the model knows, ascending Z */
+    int species[KQ_MAX_SPECIES];
+    double chi[KQ_MAX_SPECIES];         /* hartree/e, per species */
+    double eta[KQ_MAX_SPECIES];         /* hartree/e^2, per species */
+    int zeta;                           /* kernel exponent (2) */
+    int ndesc;                          /* number of SOAP descriptors (0 for QEq) */
+    kq_soap_params soap[KQ_MAX_DESC];   /* species = the model's species; sigma resolved */
+    double delta[KQ_MAX_DESC];          /* kernel weights */
+    size_t len[KQ_MAX_DESC];            /* SOAP vector lengths */
+    double reg;                         /* regularisation sigma used ((e*bohr)^2 units of loss) */
+    int nrep;                           /* M representative atoms */
+    double *w;                          /* [nrep] hartree/e */
+    double *rep[KQ_MAX_DESC];           /* [nrep][len[d]] normalised SOAP vectors */
+    kq_soap *calc[KQ_MAX_DESC];         /* SOAP calculators (not part of the text) */
+} kq_model;
+
+/* Configuration of a new, untrained model. */
+typedef struct {
+    int kind;                           /* KQ_KIND_KQEQ or KQ_KIND_QEQ */
+    double s_at;                        /* <= 0 means 0.75 */
+    int nspecies;
+    int species[KQ_MAX_SPECIES];        /* any order; sorted by kq_model_init */
+    int zeta;                           /* <= 0 means 2 */
+    int ndesc;                          /* 1..KQ_MAX_DESC for kQEq, ignored for QEq */
+    kq_soap_params soap[KQ_MAX_DESC];   /* rcut, nmax, lmax, sigma used; species ignored */
+    double delta[KQ_MAX_DESC];          /* kernel weights, <= 0 means 1 */
+} kq_model_config;
+
+/* Initialise m from a configuration (no training: nrep = 0, chi = eta = 0).
+ * KQ_ESPECIES if a species has no QEq radius or mass. */
+int kq_model_init(kq_model *m, const kq_model_config *c);
+void kq_model_free(kq_model *m);
+
+/* A molecule with its reference data. */
+typedef struct {
+    int natoms;
+    const int *z;          /* [natoms] atomic numbers */
+    const double *pos;     /* [natoms*3] angstrom */
+    double charge;         /* total charge, e */
+    double dipole_au[3];   /* reference dipole e*bohr about the centre of mass */
+} kq_mol;
+
+/* A prepared set of molecules for training / validation / evaluation: what
+ * the model needs of each molecule, computed once:
+ *   RA = R A (3 x n per molecule, bohr*e^2/hartree), Rb = R b (3 per molecule)
+ *   and the normalised SOAP vectors of every atom (kQEq models only).
+ * Built for one model configuration (s_at, eta, SOAP settings). */
+typedef struct {
+    int nmol;
+    size_t natoms;          /* total */
+    size_t *first;          /* [nmol+1] index of each molecule's first atom */
+    int *z;                 /* [natoms] */
+    double *ra;             /* [natoms*3]: molecule m's 3 x n block at ra + 3*first[m] */
+    double *rb;             /* [nmol*3] e*bohr per unit total charge */
+    double *charge;         /* [nmol] */
+    double *dipole_au;      /* [nmol*3] reference */
+    int ndesc;
+    size_t len[KQ_MAX_DESC];
+    double *p[KQ_MAX_DESC]; /* [natoms][len[d]] normalised SOAP (NULL for QEq) */
+} kq_set;
+
+/* Optional progress report: stage name, done out of total units. */
+typedef void (*kq_progress_fn)(void *ctx, const char *stage, size_t done, size_t total);
+
+/* Build a set (m gives s_at, eta, SOAP settings, species). KQ_ESPECIES for
+ * an element the model does not know. */
+int kq_set_build(kq_model *m, int nmol, const kq_mol *mols, kq_set *s, kq_progress_fn progress,
+                 void *ctx);
+void kq_set_free(kq_set *s);
+
+typedef struct {
+    int sparse;             /* M > 0: sparse form with M representative atoms
+                             * (farthest point sampling in the kernel metric,
+                             * start at the first atom, ties to the lower index);
+                             * 0: full form of Eq. 20 */
+    int nreg;               /* number of regularisation values to try (>= 1) */
+    const double *reg;      /* [nreg] sigma values; with a validation set the
+                             * one with the lowest validation MAE of |mu| wins
+                             * (ties: the larger sigma), else reg[0] is used */
+} kq_train_opts;
+
+/* Errors of a training run (-1 where not available). */
+typedef struct {
+    double train_mae_debye, train_rrmse_percent; /* training molecules */
+    double valid_mae_debye, valid_rrmse_percent; /* validation set, chosen sigma */
+} kq_train_report;
+
+/* Train m (initialised by kq_model_init, species/SOAP as used to build the
+ * sets) on the molecules sel[0..nsel-1] of train (sel NULL = all), choosing
+ * sigma on valid (may be NULL). For QEq models the per-species chi are fitted
+ * by linear least squares (eta kept); opts->reg and sparse are then unused.
+ * report (may be NULL) receives the training / validation errors. */
+int kq_train(kq_model *m, const kq_set *train, const int *sel, int nsel, const kq_set *valid,
+             const kq_train_opts *opts, kq_train_report *report, kq_progress_fn progress,
+             void *ctx);
+
+/* Classical QEq with fitted hardness (the paper's QEq baseline with both
+ * chi and eta per element): eta_s in [0, 1] hartree/e^2 by Levenberg-Marquardt
+ * on the dipole residuals (forward-difference Jacobian, step 1e-6 (1 + eta);
+ * damping starts at 1e-3, /10 on success, x10 on failure; eta projected
+ * onto 0 <= eta <= 1 hartree/e^2; at most max_iter iterations, from the model's eta), each
+ * trial eta solving the chi least squares exactly (variable projection).
+ * Deterministic; the objective is the training loss sum |mu - mu_ref|^2.
+ * m must be a QEq model (kq_model_init); mols/sel as in kq_set_build /
+ * kq_train. report: training errors (validation fields -1). */
+int kq_train_qeq_eta(kq_model *m, int nmol, const kq_mol *mols, const int *sel, int nsel,
+                     int max_iter, kq_train_report *report, kq_progress_fn progress, void *ctx);
+
+/* Predict one molecule: z [n], pos [n*3] angstrom, total charge (e).
+ * Uses the model's SOAP scratch space: one model per thread.
+ * Outputs (each may be NULL): q [n] e, dipole_au [3] e*bohr about the centre
+ * of mass, alpha_au [9] polarizability R A R^T (bohr^3, row-major 3x3,
+ * specs/kqeq.md), chi [n] hartree/e. KQ_ESPECIES for an unknown element. */
+int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charge, double *q,
+               double *dipole_au, double *alpha_au, double *chi);
+
+/* Dipoles of every molecule of a prepared set (same configuration as m):
+ * out [s->nmol*3] e*bohr. */
+int kq_set_predict(const kq_model *m, const kq_set *s, double *out);
+
+/* Metrics of specs/kqeq.md over nmol dipoles (e*bohr, [nmol*3]):
+ * MAE of |mu| in debye, and RRMSE in percent (Hait & Head-Gordon, threshold 1 D). */
+void kq_dipole_metrics(int nmol, const double *pred_au, const double *ref_au, double *mae_debye,
+                       double *rrmse_percent);
+
+/* Model text (first line KQEQ_MODEL_V1, values %.17g), into a malloc'd
+ * NUL-terminated buffer *text of length *len (caller frees). */
+int kq_model_write(const kq_model *m, char **text, size_t *len);
+/* Parse a model text. On KQ_EFORMAT *line (may be NULL) gets the 1-based
+ * line number of the problem (0 if not line-specific). On success m is a
+ * ready model (SOAP calculators created). */
+int kq_model_read(const char *text, size_t len, kq_model *m, int *line);
+
 #endif

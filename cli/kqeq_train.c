@@ -1,0 +1,916 @@
+/* kqeq_train.c - `kqeq qeq`, `kqeq train`, `kqeq predict`, `kqeq eval` and
+ * `kqeq curve`: classical QEq and kQEq from the command line (kqeq.h;
+ * equations: kQEq paper and ../shared/specs/kqeq.md).
+ * File conventions: positions in angstrom; per-frame `charge` key (e,
+ * default 0); reference dipoles under --dipole-key in --dipole-unit. */
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common.h"
+#include "kqeq.h"
+#include "kqeq_cmds.h"
+#include "kqeq_svg.h"
+#include "xyz.h"
+
+/* ------------------------------------------------------------------------ */
+/* Shared helpers                                                            */
+/* ------------------------------------------------------------------------ */
+
+#define E_ANGSTROM_PER_AU KQ_BOHR_ANGSTROM /* 1 e*bohr = 0.529... e*angstrom */
+
+/* Factor that converts a dipole in unit u to e*bohr. */
+static double dipole_unit_to_au(const char *u) {
+    if (!strcmp(u, "au")) return 1.0;
+    if (!strcmp(u, "debye")) return 1.0 / KQ_AU_DEBYE;
+    if (!strcmp(u, "eA")) return 1.0 / E_ANGSTROM_PER_AU;
+    cli_fail("--dipole-unit: '%s' is not one of au, debye, eA", u);
+}
+
+/* "H,C,N,O" -> atomic numbers. */
+static int parse_species_list(const char *arg, int *sp) {
+    char buf[256];
+    int n = 0;
+    if (strlen(arg) >= sizeof buf) cli_fail("--species: list too long");
+    strcpy(buf, arg);
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        int z = xyz_symbol_to_z(tok);
+        if (z == 0) cli_fail("--species: unknown element '%s'", tok);
+        if (kq_qeq_radius(z) <= 0.0)
+            cli_fail("--species: no QEq radius for %s (known: H C N O F S Cl)", tok);
+        for (int i = 0; i < n; i++)
+            if (sp[i] == z) cli_fail("--species: '%s' given twice", tok);
+        if (n == KQ_MAX_SPECIES) cli_fail("--species: more than %d elements", KQ_MAX_SPECIES);
+        sp[n++] = z;
+    }
+    return n;
+}
+
+/* "rcut=3.5,nmax=8,lmax=6[,sigma=S][,weight=W]" */
+static void parse_soap(const char *arg, kq_soap_params *p, double *weight) {
+    char buf[256];
+    if (strlen(arg) >= sizeof buf) cli_fail("--soap: too long");
+    strcpy(buf, arg);
+    memset(p, 0, sizeof *p);
+    *weight = 1.0;
+    int have = 0;
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        char *eq = strchr(tok, '=');
+        if (!eq) cli_fail("--soap: '%s' is not key=value", tok);
+        *eq = '\0';
+        const char *v = eq + 1;
+        if (!strcmp(tok, "rcut")) {
+            p->rcut = cli_parse_double("--soap rcut", v);
+            if (!(p->rcut > 1.0)) cli_fail("--soap: rcut must be > 1 angstrom, got '%s'", v);
+            have |= 1;
+        } else if (!strcmp(tok, "nmax")) {
+            p->nmax = (int)cli_parse_long("--soap nmax", v, 1, 64);
+            have |= 2;
+        } else if (!strcmp(tok, "lmax")) {
+            p->lmax = (int)cli_parse_long("--soap lmax", v, 0, KQ_MAX_LMAX);
+            have |= 4;
+        } else if (!strcmp(tok, "sigma")) {
+            p->sigma = cli_parse_double("--soap sigma", v);
+            if (!(p->sigma > 0.0)) cli_fail("--soap: sigma must be > 0, got '%s'", v);
+        } else if (!strcmp(tok, "weight")) {
+            *weight = cli_parse_double("--soap weight", v);
+            if (!(*weight > 0.0)) cli_fail("--soap: weight must be > 0, got '%s'", v);
+        } else {
+            cli_fail("--soap: unknown key '%s' (rcut, nmax, lmax, sigma, weight)", tok);
+        }
+    }
+    if (have != 7)
+        cli_fail("--soap: rcut, nmax and lmax are required, e.g. rcut=3.5,nmax=8,lmax=6");
+}
+
+/* Comma-separated list of positive numbers. */
+static int parse_list(const char *opt, const char *arg, double *out, int maxn) {
+    char buf[1024];
+    int n = 0;
+    if (strlen(arg) >= sizeof buf) cli_fail("%s: list too long", opt);
+    strcpy(buf, arg);
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        if (n == maxn) cli_fail("%s: more than %d values", opt, maxn);
+        out[n] = cli_parse_double(opt, tok);
+        if (!(out[n] > 0.0)) cli_fail("%s: values must be > 0, got '%s'", opt, tok);
+        n++;
+    }
+    return n;
+}
+
+/* Molecules of an XYZ file with total charge and (optional) reference dipole. */
+typedef struct {
+    const char *path;
+    xyz_file xf;
+    kq_mol *mols;
+} dataset;
+
+static double frame_charge(const xyz_frame *fr, const char *path) {
+    const xyz_info *in = xyz_find_info(fr, "charge");
+    if (!in) return 0.0;
+    if (in->type == XYZ_STR || in->n != 1 || !isfinite(in->num[0]))
+        cli_fail("%s:%d: key 'charge' must be one number", path, fr->line);
+    return in->num[0];
+}
+
+static void dataset_load(dataset *d, const char *path, const char *dipole_key, double to_au) {
+    char err[1024];
+    d->path = path;
+    if (xyz_read(path, &d->xf, err, sizeof err)) cli_fail("%s", err);
+    if (d->xf.nframes < 1) cli_fail("%s: no frames", path);
+    d->mols = calloc((size_t)d->xf.nframes, sizeof *d->mols);
+    if (!d->mols) cli_fail("%s: out of memory", path);
+    for (int f = 0; f < d->xf.nframes; f++) {
+        const xyz_frame *fr = &d->xf.frames[f];
+        kq_mol *m = &d->mols[f];
+        m->natoms = fr->natoms;
+        m->z = fr->z;
+        m->pos = fr->pos;
+        m->charge = frame_charge(fr, path);
+        if (fr->natoms < 1) cli_fail("%s:%d: frame without atoms", path, fr->line);
+        if (dipole_key) {
+            double v[3];
+            if (xyz_get_info_real(fr, path, dipole_key, 3, v, err, sizeof err)) cli_fail("%s", err);
+            for (int c = 0; c < 3; c++) m->dipole_au[c] = v[c] * to_au;
+        }
+    }
+}
+
+static void dataset_free(dataset *d) {
+    free(d->mols);
+    xyz_free(&d->xf);
+}
+
+/* The frame and atom of a model problem, for error messages: find the first
+ * frame with an element the model does not know. */
+static void check_species(const dataset *d, const int *species, int nspecies) {
+    for (int f = 0; f < d->xf.nframes; f++) {
+        const xyz_frame *fr = &d->xf.frames[f];
+        for (int i = 0; i < fr->natoms; i++) {
+            int ok = 0;
+            for (int s = 0; s < nspecies; s++) ok |= species[s] == fr->z[i];
+            if (!ok) {
+                const char *sym = xyz_z_to_symbol(fr->z[i]);
+                cli_fail("%s:%d: element %s (atom %d) is not known to the model", d->path,
+                         fr->line, sym ? sym : "?", i + 1);
+            }
+        }
+    }
+}
+
+/* Progress lines on stderr: at most one every 2 s per stage, plus the end. */
+typedef struct {
+    double t0, last;
+    char stage[64];
+    int quiet;
+} progress_ctx;
+
+static void progress_cb(void *vctx, const char *stage, size_t done, size_t total) {
+    progress_ctx *p = vctx;
+    if (p->quiet) return;
+    double now = cli_now();
+    int new_stage = strcmp(stage, p->stage) != 0;
+    if (!new_stage && done < total && now - p->last < 2.0) return;
+    if (new_stage && done == 0 && total > 1 && strcmp(stage, "solve") != 0) return;
+    snprintf(p->stage, sizeof p->stage, "%s", stage);
+    p->last = now;
+    fprintf(stderr, "kqeq: [%8.1f s] %s %zu/%zu\n", now - p->t0, stage, done, total);
+}
+
+/* Build a prepared set, failing with the file and frame on error. */
+static void build_set(kq_model *m, const dataset *d, kq_set *s, progress_ctx *pc) {
+    check_species(d, m->species, m->nspecies);
+    int rc = kq_set_build(m, d->xf.nframes, d->mols, s, progress_cb, pc);
+    if (rc) {
+        /* find the frame to name it */
+        for (int f = 0; f < d->xf.nframes; f++) {
+            double mu[3];
+            kq_model q = *m;
+            q.nrep = 0;
+            q.kind = KQ_KIND_QEQ;
+            q.ndesc = 0;
+            int r2 = kq_predict(&q, d->mols[f].natoms, d->mols[f].z, d->mols[f].pos,
+                                d->mols[f].charge, NULL, mu, NULL, NULL);
+            if (r2) cli_fail("%s:%d: %s", d->path, d->xf.frames[f].line, kq_strerror(r2));
+        }
+        cli_fail("%s: %s", d->path, kq_strerror(rc));
+    }
+}
+
+static long peak_rss_kb(void) {
+    FILE *f = fopen("/proc/self/status", "r");
+    char line[256];
+    long kb = -1;
+    if (!f) return -1;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "VmHWM:", 6)) kb = strtol(line + 6, NULL, 10);
+    fclose(f);
+    return kb;
+}
+
+/* Default regularisation grid (specs/kqeq.md: powers of ten), in (e*bohr)^2. */
+static const double default_reg[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10.0};
+#define N_DEFAULT_REG 8
+
+/* ------------------------------------------------------------------------ */
+/* kqeq qeq                                                                  */
+/* ------------------------------------------------------------------------ */
+
+static const char qeq_usage[] =
+    "usage: kqeq qeq FILE.xyz [--charge Q] [--chi El=v,...] [--eta El=v,...] [--s-at S]\n"
+    "  Classical QEq with Gaussian charges (kQEq paper Eqs. 1-10; specs/kqeq.md).\n"
+    "  Total charge: --charge Q for every frame, else the frame's 'charge' key, else 0.\n"
+    "  chi (eV) defaults to Rappe & Goddard 1991 (H 4.528 C 5.343 N 6.899 O 8.741\n"
+    "  F 10.874 S 6.928 Cl 8.564); eta (eV/e^2, non-classical hardness) defaults to 0;\n"
+    "  Gaussian widths s_at * R_RG (s_at default 0.75).\n"
+    "  Output per frame: a line 'frame I natoms N charge Q dipole_debye X Y Z\n"
+    "  abs_debye |mu| energy_eV E' (dipole about the centre of mass), then one line\n"
+    "  'ELEMENT q' per atom (q in e).\n";
+
+static void parse_elem_values(const char *opt, const char *arg, double *byz) {
+    char buf[512];
+    if (strlen(arg) >= sizeof buf) cli_fail("%s: too long", opt);
+    strcpy(buf, arg);
+    for (char *tok = buf, *next; tok; tok = next) {
+        next = strchr(tok, ',');
+        if (next) *next++ = '\0';
+        char *eq = strchr(tok, '=');
+        if (!eq) cli_fail("%s: '%s' is not El=value", opt, tok);
+        *eq = '\0';
+        int z = xyz_symbol_to_z(tok);
+        if (z == 0 || kq_qeq_radius(z) <= 0.0)
+            cli_fail("%s: element '%s' unknown or without QEq radius", opt, tok);
+        byz[z] = cli_parse_double(opt, eq + 1);
+    }
+}
+
+int kqeq_cmd_qeq(int argc, char **argv) {
+    const char *file = NULL;
+    double qforce = 0.0, s_at = 0.75;
+    int have_q = 0;
+    double chi_ev[119], eta_ev[119];
+    for (int z = 0; z < 119; z++) {
+        chi_ev[z] = kq_qeq_default_chi_ev(z);
+        eta_ev[z] = 0.0;
+    }
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(qeq_usage, stdout);
+            return 0;
+        }
+        if (!strncmp(a, "--", 2)) {
+            if (i + 1 >= argc) cli_fail("qeq: %s needs a value (see kqeq qeq --help)", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "--charge")) {
+                qforce = cli_parse_double(a, v);
+                have_q = 1;
+            } else if (!strcmp(a, "--chi")) {
+                parse_elem_values(a, v, chi_ev);
+            } else if (!strcmp(a, "--eta")) {
+                parse_elem_values(a, v, eta_ev);
+            } else if (!strcmp(a, "--s-at")) {
+                s_at = cli_parse_double(a, v);
+                if (!(s_at > 0.0)) cli_fail("--s-at: must be > 0");
+            } else {
+                cli_fail("qeq: unknown option '%s' (see kqeq qeq --help)", a);
+            }
+        } else {
+            if (file) cli_fail("qeq: more than one input file");
+            file = a;
+        }
+    }
+    if (!file) cli_fail("qeq: no input file (see kqeq qeq --help)");
+    char err[1024];
+    xyz_file xf;
+    if (xyz_read(file, &xf, err, sizeof err)) cli_fail("%s", err);
+    cli_buf out = {0};
+    cli_buf_printf(&out,
+                   "# kqeq qeq: Gaussian-charge QEq, s_at %.17g; charges e, dipole debye about "
+                   "the centre of mass, energy eV (E_0 = 0)\n",
+                   s_at);
+    for (int f = 0; f < xf.nframes; f++) {
+        const xyz_frame *fr = &xf.frames[f];
+        int n = fr->natoms;
+        double qt = have_q ? qforce : frame_charge(fr, file);
+        double *chi = malloc((size_t)(n ? n : 1) * sizeof *chi);
+        double *eta = malloc((size_t)(n ? n : 1) * sizeof *eta);
+        double *q = malloc((size_t)(n ? n : 1) * sizeof *q);
+        if (!chi || !eta || !q) cli_fail("qeq: out of memory");
+        for (int i = 0; i < n; i++) {
+            int z = fr->z[i];
+            if (kq_qeq_radius(z) <= 0.0)
+                cli_fail("%s:%d: element %s (atom %d) has no QEq radius (known: H C N O F S Cl)",
+                         file, fr->line, xyz_z_to_symbol(z), i + 1);
+            chi[i] = chi_ev[z] / KQ_HARTREE_EV;
+            eta[i] = eta_ev[z] / KQ_HARTREE_EV;
+        }
+        double mu[3], e;
+        int rc = kq_qeq_solve(n, fr->z, fr->pos, qt, chi, eta, s_at, q, mu, &e, NULL, NULL);
+        if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
+        double d[3] = {mu[0] * KQ_AU_DEBYE, mu[1] * KQ_AU_DEBYE, mu[2] * KQ_AU_DEBYE};
+        cli_buf_printf(&out, "frame %d natoms %d charge %.17g dipole_debye %.10f %.10f %.10f "
+                             "abs_debye %.10f energy_eV %.10f\n",
+                       f + 1, n, qt, d[0], d[1], d[2],
+                       sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2]), e * KQ_HARTREE_EV);
+        for (int i = 0; i < n; i++)
+            cli_buf_printf(&out, "%-2s %.10f\n", xyz_z_to_symbol(fr->z[i]), q[i]);
+        free(chi);
+        free(eta);
+        free(q);
+    }
+    if (cli_write_atomic("-", out.s ? out.s : "", out.len, err, sizeof err)) cli_fail("%s", err);
+    cli_buf_free(&out);
+    xyz_free(&xf);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Shared model setup for train and curve                                    */
+/* ------------------------------------------------------------------------ */
+
+typedef struct {
+    const char *train, *valid, *test, *out, *dipole_key, *dipole_unit, *svg;
+    int kind;
+    int nsoap;
+    kq_soap_params soap[KQ_MAX_DESC];
+    double weight[KQ_MAX_DESC];
+    int nspecies, species[KQ_MAX_SPECIES];
+    long sparse; /* -1 = default */
+    int nreg;
+    double reg[64];
+    double s_at;
+    int stats, quiet, fit_eta;
+    double sizes[64];
+    int nsizes;
+    long draws, seed;
+} train_args;
+
+/* Species: --species, else every element in the given datasets. */
+static void default_species(train_args *a, const dataset *const *ds, int nds) {
+    if (a->nspecies > 0) return;
+    int seen[119] = {0};
+    for (int k = 0; k < nds; k++)
+        if (ds[k])
+            for (int f = 0; f < ds[k]->xf.nframes; f++)
+                for (int i = 0; i < ds[k]->xf.frames[f].natoms; i++) {
+                    int z = ds[k]->xf.frames[f].z[i];
+                    if (z < 1 || z > 118) continue;
+                    if (kq_qeq_radius(z) <= 0.0)
+                        cli_fail("%s:%d: element %s has no QEq radius (known: H C N O F S Cl)",
+                                 ds[k]->path, ds[k]->xf.frames[f].line, xyz_z_to_symbol(z));
+                    seen[z] = 1;
+                }
+    for (int z = 1; z <= 118; z++)
+        if (seen[z]) {
+            if (a->nspecies == KQ_MAX_SPECIES) cli_fail("more than %d elements", KQ_MAX_SPECIES);
+            a->species[a->nspecies++] = z;
+        }
+}
+
+static void make_model(const train_args *a, int kind, kq_model *m) {
+    kq_model_config c;
+    memset(&c, 0, sizeof c);
+    c.kind = kind;
+    c.s_at = a->s_at;
+    c.nspecies = a->nspecies;
+    for (int i = 0; i < a->nspecies; i++) c.species[i] = a->species[i];
+    c.zeta = 2;
+    c.ndesc = a->nsoap;
+    for (int d = 0; d < a->nsoap; d++) {
+        c.soap[d] = a->soap[d];
+        c.delta[d] = a->weight[d];
+    }
+    int rc = kq_model_init(m, &c);
+    if (rc) cli_fail("model setup: %s", kq_strerror(rc));
+}
+
+/* Default: the full form (Eq. 20, an N x N LU solve) up to 500 training
+ * atoms, else the sparse form with M = min(N, 1000) (Cholesky, and equal to
+ * the full form when M = N). */
+static int sparse_for(const train_args *a, size_t natoms) {
+    if (a->sparse >= 0) return (int)a->sparse;
+    return natoms <= 500 ? 0 : 1000;
+}
+
+static int parse_train_opt(train_args *a, int argc, char **argv, int *i, const char *cmd) {
+    const char *o = argv[*i];
+    if (!strcmp(o, "--stats")) {
+        a->stats = 1;
+        return 1;
+    }
+    if (!strcmp(o, "--quiet")) {
+        a->quiet = 1;
+        return 1;
+    }
+    if (!strcmp(o, "--fit-eta")) {
+        a->fit_eta = 1;
+        return 1;
+    }
+    if (*i + 1 >= argc) cli_fail("%s: %s needs a value (see kqeq %s --help)", cmd, o, cmd);
+    const char *v = argv[++*i];
+    if (!strcmp(o, "--train")) a->train = v;
+    else if (!strcmp(o, "--valid")) a->valid = v;
+    else if (!strcmp(o, "--test")) a->test = v;
+    else if (!strcmp(o, "-o")) a->out = v;
+    else if (!strcmp(o, "--dipole-key")) a->dipole_key = v;
+    else if (!strcmp(o, "--dipole-unit")) {
+        a->dipole_unit = v;
+        (void)dipole_unit_to_au(v);
+    } else if (!strcmp(o, "--model")) {
+        if (!strcmp(v, "kqeq")) a->kind = KQ_KIND_KQEQ;
+        else if (!strcmp(v, "qeq")) a->kind = KQ_KIND_QEQ;
+        else cli_fail("--model: '%s' is not kqeq or qeq", v);
+    } else if (!strcmp(o, "--soap")) {
+        if (a->nsoap == KQ_MAX_DESC) cli_fail("--soap: at most %d descriptors", KQ_MAX_DESC);
+        parse_soap(v, &a->soap[a->nsoap], &a->weight[a->nsoap]);
+        a->nsoap++;
+    } else if (!strcmp(o, "--species")) a->nspecies = parse_species_list(v, a->species);
+    else if (!strcmp(o, "--sparse")) a->sparse = cli_parse_long(o, v, 0, 1000000);
+    else if (!strcmp(o, "--reg")) a->nreg = parse_list(o, v, a->reg, 64);
+    else if (!strcmp(o, "--s-at")) {
+        a->s_at = cli_parse_double(o, v);
+        if (!(a->s_at > 0.0)) cli_fail("--s-at: must be > 0");
+    } else if (!strcmp(o, "--sizes")) {
+        a->nsizes = parse_list(o, v, a->sizes, 64);
+        for (int k = 0; k < a->nsizes; k++)
+            if (a->sizes[k] != floor(a->sizes[k])) cli_fail("--sizes: '%s' has a non-integer", v);
+    } else if (!strcmp(o, "--draws")) a->draws = cli_parse_long(o, v, 1, 1000);
+    else if (!strcmp(o, "--seed")) a->seed = cli_parse_long(o, v, 0, 2147483647L);
+    else cli_fail("%s: unknown option '%s' (see kqeq %s --help)", cmd, o, cmd);
+    return 1;
+}
+
+static void train_args_init(train_args *a) {
+    memset(a, 0, sizeof *a);
+    a->kind = KQ_KIND_KQEQ;
+    a->sparse = -1;
+    a->s_at = 0.75;
+    a->dipole_unit = "au";
+    a->draws = 3;
+    a->seed = 1;
+}
+
+static void default_soap(train_args *a) {
+    if (a->nsoap > 0) return;
+    /* the paper's single-SOAP setting: rcut 3.5 A, nmax 8, lmax 6, sigma rcut/8 */
+    a->soap[0].rcut = 3.5;
+    a->soap[0].nmax = 8;
+    a->soap[0].lmax = 6;
+    a->weight[0] = 1.0;
+    a->nsoap = 1;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kqeq train                                                                */
+/* ------------------------------------------------------------------------ */
+
+static const char train_usage[] =
+    "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --dipole-key KEY\n"
+    "                  [--dipole-unit au|debye|eA]\n"
+    "                  [--soap rcut=R,nmax=N,lmax=L[,sigma=S][,weight=W]]...\n"
+    "                  [--species H,C,N,O,F] [--sparse M] [--reg GRID] [--s-at S] [--fit-eta]\n"
+    "                  [--stats] [--quiet] -o MODEL\n"
+    "  Fits kQEq (kQEq paper Eq. 20, or its sparse form) or classical QEq (per-element\n"
+    "  chi by linear least squares, eta = 0) to reference dipoles (about the centre of\n"
+    "  mass; total charge from the frame's 'charge' key, default 0). Without\n"
+    "  --fit-eta, QEq keeps eta = 0 (as kQEq does).\n"
+    "  --soap       one per descriptor; several give K = sum_d weight_d k_d (default\n"
+    "               rcut=3.5,nmax=8,lmax=6; sigma default rcut/8; weight default 1)\n"
+    "  --species    elements the model knows (default: those in the training/validation files)\n"
+    "  --sparse M   M representative atoms by farthest point sampling (0 = full form;\n"
+    "               default: full form up to 500 training atoms, else M = min(N, 1000))\n"
+    "  --reg GRID   regularisation sigma values, (e*bohr)^2, comma-separated; with --valid\n"
+    "               the value with the lowest validation MAE of |mu| is kept (default\n"
+    "               1e-6,1e-5,...,10; without --valid the first value, default 1e-3)\n"
+    "  --s-at S     Gaussian width scale of the Rappe-Goddard radii (default 0.75)\n"
+    "  --fit-eta    (--model qeq) fit the per-element hardness eta >= 0 too\n"
+    "               (Levenberg-Marquardt, chi eliminated by least squares; deterministic)\n"
+    "  --stats      print wall time and peak memory (VmHWM) on stderr\n"
+    "  Progress lines go to stderr; a summary goes to stdout.\n";
+
+int kqeq_cmd_train(int argc, char **argv) {
+    train_args a;
+    train_args_init(&a);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(train_usage, stdout);
+            return 0;
+        }
+        parse_train_opt(&a, argc, argv, &i, "train");
+    }
+    if (!a.train) cli_fail("train: --train is required (see kqeq train --help)");
+    if (!a.dipole_key) cli_fail("train: --dipole-key is required (see kqeq train --help)");
+    if (!a.out) cli_fail("train: -o MODEL is required (see kqeq train --help)");
+    if (a.test || a.nsizes) cli_fail("train: --test/--sizes belong to 'kqeq curve'");
+    double to_au = dipole_unit_to_au(a.dipole_unit);
+    progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
+    dataset dt, dv;
+    dataset_load(&dt, a.train, a.dipole_key, to_au);
+    if (a.valid) dataset_load(&dv, a.valid, a.dipole_key, to_au);
+    const dataset *all[2] = {&dt, a.valid ? &dv : NULL};
+    default_species(&a, all, 2);
+    if (a.kind == KQ_KIND_KQEQ) default_soap(&a);
+    if (a.nreg == 0) {
+        if (a.valid) {
+            a.nreg = N_DEFAULT_REG;
+            memcpy(a.reg, default_reg, sizeof default_reg);
+        } else {
+            a.nreg = 1;
+            a.reg[0] = 1e-3;
+        }
+    } else if (!a.valid && a.nreg > 1) {
+        cli_fail("train: --reg with several values needs --valid to choose among them");
+    }
+    kq_model m;
+    make_model(&a, a.kind, &m);
+    kq_set st, sv;
+    kq_train_opts o = {0, a.nreg, a.reg};
+    kq_train_report rep;
+    int rc;
+    if (a.kind == KQ_KIND_QEQ && a.fit_eta) {
+        /* chi and eta: eta changes A, so the sets are built after the fit */
+        check_species(&dt, m.species, m.nspecies);
+        rc = kq_train_qeq_eta(&m, dt.xf.nframes, dt.mols, NULL, 0, 50, &rep, progress_cb, &pc);
+        if (rc) cli_fail("train: %s", kq_strerror(rc));
+        build_set(&m, &dt, &st, &pc);
+        if (a.valid) {
+            build_set(&m, &dv, &sv, &pc);
+            double *pv = malloc((size_t)sv.nmol * 3 * sizeof *pv);
+            if (!pv || kq_set_predict(&m, &sv, pv)) cli_fail("train: validation prediction failed");
+            kq_dipole_metrics(sv.nmol, pv, sv.dipole_au, &rep.valid_mae_debye,
+                              &rep.valid_rrmse_percent);
+            free(pv);
+        }
+    } else {
+        build_set(&m, &dt, &st, &pc);
+        if (a.valid) build_set(&m, &dv, &sv, &pc);
+        o.sparse = sparse_for(&a, st.natoms);
+        rc = kq_train(&m, &st, NULL, 0, a.valid ? &sv : NULL, &o, &rep, progress_cb, &pc);
+        if (rc) cli_fail("train: %s", kq_strerror(rc));
+    }
+    char *text = NULL;
+    size_t len = 0;
+    rc = kq_model_write(&m, &text, &len);
+    if (rc) cli_fail("train: %s", kq_strerror(rc));
+    char err[1024];
+    if (cli_write_atomic(a.out, text, len, err, sizeof err)) cli_fail("%s", err);
+    free(text);
+    /* summary: training and validation errors */
+    printf("model %s (%s), %d training molecules, %zu atoms", a.out,
+           m.kind == KQ_KIND_QEQ ? "qeq" : "kqeq", st.nmol, st.natoms);
+    if (m.kind == KQ_KIND_KQEQ)
+        printf(", %s form, %d representative atoms, sigma %g", o.sparse ? "sparse" : "full",
+               m.nrep, m.reg);
+    printf("\ntrain MAE %.4f D  RRMSE %.2f %%\n", rep.train_mae_debye, rep.train_rrmse_percent);
+    if (a.valid) {
+        printf("valid MAE %.4f D  RRMSE %.2f %%\n", rep.valid_mae_debye, rep.valid_rrmse_percent);
+        kq_set_free(&sv);
+        dataset_free(&dv);
+    }
+    if (m.kind == KQ_KIND_QEQ) {
+        printf("chi (eV, common shift arbitrary):");
+        for (int s = 0; s < m.nspecies; s++)
+            printf(" %s %.4f", xyz_z_to_symbol(m.species[s]), m.chi[s] * KQ_HARTREE_EV);
+        printf("\neta (eV/e^2):");
+        for (int s = 0; s < m.nspecies; s++)
+            printf(" %s %.4f", xyz_z_to_symbol(m.species[s]), m.eta[s] * KQ_HARTREE_EV);
+        printf("\n");
+    }
+    if (a.stats)
+        fprintf(stderr, "kqeq: stats wall_s %.2f peak_rss_MB %.1f\n", cli_now() - pc.t0,
+                peak_rss_kb() / 1024.0);
+    kq_set_free(&st);
+    kq_model_free(&m);
+    dataset_free(&dt);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kqeq predict / eval                                                       */
+/* ------------------------------------------------------------------------ */
+
+static void load_model(const char *path, kq_model *m) {
+    char err[1024];
+    size_t len;
+    char *text = cli_read_file(path, &len, err, sizeof err);
+    if (!text) cli_fail("%s", err);
+    int line = 0;
+    int rc = kq_model_read(text, len, m, &line);
+    free(text);
+    if (rc == KQ_EFORMAT)
+        cli_fail("%s:%d: damaged or truncated kqeq model text (format KQEQ_MODEL_V1)", path, line);
+    if (rc) cli_fail("%s: %s", path, kq_strerror(rc));
+}
+
+static const char predict_usage[] =
+    "usage: kqeq predict -m MODEL IN.xyz -o OUT.xyz [--dipole-unit debye|au|eA]\n"
+    "  Writes IN.xyz with per-frame kqeq_dipole (3, about the centre of mass, in the\n"
+    "  --dipole-unit, default debye) and kqeq_polarizability (9, row-major, bohr^3 =\n"
+    "  atomic units; the field response R A R^T of specs/kqeq.md), per-atom\n"
+    "  kqeq_charge (e), and kqeq_units naming the units. Total charge per frame from\n"
+    "  its 'charge' key (default 0).\n";
+
+int kqeq_cmd_predict(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *out = NULL, *unit = "debye";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(predict_usage, stdout);
+            return 0;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            if (i + 1 >= argc) cli_fail("predict: %s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "-m")) model = v;
+            else if (!strcmp(a, "-o")) out = v;
+            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else cli_fail("predict: unknown option '%s' (see kqeq predict --help)", a);
+        } else {
+            if (in) cli_fail("predict: more than one input file");
+            in = a;
+        }
+    }
+    if (!model || !in || !out) cli_fail("predict: -m MODEL, IN.xyz and -o OUT.xyz are required");
+    double from_au = 1.0 / dipole_unit_to_au(unit);
+    kq_model m;
+    load_model(model, &m);
+    dataset d;
+    dataset_load(&d, in, NULL, 1.0);
+    check_species(&d, m.species, m.nspecies);
+    char units[128];
+    snprintf(units, sizeof units, "dipole:%s,polarizability:bohr^3,charge:e", unit);
+    for (int f = 0; f < d.xf.nframes; f++) {
+        xyz_frame *fr = &d.xf.frames[f];
+        int n = fr->natoms;
+        double *q = malloc((size_t)n * sizeof *q), mu[3], al[9];
+        if (!q) cli_fail("predict: out of memory");
+        int rc = kq_predict(&m, n, fr->z, fr->pos, d.mols[f].charge, q, mu, al, NULL);
+        if (rc) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(rc));
+        for (int c = 0; c < 3; c++) mu[c] *= from_au;
+        if (xyz_set_info_real(fr, "kqeq_dipole", mu, 3) ||
+            xyz_set_info_real(fr, "kqeq_polarizability", al, 9) ||
+            xyz_set_info_str(fr, "kqeq_units", units) ||
+            xyz_set_array_real(fr, "kqeq_charge", 1, q))
+            cli_fail("predict: out of memory");
+        free(q);
+    }
+    char err[1024];
+    if (xyz_write(out, &d.xf, err, sizeof err)) cli_fail("%s", err);
+    dataset_free(&d);
+    kq_model_free(&m);
+    return 0;
+}
+
+static const char eval_usage[] =
+    "usage: kqeq eval -m MODEL IN.xyz --dipole-key KEY [--dipole-unit au|debye|eA]\n"
+    "  Prints the number of molecules, the MAE of |mu| (debye) and the RRMSE (%,\n"
+    "  Hait & Head-Gordon, threshold 1 D) against the reference dipoles.\n";
+
+int kqeq_cmd_eval(int argc, char **argv) {
+    const char *model = NULL, *in = NULL, *key = NULL, *unit = "au";
+    for (int i = 1; i < argc; i++) {
+        const char *a = argv[i];
+        if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
+            fputs(eval_usage, stdout);
+            return 0;
+        }
+        if (a[0] == '-' && a[1] != '\0') {
+            if (i + 1 >= argc) cli_fail("eval: %s needs a value", a);
+            const char *v = argv[++i];
+            if (!strcmp(a, "-m")) model = v;
+            else if (!strcmp(a, "--dipole-key")) key = v;
+            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else cli_fail("eval: unknown option '%s' (see kqeq eval --help)", a);
+        } else {
+            if (in) cli_fail("eval: more than one input file");
+            in = a;
+        }
+    }
+    if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --dipole-key are required");
+    double to_au = dipole_unit_to_au(unit);
+    kq_model m;
+    load_model(model, &m);
+    dataset d;
+    dataset_load(&d, in, key, to_au);
+    check_species(&d, m.species, m.nspecies);
+    int nm = d.xf.nframes;
+    double *pred = malloc((size_t)nm * 3 * sizeof *pred);
+    double *ref = malloc((size_t)nm * 3 * sizeof *ref);
+    if (!pred || !ref) cli_fail("eval: out of memory");
+    for (int f = 0; f < nm; f++) {
+        const kq_mol *mo = &d.mols[f];
+        int rc = kq_predict(&m, mo->natoms, mo->z, mo->pos, mo->charge, NULL, pred + 3 * f, NULL,
+                            NULL);
+        if (rc) cli_fail("%s:%d: %s", in, d.xf.frames[f].line, kq_strerror(rc));
+        for (int c = 0; c < 3; c++) ref[3 * f + c] = mo->dipole_au[c];
+    }
+    double mae, rr;
+    kq_dipole_metrics(nm, pred, ref, &mae, &rr);
+    printf("molecules %d\nMAE_debye %.6f\nRRMSE_percent %.4f\n", nm, mae, rr);
+    free(pred);
+    free(ref);
+    dataset_free(&d);
+    kq_model_free(&m);
+    return 0;
+}
+
+/* ------------------------------------------------------------------------ */
+/* kqeq curve                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* splitmix64: our own seeded PRNG (bitwise reproducible everywhere). */
+static uint64_t rng_next(uint64_t *s) {
+    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
+    return z ^ (z >> 31);
+}
+
+/* Uniform integer in [0, n) by rejection (no modulo bias). */
+static int rng_below(uint64_t *s, int n) {
+    uint64_t lim = UINT64_MAX - UINT64_MAX % (uint64_t)n;
+    uint64_t x;
+    do x = rng_next(s);
+    while (x >= lim);
+    return (int)(x % (uint64_t)n);
+}
+
+static const char curve_usage[] =
+    "usage: kqeq curve --train T.xyz --valid V.xyz --test X.xyz --dipole-key KEY\n"
+    "                  [--dipole-unit U] --sizes 100,200,400 [--draws 3] [--seed 1]\n"
+    "                  [--soap ...]... [--species ...] [--sparse M] [--reg GRID] [--fit-eta]\n"
+    "                  [-o curve.svg]\n"
+    "  Learning curves of kQEq and classical QEq: for each size, --draws random\n"
+    "  training subsets (splitmix64 PRNG seeded with --seed, partial Fisher-Yates),\n"
+    "  sigma chosen on the validation set, errors on the test set. Prints a table\n"
+    "  (mean over draws, +- standard deviation) and writes an SVG plot (log-log).\n"
+    "  QEq fits chi per element (and eta with --fit-eta).\n"
+    "  Other options as in kqeq train.\n";
+
+typedef struct {
+    double mae[2], mae_sd[2], rr[2], rr_sd[2], reg;
+} curve_row;
+
+int kqeq_cmd_curve(int argc, char **argv) {
+    train_args a;
+    train_args_init(&a);
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            fputs(curve_usage, stdout);
+            return 0;
+        }
+        parse_train_opt(&a, argc, argv, &i, "curve");
+    }
+    if (!a.train || !a.valid || !a.test)
+        cli_fail("curve: --train, --valid and --test are required (see kqeq curve --help)");
+    if (!a.dipole_key) cli_fail("curve: --dipole-key is required");
+    if (a.nsizes == 0) cli_fail("curve: --sizes is required, e.g. --sizes 100,200,400");
+    double to_au = dipole_unit_to_au(a.dipole_unit);
+    progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
+    dataset dt, dv, dx;
+    dataset_load(&dt, a.train, a.dipole_key, to_au);
+    dataset_load(&dv, a.valid, a.dipole_key, to_au);
+    dataset_load(&dx, a.test, a.dipole_key, to_au);
+    for (int k = 0; k < a.nsizes; k++)
+        if (a.sizes[k] > dt.xf.nframes)
+            cli_fail("curve: size %.0f exceeds the %d training molecules", a.sizes[k],
+                     dt.xf.nframes);
+    const dataset *all[3] = {&dt, &dv, &dx};
+    default_species(&a, all, 3);
+    default_soap(&a);
+    if (a.nreg == 0) {
+        a.nreg = N_DEFAULT_REG;
+        memcpy(a.reg, default_reg, sizeof default_reg);
+    }
+    kq_model mk, mq;
+    make_model(&a, KQ_KIND_KQEQ, &mk);
+    make_model(&a, KQ_KIND_QEQ, &mq);
+    kq_set st, sv, sx;
+    build_set(&mk, &dt, &st, &pc);
+    build_set(&mk, &dv, &sv, &pc);
+    build_set(&mk, &dx, &sx, &pc);
+    int ntr = st.nmol;
+    int *perm = malloc((size_t)ntr * sizeof *perm);
+    double *px = malloc((size_t)sx.nmol * 3 * sizeof *px);
+    curve_row *rows = calloc((size_t)a.nsizes, sizeof *rows);
+    if (!perm || !px || !rows) cli_fail("curve: out of memory");
+    uint64_t rng = (uint64_t)a.seed;
+    printf("# kqeq curve: %d train / %d valid / %d test molecules, %ld draws, seed %ld\n", ntr,
+           sv.nmol, sx.nmol, a.draws, a.seed);
+    printf("# %8s %16s %16s %14s %14s %10s\n", "size", "kQEq_MAE_D", "QEq_MAE_D", "kQEq_RRMSE_%",
+           "QEq_RRMSE_%", "sigma_last");
+    for (int si = 0; si < a.nsizes; si++) {
+        int size = (int)a.sizes[si];
+        double s1[2][2] = {{0}}, s2[2][2] = {{0}};
+        for (long dr = 0; dr < a.draws; dr++) {
+            /* partial Fisher-Yates: the first `size` entries are the draw */
+            for (int i = 0; i < ntr; i++) perm[i] = i;
+            for (int i = 0; i < size; i++) {
+                int j = i + rng_below(&rng, ntr - i);
+                int t = perm[i];
+                perm[i] = perm[j];
+                perm[j] = t;
+            }
+            size_t natoms = 0;
+            for (int i = 0; i < size; i++) natoms += st.first[perm[i] + 1] - st.first[perm[i]];
+            kq_train_opts o = {sparse_for(&a, natoms), a.nreg, a.reg};
+            for (int kind = 0; kind < 2; kind++) {
+                kq_model *m = kind == 0 ? &mk : &mq;
+                int rc;
+                if (kind == 1 && a.fit_eta) {
+                    for (int sp = 0; sp < mq.nspecies; sp++) mq.eta[sp] = 0.0;
+                    rc = kq_train_qeq_eta(&mq, dt.xf.nframes, dt.mols, perm, size, 50, NULL, NULL,
+                                          NULL);
+                } else {
+                    rc = kq_train(m, &st, perm, size, &sv, &o, NULL, NULL, NULL);
+                }
+                if (rc) cli_fail("curve: training (size %d): %s", size, kq_strerror(rc));
+                if (kind == 0) {
+                    rc = kq_set_predict(m, &sx, px);
+                } else {
+                    /* QEq: per molecule (its eta may differ from the set's) */
+                    for (int k = 0; k < sx.nmol && !rc; k++)
+                        rc = kq_predict(m, dx.mols[k].natoms, dx.mols[k].z, dx.mols[k].pos,
+                                        dx.mols[k].charge, NULL, px + 3 * k, NULL, NULL);
+                }
+                if (rc) cli_fail("curve: %s", kq_strerror(rc));
+                double mae, rr;
+                kq_dipole_metrics(sx.nmol, px, sx.dipole_au, &mae, &rr);
+                s1[kind][0] += mae;
+                s2[kind][0] += mae * mae;
+                s1[kind][1] += rr;
+                s2[kind][1] += rr * rr;
+                if (kind == 0) rows[si].reg = m->reg;
+            }
+        }
+        double nd = (double)a.draws;
+        for (int kind = 0; kind < 2; kind++) {
+            double mm = s1[kind][0] / nd, mr = s1[kind][1] / nd;
+            rows[si].mae[kind] = mm;
+            rows[si].rr[kind] = mr;
+            /* sample standard deviation over the draws */
+            double vm = a.draws > 1 ? (s2[kind][0] - nd * mm * mm) / (nd - 1) : 0.0;
+            double vr = a.draws > 1 ? (s2[kind][1] - nd * mr * mr) / (nd - 1) : 0.0;
+            rows[si].mae_sd[kind] = sqrt(fmax(0.0, vm));
+            rows[si].rr_sd[kind] = sqrt(fmax(0.0, vr));
+        }
+        printf("  %8d %8.4f+-%.4f %8.4f+-%.4f %14.2f %14.2f %10.0e\n", size, rows[si].mae[0],
+               rows[si].mae_sd[0], rows[si].mae[1], rows[si].mae_sd[1], rows[si].rr[0],
+               rows[si].rr[1], rows[si].reg);
+        fflush(stdout);
+    }
+    if (a.out || a.svg) {
+        const char *path = a.out ? a.out : a.svg;
+        svg_series ser[2];
+        double xs[64], y0[64], e0[64], y1[64], e1[64], r0[64], f0[64], r1[64], f1[64];
+        for (int si = 0; si < a.nsizes; si++) {
+            xs[si] = a.sizes[si];
+            y0[si] = rows[si].mae[0];
+            e0[si] = rows[si].mae_sd[0];
+            y1[si] = rows[si].mae[1];
+            e1[si] = rows[si].mae_sd[1];
+            r0[si] = rows[si].rr[0];
+            f0[si] = rows[si].rr_sd[0];
+            r1[si] = rows[si].rr[1];
+            f1[si] = rows[si].rr_sd[1];
+        }
+        cli_buf svg = {0};
+        char title[256];
+        snprintf(title, sizeof title,
+                 "Learning curves (%d test molecules, mean and s.d. of %ld draws)", sx.nmol,
+                 a.draws);
+        svg_begin(&svg, 2);
+        ser[0] = (svg_series){"kQEq", "#1f77b4", a.nsizes, xs, y0, e0};
+        ser[1] = (svg_series){"QEq", "#d62728", a.nsizes, xs, y1, e1};
+        svg_loglog(&svg, 0, title, "training molecules", "MAE of |\xce\xbc| (D)", ser, 2);
+        ser[0] = (svg_series){"kQEq", "#1f77b4", a.nsizes, xs, r0, f0};
+        ser[1] = (svg_series){"QEq", "#d62728", a.nsizes, xs, r1, f1};
+        svg_loglog(&svg, 1, "", "training molecules", "RRMSE (%)", ser, 2);
+        svg_end(&svg);
+        char err[1024];
+        if (cli_write_atomic(path, svg.s, svg.len, err, sizeof err)) cli_fail("%s", err);
+        cli_buf_free(&svg);
+        if (!a.quiet) fprintf(stderr, "kqeq: wrote %s\n", path);
+    }
+    free(perm);
+    free(px);
+    free(rows);
+    kq_set_free(&st);
+    kq_set_free(&sv);
+    kq_set_free(&sx);
+    kq_model_free(&mk);
+    kq_model_free(&mq);
+    dataset_free(&dt);
+    dataset_free(&dv);
+    dataset_free(&dx);
+    return 0;
+}

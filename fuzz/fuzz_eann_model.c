@@ -1,0 +1,6 @@
+/* libFuzzer entry point for fuzz_eann_model (body in fuzz/targets.c); built by `make fuzz`. */
+#include <stddef.h>
+#include <stdint.h>
+int fuzz_eann_model(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) { return fuzz_eann_model(data, size); }

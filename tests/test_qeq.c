@@ -1,0 +1,224 @@
+/* test_qeq.c - classical QEq with Gaussian charges (kqeq.h):
+ * closed-form two-atom solution, charge constraint, symmetries, the
+ * constrained inverse A against a direct solve of the bordered system
+ * (kQEq paper Eq. 10), and error codes. */
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "harness.h"
+#include "kqeq.h"
+#include "linalg.h"
+
+#define NM 9
+/* An ethanol-like geometry (angstrom): C C O H H H H H H. */
+static const int mol_z[NM] = {6, 6, 8, 1, 1, 1, 1, 1, 1};
+static const double mol_pos[NM * 3] = {
+    -0.0008, -0.4303, 0.0000,  1.2240,  0.4622,  0.0000, -1.1650,  0.3981,  0.0000,
+    -0.0207, -1.0787, 0.8870, -0.0207, -1.0787, -0.8870, 2.1382, -0.1379,  0.0100,
+    1.2097,  1.1064,  0.8850,  1.2097,  1.1064, -0.8850, -1.9400, -0.1700,  0.0200};
+
+static void chi_of(int n, const int *z, double *chi) {
+    for (int i = 0; i < n; i++) chi[i] = kq_qeq_default_chi_ev(z[i]) / KQ_HARTREE_EV;
+}
+
+/* Rotation matrix from Euler-like angles (row-major). */
+static void rotation(double a, double b, double c, double *rm) {
+    double ca = cos(a), sa = sin(a), cb = cos(b), sb = sin(b), cc = cos(c), sc = sin(c);
+    double rz[9] = {ca, -sa, 0, sa, ca, 0, 0, 0, 1};
+    double ry[9] = {cb, 0, sb, 0, 1, 0, -sb, 0, cb};
+    double rx[9] = {1, 0, 0, 0, cc, -sc, 0, sc, cc};
+    double t[9];
+    la_matmul(3, 3, 3, rz, 3, ry, 3, t, 3);
+    la_matmul(3, 3, 3, t, 3, rx, 3, rm, 3);
+}
+
+static void test_two_atoms(void) {
+    /* H-F along x, 0.917 angstrom. */
+    const int z[2] = {1, 9};
+    const double d = 0.917;
+    const double pos[6] = {0.3, -0.2, 0.1, 0.3 + d, -0.2, 0.1};
+    double chi[2];
+    chi_of(2, z, chi);
+    const double b2a = 1.0 / KQ_BOHR_ANGSTROM;
+    double a1 = 0.75 * 0.371 * b2a, a2 = 0.75 * 0.706 * b2a, r = d * b2a;
+    double h1 = 2.0 / sqrt(3.14159265358979323846) / sqrt(2.0 * a1 * a1);
+    double h2 = 2.0 / sqrt(3.14159265358979323846) / sqrt(2.0 * a2 * a2);
+    double c = erf(r / sqrt(a1 * a1 + a2 * a2)) / r;
+    for (int qt = -1; qt <= 1; qt++) {
+        double q[2], mu[3], e;
+        int rc = kq_qeq_solve(2, z, pos, qt, chi, NULL, 0.75, q, mu, &e, NULL, NULL);
+        CHECK(rc == KQ_OK, "two atoms rc %d", rc);
+        /* Minimise E(q1, Q - q1): q1 (h1 + h2 - 2c) = chi2 - chi1 + Q (h2 - c). */
+        double q1 = (chi[1] - chi[0] + qt * (h2 - c)) / (h1 + h2 - 2.0 * c), q2 = qt - q1;
+        CHECK_REL(q[0], q1, 1e-13, "q_H closed form");
+        CHECK_REL(q[1], q2, 1e-13, "q_F closed form");
+        double ee = chi[0] * q1 + chi[1] * q2 + 0.5 * h1 * q1 * q1 + 0.5 * h2 * q2 * q2 +
+                    c * q1 * q2;
+        CHECK_REL(e, ee, 1e-13, "energy closed form");
+        /* dipole about the centre of mass, bohr */
+        double mh = 1.008, mf = 18.998403163;
+        double xcom = mf / (mh + mf) * r; /* from H */
+        double mux = q1 * (0.0 - xcom) + q2 * (r - xcom);
+        CHECK_REL(mu[0], mux, 1e-12, "two-atom dipole x");
+        CHECK_CLOSE(mu[1], 0.0, 1e-14, "two-atom dipole y");
+        CHECK_CLOSE(mu[2], 0.0, 1e-14, "two-atom dipole z");
+    }
+    /* neutral HF: H positive */
+    double q[2];
+    kq_qeq_solve(2, z, pos, 0.0, chi, NULL, 0.75, q, NULL, NULL, NULL, NULL);
+    CHECK(q[0] > 0.0 && q[1] < 0.0, "HF polarity H+ F-: %g %g", q[0], q[1]);
+}
+
+static void test_constraint_and_inverse(void) {
+    int n = NM;
+    double chi[NM], eta[NM], q[NM], a[NM * NM], b[NM], mu[3];
+    chi_of(n, mol_z, chi);
+    for (int i = 0; i < n; i++) eta[i] = 0.01 * (i % 3);
+    for (int qt = -2; qt <= 2; qt++) {
+        int rc = kq_qeq_solve(n, mol_z, mol_pos, qt, chi, eta, 0.75, q, mu, NULL, a, b);
+        CHECK(rc == KQ_OK, "rc %d", rc);
+        double s = 0.0;
+        for (int i = 0; i < n; i++) s += q[i];
+        CHECK_CLOSE(s, (double)qt, 1e-12, "sum of charges = Q_tot");
+    }
+    /* A symmetric, A 1 = 0, sum b = 1 */
+    int sym = 1;
+    double maxrow = 0.0, amax = 0.0, bs = 0.0;
+    for (int i = 0; i < n; i++) {
+        double rs = 0.0;
+        for (int j = 0; j < n; j++) {
+            if (a[i * n + j] != a[j * n + i]) sym = 0;
+            rs += a[i * n + j];
+            if (fabs(a[i * n + j]) > amax) amax = fabs(a[i * n + j]);
+        }
+        if (fabs(rs) > maxrow) maxrow = fabs(rs);
+        bs += b[i];
+    }
+    CHECK(sym, "A exactly symmetric");
+    CHECK(maxrow <= 1e-13 * amax, "A 1 = 0: max |row sum| %g (max |A| %g)", maxrow, amax);
+    CHECK_CLOSE(bs, 1.0, 1e-13, "sum b = 1");
+    /* Direct solve of the bordered system (Eq. 10) by LU. */
+    double r[NM * 3], h[NM * NM], hb[(NM + 1) * (NM + 1)], rhs[NM + 1];
+    int piv[NM + 1];
+    CHECK(kq_com_positions_au(n, mol_z, mol_pos, r) == KQ_OK, "com");
+    CHECK(kq_qeq_hardness(n, mol_z, r, 0.75, eta, h) == KQ_OK, "hardness");
+    for (int qt = -1; qt <= 1; qt++) {
+        for (int i = 0; i <= n; i++)
+            for (int j = 0; j <= n; j++)
+                hb[i * (n + 1) + j] =
+                    (i < n && j < n) ? h[i * n + j] : (i == n && j == n ? 0.0 : 1.0);
+        for (int i = 0; i < n; i++) rhs[i] = -chi[i];
+        rhs[n] = qt;
+        CHECK(la_lu(n + 1, hb, n + 1, piv, NULL) == LA_OK, "bordered LU");
+        la_lu_solve(n + 1, 1, hb, n + 1, piv, rhs, 1);
+        kq_qeq_solve(n, mol_z, mol_pos, qt, chi, eta, 0.75, q, NULL, NULL, NULL, NULL);
+        for (int i = 0; i < n; i++) {
+            double qa = qt * b[i];
+            for (int j = 0; j < n; j++) qa -= a[i * n + j] * chi[j];
+            CHECK_CLOSE(qa, rhs[i], 1e-12, "-A chi + Q b vs bordered solve");
+            CHECK_CLOSE(q[i], rhs[i], 1e-12, "solve vs bordered solve");
+        }
+        /* stationarity (Eq. 7): H q + chi = -lambda for every atom */
+        for (int i = 0; i < n; i++) {
+            double g = chi[i];
+            for (int j = 0; j < n; j++) g += h[i * n + j] * q[j];
+            CHECK_CLOSE(g, -rhs[n], 1e-12, "H q + chi = -lambda");
+        }
+    }
+    /* H symmetric positive definite: Cholesky and eigenvalues */
+    double hc[NM * NM], w[NM], v[NM * NM];
+    memcpy(hc, h, sizeof hc);
+    CHECK(la_cholesky(n, hc, n, NULL) == LA_OK, "H Cholesky");
+    CHECK(la_sym_eig(n, h, n, w, v, n) == LA_OK, "H eig");
+    CHECK(w[0] > 0.0, "H smallest eigenvalue %g > 0", w[0]);
+    /* H of eta = 0 is still SPD (Gaussian Coulomb matrix) */
+    CHECK(kq_qeq_hardness(n, mol_z, r, 0.75, NULL, h) == KQ_OK, "hardness eta=0");
+    CHECK(la_sym_eig(n, h, n, w, v, n) == LA_OK && w[0] > 0.0, "H(eta=0) eigenvalue %g", w[0]);
+}
+
+static void test_symmetries(void) {
+    int n = NM;
+    double chi[NM], q0[NM], q1[NM], mu0[3], mu1[3], e0, e1;
+    double p1[NM * 3];
+    chi_of(n, mol_z, chi);
+    kq_qeq_solve(n, mol_z, mol_pos, 0.0, chi, NULL, 0.75, q0, mu0, &e0, NULL, NULL);
+    /* translation */
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) p1[3 * i + k] = mol_pos[3 * i + k] + (k + 1) * 3.7;
+    kq_qeq_solve(n, mol_z, p1, 0.0, chi, NULL, 0.75, q1, mu1, &e1, NULL, NULL);
+    for (int k = 0; k < 3; k++) CHECK_CLOSE(mu1[k], mu0[k], 1e-12, "dipole translation");
+    CHECK_CLOSE(e1, e0, 1e-12, "energy translation");
+    /* rotation (about an arbitrary point) */
+    double rm[9];
+    rotation(0.7, -1.3, 2.1, rm);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) {
+            double s = 1.5 * k;
+            for (int l = 0; l < 3; l++) s += rm[3 * k + l] * mol_pos[3 * i + l];
+            p1[3 * i + k] = s;
+        }
+    kq_qeq_solve(n, mol_z, p1, 0.0, chi, NULL, 0.75, q1, mu1, NULL, NULL, NULL);
+    for (int k = 0; k < 3; k++) {
+        double s = 0.0;
+        for (int l = 0; l < 3; l++) s += rm[3 * k + l] * mu0[l];
+        CHECK_CLOSE(mu1[k], s, 1e-12, "dipole rotation");
+    }
+    for (int i = 0; i < n; i++) CHECK_CLOSE(q1[i], q0[i], 1e-12, "charges rotation");
+    /* charged molecule: dipole about the centre of mass is translation invariant too */
+    kq_qeq_solve(n, mol_z, mol_pos, 1.0, chi, NULL, 0.75, q0, mu0, NULL, NULL, NULL);
+    for (int i = 0; i < n; i++)
+        for (int k = 0; k < 3; k++) p1[3 * i + k] = mol_pos[3 * i + k] - 11.0 + k;
+    kq_qeq_solve(n, mol_z, p1, 1.0, chi, NULL, 0.75, q1, mu1, NULL, NULL, NULL);
+    for (int k = 0; k < 3; k++)
+        CHECK_CLOSE(mu1[k], mu0[k], 1e-11, "cation dipole (COM) translation");
+    /* permutation */
+    const int perm[NM] = {4, 8, 0, 2, 7, 1, 3, 6, 5};
+    int zp[NM];
+    double cp[NM];
+    for (int i = 0; i < n; i++) {
+        zp[i] = mol_z[perm[i]];
+        cp[i] = chi[perm[i]];
+        for (int k = 0; k < 3; k++) p1[3 * i + k] = mol_pos[3 * perm[i] + k];
+    }
+    kq_qeq_solve(n, mol_z, mol_pos, 0.0, chi, NULL, 0.75, q0, mu0, NULL, NULL, NULL);
+    kq_qeq_solve(n, zp, p1, 0.0, cp, NULL, 0.75, q1, mu1, NULL, NULL, NULL);
+    for (int i = 0; i < n; i++) CHECK_CLOSE(q1[i], q0[perm[i]], 1e-12, "charges permutation");
+    for (int k = 0; k < 3; k++) CHECK_CLOSE(mu1[k], mu0[k], 1e-12, "dipole permutation");
+}
+
+static void test_errors(void) {
+    int z[3] = {1, 8, 1};
+    double pos[9] = {0, 0, 0, 0.96, 0, 0, 0.96, 0, 0.0000005};
+    double chi[3] = {0.1, 0.2, 0.1}, q[3];
+    CHECK(kq_qeq_solve(3, z, pos, 0.0, chi, NULL, 0.75, q, NULL, NULL, NULL, NULL) ==
+              KQ_EOVERLAP,
+          "overlap (5e-7 A) is KQ_EOVERLAP");
+    pos[8] = 0.9;
+    CHECK(kq_qeq_solve(3, z, pos, 0.0, chi, NULL, 0.75, q, NULL, NULL, NULL, NULL) == KQ_OK,
+          "separated atoms ok");
+    CHECK(isfinite(q[0]) && isfinite(q[1]), "finite charges");
+    z[1] = 14; /* Si: no radius in our table */
+    CHECK(kq_qeq_solve(3, z, pos, 0.0, chi, NULL, 0.75, q, NULL, NULL, NULL, NULL) ==
+              KQ_ESPECIES,
+          "unknown element is KQ_ESPECIES");
+    z[1] = 8;
+    pos[0] = NAN;
+    CHECK(kq_qeq_solve(3, z, pos, 0.0, chi, NULL, 0.75, q, NULL, NULL, NULL, NULL) == KQ_EINVAL,
+          "NaN position is KQ_EINVAL");
+    pos[0] = 0.0;
+    CHECK(kq_qeq_solve(3, z, pos, 0.0, chi, NULL, -1.0, q, NULL, NULL, NULL, NULL) == KQ_EINVAL,
+          "negative s_at is KQ_EINVAL");
+    CHECK(kq_qeq_radius(6) == 0.759 && kq_qeq_radius(17) == 0.994 && kq_qeq_radius(3) == 0.0,
+          "radius table");
+}
+
+int main(void) {
+    (void)shared_dir; /* harness helpers this test does not need */
+    (void)th_skip;
+    test_two_atoms();
+    test_constraint_and_inverse();
+    test_symmetries();
+    test_errors();
+    return th_done("test_qeq");
+}
