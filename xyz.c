@@ -1288,6 +1288,34 @@ static int check_nums(const char *file, const char *what, const char *name, int 
 }
 
 /* Everything xyz_write would write must read back identically. */
+/* What the reader (classify_value) would make of string s as a value:
+ * 1 if it would refuse it because every item is a number and one is NaN or
+ * Inf ("nan", "1 inf"), 0 if not, -1 if out of memory. Such strings (only
+ * the plain-comment fallback makes them) cannot be written: quoting does
+ * not make "nan" a string. */
+static int str_reads_nonfinite(const char *s) {
+    char *v = dup_s(s);
+    if (!v) return -1;
+    size_t len = strlen(v), ntok = 0;
+    int all_num = 1, nonfinite = 0;
+    double d;
+    for (size_t i = 0; i < len;) {
+        while (i < len && is_sep(v[i])) i++;
+        if (i == len) break;
+        size_t j = i;
+        while (j < len && !is_sep(v[j])) j++;
+        ntok++;
+        if (parse_int(v + i, j - i, &d) != 0) {
+            int rr = parse_real(v + i, j - i, &d);
+            if (rr == 2) nonfinite = 1;
+            if (rr == 1) all_num = 0;
+        }
+        i = j;
+    }
+    free(v);
+    return ntok > 0 && all_num && nonfinite;
+}
+
 static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err, size_t errlen) {
     if (fr->natoms < 0 || (fr->natoms > 0 && (!fr->z || !fr->pos))) {
         set_err(err, errlen, "%s: frame %d: bad atom count or missing z/pos", file, fi + 1);
@@ -1315,6 +1343,17 @@ static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err,
             if (!in->str || strpbrk(in->str, "\n\r")) {
                 set_err(err, errlen, "%s: frame %d: info '%s' is missing or holds a line break", file, fi + 1,
                         in->key);
+                return -1;
+            }
+            int nf = str_reads_nonfinite(in->str);
+            if (nf != 0) {
+                if (nf < 0) set_err(err, errlen, "%s: out of memory", file);
+                else {
+                    char sb[48];
+                    set_err(err, errlen, "%s: frame %d: info '%s': string '%s' would read back as a "
+                            "non-finite number", file, fi + 1, in->key,
+                            show(in->str, strlen(in->str), sb));
+                }
                 return -1;
             }
         } else if (in->type == XYZ_REAL || in->type == XYZ_INT || in->type == XYZ_BOOL) {

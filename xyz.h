@@ -126,7 +126,9 @@ int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out,
  * that cannot be written (empty, spaces, quotes, '=', brackets, ':' in array
  * names, Properties as an info key, species/pos as array names, duplicates),
  * line breaks in strings, per-atom strings that are empty or hold spaces,
- * XYZ_INT values that are not integers below 2^53, XYZ_BOOL not 0/1.
+ * XYZ_INT values that are not integers below 2^53, XYZ_BOOL not 0/1,
+ * strings that would read back as NaN or Inf ("nan", "1 inf": only a plain
+ * comment line gives such a string; the reader refuses non-finite values).
  * A string that looks like a number or boolean ("12", "T") reads back as one,
  * as in ASE. */
 int xyz_write(const char *path, const xyz_file *f, char *err, size_t errlen);

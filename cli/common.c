@@ -70,7 +70,7 @@ int cli_write_atomic(const char *path, const char *data, size_t len, char *err, 
     }
     FILE *f = fopen(tmp, "wb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot create: %s", tmp, strerror(errno));
+        snprintf(err, errlen, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
         return -1;
     }
     int ok = fwrite(data, 1, len, f) == len;

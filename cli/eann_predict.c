@@ -71,8 +71,63 @@ static void parse_opts(int argc, char **argv, const char *cmd, const char *usage
     if (!o->in) cli_fail("%s: no input file (see eann %s --help)", cmd, cmd);
 }
 
-/* Reads the input, maps the species of every frame (species [nframes][maxat])
- * and makes a workspace for the largest frame. */
+/* An atom's x coordinate and index, sorted by x (then index) for the sweep of
+ * eann_cli_check_distances. */
+typedef struct { double x; int i; } xkey;
+static int cmp_xkey(const void *pa, const void *pb) {
+    const xkey *a = pa, *b = pb;
+    if (a->x < b->x) return -1;
+    if (a->x > b->x) return 1;
+    return (a->i > b->i) - (a->i < b->i);
+}
+
+/* Refuses a frame with two atoms closer than the model's min_distance (or
+ * 1e-6 angstrom if that is smaller): the model ignores such pairs
+ * (FORMAT.md 4.2, pairs need d > dmin), so its output for that input would
+ * silently describe another molecule. The library keeps the published
+ * behaviour; the programs refuse the input. cli_fail()s with
+ * "FILE:LINE: atoms I and J of the frame are D angstrom apart ..." naming the
+ * frame's count line and the first such pair (lowest i, then lowest j).
+ * Cost O(N log N) for spread-out atoms (sweep along x), O(N^2) only on error.
+ * Also for `eann train` / `eann eval` (cli/eann_train.c): declared here until
+ * it moves to eann_cmds.h. */
+void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_frame *fr);
+void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_frame *fr) {
+    const int n = fr->natoms;
+    if (n < 2) return;
+    const double dmin = m->spec.min_distance > 1e-6 ? m->spec.min_distance : 1e-6;
+    const double *x = fr->pos;
+    xkey *order = malloc(sizeof(xkey) * (size_t)n);
+    if (!order) cli_fail("out of memory");
+    for (int i = 0; i < n; i++) order[i] = (xkey){x[3 * i], i};
+    qsort(order, (size_t)n, sizeof(xkey), cmp_xkey);
+    int found = 0;
+    for (int p = 0; p < n && !found; p++) {
+        const double *a = x + 3 * order[p].i;
+        for (int q = p + 1; q < n && order[q].x - order[p].x <= dmin; q++) {
+            const double *b = x + 3 * order[q].i;
+            double d2 = (a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
+                        (a[2] - b[2]) * (a[2] - b[2]);
+            if (sqrt(d2) <= dmin) { found = 1; break; }
+        }
+    }
+    free(order);
+    if (!found) return;
+    for (int i = 0; i < n; i++)
+        for (int j = i + 1; j < n; j++) {
+            const double *a = x + 3 * i, *b = x + 3 * j;
+            double d = sqrt((a[0] - b[0]) * (a[0] - b[0]) + (a[1] - b[1]) * (a[1] - b[1]) +
+                            (a[2] - b[2]) * (a[2] - b[2]));
+            if (d <= dmin)
+                cli_fail("%s:%d: atoms %d and %d of the frame are %.3g angstrom apart, not "
+                         "more than the model's min_distance %.3g (the model would ignore "
+                         "the pair)", file, fr->line, i + 1, j + 1, d, dmin);
+        }
+}
+
+/* Reads the input, maps the species of every frame (species [nframes][maxat]),
+ * refuses frames with overlapping atoms and makes a workspace for the
+ * largest frame. */
 static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_work **w,
                         int *maxat_out) {
     char err[1024];
@@ -82,8 +137,10 @@ static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_w
         if (xf->frames[f].natoms > maxat) maxat = xf->frames[f].natoms;
     int *sp = malloc(sizeof(int) * (size_t)maxat * (size_t)(xf->nframes ? xf->nframes : 1));
     if (!sp) cli_fail("out of memory");
-    for (int f = 0; f < xf->nframes; f++)
+    for (int f = 0; f < xf->nframes; f++) {
         eann_cli_species(m, o->model, o->in, &xf->frames[f], sp + (size_t)f * maxat);
+        eann_cli_check_distances(m, o->in, &xf->frames[f]);
+    }
     int rc = eann_work_new(m, maxat, w);
     if (rc) cli_fail("%s: %s", o->in, eann_strerror(rc));
     *maxat_out = maxat;
