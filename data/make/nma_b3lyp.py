@@ -6,7 +6,9 @@ Run from the repository root with Debian's psi4 (Python module):
         reproduce the first 2 frames of ../shared/refdata/nma_b3lyp/frames.xyz
         (or $TENSORIAL_SHARED/refdata/...) and print the largest differences
     PYTHONPATH=/usr/lib/x86_64-linux-gnu nice -n 19 /usr/bin/python3 data/make/nma_b3lyp.py run
-        label the fixed selection below, chunk by chunk; resumable (finished chunks skipped)
+        label the fixed selection below, chunk by chunk; resumable (finished chunks skipped);
+        `run --chunks K` stops after K new chunks.  A chunk is computed once the MD
+        trajectory contains its frames.
 
 Recipe (exactly that of shared/refdata/nma_b3lyp/README.md): psi4 1.3.2 Python API,
 set_options({'basis': 'cc-pvdz', 'scf_type': 'df', 'e_convergence': 1e-10,
@@ -122,8 +124,9 @@ def selection():
     return chunks
 
 
-def run():
+def run(max_chunks=None):
     import nma_label_pm7
+    done = 0
     outdir = os.path.join(ROOT, 'nma_b3lyp')
     os.makedirs(outdir, exist_ok=True)
     trj = {}
@@ -134,16 +137,19 @@ def run():
             if os.path.exists(path):
                 continue
             md = os.path.join(HERE, 'work', 'nma_md_T%d' % T)
-            if not os.path.exists(os.path.join(md, 'xtbmdok')):
+            if not os.path.exists(os.path.join(md, 'xtb.trj')):
                 blocked = True
                 continue
+            if T not in trj or (len(trj[T]) <= max(sel) and not os.path.exists(os.path.join(md, 'xtbmdok'))):
+                trj[T] = nma_label_pm7.read_trj(os.path.join(md, 'xtb.trj'))
+            if len(trj[T]) <= max(sel):
+                blocked = blocked or not os.path.exists(os.path.join(md, "xtbmdok"))
+                continue  # the MD has not reached these frames (yet)
             if not chunklock.acquire('nma_b3lyp_%03d' % c):
                 continue  # another process works on it
             if os.path.exists(path):
                 chunklock.release('nma_b3lyp_%03d' % c)
                 continue
-            if T not in trj:
-                trj[T] = nma_label_pm7.read_trj(os.path.join(md, 'xtb.trj'))
             lines = []
             for f in sel:
                 sym, pos = trj[T][f]
@@ -160,13 +166,19 @@ def run():
             os.rename(path + '.tmp.%d' % os.getpid(), path)
             chunklock.release('nma_b3lyp_%03d' % c)
             progress = True
+            done += 1
+            if max_chunks and done >= max_chunks:
+                return
         if not progress:
-            if not blocked:
+            if not blocked or max_chunks:
                 break
-            time.sleep(60)  # wait for the MD of the other temperature
+            time.sleep(60)  # wait for the MD to reach the frames
 
 
 if __name__ == '__main__':
-    if len(sys.argv) != 2 or sys.argv[1] not in ('check', 'run'):
-        sys.exit('usage: nma_b3lyp.py check|run')
-    check() if sys.argv[1] == 'check' else run()
+    if len(sys.argv) not in (2, 4) or sys.argv[1] not in ('check', 'run'):
+        sys.exit('usage: nma_b3lyp.py check | run [--chunks K]')
+    if sys.argv[1] == 'check':
+        check()
+    else:
+        run(int(sys.argv[3]) if len(sys.argv) == 4 else None)

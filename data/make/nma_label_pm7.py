@@ -3,7 +3,10 @@
 
 Run from the repository root (after data/make/nma_md.sh T):
     nice -n 19 /usr/bin/python3 data/make/nma_label_pm7.py T [--follow]   (T = 300 or 500)
-(--follow: label chunks as soon as the running MD has written their frames.)
+(--follow: label chunks as soon as the running MD has written their frames;
+ --available: label the complete chunks whose frames exist now, then stop;
+ --final: the MD was stopped early: label every frame it wrote, the last incomplete
+ chunk into T{T}_NNN_partial.xyz, which must be deleted before resuming.)
 
 Frames: snapshots of data/make/work/nma_md_T$T/xtb.trj (xtb GFN2 MD, one snapshot per
 50 fs); snapshot index md_frame = 0, 1, ... in file order; the first SKIP = 100 snapshots
@@ -23,7 +26,7 @@ Labels: MOPAC v22.0.6 (Debian package `mopac`), PM7, one SCF at the given geomet
    and rotate back: alpha = R alpha' R^T, then symmetrise (alpha + alpha^T)/2 (the
    TDHF solution is converged to ATOL = 1e-3, the raw tensor is asymmetric at ~3e-4).
 Output (scratch, assembled by nma_split.py): data/make/work/nma_pm7/T$T_NNN.xyz, chunks
-of 500 frames, each written atomically; finished chunks are skipped on rerun.
+of 250 frames, each written atomically; finished chunks are skipped on rerun.
 """
 import math
 import os
@@ -37,7 +40,7 @@ import numpy as np
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 SKIP = 100
-CHUNK = 500
+CHUNK = 250
 DEBYE_PER_AU = 2.541746473
 KEYWORDS = 'PM7 1SCF POLAR PRECISE AUX(PRECISION=9) THREADS=1'
 
@@ -93,22 +96,39 @@ def mopac(sym, pos, d):
 def main():
     T = int(sys.argv[1])
     follow = '--follow' in sys.argv
+    available = '--available' in sys.argv
     md = os.path.join(HERE, 'work', 'nma_md_T%d' % T)
     trj = os.path.join(md, 'xtb.trj')
-    if not follow and not os.path.exists(os.path.join(md, 'xtbmdok')):
-        sys.exit('MD at T=%d not finished (use --follow to label while it runs)' % T)
+    if not (follow or available) and not os.path.exists(os.path.join(md, 'xtbmdok')):
+        sys.exit('MD at T=%d not finished (use --follow or --available)' % T)
     outdir = os.path.join(HERE, 'work', 'nma_pm7')
     os.makedirs(outdir, exist_ok=True)
     scratch = '/tmp/nma_pm7_T%d' % T
     os.makedirs(scratch, exist_ok=True)
+    final = '--final' in sys.argv
     c = 0
     while True:
         finished = os.path.exists(os.path.join(md, 'xtbmdok'))
+        if final and not finished:
+            # --final: the MD was stopped early; label every frame it wrote.  The last,
+            # incomplete chunk goes to T{T}_NNN_partial.xyz (delete it before resuming).
+            frames = read_trj(trj)
+            idx = list(range(SKIP, len(frames)))
+            if c * CHUNK >= len(idx):
+                break
+            full = len(idx) >= (c + 1) * CHUNK
+            path = os.path.join(outdir, 'T%d_%03d%s.xyz' % (T, c, '' if full else '_partial'))
+            if not os.path.exists(path):
+                label_chunk(T, c, frames, idx, path, scratch)
+            c += 1
+            continue
         frames = read_trj(trj) if os.path.exists(trj) else []
         idx = list(range(SKIP, len(frames)))
         if c * CHUNK >= len(idx) and finished:
             break
         if len(idx) < (c + 1) * CHUNK and not finished:
+            if not follow:
+                break  # --available: only the chunks whose frames exist now
             time.sleep(30)  # --follow: wait for the MD to write this chunk's frames
             continue
         path = os.path.join(outdir, 'T%d_%03d.xyz' % (T, c))
@@ -116,24 +136,28 @@ def main():
         if os.path.exists(path):
             continue
         c -= 1
-        t0 = time.time()
-        with open(path + '.tmp.%d' % os.getpid(), 'w') as f:
-            for k in idx[c * CHUNK:(c + 1) * CHUNK]:
-                sym, pos = frames[k]
-                mu, a = mopac(sym, pos, scratch)
-                f.write('%d\n' % len(sym))
-                f.write('Properties=species:S:1:pos:R:3 md_temp=%d md_frame=%d '
-                        'pm7_dipole="%.10f %.10f %.10f" pm7_polarizability="%s" pbc="F F F"\n'
-                        % (T, k, mu[0], mu[1], mu[2], ' '.join('%.8f' % x for x in a.reshape(-1))))
-                for s, p in zip(sym, pos):
-                    f.write('%-2s %16.10f %16.10f %16.10f\n' % (s, p[0], p[1], p[2]))
-        os.rename(path + '.tmp.%d' % os.getpid(), path)
-        dt = time.time() - t0
-        with open(os.path.join(HERE, 'work', 'nma_pm7_timing.tsv'), 'a') as f:
-            n = len(idx[c * CHUNK:(c + 1) * CHUNK])
-            f.write('T%d chunk %03d\t%d frames\t%.1f s\t%.3f s/frame\n' % (T, c, n, dt, dt / n))
+        label_chunk(T, c, frames, idx, path, scratch)
         c += 1
     shutil.rmtree(scratch, ignore_errors=True)
+
+
+def label_chunk(T, c, frames, idx, path, scratch):
+    t0 = time.time()
+    with open(path + '.tmp.%d' % os.getpid(), 'w') as f:
+        for k in idx[c * CHUNK:(c + 1) * CHUNK]:
+            sym, pos = frames[k]
+            mu, a = mopac(sym, pos, scratch)
+            f.write('%d\n' % len(sym))
+            f.write('Properties=species:S:1:pos:R:3 md_temp=%d md_frame=%d '
+                    'pm7_dipole="%.10f %.10f %.10f" pm7_polarizability="%s" pbc="F F F"\n'
+                    % (T, k, mu[0], mu[1], mu[2], ' '.join('%.8f' % x for x in a.reshape(-1))))
+            for s, p in zip(sym, pos):
+                f.write('%-2s %16.10f %16.10f %16.10f\n' % (s, p[0], p[1], p[2]))
+    os.rename(path + '.tmp.%d' % os.getpid(), path)
+    dt = time.time() - t0
+    with open(os.path.join(HERE, 'work', 'nma_pm7_timing.tsv'), 'a') as f:
+        n = len(idx[c * CHUNK:(c + 1) * CHUNK])
+        f.write('T%d chunk %03d\t%d frames\t%.1f s\t%.3f s/frame\n' % (T, c, n, dt, dt / n))
 
 
 if __name__ == '__main__':

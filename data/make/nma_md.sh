@@ -15,6 +15,13 @@ T=$1
 here=$(cd "$(dirname "$0")" && pwd)
 d="$here/work/nma_md_T$T"
 if [ -f "$d/xtbmdok" ]; then echo "nma_md T=$T: already done"; exit 0; fi
+if [ -f "$d/xtb.trj" ] && [ "${FORCE:-0}" != 1 ]; then
+    # a stopped run: its frames may already be labelled and shipped; xtb 6.5.1 cannot
+    # continue it (no restart file is written during the run, and new initial velocities
+    # are random), so a new run gives different frames.
+    echo "nma_md T=$T: $d/xtb.trj exists from a stopped run; FORCE=1 to start over" >&2
+    exit 1
+fi
 rm -rf "$d"; mkdir -p "$d"
 cp "$here/nma_start.xyz" "$d/nma.xyz"
 cat > "$d/md.inp" <<EOT

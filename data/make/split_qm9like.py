@@ -7,8 +7,8 @@ Reads every data/qm9like/chunks/chunk_*.xyz; ids are candidate ids (0..11999).
 Order: numpy.random.default_rng(SEED).permutation(12000) over all candidate ids, keeping
 the ids that passed xtb; in that order the first 1000 are the test set, the next 1000 the
 validation set, the rest training (if fewer than 5000 molecules passed: 20 % / 20 % / 60 %).
-Because the order is fixed over all candidate ids, a molecule keeps its split when more
-chunks are added (as long as the test/validation sizes do not change).
+The split is a deterministic function of the set of computed molecules; adding chunks
+changes it (the first 1000 of the enlarged set are a different 1000).
 Writes data/qm9like/train.xyz, valid.xyz, test.xyz (frames as in the chunks, sorted by id),
 each atomically.  Canonical SMILES are unique over the whole set (checked).
 """
