@@ -39,10 +39,12 @@
  */
 #include "kqeq.h"
 
+#include <errno.h>
 #include <float.h>
 #include <stdio.h>
 #include <limits.h>
 #include <math.h>
+#include <stdarg.h>
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -88,6 +90,7 @@ const char *kq_strerror(int code) {
     case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
     case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
     case KQ_EFORMAT: return "damaged model text";
+    case KQ_ERANGE: return "result is not a finite number (inputs or model out of range)";
     default: return "unknown error code";
     }
 }
@@ -114,6 +117,13 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
     *buf = nb;
     *cap = n;
     return KQ_OK;
+}
+
+/* 1 if all n values are finite (neither NaN nor Inf) */
+static int kq_all_finite(size_t n, const double *v) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) return 0;
+    return 1;
 }
 
 /* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
@@ -299,6 +309,10 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
     if (p->nmax < 1 || p->lmax < 0 || p->lmax > KQ_MAX_LMAX) return KQ_EINVAL;
     if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
+    /* A far smaller width overflows eta^l = (1/(2 sigma^2))^l in the
+     * prefactors B below (NaN descriptors); the finiteness checks after the
+     * tables catch whatever this bound lets through. */
+    if (p->sigma > 0.0 && p->sigma < KQ_SOAP_MIN_SIGMA) return KQ_EINVAL;
     if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
     kq_soap_params q = *p;
     for (int i = 0; i < q.nspecies; i++)
@@ -374,6 +388,17 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
         s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0));
     }
     free(swork);
+    /* Every table must be finite, or every descriptor would be NaN/Inf:
+     * refuse the parameters instead (kqeq.h). */
+    int finite = isfinite(eta) && isfinite(s->cut2);
+    for (size_t k = 0; k < nl * nmax; k++)
+        finite &= isfinite(s->alpha[k]) && isfinite(s->ngam[k / nmax * np4 + k % nmax]);
+    for (size_t k = 0; k < nl * nmax * nmax; k++) finite &= isfinite(s->beta[k]);
+    for (size_t k = 0; k < nl * nmax * np4; k++) finite &= isfinite(s->bt[k]);
+    if (!finite) {
+        kq_soap_free(s);
+        return KQ_EINVAL;
+    }
 
     /* Real solid harmonics R_lm = N_lm Q_l^|m|(z, r^2) {Re, Im}(x + i y)^|m|
      * with Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
@@ -1649,20 +1674,25 @@ int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const doub
     if (rc || !qq) rc = KQ_ENOMEM;
     if (!rc) rc = mol_prepare(&w, n, z, pos, s_at, eta);
     if (!rc) {
-        mol_charges(&w, n, chi, qtot, qq, dipole_au);
-        if (q) memcpy(q, qq, (size_t)n * sizeof *q);
-        if (energy) {
-            /* Eq. 5 with E_0 = 0: chi.q + 1/2 q^T H q (H holds eta and self terms). */
-            double e = 0.0;
-            for (int i = 0; i < n; i++) {
-                double hq = 0.0;
-                for (int j = 0; j < n; j++) hq += w.h[(size_t)i * n + j] * qq[j];
-                e += chi[i] * qq[i] + 0.5 * qq[i] * hq;
-            }
-            *energy = e;
+        double mu[3], e = 0.0;
+        mol_charges(&w, n, chi, qtot, qq, mu);
+        /* Eq. 5 with E_0 = 0: chi.q + 1/2 q^T H q (H holds eta and self terms). */
+        for (int i = 0; i < n; i++) {
+            double hq = 0.0;
+            for (int j = 0; j < n; j++) hq += w.h[(size_t)i * n + j] * qq[j];
+            e += chi[i] * qq[i] + 0.5 * qq[i] * hq;
         }
-        if (a) memcpy(a, w.a, (size_t)n * n * sizeof *a);
-        if (b) memcpy(b, w.b, (size_t)n * sizeof *b);
+        /* never a NaN or Inf result (kqeq.h) */
+        if (!kq_all_finite((size_t)n, qq) || !kq_all_finite(3, mu) || !isfinite(e) ||
+            !kq_all_finite((size_t)n * n, w.a) || !kq_all_finite((size_t)n, w.b))
+            rc = KQ_ERANGE;
+        if (!rc) {
+            if (q) memcpy(q, qq, (size_t)n * sizeof *q);
+            if (dipole_au) memcpy(dipole_au, mu, sizeof mu);
+            if (energy) *energy = e;
+            if (a) memcpy(a, w.a, (size_t)n * n * sizeof *a);
+            if (b) memcpy(b, w.b, (size_t)n * sizeof *b);
+        }
     }
     free(qq);
     mol_work_free(&w);
@@ -1938,23 +1968,32 @@ int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charg
     if (!rc) rc = atom_eta(m, n, z, eta);
     if (!rc) rc = mol_prepare(&w, n, z, pos, m->s_at, eta);
     if (!rc) {
+        /* everything into local buffers (qq reuses eta), checked before any
+         * output is written: never a NaN or Inf result (kqeq.h) */
+        double *qq = eta, mu[3], al[9];
         atom_chi(m, n, z, (const double *const *)p, chi, kbuf);
-        mol_charges(&w, n, chi, charge, q, dipole_au);
-        if (chi_out) memcpy(chi_out, chi, (size_t)n * sizeof *chi);
-        if (alpha_au) {
-            /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
-            for (int c = 0; c < 3; c++)
-                for (int e = 0; e < 3; e++) {
-                    double s = 0.0;
-                    for (int j = 0; j < n; j++) s += w.ra[(size_t)c * n + j] * w.r[3 * j + e];
-                    alpha_au[3 * c + e] = s;
-                }
-            for (int c = 0; c < 3; c++)
-                for (int e = c + 1; e < 3; e++) {
-                    double v = 0.5 * (alpha_au[3 * c + e] + alpha_au[3 * e + c]);
-                    alpha_au[3 * c + e] = v;
-                    alpha_au[3 * e + c] = v;
-                }
+        mol_charges(&w, n, chi, charge, qq, mu);
+        /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
+        for (int c = 0; c < 3; c++)
+            for (int e = 0; e < 3; e++) {
+                double s = 0.0;
+                for (int j = 0; j < n; j++) s += w.ra[(size_t)c * n + j] * w.r[3 * j + e];
+                al[3 * c + e] = s;
+            }
+        for (int c = 0; c < 3; c++)
+            for (int e = c + 1; e < 3; e++) {
+                double v = 0.5 * (al[3 * c + e] + al[3 * e + c]);
+                al[3 * c + e] = v;
+                al[3 * e + c] = v;
+            }
+        if (!kq_all_finite((size_t)n, chi) || !kq_all_finite((size_t)n, qq) ||
+            !kq_all_finite(3, mu) || !kq_all_finite(9, al))
+            rc = KQ_ERANGE;
+        if (!rc) {
+            if (q) memcpy(q, qq, (size_t)n * sizeof *q);
+            if (dipole_au) memcpy(dipole_au, mu, sizeof mu);
+            if (alpha_au) memcpy(alpha_au, al, sizeof al);
+            if (chi_out) memcpy(chi_out, chi, (size_t)n * sizeof *chi);
         }
     }
     for (int d = 0; d < KQ_MAX_DESC; d++) free(p[d]);
@@ -2017,7 +2056,8 @@ int kq_set_predict(const kq_model *m, const kq_set *s, double *out) {
     }
     free(chi);
     free(kbuf);
-    return KQ_OK;
+    /* never a NaN or Inf result (kqeq.h) */
+    return kq_all_finite(3 * (size_t)s->nmol, out) ? KQ_OK : KQ_ERANGE;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -2058,6 +2098,7 @@ static int train_qeq(kq_model *m, const kq_set *t, const int *sel, int nsel) {
     for (int a = 0; a < ns; a++) xtx[a * ns + a] += ridge;
     if (la_cholesky(ns, xtx, ns, NULL) != LA_OK) return KQ_ELINALG;
     if (la_cholesky_solve(ns, 1, xtx, ns, xty, 1) != LA_OK) return KQ_ELINALG;
+    if (!kq_all_finite((size_t)ns, xty)) return KQ_ERANGE; /* never a NaN model (kqeq.h) */
     for (int a = 0; a < ns; a++) m->chi[a] = xty[a];
     m->reg = 0.0;
     return KQ_OK;
@@ -2206,6 +2247,10 @@ int kq_train_qeq_eta(kq_model *m, int nmol, const kq_mol *mols, const int *sel, 
     }
     double *pred = r1;
     if (!rc) rc = qeq_lsq_eta(m, mols, mol, nsel, eta, chi, &loss, pred);
+    /* never a NaN model or error (kqeq.h) */
+    if (!rc && (!kq_all_finite((size_t)ns, eta) || !kq_all_finite((size_t)ns, chi) ||
+                !kq_all_finite(nr, pred) || !isfinite(loss)))
+        rc = KQ_ERANGE;
     if (!rc) {
         for (int s = 0; s < ns; s++) {
             m->eta[s] = eta[s];
@@ -2686,35 +2731,40 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
         }
         if (!valid) break;
     }
+    /* never a NaN model (kqeq.h): the weights and the training dipoles they
+     * give (mu = -P w + Q Rb) must be finite */
+    double *pt = rc ? NULL : malloc(nrow * sizeof *pt);
+    if (!rc && !pt) rc = KQ_ENOMEM;
+    if (!rc) {
+        for (int kk = 0; kk < nsel; kk++)
+            for (int c = 0; c < 3; c++) {
+                const double *pr = pm + (3 * (size_t)kk + c) * mrep;
+                double s = 0.0;
+                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
+                pt[3 * kk + c] = -s + t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
+            }
+        if (!kq_all_finite((size_t)mrep, wbest) || !kq_all_finite(nrow, pt)) rc = KQ_ERANGE;
+    }
+    if (!rc && valid) {
+        for (int k = 0; k < valid->nmol; k++)
+            for (int c = 0; c < 3; c++) {
+                const double *pr = pv + (3 * (size_t)k + c) * mrep;
+                double s = 0.0;
+                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
+                predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
+            }
+        if (!kq_all_finite(3 * (size_t)valid->nmol, predv)) rc = KQ_ERANGE;
+    }
     if (!rc) {
         memcpy(m->w, wbest, (size_t)mrep * sizeof *wbest);
         m->nrep = mrep;
         m->reg = best_reg;
         if (report) {
             /* errors from the assembled P: mu = -P w + Q Rb */
-            double *pt = malloc(nrow * sizeof *pt);
-            if (pt) {
-                for (int kk = 0; kk < nsel; kk++)
-                    for (int c = 0; c < 3; c++) {
-                        const double *pr = pm + (3 * (size_t)kk + c) * mrep;
-                        double s = 0.0;
-                        for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                        pt[3 * kk + c] = -s + t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
-                    }
-                subset_metrics(t, mol, nsel, pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
-                free(pt);
-            }
-            if (valid) {
-                for (int k = 0; k < valid->nmol; k++)
-                    for (int c = 0; c < 3; c++) {
-                        const double *pr = pv + (3 * (size_t)k + c) * mrep;
-                        double s = 0.0;
-                        for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                        predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
-                    }
+            subset_metrics(t, mol, nsel, pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
+            if (valid) /* predv: the chosen weights' dipoles (above) */
                 kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &rep.valid_mae_debye,
                                   &rep.valid_rrmse_percent);
-            }
             *report = rep;
         }
         if (progress) progress(ctx, "solve", (size_t)o->nreg, (size_t)o->nreg);
@@ -2727,6 +2777,7 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
         }
         m->nrep = 0;
     }
+    free(pt);
     free(idx);
     free(pick);
     free(knm);
@@ -2797,6 +2848,23 @@ static void tb_int(tbuf *b, long v) {
 
 int kq_model_write(const kq_model *m, char **text, size_t *len) {
     if (!m || !text || !len) return KQ_EINVAL;
+    /* every number finite, or the reader would refuse the text (kqeq.h) */
+    if (m->nspecies < 0 || m->nspecies > KQ_MAX_SPECIES || m->ndesc < 0 ||
+        m->ndesc > KQ_MAX_DESC || m->nrep < 0 || (m->nrep > 0 && !m->w))
+        return KQ_EINVAL;
+    int finite = isfinite(m->s_at) && isfinite(m->reg) &&
+                 kq_all_finite((size_t)m->nspecies, m->chi) &&
+                 kq_all_finite((size_t)m->nspecies, m->eta) &&
+                 kq_all_finite((size_t)m->nrep, m->w);
+    for (int d = 0; d < m->ndesc; d++) {
+        finite &= isfinite(m->soap[d].rcut) && isfinite(m->soap[d].sigma) &&
+                  isfinite(m->delta[d]);
+        if (m->nrep > 0) {
+            if (!m->rep[d]) return KQ_EINVAL;
+            finite &= kq_all_finite((size_t)m->nrep * m->len[d], m->rep[d]);
+        }
+    }
+    if (!finite) return KQ_EINVAL;
     tbuf b = {0};
     tb_str(&b, "KQEQ_MODEL_V1\n");
     tb_str(&b, m->kind == KQ_KIND_QEQ ? "kind qeq\n" : "kind kqeq\n");
@@ -2864,7 +2932,8 @@ int kq_model_write(const kq_model *m, char **text, size_t *len) {
 }
 
 /* Line reader over a memory buffer: copies each line NUL-terminated into
- * line, skipping '#' comment lines and blank lines. */
+ * line, skipping '#' comment lines and blank lines. Every failing check
+ * writes its reason into msg [msglen] (if not NULL), see pr_fail. */
 typedef struct {
     const char *p, *end;
     int lineno;
@@ -2872,7 +2941,24 @@ typedef struct {
     size_t cap;
     char *cur; /* token cursor in line */
     int nomem;
+    int nul;   /* the current line holds a NUL byte */
+    char *msg;
+    size_t msglen;
 } preader;
+
+/* Record the reason of a failure (the first one wins); returns 0. */
+static int pr_fail(preader *r, const char *fmt, ...) {
+    if (r->msg && r->msglen > 0 && r->msg[0] == '\0') {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(r->msg, r->msglen, fmt, ap);
+        va_end(ap);
+        /* quoted tokens may hold control bytes (a stray CR): keep one plain line */
+        for (char *c = r->msg; *c; c++)
+            if ((unsigned char)*c < 0x20 || (unsigned char)*c == 0x7f) *c = '?';
+    }
+    return 0;
+}
 
 static int pr_next(preader *r) {
     for (;;) {
@@ -2893,8 +2979,10 @@ static int pr_next(preader *r) {
         r->line[n] = '\0';
         r->p += n + (e ? 1 : 0);
         if (n > 0 && r->line[n - 1] == '\r') r->line[--n] = '\0';
+        r->nul = 0;
         if (strlen(r->line) != n) {
             r->cur = NULL; /* an embedded NUL byte: damaged, no tokens */
+            r->nul = 1;
             return 1;
         }
         r->cur = r->line;
@@ -2917,45 +3005,109 @@ static const char *pr_tok(preader *r) {
     return s;
 }
 
-static int pr_end_of_line(preader *r) { return pr_tok(r) == NULL; }
+/* The reason for a missing token: a NUL byte or the end of the line. */
+static int pr_missing(preader *r, const char *what, const char *expected) {
+    if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
+    return pr_fail(r, "%s: expected %s, found the end of the line", what, expected);
+}
+
+static int pr_end_of_line(preader *r, const char *what) {
+    if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
+    const char *t = pr_tok(r);
+    if (t) return pr_fail(r, "%s: unexpected text '%.40s' at the end of the line", what, t);
+    return 1;
+}
 
 static int pr_word(preader *r, const char *w) {
     const char *t = pr_tok(r);
-    return t && strcmp(t, w) == 0;
+    if (!t) {
+        if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
+        return pr_fail(r, "expected '%s', found the end of the line", w);
+    }
+    if (strcmp(t, w) != 0) return pr_fail(r, "expected '%s', found '%.40s'", w, t);
+    return 1;
 }
 
-static int pr_double(preader *r, double *v) {
+static int pr_double(preader *r, const char *what, double *v) {
     const char *t = pr_tok(r);
-    if (!t) return 0;
+    if (!t) return pr_missing(r, what, "a number");
     char *e;
     double x = strtod(t, &e);
-    if (e == t || *e != '\0' || !isfinite(x)) return 0;
+    if (e == t || *e != '\0') return pr_fail(r, "%s: '%.40s' is not a number", what, t);
+    if (!isfinite(x)) return pr_fail(r, "%s: '%.40s' is not a finite number", what, t);
     *v = x;
     return 1;
 }
 
-static int pr_long(preader *r, long lo, long hi, long *v) {
-    const char *t = pr_tok(r);
-    if (!t) return 0;
+/* The integer token t (not NULL) in [lo, hi]. */
+static int pr_long_tok(preader *r, const char *what, const char *t, long lo, long hi, long *v) {
     char *e;
+    errno = 0;
     long x = strtol(t, &e, 10);
-    if (e == t || *e != '\0' || x < lo || x > hi) return 0;
+    if (lo == hi && (e == t || *e != '\0' || x != lo))
+        return pr_fail(r, "%s: expected %ld, found '%.40s'", what, lo, t);
+    if (e != t && *e == '\0' && errno == ERANGE)
+        return pr_fail(r, "%s: '%.40s' is out of range", what, t);
+    if (e == t || *e != '\0' || x < lo || x > hi)
+        return pr_fail(r, "%s: '%.40s' is not an integer in [%ld, %ld]", what, t, lo, hi);
     *v = x;
     return 1;
 }
+
+static int pr_long(preader *r, const char *what, long lo, long hi, long *v) {
+    const char *t = pr_tok(r);
+    if (!t) return pr_missing(r, what, "an integer");
+    return pr_long_tok(r, what, t, lo, hi, v);
+}
+
+/* n numbers, and nothing more on the line: "expected n values, found k". */
+static int pr_values(preader *r, const char *what, size_t n, double *v) {
+    for (size_t i = 0; i < n; i++) {
+        const char *t = pr_tok(r);
+        if (!t) {
+            if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
+            return pr_fail(r, "%s: expected %zu values, found %zu", what, n, i);
+        }
+        char *e;
+        double x = strtod(t, &e);
+        if (e == t || *e != '\0') return pr_fail(r, "%s: '%.40s' is not a number", what, t);
+        if (!isfinite(x)) return pr_fail(r, "%s: '%.40s' is not a finite number", what, t);
+        v[i] = x;
+    }
+    size_t extra = 0;
+    while (pr_tok(r)) extra++;
+    if (extra) return pr_fail(r, "%s: expected %zu values, found %zu", what, n, n + extra);
+    return 1;
+}
+
+/* A representative vector must have unit length (kq_normalize_rows), or be
+ * all zero (a zero row stays zero): anything else is not a model that
+ * kq_train wrote, and a huge value would give NaN or Inf predictions. */
+#define KQ_REP_NORM_TOL 1e-8
 
 int kq_model_read(const char *text, size_t len, kq_model *m, int *line) {
+    return kq_model_read_msg(text, len, m, line, NULL, 0);
+}
+
+int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
+                      size_t msglen) {
     if (line) *line = 0;
+    if (msg && msglen > 0) msg[0] = '\0';
     if (!text || !m) return KQ_EINVAL;
     memset(m, 0, sizeof *m);
-    preader r = {text, text + len, 0, NULL, 0, NULL, 0};
+    preader r = {text, text + len, 0, NULL, 0, NULL, 0, 0, msg, msglen};
     int rc = KQ_EFORMAT;
     long v;
     double x;
-#define NEXT_LINE()                                                                            \
+#define NEXT_LINE(expected)                                                                    \
     do {                                                                                       \
         if (!pr_next(&r)) {                                                                    \
-            if (r.nomem) rc = KQ_ENOMEM;                                                       \
+            if (r.nomem) {                                                                     \
+                rc = KQ_ENOMEM;                                                                \
+                pr_fail(&r, "out of memory");                                                  \
+            } else {                                                                           \
+                pr_fail(&r, "unexpected end of text: expected %s", expected);                  \
+            }                                                                                  \
             r.lineno++;                                                                        \
             goto fail;                                                                         \
         }                                                                                      \
@@ -2964,127 +3116,193 @@ int kq_model_read(const char *text, size_t len, kq_model *m, int *line) {
     do {                        \
         if (!(cond)) goto fail; \
     } while (0)
-    /* version line: must be the very first line */
-    NEXT_LINE();
-    REQUIRE(r.lineno == 1 && pr_word(&r, "KQEQ_MODEL_V1") && pr_end_of_line(&r));
-    NEXT_LINE();
+#define REQUIRE_MSG(cond, ...)          \
+    do {                                \
+        if (!(cond)) {                  \
+            pr_fail(&r, __VA_ARGS__);   \
+            goto fail;                  \
+        }                               \
+    } while (0)
+    /* version line: must be the very first line. The wording names what the
+     * text is not, for programs handed the wrong kind of file. */
+    if (len == 0) {
+        r.lineno = 1;
+        REQUIRE_MSG(0, "empty text: not a kqeq model (damaged or truncated kqeq model text, "
+                       "expected first line 'KQEQ_MODEL_V1')");
+    }
+    NEXT_LINE("the line 'KQEQ_MODEL_V1'");
+    {
+        const char *t = r.lineno == 1 ? pr_tok(&r) : NULL;
+        REQUIRE_MSG(r.lineno == 1 && t && !strcmp(t, "KQEQ_MODEL_V1") && !pr_tok(&r),
+                    "first line must be exactly 'KQEQ_MODEL_V1': not a kqeq model "
+                    "(damaged or truncated kqeq model text)");
+    }
+    NEXT_LINE("'kind kqeq' or 'kind qeq'");
     REQUIRE(pr_word(&r, "kind"));
     {
         const char *k = pr_tok(&r);
-        REQUIRE(k && (!strcmp(k, "kqeq") || !strcmp(k, "qeq")));
+        if (!k) REQUIRE(pr_missing(&r, "kind", "kqeq or qeq"));
+        REQUIRE_MSG(!strcmp(k, "kqeq") || !strcmp(k, "qeq"),
+                    "kind: unknown kind '%.40s' (kqeq or qeq)", k);
         m->kind = !strcmp(k, "qeq") ? KQ_KIND_QEQ : KQ_KIND_KQEQ;
-        REQUIRE(pr_end_of_line(&r));
+        REQUIRE(pr_end_of_line(&r, "kind"));
     }
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "s_at") && pr_double(&r, &x) && x > 0.0 && pr_end_of_line(&r));
+    NEXT_LINE("the 's_at' line");
+    REQUIRE(pr_word(&r, "s_at") && pr_double(&r, "s_at", &x));
+    REQUIRE_MSG(x > 0.0, "s_at: %g is not positive", x);
+    REQUIRE(pr_end_of_line(&r, "s_at"));
     m->s_at = x;
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "species") && pr_long(&r, 1, KQ_MAX_SPECIES, &v));
+    NEXT_LINE("the 'species' line");
+    REQUIRE(pr_word(&r, "species") && pr_long(&r, "species count", 1, KQ_MAX_SPECIES, &v));
     m->nspecies = (int)v;
     for (int s = 0; s < m->nspecies; s++) {
-        REQUIRE(pr_long(&r, 1, 118, &v) && kq_qeq_radius((int)v) > 0.0);
-        REQUIRE(s == 0 || v > m->species[s - 1]);
+        const char *t = pr_tok(&r);
+        if (!t && r.nul) REQUIRE(pr_missing(&r, "species", "an atomic number"));
+        REQUIRE_MSG(t, "species: expected %d atomic numbers, found %d", m->nspecies, s);
+        REQUIRE(pr_long_tok(&r, "species", t, 1, 118, &v));
+        REQUIRE_MSG(kq_qeq_radius((int)v) > 0.0,
+                    "species: element %ld has no QEq radius (known: 1 6 7 8 9 16 17)", v);
+        REQUIRE_MSG(s == 0 || v > m->species[s - 1],
+                    "species: atomic numbers must be ascending and distinct (%ld after %d)", v,
+                    m->species[s - 1]);
         m->species[s] = (int)v;
     }
-    REQUIRE(pr_end_of_line(&r));
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "chi") && pr_long(&r, m->nspecies, m->nspecies, &v));
-    for (int s = 0; s < m->nspecies; s++) REQUIRE(pr_double(&r, &m->chi[s]));
-    REQUIRE(pr_end_of_line(&r));
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "eta") && pr_long(&r, m->nspecies, m->nspecies, &v));
-    for (int s = 0; s < m->nspecies; s++) REQUIRE(pr_double(&r, &m->eta[s]));
-    REQUIRE(pr_end_of_line(&r));
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "zeta") && pr_long(&r, 1, 16, &v) && pr_end_of_line(&r));
+    {
+        size_t extra = 0;
+        while (pr_tok(&r)) extra++;
+        REQUIRE_MSG(extra == 0, "species: expected %d atomic numbers, found %zu", m->nspecies,
+                    (size_t)m->nspecies + extra);
+    }
+    NEXT_LINE("the 'chi' line");
+    REQUIRE(pr_word(&r, "chi") && pr_long(&r, "chi count", m->nspecies, m->nspecies, &v));
+    REQUIRE(pr_values(&r, "chi", (size_t)m->nspecies, m->chi));
+    NEXT_LINE("the 'eta' line");
+    REQUIRE(pr_word(&r, "eta") && pr_long(&r, "eta count", m->nspecies, m->nspecies, &v));
+    REQUIRE(pr_values(&r, "eta", (size_t)m->nspecies, m->eta));
+    NEXT_LINE("the 'zeta' line");
+    REQUIRE(pr_word(&r, "zeta") && pr_long(&r, "zeta", 1, 16, &v) && pr_end_of_line(&r, "zeta"));
     m->zeta = (int)v;
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "reg") && pr_double(&r, &x) && x >= 0.0 && pr_end_of_line(&r));
+    NEXT_LINE("the 'reg' line");
+    REQUIRE(pr_word(&r, "reg") && pr_double(&r, "reg", &x));
+    REQUIRE_MSG(x >= 0.0, "reg: %g is negative", x);
+    REQUIRE(pr_end_of_line(&r, "reg"));
     m->reg = x;
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "ndesc") && pr_long(&r, 0, KQ_MAX_DESC, &v) && pr_end_of_line(&r));
-    REQUIRE((m->kind == KQ_KIND_QEQ) == (v == 0));
+    NEXT_LINE("the 'ndesc' line");
+    REQUIRE(pr_word(&r, "ndesc") && pr_long(&r, "ndesc", 0, KQ_MAX_DESC, &v) &&
+            pr_end_of_line(&r, "ndesc"));
+    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
+                m->kind == KQ_KIND_QEQ ? "ndesc: a kind qeq model has ndesc 0, found %ld"
+                                       : "ndesc: a kind kqeq model has ndesc 1..4, found %ld",
+                v);
     m->ndesc = (int)v;
     long lens[KQ_MAX_DESC];
     int desc_line[KQ_MAX_DESC];
     for (int d = 0; d < m->ndesc; d++) {
-        NEXT_LINE();
+        NEXT_LINE("a 'desc' line");
         desc_line[d] = r.lineno;
-        REQUIRE(pr_word(&r, "desc") && pr_long(&r, d, d, &v));
-        REQUIRE(pr_word(&r, "rcut") && pr_double(&r, &m->soap[d].rcut) && m->soap[d].rcut > 1.0);
-        REQUIRE(pr_word(&r, "nmax") && pr_long(&r, 1, 64, &v));
-        m->soap[d].nmax = (int)v;
-        REQUIRE(pr_word(&r, "lmax") && pr_long(&r, 0, KQ_MAX_LMAX, &v));
-        m->soap[d].lmax = (int)v;
-        REQUIRE(pr_word(&r, "sigma") && pr_double(&r, &m->soap[d].sigma) &&
-                m->soap[d].sigma > 0.0);
-        REQUIRE(pr_word(&r, "delta") && pr_double(&r, &m->delta[d]) && m->delta[d] > 0.0);
-        REQUIRE(pr_word(&r, "length") && pr_long(&r, 1, LONG_MAX, &lens[d]));
-        REQUIRE(pr_end_of_line(&r));
+        kq_soap_params *sp = &m->soap[d];
+        REQUIRE(pr_word(&r, "desc") && pr_long(&r, "desc", d, d, &v));
+        REQUIRE(pr_word(&r, "rcut") && pr_double(&r, "rcut", &sp->rcut));
+        REQUIRE_MSG(sp->rcut > 1.0, "rcut: %g angstrom is not > 1", sp->rcut);
+        REQUIRE(pr_word(&r, "nmax") && pr_long(&r, "nmax", 1, 64, &v));
+        sp->nmax = (int)v;
+        REQUIRE(pr_word(&r, "lmax") && pr_long(&r, "lmax", 0, KQ_MAX_LMAX, &v));
+        sp->lmax = (int)v;
+        REQUIRE(pr_word(&r, "sigma") && pr_double(&r, "sigma", &sp->sigma));
+        REQUIRE_MSG(sp->sigma >= KQ_SOAP_MIN_SIGMA, "sigma: %g angstrom is below %g",
+                    sp->sigma, KQ_SOAP_MIN_SIGMA);
+        REQUIRE(pr_word(&r, "delta") && pr_double(&r, "delta", &m->delta[d]));
+        REQUIRE_MSG(m->delta[d] > 0.0, "delta: %g is not positive", m->delta[d]);
+        REQUIRE(pr_word(&r, "length") && pr_long(&r, "length", 1, LONG_MAX, &lens[d]));
+        REQUIRE(pr_end_of_line(&r, "desc"));
     }
     {
         int mc = model_make_calcs(m);
         if (mc == KQ_ENOMEM) {
             rc = KQ_ENOMEM;
+            pr_fail(&r, "out of memory for the SOAP tables");
             goto fail;
         }
         if (mc) {
-            r.lineno = m->ndesc ? desc_line[0] : r.lineno;
-            goto fail;
+            /* the calculators are made in order: the first without one failed */
+            int d = 0;
+            while (d < m->ndesc - 1 && m->calc[d]) d++;
+            r.lineno = m->ndesc ? desc_line[d] : r.lineno;
+            REQUIRE_MSG(0, "desc %d: SOAP settings rcut %g nmax %d lmax %d sigma %g refused (%s)",
+                        d, m->soap[d].rcut, m->soap[d].nmax, m->soap[d].lmax, m->soap[d].sigma,
+                        kq_strerror(mc));
         }
         for (int d = 0; d < m->ndesc; d++)
             if ((long)m->len[d] != lens[d]) {
                 r.lineno = desc_line[d];
-                goto fail;
+                REQUIRE_MSG(0,
+                            "desc %d: length %ld does not match nmax, lmax and %d species "
+                            "(%zu)",
+                            d, lens[d], m->nspecies, m->len[d]);
             }
     }
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "nrep") && pr_long(&r, 0, INT_MAX / 4, &v) && pr_end_of_line(&r));
-    REQUIRE((m->kind == KQ_KIND_QEQ) == (v == 0));
+    NEXT_LINE("the 'nrep' line");
+    REQUIRE(pr_word(&r, "nrep") && pr_long(&r, "nrep", 0, LONG_MAX, &v) &&
+            pr_end_of_line(&r, "nrep"));
+    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
+                m->kind == KQ_KIND_QEQ ? "nrep: a kind qeq model has nrep 0, found %ld"
+                                       : "nrep: a kind kqeq model has nrep >= 1, found %ld",
+                v);
     {
         /* Every value takes at least two characters of text: a larger count
          * cannot be true, so refuse it before allocating. */
         size_t per = 1;
         for (int d = 0; d < m->ndesc; d++) per += m->len[d];
-        REQUIRE((size_t)v <= len / 2 / per);
+        REQUIRE_MSG((unsigned long)v <= len / 2 / per,
+                    "nrep %ld is larger than the text can hold", v);
+        REQUIRE_MSG(v <= INT_MAX / 4, "nrep %ld is more than %d", v, INT_MAX / 4);
     }
     m->nrep = (int)v;
     if (m->nrep > 0) {
         m->w = malloc((size_t)m->nrep * sizeof *m->w);
         if (!m->w) {
             rc = KQ_ENOMEM;
+            pr_fail(&r, "out of memory for %d representatives", m->nrep);
             goto fail;
         }
         for (int d = 0; d < m->ndesc; d++) {
             m->rep[d] = malloc((size_t)m->nrep * m->len[d] * sizeof(double));
             if (!m->rep[d]) {
                 rc = KQ_ENOMEM;
+                pr_fail(&r, "out of memory for %d representatives", m->nrep);
                 goto fail;
             }
         }
     }
     for (int rr = 0; rr < m->nrep; rr++) {
-        NEXT_LINE();
-        REQUIRE(pr_word(&r, "rep") && pr_long(&r, rr, rr, &v) && pr_double(&r, &m->w[rr]) &&
-                pr_end_of_line(&r));
+        NEXT_LINE("a 'rep' line");
+        REQUIRE(pr_word(&r, "rep") && pr_long(&r, "rep", rr, rr, &v) &&
+                pr_double(&r, "weight", &m->w[rr]) && pr_end_of_line(&r, "rep"));
         for (int d = 0; d < m->ndesc; d++) {
-            NEXT_LINE();
-            REQUIRE(pr_word(&r, "v") && pr_long(&r, d, d, &v));
+            NEXT_LINE("a 'v' line");
+            REQUIRE(pr_word(&r, "v") && pr_long(&r, "v", d, d, &v));
             double *vec = m->rep[d] + (size_t)rr * m->len[d];
-            for (size_t i = 0; i < m->len[d]; i++) REQUIRE(pr_double(&r, &vec[i]));
-            REQUIRE(pr_end_of_line(&r));
+            REQUIRE(pr_values(&r, "v", m->len[d], vec));
+            /* unit length or zero (see KQ_REP_NORM_TOL); sum as kq_normalize_rows */
+            double nrm = sqrt(kq_dot(vec, vec, m->len[d]));
+            REQUIRE_MSG(nrm == 0.0 || fabs(nrm - 1.0) <= KQ_REP_NORM_TOL,
+                        "v %d of representative %d: Euclidean length %.17g, not 1 (nor 0)", d,
+                        rr, nrm);
         }
     }
-    NEXT_LINE();
-    REQUIRE(pr_word(&r, "end") && pr_end_of_line(&r));
-    if (pr_next(&r)) goto fail; /* nothing but comments after "end" */
+    NEXT_LINE("the line 'end'");
+    REQUIRE(pr_word(&r, "end") && pr_end_of_line(&r, "end"));
+    /* nothing but comments after "end" */
+    REQUIRE_MSG(!pr_next(&r), "text after 'end'");
     free(r.line);
     return KQ_OK;
 fail:
     if (line) *line = r.lineno;
+    pr_fail(&r, "damaged kqeq model text"); /* only if no reason was recorded */
     free(r.line);
     kq_model_free(m);
     return rc;
 #undef NEXT_LINE
 #undef REQUIRE
+#undef REQUIRE_MSG
 }

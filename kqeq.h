@@ -25,7 +25,9 @@ enum {
     KQ_ESPECIES = 3,  /* an element that the descriptor/model does not know */
     KQ_EOVERLAP = 4,  /* two atoms closer than 1e-6 angstrom */
     KQ_ELINALG = 5,   /* a linear system was not SPD / singular */
-    KQ_EFORMAT = 6    /* a model text is damaged (see the parser's line number) */
+    KQ_EFORMAT = 6,   /* a model text is damaged (see the parser's line number) */
+    KQ_ERANGE = 7     /* a result is not a finite number (inputs or model out of range):
+                       * refused instead of returned */
 };
 const char *kq_strerror(int code);
 
@@ -36,12 +38,13 @@ const char *kq_strerror(int code);
 #define KQ_MAX_SPECIES 16
 #define KQ_MAX_LMAX 20
 #define KQ_SOAP_MAX_NMAX 1000 /* larger nmax: KQ_EINVAL (KQ_ENOMEM if sizes overflow) */
+#define KQ_SOAP_MIN_SIGMA 1e-3 /* angstrom: smallest explicit Gaussian width (KQ_EINVAL below) */
 
 typedef struct {
     double rcut;    /* angstrom, > 1 */
     int nmax;       /* >= 1 */
     int lmax;       /* 0..KQ_MAX_LMAX */
-    double sigma;   /* Gaussian width in angstrom; <= 0 means rcut / 8 */
+    double sigma;   /* Gaussian width in angstrom, >= KQ_SOAP_MIN_SIGMA; <= 0 means rcut / 8 */
     int nspecies;   /* 1..KQ_MAX_SPECIES */
     int species[KQ_MAX_SPECIES]; /* atomic numbers; sorted ascending by kq_soap_new */
 } kq_soap_params;
@@ -52,10 +55,13 @@ typedef struct {
 typedef struct kq_soap kq_soap;
 
 /* KQ_EINVAL for bad parameters (rcut not finite or <= 1, nmax < 1, lmax
- * outside 0..KQ_MAX_LMAX, non-finite sigma, nspecies outside
- * 1..KQ_MAX_SPECIES, Z outside 1..118 or given twice), KQ_ENOMEM if the sizes
- * overflow or memory runs out, KQ_ELINALG if the basis overlap is not
- * positive definite in double precision (very large nmax). */
+ * outside 0..KQ_MAX_LMAX, non-finite sigma, 0 < sigma < KQ_SOAP_MIN_SIGMA,
+ * nspecies outside 1..KQ_MAX_SPECIES, Z outside 1..118 or given twice, or any
+ * table of the radial basis (alpha, beta, eta = 1/(2 sigma^2), gamma, the
+ * prefactors B) not finite: such parameters would give NaN/Inf descriptors,
+ * so they are refused here), KQ_ENOMEM if the sizes overflow or memory runs
+ * out, KQ_ELINALG if the basis overlap is not positive definite in double
+ * precision (very large nmax). */
 int kq_soap_new(const kq_soap_params *p, kq_soap **out);
 void kq_soap_free(kq_soap *s);
 /* Length of one atom's vector: (S nmax)(S nmax + 1)/2 (lmax + 1). */
@@ -118,6 +124,9 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
 /* ======================================================================== */
 /* Classical QEq and kQEq                                                     */
 /* ======================================================================== */
+/* Every function below that returns numbers returns KQ_ERANGE instead of a
+ * NaN or Inf result (kq_qeq_solve, kq_predict, kq_set_predict, kq_train,
+ * kq_train_qeq_eta); kq_model_write refuses a model holding one (KQ_EINVAL). */
 /* Classical QEq with Gaussian charges and the kQEq model built on it:
  * training (closed form and sparse), prediction of charges, dipoles and
  * polarizabilities, model text.
@@ -330,11 +339,25 @@ void kq_dipole_metrics(int nmol, const double *pred_au, const double *ref_au, do
                        double *rrmse_percent);
 
 /* Model text (first line KQEQ_MODEL_V1, values %.17g), into a malloc'd
- * NUL-terminated buffer *text of length *len (caller frees). */
+ * NUL-terminated buffer *text of length *len (caller frees). KQ_EINVAL (and
+ * no text) if any number of the model is not finite: the reader would refuse
+ * it. */
 int kq_model_write(const kq_model *m, char **text, size_t *len);
 /* Parse a model text. On KQ_EFORMAT *line (may be NULL) gets the 1-based
  * line number of the problem (0 if not line-specific). On success m is a
- * ready model (SOAP calculators created). */
+ * ready model (SOAP calculators created). Besides the syntax the reader
+ * checks: numbers finite, counts consistent, SOAP settings accepted by
+ * kq_soap_new (explicit sigma >= KQ_SOAP_MIN_SIGMA) with the declared length,
+ * nrep not larger than the text can hold, and every representative vector of
+ * unit Euclidean length within 1e-8 (or all zero, as kq_normalize_rows leaves
+ * a zero row). */
 int kq_model_read(const char *text, size_t len, kq_model *m, int *line);
+/* The same, and on error msg [msglen] (may be NULL) gets the reason in one
+ * line without the line number, e.g. "chi: expected 5 values, found 4",
+ * "'nan' is not a finite number", "nrep 2000000000 is larger than the text
+ * can hold", "v 0 of representative 3: length 1e+308, not 1". Programs print
+ * "FILE:LINE: msg". */
+int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
+                      size_t msglen);
 
 #endif

@@ -91,8 +91,8 @@ int kqeq_cmd_soap(int argc, char **argv) {
                 p.sigma = cli_parse_double(a, v);
                 /* far smaller widths overflow 1/sigma^2 inside the basis
                  * (NaN descriptors at 1e-100); nothing physical needs them */
-                if (!(p.sigma >= 1e-3))
-                    cli_fail("--sigma: must be >= 0.001 angstrom, got '%s'", v);
+                if (!(p.sigma >= KQ_SOAP_MIN_SIGMA))
+                    cli_fail("--sigma: must be >= %g angstrom, got '%s'", KQ_SOAP_MIN_SIGMA, v);
             } else if (!strcmp(a, "--species")) {
                 parse_species(v, &p);
             } else if (!strcmp(a, "--simd")) {

@@ -20,6 +20,12 @@
 /* ------------------------------------------------------------------------ */
 
 #define E_ANGSTROM_PER_AU KQ_BOHR_ANGSTROM /* 1 e*bohr = 0.529... e*angstrom */
+/* Bounds of the inputs, far beyond anything chemical, so that no result
+ * overflows: |total charge| (e), |chi| and |eta| (eV) of `kqeq qeq`, s_at. */
+#define MAX_CHARGE 1000.0
+#define MAX_CHI_ETA_EV 1e4
+#define MIN_S_AT 1e-3
+#define MAX_S_AT 1e3
 
 /* Factor that converts a dipole in unit u to e*bohr. */
 static double dipole_unit_to_au(const char *u) {
@@ -77,7 +83,10 @@ static void parse_soap(const char *arg, kq_soap_params *p, double *weight) {
             have |= 4;
         } else if (!strcmp(tok, "sigma")) {
             p->sigma = cli_parse_double("--soap sigma", v);
-            if (!(p->sigma > 0.0)) cli_fail("--soap: sigma must be > 0, got '%s'", v);
+            /* far smaller widths overflow 1/sigma^2 in the basis (NaN
+             * descriptors): kq_soap_new refuses them too */
+            if (!(p->sigma >= KQ_SOAP_MIN_SIGMA))
+                cli_fail("--soap: sigma must be >= %g angstrom, got '%s'", KQ_SOAP_MIN_SIGMA, v);
         } else if (!strcmp(tok, "weight")) {
             *weight = cli_parse_double("--soap weight", v);
             if (!(*weight > 0.0)) cli_fail("--soap: weight must be > 0, got '%s'", v);
@@ -118,6 +127,9 @@ static double frame_charge(const xyz_frame *fr, const char *path) {
     if (!in) return 0.0;
     if (in->type == XYZ_STR || in->n != 1 || !isfinite(in->num[0]))
         cli_fail("%s:%d: key 'charge' must be one number", path, fr->line);
+    if (!(fabs(in->num[0]) <= MAX_CHARGE))
+        cli_fail("%s:%d: key 'charge': %.17g e is beyond +-%g e", path, fr->line, in->num[0],
+                 MAX_CHARGE);
     return in->num[0];
 }
 
@@ -227,10 +239,12 @@ static const double default_reg[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10
 static const char qeq_usage[] =
     "usage: kqeq qeq FILE.xyz [--charge Q] [--chi El=v,...] [--eta El=v,...] [--s-at S]\n"
     "  Classical QEq with Gaussian charges (kQEq paper Eqs. 1-10; specs/kqeq.md).\n"
-    "  Total charge: --charge Q for every frame, else the frame's 'charge' key, else 0.\n"
-    "  chi (eV) defaults to Rappe & Goddard 1991 (H 4.528 C 5.343 N 6.899 O 8.741\n"
-    "  F 10.874 S 6.928 Cl 8.564); eta (eV/e^2, non-classical hardness) defaults to 0;\n"
-    "  Gaussian widths s_at * R_RG (s_at default 0.75).\n"
+    "  Total charge: --charge Q for every frame, else the frame's 'charge' key, else 0\n"
+    "  (|Q| <= 1000 e). chi (eV) defaults to Rappe & Goddard 1991 (H 4.528 C 5.343\n"
+    "  N 6.899 O 8.741 F 10.874 S 6.928 Cl 8.564); eta (eV/e^2, non-classical\n"
+    "  hardness) defaults to 0; |chi|, |eta| <= 1e4 eV. Gaussian widths s_at * R_RG\n"
+    "  (s_at in [0.001, 1000], default 0.75). A frame whose results are not finite\n"
+    "  is refused before anything is printed.\n"
     "  Output per frame: a line 'frame I natoms N charge Q dipole_debye X Y Z\n"
     "  abs_debye |mu| energy_eV E' (dipole about the centre of mass), then one line\n"
     "  'ELEMENT q' per atom (q in e).\n";
@@ -249,6 +263,8 @@ static void parse_elem_values(const char *opt, const char *arg, double *byz) {
         if (z == 0 || kq_qeq_radius(z) <= 0.0)
             cli_fail("%s: element '%s' unknown or without QEq radius", opt, tok);
         byz[z] = cli_parse_double(opt, eq + 1);
+        if (!(fabs(byz[z]) <= MAX_CHI_ETA_EV))
+            cli_fail("%s: %s=%s is beyond +-%g eV", opt, tok, eq + 1, MAX_CHI_ETA_EV);
     }
 }
 
@@ -272,6 +288,8 @@ int kqeq_cmd_qeq(int argc, char **argv) {
             const char *v = argv[++i];
             if (!strcmp(a, "--charge")) {
                 qforce = cli_parse_double(a, v);
+                if (!(fabs(qforce) <= MAX_CHARGE))
+                    cli_fail("--charge: must be within +-%g e, got '%s'", MAX_CHARGE, v);
                 have_q = 1;
             } else if (!strcmp(a, "--chi")) {
                 parse_elem_values(a, v, chi_ev);
@@ -279,7 +297,8 @@ int kqeq_cmd_qeq(int argc, char **argv) {
                 parse_elem_values(a, v, eta_ev);
             } else if (!strcmp(a, "--s-at")) {
                 s_at = cli_parse_double(a, v);
-                if (!(s_at > 0.0)) cli_fail("--s-at: must be > 0");
+                if (!(s_at >= MIN_S_AT && s_at <= MAX_S_AT))
+                    cli_fail("--s-at: must be in [%g, %g], got '%s'", MIN_S_AT, MAX_S_AT, v);
             } else {
                 cli_fail("qeq: unknown option '%s' (see kqeq qeq --help)", a);
             }
@@ -317,6 +336,10 @@ int kqeq_cmd_qeq(int argc, char **argv) {
         int rc = kq_qeq_solve(n, fr->z, fr->pos, qt, chi, eta, s_at, q, mu, &e, NULL, NULL);
         if (rc) cli_fail("%s:%d: %s", file, fr->line, kq_strerror(rc));
         double d[3] = {mu[0] * KQ_AU_DEBYE, mu[1] * KQ_AU_DEBYE, mu[2] * KQ_AU_DEBYE};
+        /* never print a wrong number: refuse the frame before any output */
+        if (!isfinite(sqrt(d[0] * d[0] + d[1] * d[1] + d[2] * d[2])) ||
+            !isfinite(e * KQ_HARTREE_EV))
+            cli_fail("%s:%d: %s", file, fr->line, kq_strerror(KQ_ERANGE));
         cli_buf_printf(&out, "frame %d natoms %d charge %.17g dipole_debye %.10f %.10f %.10f "
                              "abs_debye %.10f energy_eV %.10f\n",
                        f + 1, n, qt, d[0], d[1], d[2],
@@ -438,7 +461,8 @@ static int parse_train_opt(train_args *a, int argc, char **argv, int *i, const c
     else if (!strcmp(o, "--reg")) a->nreg = parse_list(o, v, a->reg, 64);
     else if (!strcmp(o, "--s-at")) {
         a->s_at = cli_parse_double(o, v);
-        if (!(a->s_at > 0.0)) cli_fail("--s-at: must be > 0");
+        if (!(a->s_at >= MIN_S_AT && a->s_at <= MAX_S_AT))
+            cli_fail("--s-at: must be in [%g, %g], got '%s'", MIN_S_AT, MAX_S_AT, v);
     } else if (!strcmp(o, "--sizes")) {
         a->nsizes = parse_list(o, v, a->sizes, 64);
         for (int k = 0; k < a->nsizes; k++)
@@ -472,6 +496,16 @@ static void default_soap(train_args *a) {
 /* ------------------------------------------------------------------------ */
 /* kqeq train                                                                */
 /* ------------------------------------------------------------------------ */
+
+/* A failed fit: one line saying what to change; no model is written. */
+static void train_fail(int rc) {
+    if (rc == KQ_ERANGE)
+        cli_fail("train: the fit gives numbers that are not finite (NaN or Inf); no model "
+                 "written (check --soap, --reg, --s-at and the reference dipoles)");
+    if (rc == KQ_ELINALG)
+        cli_fail("train: %s; no model written (try a larger --reg)", kq_strerror(rc));
+    cli_fail("train: %s", kq_strerror(rc));
+}
 
 static const char train_usage[] =
     "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --dipole-key KEY\n"
@@ -540,7 +574,7 @@ int kqeq_cmd_train(int argc, char **argv) {
         /* chi and eta: eta changes A, so the sets are built after the fit */
         check_species(&dt, m.species, m.nspecies);
         rc = kq_train_qeq_eta(&m, dt.xf.nframes, dt.mols, NULL, 0, 50, &rep, progress_cb, &pc);
-        if (rc) cli_fail("train: %s", kq_strerror(rc));
+        if (rc) train_fail(rc);
         build_set(&m, &dt, &st, &pc);
         if (a.valid) {
             build_set(&m, &dv, &sv, &pc);
@@ -555,11 +589,16 @@ int kqeq_cmd_train(int argc, char **argv) {
         if (a.valid) build_set(&m, &dv, &sv, &pc);
         o.sparse = sparse_for(&a, st.natoms);
         rc = kq_train(&m, &st, NULL, 0, a.valid ? &sv : NULL, &o, &rep, progress_cb, &pc);
-        if (rc) cli_fail("train: %s", kq_strerror(rc));
+        if (rc) train_fail(rc);
     }
+    /* never print (or save) a wrong number */
+    if (!isfinite(rep.train_mae_debye) || !isfinite(rep.train_rrmse_percent) ||
+        (a.valid && (!isfinite(rep.valid_mae_debye) || !isfinite(rep.valid_rrmse_percent))))
+        train_fail(KQ_ERANGE);
     char *text = NULL;
     size_t len = 0;
     rc = kq_model_write(&m, &text, &len);
+    if (rc == KQ_EINVAL) train_fail(KQ_ERANGE); /* a non-finite number in the model */
     if (rc) cli_fail("train: %s", kq_strerror(rc));
     char err[1024];
     if (cli_write_atomic(a.out, text, len, err, sizeof err)) cli_fail("%s", err);
@@ -604,10 +643,10 @@ static void load_model(const char *path, kq_model *m) {
     char *text = cli_read_file(path, &len, err, sizeof err);
     if (!text) cli_fail("%s", err);
     int line = 0;
-    int rc = kq_model_read(text, len, m, &line);
+    char msg[512];
+    int rc = kq_model_read_msg(text, len, m, &line, msg, sizeof msg);
     free(text);
-    if (rc == KQ_EFORMAT)
-        cli_fail("%s:%d: damaged or truncated kqeq model text (format KQEQ_MODEL_V1)", path, line);
+    if (rc && line > 0) cli_fail("%s:%d: %s", path, line, msg);
     if (rc) cli_fail("%s: %s", path, kq_strerror(rc));
 }
 
@@ -656,6 +695,8 @@ int kqeq_cmd_predict(int argc, char **argv) {
         int rc = kq_predict(&m, n, fr->z, fr->pos, d.mols[f].charge, q, mu, al, NULL);
         if (rc) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(rc));
         for (int c = 0; c < 3; c++) mu[c] *= from_au;
+        for (int c = 0; c < 3; c++)
+            if (!isfinite(mu[c])) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(KQ_ERANGE));
         if (xyz_set_info_real(fr, "kqeq_dipole", mu, 3) ||
             xyz_set_info_real(fr, "kqeq_polarizability", al, 9) ||
             xyz_set_info_str(fr, "kqeq_units", units) ||
@@ -712,9 +753,18 @@ int kqeq_cmd_eval(int argc, char **argv) {
                             NULL);
         if (rc) cli_fail("%s:%d: %s", in, d.xf.frames[f].line, kq_strerror(rc));
         for (int c = 0; c < 3; c++) ref[3 * f + c] = mo->dipole_au[c];
+        /* never print a wrong number: this frame's error must be finite */
+        double fm, fr;
+        kq_dipole_metrics(1, pred + 3 * f, ref + 3 * f, &fm, &fr);
+        if (!isfinite(fm) || !isfinite(fr))
+            cli_fail("%s:%d: key '%s': the error of the predicted dipole is not finite "
+                     "(reference dipole out of range)", in, d.xf.frames[f].line, key);
     }
     double mae, rr;
     kq_dipole_metrics(nm, pred, ref, &mae, &rr);
+    /* never print a wrong number (each prediction is finite: kq_predict) */
+    if (!isfinite(mae) || !isfinite(rr))
+        cli_fail("%s: MAE or RRMSE is not finite (reference dipoles out of range?)", in);
     printf("molecules %d\nMAE_debye %.6f\nRRMSE_percent %.4f\n", nm, mae, rr);
     free(pred);
     free(ref);

@@ -471,10 +471,161 @@ int main(void) {
             rc = kq_model_read(bad, bl, &back, &line);
             CHECK(rc == KQ_EFORMAT && line == expect, "damaged (%s): rc %d line %d, expected %d",
                   what, rc, line, expect);
+            /* F7: the same with the reason */
+            char msg[256];
+            int line2 = -1;
+            rc = kq_model_read_msg(bad, bl, &back, &line2, msg, sizeof msg);
+            CHECK(rc == KQ_EFORMAT && line2 == expect && msg[0] != '\0' && !strchr(msg, '\n'),
+                  "damaged (%s): reason '%s' line %d", what, msg, line2);
             free(bad);
+        }
+
+        /* F7: specific reasons, one edit of the good text each */
+        struct {
+            const char *find, *repl, *reason;
+        } why[] = {
+            {"\nchi 5", "\nchi 4", "chi count: expected 5, found '4'"},
+            {"\nzeta 2", "\nzetx 2", "expected 'zeta', found 'zetx'"},
+            {"\nzeta 2", "\nzeta 2 3", "zeta: unexpected text '3' at the end of the line"},
+            {"\nreg ", "\nreg nan ", "reg: 'nan' is not a finite number"},
+            {"\nnrep ", "\nnrep 2000000000\n#", "nrep 2000000000 is larger than the text can hold"},
+            {"\nkind kqeq", "\nkind eann", "kind: unknown kind 'eann'"},
+            {"\nspecies 5 1", "\nspecies 5 10", "species: element 10 has no QEq radius"},
+            {"lmax 2 sigma ", "lmax 2 sigma 1e-200 x", "sigma: 1e-200 angstrom is below 0.001"},
+            {"\nend", "\nend\nmore", "text after 'end'"},
+        };
+        for (size_t wi = 0; wi < sizeof why / sizeof why[0]; wi++) {
+            const char *at = strstr(text, why[wi].find);
+            CHECK(at != NULL, "edit '%s' found", why[wi].find);
+            if (!at) continue;
+            size_t pre = (size_t)(at - text), fl = strlen(why[wi].find), rl = strlen(why[wi].repl);
+            char *bad = malloc(len + rl + 1);
+            memcpy(bad, text, pre);
+            memcpy(bad + pre, why[wi].repl, rl);
+            /* "sigma 1e-200 x": the x swallows the old value's token */
+            const char *rest = at + fl;
+            if (why[wi].repl[rl - 1] == 'x') {
+                bad[pre + rl - 1] = ' ';
+                while (*rest != ' ') rest++;
+            }
+            strcpy(bad + pre + rl, rest);
+            char msg[256];
+            int ln = -1;
+            rc = kq_model_read_msg(bad, strlen(bad), &back, &ln, msg, sizeof msg);
+            CHECK(rc == KQ_EFORMAT && ln > 0 && strstr(msg, why[wi].reason) != NULL,
+                  "reason: rc %d line %d '%s', expected '%s'", rc, ln, msg, why[wi].reason);
+            free(bad);
+        }
+        /* a NULL message buffer is fine, and so is a tiny one */
+        {
+            char tiny[8];
+            int ln = -1;
+            CHECK(kq_model_read_msg("KQEQ", 4, &back, &ln, NULL, 0) == KQ_EFORMAT && ln == 1,
+                  "NULL msg");
+            CHECK(kq_model_read_msg("KQEQ", 4, &back, &ln, tiny, sizeof tiny) == KQ_EFORMAT &&
+                      strlen(tiny) == sizeof tiny - 1,
+                  "truncated msg '%s'", tiny);
         }
         free(text);
         free(text2);
+    }
+
+    /* F11: representative vectors must have unit length (or be zero);
+     * F2: kq_model_write refuses non-finite numbers; kq_predict refuses
+     * non-finite results */
+    {
+        char *text = NULL;
+        size_t len = 0;
+        kq_model back;
+        int line = -1;
+        char msg[256];
+        size_t l0 = sp.len[0];
+        double *v0 = malloc(l0 * sizeof *v0);
+        memcpy(v0, sp.rep[0], l0 * sizeof *v0);
+        const double scale[4] = {1.0 + 1e-7, 2.0, 1.0 + 1e-10, 0.0};
+        const int ok[4] = {0, 0, 1, 1};
+        for (int k = 0; k < 4; k++) {
+            for (size_t t = 0; t < l0; t++) sp.rep[0][t] = v0[t] * scale[k];
+            CHECK(kq_model_write(&sp, &text, &len) == KQ_OK, "write scaled vector");
+            int rc = kq_model_read_msg(text, len, &back, &line, msg, sizeof msg);
+            if (ok[k]) {
+                CHECK(rc == KQ_OK, "vector scaled by %.17g accepted: %s", scale[k], msg);
+                if (rc == KQ_OK) kq_model_free(&back);
+            } else {
+                /* line 15: v 0 of representative 0 */
+                CHECK(rc == KQ_EFORMAT && line == 15 && strstr(msg, "not 1 (nor 0)"),
+                      "vector scaled by %.17g refused: rc %d line %d '%s'", scale[k], rc, line,
+                      msg);
+            }
+            free(text);
+            text = NULL;
+        }
+        memcpy(sp.rep[0], v0, l0 * sizeof *v0);
+        /* non-finite numbers: no text */
+        double w0 = sp.w[0];
+        sp.w[0] = NAN;
+        CHECK(kq_model_write(&sp, &text, &len) == KQ_EINVAL && text == NULL, "write NaN weight");
+        sp.w[0] = w0;
+        sp.rep[0][1] = INFINITY;
+        CHECK(kq_model_write(&sp, &text, &len) == KQ_EINVAL && text == NULL, "write Inf vector");
+        sp.rep[0][1] = v0[1];
+        double c0 = sp.chi[0];
+        sp.chi[0] = NAN;
+        CHECK(kq_model_write(&sp, &text, &len) == KQ_EINVAL && text == NULL, "write NaN chi");
+        sp.chi[0] = c0;
+        CHECK(kq_model_write(&sp, &text, &len) == KQ_OK, "write restored model");
+        free(text);
+        /* huge (finite) weights: the prediction overflows, KQ_ERANGE, and
+         * the outputs stay untouched */
+        double *wsave = malloc((size_t)sp.nrep * sizeof *wsave);
+        memcpy(wsave, sp.w, (size_t)sp.nrep * sizeof *wsave);
+        for (int r = 0; r < sp.nrep; r++) sp.w[r] = 1e308;
+        const mol *mo = &test_set[0];
+        double q[6] = {42}, mu[3] = {42}, al[9] = {42};
+        CHECK(kq_predict(&sp, mo->n, mo->z, mo->pos, mo->charge, q, mu, al, NULL) == KQ_ERANGE,
+              "weights 1e308: KQ_ERANGE");
+        CHECK(q[0] == 42 && mu[0] == 42 && al[0] == 42, "outputs untouched on KQ_ERANGE");
+        memcpy(sp.w, wsave, (size_t)sp.nrep * sizeof *wsave);
+        CHECK(kq_predict(&sp, mo->n, mo->z, mo->pos, mo->charge, q, mu, al, NULL) == KQ_OK &&
+                  isfinite(mu[0]),
+              "restored weights predict");
+        free(wsave);
+        free(v0);
+        /* F3 through a model: a width that gives NaN descriptors */
+        kq_model_config c = config(KQ_KIND_KQEQ, 1);
+        c.soap[0].sigma = 1e-100;
+        kq_model bad;
+        CHECK(kq_model_init(&bad, &c) == KQ_EINVAL, "model with sigma 1e-100 refused");
+    }
+
+    /* F2: training never returns a model with NaN/Inf numbers: reference
+     * dipoles near the largest double overflow the fit */
+    {
+        mol huge[NTEMPL];
+        for (int k = 0; k < NTEMPL; k++) {
+            huge[k] = train_set[k];
+            for (int c = 0; c < 3; c++) huge[k].dip[c] = (c == 1 ? -1.7e308 : 1.7e308);
+        }
+        for (int kind = 0; kind < 2; kind++) {
+            kq_model hm;
+            int rc = train(&hm, kind == 0 ? KQ_KIND_KQEQ : KQ_KIND_QEQ, 1, huge, NTEMPL, 0, 1e-3);
+            CHECK(rc == KQ_ERANGE || rc == KQ_ELINALG, "kind %d: dipoles 1.7e308: rc %d", kind,
+                  rc);
+            CHECK(hm.nrep == 0 && hm.w == NULL, "kind %d: no weights kept after a failed fit",
+                  kind);
+            int fin = 1;
+            for (int s2 = 0; s2 < hm.nspecies; s2++) fin &= isfinite(hm.chi[s2]);
+            CHECK(fin, "kind %d: chi stay finite", kind);
+            kq_model_free(&hm);
+        }
+        kq_model qm;
+        kq_model_config c = config(KQ_KIND_QEQ, 0);
+        kq_mol km[NTEMPL];
+        to_kq(huge, NTEMPL, km);
+        CHECK(kq_model_init(&qm, &c) == KQ_OK, "init qeq");
+        int rc = kq_train_qeq_eta(&qm, NTEMPL, km, NULL, 0, 5, NULL, NULL, NULL);
+        CHECK(rc == KQ_ERANGE || rc == KQ_ELINALG, "QEq+eta, dipoles 1.7e308: rc %d", rc);
+        kq_model_free(&qm);
     }
 
     /* 5. unknown elements are errors */
@@ -594,6 +745,17 @@ int main(void) {
             same &= !memcmp(mu, pd + 3 * k, sizeof mu);
         }
         CHECK(same, "kq_set_predict == kq_predict bitwise");
+        /* F11: huge weights overflow the set prediction: KQ_ERANGE */
+        {
+            double *ws = malloc((size_t)m.nrep * sizeof *ws);
+            memcpy(ws, m.w, (size_t)m.nrep * sizeof *ws);
+            for (int r = 0; r < m.nrep; r++) m.w[r] = 1e308;
+            double *tmp = malloc((size_t)NTEMPL * 3 * sizeof *tmp);
+            CHECK(kq_set_predict(&m, &sv, tmp) == KQ_ERANGE, "set predict, weights 1e308");
+            memcpy(m.w, ws, (size_t)m.nrep * sizeof *ws);
+            free(tmp);
+            free(ws);
+        }
         /* training on a subset selection equals training on that subset */
         int sel[5] = {2, 3, 5, 7, 11};
         kq_train_opts o1 = {0, 1, &grid[2]};

@@ -211,6 +211,28 @@ static void test_errors(void) {
           "negative s_at is KQ_EINVAL");
     CHECK(kq_qeq_radius(6) == 0.759 && kq_qeq_radius(17) == 0.994 && kq_qeq_radius(3) == 0.0,
           "radius table");
+
+    /* F9: results that are not finite are refused (KQ_ERANGE), never
+     * returned, and the outputs stay untouched */
+    {
+        double mu[3] = {42, 42, 42}, e = 42, qq[3] = {42, 42, 42};
+        double big[3] = {1e300, -1e300, 0.1};
+        CHECK(kq_qeq_solve(3, z, pos, 0.0, big, NULL, 0.75, qq, mu, &e, NULL, NULL) == KQ_ERANGE,
+              "chi 1e300: KQ_ERANGE");
+        CHECK(qq[0] == 42 && mu[0] == 42 && e == 42, "outputs untouched on KQ_ERANGE");
+        CHECK(kq_qeq_solve(3, z, pos, 1e300, chi, NULL, 0.75, qq, mu, &e, NULL, NULL) ==
+                  KQ_ERANGE,
+              "total charge 1e300: KQ_ERANGE (energy overflows)");
+        CHECK(kq_qeq_solve(3, z, pos, 1000.0, chi, NULL, 0.75, qq, mu, &e, NULL, NULL) == KQ_OK &&
+                  isfinite(e) && isfinite(mu[0]) && isfinite(qq[1]),
+              "total charge 1000 (the CLI bound) is finite");
+        double ev[3] = {1e4 / KQ_HARTREE_EV, -1e4 / KQ_HARTREE_EV, 1e4 / KQ_HARTREE_EV};
+        double eta4[3] = {1e4 / KQ_HARTREE_EV, 1e4 / KQ_HARTREE_EV, 1e4 / KQ_HARTREE_EV};
+        CHECK(kq_qeq_solve(3, z, pos, 0.0, ev, eta4, 0.75, qq, mu, &e, NULL, NULL) == KQ_OK &&
+                  isfinite(e),
+              "chi and eta +-1e4 eV (the CLI bounds) are finite");
+        CHECK(strcmp(kq_strerror(KQ_ERANGE), "unknown error code") != 0, "KQ_ERANGE text");
+    }
 }
 
 int main(void) {

@@ -727,6 +727,27 @@ static void test_errors(void) {
     CHECK(new_rc(3.5, 2147483647, 20, 0, 16, many) == KQ_ENOMEM, "nmax INT_MAX overflows");
     CHECK(kq_soap_new(NULL, NULL) == KQ_EINVAL, "NULL");
     CHECK(new_rc(3.5, 8, 6, 0.3, 4, HCNO) == KQ_OK, "explicit sigma");
+    /* F3: widths that would give NaN descriptors are refused */
+    CHECK(new_rc(3.0, 3, 2, 1e-100, 4, HCNO) == KQ_EINVAL, "sigma 1e-100 (NaN descriptors)");
+    CHECK(new_rc(3.0, 2, 1, 1e-200, 4, HCNO) == KQ_EINVAL, "sigma 1e-200 (1/sigma^2 overflows)");
+    CHECK(new_rc(3.0, 3, 2, 0.999e-3, 4, HCNO) == KQ_EINVAL, "sigma just below the minimum");
+    CHECK(new_rc(3.0, 3, 2, INFINITY, 4, HCNO) == KQ_EINVAL, "sigma inf");
+    CHECK(new_rc(3.5, 8, 6, -1.0, 4, HCNO) == KQ_OK, "negative sigma means rcut/8");
+    /* the smallest allowed width at the largest lmax: every value finite */
+    {
+        kq_soap *sm = make_soap(3.0, 4, KQ_MAX_LMAX, KQ_SOAP_MIN_SIGMA, 4, HCNO);
+        if (sm) {
+            double *p = compute(sm, 12, nma_z, nma_pos);
+            size_t len = kq_soap_length(sm);
+            int fin = 1;
+            for (size_t t = 0; t < 12 * len; t++) fin &= isfinite(p[t]);
+            for (size_t t = 0; t < (size_t)(KQ_MAX_LMAX + 1) * 4; t++)
+                fin &= isfinite(kq_soap_alpha(sm)[t]);
+            CHECK(fin, "sigma = KQ_SOAP_MIN_SIGMA, lmax %d: finite descriptors", KQ_MAX_LMAX);
+            free(p);
+            kq_soap_free(sm);
+        }
+    }
 
     kq_soap *s = make_soap(3.5, 8, 6, 0.0, 4, HCNO);
     if (!s) return;
