@@ -1,6 +1,6 @@
 /* eann - command-line front end of eann.c: predictions of the EANN dipole,
- * transition-dipole and polarizability models, symmetry checks (and, later,
- * training and evaluation). Run `eann help` for the list of subcommands. */
+ * transition-dipole and polarizability models, symmetry checks, training
+ * and evaluation. Run `eann help` for the list of subcommands. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +14,10 @@ static const char usage[] =
     "                          per-frame eann_dipole / eann_tdm / eann_polarizability\n"
     "  check -m MODEL IN.xyz [--trials N] [--seed S]\n"
     "                          largest rotation / translation / permutation violation\n"
-    "  train ...               fit a model (not yet implemented)\n"
-    "  eval ...                errors of a model on labelled data (not yet implemented)\n"
+    "  train --train T.xyz --target dipole|tdm|polarizability --key KEY -o MODEL\n"
+    "                          fit a model to labelled frames (exact gradients, Adam/L-BFGS)\n"
+    "  eval -m MODEL IN.xyz --key KEY [--svg parity.svg]\n"
+    "                          per-component RMSE, correlation, parity plot\n"
     "Models are EANN_TEXT_V1 files (../shared/eann_nma_published/FORMAT.md).\n"
     "Each command prints its own options with --help.\n";
 

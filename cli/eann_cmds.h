@@ -18,6 +18,10 @@ eann_model *eann_cli_load_model(const char *path);
  * the model file, the XYZ file and the atom's line if the model lacks it. */
 void eann_cli_species(const eann_model *m, const char *model_path, const char *file,
                       const xyz_frame *fr, int *species);
+/* Refuses (cli_fail, "FILE:LINE: atoms I and J ...") a frame with two atoms
+ * not more than the model's min_distance (or 1e-6 A) apart: the model would
+ * ignore the pair. Defined in cli/eann_predict.c. */
+void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_frame *fr);
 /* Output key ("eann_dipole", ...) and units text of a model's kind. */
 const char *eann_cli_key(const eann_model *m);
 const char *eann_cli_units(const eann_model *m);

@@ -89,9 +89,7 @@ static int cmp_xkey(const void *pa, const void *pb) {
  * "FILE:LINE: atoms I and J of the frame are D angstrom apart ..." naming the
  * frame's count line and the first such pair (lowest i, then lowest j).
  * Cost O(N log N) for spread-out atoms (sweep along x), O(N^2) only on error.
- * Also for `eann train` / `eann eval` (cli/eann_train.c): declared here until
- * it moves to eann_cmds.h. */
-void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_frame *fr);
+ * Also used by `eann train` / `eann eval` (declared in eann_cmds.h). */
 void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_frame *fr) {
     const int n = fr->natoms;
     if (n < 2) return;

@@ -1,0 +1,74 @@
+#!/bin/sh
+# test_eann_train_cli.sh - `eann train` / `eann eval` end to end on a tiny
+# synthetic file (labels are arbitrary numbers, not physics): determinism,
+# the model is a readable V1 file, eval output and SVG, tdm label signs do
+# not matter, and bad inputs give one "FILE:LINE: ..." line, a non-zero exit
+# and no output file. Run from the repository root.
+B=${B:-build}
+E=$B/eann
+tmp=$(mktemp -d) || exit 1
+trap 'rm -rf "$tmp"' EXIT
+np=0; nf=0
+ok() { np=$((np + 1)); }
+bad() { nf=$((nf + 1)); echo "FAIL: $1"; }
+# 12 frames of a bent triatomic with made-up labels
+awk 'BEGIN {
+  for (f = 0; f < 12; f++) {
+    a = 0.9 + 0.02 * f; c = 0.3 * sin(f);
+    s = (f % 2) ? -1 : 1;
+    printf "3\nProperties=species:S:1:pos:R:3 mu=\"%.6f %.6f %.6f\" tdm=\"%.6f %.6f %.6f\" tdmflip=\"%.6f %.6f %.6f\" pol=\"%.4f 0 0 0 %.4f 0 0 0 %.4f\"\n",
+      0.1 * f, 0.5 - 0.01 * f, c, 0.2 + c, 0.1, -0.05 * f, s * (0.2 + c), s * 0.1, s * (-0.05 * f),
+      10 + f, 8 - 0.1 * f, 9 + c;
+    printf "O 0 0 0\nH %.5f 0.7 0.1\nH %.5f -0.7 0\n", a, a - 0.1;
+  } }' > "$tmp/d.xyz"
+T="train --train $tmp/d.xyz --hidden 8,8 --nwave 4 --epochs 5 --batch 4 --quiet"
+$E $T --target dipole --key mu -o "$tmp/m1.txt" 2>"$tmp/err" && ok || bad "train dipole: $(cat "$tmp/err")"
+$E $T --target dipole --key mu -o "$tmp/m2.txt" 2>/dev/null
+cmp -s "$tmp/m1.txt" "$tmp/m2.txt" && ok || bad "two trainings with the same seed differ"
+$E $T --target dipole --key mu --seed 2 -o "$tmp/m3.txt" 2>/dev/null
+cmp -s "$tmp/m1.txt" "$tmp/m3.txt" && bad "different seeds give the same model" || ok
+head -1 "$tmp/m1.txt" | grep -qx EANN_TEXT_V1 && ok || bad "model is not EANN_TEXT_V1"
+grep -q '^# rho_std O 0 ' "$tmp/m1.txt" && ok || bad "normalisation statistics missing"
+$E predict -m "$tmp/m1.txt" "$tmp/d.xyz" -o "$tmp/p.xyz" && grep -q eann_dipole "$tmp/p.xyz" && ok || bad "predict with a trained model"
+$E eval -m "$tmp/m1.txt" "$tmp/d.xyz" --key mu --svg "$tmp/p.svg" > "$tmp/ev" 2>&1 && ok || bad "eval: $(cat "$tmp/ev")"
+grep -Eq '^all +[0-9.e+-]+$' "$tmp/ev" && grep -Eq '^r +-?[0-9.]+$' "$tmp/ev" && ok || bad "eval output: $(cat "$tmp/ev")"
+head -1 "$tmp/p.svg" | grep -q '^<?xml' && grep -q '</svg>' "$tmp/p.svg" && ok || bad "svg"
+# tdm: flipping label signs does not change the model (phase-free loss)
+$E $T --target tdm --key tdm -o "$tmp/t1.txt" 2>/dev/null
+$E $T --target tdm --key tdmflip -o "$tmp/t2.txt" 2>/dev/null
+sed -e 's/tdmflip/tdm/' "$tmp/t2.txt" | cmp -s - "$tmp/t1.txt" && ok || bad "tdm labels with flipped signs give another model"
+$E $T --target polarizability --key pol --unit A3 -o "$tmp/a1.txt" 2>/dev/null && ok || bad "train polarizability"
+$E $T --target polarizability --train-radial --key pol -o "$tmp/a3.txt" 2>/dev/null && ok || bad "train polarizability --train-radial"
+grep -q 'rs and inta (start' "$tmp/a3.txt" && ok || bad "--train-radial not recorded"
+$E $T --target polarizability --optimizer lbfgs --key pol -o "$tmp/a2.txt" 2>/dev/null && ok || bad "train polarizability lbfgs"
+$E train --train "$tmp/d.xyz" --hidden 8 --nwave 4 --epochs 100000 --max-time 0.000001 --quiet \
+    --target dipole --key mu -o "$tmp/mt.txt" 2>/dev/null && grep -q ', 1 epochs run' "$tmp/mt.txt" \
+    && ok || bad "--max-time does not stop after the first epoch"
+$E train --train "$tmp/d.xyz" --hidden 8 --nwave 4 --epochs 100000 --max-time 0.000001 \
+    --target dipole --key mu -o "$tmp/mt2.txt" 2>"$tmp/mterr" && grep -q ', 1 epochs run' "$tmp/mt2.txt" \
+    && grep -q 'max-time .* reached' "$tmp/mterr" && ok || bad "--max-time without --quiet"
+# errors: one line naming file and line, exit 1, no output
+expect_fail() { # what, pattern, args...
+    what=$1; pat=$2; shift 2
+    rm -f "$tmp/out.txt"
+    if "$E" "$@" > /dev/null 2> "$tmp/err"; then bad "$what: exit 0"; return; fi
+    [ "$(wc -l < "$tmp/err")" -eq 1 ] && grep -q -- "$pat" "$tmp/err" && ok || bad "$what: $(cat "$tmp/err")"
+    [ -e "$tmp/out.txt" ] && bad "$what: output file left behind" || ok
+    ls "$tmp" | grep -q '\.tmp\.' && bad "$what: temporary file left behind" || ok
+}
+expect_fail "missing key" "d.xyz:1: key 'nope' is missing" $T --target dipole --key nope -o "$tmp/out.txt"
+expect_fail "wrong length" "d.xyz:1: key 'pol' has 9 numbers, expected 3" $T --target dipole --key pol -o "$tmp/out.txt"
+expect_fail "element not listed" "d.xyz:4: element H" $T --target dipole --key mu --species O -o "$tmp/out.txt"
+expect_fail "bad unit" "unit" $T --target polarizability --key pol --unit debye -o "$tmp/out.txt"
+expect_fail "bad target" "target" $T --target energy --key mu -o "$tmp/out.txt"
+expect_fail "huge cutoff" "cutoff must be in" $T --target dipole --key mu --cutoff 1e300 -o "$tmp/out.txt"
+printf '3\nProperties=species:S:1:pos:R:3 mu="1 2 3"\nO 0 0 0\nH 1 0 0\nH 1 0 0\n' > "$tmp/same.xyz"
+expect_fail "atoms on one spot" "same.xyz:1: atoms 2 and 3" train --train "$tmp/same.xyz" --target dipole --key mu --hidden 4 --nwave 2 --epochs 1 -o "$tmp/out.txt"
+expect_fail "bad hidden" "hidden" $T --target dipole --key mu --hidden 8,x -o "$tmp/out.txt"
+expect_fail "unwritable output" "nonexistent" $T --target dipole --key mu -o "$tmp/nonexistent/out.txt"
+printf '3\nProperties=species:S:1:pos:R:3 mu="1 2"\nO 0 0 0\nH 1 0 0\nH 0 1 0\n' > "$tmp/bad.xyz"
+expect_fail "eval bad label" "bad.xyz:1: key 'mu' has 2 numbers" eval -m "$tmp/m1.txt" "$tmp/bad.xyz" --key mu --svg "$tmp/out.txt"
+printf '1\nProperties=species:S:1:pos:R:3 mu="1 2 3"\nC 0 0 0\n' > "$tmp/c.xyz"
+expect_fail "eval unknown element" "c.xyz:3: element C" eval -m "$tmp/m1.txt" "$tmp/c.xyz" --key mu --svg "$tmp/out.txt"
+echo "test_eann_train_cli: $np passed, $nf failed"
+[ "$nf" -eq 0 ]
