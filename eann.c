@@ -10,6 +10,7 @@
 
 #include <math.h>
 #include <stdarg.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -357,26 +358,91 @@ const eann_layer *eann_layer_of(const eann_model *m, int t, int s, int h) {
     return &m->layer[m->layer_base[t] + s * (m->spec.net[t].nhidden + 1) + h];
 }
 
+/* Element symbols H..Rn (Z = 1..86), the table of xyz.c repeated here so
+ * that the library does not depend on xyz.c. */
+static const char *const element_symbols[86] = {
+    "H",  "He", "Li", "Be", "B",  "C",  "N",  "O",  "F",  "Ne", "Na", "Mg", "Al", "Si", "P",
+    "S",  "Cl", "Ar", "K",  "Ca", "Sc", "Ti", "V",  "Cr", "Mn", "Fe", "Co", "Ni", "Cu", "Zn",
+    "Ga", "Ge", "As", "Se", "Br", "Kr", "Rb", "Sr", "Y",  "Zr", "Nb", "Mo", "Tc", "Ru", "Rh",
+    "Pd", "Ag", "Cd", "In", "Sn", "Sb", "Te", "I",  "Xe", "Cs", "Ba", "La", "Ce", "Pr", "Nd",
+    "Pm", "Sm", "Eu", "Gd", "Tb", "Dy", "Ho", "Er", "Tm", "Yb", "Lu", "Hf", "Ta", "W",  "Re",
+    "Os", "Ir", "Pt", "Au", "Hg", "Tl", "Pb", "Bi", "Po", "At", "Rn"};
+
+/* 1 if s is one of the element symbols H..Rn (exact case: "O", "Cl"). */
 static int valid_symbol(const char *s) {
-    size_t n = strlen(s);
-    if (n < 1 || n > 2 || s[0] < 'A' || s[0] > 'Z') return 0;
-    return n == 1 || (s[1] >= 'a' && s[1] <= 'z');
+    for (int z = 0; z < 86; z++)
+        if (!strcmp(element_symbols[z], s)) return 1;
+    return 0;
 }
 
 static const char *const kind_roles[4][3] = {
     {NULL, NULL, NULL}, {"charge", NULL, NULL}, {"tdm3", NULL, NULL},
     {"grad_sym", "grad_outer", "trace"}};
 
+/* Checks net t of a spec whose kind, nipsin and nwave are valid (role,
+ * depth, sizes, epsilon); returns 0 or EANN_ESPEC with a reason in msg.
+ * Also used by the parser on each `net` line, so that its message names
+ * that line. */
+static int check_net(const eann_spec *sp, int t, char *msg, size_t msglen) {
+    int nout = sp->kind == EANN_TDM ? 3 : 1;
+    const eann_net_spec *ns = &sp->net[t];
+    if (strcmp(ns->role, kind_roles[sp->kind][t]))
+        return msgf(msg, msglen, "net %d of kind %s must have role %s, got '%s'", t,
+                    eann_kind_name(sp->kind), kind_roles[sp->kind][t], ns->role), EANN_ESPEC;
+    if (ns->nhidden < 0 || ns->nhidden > EANN_MAX_HIDDEN)
+        return msgf(msg, msglen, "net %d: nhidden %d not in 0..%d", t, ns->nhidden,
+                    EANN_MAX_HIDDEN), EANN_ESPEC;
+    if (ns->sizes[0] != sp->nipsin * sp->nwave)
+        return msgf(msg, msglen, "net %d: input size %d != ndensity %d", t, ns->sizes[0],
+                    sp->nipsin * sp->nwave), EANN_ESPEC;
+    for (int h = 1; h <= ns->nhidden; h++)
+        if (ns->sizes[h] < 1 || ns->sizes[h] > 65536)
+            return msgf(msg, msglen, "net %d: width %d not in 1..65536", t, ns->sizes[h]),
+                   EANN_ESPEC;
+    if (ns->sizes[ns->nhidden + 1] != nout)
+        return msgf(msg, msglen, "net %d (role %s) must have %d output(s), got %d", t, ns->role,
+                    nout, ns->sizes[ns->nhidden + 1]), EANN_ESPEC;
+    if (!(ns->ln_eps > 0) || !isfinite(ns->ln_eps))
+        return msgf(msg, msglen, "net %d: layernorm_eps must be positive", t), EANN_ESPEC;
+    if (!isfinite(ns->initpot)) return msgf(msg, msglen, "net %d: initpot not finite", t), EANN_ESPEC;
+    return EANN_OK;
+}
+
+/* Numbers of arrays, of values (theta) and of transposed weights (wt) that
+ * a spec declares (FORMAT.md sect. 3: A = 3 + T*S*(6H+2)), for a spec
+ * within the limits of check_spec/check_net. In 64 bits these cannot
+ * overflow: one layer has at most 65536 * 65536 + 5 * 65536 values, a net
+ * at most 33 such layers per species, times S <= 16 and T <= 8 nets: below
+ * 2^48. */
+static void spec_counts(const eann_spec *sp, uint64_t *narr, uint64_t *ntheta, uint64_t *nwt) {
+    uint64_t S = (uint64_t)sp->nspecies, A = 3, th = 3 * S * (uint64_t)sp->nwave, wt = 0;
+    for (int t = 0; t < sp->nnets; t++) {
+        const eann_net_spec *ns = &sp->net[t];
+        A += S * (uint64_t)(6 * ns->nhidden + 2);
+        for (int h = 0; h <= ns->nhidden; h++) {
+            uint64_t nin = (uint64_t)ns->sizes[h], no = (uint64_t)ns->sizes[h + 1];
+            /* linear weight and bias; LayerNorm and activation (4 per neuron) */
+            th += S * (no * nin + no + (h < ns->nhidden ? 4 * no : 0));
+            wt += S * no * nin;
+        }
+    }
+    *narr = A;
+    *ntheta = th;
+    *nwt = wt;
+}
+
 /* Checks a spec; returns 0 or EANN_ESPEC with a reason in msg. */
 static int check_spec(const eann_spec *sp, char *msg, size_t msglen) {
-    int nout = sp->kind == EANN_TDM ? 3 : 1;
     int nnets = sp->kind == EANN_POLARIZABILITY ? 3 : 1;
     if (!eann_kind_name(sp->kind)) return msgf(msg, msglen, "unknown kind %d", sp->kind), EANN_ESPEC;
     if (sp->nspecies < 1 || sp->nspecies > EANN_MAX_SPECIES)
         return msgf(msg, msglen, "nspecies %d not in 1..%d", sp->nspecies, EANN_MAX_SPECIES), EANN_ESPEC;
     for (int s = 0; s < sp->nspecies; s++) {
+        if (!memchr(sp->species[s], '\0', sizeof sp->species[s]))
+            return msgf(msg, msglen, "species %d: symbol not terminated", s), EANN_ESPEC;
         if (!valid_symbol(sp->species[s]))
-            return msgf(msg, msglen, "'%s' is not an element symbol", sp->species[s]), EANN_ESPEC;
+            return msgf(msg, msglen, "'%s' is not an element symbol (H..Rn)", sp->species[s]),
+                   EANN_ESPEC;
         for (int q = 0; q < s; q++)
             if (!strcmp(sp->species[q], sp->species[s]))
                 return msgf(msg, msglen, "species '%s' listed twice", sp->species[s]), EANN_ESPEC;
@@ -395,26 +461,8 @@ static int check_spec(const eann_spec *sp, char *msg, size_t msglen) {
         return msgf(msg, msglen, "kind %s needs %d net(s), got %d", eann_kind_name(sp->kind), nnets,
                     sp->nnets), EANN_ESPEC;
     for (int t = 0; t < sp->nnets; t++) {
-        const eann_net_spec *ns = &sp->net[t];
-        if (strcmp(ns->role, kind_roles[sp->kind][t]))
-            return msgf(msg, msglen, "net %d of kind %s must have role %s, got '%s'", t,
-                        eann_kind_name(sp->kind), kind_roles[sp->kind][t], ns->role), EANN_ESPEC;
-        if (ns->nhidden < 0 || ns->nhidden > EANN_MAX_HIDDEN)
-            return msgf(msg, msglen, "net %d: nhidden %d not in 0..%d", t, ns->nhidden,
-                        EANN_MAX_HIDDEN), EANN_ESPEC;
-        if (ns->sizes[0] != sp->nipsin * sp->nwave)
-            return msgf(msg, msglen, "net %d: input size %d != ndensity %d", t, ns->sizes[0],
-                        sp->nipsin * sp->nwave), EANN_ESPEC;
-        for (int h = 1; h <= ns->nhidden; h++)
-            if (ns->sizes[h] < 1 || ns->sizes[h] > 65536)
-                return msgf(msg, msglen, "net %d: width %d not in 1..65536", t, ns->sizes[h]),
-                       EANN_ESPEC;
-        if (ns->sizes[ns->nhidden + 1] != nout)
-            return msgf(msg, msglen, "net %d (role %s) must have %d output(s), got %d", t, ns->role,
-                        nout, ns->sizes[ns->nhidden + 1]), EANN_ESPEC;
-        if (!(ns->ln_eps > 0) || !isfinite(ns->ln_eps))
-            return msgf(msg, msglen, "net %d: layernorm_eps must be positive", t), EANN_ESPEC;
-        if (!isfinite(ns->initpot)) return msgf(msg, msglen, "net %d: initpot not finite", t), EANN_ESPEC;
+        int rc = check_net(sp, t, msg, msglen);
+        if (rc) return rc;
     }
     return EANN_OK;
 }
@@ -433,8 +481,16 @@ static void add_array(eann_model *m, const char *name, int d0, int d1, size_t *o
 int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t msglen) {
     if (!spec || !out) return EANN_EINVAL;
     *out = NULL;
+    if (msg && msglen) msg[0] = '\0';
     int rc = check_spec(spec, msg, msglen);
     if (rc) return rc;
+    /* every size below fits a size_t and its byte count too (32-bit hosts) */
+    uint64_t narr64, ntheta64, nwt64;
+    spec_counts(spec, &narr64, &ntheta64, &nwt64);
+    if (ntheta64 > SIZE_MAX / sizeof(double) || nwt64 > SIZE_MAX / sizeof(double) ||
+        narr64 > SIZE_MAX / sizeof(eann_array))
+        return msgf(msg, msglen, "network of %.3g values is too large", (double)ntheta64),
+               EANN_ENOMEM;
     eann_model *m = calloc(1, sizeof *m);
     if (!m) return EANN_ENOMEM;
     m->spec = *spec;
@@ -1213,6 +1269,7 @@ typedef struct {
     int toklen[MAX_TOK];
     int ntok;               /* tokens of the current line (more than MAX_TOK: MAX_TOK + 1) */
     int eof;
+    size_t nlines;          /* lines of the whole text (counted once) */
     eann_parse_error *err;
 } lexer;
 
@@ -1388,7 +1445,7 @@ static int parse_v1(lexer *lx, eann_model **out) {
     for (int q = 0; q < sp.nspecies; q++) {
         tok_str(lx, q + 1, s, sizeof s);
         if (lx->toklen[q + 1] > 2 || !valid_symbol(s)) {
-            rc = perr(lx, "species: '%s' is not an element symbol", s);
+            rc = perr(lx, "species: '%s' is not an element symbol (H..Rn)", s);
             goto fail;
         }
         memcpy(sp.species[q], s, strlen(s) + 1);
@@ -1441,6 +1498,11 @@ static int parse_v1(lexer *lx, eann_model **out) {
     }
     TRY(header_line(lx, "nnets", 2, &comments, &clen));
     TRY(header_int(lx, "nnets", 1, 1, EANN_MAX_NETS, &sp.nnets));
+    if (sp.nnets != (sp.kind == EANN_POLARIZABILITY ? 3 : 1)) {
+        rc = perr(lx, "kind %s needs %d net(s), got %d", eann_kind_name(sp.kind),
+                  sp.kind == EANN_POLARIZABILITY ? 3 : 1, sp.nnets);
+        goto fail;
+    }
     for (int t = 0; t < sp.nnets; t++) {
         eann_net_spec *ns = &sp.net[t];
         TRY(header_line(lx, "net", -1, &comments, &clen));
@@ -1471,20 +1533,41 @@ static int parse_v1(lexer *lx, eann_model **out) {
                       tok_str(lx, 7 + H + 5, s, sizeof s));
             goto fail;
         }
+        /* role, input and output sizes against kind and ndensity: named here,
+         * on the net's own line */
+        char why[200] = "";
+        if (check_net(&sp, t, why, sizeof why)) { rc = perr(lx, "%s", why); goto fail; }
     }
     TRY(header_line(lx, "narrays", 2, &comments, &clen));
-    char why[200] = "";
+    /* Before allocating anything: the declared arrays need one line each plus
+     * one line per value (FORMAT.md 3), so a header declaring more than the
+     * rest of the text holds (huge widths, or a truncated text) is refused
+     * here; the allocation is then bounded by the text's length. */
+    {
+        uint64_t narr, ntheta, nwt;
+        spec_counts(&sp, &narr, &ntheta, &nwt);
+        if (!tok_int(lx, 1, (long)narr, (long)narr, &v)) {
+            rc = perr(lx, "narrays '%s' != %d (3 + nnets * nspecies * (6 nhidden + 2))",
+                      tok_str(lx, 1, s, sizeof s), (int)narr);
+            goto fail;
+        }
+        uint64_t left = lx->nlines - (size_t)lx->line;
+        if (ntheta > left || narr > left - ntheta) {
+            rc = perr(lx, "the %d arrays declared need %.0f lines (%.0f values), but only %.0f "
+                          "lines follow: truncated text or wrong network sizes",
+                      (int)narr, (double)(ntheta + narr), (double)ntheta, (double)left);
+            goto fail;
+        }
+    }
     eann_model *m = NULL;
-    rc = eann_model_new(&sp, &m, why, sizeof why);
-    if (rc == EANN_ENOMEM) goto fail;
-    if (rc) { rc = perr(lx, "%s", why); goto fail; }
+    {
+        char why[200] = "";
+        rc = eann_model_new(&sp, &m, why, sizeof why);
+        if (rc == EANN_ENOMEM) goto fail;
+        if (rc) { rc = perr(lx, "%s", why); goto fail; }
+    }
     m->comments = comments;
     comments = NULL;
-    if (!tok_int(lx, 1, m->narrays, m->narrays, &v)) {
-        rc = perr(lx, "narrays '%s' != %d (3 + nnets * nspecies * (6 nhidden + 2))",
-                  tok_str(lx, 1, s, sizeof s), m->narrays);
-        goto fail_m;
-    }
     for (int ia = 0; ia < m->narrays; ia++) {
         const eann_array *A = &m->arrays[ia];
         int r = next_line(lx);
@@ -1568,6 +1651,12 @@ int eann_model_parse(const char *buf, size_t len, eann_model **out, eann_parse_e
     lx.buf = buf;
     lx.len = len;
     lx.err = err;
+    /* lines of the text, counted once: the parser refuses a header that
+     * declares more values than there are lines left (no huge allocation) */
+    for (const char *p = buf, *e = buf + len; p && p < e; lx.nlines++) {
+        p = memchr(p, '\n', (size_t)(e - p));
+        if (p) p++;
+    }
     int r = next_line(&lx);
     if (r < 0) return EANN_EFORMAT;
     /* The version line selects the grammar; a later EANN_TEXT_V2 adds a

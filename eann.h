@@ -150,8 +150,11 @@ typedef struct {
 const eann_layer *eann_layer_of(const eann_model *m, int t, int s, int h);
 
 /* A model with the given header and theta = 0 (norbital, ndensity,
- * index_para, layout derived from spec). Checks the spec (EANN_ESPEC).
- * If msg != NULL, a reason is written there on error (msglen bytes). */
+ * index_para, layout derived from spec). Checks the spec (EANN_ESPEC):
+ * species must be element symbols H..Rn, listed once. A network whose size
+ * does not fit a size_t gives EANN_ENOMEM before any allocation.
+ * If msg != NULL, a reason is written there on error (msglen bytes; "" if
+ * none). */
 int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t msglen);
 void eann_model_free(eann_model *m);
 /* Recompute derived data (transposed weights) after theta changed. */
@@ -169,8 +172,13 @@ typedef struct {
 } eann_parse_error;
 
 /* Parse a model text from memory (buf need not be NUL-terminated). Every
- * name, shape, count and number is checked; non-finite values are refused.
- * On error *out is NULL, EANN_EFORMAT (or EANN_ENOMEM) is returned and err
+ * name, shape, count and number is checked; non-finite values are refused;
+ * species must be element symbols H..Rn (line `species`); a net's role and
+ * sizes are checked against kind and ndensity on its own `net` line. The
+ * `narrays` line is refused when the declared arrays need more lines
+ * (one per array and per value) than the rest of the text has, so memory
+ * is allocated only for what the text can hold (a truncated text is
+ * reported there too). On error *out is NULL, EANN_EFORMAT (or EANN_ENOMEM) is returned and err
  * says where. The first line selects the grammar (only EANN_TEXT_V1 so far;
  * a V2 with extra optional header keys would get its own branch in
  * eann_model_parse). Header comment lines are kept in m->comments. */

@@ -546,8 +546,9 @@ static void test_text(const char *text, const char *what) {
     /* damaged texts */
     char *t;
     int la = line_of(text, "array rs ");
-    t = edit_line(text, la + 5, NULL, 1); /* truncated inside rs */
-    expect_bad(t, la + 5, "text ends", "truncated");
+    int ln = line_of(text, "narrays");
+    t = edit_line(text, la + 5, NULL, 1); /* truncated inside rs: refused at the header */
+    expect_bad(t, ln, "lines follow: truncated text", "truncated");
     free(t);
     t = edit_line(text, 1, "EANN_TEXT_V9", 0);
     expect_bad(t, 1, "EANN_TEXT_V1", "wrong version line");
@@ -589,6 +590,112 @@ static void test_text(const char *text, const char *what) {
     t = edit_line(text, la, "kind quadrupole", 0);
     expect_bad(t, la, "kind", "unknown kind");
     free(t);
+
+    /* the last value line missing (the text still has enough lines, 'end'
+     * is read as a value): named on the 'end' line */
+    t = edit_line(text, le - 1, NULL, 0);
+    expect_bad(t, le - 1, "values end after", "last value missing");
+    free(t);
+    /* F4: a symbol that is no element (H..Rn), named on the species line */
+    const char *nosym[4] = {"Xx", "D", "Uuo", "o"};
+    for (int q = 0; q < 4; q++) {
+        la = line_of(text, "species ");
+        snprintf(buf, sizeof buf, "species");
+        for (int sp = 0; sp < m->spec.nspecies; sp++)
+            snprintf(buf + strlen(buf), sizeof buf - strlen(buf), " %s",
+                     sp == 1 ? nosym[q] : m->spec.species[sp]);
+        t = edit_line(text, la, buf, 0);
+        expect_bad(t, la, "is not an element symbol", nosym[q]);
+        free(t);
+    }
+    /* F5: consistency errors of a net line name that line */
+    const eann_net_spec *ns = &m->spec.net[0];
+    int lnet = line_of(text, "net 0 ");
+    char sizes[200] = "";
+    /* net line with sizes n_0 n_1 .. given by w0 (input), wh (every hidden width), wo (output) */
+#define NET_LINE(role, w0, wh, wo)                                                              \
+    do {                                                                                        \
+        snprintf(sizes, sizeof sizes, "%d", (w0));                                              \
+        for (int h = 1; h <= ns->nhidden; h++)                                                  \
+            snprintf(sizes + strlen(sizes), sizeof sizes - strlen(sizes), " %d", (wh) ? (wh) : ns->sizes[h]); \
+        snprintf(buf, sizeof buf, "net 0 role %s nhidden %d sizes %s %d layernorm_eps 1e-05 initpot 0", \
+                 (role), ns->nhidden, sizes, (wo));                                               \
+    } while (0)
+    NET_LINE(ns->role, ns->sizes[0], 0, ns->sizes[ns->nhidden + 1]);
+    t = edit_line(text, lnet, buf, 0);
+    {
+        /* the net line as written back (sanity of NET_LINE): parses */
+        eann_model *m3 = NULL;
+        eann_parse_error pe3;
+        CHECK(eann_model_parse(t, strlen(t), &m3, &pe3) == 0, "%s: rebuilt net line: %d: %s", what,
+              pe3.line, pe3.msg);
+        eann_model_free(m3);
+    }
+    free(t);
+    NET_LINE("bogus", ns->sizes[0], 0, ns->sizes[ns->nhidden + 1]);
+    t = edit_line(text, lnet, buf, 0);
+    expect_bad(t, lnet, "must have role", "wrong role");
+    free(t);
+    NET_LINE(ns->role, ns->sizes[0] + 1, 0, ns->sizes[ns->nhidden + 1]);
+    t = edit_line(text, lnet, buf, 0);
+    expect_bad(t, lnet, "!= ndensity", "input size");
+    free(t);
+    NET_LINE(ns->role, ns->sizes[0], 0, ns->sizes[ns->nhidden + 1] + 1);
+    t = edit_line(text, lnet, buf, 0);
+    expect_bad(t, lnet, "output(s)", "output size");
+    free(t);
+    la = line_of(text, "nnets");
+    t = edit_line(text, la, m->spec.kind == EANN_POLARIZABILITY ? "nnets 1" : "nnets 2", 0);
+    expect_bad(t, la, "net(s), got", "nnets for the kind");
+    free(t);
+    /* F8: huge declared widths are refused on the narrays line before any
+     * allocation (65536^2 weights per layer: 32 GB that the text cannot hold) */
+    if (ns->nhidden >= 1) {
+        NET_LINE(ns->role, ns->sizes[0], 65536, ns->sizes[ns->nhidden + 1]);
+        t = edit_line(text, lnet, buf, 0);
+        expect_bad(t, ln, "lines follow", "huge widths");
+        free(t);
+    }
+#undef NET_LINE
+    eann_model_free(m);
+}
+
+/* F8 on the smallest text: a header alone, declaring 65536-wide layers, and
+ * the narrays line as the last line (with and without its newline). */
+static void test_header_only(void) {
+    eann_model *m = random_model(EANN_DIPOLE, 2, 4);
+    if (!m) return;
+    char *txt;
+    size_t len;
+    CHECK(eann_model_write(m, &txt, &len) == 0, "write");
+    int ln = line_of(txt, "narrays");
+    int lnet = line_of(txt, "net 0 ");
+    char buf[200];
+    snprintf(buf, sizeof buf,
+             "net 0 role charge nhidden 2 sizes %d 65536 65536 1 layernorm_eps 1e-05 initpot 0",
+             m->ndensity);
+    char *t = edit_line(txt, lnet, buf, 0);
+    char nl[40], want[60];
+    snprintf(nl, sizeof nl, "narrays %d", m->narrays); /* same number of arrays */
+    char *h = edit_line(t, ln, nl, 1);
+    expect_bad(h, ln, "but only 0 lines follow", "header only");
+    h[strlen(h) - 1] = '\0'; /* no final newline */
+    expect_bad(h, ln, "but only 0 lines follow", "header only, no final newline");
+    free(h);
+    snprintf(nl, sizeof nl, "narrays %d", m->narrays + 1);
+    snprintf(want, sizeof want, "narrays '%d' != %d", m->narrays + 1, m->narrays);
+    h = edit_line(t, ln, nl, 1);
+    expect_bad(h, ln, want, "wrong narrays, header only");
+    free(h);
+    free(t);
+    /* eann_model_new refuses unknown symbols too */
+    eann_spec sp = m->spec;
+    eann_model *m2 = NULL;
+    char msg[200];
+    strcpy(sp.species[1], "Xx");
+    CHECK(eann_model_new(&sp, &m2, msg, sizeof msg) == EANN_ESPEC && !m2 && strstr(msg, "'Xx'"),
+          "eann_model_new accepted species Xx (%s)", msg);
+    free(txt);
     eann_model_free(m);
 }
 
@@ -816,6 +923,7 @@ int main(void) {
     test_exp();
     test_random_models();
     test_variants();
+    test_header_only();
     const char *dir = shared_dir();
     if (!dir) th_skip("../shared absent: published NMA models not checked");
     else test_published(dir);
