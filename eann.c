@@ -1870,12 +1870,8 @@ void eann_trainws_free(eann_trainws *tw) {
     free(tw);
 }
 
-static double *dalloc(size_t n, int *fail) {
-    if (n == 0) n = 1;
-    double *p = calloc(n, sizeof(double));
-    if (!p) *fail = 1;
-    return p;
-}
+/* Training workspace arrays: alloc_arr with its overflow guard, typed. */
+static double *dalloc(size_t n, int *fail) { return alloc_arr(n, sizeof(double), fail); }
 
 int eann_trainws_new(const eann_model *m, int natoms_max, eann_trainws **out) {
     if (!m || !out || natoms_max < 1) return EANN_EINVAL;
