@@ -554,7 +554,7 @@ static void test_text(const char *text, const char *what) {
     expect_bad(t, 1, "EANN_TEXT_V1", "wrong version line");
     free(t);
     la = line_of(text, "array inta ");
-    char buf[200];
+    char buf[400];
     snprintf(buf, sizeof buf, "array inta 2 %d %d", m->spec.nspecies, m->spec.nwave + 1);
     t = edit_line(text, la, buf, 0);
     expect_bad(t, la, "expected shape", "wrong shape");
@@ -611,7 +611,7 @@ static void test_text(const char *text, const char *what) {
     /* F5: consistency errors of a net line name that line */
     const eann_net_spec *ns = &m->spec.net[0];
     int lnet = line_of(text, "net 0 ");
-    char sizes[200] = "";
+    char sizes[128] = "";
     /* net line with sizes n_0 n_1 .. given by w0 (input), wh (every hidden width), wo (output) */
 #define NET_LINE(role, w0, wh, wo)                                                              \
     do {                                                                                        \
