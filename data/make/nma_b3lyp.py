@@ -22,8 +22,9 @@ POLARIZABILITY XX XY XZ YX YY YZ ZX ZY ZZ (row-major, atomic units, analytic CPK
 Selection (fixed): the NMA test split of data/make/nma_split.py (md frames of both
 temperatures; split by seed, independent of the labels), every 20th test frame of each
 temperature in increasing md_frame order, i.e. test frames number 0, 20, 40, ... of T=300
-and of T=500.  Geometries are read from the xtb trajectories
-data/make/work/nma_md_T{300,500}/xtb.trj (same numbers as data/nma/test.xyz).
+and of T=500.  Geometries are read from data/nma/test.xyz (a fresh clone has no trajectories) or,
+for frames not shipped yet, from the xtb trajectories data/make/work/nma_md_T*/xtb.trj;
+psi4 gets the positions with 10 decimals either way, so both give the same input.
 Chunks of 10 frames alternate between the temperatures: chunk_000 = T300 frames 0..9 of
 the selection, chunk_001 = T500 frames 0..9, chunk_002 = T300 frames 10..19, ...
 Output: data/nma_b3lyp/chunk_NNN.xyz, extended XYZ, per frame md_temp, md_frame,
@@ -124,35 +125,56 @@ def selection():
     return chunks
 
 
+def read_shipped():
+    """{(md_temp, md_frame): (symbols, positions)} of data/nma/test.xyz, if present."""
+    import nma_split
+    path = os.path.join(ROOT, 'nma', 'test.xyz')
+    out = {}
+    if os.path.exists(path):
+        for key, text in nma_split.read_frames(path).items():
+            lines = text.split('\n')[2:]
+            atoms = [l.split() for l in lines if l.strip()]
+            out[key] = ([a[0] for a in atoms], np.array([[float(x) for x in a[1:4]] for a in atoms]))
+    return out
+
+
 def run(max_chunks=None):
     import nma_label_pm7
     done = 0
     outdir = os.path.join(ROOT, 'nma_b3lyp')
     os.makedirs(outdir, exist_ok=True)
     trj = {}
+    shipped = read_shipped()
     while True:
         progress, blocked = False, False
         for c, T, sel in selection():
             path = os.path.join(outdir, 'chunk_%03d.xyz' % c)
             if os.path.exists(path):
                 continue
+            if all((T, f) in shipped for f in sel):
+                geoms = [shipped[(T, f)] for f in sel]  # from data/nma/test.xyz
+            else:
+                geoms = None
             md = os.path.join(HERE, 'work', 'nma_md_T%d' % T)
-            if not os.path.exists(os.path.join(md, 'xtb.trj')):
+            if geoms is None and not os.path.exists(os.path.join(md, 'xtb.trj')):
                 blocked = True
                 continue
-            if T not in trj or (len(trj[T]) <= max(sel) and not os.path.exists(os.path.join(md, 'xtbmdok'))):
+            if geoms is not None:
+                pass
+            elif T not in trj or (len(trj[T]) <= max(sel) and not os.path.exists(os.path.join(md, 'xtbmdok'))):
                 trj[T] = nma_label_pm7.read_trj(os.path.join(md, 'xtb.trj'))
-            if len(trj[T]) <= max(sel):
+            if geoms is None and len(trj[T]) <= max(sel):
                 blocked = blocked or not os.path.exists(os.path.join(md, "xtbmdok"))
                 continue  # the MD has not reached these frames (yet)
+            if geoms is None:
+                geoms = [trj[T][f] for f in sel]
             if not chunklock.acquire('nma_b3lyp_%03d' % c):
                 continue  # another process works on it
             if os.path.exists(path):
                 chunklock.release('nma_b3lyp_%03d' % c)
                 continue
             lines = []
-            for f in sel:
-                sym, pos = trj[T][f]
+            for f, (sym, pos) in zip(sel, geoms):
                 mu, alpha, dt = psi4_frame(sym, pos, 'T%d_%d' % (T, f))
                 lines.append('%d\n' % len(sym))
                 lines.append('Properties=species:S:1:pos:R:3 md_temp=%d md_frame=%d '

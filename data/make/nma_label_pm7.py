@@ -103,7 +103,7 @@ def main():
         sys.exit('MD at T=%d not finished (use --follow or --available)' % T)
     outdir = os.path.join(HERE, 'work', 'nma_pm7')
     os.makedirs(outdir, exist_ok=True)
-    scratch = '/tmp/nma_pm7_T%d' % T
+    scratch = '/tmp/nma_pm7_T%d_%d' % (T, os.getpid())
     os.makedirs(scratch, exist_ok=True)
     final = '--final' in sys.argv
     c = 0
