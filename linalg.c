@@ -246,12 +246,11 @@ static int zero_diagonal(int n, const double *l, int ldl) {
     return 0;
 }
 
-/* L X = B, forward substitution. Order for x_ic:
- *     s = b_ic;  s -= l_i0 x_0c;  ...;  s -= l_i,i-1 x_i-1,c  (ascending p);  x_ic = s / l_ii
- * Inner loop over the right-hand sides c (independent). */
-int la_trsm_lower(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
-    if (bad_square(n, l, ldl) || bad_rect(n, nrhs, b, ldb)) return LA_BADARG;
-    if (zero_diagonal(n, l, ldl)) return LA_SINGULAR;
+/* Forward substitution L X = B shared by la_trsm_lower (unit = 0) and
+ * la_lu_solve (unit = 1: L's diagonal is 1 and not stored). Per element:
+ * s = b_ic; s -= l_i0 x_0c; ...; s -= l_i,i-1 x_i-1,c (ascending p); then
+ * x_ic = s / l_ii unless unit. Inner loop over the independent columns c. */
+static void forward_sub(int n, int nrhs, const double *l, int ldl, double *b, int ldb, int unit) {
     for (int i = 0; i < n; i++) {
         const double *li = l + (size_t)i * ldl;
         double *bi = b + (size_t)i * ldb;
@@ -260,8 +259,18 @@ int la_trsm_lower(int n, int nrhs, const double *l, int ldl, double *b, int ldb)
             const double *bp = b + (size_t)p * ldb;
             for (int c = 0; c < nrhs; c++) bi[c] = bi[c] - x * bp[c];
         }
-        for (int c = 0; c < nrhs; c++) bi[c] = bi[c] / li[i];
+        if (!unit)
+            for (int c = 0; c < nrhs; c++) bi[c] = bi[c] / li[i];
     }
+}
+
+/* L X = B, forward substitution. Order for x_ic:
+ *     s = b_ic;  s -= l_i0 x_0c;  ...;  s -= l_i,i-1 x_i-1,c  (ascending p);  x_ic = s / l_ii
+ * Inner loop over the right-hand sides c (independent). */
+int la_trsm_lower(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
+    if (bad_square(n, l, ldl) || bad_rect(n, nrhs, b, ldb)) return LA_BADARG;
+    if (zero_diagonal(n, l, ldl)) return LA_SINGULAR;
+    forward_sub(n, nrhs, l, ldl, b, ldb, 0);
     return LA_OK;
 }
 
@@ -347,15 +356,7 @@ int la_lu_solve(int n, int nrhs, const double *lu, int ldlu, const int *piv, dou
         double *rk = b + (size_t)k * ldb, *rp = b + (size_t)piv[k] * ldb;
         for (int c = 0; c < nrhs; c++) { double t = rk[c]; rk[c] = rp[c]; rp[c] = t; }
     }
-    for (int i = 0; i < n; i++) {
-        const double *li = lu + (size_t)i * ldlu;
-        double *bi = b + (size_t)i * ldb;
-        for (int p = 0; p < i; p++) {
-            double x = li[p];
-            const double *bp = b + (size_t)p * ldb;
-            for (int c = 0; c < nrhs; c++) bi[c] = bi[c] - x * bp[c];
-        }
-    }
+    forward_sub(n, nrhs, lu, ldlu, b, ldb, 1); /* L has a unit diagonal */
     for (int i = n - 1; i >= 0; i--) {
         const double *ui = lu + (size_t)i * ldlu;
         double *bi = b + (size_t)i * ldb;
