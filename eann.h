@@ -209,6 +209,8 @@ typedef struct {
     int *pair_start;          /* [natoms+1] */
     int *cursor;              /* [natoms] scratch of eann_setup */
     int *pair_j;              /* [npairs] neighbour row */
+    int *pair_src;            /* [npairs] -1, or the earlier pair (j, i) whose R, W this
+                                 pair (i, j) of equal species copies (eann_setup) */
     double *pair_v;           /* [npairs][3] v = x_i - x_j */
     double *pair_d;           /* [npairs] distance */
     double *pair_fc, *pair_dfc;  /* [npairs] cutoff and d fc / d d */
@@ -232,6 +234,7 @@ typedef struct {
     double *dst, *bu, *bga;   /* scratch of eann_descriptor_backward: [K][M], [natoms][K], [natoms][M] */
     double *dpos;             /* [natoms][3] scratch for gradients (original atom order) */
     double *dpos2;            /* [natoms][3] */
+    int simd;                 /* EANN_SIMD_PORTABLE or EANN_SIMD_AVX2 (eann_work_set_simd) */
 } eann_work;
 
 /* A workspace for molecules of up to natoms_max atoms, for model m (or any
@@ -240,6 +243,14 @@ typedef struct {
  * per thread; the model is only read. */
 int eann_work_new(const eann_model *m, int natoms_max, eann_work **out);
 void eann_work_free(eann_work *w);
+/* Which copy of the hot loops a workspace uses. EANN_SIMD_AUTO (what
+ * eann_work_new picks): the AVX2 copy if this build has it (gcc or clang on
+ * x86-64) and the CPU runs it, else the portable one. Both give the same
+ * bits (no FMA; every lane does the scalar code's operations in its order),
+ * which tests/test_eann.c checks; forcing one is for those tests and for
+ * benchmarks. EANN_EINVAL for an unknown mode or AVX2 where it is absent. */
+enum { EANN_SIMD_AUTO = 0, EANN_SIMD_PORTABLE = 1, EANN_SIMD_AVX2 = 2 };
+int eann_work_set_simd(eann_work *w, int mode);
 
 /* Load one molecule: species[i] in 0..S-1, pos [natoms][3] angstrom.
  * Centre of mass shift, species sort, pair list, cutoff and radial values.
@@ -305,6 +316,10 @@ int eann_head_backward(const eann_model *m, const eann_work *w, const double *go
  * compiler and C library, ~3x faster than libm here), libm exp beyond. Used
  * for the radial functions and the sigmoid. */
 void eann_exp_n(int n, const double *x, double *y);
+/* The same with a chosen copy of the loop (EANN_SIMD_PORTABLE / _AVX2 /
+ * _AUTO, see eann_work_set_simd): identical bits; for tests. EANN_EINVAL if
+ * the copy is not available. */
+int eann_exp_n_simd(int mode, int n, const double *x, double *y);
 /* z[n][nout] = x[n][nin] W^T + b, with wt = W^T [nin][nout]. */
 void eann_linear_forward(int n, int nin, int nout, const double *x, const double *wt,
                          const double *b, double *z);

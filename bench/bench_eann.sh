@@ -16,22 +16,30 @@ if [ ! -x "$B/eann" ]; then
     echo "bench_eann: $B/eann not built (run make)" >&2
     exit 1
 fi
-printf '%-14s %14s %12s %14s %9s\n' model "C median us" "C min us" "PyTorch us" speed-up
-for pair in dm.txt:680 tdm_npi.txt:700 tdm_pipi.txt:700 pol.txt:3700; do
-    m=${pair%%:*}
-    ref=${pair#*:}
+# median of R runs of one model with one copy of the inner loops
+median_us() { # model simd
     times=""
     i=0
     while [ $i -lt "$R" ]; do
-        t=$("$B/eann" predict -m "$S/$m" "$S/reference_20.xyz" --repeat "$K" | awk '/^us_per_molecule/ {print $2}')
-        [ -n "$t" ] || { echo "bench_eann: eann predict failed on $m" >&2; exit 1; }
+        t=$("$B/eann" predict -m "$S/$1" "$S/reference_20.xyz" --repeat "$K" --simd "$2" | awk '/^us_per_molecule/ {print $2}')
+        [ -n "$t" ] || { echo "bench_eann: eann predict --simd $2 failed on $1" >&2; exit 1; }
         times="$times $t"
         i=$((i + 1))
     done
-    med=$(echo $times | tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2}')
-    min=$(echo $times | tr ' ' '\n' | sort -g | head -n 1)
-    printf '%-14s %14.1f %12.1f %14d %8.0fx\n' "$m" "$med" "$min" "$ref" "$(echo "$ref $med" | awk '{print $1 / $2}')"
+    echo $times | tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {printf "%s %s\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[1]}'
+}
+printf '%-14s %12s %10s %14s %14s %9s\n' model "C median us" "C min us" "portable us" "PyTorch us" speed-up
+for pair in dm.txt:680 tdm_npi.txt:700 tdm_pipi.txt:700 pol.txt:3700; do
+    m=${pair%%:*}
+    ref=${pair#*:}
+    set -- $(median_us "$m" auto)
+    med=$1 min=$2
+    set -- $(median_us "$m" portable)
+    port=$1
+    printf '%-14s %12.1f %10.1f %14.1f %14d %8.0fx\n' "$m" "$med" "$min" "$port" "$ref" "$(echo "$ref $med" | awk '{print $1 / $2}')"
 done
 echo "(wall-clock microseconds per molecule, median and minimum of $R runs of"
-echo " 'eann predict --repeat $K' on $S/reference_20.xyz (20 frames); speed-up from"
-echo " the median; on a loaded machine the minimum is the better estimate)"
+echo " 'eann predict --repeat $K' on $S/reference_20.xyz (20 frames), single thread;"
+echo " 'C' uses the AVX2 copy of the inner loops where the CPU has it, 'portable' the"
+echo " baseline copy (same bits); speed-up = PyTorch / C median; on a loaded machine"
+echo " the minimum is the better estimate)"

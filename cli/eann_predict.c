@@ -11,7 +11,7 @@
 #include "eann_cmds.h"
 
 static const char predict_usage[] =
-    "usage: eann predict -m MODEL IN.xyz -o OUT.xyz [--repeat K]\n"
+    "usage: eann predict -m MODEL IN.xyz -o OUT.xyz [--repeat K] [--simd auto|portable|avx2]\n"
     "  Evaluates an EANN model on every frame of IN.xyz (positions in angstrom)\n"
     "  and writes OUT.xyz: the input plus, per frame, according to the model's kind\n"
     "    eann_dipole (3) | eann_tdm (3) | eann_polarizability (9, row-major)\n"
@@ -20,7 +20,10 @@ static const char predict_usage[] =
     "  -o OUT.xyz   output file (written atomically; '-' = stdout)\n"
     "  --repeat K   evaluate every frame K times and print only\n"
     "               'us_per_molecule X' (mean microseconds per evaluation);\n"
-    "               -o is then optional\n";
+    "               -o is then optional\n"
+    "  --simd S     copy of the inner loops: auto (default: AVX2 where the CPU\n"
+    "               has it), portable or avx2; all give the same bits (for\n"
+    "               benchmarks)\n";
 
 static const char check_usage[] =
     "usage: eann check -m MODEL IN.xyz [--trials N] [--seed S]\n"
@@ -37,6 +40,7 @@ static const char check_usage[] =
 typedef struct {
     const char *model, *in, *out;
     long repeat, trials;
+    int simd;
     unsigned long long seed;
 } opts;
 
@@ -57,7 +61,12 @@ static void parse_opts(int argc, char **argv, const char *cmd, const char *usage
             else if (!strcmp(cmd, "predict") && !strcmp(a, "-o")) o->out = v;
             else if (!strcmp(cmd, "predict") && !strcmp(a, "--repeat"))
                 o->repeat = cli_parse_long(a, v, 1, 100000000);
-            else if (!strcmp(cmd, "check") && !strcmp(a, "--trials"))
+            else if (!strcmp(cmd, "predict") && !strcmp(a, "--simd")) {
+                if (!strcmp(v, "auto")) o->simd = EANN_SIMD_AUTO;
+                else if (!strcmp(v, "portable")) o->simd = EANN_SIMD_PORTABLE;
+                else if (!strcmp(v, "avx2")) o->simd = EANN_SIMD_AVX2;
+                else cli_fail("%s: --simd must be auto, portable or avx2, not '%s'", cmd, v);
+            } else if (!strcmp(cmd, "check") && !strcmp(a, "--trials"))
                 o->trials = cli_parse_long(a, v, 1, 1000000);
             else if (!strcmp(cmd, "check") && !strcmp(a, "--seed"))
                 o->seed = (unsigned long long)cli_parse_long(a, v, 0, 0x7fffffffL);
@@ -141,6 +150,8 @@ static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_w
     }
     int rc = eann_work_new(m, maxat, w);
     if (rc) cli_fail("%s: %s", o->in, eann_strerror(rc));
+    if (eann_work_set_simd(*w, o->simd))
+        cli_fail("--simd avx2: this build or CPU has no AVX2 copy (use auto or portable)");
     *maxat_out = maxat;
     return sp;
 }

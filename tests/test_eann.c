@@ -61,7 +61,7 @@ static void rot_out(int kind, const double R[9], const double *in, double *o) {
         }
 }
 
-static int g_nipsin = 3, g_nwave = 4;
+static int g_nipsin = 3, g_nwave = 4, g_width = 0; /* g_width 0: hidden widths 5 + 2h + t */
 
 static eann_model *random_model(int kind, int nhidden, uint64_t seed) {
     eann_spec sp;
@@ -83,7 +83,7 @@ static eann_model *random_model(int kind, int nhidden, uint64_t seed) {
         strcpy(ns->role, kind == EANN_DIPOLE ? "charge" : kind == EANN_TDM ? "tdm3" : roles[t]);
         ns->nhidden = nhidden;
         ns->sizes[0] = sp.nipsin * sp.nwave;
-        for (int h = 1; h <= nhidden; h++) ns->sizes[h] = 5 + 2 * h + t;
+        for (int h = 1; h <= nhidden; h++) ns->sizes[h] = g_width ? g_width + h - 1 + t : 5 + 2 * h + t;
         ns->sizes[nhidden + 1] = kind == EANN_TDM ? 3 : 1;
         ns->ln_eps = 1e-5;
     }
@@ -915,6 +915,127 @@ static void test_published(const char *dir) {
     xyz_free(&xf);
 }
 
+/* ---- the AVX2 copy of the hot loops gives the portable copy's bits ------- */
+
+static int same_bits(const double *a, const double *b, size_t n) {
+    return !memcmp(a, b, n * sizeof(double));
+}
+
+/* exp: random arguments, lengths that leave tails, and values outside the
+ * fast range at positions in the vector part and in the tail. */
+static void simd_exp(void) {
+    enum { N = 1031 };
+    static double x[N], y1[N], y2[N];
+    const double special[4] = {709.5, -720.0, NAN, INFINITY};
+    int diff = 0;
+    for (int rep = 0; rep < 16; rep++) {
+        double span = rep % 4 == 0 ? 708.0 : rep % 4 == 1 ? 30.0 : rep % 4 == 2 ? 1.0 : 1e-3;
+        for (int i = 0; i < N; i++) x[i] = span * srand1();
+        if (rep >= 8) x[rep % 2 ? N - 1 - rep % 3 : 37 * rep] = special[rep % 4];
+        int n = rep < 4 ? N : rep < 8 ? rep : N - rep % 3;
+        eann_exp_n_simd(EANN_SIMD_PORTABLE, n, x, y1);
+        eann_exp_n_simd(EANN_SIMD_AVX2, n, x, y2);
+        diff += !same_bits(y1, y2, (size_t)n);
+    }
+    CHECK(diff == 0, "exp: AVX2 and portable copies differ in %d of 16 arrays", diff);
+    CHECK(eann_exp_n_simd(7, 1, x, y1) == EANN_EINVAL, "unknown simd mode accepted");
+}
+
+/* One model: predictions (and rho, and the training gradient) of molecules
+ * of 1..40 atoms with both copies; returns the number of differences. */
+static int simd_model(eann_model *m, const char *what) {
+    const int sizes[7] = {1, 2, 3, 5, 8, 13, 40};
+    eann_work *w1, *w2;
+    eann_trainws *t1, *t2;
+    int diff = 0, no = eann_kind_outputs(m->spec.kind);
+    if (eann_work_new(m, 40, &w1) || eann_work_new(m, 40, &w2) || eann_trainws_new(m, 40, &t1) ||
+        eann_trainws_new(m, 40, &t2)) {
+        CHECK(0, "%s: workspaces", what);
+        return 1;
+    }
+    CHECK(eann_work_set_simd(w1, EANN_SIMD_PORTABLE) == 0 && eann_work_set_simd(w2, EANN_SIMD_AVX2) == 0 &&
+              eann_work_set_simd(eann_trainws_work(t1), EANN_SIMD_PORTABLE) == 0 &&
+              eann_work_set_simd(eann_trainws_work(t2), EANN_SIMD_AVX2) == 0,
+          "%s: set_simd", what);
+    double *g1 = calloc(m->ntheta, sizeof(double)), *g2 = calloc(m->ntheta, sizeof(double));
+    for (int k = 0; k < 7; k++) {
+        int n = sizes[k], sp[40];
+        double x[120], o1[9], o2[9];
+        random_molecule_box(n, sp, x, n > 13 ? 6.0 : 3.2);
+        CHECK(eann_predict(m, w1, n, sp, x, o1) == 0 && eann_predict(m, w2, n, sp, x, o2) == 0,
+              "%s: predict", what);
+        diff += !same_bits(o1, o2, (size_t)no);
+        diff += !same_bits(w1->rho, w2->rho, (size_t)n * m->ndensity);
+        eann_sample smp = {n, sp, x, {0}, 0.0};
+        for (int c = 0; c < no; c++) smp.ref[c] = srand1();
+        double p1[9], p2[9], e1[9], e2[9], l1, l2;
+        memset(g1, 0, sizeof(double) * m->ntheta);
+        memset(g2, 0, sizeof(double) * m->ntheta);
+        CHECK(eann_sample_loss(m, t1, &smp, 0.5, 1.0, g1, p1, e1, &l1) == 0 &&
+                  eann_sample_loss(m, t2, &smp, 0.5, 1.0, g2, p2, e2, &l2) == 0,
+              "%s: sample_loss", what);
+        diff += !same_bits(g1, g2, m->ntheta) + !same_bits(p1, p2, (size_t)no) + !same_bits(&l1, &l2, 1);
+        diff += !same_bits(o1, p1, m->spec.kind == EANN_TDM ? 0 : (size_t)no); /* training forward = predict */
+    }
+    free(g1);
+    free(g2);
+    eann_work_free(w1);
+    eann_work_free(w2);
+    eann_trainws_free(t1);
+    eann_trainws_free(t2);
+    return diff;
+}
+
+static void test_simd(const char *shared) {
+    double probe = 0;
+    if (eann_exp_n_simd(EANN_SIMD_AVX2, 1, &probe, &probe)) {
+        th_skip("no AVX2 copy in this build or on this CPU: AVX2 vs portable not compared");
+        return;
+    }
+    simd_exp();
+    /* random models: widths that leave tails (7, 9, ...), and wider ones that
+     * use every matrix tile (13, 37, 64 + t), 4 or 5 radial functions */
+    const int widths[4] = {0, 13, 37, 64};
+    int kinds[3] = {EANN_DIPOLE, EANN_TDM, EANN_POLARIZABILITY}, models = 0, diff = 0;
+    for (int wi = 0; wi < 4; wi++)
+        for (int kk = 0; kk < 3; kk++)
+            for (int H = 1; H <= 2; H++) {
+                g_width = widths[wi];
+                g_nwave = 4 + (wi + kk + H) % 2;
+                eann_model *m = random_model(kinds[kk], H, 300 + 10 * wi + 3 * kk + H);
+                g_width = 0;
+                g_nwave = 4;
+                if (!m) continue;
+                char what[80];
+                snprintf(what, sizeof what, "%s H=%d width %d", eann_kind_name(kinds[kk]), H, widths[wi]);
+                int d = simd_model(m, what);
+                CHECK(d == 0, "%s: AVX2 and portable copies differ (%d arrays)", what, d);
+                diff += d;
+                models++;
+                eann_model_free(m);
+            }
+    printf("AVX2 vs portable: %d random models x 7 molecules, %d differences\n", models, diff);
+    if (!shared) return;
+    const char *files[4] = {"dm.txt", "tdm_npi.txt", "tdm_pipi.txt", "pol.txt"};
+    for (int f = 0; f < 4; f++) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/eann_nma_published/%s", shared, files[f]);
+        size_t len;
+        char *text = read_text(path, &len);
+        eann_model *m = NULL;
+        eann_parse_error pe;
+        if (!text || eann_model_parse(text, len, &m, &pe)) {
+            CHECK(0, "%s: cannot load", path);
+            free(text);
+            continue;
+        }
+        free(text);
+        int d = simd_model(m, files[f]);
+        CHECK(d == 0, "%s: AVX2 and portable copies differ (%d arrays)", files[f], d);
+        eann_model_free(m);
+    }
+}
+
 static double e_fd; /* keep the compiler quiet about unused helpers */
 
 int main(void) {
@@ -927,5 +1048,6 @@ int main(void) {
     const char *dir = shared_dir();
     if (!dir) th_skip("../shared absent: published NMA models not checked");
     else test_published(dir);
+    test_simd(dir);
     return th_done("test_eann");
 }
