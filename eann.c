@@ -878,15 +878,17 @@ EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2
 
 /* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
  * b[j] (or 0) and adds x[a][c] B[c][j] for c = 0, 1, ... in turn). The
- * tiles keep eight vector sums in registers: 4 rows x 8 columns, or, for
- * the last rows, 1 row x 32 columns (a species with one atom is a
- * matrix-vector product). Narrower column tails: one vector per row, then
+ * tiles keep up to eight vector sums in registers: 4 (or the last 3 or 2)
+ * rows x 8 columns, or 1 row x 32 columns for a single row (a species with
+ * one atom is a matrix-vector product). Narrower column tails: one vector per row, then
  * single columns. Written out by hand: compilers keep named variables, not
  * small arrays, in registers. */
 EANN_AVX2_INLINE v4d v_init(const double *b, int j) { return b ? v_load(b + j) : v_splat(0.0); }
 
-EANN_AVX2_INLINE void tile_4x8(int nk, int nj, const double *x, const double *B, const double *b,
-                               int j, double *z) {
+/* columns j..j+7 of rows 0..R-1 (R <= 4; R is a constant at every call,
+ * so the unused sums vanish) */
+EANN_AVX2_INLINE void tile_rx8(int R, int nk, int nj, const double *x, const double *B,
+                               const double *b, int j, double *z) {
     const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
     v4d a0 = v_init(b, j), a1 = v_init(b, j + 4);
     v4d b0 = a0, b1 = a1, c0 = a0, c1 = a1, d0 = a0, d1 = a1;
@@ -894,14 +896,14 @@ EANN_AVX2_INLINE void tile_4x8(int nk, int nj, const double *x, const double *B,
         const double *w = B + (size_t)c * nj + j;
         v4d w0 = v_load(w), w1 = v_load(w + 4), p;
         p = v_splat(x0[c]); a0 += p * w0; a1 += p * w1;
-        p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1;
-        p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1;
-        p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1;
+        if (R > 1) { p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1; }
+        if (R > 2) { p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1; }
+        if (R > 3) { p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1; }
     }
     v_store(z + j, a0); v_store(z + j + 4, a1);
-    z += nj; v_store(z + j, b0); v_store(z + j + 4, b1);
-    z += nj; v_store(z + j, c0); v_store(z + j + 4, c1);
-    z += nj; v_store(z + j, d0); v_store(z + j + 4, d1);
+    if (R > 1) { z += nj; v_store(z + j, b0); v_store(z + j + 4, b1); }
+    if (R > 2) { z += nj; v_store(z + j, c0); v_store(z + j + 4, c1); }
+    if (R > 3) { z += nj; v_store(z + j, d0); v_store(z + j + 4, d1); }
 }
 
 EANN_AVX2_INLINE void tile_1x32(int nk, int nj, const double *x, const double *B,
@@ -955,17 +957,22 @@ EANN_AVX2_INLINE void tile_rx1(int R, int nk, int nj, const double *x, const dou
     if (R > 3) z[3 * (size_t)nj + j] = a3;
 }
 
+/* rows 0..R-1 (R = 2..4), all columns */
+EANN_AVX2_INLINE void rows_avx2(int R, int nk, int nj, const double *x, const double *B,
+                                const double *b, double *z) {
+    int j = 0;
+    for (; j + 8 <= nj; j += 8) tile_rx8(R, nk, nj, x, B, b, j, z);
+    for (; j + 4 <= nj; j += 4) tile_rx4(R, nk, nj, x, B, b, j, z);
+    for (; j < nj; j++) tile_rx1(R, nk, nj, x, B, b, j, z);
+}
+
 EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
                                 const double *b, double *z) {
     int a = 0;
-    for (; a + 4 <= n; a += 4) {
-        const double *xa = x + (size_t)a * nk;
-        double *za = z + (size_t)a * nj;
-        int j = 0;
-        for (; j + 8 <= nj; j += 8) tile_4x8(nk, nj, xa, B, b, j, za);
-        for (; j + 4 <= nj; j += 4) tile_rx4(4, nk, nj, xa, B, b, j, za);
-        for (; j < nj; j++) tile_rx1(4, nk, nj, xa, B, b, j, za);
-    }
+    for (; a + 4 <= n; a += 4) rows_avx2(4, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
+    if (n - a == 3) rows_avx2(3, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
+    if (n - a == 2) rows_avx2(2, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
+    if (n - a >= 2) a = n;
     for (; a < n; a++) {
         const double *xa = x + (size_t)a * nk;
         double *za = z + (size_t)a * nj;

@@ -21,6 +21,7 @@ done
 for f in nma_b3lyp/chunk_*.xyz; do
     add "$f" md_temp,md_frame,dft_dipole,dft_polarizability,psi4_seconds
 done
+for f in nma_tdm/chunk_*.xyz; do add "$f" md_temp,md_frame,split,tdm_npi,tdm_pipi,exc_npi_ev,exc_pipi_ev,osc_npi,osc_pipi,root_npi,root_pipi,exc_all_ev,osc_all,perp_all,nwchem_seconds; done
 mv "$tmp" COUNTS
 awk '{print $1}' COUNTS | xargs sha256sum > SHA256SUMS.tmp.$$
 sha256sum qm9like/candidates.tsv >> SHA256SUMS.tmp.$$
