@@ -1,0 +1,99 @@
+/* bench_eann_parts.c - the speed of EANN's two costliest kernels alone, and
+ * what they imply for one NMA molecule of the published dipole model.
+ *
+ * Why it exists: bench_eann.sh times whole predictions; this program says
+ * how much of that time the arithmetic itself needs. It includes eann.c
+ * directly so that it can call the file's static kernels (gemm_rows and its
+ * AVX2 copy gemm_avx2; the exp copies through eann_exp_n_simd); nothing of
+ * the library is changed.
+ *
+ * Prints, single thread, best of 5 timings each:
+ *   - dense layer 64 x 64, rows 1 and 4: GMAC/s (multiply-adds per second),
+ *     portable and AVX2 copies;
+ *   - exp over 1024 values: ns per value, both copies;
+ *   - the dipole model's per-molecule floor from these rates: 77,568
+ *     multiply-adds (12 atoms x (36x64 + 64x64 + 64)) and 2,832 exp (1,296
+ *     radial, 1,536 activations), against the 6.8 us that 100x PyTorch's
+ *     0.68 ms would need.
+ * No peer: the ratio that matters is printed by bench_eann.sh. */
+#include "../eann.c"
+
+#include <time.h>
+
+static double now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_MONOTONIC, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+enum { NK = 64, NJ = 64, NEXP = 1024 };
+static double x[4 * NK], B[NK * NJ], b[NJ], z[4 * NJ], ex[NEXP], ey[NEXP];
+static volatile double sink;
+
+/* GMAC/s of z = b + x B for `rows` rows, best of 5 */
+static double gemm_rate(int rows, int avx2) {
+    double best = 1e300;
+    long reps = 400000 / rows;
+    for (int t = 0; t < 5; t++) {
+        double t0 = now();
+        for (long r = 0; r < reps; r++) {
+#if EANN_HAVE_AVX2
+            if (avx2) gemm_avx2(rows, NK, NJ, x, B, b, z);
+            else
+#endif
+                gemm_rows(rows, NK, NJ, x, B, b, z);
+            sink = z[r % (rows * NJ)];
+        }
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    (void)avx2;
+    return (double)reps * rows * NK * NJ / best * 1e-9;
+}
+
+/* ns per exp value, best of 5 */
+static double exp_ns(int mode) {
+    double best = 1e300;
+    const long reps = 4000;
+    for (int t = 0; t < 5; t++) {
+        double t0 = now();
+        for (long r = 0; r < reps; r++) {
+            eann_exp_n_simd(mode, NEXP, ex, ey);
+            sink = ey[r % NEXP];
+        }
+        double dt = now() - t0;
+        if (dt < best) best = dt;
+    }
+    return best / reps / NEXP * 1e9;
+}
+
+int main(void) {
+    for (int i = 0; i < 4 * NK; i++) x[i] = 0.01 * (i % 17) - 0.08;
+    for (int i = 0; i < NK * NJ; i++) B[i] = 1e-3 * (i % 29) - 0.014;
+    for (int i = 0; i < NJ; i++) b[i] = 0.1 * i;
+    for (int i = 0; i < NEXP; i++) ex[i] = -8.0 + 16.0 * i / NEXP;
+    double probe = 0;
+    const int have = eann_exp_n_simd(EANN_SIMD_AVX2, 1, &probe, &probe) == 0;
+    printf("%-34s %10s %10s\n", "kernel", "portable", have ? "avx2" : "(no avx2)");
+    double g[2][2], e[2];
+    for (int r = 0; r < 2; r++)
+        for (int a = 0; a <= have; a++) g[r][a] = gemm_rate(r ? 4 : 1, a);
+    for (int a = 0; a <= have; a++) e[a] = exp_ns(a ? EANN_SIMD_AVX2 : EANN_SIMD_PORTABLE);
+    for (int r = 0; r < 2; r++) {
+        printf("dense 64x64, %d row%s (GMAC/s)       %10.2f", r ? 4 : 1, r ? "s" : " ", g[r][0]);
+        if (have) printf(" %10.2f", g[r][1]);
+        printf("\n");
+    }
+    printf("exp, 1024 values (ns per value)    %10.2f", e[0]);
+    if (have) printf(" %10.2f", e[1]);
+    printf("\n");
+    const int a = have;
+    const double macs = 12.0 * (36 * 64 + 64 * 64 + 64), nexp = 1296 + 1536;
+    /* the 12 rows of NMA come in species blocks of 1, 7, 3, 1: average the rates */
+    const double rate = 0.5 * (g[0][a] + g[1][a]) * 1e9;
+    const double t_mm = macs / rate * 1e6, t_exp = nexp * e[a] * 1e-3;
+    printf("dipole model, one NMA molecule: %.0f multiply-adds -> %.2f us, %.0f exp -> %.2f us;\n"
+           "together %.2f us of the 6.8 us that 100x PyTorch (0.68 ms) would allow\n",
+           macs, t_mm, nexp, t_exp, t_mm + t_exp);
+    return 0;
+}
