@@ -6,7 +6,9 @@
 #   matches, species are H C N O F;
 # - the splits are disjoint: qm9like train/valid/test by id and by SMILES, NMA
 #   train_T300/train_T500/test by (md_temp, md_frame); the NMA frames of the organic
-#   PBE0 subset and of nma_b3lyp come from the right place (B3LYP frames are test frames).
+#   PBE0 subset and of nma_b3lyp come from the right place (B3LYP frames are test frames);
+#   the chunk files with a `split` key (nma_tdm, qm9like/pbe0) split completely into
+#   frames of the split files they name (data/select.sh, whose refusals are tested too).
 # POSIX sh + awk + sha256sum only.  Prints "test_data: N passed, N failed".
 D=${DATA_DIR:-data}
 pass=0; fail=0
@@ -90,6 +92,45 @@ else
         out=$(for f in "$D"/nma_b3lyp/chunk_*.xyz; do nmakeys "$f"; done | sort -u | comm -23 - "$W/test" | head -n 1)
         if [ -z "$out" ]; then ok; else ko "nma_b3lyp frame $out is not an NMA test frame"; fi
     fi
+    # chunk files that mix splits (key `split`): data/select.sh takes them apart; every
+    # frame is in exactly one split, and in the split file it claims
+    sel() { sh data/select.sh "$@" 2>/dev/null; }
+    if ls "$D"/nma_tdm/chunk_*.xyz >/dev/null 2>&1 && [ -f "$D/nma/test.xyz" ]; then
+        all=$(for f in "$D"/nma_tdm/chunk_*.xyz; do nmakeys "$f"; done | wc -l)
+        sel split train "$D"/nma_tdm/chunk_*.xyz > "$W/tr.xyz"
+        sel split test "$D"/nma_tdm/chunk_*.xyz > "$W/te.xyz"
+        ntr=$(nmakeys "$W/tr.xyz" | wc -l); nte=$(nmakeys "$W/te.xyz" | wc -l)
+        if [ "$ntr" -gt 0 ] && [ "$nte" -gt 0 ] && [ $((ntr + nte)) -eq "$all" ]; then ok
+        else ko "nma_tdm: $ntr train + $nte test frames, $all in all"; fi
+        for s in train_T300 train_T500; do nmakeys "$D/nma/$s.xyz"; done | sort -u > "$W/train"
+        nmakeys "$D/nma/test.xyz" | sort -u > "$W/test"
+        out=$(nmakeys "$W/tr.xyz" | sort -u | comm -23 - "$W/train" | head -n 1)
+        out2=$(nmakeys "$W/te.xyz" | sort -u | comm -23 - "$W/test" | head -n 1)
+        if [ -z "$out$out2" ]; then ok; else ko "nma_tdm frame $out$out2 is not in the split it claims"; fi
+    fi
+    if ls "$D"/qm9like/pbe0/chunk_*.xyz >/dev/null 2>&1; then
+        miss=""
+        for s in train valid test; do
+            sel split $s "$D"/qm9like/pbe0/chunk_*.xyz > "$W/p.xyz"
+            ids "$D/qm9like/$s.xyz" id | sort -u > "$W/ids"
+            out=$(ids "$W/p.xyz" id | sort -u | comm -23 - "$W/ids" | head -n 1)
+            [ -z "$out" ] || miss="$miss $s:$out"
+        done
+        if [ -z "$miss" ]; then ok; else ko "qm9like/pbe0 molecules not in their split:$miss"; fi
+    fi
 fi
+# data/select.sh refuses damaged input (FILE:LINE on stderr, exit 1, nothing on stdout)
+T=$(mktemp -d) || exit 1
+printf '1\nk=v\nH 0 0 0\n2\nk=v\nH 0 0 0\n' > "$T/cut.xyz"
+printf '1\nk=v\nH 0 0 0\nzz\n' > "$T/count.xyz"
+for c in cut:4 count:4; do
+    f=$T/${c%%:*}.xyz
+    out=$(sh data/select.sh k v "$f" 2> "$T/err"); rc=$?
+    if [ $rc -eq 1 ] && [ -z "$out" ] && grep -q "^$f:${c#*:}: " "$T/err"; then ok
+    else ko "select.sh on $f: exit $rc, stdout '$out', stderr '$(cat "$T/err")'"; fi
+done
+out=$(printf '1\nk="v" a=1\nH 0 0 0\n1\nk=w\nH 1 0 0\n' > "$T/ok.xyz"; sh data/select.sh k v "$T/ok.xyz")
+if [ "$out" = "$(printf '1\nk="v" a=1\nH 0 0 0')" ]; then ok; else ko "select.sh k v: got '$out'"; fi
+rm -rf "$T"
 echo "test_data: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
