@@ -154,6 +154,22 @@ int main(void) {
     CHECK(e && sscanf(e, "us_per_molecule %lf", &us) == 1 && us > 0 && !strchr(strchr(e, '\n') + 1, '\n'),
           "--repeat output: %s", e ? e : "");
 
+    /* --simd portable and auto write the same bytes; an unknown copy is refused */
+    snprintf(args, sizeof args, "predict -m %s/m.txt %s/in.xyz -o %s/sp.xyz --simd portable", dir, dir, dir);
+    CHECK(run(args, "o9", "e9") == 0, "--simd portable failed: %s", slurp("e9"));
+    snprintf(args, sizeof args, "predict -m %s/m.txt %s/in.xyz -o %s/sa.xyz --simd auto", dir, dir, dir);
+    CHECK(run(args, "o9", "e9") == 0, "--simd auto failed: %s", slurp("e9"));
+    {
+        char *ta = slurp("sp.xyz"), *tb = ta ? strdup(ta) : NULL; /* slurp's buffer is reused */
+        char *tc = slurp("sa.xyz");
+        CHECK(tb && tc && strstr(tb, "eann_dipole") && !strcmp(tb, tc),
+              "--simd portable and auto outputs differ");
+        free(tb);
+    }
+    snprintf(args, sizeof args, "predict -m %s/m.txt %s/in.xyz -o %s/sx.xyz --simd sse9", dir, dir, dir);
+    CHECK(run(args, "o9", "e9") != 0 && strstr(slurp("e9"), "--simd must be") && !exists("sx.xyz"),
+          "unknown --simd accepted or message wrong: %s", slurp("e9"));
+
     /* check: small violations */
     snprintf(args, sizeof args, "check -m %s/m.txt %s/in.xyz --trials 3 --seed 5", dir, dir);
     CHECK(run(args, "o5", "e5") == 0, "check failed: %s", slurp("e5"));
