@@ -25,5 +25,6 @@ for f in nma_tdm/chunk_*.xyz; do add "$f" md_temp,md_frame,split,tdm_npi,tdm_pip
 mv "$tmp" COUNTS
 awk '{print $1}' COUNTS | xargs sha256sum > SHA256SUMS.tmp.$$
 sha256sum qm9like/candidates.tsv >> SHA256SUMS.tmp.$$
+for f in nma_tdm/chunk_*.excluded.tsv; do [ -f "$f" ] && sha256sum "$f" >> SHA256SUMS.tmp.$$; done
 mv SHA256SUMS.tmp.$$ SHA256SUMS
 cat COUNTS

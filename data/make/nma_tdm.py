@@ -49,10 +49,11 @@ State identification (amide plane from O, carbonyl C (the C nearest to O) and N)
     pi->pi*: among the roots 2..NROOTS with E < E_PIPI_MAX (9 eV), the one with the largest
             in-plane oscillator strength f_i (1 - p_i^2); required: that in-plane strength
             >= F_PIPI_MIN (0.05) and >= RATIO_PIPI (1.5) times that of the runner-up.
-    A frame that fails a requirement is reported on stderr (table of roots, reasons, frame);
-    its chunk is not written, the run goes on with the next chunks and exits with status 1
-    and the list of such frames at the end (their NWChem outputs are kept, so a rerun after
-    a decision costs nothing).
+    A frame that fails a requirement is reported on stderr (table of roots, reasons, frame)
+    and left out of its chunk; it is listed, with the reasons, in
+    data/nma_tdm/chunk_NNN.excluded.tsv (columns md_temp, md_frame, split, reason; written
+    only for chunks that exclude something, before the chunk itself).  Its NWChem output
+    is kept, so a later change of the rules costs no recomputation.
 Sign convention (the phase of an excited state is arbitrary; the project's TDM loss is
 phase-free): tdm_npi . n >= 0, tdm_pipi . (O - N) >= 0 (the pi->pi* moment of NMA lies
 near the N...O direction).
@@ -227,8 +228,10 @@ def identify(roots, sym, pos, tag):
             why.append('pi->pi* ambiguous: in-plane f %.3f (root %d) vs %.3f (root %d)'
                        % (fin[i_pipi], i_pipi + 1, fin[cand[1]], cand[1] + 1))
     if why:
-        raise Ambiguous('%s\nnma_tdm: frame %s: cannot identify the states: %s'
-                        % (report(roots, p, tag), tag, '; '.join(why)))
+        e = Ambiguous('%s\nnma_tdm: frame %s: cannot identify the states: %s'
+                      % (report(roots, p, tag), tag, '; '.join(why)))
+        e.reason = '; '.join(why)
+        raise e
     return i_npi, i_pipi, p
 
 
@@ -339,7 +342,7 @@ def run(max_chunks=None):
             except Ambiguous as e:
                 print(str(e), file=sys.stderr)
                 sys.stderr.flush()
-                bad.append(tag)
+                bad.append((T, f, split, e.reason))
                 continue
             print('chunk %03d %s %-5s npi root %d %.3f eV f %.5f p %.2f | pipi root %d %.3f eV f %.4f | %.0f s'
                   % (k, tag, split, r['root_npi'], r['exc_npi_ev'], r['osc_npi'],
@@ -351,11 +354,16 @@ def run(max_chunks=None):
             if j in res:
                 lines.extend(frame_lines(split, T, f, atoms, res[j]))
         if bad:
-            print('nma_tdm: chunk %03d NOT written (ambiguous: %s)' % (k, ' '.join(bad)))
+            xpath = path[:-len('.xyz')] + '.excluded.tsv'
+            with open(xpath + '.tmp.%d' % os.getpid(), 'w') as fh:
+                fh.write('md_temp\tmd_frame\tsplit\treason\n')
+                for T, f, split, why in bad:
+                    fh.write('%d\t%d\t%s\t%s\n' % (T, f, split, why))
+            os.rename(xpath + '.tmp.%d' % os.getpid(), xpath)
+            print('nma_tdm: chunk %03d without %s (ambiguous; see %s)'
+                  % (k, ' '.join('T%d_%d' % (b[0], b[1]) for b in bad), os.path.basename(xpath)))
             sys.stdout.flush()
-            failed.extend(bad)
-            chunklock.release('nma_tdm_%03d' % k)
-            continue
+            failed.extend('T%d_%d' % (b[0], b[1]) for b in bad)
         with open(path + '.tmp.%d' % os.getpid(), 'w') as fh:
             fh.writelines(lines)
         os.rename(path + '.tmp.%d' % os.getpid(), path)
@@ -364,8 +372,8 @@ def run(max_chunks=None):
         if max_chunks and done >= max_chunks:
             break
     if failed:
-        sys.exit('nma_tdm: %d frames could not be identified (their chunks are not written; '
-                 'NWChem outputs kept in %s): %s' % (len(failed), OUTDIR, ' '.join(failed)))
+        print('nma_tdm: %d frames left out as ambiguous (chunk_*.excluded.tsv; NWChem outputs '
+              'kept in %s): %s' % (len(failed), OUTDIR, ' '.join(failed)))
 
 
 def check():
