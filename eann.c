@@ -30,6 +30,16 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 #define EANN_HAVE_AVX2 0
 #endif
 
+/* The loops that have both copies, each called with simd = EANN_SIMD_PORTABLE
+ * or EANN_SIMD_AVX2 (a workspace's `simd`); defined after the AVX2 copies. */
+static void gemm_sel(int simd, int n, int nk, int nj, const double *x, const double *B,
+                     const double *b, double *z);
+static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                   double *dw);
+static void exp_sel(int simd, int n, const double *x, double *y);
+static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const double *W,
+                        double *S);
+
 const char *eann_strerror(int code) {
     switch (code) {
     case EANN_OK: return "success";
@@ -264,27 +274,14 @@ void eann_linear_forward(int n, int nin, int nout, const double *x, const double
     gemm_rows(n, nin, nout, x, wt, b, z);
 }
 
-/* eann_linear_backward with the matrix kernel of workspace ws (NULL: portable) */
-static void gemm_w(const eann_work *w, int n, int nk, int nj, const double *x, const double *B,
-                   const double *b, double *z);
-#if EANN_HAVE_AVX2
-EANN_AVX2 static void dw_avx2(int n, int nin, int nout, const double *x, const double *dz,
-                              double *dw);
-#endif
-static void linear_backward(const eann_work *ws, int n, int nin, int nout, const double *x,
+/* eann_linear_backward with the chosen copy of the matrix loops */
+static void linear_backward(int simd, int n, int nin, int nout, const double *x,
                             const double *w, const double *dz, double *dx, double *dw,
                             double *db) {
     /* dx[a][c] = 0 + sum_{o = 0..nout-1} dz[a][o] W[o][c] */
-    if (dx) gemm_w(ws, n, nout, nin, dz, w, NULL, dx);
-    if (dw) {
-#if EANN_HAVE_AVX2
-        if (ws && ws->simd == EANN_SIMD_AVX2) dw_avx2(n, nin, nout, x, dz, dw);
-        else
-#endif
-        for (int o = 0; o < nout; o++)
-            for (int a = 0; a < n; a++)
-                axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
-    }
+    if (dx) gemm_sel(simd, n, nout, nin, dz, w, NULL, dx);
+    /* dw[o][c] += dz[a][o] x[a][c], a = 0, 1, ... */
+    if (dw) dw_sel(simd, n, nin, nout, x, dz, dw);
     if (db) {
         for (int a = 0; a < n; a++)
             for (int o = 0; o < nout; o++) db[o] += dz[(size_t)a * nout + o];
@@ -293,7 +290,7 @@ static void linear_backward(const eann_work *ws, int n, int nin, int nout, const
 
 void eann_linear_backward(int n, int nin, int nout, const double *x, const double *w,
                           const double *dz, double *dx, double *dw, double *db) {
-    linear_backward(NULL, n, nin, nout, x, w, dz, dx, dw, db);
+    linear_backward(EANN_SIMD_PORTABLE, n, nin, nout, x, w, dz, dx, dw, db);
 }
 
 void eann_layernorm_forward(int n, int c, const double *z, const double *g, const double *b,
@@ -984,20 +981,26 @@ EANN_AVX2_INLINE void rows_avx2(int R, int nk, int nj, const double *x, const do
     for (; j < nj; j++) tile_rx1(R, nk, nj, x, B, b, j, z);
 }
 
+/* one row, all columns */
+EANN_AVX2_INLINE void row1_avx2(int nk, int nj, const double *x, const double *B,
+                                const double *b, double *z) {
+    int j = 0;
+    for (; j + 32 <= nj; j += 32) tile_1x32(nk, nj, x, B, b, j, z);
+    for (; j + 4 <= nj; j += 4) tile_rx4(1, nk, nj, x, B, b, j, z);
+    for (; j < nj; j++) tile_rx1(1, nk, nj, x, B, b, j, z);
+}
+
 EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
                                 const double *b, double *z) {
     int a = 0;
     for (; a + 4 <= n; a += 4) rows_avx2(4, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
-    if (n - a == 3) rows_avx2(3, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
-    if (n - a == 2) rows_avx2(2, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
-    if (n - a >= 2) a = n;
-    for (; a < n; a++) {
-        const double *xa = x + (size_t)a * nk;
-        double *za = z + (size_t)a * nj;
-        int j = 0;
-        for (; j + 32 <= nj; j += 32) tile_1x32(nk, nj, xa, B, b, j, za);
-        for (; j + 4 <= nj; j += 4) tile_rx4(1, nk, nj, xa, B, b, j, za);
-        for (; j < nj; j++) tile_rx1(1, nk, nj, xa, B, b, j, za);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: rows_avx2(3, nk, nj, xa, B, b, za); break;
+    case 2: rows_avx2(2, nk, nj, xa, B, b, za); break;
+    case 1: row1_avx2(nk, nj, xa, B, b, za); break;
+    default: break;
     }
 }
 
@@ -1198,42 +1201,89 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
 }
 #endif /* EANN_HAVE_AVX2 */
 
-/* The dispatchers used by the model code below (w->simd picks the copy). */
+/* The dispatchers (prototypes at the top of the file). */
 static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
                     double *restrict S);
-static void gemm_w(const eann_work *w, int n, int nk, int nj, const double *x, const double *B,
-                   const double *b, double *z) {
+
+static void gemm_sel(int simd, int n, int nk, int nj, const double *x, const double *B,
+                     const double *b, double *z) {
 #if EANN_HAVE_AVX2
-    if (w && w->simd == EANN_SIMD_AVX2) {
+    if (simd == EANN_SIMD_AVX2) {
         gemm_avx2(n, nk, nj, x, B, b, z);
         return;
     }
 #endif
-    (void)w;
+    (void)simd;
     gemm_rows(n, nk, nj, x, B, b, z);
 }
 
-static void exp_n_w(const eann_work *w, int n, const double *x, double *y) {
+static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                   double *dw) {
 #if EANN_HAVE_AVX2
-    if (w->simd == EANN_SIMD_AVX2) {
+    if (simd == EANN_SIMD_AVX2) {
+        dw_avx2(n, nin, nout, x, dz, dw);
+        return;
+    }
+#endif
+    (void)simd;
+    for (int o = 0; o < nout; o++)
+        for (int a = 0; a < n; a++)
+            axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
+}
+
+static void exp_sel(int simd, int n, const double *x, double *y) {
+#if EANN_HAVE_AVX2
+    if (simd == EANN_SIMD_AVX2) {
         exp_n_avx2(n, x, y);
         return;
     }
 #endif
-    (void)w;
+    (void)simd;
     eann_exp_n(n, x, y);
 }
 
-static void sum_atw_w(const eann_work *w, int np, int M, int K, const double *A,
-                      const double *W, double *S) {
+static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const double *W,
+                        double *S) {
 #if EANN_HAVE_AVX2
-    if (w->simd == EANN_SIMD_AVX2) {
+    if (simd == EANN_SIMD_AVX2) {
         sum_atw_avx2(np, M, K, A, W, S);
         return;
     }
 #endif
-    (void)w;
+    (void)simd;
     sum_atw(np, M, K, A, W, S);
+}
+
+/* eann_layernorm_forward then eann_act_forward (arguments as ln_act_avx2) */
+static void ln_act_sel(int simd, int n, int c, const double *z, const double *g,
+                       const double *bb, double eps, const double *alpha, const double *beta,
+                       double *zhat, double *rstd, double *y, double *sig, double *a) {
+#if EANN_HAVE_AVX2
+    if (simd == EANN_SIMD_AVX2) {
+        ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a);
+        return;
+    }
+#endif
+    (void)simd;
+    eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
+    eann_act_forward(n, c, y, alpha, beta, sig, a);
+}
+
+/* eann_act_backward then eann_layernorm_backward without parameter
+ * gradients (arguments as act_ln_backward_avx2) */
+static void act_ln_backward_sel(int simd, int n, int c, const double *y, const double *sig,
+                                const double *alpha, const double *beta, const double *zhat,
+                                const double *rstd, const double *g, const double *da,
+                                double *dy, double *dz) {
+#if EANN_HAVE_AVX2
+    if (simd == EANN_SIMD_AVX2) {
+        act_ln_backward_avx2(n, c, y, sig, alpha, beta, zhat, rstd, g, da, dy, dz);
+        return;
+    }
+#endif
+    (void)simd;
+    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
+    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
 }
 
 static int best_simd(void) {
@@ -1243,21 +1293,26 @@ static int best_simd(void) {
     return EANN_SIMD_PORTABLE;
 }
 
+/* EANN_SIMD_PORTABLE or EANN_SIMD_AVX2 for a requested mode, or -1 if the
+ * mode is unknown or its copy is not available */
+static int resolve_simd(int mode) {
+    if (mode == EANN_SIMD_AUTO) return best_simd();
+    if (mode == EANN_SIMD_PORTABLE) return mode;
+    if (mode == EANN_SIMD_AVX2 && best_simd() == EANN_SIMD_AVX2) return mode;
+    return -1;
+}
+
 int eann_exp_n_simd(int mode, int n, const double *x, double *y) {
-    eann_work w; /* only its simd field is read */
-    memset(&w, 0, sizeof w);
-    int rc = eann_work_set_simd(&w, mode);
-    if (rc) return rc;
-    exp_n_w(&w, n, x, y);
+    int simd = resolve_simd(mode);
+    if (simd < 0) return EANN_EINVAL;
+    exp_sel(simd, n, x, y);
     return EANN_OK;
 }
 
 int eann_work_set_simd(eann_work *w, int mode) {
-    if (!w) return EANN_EINVAL;
-    if (mode == EANN_SIMD_AUTO) mode = best_simd();
-    if (mode == EANN_SIMD_AVX2 && best_simd() != EANN_SIMD_AVX2) return EANN_EINVAL;
-    if (mode != EANN_SIMD_PORTABLE && mode != EANN_SIMD_AVX2) return EANN_EINVAL;
-    w->simd = mode;
+    int simd = resolve_simd(mode);
+    if (!w || simd < 0) return EANN_EINVAL;
+    w->simd = simd;
     return EANN_OK;
 }
 
@@ -1374,10 +1429,10 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
      * W_k = params[s_j][k] R_k; a mirrored pair of equal species copies its
      * source's R and W (built earlier: a source is always a fresh pair) */
     for (size_t p = 0; p < np;) {
-        size_t e = p;
+        size_t e = p; /* pairs p .. e-1 are fresh, pair e (if e < np) is a copy */
         while (e < np && w->pair_src[e] < 0) e++;
-        if (e > p) exp_n_w(w, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
-        p = e + (e < np);
+        if (e > p) exp_sel(w->simd, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
+        p = e + 1;
     }
     for (size_t p = 0; p < np; p++) {
         double *R = w->pair_r + p * K, *W = w->pair_w + p * K;
@@ -1462,7 +1517,7 @@ void eann_descriptor_forward(const eann_model *m, eann_work *w) {
         double *S = w->S + (size_t)i * M * K;
         /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
         int p0 = w->pair_start[i];
-        sum_atw_w(w, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
+        sum_atw_sel(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
                   w->pair_w + (size_t)p0 * K, S);
         /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2 */
         double *rho = w->rho + (size_t)i * D;
@@ -1488,11 +1543,11 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
          *   u[p][k]  = dL/dW_pk = sum_m A_p[m] dS[m][k]
          *   gA[p][m] = dL/dA_pm = sum_k W_p[k] dS[m][k]  (needs dS^T [K][M]) */
         const int p0 = w->pair_start[i], np = w->pair_start[i + 1] - p0;
-        gemm_w(w, np, M, K, w->pair_a + (size_t)p0 * M, dS, NULL, w->bu);
+        gemm_sel(w->simd, np, M, K, w->pair_a + (size_t)p0 * M, dS, NULL, w->bu);
         if (dpos) {
             for (int q = 0; q < M; q++)
                 for (int k = 0; k < K; k++) w->dst[(size_t)k * M + q] = dS[(size_t)q * K + k];
-            gemm_w(w, np, K, M, w->pair_w + (size_t)p0 * K, w->dst, NULL, w->bga);
+            gemm_sel(w->simd, np, K, M, w->pair_w + (size_t)p0 * K, w->dst, NULL, w->bga);
         }
         for (int p = p0; p < p0 + np; p++) {
             const double *v = w->pair_v + 3 * (size_t)p;
@@ -1553,24 +1608,14 @@ void eann_net_forward(const eann_model *m, eann_work *w, int t) {
             const eann_layer *L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout;
             double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
-            gemm_w(w, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
-#if EANN_HAVE_AVX2
-            if (w->simd == EANN_SIMD_AVX2) {
-                ln_act_avx2(n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
-                            th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c,
-                            w->rstd[t][h] + r0, y, w->sig[t][h] + r0 * c, a);
-                in = a;
-                continue;
-            }
-#endif
-            eann_layernorm_forward(n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
-                                   w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0, y);
-            eann_act_forward(n, L->nout, y, th + L->act_a, th + L->act_b,
-                             w->sig[t][h] + r0 * c, a);
+            gemm_sel(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
+            ln_act_sel(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
+                       th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
+                       y, w->sig[t][h] + r0 * c, a);
             in = a;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
-        gemm_w(w, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
+        gemm_sel(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
                w->out[t] + (size_t)r0 * L->nout);
     }
 }
@@ -1588,20 +1633,18 @@ void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *d
         const eann_layer *L = eann_layer_of(m, t, s, H);
         const double *x = H ? w->a[t][H - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
         double *dx = H ? ga : w->drho + (size_t)r0 * D;
-        linear_backward(w, n, L->nin, L->nout, x, th + L->w, dout + (size_t)r0 * L->nout, dx,
+        linear_backward(w->simd, n, L->nin, L->nout, x, th + L->w, dout + (size_t)r0 * L->nout, dx,
                         DT(L->w), DT(L->b));
         for (int h = H - 1; h >= 0; h--) {
             L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout;
             /* ga = dL/da -> gb = dL/dy -> ga = dL/dz -> dx */
-#if EANN_HAVE_AVX2
-            if (w->simd == EANN_SIMD_AVX2 && !dtheta)
-                act_ln_backward_avx2(n, L->nout, w->y[t][h] + r0 * c, w->sig[t][h] + r0 * c,
-                                     th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c,
-                                     w->rstd[t][h] + r0, th + L->ln_g, ga, gb, ga);
-            else
-#endif
-            {
+            if (!dtheta) {
+                act_ln_backward_sel(w->simd, n, L->nout, w->y[t][h] + r0 * c,
+                                    w->sig[t][h] + r0 * c, th + L->act_a, th + L->act_b,
+                                    w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0, th + L->ln_g, ga,
+                                    gb, ga);
+            } else {
                 eann_act_backward(n, L->nout, w->y[t][h] + r0 * c, w->sig[t][h] + r0 * c,
                                   th + L->act_a, th + L->act_b, ga, gb, DT(L->act_a),
                                   DT(L->act_b));
@@ -1610,7 +1653,7 @@ void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *d
             }
             x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
             dx = h ? gb : w->drho + (size_t)r0 * D;
-            linear_backward(w, n, L->nin, L->nout, x, th + L->w, ga, dx, DT(L->w), DT(L->b));
+            linear_backward(w->simd, n, L->nin, L->nout, x, th + L->w, ga, dx, DT(L->w), DT(L->b));
             double *tmp = ga;
             ga = gb;
             gb = tmp;
@@ -2604,7 +2647,7 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
         for (int h = 0; h < H; h++) {
             const eann_layer *L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout, o = (size_t)r0 * c;
-            gemm_w(tw->w, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
+            gemm_sel(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
             /* zhatd = J zd (LayerNorm Jacobian, symmetric) */
             eann_layernorm_backward(n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->ones,
                                     tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
@@ -2618,7 +2661,7 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
             xd = tw->ad[h] + o;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
-        gemm_w(tw->w, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
+        gemm_sel(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
                             tw->outd + (size_t)r0 * L->nout);
     }
 }
@@ -2644,11 +2687,11 @@ static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, c
         double *xb = H ? ab : tw->rhob + (size_t)r0 * D;
         double *xdb = H ? adb : tw->rhodb + (size_t)r0 * D;
         if (outb)
-            linear_backward(tw->w, n, L->nin, L->nout, x, th + L->w, outb + (size_t)r0 * no, xb,
+            linear_backward(tw->w->simd, n, L->nin, L->nout, x, th + L->w, outb + (size_t)r0 * no, xb,
                                  dtheta + L->w, dtheta + L->b);
         else
             memset(xb, 0, sizeof(double) * (size_t)n * L->nin);
-        linear_backward(tw->w, n, L->nin, L->nout, xd, th + L->w, outdb + (size_t)r0 * no, xdb,
+        linear_backward(tw->w->simd, n, L->nin, L->nout, xd, th + L->w, outdb + (size_t)r0 * no, xdb,
                              dtheta + L->w, NULL);
         for (int h = H - 1; h >= 0; h--) {
             L = eann_layer_of(m, t, s, h);
@@ -2719,8 +2762,8 @@ static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, c
             xd = h ? tw->ad[h - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
             xb = h ? ab : tw->rhob + (size_t)r0 * D;
             xdb = h ? adb : tw->rhodb + (size_t)r0 * D;
-            linear_backward(tw->w, n, L->nin, c, x, th + L->w, zb, xb, dtheta + L->w, dtheta + L->b);
-            linear_backward(tw->w, n, L->nin, c, xd, th + L->w, zdb, xdb, dtheta + L->w, NULL);
+            linear_backward(tw->w->simd, n, L->nin, c, x, th + L->w, zb, xb, dtheta + L->w, dtheta + L->b);
+            linear_backward(tw->w->simd, n, L->nin, c, xd, th + L->w, zdb, xdb, dtheta + L->w, NULL);
         }
     }
 }
