@@ -268,19 +268,9 @@ def label(atom_lines, tag):
 
 
 def read_split(path):
-    """[(md_temp, md_frame, [atom lines verbatim])] in file order."""
-    out = []
-    with open(path) as f:
-        lines = f.read().split('\n')
-    i = 0
-    while i < len(lines) and lines[i].strip():
-        n = int(lines[i])
-        hdr = lines[i + 1]
-        T = int(hdr.split('md_temp=')[1].split()[0])
-        fr = int(hdr.split('md_frame=')[1].split()[0])
-        out.append((T, fr, lines[i + 2:i + 2 + n]))
-        i += n + 2
-    return out
+    """[(md_temp, md_frame, [atom lines verbatim])] in file order (nma_split.read_frames)."""
+    import nma_split
+    return [(T, f, text.split('\n')[2:-1]) for (T, f), text in nma_split.read_frames(path).items()]
 
 
 def selection():
