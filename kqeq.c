@@ -2499,6 +2499,18 @@ static void subset_metrics(const kq_set *s, const int *mol, int nmol, const doub
     free(ref);
 }
 
+/* Forgets a model's kernel weights and representative environments (before a
+ * new fit, or after a failed one). */
+static void drop_fit(kq_model *m) {
+    free(m->w);
+    m->w = NULL;
+    for (int d = 0; d < KQ_MAX_DESC; d++) {
+        free(m->rep[d]);
+        m->rep[d] = NULL;
+    }
+    m->nrep = 0;
+}
+
 int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
              const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
              void *ctx) {
@@ -2510,13 +2522,7 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
     if (!set_matches(m, t) || (valid && !set_matches(m, valid))) return KQ_EINVAL;
     kq_train_report rep = {-1.0, -1.0, -1.0, -1.0};
     if (report) *report = rep;
-    free(m->w);
-    m->w = NULL;
-    for (int d = 0; d < KQ_MAX_DESC; d++) {
-        free(m->rep[d]);
-        m->rep[d] = NULL;
-    }
-    m->nrep = 0;
+    drop_fit(m);
     for (int s = 0; s < m->nspecies; s++) m->chi[s] = 0.0;
 
     int *mol = malloc((size_t)nsel * sizeof *mol);
@@ -2769,13 +2775,7 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
         }
         if (progress) progress(ctx, "solve", (size_t)o->nreg, (size_t)o->nreg);
     } else {
-        free(m->w);
-        m->w = NULL;
-        for (int d = 0; d < KQ_MAX_DESC; d++) {
-            free(m->rep[d]);
-            m->rep[d] = NULL;
-        }
-        m->nrep = 0;
+        drop_fit(m);
     }
     free(pt);
     free(idx);
