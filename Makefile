@@ -19,18 +19,25 @@ AR   ?= ar
 STDFLAGS = -std=c11 -ffp-contract=off
 WARN     = -Wall -Wextra -Werror
 ALL_CFLAGS = $(STDFLAGS) $(OPT) $(WARN) $(SAN) $(CFLAGS)
+# make PORTABLE=1: compile out the hand-written SIMD copies (portable C only; same bits).
+ifeq ($(PORTABLE),1)
+ALL_CFLAGS += -DTENSORIAL_NO_SIMD
+endif
 # Files outside the model libraries (I/O, programs, tests) may use POSIX.
 POSIX = -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm
 
-LIBSRC  = $(wildcard linalg.c kqeq.c eann.c) xyz.c
-LIBHDR  = $(LIBSRC:.c=.h)
+# The model libraries (pure C11, libc + libm); xyz.c is the I/O library (POSIX).
+MODELSRC = $(wildcard linalg.c soap.c kqeq.c eann.c eann_train.c spectra.c)
+LIBSRC  = $(MODELSRC) xyz.c
+LIBHDR  = $(wildcard $(LIBSRC:.c=.h))
 LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
 LIB     = $(B)/libtensorial.a
 # cli/common.c is shared; cli/kqeq*.c make build/kqeq, cli/eann*.c make build/eann.
 KQEQ_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/kqeq*.c) cli/common.c)
 EANN_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/eann*.c) cli/common.c)
-PROGS   = $(patsubst cli/%.c,$(B)/%,$(wildcard cli/kqeq.c cli/eann.c))
+SPECTRUM_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/spectrum*.c) cli/common.c)
+PROGS   = $(patsubst cli/%.c,$(B)/%,$(wildcard cli/kqeq.c cli/eann.c cli/spectrum.c))
 TESTS   = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 BENCHES = $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 
@@ -38,7 +45,7 @@ BENCHES = $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
 lib: $(LIB)
 
-$(B)/linalg.o $(B)/kqeq.o $(B)/eann.o: $(B)/%.o: %.c %.h linalg.h $(wildcard kqeq.h) | $(B)
+$(MODELSRC:%.c=$(B)/%.o): $(B)/%.o: %.c $(LIBHDR) | $(B)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
 $(B)/xyz.o: xyz.c xyz.h | $(B)
 	$(CC) $(ALL_CFLAGS) $(POSIX) -c $< -o $@
@@ -51,6 +58,8 @@ $(B)/cli/%.o: cli/%.c $(wildcard cli/*.h) $(LIBHDR) | $(B)
 $(B)/kqeq: $(KQEQ_CLIOBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 $(B)/eann: $(EANN_CLIOBJ) $(LIB)
+	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
+$(B)/spectrum: $(SPECTRUM_CLIOBJ) $(LIB)
 	$(CC) $(ALL_CFLAGS) $^ -o $@ $(LDLIBS)
 
 $(B)/tests/%: tests/%.c tests/harness.h $(LIBHDR) $(LIB) | $(B)
