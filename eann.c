@@ -18,8 +18,10 @@
 #define EANN_PI 3.14159265358979323846
 
 /* gcc and clang on x86-64 also compile AVX2 copies of the hot loops (see
- * "AVX2 copies of the hot loops" below); v4d is a GNU C vector of 4 doubles. */
-#if defined(__GNUC__) && defined(__x86_64__)
+ * "AVX2 copies of the hot loops" below); v4d is a GNU C vector of 4 doubles.
+ * -DTENSORIAL_NO_SIMD (make PORTABLE=1) compiles that section out: the
+ * portable copy alone, same bits. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define EANN_HAVE_AVX2 1
 #define EANN_AVX2 __attribute__((target("avx2")))
 #define EANN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
@@ -32,8 +34,6 @@ typedef int64_t v4i __attribute__((vector_size(32)));
 
 /* The loops that have both copies, each called with simd = EANN_SIMD_PORTABLE
  * or EANN_SIMD_AVX2 (a workspace's `simd`); defined after the AVX2 copies. */
-static void gemm_sel(int simd, int n, int nk, int nj, const double *x, const double *B,
-                     const double *b, double *z);
 static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
                    double *dw);
 static void exp_sel(int simd, int n, const double *x, double *y);
@@ -275,11 +275,11 @@ void eann_linear_forward(int n, int nin, int nout, const double *x, const double
 }
 
 /* eann_linear_backward with the chosen copy of the matrix loops */
-static void linear_backward(int simd, int n, int nin, int nout, const double *x,
+void eann_linear_backward_simd(int simd, int n, int nin, int nout, const double *x,
                             const double *w, const double *dz, double *dx, double *dw,
                             double *db) {
     /* dx[a][c] = 0 + sum_{o = 0..nout-1} dz[a][o] W[o][c] */
-    if (dx) gemm_sel(simd, n, nout, nin, dz, w, NULL, dx);
+    if (dx) eann_matmul(simd, n, nout, nin, dz, w, NULL, dx);
     /* dw[o][c] += dz[a][o] x[a][c], a = 0, 1, ... */
     if (dw) dw_sel(simd, n, nin, nout, x, dz, dw);
     if (db) {
@@ -290,7 +290,7 @@ static void linear_backward(int simd, int n, int nin, int nout, const double *x,
 
 void eann_linear_backward(int n, int nin, int nout, const double *x, const double *w,
                           const double *dz, double *dx, double *dw, double *db) {
-    linear_backward(EANN_SIMD_PORTABLE, n, nin, nout, x, w, dz, dx, dw, db);
+    eann_linear_backward_simd(EANN_SIMD_PORTABLE, n, nin, nout, x, w, dz, dx, dw, db);
 }
 
 void eann_layernorm_forward(int n, int c, const double *z, const double *g, const double *b,
@@ -626,14 +626,18 @@ void eann_model_sync(eann_model *m) {
     }
 }
 
-/* splitmix64 and a uniform double in [0, 1) from its top 53 bits. */
-static uint64_t sm64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
+/* The one PRNG of the library (initialisation here, shuffling in
+ * eann_train.c): splitmix64 (Steele, Lea & Flood 2014), and a uniform double
+ * in [0, 1) from its top 53 bits. */
+uint64_t eann_rand_u64(uint64_t *state) {
+    uint64_t z = (*state += 0x9E3779B97F4A7C15ULL);
     z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
     z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
     return z ^ (z >> 31);
 }
-static double urand(uint64_t *s) { return (double)(sm64(s) >> 11) * (1.0 / 9007199254740992.0); }
+double eann_rand_uniform(uint64_t *state) {
+    return (double)(eann_rand_u64(state) >> 11) * (1.0 / 9007199254740992.0);
+}
 
 void eann_model_init_random(eann_model *m, uint64_t seed) {
     uint64_t st = seed;
@@ -643,22 +647,22 @@ void eann_model_init_random(eann_model *m, uint64_t seed) {
         for (int k = 0; k < K; k++) {
             /* centres spread over [0, rc), exponents O(1), coefficients O(0.3) */
             th[m->off_rs + (size_t)s * K + k] =
-                m->spec.cutoff * ((k + 0.5 * urand(&st)) / K);
-            th[m->off_inta + (size_t)s * K + k] = 0.3 + 1.2 * urand(&st);
-            th[m->off_params + (size_t)s * K + k] = 0.1 + 0.4 * urand(&st);
+                m->spec.cutoff * ((k + 0.5 * eann_rand_uniform(&st)) / K);
+            th[m->off_inta + (size_t)s * K + k] = 0.3 + 1.2 * eann_rand_uniform(&st);
+            th[m->off_params + (size_t)s * K + k] = 0.1 + 0.4 * eann_rand_uniform(&st);
         }
     for (int i = 0; i < m->nlayers; i++) {
         const eann_layer *L = &m->layer[i];
         double sc = 1.0 / sqrt((double)L->nin);
         for (size_t q = 0; q < (size_t)L->nout * L->nin; q++)
-            th[L->w + q] = sc * (2.0 * urand(&st) - 1.0) * 1.7;
+            th[L->w + q] = sc * (2.0 * eann_rand_uniform(&st) - 1.0) * 1.7;
         for (int o = 0; o < L->nout; o++) {
-            th[L->b + o] = 0.2 * (2.0 * urand(&st) - 1.0);
+            th[L->b + o] = 0.2 * (2.0 * eann_rand_uniform(&st) - 1.0);
             if (L->ln_g == (size_t)-1) continue;
-            th[L->ln_g + o] = 1.0 + 0.3 * (2.0 * urand(&st) - 1.0);
-            th[L->ln_b + o] = 0.2 * (2.0 * urand(&st) - 1.0);
-            th[L->act_a + o] = 1.0 + 0.3 * (2.0 * urand(&st) - 1.0);
-            th[L->act_b + o] = 0.5 + 0.8 * urand(&st);
+            th[L->ln_g + o] = 1.0 + 0.3 * (2.0 * eann_rand_uniform(&st) - 1.0);
+            th[L->ln_b + o] = 0.2 * (2.0 * eann_rand_uniform(&st) - 1.0);
+            th[L->act_a + o] = 1.0 + 0.3 * (2.0 * eann_rand_uniform(&st) - 1.0);
+            th[L->act_b + o] = 0.5 + 0.8 * eann_rand_uniform(&st);
         }
     }
     eann_model_sync(m);
@@ -1205,8 +1209,8 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
 static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
                     double *restrict S);
 
-static void gemm_sel(int simd, int n, int nk, int nj, const double *x, const double *B,
-                     const double *b, double *z) {
+void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
+                 const double *b, double *z) {
 #if EANN_HAVE_AVX2
     if (simd == EANN_SIMD_AVX2) {
         gemm_avx2(n, nk, nj, x, B, b, z);
@@ -1451,21 +1455,21 @@ static inline void add_squares(int K, const double *restrict Sq, double *restric
     for (int k = 0; k < K; k++) rl[k] += Sq[k] * Sq[k];
 }
 
-/* A[m] for one pair: A_0 = fc, A_m = A_parent * v[axis] (FORMAT.md 4.3). */
-static inline void angular(const eann_model *m, double fc, const double *v, double *A) {
-    const double v0 = v[0], v1 = v[1], v2 = v[2];
+/* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
+ * A_0 = fc, A_m = A_parent(m) v[axis(m)], so group L holds the 3^L products
+ * fc v_a1 ... v_aL (the chapter's multinomial factor L!/(lx! ly! lz!) is not
+ * written anywhere: each distinct monomial appears that many times among
+ * the 3^L ordered products, and rho sums their squares). A [M]; if Ad !=
+ * NULL also the tangent along (fcd, vd): Ad_0 = fcd, Ad_m = Ad_parent v[ax] +
+ * A_parent vd[ax] (used by the polarizability training, eann_train.c). */
+void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
+                  double *A, double *Ad) {
     A[0] = fc;
-    int start = 0, n = 1, o = 1; /* group L-1 starts at start and has n members */
-    for (int L = 1; L < m->spec.nipsin; L++) {
-        for (int c = 0; c < n; c++) { /* component o = 3 c + axis of group L */
-            double a = A[start + c];
-            A[o] = a * v0;
-            A[o + 1] = a * v1;
-            A[o + 2] = a * v2;
-            o += 3;
-        }
-        start += n;
-        n *= 3;
+    if (Ad) Ad[0] = fcd;
+    for (int q = 1; q < m->norbital; q++) {
+        int par = m->orb_parent[q], ax = m->orb_axis[q];
+        A[q] = A[par] * v[ax];
+        if (Ad) Ad[q] = Ad[par] * v[ax] + A[par] * vd[ax];
     }
 }
 
@@ -1512,7 +1516,8 @@ void eann_descriptor_forward(const eann_model *m, eann_work *w) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
     /* 3. angular components of every pair, cached for the backward pass */
     for (int p = 0; p < w->npairs; p++)
-        angular(m, w->pair_fc[p], w->pair_v + 3 * (size_t)p, w->pair_a + (size_t)p * M);
+        eann_angular(m, w->pair_fc[p], 0.0, w->pair_v + 3 * (size_t)p, NULL,
+                     w->pair_a + (size_t)p * M, NULL);
     for (int i = 0; i < w->natoms; i++) {
         double *S = w->S + (size_t)i * M * K;
         /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
@@ -1543,11 +1548,11 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
          *   u[p][k]  = dL/dW_pk = sum_m A_p[m] dS[m][k]
          *   gA[p][m] = dL/dA_pm = sum_k W_p[k] dS[m][k]  (needs dS^T [K][M]) */
         const int p0 = w->pair_start[i], np = w->pair_start[i + 1] - p0;
-        gemm_sel(w->simd, np, M, K, w->pair_a + (size_t)p0 * M, dS, NULL, w->bu);
+        eann_matmul(w->simd, np, M, K, w->pair_a + (size_t)p0 * M, dS, NULL, w->bu);
         if (dpos) {
             for (int q = 0; q < M; q++)
                 for (int k = 0; k < K; k++) w->dst[(size_t)k * M + q] = dS[(size_t)q * K + k];
-            gemm_sel(w->simd, np, K, M, w->pair_w + (size_t)p0 * K, w->dst, NULL, w->bga);
+            eann_matmul(w->simd, np, K, M, w->pair_w + (size_t)p0 * K, w->dst, NULL, w->bga);
         }
         for (int p = p0; p < p0 + np; p++) {
             const double *v = w->pair_v + 3 * (size_t)p;
@@ -1558,14 +1563,17 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
             /* through R_k(d): dR/dd = -2 inta (d - rs) R; W_k = params_k R_k */
             const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
             if (dtheta) {
+                /* W_k = c_k R_k (c = params[s_j]): dL/dc_k = u_k R_k, and with
+                 * x = d - rs: dR/drs = 2 inta x R, dR/dinta = -x^2 R */
+                const double *c = m->theta + m->off_params + (size_t)sj * K;
                 double *dr_s = dtheta + m->off_rs + (size_t)sj * K;
                 double *di = dtheta + m->off_inta + (size_t)sj * K;
                 double *dp = dtheta + m->off_params + (size_t)sj * K;
                 for (int k = 0; k < K; k++) {
                     double x = d - rsj[k];
-                    dp[k] += u[k] * R[k];
-                    dr_s[k] += u[k] * W[k] * (2.0 * inj[k] * x);
-                    di[k] += u[k] * W[k] * (-(x * x));
+                    dp[k] += R[k] * u[k];
+                    dr_s[k] += c[k] * u[k] * (2.0 * inj[k] * x * R[k]);
+                    di[k] += c[k] * u[k] * (-(x * x) * R[k]);
                 }
             }
             if (!dpos) continue;
@@ -1608,14 +1616,14 @@ void eann_net_forward(const eann_model *m, eann_work *w, int t) {
             const eann_layer *L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout;
             double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
-            gemm_sel(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
+            eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
             ln_act_sel(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
                        th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
                        y, w->sig[t][h] + r0 * c, a);
             in = a;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
-        gemm_sel(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
+        eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
                w->out[t] + (size_t)r0 * L->nout);
     }
 }
@@ -1633,7 +1641,7 @@ void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *d
         const eann_layer *L = eann_layer_of(m, t, s, H);
         const double *x = H ? w->a[t][H - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
         double *dx = H ? ga : w->drho + (size_t)r0 * D;
-        linear_backward(w->simd, n, L->nin, L->nout, x, th + L->w, dout + (size_t)r0 * L->nout, dx,
+        eann_linear_backward_simd(w->simd, n, L->nin, L->nout, x, th + L->w, dout + (size_t)r0 * L->nout, dx,
                         DT(L->w), DT(L->b));
         for (int h = H - 1; h >= 0; h--) {
             L = eann_layer_of(m, t, s, h);
@@ -1653,7 +1661,7 @@ void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *d
             }
             x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
             dx = h ? gb : w->drho + (size_t)r0 * D;
-            linear_backward(w->simd, n, L->nin, L->nout, x, th + L->w, ga, dx, DT(L->w), DT(L->b));
+            eann_linear_backward_simd(w->simd, n, L->nin, L->nout, x, th + L->w, ga, dx, DT(L->w), DT(L->b));
             double *tmp = ga;
             ga = gb;
             gb = tmp;
@@ -1685,7 +1693,7 @@ static int output_layer_zero(const eann_model *m, const eann_work *w, int t) {
 
 /* grad [natoms][3] = d(sum_i out_i[0] of net t)/dx (net t already run;
  * the pair list is held fixed, FORMAT.md sect. 5). */
-static void net_gradient(const eann_model *m, eann_work *w, int t, double *grad) {
+void eann_net_gradient(const eann_model *m, eann_work *w, int t, double *grad) {
     const eann_net_spec *ns = &m->spec.net[t];
     const int no = ns->sizes[ns->nhidden + 1];
     memset(grad, 0, sizeof(double) * 3 * (size_t)w->natoms);
@@ -1699,13 +1707,36 @@ static void net_gradient(const eann_model *m, eann_work *w, int t, double *grad)
 
 double eann_scalar(const eann_model *m, eann_work *w, int t, double *grad) {
     eann_net_forward(m, w, t);
-    if (grad) net_gradient(m, w, t, grad);
+    if (grad) eann_net_gradient(m, w, t, grad);
     return eann_net_sum(m, w, t);
 }
 
 /* ------------------------------------------------------------------------ */
-/* heads (FORMAT.md sect. 5)                                                 */
+/* heads (FORMAT.md sect. 5): each written once, used by eann_predict and by  */
+/* the training losses (eann_train.c)                                         */
 /* ------------------------------------------------------------------------ */
+
+void eann_cross(const double a[3], const double b[3], double c[3]) {
+    c[0] = a[1] * b[2] - a[2] * b[1];
+    c[1] = a[2] * b[0] - a[0] * b[2];
+    c[2] = a[0] * b[1] - a[1] * b[0];
+}
+
+/* Dipole of atomic charges q_i (output 0 of net 0), EANN chapter Eq. 1:
+ * mu = sum_i q_i x'_i (x' = COM-shifted positions, angstrom, as the
+ * published models); *qsum = sum_i q_i (for the charge term of Eq. 6). */
+void eann_dipole_parts(const eann_model *m, const eann_work *w, double mu[3], double *qsum) {
+    (void)m;
+    double qs = 0;
+    mu[0] = mu[1] = mu[2] = 0;
+    for (int i = 0; i < w->natoms; i++) {
+        int r = w->row_of_atom[i];
+        double q = w->out[0][r];
+        qs += q;
+        for (int a = 0; a < 3; a++) mu[a] += q * w->x[3 * r + a];
+    }
+    if (qsum) *qsum = qs;
+}
 
 void eann_tdm_parts(const eann_model *m, const eann_work *w, double u[3], double v[3],
                     double *W) {
@@ -1722,38 +1753,91 @@ void eann_tdm_parts(const eann_model *m, const eann_work *w, double u[3], double
     }
 }
 
-int eann_head_backward(const eann_model *m, const eann_work *w, const double *gout,
-                       double *dout) {
-    if (!m || !w || !gout || !dout) return EANN_EINVAL;
-    const int N = w->natoms;
-    const double *x = w->x;
-    if (m->spec.kind == EANN_DIPOLE) {
-        /* mu = sum_i q_i x'_i: dL/dq_i = gout . x'_i */
-        for (int r = 0; r < N; r++)
-            dout[r] = gout[0] * x[3 * r] + gout[1] * x[3 * r + 1] + gout[2] * x[3 * r + 2];
-        return EANN_OK;
+void eann_tdm_combine(const double u[3], const double v[3], double W, double t[3]) {
+    /* EANN chapter Eqs. 7-8: t = u + v + W (u x v) */
+    double c[3];
+    eann_cross(u, v, c);
+    for (int a = 0; a < 3; a++) t[a] = u[a] + v[a] + W * c[a];
+}
+
+void eann_charge_head_backward(const eann_work *w, const double e[3], double a, double c,
+                               double s, double *dout) {
+    /* mu = sum_i q_i x'_i, so d(e.mu)/dq_r = e.x'_r */
+    for (int r = 0; r < w->natoms; r++) {
+        const double *x = w->x + 3 * (size_t)r;
+        dout[r] = s * (a * (e[0] * x[0] + e[1] * x[1] + e[2] * x[2]) + c);
     }
-    if (m->spec.kind != EANN_TDM) return EANN_EINVAL;
-    /* tdm = u + v + W (u x v); g.(u x v) = u.(v x g) = v.(g x u) */
-    double u[3], v[3], W;
-    eann_tdm_parts(m, w, u, v, &W);
-    const double *g = gout;
-    double vg[3] = {v[1] * g[2] - v[2] * g[1], v[2] * g[0] - v[0] * g[2], v[0] * g[1] - v[1] * g[0]};
-    double gu[3] = {g[1] * u[2] - g[2] * u[1], g[2] * u[0] - g[0] * u[2], g[0] * u[1] - g[1] * u[0]};
-    double du[3], dv[3];
+}
+
+void eann_tdm_head_backward(const eann_work *w, const double u[3], const double v[3], double W,
+                            const double g[3], double *dout) {
+    /* t = u + v + W (u x v); g.(u x v) = u.(v x g) = v.(g x u), so
+     * dL/du = g + W (v x g), dL/dv = g + W (g x u), dL/dW = g.(u x v) */
+    double vg[3], gu[3], uv[3], du[3], dv[3];
+    eann_cross(v, g, vg);
+    eann_cross(g, u, gu);
+    eann_cross(u, v, uv);
     for (int a = 0; a < 3; a++) {
         du[a] = g[a] + W * vg[a];
         dv[a] = g[a] + W * gu[a];
     }
-    double dW = g[0] * (u[1] * v[2] - u[2] * v[1]) + g[1] * (u[2] * v[0] - u[0] * v[2]) +
-                g[2] * (u[0] * v[1] - u[1] * v[0]);
-    for (int r = 0; r < N; r++) {
-        const double *xr = x + 3 * r;
+    double dW = g[0] * uv[0] + g[1] * uv[1] + g[2] * uv[2];
+    /* u = sum_r q1_r x'_r, v = sum_r q2_r x'_r, W = sum_r w_r */
+    for (int r = 0; r < w->natoms; r++) {
+        const double *xr = w->x + 3 * (size_t)r;
         dout[3 * r] = du[0] * xr[0] + du[1] * xr[1] + du[2] * xr[2];
         dout[3 * r + 1] = dv[0] * xr[0] + dv[1] * xr[1] + dv[2] * xr[2];
         dout[3 * r + 2] = dW;
     }
+}
+
+int eann_head_backward(const eann_model *m, const eann_work *w, const double *gout,
+                       double *dout) {
+    if (!m || !w || !gout || !dout) return EANN_EINVAL;
+    if (m->spec.kind == EANN_DIPOLE) {
+        eann_charge_head_backward(w, gout, 1.0, 0.0, 1.0, dout);
+        return EANN_OK;
+    }
+    if (m->spec.kind != EANN_TDM) return EANN_EINVAL;
+    double u[3], v[3], W;
+    eann_tdm_parts(m, w, u, v, &W);
+    eann_tdm_head_backward(w, u, v, W, gout, dout);
     return EANN_OK;
+}
+
+void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, double Psym[9],
+                    double Hh[9], double *E2) {
+    /* EANN chapter Eqs. 10-12 in the published models' form (FORMAT.md
+     * sect. 5): alpha = Pm + Pm^T + sum_i h_i h_i^T + E_2 I with
+     * Pm[a][b] = sum_i x'_ia g_ib, g = dE_0/dx, h = dE_1/dx, E_t = sum_i
+     * y_i^(t). The chapter text describes one network; the published models
+     * (which we reproduce) use these three (roles grad_sym, grad_outer,
+     * trace). */
+    const int N = w->natoms;
+    eann_net_forward(m, w, 0);
+    eann_net_gradient(m, w, 0, g);
+    /* E_1 itself is not used: when net 1's output layer is zero (the
+     * published model) h = 0 exactly and net 1 need not run at all. */
+    if (output_layer_zero(m, w, 1)) {
+        memset(h, 0, sizeof(double) * 3 * (size_t)N);
+    } else {
+        eann_net_forward(m, w, 1);
+        eann_net_gradient(m, w, 1, h);
+    }
+    eann_net_forward(m, w, 2);
+    *E2 = eann_net_sum(m, w, 2);
+    double Pm[9] = {0};
+    for (int q = 0; q < 9; q++) Hh[q] = 0;
+    for (int i = 0; i < N; i++) {
+        const double *x = w->x + 3 * (size_t)w->row_of_atom[i];
+        for (int a = 0; a < 3; a++)
+            for (int b = 0; b < 3; b++) {
+                Pm[3 * a + b] += x[a] * g[3 * i + b];
+                Hh[3 * a + b] += h[3 * i + a] * h[3 * i + b];
+            }
+    }
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) Psym[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a];
 }
 
 int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *species,
@@ -1762,54 +1846,20 @@ int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *speci
     int rc = eann_setup(m, w, natoms, species, pos);
     if (rc) return rc;
     eann_descriptor_forward(m, w);
-    const int N = natoms;
     if (m->spec.kind == EANN_DIPOLE) {
-        /* mu = sum_i q_i x'_i (EANN chapter Eq. 1) */
         eann_net_forward(m, w, 0);
-        double mu[3] = {0, 0, 0};
-        for (int i = 0; i < N; i++) {
-            int r = w->row_of_atom[i];
-            double q = w->out[0][r];
-            for (int a = 0; a < 3; a++) mu[a] += q * w->x[3 * r + a];
-        }
-        memcpy(out, mu, sizeof mu);
+        eann_dipole_parts(m, w, out, NULL);
     } else if (m->spec.kind == EANN_TDM) {
-        /* u = sum q1 x', v = sum q2 x', W = sum w; tdm = u + v + W (u x v)
-         * (EANN chapter Eqs. 7-8) */
         eann_net_forward(m, w, 0);
         double u[3], v[3], W;
         eann_tdm_parts(m, w, u, v, &W);
-        double c[3] = {u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2],
-                       u[0] * v[1] - u[1] * v[0]};
-        for (int a = 0; a < 3; a++) out[a] = u[a] + v[a] + W * c[a];
+        eann_tdm_combine(u, v, W, out);
     } else {
-        /* alpha = Pm + Pm^T + sum_i h_i h_i^T + E_2 I, Pm[a][b] = sum_i x'_ia g_ib,
-         * g = dE_0/dx, h = dE_1/dx (EANN chapter Eqs. 10-12) */
-        double *g = w->dpos, *h = w->dpos2;
-        eann_net_forward(m, w, 0);
-        net_gradient(m, w, 0, g);
-        /* E_1 itself is not used: when net 1's output layer is zero (the
-         * published model) h = 0 exactly and net 1 need not run at all. */
-        if (output_layer_zero(m, w, 1)) {
-            memset(h, 0, sizeof(double) * 3 * (size_t)N);
-        } else {
-            eann_net_forward(m, w, 1);
-            net_gradient(m, w, 1, h);
-        }
-        eann_net_forward(m, w, 2);
-        double E2 = eann_net_sum(m, w, 2);
-        double Pm[9] = {0}, Hh[9] = {0};
-        for (int i = 0; i < N; i++) {
-            const double *x = w->x + 3 * (size_t)w->row_of_atom[i];
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++) {
-                    Pm[3 * a + b] += x[a] * g[3 * i + b];
-                    Hh[3 * a + b] += h[3 * i + a] * h[3 * i + b];
-                }
-        }
+        double Ps[9], Hh[9], E2;
+        eann_pol_parts(m, w, w->dpos, w->dpos2, Ps, Hh, &E2);
         for (int a = 0; a < 3; a++)
             for (int b = 0; b < 3; b++)
-                out[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a] + Hh[3 * a + b] + (a == b ? E2 : 0.0);
+                out[3 * a + b] = Ps[3 * a + b] + Hh[3 * a + b] + (a == b ? E2 : 0.0);
     }
     return EANN_OK;
 }
@@ -2231,18 +2281,18 @@ int eann_model_parse(const char *buf, size_t len, eann_model **out, eann_parse_e
     return perr(&lx, "first line must be exactly 'EANN_TEXT_V1'");
 }
 
-/* growable text buffer for the writer */
-typedef struct { char *s; size_t len, cap; int oom; } wbuf;
-
-static void wprintf(wbuf *b, const char *fmt, ...) {
+/* The library's one growable text buffer (model writer here, the
+ * normalisation comments and checkpoints in eann_train.c). */
+void eann_text_printf(eann_text *b, const char *fmt, ...) {
     if (b->oom) return;
     for (;;) {
+        size_t room = b->s ? b->cap - b->len : 0;
         va_list ap;
         va_start(ap, fmt);
-        int n = vsnprintf(b->s + b->len, b->cap - b->len, fmt, ap);
+        int n = vsnprintf(b->s ? b->s + b->len : NULL, room, fmt, ap);
         va_end(ap);
         if (n < 0) { b->oom = 1; return; }
-        if ((size_t)n < b->cap - b->len) { b->len += (size_t)n; return; }
+        if ((size_t)n < room) { b->len += (size_t)n; return; }
         size_t cap = b->cap * 2 + (size_t)n + 64;
         char *ns = realloc(b->s, cap);
         if (!ns) { b->oom = 1; return; }
@@ -2255,33 +2305,33 @@ int eann_model_write(const eann_model *m, char **buf, size_t *len) {
     if (!m || !buf || !len) return EANN_EINVAL;
     *buf = NULL;
     *len = 0;
-    wbuf b = {malloc(1 << 16), 0, 1 << 16, 0};
+    eann_text b = {malloc(1 << 16), 0, 1 << 16, 0};
     if (!b.s) return EANN_ENOMEM;
     const eann_spec *sp = &m->spec;
-    wprintf(&b, "EANN_TEXT_V1\n");
-    if (m->comments) wprintf(&b, "%s", m->comments);
-    wprintf(&b, "kind %s\nnspecies %d\nspecies", eann_kind_name(sp->kind), sp->nspecies);
-    for (int s = 0; s < sp->nspecies; s++) wprintf(&b, " %s", sp->species[s]);
-    wprintf(&b, "\nmasses");
-    for (int s = 0; s < sp->nspecies; s++) wprintf(&b, " %.17g", sp->mass[s]);
-    wprintf(&b, "\ncutoff %.17g\nmin_distance %.17g\nnipsin %d\nnwave %d\nnorbital %d\nindex_para",
+    eann_text_printf(&b, "EANN_TEXT_V1\n");
+    if (m->comments) eann_text_printf(&b, "%s", m->comments);
+    eann_text_printf(&b, "kind %s\nnspecies %d\nspecies", eann_kind_name(sp->kind), sp->nspecies);
+    for (int s = 0; s < sp->nspecies; s++) eann_text_printf(&b, " %s", sp->species[s]);
+    eann_text_printf(&b, "\nmasses");
+    for (int s = 0; s < sp->nspecies; s++) eann_text_printf(&b, " %.17g", sp->mass[s]);
+    eann_text_printf(&b, "\ncutoff %.17g\nmin_distance %.17g\nnipsin %d\nnwave %d\nnorbital %d\nindex_para",
             sp->cutoff, sp->min_distance, sp->nipsin, sp->nwave, m->norbital);
-    for (int q = 0; q < m->norbital; q++) wprintf(&b, " %d", m->index_para[q]);
-    wprintf(&b, "\nndensity %d\nactivation alpha_silu_beta\nnnets %d\n", m->ndensity, sp->nnets);
+    for (int q = 0; q < m->norbital; q++) eann_text_printf(&b, " %d", m->index_para[q]);
+    eann_text_printf(&b, "\nndensity %d\nactivation alpha_silu_beta\nnnets %d\n", m->ndensity, sp->nnets);
     for (int t = 0; t < sp->nnets; t++) {
         const eann_net_spec *ns = &sp->net[t];
-        wprintf(&b, "net %d role %s nhidden %d sizes", t, ns->role, ns->nhidden);
-        for (int h = 0; h < ns->nhidden + 2; h++) wprintf(&b, " %d", ns->sizes[h]);
-        wprintf(&b, " layernorm_eps %.17g initpot %.17g\n", ns->ln_eps, ns->initpot);
+        eann_text_printf(&b, "net %d role %s nhidden %d sizes", t, ns->role, ns->nhidden);
+        for (int h = 0; h < ns->nhidden + 2; h++) eann_text_printf(&b, " %d", ns->sizes[h]);
+        eann_text_printf(&b, " layernorm_eps %.17g initpot %.17g\n", ns->ln_eps, ns->initpot);
     }
-    wprintf(&b, "narrays %d\n", m->narrays);
+    eann_text_printf(&b, "narrays %d\n", m->narrays);
     for (int ia = 0; ia < m->narrays; ia++) {
         const eann_array *A = &m->arrays[ia];
-        if (A->ndim == 2) wprintf(&b, "array %s 2 %d %d\n", A->name, A->dim[0], A->dim[1]);
-        else wprintf(&b, "array %s 1 %d\n", A->name, A->dim[0]);
-        for (size_t q = 0; q < A->n; q++) wprintf(&b, "%.17g\n", m->theta[A->off + q]);
+        if (A->ndim == 2) eann_text_printf(&b, "array %s 2 %d %d\n", A->name, A->dim[0], A->dim[1]);
+        else eann_text_printf(&b, "array %s 1 %d\n", A->name, A->dim[0]);
+        for (size_t q = 0; q < A->n; q++) eann_text_printf(&b, "%.17g\n", m->theta[A->off + q]);
     }
-    wprintf(&b, "end\n");
+    eann_text_printf(&b, "end\n");
     if (b.oom) {
         free(b.s);
         return EANN_ENOMEM;
@@ -2289,1421 +2339,4 @@ int eann_model_write(const eann_model *m, char **buf, size_t *len) {
     *buf = b.s;
     *len = b.len;
     return EANN_OK;
-}
-
-/* TRAINING: losses, exact gradients, normalisation and optimisers for EANN
- * tensorial models (declared in eann.h, section TRAINING).
- *
- * ===========================================================================
- * GRADIENT DERIVATION
- * ===========================================================================
- * Notation: theta = all trainable numbers (eann.h PARAMETER LAYOUT); per
- * frame the loss l_f (eann.h, section TRAINING). Positions are data, so nothing below
- * needs derivatives with respect to positions except where the model output
- * itself is a coordinate gradient (polarizability).
- *
- * Dipole (FORMAT.md sect. 5, EANN chapter Eq. 1 and Eq. 6):
- *   mu = sum_i q_i x'_i, l = |mu - mu_ref|^2/3 + w_q (sum_i q_i - Q)^2
- *   dl/dq_i = (2/3)(mu - mu_ref).x'_i + 2 w_q (sum q - Q); then ordinary
- *   backpropagation through net 0 (eann_net_backward) and the descriptor.
- *
- * Transition dipole (FORMAT.md sect. 5, EANN chapter Eqs. 7-8):
- *   t = u + v + W (u x v), u = sum q1_i x'_i, v = sum q2_i x'_i, W = sum w_i.
- *   l = min_s |t - s t_ref|^2/3 (s = +-1). Away from the switch surface
- *   t.t_ref = 0 the minimum is one smooth branch, so dl/dt = (2/3)(t - s t_ref)
- *   with the active s. With g = dl/dt:
- *     dl/du = g + W (v x g)   (because g.(u x v) = u.(v x g))
- *     dl/dv = g + W (g x u)   (g.(u x v) = v.(g x u))
- *     dl/dW = g.(u x v)
- *   and dl/dq1_i = dl/du . x'_i, dl/dq2_i = dl/dv . x'_i, dl/dw_i = dl/dW.
- *
- * Polarizability (FORMAT.md sect. 5, EANN chapter Eqs. 10-12):
- *   alpha = Pm + Pm^T + sum_i h_i h_i^T + E_2 I,  Pm[a][b] = sum_i x'_ia g_ib,
- *   g_i = dE_0/dx_i, h_i = dE_1/dx_i, E_t = sum_i y_i^(t).
- *   With G = dl/dalpha (= (2/9)(alpha - alpha_ref)) and Gs = G + G^T:
- *     dl/dg_i = Gs x'_i =: gamma_i,  dl/dh_i = Gs h_i =: gamma'_i,  dl/dE_2 = tr G.
- *   The E_2 part is ordinary backpropagation of net 2 with dl/dy_i = tr G.
- *   For net 0 (and likewise net 1 with gamma'):
- *     dl/dtheta (through g) = sum_i gamma_i . d g_i/dtheta = d Phi/dtheta,
- *     Phi(theta) = sum_i gamma_i . g_i = d/de E_0(x + e gamma) at e = 0,
- *   with gamma held fixed (it is the upstream adjoint). Phi is the FORWARD
- *   TANGENT of E_0 along the position direction gamma, so dl/dtheta is the
- *   reverse-mode gradient of a forward-mode (tangent) computation. We write
- *   the tangent pass explicitly (dotted quantities) and then backpropagate
- *   through both the primal and the tangent pass (barred quantities; p_ is
- *   the adjoint of the primal p, pd_ that of the tangent pd).
- *
- *   Descriptor tangent, per pair (i, j) (FORMAT.md 4.2-4.5; the pair list
- *   is held fixed as FORMAT.md sect. 5 says):
- *     vd = gamma_i - gamma_j, dd = v.vd/d, fcd = fc'(d) dd,
- *     Rd_k = -2 inta_k (d - rs_k) R_k dd,  Wd_k = c_k Rd_k  (c = params[s_j]),
- *     Ad_0 = fcd, Ad_m = Ad_par v[ax] + A_par vd[ax],
- *     Sd_i[m][k] = sum_j (Ad_m W_k + A_m Wd_k),
- *     rhod_i[L,k] = sum_{m in L} 2 S[m][k] Sd[m][k].
- *   Network tangent, per hidden layer (FORMAT.md 4.6):
- *     zd = W xd;  zhatd = J zd with the LayerNorm Jacobian
- *       J = r (I - 11^T/c - zhat zhat^T/c), r = 1/sqrt(var+eps)
- *       (J is symmetric: the LayerNorm backward routine with gamma = 1 applies it);
- *     yd = gamma_ln * zhatd;  ad = alpha beta phi'(beta y) yd, with
- *       phi(t) = t sig(t), phi' = sig + t sig (1-sig),
- *       phi'' = sig (1-sig) (2 + t (1 - 2 sig));
- *     output: outd = W_H ad_{H-1};  Phi = sum_i outd_i[0].
- *   Reverse pass, seeds outd_ = 1 (column 0), out_ = 0:
- *     linear z = W x + b, zd = W xd:
- *       x_ = W^T z_, xd_ = W^T zd_, W_ += z_ x^T + zd_ xd^T, b_ += z_
- *     activation a = alpha phi(t), ad = alpha beta phi'(t) yd, t = beta y:
- *       yd_ = ad_ alpha beta phi'
- *       y_  = a_ alpha beta phi' + ad_ alpha beta^2 phi'' yd
- *       alpha_ += a_ phi + ad_ beta phi' yd
- *       beta_  += a_ alpha phi' y + ad_ alpha (phi' + t phi'') yd
- *     LayerNorm y = g zhat + b, yd = g zhatd:
- *       g_ += y_ zhat + yd_ zhatd, b_ += y_,
- *       zd_ = J (g yd_)   (J symmetric),
- *       z_  = J (g y_) + [d/dz of F = Ab . zhatd(z, zd), Ab = g yd_]:
- *         write zhatd = r (u - zhat m), u = zd - mean(zd), m = mean(zhat u);
- *         F = r a1 - r m a2, a1 = Ab.u, a2 = Ab.zhat;
- *         dF/dzhat_i = -r (u_i a2/c + m Ab_i) =: Zb_i, dF/dr (explicit) = a1 - m a2 =: rb;
- *         through zhat = (z - mu) r, r = (var+eps)^(-1/2):
- *         z_ += r (Zb - mean(Zb)) - (r^2 zhat / c) (rb + sum_i Zb_i zhat_i / r).
- *   Descriptor reverse (A, Ad depend on positions only; R, Rd also on rs, inta):
- *     S_[m][k] = 2 S rho_[L,k] + 2 Sd rhod_[L,k],  Sd_[m][k] = 2 S rhod_[L,k],
- *     u1_k = sum_m (S_[m][k] A_m + Sd_[m][k] Ad_m), u2_k = sum_m Sd_[m][k] A_m,
- *     c_[s_j][k] += R_k u1_k + Rd_k u2_k,  R_k_ = c_k u1_k,  Rd_k_ = c_k u2_k,
- *     with x = d - rs: dR/drs = 2 inta x R, dR/dinta = -x^2 R,
- *     dRd/drs = dd 2 inta R (1 - 2 inta x^2), dRd/dinta = -dd 2 x R (1 - inta x^2).
- *   (For the dipole, tdm and E_2 parts the same formulas with Sd_ = rhod_ = 0.)
- *   tests/test_eann_train.c checks every target against central finite
- *   differences of the loss (relative error < 1e-6).
- * ===========================================================================
- */
-
-/* ------------------------------------------------------------------------ */
-/* workspace                                                                 */
-/* ------------------------------------------------------------------------ */
-
-struct eann_trainws {
-    eann_work *w;
-    int cap, maxw, maxh;
-    double *gam;                 /* [N][3] tangent direction, by row */
-    double *gpos, *hpos;         /* [N][3] g = dE_0/dx, h = dE_1/dx (original order) */
-    double *Sd, *Sb, *Sdb;       /* [N][M][K] */
-    double *rhod, *rhob, *rhodb; /* [N][D] */
-    double *zd[EANN_MAX_HIDDEN], *zhd[EANN_MAX_HIDDEN], *yd[EANN_MAX_HIDDEN],
-        *ad[EANN_MAX_HIDDEN];            /* [N][width] tangent caches of one net */
-    double *outd;                        /* [N][maxw] */
-    double *b1, *b2, *b3, *b4, *b5, *b6; /* [N][maxw] adjoint scratch */
-    double *dout;                        /* [N][maxw] */
-    double *zeros, *ones;                /* [maxw] */
-};
-
-eann_work *eann_trainws_work(eann_trainws *tw) { return tw ? tw->w : NULL; }
-
-void eann_trainws_free(eann_trainws *tw) {
-    if (!tw) return;
-    eann_work_free(tw->w);
-    free(tw->gam);
-    free(tw->gpos);
-    free(tw->hpos);
-    free(tw->Sd);
-    free(tw->Sb);
-    free(tw->Sdb);
-    free(tw->rhod);
-    free(tw->rhob);
-    free(tw->rhodb);
-    for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
-        free(tw->zd[h]);
-        free(tw->zhd[h]);
-        free(tw->yd[h]);
-        free(tw->ad[h]);
-    }
-    free(tw->outd);
-    free(tw->b1);
-    free(tw->b2);
-    free(tw->b3);
-    free(tw->b4);
-    free(tw->b5);
-    free(tw->b6);
-    free(tw->dout);
-    free(tw->zeros);
-    free(tw->ones);
-    free(tw);
-}
-
-/* Training workspace arrays: alloc_arr with its overflow guard, typed. */
-static double *dalloc(size_t n, int *fail) { return alloc_arr(n, sizeof(double), fail); }
-
-int eann_trainws_new(const eann_model *m, int natoms_max, eann_trainws **out) {
-    if (!m || !out || natoms_max < 1) return EANN_EINVAL;
-    *out = NULL;
-    eann_trainws *tw = calloc(1, sizeof *tw);
-    if (!tw) return EANN_ENOMEM;
-    int rc = eann_work_new(m, natoms_max, &tw->w);
-    if (rc) {
-        free(tw);
-        return rc;
-    }
-    const size_t N = (size_t)natoms_max, M = (size_t)m->norbital, K = (size_t)m->spec.nwave;
-    const size_t D = (size_t)m->ndensity;
-    int maxw = (int)D, maxh = 0, fail = 0;
-    for (int t = 0; t < m->spec.nnets; t++) {
-        const eann_net_spec *ns = &m->spec.net[t];
-        if (ns->nhidden > maxh) maxh = ns->nhidden;
-        for (int h = 0; h <= ns->nhidden + 1; h++)
-            if (ns->sizes[h] > maxw) maxw = ns->sizes[h];
-    }
-    tw->cap = natoms_max;
-    tw->maxw = maxw;
-    tw->maxh = maxh;
-    const size_t NW = N * (size_t)maxw;
-    tw->gam = dalloc(N * 3, &fail);
-    tw->gpos = dalloc(N * 3, &fail);
-    tw->hpos = dalloc(N * 3, &fail);
-    tw->Sd = dalloc(N * M * K, &fail);
-    tw->Sb = dalloc(N * M * K, &fail);
-    tw->Sdb = dalloc(N * M * K, &fail);
-    tw->rhod = dalloc(N * D, &fail);
-    tw->rhob = dalloc(N * D, &fail);
-    tw->rhodb = dalloc(N * D, &fail);
-    for (int h = 0; h < maxh; h++) {
-        tw->zd[h] = dalloc(NW, &fail);
-        tw->zhd[h] = dalloc(NW, &fail);
-        tw->yd[h] = dalloc(NW, &fail);
-        tw->ad[h] = dalloc(NW, &fail);
-    }
-    tw->outd = dalloc(NW, &fail);
-    tw->b1 = dalloc(NW, &fail);
-    tw->b2 = dalloc(NW, &fail);
-    tw->b3 = dalloc(NW, &fail);
-    tw->b4 = dalloc(NW, &fail);
-    tw->b5 = dalloc(NW, &fail);
-    tw->b6 = dalloc(NW, &fail);
-    tw->dout = dalloc(NW, &fail);
-    tw->zeros = dalloc((size_t)maxw, &fail);
-    tw->ones = dalloc((size_t)maxw, &fail);
-    if (fail) {
-        eann_trainws_free(tw);
-        return EANN_ENOMEM;
-    }
-    for (int i = 0; i < maxw; i++)
-        tw->ones[i] = 1.0;
-    *out = tw;
-    return EANN_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* descriptor: tangent forward and parameter backward                        */
-/* ------------------------------------------------------------------------ */
-
-/* A[m] (and its tangent Ad[m] if Ad != NULL) of one pair, FORMAT.md 4.3. */
-static void angular_t(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
-                      double *A, double *Ad) {
-    A[0] = fc;
-    if (Ad) Ad[0] = fcd;
-    for (int q = 1; q < m->norbital; q++) {
-        int par = m->orb_parent[q], ax = m->orb_axis[q];
-        A[q] = A[par] * v[ax];
-        if (Ad) Ad[q] = Ad[par] * v[ax] + A[par] * vd[ax];
-    }
-}
-
-/* Tangent of one pair: dd = d d along gamma, Rd [K]. */
-static double pair_tangent(const eann_model *m, const eann_work *w, const double *gam, int i, int p,
-                           double *vd, double *Rd) {
-    const int K = m->spec.nwave, j = w->pair_j[p], sj = w->row_species[j];
-    const double *v = w->pair_v + 3 * (size_t)p, d = w->pair_d[p];
-    for (int a = 0; a < 3; a++)
-        vd[a] = gam[3 * i + a] - gam[3 * j + a];
-    double dd = (v[0] * vd[0] + v[1] * vd[1] + v[2] * vd[2]) / d;
-    const double *rs = m->theta + m->off_rs + (size_t)sj * K;
-    const double *inta = m->theta + m->off_inta + (size_t)sj * K;
-    const double *R = w->pair_r + (size_t)p * K;
-    for (int k = 0; k < K; k++)
-        Rd[k] = -2.0 * inta[k] * (d - rs[k]) * R[k] * dd;
-    return dd;
-}
-
-/* Sd and rhod of every row for the direction tw->gam (rows). */
-static void descriptor_tangent(const eann_model *m, eann_trainws *tw) {
-    const eann_work *w = tw->w;
-    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    const double *par = m->theta + m->off_params;
-    double A[EANN_MAX_ORBITAL], Ad[EANN_MAX_ORBITAL], vd[3];
-    double *Rd = tw->b1, *Wd = tw->b2; /* [K] scratch (K <= maxw since D = P K) */
-    for (int i = 0; i < w->natoms; i++) {
-        double *Sd = tw->Sd + (size_t)i * M * K;
-        memset(Sd, 0, sizeof(double) * (size_t)M * K);
-        for (int p = w->pair_start[i]; p < w->pair_start[i + 1]; p++) {
-            double dd = pair_tangent(m, w, tw->gam, i, p, vd, Rd);
-            angular_t(m, w->pair_fc[p], w->pair_dfc[p] * dd, w->pair_v + 3 * (size_t)p, vd, A, Ad);
-            const double *W = w->pair_w + (size_t)p * K;
-            const double *c = par + (size_t)w->row_species[w->pair_j[p]] * K;
-            for (int k = 0; k < K; k++)
-                Wd[k] = c[k] * Rd[k];
-            for (int q = 0; q < M; q++) {
-                double *Sq = Sd + (size_t)q * K;
-                for (int k = 0; k < K; k++)
-                    Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
-            }
-        }
-        const double *S = w->S + (size_t)i * M * K;
-        double *rd = tw->rhod + (size_t)i * D;
-        memset(rd, 0, sizeof(double) * (size_t)D);
-        for (int q = 0; q < M; q++) {
-            double *rl = rd + (size_t)m->index_para[q] * K;
-            for (int k = 0; k < K; k++)
-                rl[k] += 2.0 * S[q * K + k] * Sd[q * K + k];
-        }
-    }
-}
-
-/* ADD dl/d(params, rs, inta) into dtheta from rho_ [rows][D] and (if rhodb != NULL)
- * rhod_ of the tangent pass (tw->gam, tw->Sd valid). */
-static void descriptor_param_backward(const eann_model *m, eann_trainws *tw, const double *rhob,
-                                      const double *rhodb, double *dtheta) {
-    const eann_work *w = tw->w;
-    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    double A[EANN_MAX_ORBITAL], Ad[EANN_MAX_ORBITAL], vd[3];
-    double *Rd = tw->b1, *u1 = tw->b2, *u2 = tw->b3;
-    for (int i = 0; i < w->natoms; i++) {
-        const double *S = w->S + (size_t)i * M * K, *Sd = tw->Sd + (size_t)i * M * K;
-        double *Sb = tw->Sb + (size_t)i * M * K, *Sdb = tw->Sdb + (size_t)i * M * K;
-        const double *rb = rhob + (size_t)i * D, *rdb = rhodb ? rhodb + (size_t)i * D : NULL;
-        for (int q = 0; q < M; q++) {
-            size_t L = (size_t)m->index_para[q] * K;
-            for (int k = 0; k < K; k++) {
-                size_t e = (size_t)q * K + k;
-                Sb[e] = 2.0 * S[e] * rb[L + k];
-                if (rdb) {
-                    Sb[e] += 2.0 * Sd[e] * rdb[L + k];
-                    Sdb[e] = 2.0 * S[e] * rdb[L + k];
-                }
-            }
-        }
-        for (int p = w->pair_start[i]; p < w->pair_start[i + 1]; p++) {
-            const double *R = w->pair_r + (size_t)p * K;
-            double *dc = dtheta + m->off_params + (size_t)w->row_species[w->pair_j[p]] * K;
-            const int sj = w->row_species[w->pair_j[p]];
-            const double *c = m->theta + m->off_params + (size_t)sj * K;
-            const double *rs = m->theta + m->off_rs + (size_t)sj * K;
-            const double *inta = m->theta + m->off_inta + (size_t)sj * K;
-            double *drs = dtheta + m->off_rs + (size_t)sj * K;
-            double *dinta = dtheta + m->off_inta + (size_t)sj * K;
-            const double d = w->pair_d[p];
-            if (!rdb) {
-                angular_t(m, w->pair_fc[p], 0, w->pair_v + 3 * (size_t)p, NULL, A, NULL);
-                for (int k = 0; k < K; k++)
-                    u1[k] = 0;
-                for (int q = 0; q < M; q++)
-                    for (int k = 0; k < K; k++)
-                        u1[k] += Sb[q * K + k] * A[q];
-                for (int k = 0; k < K; k++) {
-                    /* dR/drs = 2 inta (d - rs) R, dR/dinta = -(d - rs)^2 R */
-                    double x = d - rs[k];
-                    dc[k] += R[k] * u1[k];
-                    drs[k] += c[k] * u1[k] * (2.0 * inta[k] * x * R[k]);
-                    dinta[k] += c[k] * u1[k] * (-(x * x) * R[k]);
-                }
-                continue;
-            }
-            double dd = pair_tangent(m, w, tw->gam, i, p, vd, Rd);
-            angular_t(m, w->pair_fc[p], w->pair_dfc[p] * dd, w->pair_v + 3 * (size_t)p, vd, A, Ad);
-            for (int k = 0; k < K; k++)
-                u1[k] = u2[k] = 0;
-            for (int q = 0; q < M; q++)
-                for (int k = 0; k < K; k++) {
-                    u1[k] += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
-                    u2[k] += Sdb[q * K + k] * A[q];
-                }
-            for (int k = 0; k < K; k++) {
-                /* R_ = c u1, Rd_ = c u2; Rd = -2 inta x R dd (x = d - rs):
-                 * dRd/drs = dd 2 inta R (1 - 2 inta x^2), dRd/dinta = -dd 2 x R (1 - inta x^2) */
-                double x = d - rs[k];
-                dc[k] += R[k] * u1[k] + Rd[k] * u2[k];
-                drs[k] +=
-                    c[k] * (u1[k] * (2.0 * inta[k] * x * R[k]) +
-                            u2[k] * (dd * 2.0 * inta[k] * R[k] * (1.0 - 2.0 * inta[k] * x * x)));
-                dinta[k] += c[k] * (u1[k] * (-(x * x) * R[k]) +
-                                    u2[k] * (-dd * 2.0 * x * R[k] * (1.0 - inta[k] * x * x)));
-            }
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* network: tangent forward and reverse through primal + tangent             */
-/* ------------------------------------------------------------------------ */
-
-/* Tangent of net t (eann_net_forward(t) done) for input tangent tw->rhod:
- * fills tw->zd/zhd/yd/ad and tw->outd [rows][n_out]. */
-static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
-    eann_work *w = tw->w;
-    const eann_net_spec *ns = &m->spec.net[t];
-    const int H = ns->nhidden, D = m->ndensity;
-    const double *th = m->theta;
-    for (int s = 0; s < m->spec.nspecies; s++) {
-        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
-        if (n == 0) continue;
-        const double *xd = tw->rhod + (size_t)r0 * D;
-        for (int h = 0; h < H; h++) {
-            const eann_layer *L = eann_layer_of(m, t, s, h);
-            size_t c = (size_t)L->nout, o = (size_t)r0 * c;
-            gemm_sel(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
-            /* zhatd = J zd (LayerNorm Jacobian, symmetric) */
-            eann_layernorm_backward(n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->ones,
-                                    tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
-            const double *g = th + L->ln_g;
-            for (int r = 0; r < n; r++)
-                for (size_t q = 0; q < c; q++)
-                    tw->yd[h][o + r * c + q] = g[q] * tw->zhd[h][o + r * c + q];
-            /* ad = alpha beta phi'(beta y) yd (diagonal Jacobian of the activation) */
-            eann_act_backward(n, L->nout, w->y[t][h] + o, w->sig[t][h] + o, th + L->act_a,
-                              th + L->act_b, tw->yd[h] + o, tw->ad[h] + o, NULL, NULL);
-            xd = tw->ad[h] + o;
-        }
-        const eann_layer *L = eann_layer_of(m, t, s, H);
-        gemm_sel(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
-                            tw->outd + (size_t)r0 * L->nout);
-    }
-}
-
-/* Reverse through net t's primal and tangent passes: outb (may be NULL =
- * zero) and outdb [rows][n_out] are the adjoints of out and outd. ADDS the
- * weight gradients into dtheta, SETS tw->rhob and tw->rhodb. */
-static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, const double *outb,
-                                 const double *outdb, double *dtheta) {
-    eann_work *w = tw->w;
-    const eann_net_spec *ns = &m->spec.net[t];
-    const int H = ns->nhidden, D = m->ndensity;
-    const double *th = m->theta;
-    for (int s = 0; s < m->spec.nspecies; s++) {
-        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
-        if (n == 0) continue;
-        double *ab = tw->b1, *adb = tw->b2, *yb = tw->b3, *ydb = tw->b4, *zb = tw->b5,
-               *zdb = tw->b6;
-        const eann_layer *L = eann_layer_of(m, t, s, H);
-        size_t no = (size_t)L->nout;
-        const double *x = H ? w->a[t][H - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
-        const double *xd = H ? tw->ad[H - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
-        double *xb = H ? ab : tw->rhob + (size_t)r0 * D;
-        double *xdb = H ? adb : tw->rhodb + (size_t)r0 * D;
-        if (outb)
-            linear_backward(tw->w->simd, n, L->nin, L->nout, x, th + L->w, outb + (size_t)r0 * no, xb,
-                                 dtheta + L->w, dtheta + L->b);
-        else
-            memset(xb, 0, sizeof(double) * (size_t)n * L->nin);
-        linear_backward(tw->w->simd, n, L->nin, L->nout, xd, th + L->w, outdb + (size_t)r0 * no, xdb,
-                             dtheta + L->w, NULL);
-        for (int h = H - 1; h >= 0; h--) {
-            L = eann_layer_of(m, t, s, h);
-            const int c = L->nout;
-            const size_t o = (size_t)r0 * c;
-            const double *al = th + L->act_a, *be = th + L->act_b, *g = th + L->ln_g;
-            double *dal = dtheta + L->act_a, *dbe = dtheta + L->act_b;
-            double *dg = dtheta + L->ln_g, *dbl = dtheta + L->ln_b;
-            /* activation */
-            for (int r = 0; r < n; r++)
-                for (int q = 0; q < c; q++) {
-                    size_t e = (size_t)r * c + q;
-                    double y = w->y[t][h][o + e], sg = w->sig[t][h][o + e], yd = tw->yd[h][o + e];
-                    double tt = be[q] * y, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
-                    double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
-                    double A_ = ab[e], Ad_ = adb[e];
-                    ydb[e] = Ad_ * (al[q] * be[q] * ph1);
-                    yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * yd);
-                    dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * yd);
-                    dbe[q] += A_ * (al[q] * ph1 * y) + Ad_ * (al[q] * (ph1 + tt * ph2) * yd);
-                }
-            /* LayerNorm affine part: g_ += y_ zhat + yd_ zhatd, b_ += y_ */
-            for (int r = 0; r < n; r++)
-                for (int q = 0; q < c; q++) {
-                    size_t e = (size_t)r * c + q;
-                    dg[q] += yb[e] * w->zhat[t][h][o + e] + ydb[e] * tw->zhd[h][o + e];
-                    dbl[q] += yb[e];
-                }
-            /* zd_ = J (g yd_), z_ = J (g y_) + second-order term */
-            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb, NULL,
-                                    NULL);
-            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb, NULL,
-                                    NULL);
-            for (int r = 0; r < n; r++) {
-                const double *zh = w->zhat[t][h] + o + (size_t)r * c;
-                const double *zdr = tw->zd[h] + o + (size_t)r * c;
-                const double *ydbr = ydb + (size_t)r * c;
-                double *zbr = zb + (size_t)r * c;
-                double rr = w->rstd[t][h][r0 + r];
-                double mzd = 0;
-                for (int q = 0; q < c; q++)
-                    mzd += zdr[q];
-                mzd /= c;
-                double a1 = 0, a2 = 0, mm = 0;
-                for (int q = 0; q < c; q++) {
-                    double Ab = g[q] * ydbr[q], u = zdr[q] - mzd;
-                    a1 += Ab * u;
-                    a2 += Ab * zh[q];
-                    mm += zh[q] * u;
-                }
-                mm /= c;
-                double rb = a1 - mm * a2, mZb = 0, sZz = 0;
-                /* Zb_q = -r (u_q a2 / c + mm Ab_q), recomputed in both loops */
-                for (int q = 0; q < c; q++) {
-                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
-                    mZb += Zb;
-                    sZz += Zb * zh[q];
-                }
-                mZb /= c;
-                double rbt = rb + sZz / rr;
-                for (int q = 0; q < c; q++) {
-                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
-                    zbr[q] += rr * (Zb - mZb) - (rr * rr * zh[q] / c) * rbt;
-                }
-            }
-            /* linear: x_ = W^T z_, xd_ = W^T zd_, W_ += z_ x^T + zd_ xd^T, b_ += z_ */
-            x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
-            xd = h ? tw->ad[h - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
-            xb = h ? ab : tw->rhob + (size_t)r0 * D;
-            xdb = h ? adb : tw->rhodb + (size_t)r0 * D;
-            linear_backward(tw->w->simd, n, L->nin, c, x, th + L->w, zb, xb, dtheta + L->w, dtheta + L->b);
-            linear_backward(tw->w->simd, n, L->nin, c, xd, th + L->w, zdb, xdb, dtheta + L->w, NULL);
-        }
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* heads and per-molecule loss                                               */
-/* ------------------------------------------------------------------------ */
-
-double eann_phase_free_sq(const double t[3], const double r[3], int *sign) {
-    double ep = 0, em = 0;
-    for (int a = 0; a < 3; a++) {
-        ep += (t[a] - r[a]) * (t[a] - r[a]);
-        em += (t[a] + r[a]) * (t[a] + r[a]);
-    }
-    if (sign) *sign = em < ep ? -1 : 1;
-    return em < ep ? em : ep;
-}
-
-/* grad [natoms][3] (original order) = d(sum_i out_i[0] of net t)/dx after
- * eann_net_forward(t). Uses w->drho, w->dS, tw->dout. */
-static void position_gradient(const eann_model *m, eann_trainws *tw, int t, double *grad) {
-    eann_work *w = tw->w;
-    const int no = m->spec.net[t].sizes[m->spec.net[t].nhidden + 1];
-    memset(grad, 0, sizeof(double) * 3 * (size_t)w->natoms);
-    memset(tw->dout, 0, sizeof(double) * (size_t)w->natoms * no);
-    for (int r = 0; r < w->natoms; r++)
-        tw->dout[(size_t)r * no] = 1.0;
-    eann_net_backward(m, w, t, tw->dout, NULL);
-    eann_descriptor_backward(m, w, w->drho, grad, NULL);
-}
-
-/* Polarizability parts after setup + descriptor: runs nets 0..2, fills
- * tw->gpos, tw->hpos, Psym = Pm + Pm^T, Hh = sum h h^T, *E2. */
-static void pol_forward(const eann_model *m, eann_trainws *tw, double *Psym, double *Hh,
-                        double *E2) {
-    eann_work *w = tw->w;
-    const int N = w->natoms;
-    eann_net_forward(m, w, 0);
-    position_gradient(m, tw, 0, tw->gpos);
-    eann_net_forward(m, w, 1);
-    position_gradient(m, tw, 1, tw->hpos);
-    eann_net_forward(m, w, 2);
-    *E2 = eann_net_sum(m, w, 2);
-    double Pm[9] = {0};
-    for (int q = 0; q < 9; q++)
-        Hh[q] = 0;
-    for (int i = 0; i < N; i++) {
-        const double *x = w->x + 3 * (size_t)w->row_of_atom[i];
-        const double *g = tw->gpos + 3 * (size_t)i, *h = tw->hpos + 3 * (size_t)i;
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) {
-                Pm[3 * a + b] += x[a] * g[b];
-                Hh[3 * a + b] += h[a] * h[b];
-            }
-    }
-    for (int a = 0; a < 3; a++)
-        for (int b = 0; b < 3; b++)
-            Psym[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a];
-}
-
-/* Gradient through the coordinate-gradient head of net t: dl/dtheta of
- * sum_i gamma_i . (dE_t/dx_i), gamma = tw->gam (rows), set by the caller. */
-static void grad_head_backward(const eann_model *m, eann_trainws *tw, int t, double *grad) {
-    eann_work *w = tw->w;
-    const int no = m->spec.net[t].sizes[m->spec.net[t].nhidden + 1];
-    descriptor_tangent(m, tw);
-    net_tangent(m, tw, t);
-    memset(tw->dout, 0, sizeof(double) * (size_t)w->natoms * no);
-    for (int r = 0; r < w->natoms; r++)
-        tw->dout[(size_t)r * no] = 1.0;
-    net_tangent_backward(m, tw, t, NULL, tw->dout, grad);
-    descriptor_param_backward(m, tw, tw->rhob, tw->rhodb, grad);
-}
-
-int eann_sample_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
-                     double charge_weight, double scale, double *grad, double *pred, double *sqerr,
-                     double *loss) {
-    if (!m || !tw || !smp || !pred) return EANN_EINVAL;
-    eann_work *w = tw->w;
-    int rc = eann_setup(m, w, smp->natoms, smp->species, smp->pos);
-    if (rc) return rc;
-    eann_descriptor_forward(m, w);
-    const int N = smp->natoms;
-    double sq = 0, l = 0;
-    if (m->spec.kind == EANN_DIPOLE) {
-        /* mu = sum q_i x'_i (EANN chapter Eq. 1), penalty (sum q - Q)^2 (Eq. 6) */
-        const int no = m->spec.net[0].sizes[m->spec.net[0].nhidden + 1];
-        eann_net_forward(m, w, 0);
-        double mu[3] = {0, 0, 0}, qs = 0;
-        for (int i = 0; i < N; i++) {
-            int r = w->row_of_atom[i];
-            double q = w->out[0][(size_t)r * no];
-            qs += q;
-            for (int a = 0; a < 3; a++)
-                mu[a] += q * w->x[3 * r + a];
-        }
-        double e[3], pen = qs - smp->charge;
-        for (int a = 0; a < 3; a++) {
-            pred[a] = mu[a];
-            e[a] = mu[a] - smp->ref[a];
-            sq += e[a] * e[a];
-        }
-        l = sq / 3.0 + charge_weight * pen * pen;
-        if (grad) {
-            memset(tw->dout, 0, sizeof(double) * (size_t)N * no);
-            for (int r = 0; r < N; r++) {
-                const double *x = w->x + 3 * (size_t)r;
-                tw->dout[(size_t)r * no] =
-                    scale * ((2.0 / 3.0) * (e[0] * x[0] + e[1] * x[1] + e[2] * x[2]) +
-                             2.0 * charge_weight * pen);
-            }
-            eann_net_backward(m, w, 0, tw->dout, grad);
-            descriptor_param_backward(m, tw, w->drho, NULL, grad);
-        }
-    } else if (m->spec.kind == EANN_TDM) {
-        /* t = u + v + W (u x v) (EANN chapter Eqs. 7-8), phase-free loss */
-        eann_net_forward(m, w, 0);
-        double u[3], v[3], W;
-        eann_tdm_parts(m, w, u, v, &W);
-        double c[3] = {u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2],
-                       u[0] * v[1] - u[1] * v[0]};
-        double t[3];
-        for (int a = 0; a < 3; a++)
-            t[a] = u[a] + v[a] + W * c[a];
-        int sg;
-        sq = eann_phase_free_sq(t, smp->ref, &sg);
-        for (int a = 0; a < 3; a++)
-            pred[a] = sg * t[a];
-        l = sq / 3.0;
-        if (grad) {
-            double g[3], ub[3], vb[3];
-            for (int a = 0; a < 3; a++)
-                g[a] = scale * (2.0 / 3.0) * (t[a] - sg * smp->ref[a]);
-            double vxg[3] = {v[1] * g[2] - v[2] * g[1], v[2] * g[0] - v[0] * g[2],
-                             v[0] * g[1] - v[1] * g[0]};
-            double gxu[3] = {g[1] * u[2] - g[2] * u[1], g[2] * u[0] - g[0] * u[2],
-                             g[0] * u[1] - g[1] * u[0]};
-            for (int a = 0; a < 3; a++) {
-                ub[a] = g[a] + W * vxg[a];
-                vb[a] = g[a] + W * gxu[a];
-            }
-            double Wb = g[0] * c[0] + g[1] * c[1] + g[2] * c[2];
-            for (int r = 0; r < N; r++) {
-                const double *x = w->x + 3 * (size_t)r;
-                tw->dout[3 * (size_t)r] = ub[0] * x[0] + ub[1] * x[1] + ub[2] * x[2];
-                tw->dout[3 * (size_t)r + 1] = vb[0] * x[0] + vb[1] * x[1] + vb[2] * x[2];
-                tw->dout[3 * (size_t)r + 2] = Wb;
-            }
-            eann_net_backward(m, w, 0, tw->dout, grad);
-            descriptor_param_backward(m, tw, w->drho, NULL, grad);
-        }
-    } else {
-        /* alpha = Pm + Pm^T + sum h h^T + E_2 I (EANN chapter Eqs. 10-12) */
-        double Ps[9], Hh[9], E2;
-        pol_forward(m, tw, Ps, Hh, &E2);
-        double e[9];
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++) {
-                int q = 3 * a + b;
-                pred[q] = Ps[q] + Hh[q] + (a == b ? E2 : 0.0);
-                e[q] = pred[q] - smp->ref[q];
-                sq += e[q] * e[q];
-            }
-        l = sq / 9.0;
-        if (grad) {
-            double G[9], Gs[9];
-            for (int q = 0; q < 9; q++)
-                G[q] = scale * (2.0 / 9.0) * e[q];
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++)
-                    Gs[3 * a + b] = G[3 * a + b] + G[3 * b + a];
-            /* net 2: dl/dy_i = tr G */
-            const int no2 = m->spec.net[2].sizes[m->spec.net[2].nhidden + 1];
-            memset(tw->dout, 0, sizeof(double) * (size_t)N * no2);
-            for (int r = 0; r < N; r++)
-                tw->dout[(size_t)r * no2] = G[0] + G[4] + G[8];
-            eann_net_backward(m, w, 2, tw->dout, grad);
-            descriptor_param_backward(m, tw, w->drho, NULL, grad);
-            /* net 0: gamma_i = Gs x'_i */
-            for (int r = 0; r < N; r++) {
-                const double *x = w->x + 3 * (size_t)r;
-                for (int b = 0; b < 3; b++)
-                    tw->gam[3 * r + b] = Gs[b] * x[0] + Gs[3 + b] * x[1] + Gs[6 + b] * x[2];
-            }
-            grad_head_backward(m, tw, 0, grad);
-            /* net 1: gamma'_i = Gs h_i (skipped when h = 0: then it is zero) */
-            int hz = 1;
-            for (int q = 0; q < 3 * N; q++)
-                if (tw->hpos[q] != 0.0) hz = 0;
-            if (!hz) {
-                for (int r = 0; r < N; r++) {
-                    const double *h = tw->hpos + 3 * (size_t)w->atom_of_row[r];
-                    for (int b = 0; b < 3; b++)
-                        tw->gam[3 * r + b] = Gs[b] * h[0] + Gs[3 + b] * h[1] + Gs[6 + b] * h[2];
-                }
-                grad_head_backward(m, tw, 1, grad);
-            }
-        }
-    }
-    if (sqerr) *sqerr = sq;
-    if (loss) *loss = l;
-    return EANN_OK;
-}
-
-int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp, int n,
-                  double charge_weight, double *mean_loss, double *rmse) {
-    double L = 0, SQ = 0, pred[9];
-    int nc = eann_kind_outputs(m->spec.kind);
-    for (int f = 0; f < n; f++) {
-        double sq, l;
-        int rc = eann_sample_loss(m, tw, &smp[f], charge_weight, 0, NULL, pred, &sq, &l);
-        if (rc) return rc;
-        L += l;
-        SQ += sq;
-    }
-    if (mean_loss) *mean_loss = n ? L / n : 0;
-    if (rmse) *rmse = n ? sqrt(SQ / ((double)n * nc)) : 0;
-    return EANN_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* normalisation (folded into the first linear layer)                        */
-/* ------------------------------------------------------------------------ */
-
-void eann_norm_free(eann_norm *nm) {
-    if (!nm) return;
-    free(nm->mean);
-    free(nm->std);
-    nm->mean = nm->std = NULL;
-}
-
-static int norm_alloc(const eann_model *m, eann_norm *nm) {
-    size_t n = (size_t)m->spec.nspecies * m->ndensity;
-    nm->nspecies = m->spec.nspecies;
-    nm->ndensity = m->ndensity;
-    nm->mean = calloc(n, sizeof(double));
-    nm->std = calloc(n, sizeof(double));
-    if (!nm->mean || !nm->std) {
-        eann_norm_free(nm);
-        return EANN_ENOMEM;
-    }
-    return EANN_OK;
-}
-
-static int max_atoms(const eann_sample *smp, int n) {
-    int mx = 1;
-    for (int f = 0; f < n; f++)
-        if (smp[f].natoms > mx) mx = smp[f].natoms;
-    return mx;
-}
-
-int eann_norm_compute(const eann_model *m, const eann_sample *smp, int n, eann_norm *out) {
-    if (!m || !out || (n && !smp)) return EANN_EINVAL;
-    int rc = norm_alloc(m, out);
-    if (rc) return rc;
-    const int S = m->spec.nspecies, D = m->ndensity;
-    eann_work *w;
-    rc = eann_work_new(m, max_atoms(smp, n), &w);
-    if (rc) {
-        eann_norm_free(out);
-        return rc;
-    }
-    long cnt[EANN_MAX_SPECIES] = {0};
-    /* two passes: mean, then the variance about it */
-    for (int pass = 0; pass < 2 && !rc; pass++) {
-        for (int f = 0; f < n && !rc; f++) {
-            rc = eann_setup(m, w, smp[f].natoms, smp[f].species, smp[f].pos);
-            if (rc) break;
-            eann_descriptor_forward(m, w);
-            for (int r = 0; r < w->natoms; r++) {
-                int s = w->row_species[r];
-                const double *rho = w->rho + (size_t)r * D;
-                double *mu = out->mean + (size_t)s * D, *sd = out->std + (size_t)s * D;
-                if (pass == 0) {
-                    cnt[s]++;
-                    for (int k = 0; k < D; k++)
-                        mu[k] += rho[k];
-                } else {
-                    for (int k = 0; k < D; k++)
-                        sd[k] += (rho[k] - mu[k]) * (rho[k] - mu[k]);
-                }
-            }
-        }
-        if (pass == 0)
-            for (int s = 0; s < S; s++)
-                for (int k = 0; k < D; k++)
-                    if (cnt[s]) out->mean[(size_t)s * D + k] /= (double)cnt[s];
-    }
-    eann_work_free(w);
-    if (rc) {
-        eann_norm_free(out);
-        return rc;
-    }
-    for (int s = 0; s < S; s++)
-        for (int k = 0; k < D; k++) {
-            double *mu = out->mean + (size_t)s * D + k, *sd = out->std + (size_t)s * D + k;
-            *sd = cnt[s] ? sqrt(*sd / (double)cnt[s]) : 0.0;
-            if (!(*sd >= 1e-12 * (1.0 + fabs(*mu)))) {
-                *mu = 0.0;
-                *sd = 1.0;
-            }
-        }
-    return EANN_OK;
-}
-
-/* Call fn for the first linear layer of every net and species. */
-#define FOR_FIRST_LAYERS(m, L, s)                                                                  \
-    for (int t_ = 0; t_ < (m)->spec.nnets; t_++)                                                   \
-        for (int s = 0; s < (m)->spec.nspecies; s++)                                               \
-            for (const eann_layer *L = eann_layer_of((m), t_, s, 0); L; L = NULL)
-
-void eann_norm_fold(const eann_model *m, const eann_norm *nm, const double *phi, double *theta) {
-    const int D = m->ndensity;
-    if (theta != phi) memcpy(theta, phi, sizeof(double) * m->ntheta);
-    FOR_FIRST_LAYERS(m, L, s) {
-        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
-        for (int o = 0; o < L->nout; o++) {
-            const double *wp = phi + L->w + (size_t)o * D;
-            double *wq = theta + L->w + (size_t)o * D;
-            double b = phi[L->b + o];
-            for (int c = 0; c < D; c++)
-                b -= wp[c] * (mu[c] / sd[c]);
-            for (int c = 0; c < D; c++)
-                wq[c] = wp[c] / sd[c];
-            theta[L->b + o] = b;
-        }
-    }
-}
-
-void eann_norm_unfold(const eann_model *m, const eann_norm *nm, const double *theta, double *phi) {
-    const int D = m->ndensity;
-    if (theta != phi) memcpy(phi, theta, sizeof(double) * m->ntheta);
-    FOR_FIRST_LAYERS(m, L, s) {
-        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
-        for (int o = 0; o < L->nout; o++) {
-            const double *wq = theta + L->w + (size_t)o * D;
-            double *wp = phi + L->w + (size_t)o * D;
-            double b = theta[L->b + o];
-            for (int c = 0; c < D; c++)
-                b += wq[c] * mu[c];
-            for (int c = 0; c < D; c++)
-                wp[c] = wq[c] * sd[c];
-            phi[L->b + o] = b;
-        }
-    }
-}
-
-void eann_norm_grad(const eann_model *m, const eann_norm *nm, const double *gtheta, double *gphi) {
-    const int D = m->ndensity;
-    if (gtheta != gphi) memcpy(gphi, gtheta, sizeof(double) * m->ntheta);
-    FOR_FIRST_LAYERS(m, L, s) {
-        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
-        for (int o = 0; o < L->nout; o++) {
-            double gb = gtheta[L->b + o];
-            const double *gw = gtheta + L->w + (size_t)o * D;
-            double *gp = gphi + L->w + (size_t)o * D;
-            for (int c = 0; c < D; c++)
-                gp[c] = gw[c] / sd[c] - gb * (mu[c] / sd[c]);
-        }
-    }
-}
-
-/* Growable text for the comment block. */
-typedef struct {
-    char *s;
-    size_t len, cap;
-    int oom;
-} tbuf;
-static void tput(tbuf *b, const char *txt) {
-    size_t n = strlen(txt);
-    if (b->oom) return;
-    if (b->len + n + 1 > b->cap) {
-        size_t cap = b->cap ? b->cap : 1024;
-        while (b->len + n + 1 > cap)
-            cap *= 2;
-        char *ns = realloc(b->s, cap);
-        if (!ns) {
-            b->oom = 1;
-            return;
-        }
-        b->s = ns;
-        b->cap = cap;
-    }
-    memcpy(b->s + b->len, txt, n + 1);
-    b->len += n;
-}
-
-int eann_norm_to_comments(eann_model *m, const eann_norm *nm, const char *prefix) {
-    if (!m || !nm || nm->nspecies != m->spec.nspecies || nm->ndensity != m->ndensity)
-        return EANN_EINVAL;
-    tbuf b = {0, 0, 0, 0};
-    char num[64];
-    if (prefix) tput(&b, prefix);
-    tput(
-        &b,
-        "# descriptor normalisation (folded into linear0 of every net): rho_mean and rho_std\n"
-        "# per centre species, lines '# rho_mean|rho_std SPECIES FIRST v ...' (6 values a line)\n");
-    for (int which = 0; which < 2; which++)
-        for (int s = 0; s < nm->nspecies; s++)
-            for (int c0 = 0; c0 < nm->ndensity; c0 += 6) {
-                snprintf(num, sizeof num, "# %s %s %d", which ? "rho_std" : "rho_mean",
-                         m->spec.species[s], c0);
-                tput(&b, num);
-                for (int c = c0; c < c0 + 6 && c < nm->ndensity; c++) {
-                    const double *a = which ? nm->std : nm->mean;
-                    snprintf(num, sizeof num, " %.17g", a[(size_t)s * nm->ndensity + c]);
-                    tput(&b, num);
-                }
-                tput(&b, "\n");
-            }
-    if (b.oom) {
-        free(b.s);
-        return EANN_ENOMEM;
-    }
-    free(m->comments);
-    m->comments = b.s;
-    return EANN_OK;
-}
-
-int eann_norm_from_comments(const eann_model *m, eann_norm *out) {
-    if (!m || !out) return EANN_EINVAL;
-    out->mean = out->std = NULL;
-    if (!m->comments) return EANN_EFORMAT;
-    int rc = norm_alloc(m, out);
-    if (rc) return rc;
-    const int D = m->ndensity;
-    size_t n = (size_t)m->spec.nspecies * D;
-    char *seen = calloc(2 * n, 1);
-    if (!seen) {
-        eann_norm_free(out);
-        return EANN_ENOMEM;
-    }
-    const char *p = m->comments;
-    while (*p) {
-        const char *e = strchr(p, '\n');
-        if (!e) e = p + strlen(p);
-        char line[1024];
-        size_t len = (size_t)(e - p) < sizeof line - 1 ? (size_t)(e - p) : sizeof line - 1;
-        memcpy(line, p, len);
-        line[len] = '\0';
-        p = *e ? e + 1 : e;
-        char what[16], sp[8];
-        int c0, used;
-        if (sscanf(line, "# %15s %7s %d%n", what, sp, &c0, &used) != 3) continue;
-        int which = !strcmp(what, "rho_mean") ? 0 : !strcmp(what, "rho_std") ? 1 : -1;
-        if (which < 0) continue;
-        int s = eann_species_index(m, sp);
-        if (s < 0 || c0 < 0 || c0 >= D) {
-            rc = EANN_EFORMAT;
-            break;
-        }
-        const char *q = line + used;
-        for (int c = c0; c < D; c++) {
-            char *end;
-            while (*q == ' ')
-                q++;
-            if (!*q) break;
-            double v = strtod(q, &end);
-            if (end == q || !isfinite(v)) {
-                rc = EANN_EFORMAT;
-                break;
-            }
-            q = end;
-            (which ? out->std : out->mean)[(size_t)s * D + c] = v;
-            seen[which * n + (size_t)s * D + c] = 1;
-        }
-        if (rc) break;
-    }
-    for (size_t q = 0; q < 2 * n && !rc; q++)
-        if (!seen[q]) rc = EANN_EFORMAT;
-    for (size_t q = 0; q < n && !rc; q++)
-        if (!(out->std[q] > 0)) rc = EANN_EFORMAT;
-    free(seen);
-    if (rc) eann_norm_free(out);
-    return rc;
-}
-
-/* ------------------------------------------------------------------------ */
-/* initialisation and output scale                                           */
-/* ------------------------------------------------------------------------ */
-
-static uint64_t tr_sm64(uint64_t *s) {
-    uint64_t z = (*s += 0x9E3779B97F4A7C15ULL);
-    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ULL;
-    z = (z ^ (z >> 27)) * 0x94D049BB133111EBULL;
-    return z ^ (z >> 31);
-}
-
-void eann_train_opts_default(eann_train_opts *o) {
-    memset(o, 0, sizeof *o);
-    o->optimizer = EANN_OPT_ADAM;
-    o->epochs = 100;
-    o->batch = 32;
-    o->lr = 1e-3;
-    o->lr_decay = 0.5;
-    o->patience = 20;
-    o->lr_min = 1e-5;
-    o->lbfgs_m = 10;
-    o->charge_weight = 0;
-    o->seed = 1;
-}
-
-/* Multiply the output layer of net t (all species; rows r0..r1-1 of its
- * weight and bias) by f in phi. */
-static void scale_output(const eann_model *m, double *phi, int t, int r0, int r1, double f) {
-    int H = m->spec.net[t].nhidden;
-    for (int s = 0; s < m->spec.nspecies; s++) {
-        const eann_layer *L = eann_layer_of(m, t, s, H);
-        for (int o = r0; o < r1 && o < L->nout; o++) {
-            for (int c = 0; c < L->nin; c++)
-                phi[L->w + (size_t)o * L->nin + c] *= f;
-            phi[L->b + o] *= f;
-        }
-    }
-}
-
-static double rms(const double *x, int n) {
-    double s = 0;
-    for (int i = 0; i < n; i++)
-        s += x[i] * x[i];
-    return n ? sqrt(s / n) : 0;
-}
-
-/* Output scale (so that training starts with outputs of the size of the
- * labels), using up to 256 training samples:
- *   dipole: the charge net's output layer is scaled so that the RMS of the
- *     predicted dipoles equals the RMS of the labels;
- *   tdm: rows q1, q2 so that RMS(u + v) = RMS(labels), row w so that the
- *     cross term W (u x v) starts at 0.1 of it;
- *   polarizability: net 0 so that the traceless part of Pm + Pm^T matches
- *     the RMS of the labels' traceless part; net 1 so that sum h h^T starts
- *     at 0.1 of it; net 2's output layer (bias per species b, weights
- *     scale k) fitted by least squares so that E_2 = k E_2^0 + b N matches
- *     the isotropic remainder tr(alpha_ref - Pm - Pm^T - hh^T)/3. */
-static int output_scale(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *smp,
-                        int n) {
-    if (n > 256) n = 256;
-    if (n < 1) return EANN_OK;
-    eann_trainws *tw;
-    int rc = eann_trainws_new(m, max_atoms(smp, n), &tw);
-    if (rc) return rc;
-    eann_work *w = tw->w;
-    const int kind = m->spec.kind, nc = eann_kind_outputs(kind);
-    double *ref = calloc((size_t)n * 9, sizeof(double)),
-           *p1 = calloc((size_t)n * 9, sizeof(double));
-    double *p2 = calloc((size_t)n * 9, sizeof(double)), *p3 = calloc((size_t)n * 2, sizeof(double));
-    if (!ref || !p1 || !p2 || !p3) {
-        rc = EANN_ENOMEM;
-        goto done;
-    }
-    for (int pass = 0; pass < 2; pass++) {
-        eann_norm_fold(m, nm, phi, m->theta);
-        eann_model_sync(m);
-        for (int f = 0; f < n; f++) {
-            rc = eann_setup(m, w, smp[f].natoms, smp[f].species, smp[f].pos);
-            if (rc) goto done;
-            eann_descriptor_forward(m, w);
-            if (kind == EANN_DIPOLE) {
-                double out[3];
-                rc = eann_predict(m, w, smp[f].natoms, smp[f].species, smp[f].pos, out);
-                if (rc) goto done;
-                for (int a = 0; a < 3; a++) {
-                    p1[3 * f + a] = out[a];
-                    ref[3 * f + a] = smp[f].ref[a];
-                }
-            } else if (kind == EANN_TDM) {
-                double u[3], v[3], W;
-                eann_net_forward(m, w, 0);
-                eann_tdm_parts(m, w, u, v, &W);
-                double c[3] = {u[1] * v[2] - u[2] * v[1], u[2] * v[0] - u[0] * v[2],
-                               u[0] * v[1] - u[1] * v[0]};
-                for (int a = 0; a < 3; a++) {
-                    p1[3 * f + a] = u[a] + v[a];
-                    p2[3 * f + a] = W * c[a];
-                    ref[3 * f + a] = smp[f].ref[a];
-                }
-            } else {
-                double Ps[9], Hh[9], E2;
-                pol_forward(m, tw, Ps, Hh, &E2);
-                double tp = (Ps[0] + Ps[4] + Ps[8]) / 3,
-                       tr = (smp[f].ref[0] + smp[f].ref[4] + smp[f].ref[8]) / 3;
-                for (int q = 0; q < 9; q++) {
-                    int dg = q % 4 == 0;
-                    p1[9 * f + q] = Ps[q] - (dg ? tp : 0); /* traceless parts */
-                    ref[9 * f + q] = smp[f].ref[q] - (dg ? tr : 0);
-                    p2[9 * f + q] = Hh[q];
-                }
-                p3[2 * f] = E2;
-                p3[2 * f + 1] = tr - tp - (Hh[0] + Hh[4] + Hh[8]) / 3; /* isotropic remainder */
-            }
-        }
-        double rr = rms(ref, n * nc), r1 = rms(p1, n * nc), r2 = rms(p2, n * nc);
-        if (pass == 1) break;
-        if (kind == EANN_DIPOLE) {
-            if (r1 > 0 && rr > 0) scale_output(m, phi, 0, 0, 1, rr / r1);
-            break;
-        } else if (kind == EANN_TDM) {
-            double s = r1 > 0 && rr > 0 ? rr / r1 : 1.0;
-            scale_output(m, phi, 0, 0, 2, s);
-            if (r2 > 0 && rr > 0) scale_output(m, phi, 0, 2, 3, 0.1 * rr / (r2 * s * s));
-            break;
-        } else {
-            double s0 = r1 > 0 && rr > 0 ? rr / r1 : 1.0;
-            scale_output(m, phi, 0, 0, 1, s0);
-            if (r2 > 0 && rr > 0) scale_output(m, phi, 1, 0, 1, sqrt(0.1 * rr / r2));
-            /* net 2: zero bias, then pass 1 recomputes E2^0 and the remainder */
-            for (int s = 0; s < m->spec.nspecies; s++) {
-                const eann_layer *L = eann_layer_of(m, 2, s, m->spec.net[2].nhidden);
-                phi[L->b] = 0;
-            }
-        }
-    }
-    if (kind == EANN_POLARIZABILITY) {
-        /* least squares for E2 = k e_f + b N_f against the remainder r_f */
-        double see = 0, sen = 0, snn = 0, ser = 0, snr = 0, srr = 0, sr = 0;
-        for (int f = 0; f < n; f++) {
-            double e = p3[2 * f], r = p3[2 * f + 1], N = smp[f].natoms;
-            see += e * e;
-            sen += e * N;
-            snn += N * N;
-            ser += e * r;
-            snr += N * r;
-            srr += r * r;
-            sr += r;
-        }
-        double det = see * snn - sen * sen, k, b;
-        if (det > 1e-12 * see * snn) {
-            k = (ser * snn - snr * sen) / det;
-            b = (see * snr - sen * ser) / det;
-        } else {
-            k = 0;
-            b = snn > 0 ? snr / snn : 0;
-        }
-        /* keep some variation in net 2 (a zero output layer has zero gradients below it) */
-        double re = sqrt(see / n), rres = sqrt(fmax(srr / n - (sr / n) * (sr / n), 0));
-        if (re > 0 && fabs(k) * re < 0.01 * rres) k = (k < 0 ? -0.01 : 0.01) * rres / re;
-        if (re > 0 && k == 0) k = 0.01;
-        int H = m->spec.net[2].nhidden;
-        for (int s = 0; s < m->spec.nspecies; s++) {
-            const eann_layer *L = eann_layer_of(m, 2, s, H);
-            for (int c = 0; c < L->nin; c++)
-                phi[L->w + c] *= k;
-            phi[L->b] = b;
-        }
-    }
-    eann_norm_fold(m, nm, phi, m->theta);
-    eann_model_sync(m);
-done:
-    free(ref);
-    free(p1);
-    free(p2);
-    free(p3);
-    eann_trainws_free(tw);
-    return rc;
-}
-
-int eann_train_init(eann_model *m, const eann_sample *train, int ntrain, const eann_train_opts *o,
-                    eann_norm *nm, double *phi) {
-    if (!m || !o || !nm || !phi || ntrain < 1 || !train) return EANN_EINVAL;
-    nm->mean = nm->std = NULL;
-    eann_model_init_random(m, o->seed);
-    /* fixed radial grid: rs_k = k rc / K, inta = 1 / (2 spacing^2) */
-    const int S = m->spec.nspecies, K = m->spec.nwave;
-    const double rc = m->spec.cutoff, sp = rc / K;
-    for (int s = 0; s < S; s++)
-        for (int k = 0; k < K; k++) {
-            m->theta[m->off_rs + (size_t)s * K + k] = k * sp;
-            m->theta[m->off_inta + (size_t)s * K + k] = 0.5 / (sp * sp);
-        }
-    eann_model_sync(m);
-    int rc2 = eann_norm_compute(m, train, ntrain, nm);
-    if (rc2) return rc2;
-    /* the random weights are taken as normalised-space weights phi */
-    memcpy(phi, m->theta, sizeof(double) * m->ntheta);
-    rc2 = output_scale(m, nm, phi, train, ntrain);
-    if (rc2) eann_norm_free(nm);
-    return rc2;
-}
-
-/* ------------------------------------------------------------------------ */
-/* optimisers                                                                */
-/* ------------------------------------------------------------------------ */
-
-/* Mean loss, sum of squared errors and gradient (in phi, rs/inta zeroed)
- * over samples idx[0..n) (rs, inta entries zeroed unless train_radial). */
-static int batch_grad(eann_model *m, const eann_norm *nm, eann_trainws *tw, const eann_sample *smp,
-                      const int *idx, int n, double cw, int train_radial, double *gth, double *gphi,
-                      double *loss, double *sq) {
-    double pred[9], L = 0, SQ = 0;
-    memset(gth, 0, sizeof(double) * m->ntheta);
-    for (int q = 0; q < n; q++) {
-        double s, l;
-        int rc = eann_sample_loss(m, tw, &smp[idx ? idx[q] : q], cw, 1.0 / n, gth, pred, &s, &l);
-        if (rc) return rc;
-        L += l;
-        SQ += s;
-    }
-    eann_norm_grad(m, nm, gth, gphi);
-    if (!train_radial) {
-        size_t SK = (size_t)m->spec.nspecies * m->spec.nwave;
-        memset(gphi + m->off_rs, 0, sizeof(double) * SK);
-        memset(gphi + m->off_inta, 0, sizeof(double) * SK);
-    }
-    *loss = L / (n ? n : 1);
-    *sq = SQ;
-    return EANN_OK;
-}
-
-static void set_params(eann_model *m, const eann_norm *nm, const double *phi) {
-    eann_norm_fold(m, nm, phi, m->theta);
-    eann_model_sync(m);
-}
-
-int eann_train_run(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *train,
-                   int ntrain, const eann_sample *valid, int nvalid, const eann_train_opts *o,
-                   int *epochs_run, long *ngrad) {
-    if (!m || !nm || !phi || !o || ntrain < 1 || !train || (nvalid && !valid)) return EANN_EINVAL;
-    const size_t P = m->ntheta;
-    const int nc = eann_kind_outputs(m->spec.kind);
-    int mx = max_atoms(train, ntrain), mv = max_atoms(valid, nvalid);
-    eann_trainws *tw;
-    int rc = eann_trainws_new(m, mx > mv ? mx : mv, &tw);
-    if (rc) return rc;
-    const int hist = o->lbfgs_m > 0 ? o->lbfgs_m : 10;
-    double *gth = calloc(P, sizeof(double)), *gphi = calloc(P, sizeof(double));
-    double *m1 = calloc(P, sizeof(double)), *m2 = calloc(P, sizeof(double));
-    double *best = calloc(P, sizeof(double)), *trial = calloc(P, sizeof(double));
-    double *g2 = calloc(P, sizeof(double)), *dir = calloc(P, sizeof(double));
-    double *sh = calloc(P * (size_t)hist, sizeof(double)),
-           *yh = calloc(P * (size_t)hist, sizeof(double));
-    double *rho_h = calloc((size_t)hist, sizeof(double)),
-           *al_h = calloc((size_t)hist, sizeof(double));
-    int *idx = calloc((size_t)ntrain, sizeof(int));
-    long ng = 0;
-    int ep = 0;
-    if (!gth || !gphi || !m1 || !m2 || !best || !trial || !g2 || !dir || !sh || !yh || !rho_h ||
-        !al_h || !idx) {
-        rc = EANN_ENOMEM;
-        goto done;
-    }
-    for (int i = 0; i < ntrain; i++)
-        idx[i] = i;
-    uint64_t st = o->seed ^ 0x5DEECE66DULL;
-    double lr = o->lr > 0 ? o->lr : 1e-3, bestval = INFINITY, b1t = 1, b2t = 1;
-    const double B1 = 0.9, B2 = 0.999, EPS = 1e-8;
-    int bad = 0, nh = 0, hstart = 0;
-    double f = 0, fsq = 0, step = 0;
-    memcpy(best, phi, sizeof(double) * P);
-    set_params(m, nm, phi);
-    if (o->optimizer == EANN_OPT_LBFGS) {
-        rc = batch_grad(m, nm, tw, train, NULL, ntrain, o->charge_weight, o->train_radial, gth,
-                        gphi, &f, &fsq);
-        if (rc) goto done;
-        ng += ntrain;
-    }
-    for (ep = 1; ep <= o->epochs; ep++) {
-        double trsq = 0;
-        if (o->optimizer == EANN_OPT_LBFGS) {
-            /* two-loop recursion: dir = -H g (Nocedal & Wright Alg. 7.4) */
-            trsq = fsq;
-            for (size_t q = 0; q < P; q++)
-                dir[q] = -gphi[q];
-            for (int k = nh - 1; k >= 0; k--) {
-                int j = (hstart + k) % hist;
-                double a = 0;
-                for (size_t q = 0; q < P; q++)
-                    a += sh[j * P + q] * dir[q];
-                a *= rho_h[j];
-                al_h[j] = a;
-                for (size_t q = 0; q < P; q++)
-                    dir[q] -= a * yh[j * P + q];
-            }
-            double gam = 1.0;
-            if (nh) {
-                int j = (hstart + nh - 1) % hist;
-                double sy = 0, yy = 0;
-                for (size_t q = 0; q < P; q++) {
-                    sy += sh[j * P + q] * yh[j * P + q];
-                    yy += yh[j * P + q] * yh[j * P + q];
-                }
-                gam = sy / yy;
-            }
-            for (size_t q = 0; q < P; q++)
-                dir[q] *= gam;
-            for (int k = 0; k < nh; k++) {
-                int j = (hstart + k) % hist;
-                double bb = 0;
-                for (size_t q = 0; q < P; q++)
-                    bb += yh[j * P + q] * dir[q];
-                bb *= rho_h[j];
-                for (size_t q = 0; q < P; q++)
-                    dir[q] += sh[j * P + q] * (al_h[j] - bb);
-            }
-            double gd = 0, dn = 0;
-            for (size_t q = 0; q < P; q++) {
-                gd += gphi[q] * dir[q];
-                dn += dir[q] * dir[q];
-            }
-            if (!(gd < 0) || nh == 0) {
-                /* first step or not a descent direction: steepest descent, |step| = lr */
-                nh = 0;
-                dn = 0;
-                for (size_t q = 0; q < P; q++) {
-                    dir[q] = -gphi[q];
-                    dn += dir[q] * dir[q];
-                }
-                gd = -dn;
-                step = dn > 0 ? lr / sqrt(dn) : 0;
-            } else {
-                step = 1.0;
-            }
-            /* backtracking (Armijo) line search */
-            double fn = 0, fnsq = 0;
-            int ok = 0;
-            for (int ls = 0; ls < 40 && dn > 0; ls++) {
-                for (size_t q = 0; q < P; q++)
-                    trial[q] = phi[q] + step * dir[q];
-                set_params(m, nm, trial);
-                rc = batch_grad(m, nm, tw, train, NULL, ntrain, o->charge_weight, o->train_radial,
-                                gth, g2, &fn, &fnsq);
-                if (rc) goto done;
-                ng += ntrain;
-                if (isfinite(fn) && fn <= f + 1e-4 * step * gd) {
-                    ok = 1;
-                    break;
-                }
-                step *= 0.5;
-            }
-            if (!ok) {
-                set_params(m, nm, phi);
-                ep--;
-                break;
-            }
-            double sy = 0;
-            for (size_t q = 0; q < P; q++)
-                sy += (trial[q] - phi[q]) * (g2[q] - gphi[q]);
-            if (sy > 1e-300) {
-                /* ring buffer: slot of the newest pair; drop the oldest when full */
-                int j = (hstart + nh) % hist;
-                if (nh == hist)
-                    hstart = (hstart + 1) % hist;
-                else
-                    nh++;
-                for (size_t q = 0; q < P; q++) {
-                    sh[j * P + q] = trial[q] - phi[q];
-                    yh[j * P + q] = g2[q] - gphi[q];
-                }
-                rho_h[j] = 1.0 / sy;
-            }
-            memcpy(phi, trial, sizeof(double) * P);
-            memcpy(gphi, g2, sizeof(double) * P);
-            f = fn;
-            fsq = fnsq;
-        } else {
-            /* Fisher-Yates shuffle with our PRNG */
-            for (int i = ntrain - 1; i > 0; i--) {
-                int j = (int)(tr_sm64(&st) % (uint64_t)(i + 1));
-                int t = idx[i];
-                idx[i] = idx[j];
-                idx[j] = t;
-            }
-            int B = o->batch > 0 ? o->batch : 32;
-            for (int b0 = 0; b0 < ntrain; b0 += B) {
-                int nb = ntrain - b0 < B ? ntrain - b0 : B;
-                double l, sq;
-                rc = batch_grad(m, nm, tw, train, idx + b0, nb, o->charge_weight, o->train_radial,
-                                gth, gphi, &l, &sq);
-                if (rc) goto done;
-                ng += nb;
-                trsq += sq;
-                /* Adam (Kingma & Ba 2015) */
-                b1t *= B1;
-                b2t *= B2;
-                for (size_t q = 0; q < P; q++) {
-                    double g = gphi[q];
-                    m1[q] = B1 * m1[q] + (1 - B1) * g;
-                    m2[q] = B2 * m2[q] + (1 - B2) * g * g;
-                    double mh = m1[q] / (1 - b1t), vh = m2[q] / (1 - b2t);
-                    phi[q] -= lr * mh / (sqrt(vh) + EPS);
-                }
-                set_params(m, nm, phi);
-            }
-        }
-        eann_progress pr;
-        pr.epoch = ep;
-        pr.epochs = o->epochs;
-        pr.train_rmse = sqrt(trsq / ((double)ntrain * nc));
-        pr.valid_rmse = -1;
-        pr.lr = o->optimizer == EANN_OPT_LBFGS ? step : lr;
-        double monitor;
-        if (nvalid) {
-            double vl, vr;
-            rc = eann_evaluate(m, tw, valid, nvalid, o->charge_weight, &vl, &vr);
-            if (rc) goto done;
-            pr.valid_rmse = vr;
-            monitor = vl;
-        } else {
-            monitor = o->optimizer == EANN_OPT_LBFGS ? f : trsq;
-        }
-        pr.improved = monitor < bestval;
-        if (pr.improved) {
-            bestval = monitor;
-            memcpy(best, phi, sizeof(double) * P);
-            bad = 0;
-        } else {
-            bad++;
-        }
-        pr.ngrad = ng;
-        int stop = o->progress ? o->progress(o->ctx, &pr) : 0;
-        if (stop) break;
-        if (o->optimizer == EANN_OPT_ADAM) {
-            /* learning-rate decay on plateau; early stop below lr_min */
-            if (bad > o->patience) {
-                lr *= o->lr_decay;
-                bad = 0;
-                if (lr < o->lr_min) break;
-            }
-        } else if (bad > o->patience) {
-            break;
-        }
-    }
-    if (ep > o->epochs) ep = o->epochs;
-    memcpy(phi, best, sizeof(double) * P);
-    set_params(m, nm, phi);
-done:
-    if (epochs_run) *epochs_run = ep;
-    if (ngrad) *ngrad = ng;
-    free(gth);
-    free(gphi);
-    free(m1);
-    free(m2);
-    free(best);
-    free(trial);
-    free(g2);
-    free(dir);
-    free(sh);
-    free(yh);
-    free(rho_h);
-    free(al_h);
-    free(idx);
-    eann_trainws_free(tw);
-    return rc;
 }

@@ -339,156 +339,59 @@ void eann_act_backward(int n, int c, const double *y, const double *sig, const d
                        const double *beta, const double *da, double *dy, double *dalpha,
                        double *dbeta);
 
-/* =========================================================================
- * TRAINING: losses with exact gradients for dipole, phase-free transition
- * dipole and polarizability targets; descriptor normalisation; Adam and
- * L-BFGS.
- *
- * Built from the pieces above (setup, descriptor, net forward/backward,
- * building blocks); same rules: no printing, no files, no global state, our
- * own seeded PRNG, fixed summation order (bitwise reproducible runs). The
- * gradient derivation is written out in eann.c (section TRAINING).
- *
- * Losses (per frame f, summed over the batch and divided by its size B; the
- * EANN chapter reports the RMSE per component, so the loss is the per-
- * component mean squared error):
- *   dipole          l_f = |mu - mu_ref|^2 / 3 + w_q (sum_i q_i - Q)^2
- *                   (EANN chapter Eq. 6; w_q = charge_weight, Q the frame's total charge)
- *   tdm             l_f = min(|t - t_ref|^2, |t + t_ref|^2) / 3
- *                   (the phase of a computed transition dipole is arbitrary; the
- *                   sign of the smaller branch, +1 on a tie, is also used for RMSEs)
- *   polarizability  l_f = |alpha - alpha_ref|_F^2 / 9
- * Labels and outputs are in atomic units; positions in angstrom (as eann.h).
- *
- * What is trained: every network weight and the orbital coefficients
- * `params` [S][K]. The radial centres `rs` and exponents `inta` stay fixed by
- * default at the values set by eann_train_init (an even grid, see there);
- * eann_sample_loss computes their exact gradients too, and the optimiser
- * trains them when eann_train_opts.train_radial is set.
- *
- * Descriptor normalisation: rho is standardised per centre species with the
- * mean and standard deviation over the training atoms (at the initial
- * orbital coefficients). The standardisation is FOLDED EXACTLY into the
- * first linear layer of every net: the optimiser works on "normalised"
- * parameters phi (first-layer W~, b~ acting on (rho - mean)/std), the model
- * holds theta with W = W~ / std (per column), b = b~ - W~ (mean / std).
- * So a trained model is a plain EANN_TEXT_V1 file that every reader
- * predicts with unchanged; the statistics are kept in its header comments
- * ("# rho_mean ..." / "# rho_std ...", eann_norm_to_comments /
- * eann_norm_from_comments) for the record and for continued training.
- */
+/* --- pieces shared by prediction and training ---------------------------
+ * Each piece of physics is written once, here in eann.c; eann_train.c
+ * (losses and parameter gradients) calls these rather than its own copies. */
 
-/* One labelled molecule. */
+/* c = a x b */
+void eann_cross(const double a[3], const double b[3], double c[3]);
+/* The library's one PRNG (splitmix64): next 64 bits, and a uniform double in
+ * [0, 1) from its top 53 bits. The same seed gives the same bits everywhere. */
+uint64_t eann_rand_u64(uint64_t *state);
+double eann_rand_uniform(uint64_t *state);
+/* The matrix kernel with a chosen copy of the loop (simd = a workspace's
+ * `simd`): z[a][j] = b[j] + sum_{c = 0..nk-1} x[a][c] B[c][j] in the order
+ * of c (b == NULL: 0 + ...); x [n][nk], B [nk][nj], z [n][nj]. */
+void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
+                 const double *b, double *z);
+/* eann_linear_backward with a chosen copy of the loops (same bits). */
+void eann_linear_backward_simd(int simd, int n, int nin, int nout, const double *x,
+                               const double *w, const double *dz, double *dx, double *dw,
+                               double *db);
+/* Angular factors of one pair (FORMAT.md 4.3): A [M]; with Ad != NULL also
+ * their tangent for d fc = fcd, d v = vd [3]. */
+void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
+                  double *A, double *Ad);
+/* grad [natoms][3] (original atom order) = d(sum_i out_i[0] of net t)/dx
+ * after eann_net_forward(t) (the pair list held fixed, FORMAT.md sect. 5). */
+void eann_net_gradient(const eann_model *m, eann_work *w, int t, double *grad);
+/* Dipole head after eann_net_forward(0): mu = sum_i q_i x'_i (EANN
+ * chapter Eq. 1) and, if qsum != NULL, sum_i q_i. */
+void eann_dipole_parts(const eann_model *m, const eann_work *w, double mu[3], double *qsum);
+/* t = u + v + W (u x v) (EANN chapter Eqs. 7-8), from eann_tdm_parts. */
+void eann_tdm_combine(const double u[3], const double v[3], double W, double t[3]);
+/* Polarizability head (EANN chapter Eqs. 10-12, FORMAT.md sect. 5) after
+ * eann_setup and eann_descriptor_forward: runs nets 0..2 and gives
+ * g = dE_0/dx, h = dE_1/dx [natoms][3] (original order), Psym = Pm + Pm^T,
+ * Hh = sum_i h_i h_i^T, *E2; alpha = Psym + Hh + E2 I. */
+void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, double Psym[9],
+                    double Hh[9], double *E2);
+/* Adjoint of the charge head: dout[r] = s * (a * (e . x'_r) + c) for every
+ * row r (dL/dq_r for a loss with dL/dmu = a e plus a charge term c).
+ * eann_head_backward uses a = s = 1, c = 0. */
+void eann_charge_head_backward(const eann_work *w, const double e[3], double a, double c,
+                               double s, double *dout);
+/* Adjoint of the transition-dipole head: given u, v, W (eann_tdm_parts) and
+ * g = dL/dt, dout [rows][3] = dL/d(q1, q2, w) of every row. */
+void eann_tdm_head_backward(const eann_work *w, const double u[3], const double v[3], double W,
+                            const double g[3], double *dout);
+/* The one growable text buffer (start with {NULL, 0, 0, 0}; oom set on
+ * failure, further appends are ignored). */
 typedef struct {
-    int natoms;
-    const int *species; /* [natoms] species index of the model */
-    const double *pos;  /* [natoms][3] angstrom */
-    double ref[9];      /* label, atomic units: 3 (dipole, tdm) or 9 (polarizability, row-major) */
-    double charge;      /* total charge Q (dipole charge penalty only) */
-} eann_sample;
-
-/* Training workspace: an eann_work plus the tangent caches (below). */
-typedef struct eann_trainws eann_trainws;
-int eann_trainws_new(const eann_model *m, int natoms_max, eann_trainws **out);
-void eann_trainws_free(eann_trainws *tw);
-/* The eann_work inside (valid caches after eann_sample_loss). */
-eann_work *eann_trainws_work(eann_trainws *tw);
-
-/* Loss of one molecule (see the top of this file) and, if grad != NULL,
- * ADD scale * d l_f / d theta into grad [m->ntheta] (theta layout, all
- * entries including rs and inta). pred [3] or [9] receives the prediction (tdm:
- * multiplied by the chosen sign, so pred - ref is the error), *sqerr the
- * squared error summed over components (without the charge penalty), and
- * *loss l_f (may be NULL). The polarizability gradient needs the parameter
- * derivative of coordinate gradients: see the derivation in eann.c, section TRAINING. */
-int eann_sample_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
-                     double charge_weight, double scale, double *grad, double *pred, double *sqerr,
-                     double *loss);
-
-/* Phase-free squared error of a 3-vector: min(|t - r|^2, |t + r|^2); *sign
- * = +1 or -1 for the chosen branch (+1 on a tie). */
-double eann_phase_free_sq(const double t[3], const double r[3], int *sign);
-
-/* --- descriptor normalisation (folded into the first layer) ------------- */
-typedef struct {
-    int nspecies, ndensity;
-    double *mean, *std; /* [S][D]; std > 0 */
-} eann_norm;
-
-/* Statistics of rho per centre species over all atoms of n samples (mean,
- * population standard deviation; a component with std < 1e-12 (1 + |mean|)
- * or a species without atoms gets mean 0, std 1). */
-int eann_norm_compute(const eann_model *m, const eann_sample *smp, int n, eann_norm *out);
-void eann_norm_free(eann_norm *nm);
-/* theta = fold(phi): first layer of every net and species W = W~/std,
- * b = b~ - sum_c W~[o][c] mean[c]/std[c]; all other entries copied. */
-void eann_norm_fold(const eann_model *m, const eann_norm *nm, const double *phi, double *theta);
-/* phi = unfold(theta), the inverse. */
-void eann_norm_unfold(const eann_model *m, const eann_norm *nm, const double *theta, double *phi);
-/* Chain rule through the fold: gphi = (d theta / d phi)^T gtheta. */
-void eann_norm_grad(const eann_model *m, const eann_norm *nm, const double *gtheta, double *gphi);
-/* Replace m->comments by text lines "# rho_mean X c v v ..." / "# rho_std
- * ..." (values %.17g) preceded by `prefix` (NULL: none; must be complete
- * "# ...\n" lines). */
-int eann_norm_to_comments(eann_model *m, const eann_norm *nm, const char *prefix);
-/* Read the statistics back from m->comments. EANN_EFORMAT if absent or damaged. */
-int eann_norm_from_comments(const eann_model *m, eann_norm *out);
-
-/* --- training ----------------------------------------------------------- */
-enum { EANN_OPT_ADAM = 1, EANN_OPT_LBFGS = 2 };
-
-typedef struct {
-    int epoch, epochs; /* current (1-based) and maximum */
-    double train_rmse; /* RMSE per component (a.u.) over the epoch's training
-                                 frames, at the parameters each was evaluated with (Adam)
-                                 / at the epoch's start (L-BFGS) */
-    double valid_rmse; /* at the end of the epoch; < 0 if no validation data */
-    double lr;         /* learning rate (Adam) / accepted step length (L-BFGS) */
-    long ngrad;        /* molecule gradients computed so far */
-    int improved;      /* the validation RMSE is the best so far */
-} eann_progress;
-
-typedef struct {
-    int optimizer;        /* EANN_OPT_ADAM (default) or EANN_OPT_LBFGS */
-    int epochs;           /* maximum epochs (L-BFGS: iterations) */
-    int batch;            /* Adam mini-batch size */
-    double lr;            /* Adam initial learning rate */
-    double lr_decay;      /* factor on plateau (0.5) */
-    int patience;         /* epochs without improvement before a decay (20) */
-    double lr_min;        /* stop when lr falls below (early stopping), 1e-5 */
-    int lbfgs_m;          /* L-BFGS history (10) */
-    double charge_weight; /* dipole: weight of (sum q - Q)^2 (0) */
-    int train_radial;     /* also train rs and inta (0: fixed) */
-    uint64_t seed;        /* initialisation and shuffling */
-    /* Called after every epoch (may be NULL); a non-zero return stops. */
-    int (*progress)(void *ctx, const eann_progress *p);
-    void *ctx;
-} eann_train_opts;
-
-/* Defaults as documented above (epochs 100, batch 32, lr 1e-3). */
-void eann_train_opts_default(eann_train_opts *o);
-
-/* Initialise a model for training on the samples: eann_model_init_random
- * (seed) for the networks and orbital coefficients, rs and inta on a fixed
- * grid (rs_k = k rc / K, inta = K^2 / (2 rc^2), i.e. Gaussians of width the
- * grid spacing), the normalisation statistics (nm, allocated here),
- * and the output scale (see eann.c, output_scale). theta is
- * fold(phi); phi [m->ntheta] receives the normalised parameters. */
-int eann_train_init(eann_model *m, const eann_sample *train, int ntrain, const eann_train_opts *o,
-                    eann_norm *nm, double *phi);
-
-/* Minimise the mean training loss from phi (normalised parameters, see
- * eann_norm) with Adam (mini-batches, shuffled by the seed, learning-rate
- * decay on plateau of the validation loss, early stopping) or full-batch
- * L-BFGS. At the end m->theta = fold(best phi) (best by validation loss, or
- * training loss without validation data) and phi holds it. *epochs_run and
- * *ngrad (may be NULL) report the work done. */
-int eann_train_run(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *train,
-                   int ntrain, const eann_sample *valid, int nvalid, const eann_train_opts *o,
-                   int *epochs_run, long *ngrad);
-
-/* Mean loss and RMSE per component over samples (no gradient). */
-int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp, int n,
-                  double charge_weight, double *mean_loss, double *rmse);
+    char *s;
+    size_t len, cap;
+    int oom;
+} eann_text;
+void eann_text_printf(eann_text *b, const char *fmt, ...);
 
 #endif

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "eann_cmds.h"
+#include "eann_train.h"
 
 static const char train_usage[] =
     "usage: eann train --train T.xyz [--valid V.xyz] --target dipole|tdm|polarizability\n"

@@ -5,7 +5,7 @@
 #include <stdint.h>
 #include <string.h>
 
-#include "eann.h"
+#include "eann_train.h"
 #include "harness.h"
 #include "xyz.h"
 

@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "eann.h"
+#include "eann_train.h"
 #include "harness.h"
 #include "xyz.h"
 

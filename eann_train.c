@@ -1,0 +1,1501 @@
+/* eann_train.c - training of EANN tensorial models (declared in
+ * eann_train.h): losses with exact parameter gradients (including the
+ * second-order ones of the polarizability), descriptor normalisation, Adam,
+ * L-BFGS and the training loop with its checkpoint state.
+ *
+ * Prediction (eann.c) comes first for a reader: this file only adds the
+ * parameter gradients and the optimisers, and calls eann.c for every piece
+ * of the model (descriptor, networks, heads and their first-order adjoints).
+ *
+ * ===========================================================================
+ * GRADIENT DERIVATION
+ * ===========================================================================
+ * Notation: theta = all trainable numbers (eann.h PARAMETER LAYOUT); per
+ * frame the loss l_f (eann.h, section TRAINING). Positions are data, so nothing below
+ * needs derivatives with respect to positions except where the model output
+ * itself is a coordinate gradient (polarizability).
+ *
+ * Dipole (FORMAT.md sect. 5, EANN chapter Eq. 1 and Eq. 6):
+ *   mu = sum_i q_i x'_i, l = |mu - mu_ref|^2/3 + w_q (sum_i q_i - Q)^2
+ *   dl/dq_i = (2/3)(mu - mu_ref).x'_i + 2 w_q (sum q - Q); then ordinary
+ *   backpropagation through net 0 (eann_net_backward) and the descriptor.
+ *
+ * Transition dipole (FORMAT.md sect. 5, EANN chapter Eqs. 7-8):
+ *   t = u + v + W (u x v), u = sum q1_i x'_i, v = sum q2_i x'_i, W = sum w_i.
+ *   l = min_s |t - s t_ref|^2/3 (s = +-1). Away from the switch surface
+ *   t.t_ref = 0 the minimum is one smooth branch, so dl/dt = (2/3)(t - s t_ref)
+ *   with the active s. With g = dl/dt:
+ *     dl/du = g + W (v x g)   (because g.(u x v) = u.(v x g))
+ *     dl/dv = g + W (g x u)   (g.(u x v) = v.(g x u))
+ *     dl/dW = g.(u x v)
+ *   and dl/dq1_i = dl/du . x'_i, dl/dq2_i = dl/dv . x'_i, dl/dw_i = dl/dW.
+ *
+ * Polarizability (FORMAT.md sect. 5, EANN chapter Eqs. 10-12):
+ *   alpha = Pm + Pm^T + sum_i h_i h_i^T + E_2 I,  Pm[a][b] = sum_i x'_ia g_ib,
+ *   g_i = dE_0/dx_i, h_i = dE_1/dx_i, E_t = sum_i y_i^(t).
+ *   With G = dl/dalpha (= (2/9)(alpha - alpha_ref)) and Gs = G + G^T:
+ *     dl/dg_i = Gs x'_i =: gamma_i,  dl/dh_i = Gs h_i =: gamma'_i,  dl/dE_2 = tr G.
+ *   The E_2 part is ordinary backpropagation of net 2 with dl/dy_i = tr G.
+ *   For net 0 (and likewise net 1 with gamma'):
+ *     dl/dtheta (through g) = sum_i gamma_i . d g_i/dtheta = d Phi/dtheta,
+ *     Phi(theta) = sum_i gamma_i . g_i = d/de E_0(x + e gamma) at e = 0,
+ *   with gamma held fixed (it is the upstream adjoint). Phi is the FORWARD
+ *   TANGENT of E_0 along the position direction gamma, so dl/dtheta is the
+ *   reverse-mode gradient of a forward-mode (tangent) computation. We write
+ *   the tangent pass explicitly (dotted quantities) and then backpropagate
+ *   through both the primal and the tangent pass (barred quantities; p_ is
+ *   the adjoint of the primal p, pd_ that of the tangent pd).
+ *
+ *   Descriptor tangent, per pair (i, j) (FORMAT.md 4.2-4.5; the pair list
+ *   is held fixed as FORMAT.md sect. 5 says):
+ *     vd = gamma_i - gamma_j, dd = v.vd/d, fcd = fc'(d) dd,
+ *     Rd_k = -2 inta_k (d - rs_k) R_k dd,  Wd_k = c_k Rd_k  (c = params[s_j]),
+ *     Ad_0 = fcd, Ad_m = Ad_par v[ax] + A_par vd[ax],
+ *     Sd_i[m][k] = sum_j (Ad_m W_k + A_m Wd_k),
+ *     rhod_i[L,k] = sum_{m in L} 2 S[m][k] Sd[m][k].
+ *   Network tangent, per hidden layer (FORMAT.md 4.6):
+ *     zd = W xd;  zhatd = J zd with the LayerNorm Jacobian
+ *       J = r (I - 11^T/c - zhat zhat^T/c), r = 1/sqrt(var+eps)
+ *       (J is symmetric: the LayerNorm backward routine with gamma = 1 applies it);
+ *     yd = gamma_ln * zhatd;  ad = alpha beta phi'(beta y) yd, with
+ *       phi(t) = t sig(t), phi' = sig + t sig (1-sig),
+ *       phi'' = sig (1-sig) (2 + t (1 - 2 sig));
+ *     output: outd = W_H ad_{H-1};  Phi = sum_i outd_i[0].
+ *   Reverse pass, seeds outd_ = 1 (column 0), out_ = 0:
+ *     linear z = W x + b, zd = W xd:
+ *       x_ = W^T z_, xd_ = W^T zd_, W_ += z_ x^T + zd_ xd^T, b_ += z_
+ *     activation a = alpha phi(t), ad = alpha beta phi'(t) yd, t = beta y:
+ *       yd_ = ad_ alpha beta phi'
+ *       y_  = a_ alpha beta phi' + ad_ alpha beta^2 phi'' yd
+ *       alpha_ += a_ phi + ad_ beta phi' yd
+ *       beta_  += a_ alpha phi' y + ad_ alpha (phi' + t phi'') yd
+ *     LayerNorm y = g zhat + b, yd = g zhatd:
+ *       g_ += y_ zhat + yd_ zhatd, b_ += y_,
+ *       zd_ = J (g yd_)   (J symmetric),
+ *       z_  = J (g y_) + [d/dz of F = Ab . zhatd(z, zd), Ab = g yd_]:
+ *         write zhatd = r (u - zhat m), u = zd - mean(zd), m = mean(zhat u);
+ *         F = r a1 - r m a2, a1 = Ab.u, a2 = Ab.zhat;
+ *         dF/dzhat_i = -r (u_i a2/c + m Ab_i) =: Zb_i, dF/dr (explicit) = a1 - m a2 =: rb;
+ *         through zhat = (z - mu) r, r = (var+eps)^(-1/2):
+ *         z_ += r (Zb - mean(Zb)) - (r^2 zhat / c) (rb + sum_i Zb_i zhat_i / r).
+ *   Descriptor reverse (A, Ad depend on positions only; R, Rd also on rs, inta):
+ *     S_[m][k] = 2 S rho_[L,k] + 2 Sd rhod_[L,k],  Sd_[m][k] = 2 S rhod_[L,k],
+ *     u1_k = sum_m (S_[m][k] A_m + Sd_[m][k] Ad_m), u2_k = sum_m Sd_[m][k] A_m,
+ *     c_[s_j][k] += R_k u1_k + Rd_k u2_k,  R_k_ = c_k u1_k,  Rd_k_ = c_k u2_k,
+ *     with x = d - rs: dR/drs = 2 inta x R, dR/dinta = -x^2 R,
+ *     dRd/drs = dd 2 inta R (1 - 2 inta x^2), dRd/dinta = -dd 2 x R (1 - inta x^2).
+ *   (For the dipole, tdm and E_2 parts the same formulas with Sd_ = rhod_ = 0.)
+ *   tests/test_eann_train.c checks every target against central finite
+ *   differences of the loss (relative error < 1e-6).
+ * ===========================================================================
+ */
+
+#include "eann_train.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+/* ------------------------------------------------------------------------ */
+/* workspace                                                                 */
+/* ------------------------------------------------------------------------ */
+
+struct eann_trainws {
+    eann_work *w;
+    int cap, maxw, maxh;
+    double *gam;                 /* [N][3] tangent direction, by row */
+    double *gpos, *hpos;         /* [N][3] g = dE_0/dx, h = dE_1/dx (original order) */
+    double *Sd, *Sb, *Sdb;       /* [N][M][K] */
+    double *rhod, *rhob, *rhodb; /* [N][D] */
+    double *zd[EANN_MAX_HIDDEN], *zhd[EANN_MAX_HIDDEN], *yd[EANN_MAX_HIDDEN],
+        *ad[EANN_MAX_HIDDEN];            /* [N][width] tangent caches of one net */
+    double *outd;                        /* [N][maxw] */
+    double *b1, *b2, *b3, *b4, *b5, *b6; /* [N][maxw] adjoint scratch */
+    double *dout;                        /* [N][maxw] */
+    double *zeros, *ones;                /* [maxw] */
+};
+
+eann_work *eann_trainws_work(eann_trainws *tw) { return tw ? tw->w : NULL; }
+
+void eann_trainws_free(eann_trainws *tw) {
+    if (!tw) return;
+    eann_work_free(tw->w);
+    free(tw->gam);
+    free(tw->gpos);
+    free(tw->hpos);
+    free(tw->Sd);
+    free(tw->Sb);
+    free(tw->Sdb);
+    free(tw->rhod);
+    free(tw->rhob);
+    free(tw->rhodb);
+    for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
+        free(tw->zd[h]);
+        free(tw->zhd[h]);
+        free(tw->yd[h]);
+        free(tw->ad[h]);
+    }
+    free(tw->outd);
+    free(tw->b1);
+    free(tw->b2);
+    free(tw->b3);
+    free(tw->b4);
+    free(tw->b5);
+    free(tw->b6);
+    free(tw->dout);
+    free(tw->zeros);
+    free(tw->ones);
+    free(tw);
+}
+
+/* A zeroed array of n doubles (at least 1); sets *fail on failure or on a
+ * size that would overflow. */
+static double *dalloc(size_t n, int *fail) {
+    double *p = n > SIZE_MAX / 2 / sizeof(double) ? NULL : calloc(n ? n : 1, sizeof(double));
+    if (!p) *fail = 1;
+    return p;
+}
+
+int eann_trainws_new(const eann_model *m, int natoms_max, eann_trainws **out) {
+    if (!m || !out || natoms_max < 1) return EANN_EINVAL;
+    *out = NULL;
+    eann_trainws *tw = calloc(1, sizeof *tw);
+    if (!tw) return EANN_ENOMEM;
+    int rc = eann_work_new(m, natoms_max, &tw->w);
+    if (rc) {
+        free(tw);
+        return rc;
+    }
+    const size_t N = (size_t)natoms_max, M = (size_t)m->norbital, K = (size_t)m->spec.nwave;
+    const size_t D = (size_t)m->ndensity;
+    int maxw = (int)D, maxh = 0, fail = 0;
+    for (int t = 0; t < m->spec.nnets; t++) {
+        const eann_net_spec *ns = &m->spec.net[t];
+        if (ns->nhidden > maxh) maxh = ns->nhidden;
+        for (int h = 0; h <= ns->nhidden + 1; h++)
+            if (ns->sizes[h] > maxw) maxw = ns->sizes[h];
+    }
+    tw->cap = natoms_max;
+    tw->maxw = maxw;
+    tw->maxh = maxh;
+    const size_t NW = N * (size_t)maxw;
+    tw->gam = dalloc(N * 3, &fail);
+    tw->gpos = dalloc(N * 3, &fail);
+    tw->hpos = dalloc(N * 3, &fail);
+    tw->Sd = dalloc(N * M * K, &fail);
+    tw->Sb = dalloc(N * M * K, &fail);
+    tw->Sdb = dalloc(N * M * K, &fail);
+    tw->rhod = dalloc(N * D, &fail);
+    tw->rhob = dalloc(N * D, &fail);
+    tw->rhodb = dalloc(N * D, &fail);
+    for (int h = 0; h < maxh; h++) {
+        tw->zd[h] = dalloc(NW, &fail);
+        tw->zhd[h] = dalloc(NW, &fail);
+        tw->yd[h] = dalloc(NW, &fail);
+        tw->ad[h] = dalloc(NW, &fail);
+    }
+    tw->outd = dalloc(NW, &fail);
+    tw->b1 = dalloc(NW, &fail);
+    tw->b2 = dalloc(NW, &fail);
+    tw->b3 = dalloc(NW, &fail);
+    tw->b4 = dalloc(NW, &fail);
+    tw->b5 = dalloc(NW, &fail);
+    tw->b6 = dalloc(NW, &fail);
+    tw->dout = dalloc(NW, &fail);
+    tw->zeros = dalloc((size_t)maxw, &fail);
+    tw->ones = dalloc((size_t)maxw, &fail);
+    if (fail) {
+        eann_trainws_free(tw);
+        return EANN_ENOMEM;
+    }
+    for (int i = 0; i < maxw; i++)
+        tw->ones[i] = 1.0;
+    *out = tw;
+    return EANN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* descriptor: tangent forward and parameter backward                        */
+/* ------------------------------------------------------------------------ */
+
+/* Tangent of one pair: dd = d d along gamma, Rd [K]. */
+static double pair_tangent(const eann_model *m, const eann_work *w, const double *gam, int i, int p,
+                           double *vd, double *Rd) {
+    const int K = m->spec.nwave, j = w->pair_j[p], sj = w->row_species[j];
+    const double *v = w->pair_v + 3 * (size_t)p, d = w->pair_d[p];
+    for (int a = 0; a < 3; a++)
+        vd[a] = gam[3 * i + a] - gam[3 * j + a];
+    double dd = (v[0] * vd[0] + v[1] * vd[1] + v[2] * vd[2]) / d;
+    const double *rs = m->theta + m->off_rs + (size_t)sj * K;
+    const double *inta = m->theta + m->off_inta + (size_t)sj * K;
+    const double *R = w->pair_r + (size_t)p * K;
+    for (int k = 0; k < K; k++)
+        Rd[k] = -2.0 * inta[k] * (d - rs[k]) * R[k] * dd;
+    return dd;
+}
+
+/* Sd and rhod of every row for the direction tw->gam (rows). */
+static void descriptor_tangent(const eann_model *m, eann_trainws *tw) {
+    const eann_work *w = tw->w;
+    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
+    const double *par = m->theta + m->off_params;
+    double A[EANN_MAX_ORBITAL], Ad[EANN_MAX_ORBITAL], vd[3];
+    double *Rd = tw->b1, *Wd = tw->b2; /* [K] scratch (K <= maxw since D = P K) */
+    for (int i = 0; i < w->natoms; i++) {
+        double *Sd = tw->Sd + (size_t)i * M * K;
+        memset(Sd, 0, sizeof(double) * (size_t)M * K);
+        for (int p = w->pair_start[i]; p < w->pair_start[i + 1]; p++) {
+            double dd = pair_tangent(m, w, tw->gam, i, p, vd, Rd);
+            eann_angular(m, w->pair_fc[p], w->pair_dfc[p] * dd, w->pair_v + 3 * (size_t)p, vd, A, Ad);
+            const double *W = w->pair_w + (size_t)p * K;
+            const double *c = par + (size_t)w->row_species[w->pair_j[p]] * K;
+            for (int k = 0; k < K; k++)
+                Wd[k] = c[k] * Rd[k];
+            for (int q = 0; q < M; q++) {
+                double *Sq = Sd + (size_t)q * K;
+                for (int k = 0; k < K; k++)
+                    Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
+            }
+        }
+        const double *S = w->S + (size_t)i * M * K;
+        double *rd = tw->rhod + (size_t)i * D;
+        memset(rd, 0, sizeof(double) * (size_t)D);
+        for (int q = 0; q < M; q++) {
+            double *rl = rd + (size_t)m->index_para[q] * K;
+            for (int k = 0; k < K; k++)
+                rl[k] += 2.0 * S[q * K + k] * Sd[q * K + k];
+        }
+    }
+}
+
+/* The second-order descriptor reverse pass of the polarizability heads:
+ * ADDS dl/d(params, rs, inta) into dtheta from rho_ [rows][D] and rhod_
+ * [rows][D], the adjoints of rho and of its tangent rhod (tw->gam, tw->Sd
+ * valid; see "Descriptor reverse" in the derivation above). The first-
+ * order pass (rhod_ = 0) is eann_descriptor_backward in eann.c. */
+static void descriptor_param_backward(const eann_model *m, eann_trainws *tw, const double *rhob,
+                                      const double *rhodb, double *dtheta) {
+    const eann_work *w = tw->w;
+    const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
+    double A[EANN_MAX_ORBITAL], Ad[EANN_MAX_ORBITAL], vd[3];
+    double *Rd = tw->b1, *u1 = tw->b2, *u2 = tw->b3;
+    for (int i = 0; i < w->natoms; i++) {
+        const double *S = w->S + (size_t)i * M * K, *Sd = tw->Sd + (size_t)i * M * K;
+        double *Sb = tw->Sb + (size_t)i * M * K, *Sdb = tw->Sdb + (size_t)i * M * K;
+        const double *rb = rhob + (size_t)i * D, *rdb = rhodb + (size_t)i * D;
+        /* S_ = 2 S rho_ + 2 Sd rhod_, Sd_ = 2 S rhod_ */
+        for (int q = 0; q < M; q++) {
+            size_t L = (size_t)m->index_para[q] * K;
+            for (int k = 0; k < K; k++) {
+                size_t e = (size_t)q * K + k;
+                Sb[e] = 2.0 * S[e] * rb[L + k];
+                Sb[e] += 2.0 * Sd[e] * rdb[L + k];
+                Sdb[e] = 2.0 * S[e] * rdb[L + k];
+            }
+        }
+        for (int p = w->pair_start[i]; p < w->pair_start[i + 1]; p++) {
+            const double *R = w->pair_r + (size_t)p * K;
+            const int sj = w->row_species[w->pair_j[p]];
+            const double *c = m->theta + m->off_params + (size_t)sj * K;
+            const double *rs = m->theta + m->off_rs + (size_t)sj * K;
+            const double *inta = m->theta + m->off_inta + (size_t)sj * K;
+            double *dc = dtheta + m->off_params + (size_t)sj * K;
+            double *drs = dtheta + m->off_rs + (size_t)sj * K;
+            double *dinta = dtheta + m->off_inta + (size_t)sj * K;
+            const double d = w->pair_d[p];
+            double dd = pair_tangent(m, w, tw->gam, i, p, vd, Rd);
+            eann_angular(m, w->pair_fc[p], w->pair_dfc[p] * dd, w->pair_v + 3 * (size_t)p, vd, A, Ad);
+            for (int k = 0; k < K; k++)
+                u1[k] = u2[k] = 0;
+            for (int q = 0; q < M; q++)
+                for (int k = 0; k < K; k++) {
+                    u1[k] += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
+                    u2[k] += Sdb[q * K + k] * A[q];
+                }
+            for (int k = 0; k < K; k++) {
+                /* R_ = c u1, Rd_ = c u2; Rd = -2 inta x R dd (x = d - rs):
+                 * dRd/drs = dd 2 inta R (1 - 2 inta x^2), dRd/dinta = -dd 2 x R (1 - inta x^2) */
+                double x = d - rs[k];
+                dc[k] += R[k] * u1[k] + Rd[k] * u2[k];
+                drs[k] +=
+                    c[k] * (u1[k] * (2.0 * inta[k] * x * R[k]) +
+                            u2[k] * (dd * 2.0 * inta[k] * R[k] * (1.0 - 2.0 * inta[k] * x * x)));
+                dinta[k] += c[k] * (u1[k] * (-(x * x) * R[k]) +
+                                    u2[k] * (-dd * 2.0 * x * R[k] * (1.0 - inta[k] * x * x)));
+            }
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* network: tangent forward and reverse through primal + tangent             */
+/* ------------------------------------------------------------------------ */
+
+/* Tangent of net t (eann_net_forward(t) done) for input tangent tw->rhod:
+ * fills tw->zd/zhd/yd/ad and tw->outd [rows][n_out]. */
+static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
+    eann_work *w = tw->w;
+    const eann_net_spec *ns = &m->spec.net[t];
+    const int H = ns->nhidden, D = m->ndensity;
+    const double *th = m->theta;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
+        if (n == 0) continue;
+        const double *xd = tw->rhod + (size_t)r0 * D;
+        for (int h = 0; h < H; h++) {
+            const eann_layer *L = eann_layer_of(m, t, s, h);
+            size_t c = (size_t)L->nout, o = (size_t)r0 * c;
+            eann_matmul(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
+            /* zhatd = J zd (LayerNorm Jacobian, symmetric) */
+            eann_layernorm_backward(n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->ones,
+                                    tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
+            const double *g = th + L->ln_g;
+            for (int r = 0; r < n; r++)
+                for (size_t q = 0; q < c; q++)
+                    tw->yd[h][o + r * c + q] = g[q] * tw->zhd[h][o + r * c + q];
+            /* ad = alpha beta phi'(beta y) yd (diagonal Jacobian of the activation) */
+            eann_act_backward(n, L->nout, w->y[t][h] + o, w->sig[t][h] + o, th + L->act_a,
+                              th + L->act_b, tw->yd[h] + o, tw->ad[h] + o, NULL, NULL);
+            xd = tw->ad[h] + o;
+        }
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        eann_matmul(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
+                            tw->outd + (size_t)r0 * L->nout);
+    }
+}
+
+/* Reverse through net t's primal and tangent passes: outb (may be NULL =
+ * zero) and outdb [rows][n_out] are the adjoints of out and outd. ADDS the
+ * weight gradients into dtheta, SETS tw->rhob and tw->rhodb. */
+static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, const double *outb,
+                                 const double *outdb, double *dtheta) {
+    eann_work *w = tw->w;
+    const eann_net_spec *ns = &m->spec.net[t];
+    const int H = ns->nhidden, D = m->ndensity;
+    const double *th = m->theta;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
+        if (n == 0) continue;
+        double *ab = tw->b1, *adb = tw->b2, *yb = tw->b3, *ydb = tw->b4, *zb = tw->b5,
+               *zdb = tw->b6;
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        size_t no = (size_t)L->nout;
+        const double *x = H ? w->a[t][H - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
+        const double *xd = H ? tw->ad[H - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
+        double *xb = H ? ab : tw->rhob + (size_t)r0 * D;
+        double *xdb = H ? adb : tw->rhodb + (size_t)r0 * D;
+        if (outb)
+            eann_linear_backward_simd(tw->w->simd, n, L->nin, L->nout, x, th + L->w, outb + (size_t)r0 * no, xb,
+                                 dtheta + L->w, dtheta + L->b);
+        else
+            memset(xb, 0, sizeof(double) * (size_t)n * L->nin);
+        eann_linear_backward_simd(tw->w->simd, n, L->nin, L->nout, xd, th + L->w, outdb + (size_t)r0 * no, xdb,
+                             dtheta + L->w, NULL);
+        for (int h = H - 1; h >= 0; h--) {
+            L = eann_layer_of(m, t, s, h);
+            const int c = L->nout;
+            const size_t o = (size_t)r0 * c;
+            const double *al = th + L->act_a, *be = th + L->act_b, *g = th + L->ln_g;
+            double *dal = dtheta + L->act_a, *dbe = dtheta + L->act_b;
+            double *dg = dtheta + L->ln_g, *dbl = dtheta + L->ln_b;
+            /* activation */
+            for (int r = 0; r < n; r++)
+                for (int q = 0; q < c; q++) {
+                    size_t e = (size_t)r * c + q;
+                    double y = w->y[t][h][o + e], sg = w->sig[t][h][o + e], yd = tw->yd[h][o + e];
+                    double tt = be[q] * y, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+                    double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+                    double A_ = ab[e], Ad_ = adb[e];
+                    ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+                    yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * yd);
+                    dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * yd);
+                    dbe[q] += A_ * (al[q] * ph1 * y) + Ad_ * (al[q] * (ph1 + tt * ph2) * yd);
+                }
+            /* LayerNorm affine part: g_ += y_ zhat + yd_ zhatd, b_ += y_ */
+            for (int r = 0; r < n; r++)
+                for (int q = 0; q < c; q++) {
+                    size_t e = (size_t)r * c + q;
+                    dg[q] += yb[e] * w->zhat[t][h][o + e] + ydb[e] * tw->zhd[h][o + e];
+                    dbl[q] += yb[e];
+                }
+            /* zd_ = J (g yd_), z_ = J (g y_) + second-order term */
+            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb, NULL,
+                                    NULL);
+            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb, NULL,
+                                    NULL);
+            for (int r = 0; r < n; r++) {
+                const double *zh = w->zhat[t][h] + o + (size_t)r * c;
+                const double *zdr = tw->zd[h] + o + (size_t)r * c;
+                const double *ydbr = ydb + (size_t)r * c;
+                double *zbr = zb + (size_t)r * c;
+                double rr = w->rstd[t][h][r0 + r];
+                double mzd = 0;
+                for (int q = 0; q < c; q++)
+                    mzd += zdr[q];
+                mzd /= c;
+                double a1 = 0, a2 = 0, mm = 0;
+                for (int q = 0; q < c; q++) {
+                    double Ab = g[q] * ydbr[q], u = zdr[q] - mzd;
+                    a1 += Ab * u;
+                    a2 += Ab * zh[q];
+                    mm += zh[q] * u;
+                }
+                mm /= c;
+                double rb = a1 - mm * a2, mZb = 0, sZz = 0;
+                /* Zb_q = -r (u_q a2 / c + mm Ab_q), recomputed in both loops */
+                for (int q = 0; q < c; q++) {
+                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+                    mZb += Zb;
+                    sZz += Zb * zh[q];
+                }
+                mZb /= c;
+                double rbt = rb + sZz / rr;
+                for (int q = 0; q < c; q++) {
+                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+                    zbr[q] += rr * (Zb - mZb) - (rr * rr * zh[q] / c) * rbt;
+                }
+            }
+            /* linear: x_ = W^T z_, xd_ = W^T zd_, W_ += z_ x^T + zd_ xd^T, b_ += z_ */
+            x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
+            xd = h ? tw->ad[h - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
+            xb = h ? ab : tw->rhob + (size_t)r0 * D;
+            xdb = h ? adb : tw->rhodb + (size_t)r0 * D;
+            eann_linear_backward_simd(tw->w->simd, n, L->nin, c, x, th + L->w, zb, xb, dtheta + L->w, dtheta + L->b);
+            eann_linear_backward_simd(tw->w->simd, n, L->nin, c, xd, th + L->w, zdb, xdb, dtheta + L->w, NULL);
+        }
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* heads and per-molecule loss                                               */
+/* ------------------------------------------------------------------------ */
+
+double eann_phase_free_sq(const double t[3], const double r[3], int *sign) {
+    double ep = 0, em = 0;
+    for (int a = 0; a < 3; a++) {
+        ep += (t[a] - r[a]) * (t[a] - r[a]);
+        em += (t[a] + r[a]) * (t[a] + r[a]);
+    }
+    if (sign) *sign = em < ep ? -1 : 1;
+    return em < ep ? em : ep;
+}
+
+/* Gradient through the coordinate-gradient head of net t: dl/dtheta of
+ * sum_i gamma_i . (dE_t/dx_i), gamma = tw->gam (rows), set by the caller. */
+static void grad_head_backward(const eann_model *m, eann_trainws *tw, int t, double *grad) {
+    eann_work *w = tw->w;
+    const int no = m->spec.net[t].sizes[m->spec.net[t].nhidden + 1];
+    descriptor_tangent(m, tw);
+    net_tangent(m, tw, t);
+    memset(tw->dout, 0, sizeof(double) * (size_t)w->natoms * no);
+    for (int r = 0; r < w->natoms; r++)
+        tw->dout[(size_t)r * no] = 1.0;
+    net_tangent_backward(m, tw, t, NULL, tw->dout, grad);
+    descriptor_param_backward(m, tw, tw->rhob, tw->rhodb, grad);
+}
+
+/* Backpropagation of dout = dl/d(outputs of net t) to the parameters:
+ * ordinary first-order pass through net t and the descriptor. */
+static void first_order_backward(const eann_model *m, eann_work *w, int t, const double *dout,
+                                 double *grad) {
+    eann_net_backward(m, w, t, dout, grad);
+    eann_descriptor_backward(m, w, w->drho, NULL, grad);
+}
+
+/* Dipole loss (EANN chapter Eqs. 1 and 6): l = |mu - ref|^2/3 + w_q (sum q - Q)^2;
+ * after setup and descriptor. Returns l, sets pred[3] and *sq. */
+static double dipole_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp, double cw,
+                          double scale, double *grad, double *pred, double *sq) {
+    eann_work *w = tw->w;
+    double qs, e[3];
+    eann_net_forward(m, w, 0);
+    eann_dipole_parts(m, w, pred, &qs);
+    const double pen = qs - smp->charge;
+    *sq = 0;
+    for (int a = 0; a < 3; a++) {
+        e[a] = pred[a] - smp->ref[a];
+        *sq += e[a] * e[a];
+    }
+    if (grad) {
+        /* dl/dq_r = (2/3) e.x'_r + 2 w_q (sum q - Q) */
+        eann_charge_head_backward(w, e, 2.0 / 3.0, 2.0 * cw * pen, scale, tw->dout);
+        first_order_backward(m, w, 0, tw->dout, grad);
+    }
+    return *sq / 3.0 + cw * pen * pen;
+}
+
+/* Phase-free transition-dipole loss (EANN chapter Eqs. 7-8): l = min_s |t - s ref|^2/3. */
+static double tdm_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp, double scale,
+                       double *grad, double *pred, double *sq) {
+    eann_work *w = tw->w;
+    double u[3], v[3], W, t[3];
+    eann_net_forward(m, w, 0);
+    eann_tdm_parts(m, w, u, v, &W);
+    eann_tdm_combine(u, v, W, t);
+    int sg;
+    *sq = eann_phase_free_sq(t, smp->ref, &sg);
+    for (int a = 0; a < 3; a++)
+        pred[a] = sg * t[a];
+    if (grad) {
+        /* dl/dt = (2/3)(t - s ref) on the active branch s */
+        double g[3];
+        for (int a = 0; a < 3; a++)
+            g[a] = scale * (2.0 / 3.0) * (t[a] - sg * smp->ref[a]);
+        eann_tdm_head_backward(w, u, v, W, g, tw->dout);
+        first_order_backward(m, w, 0, tw->dout, grad);
+    }
+    return *sq / 3.0;
+}
+
+/* Polarizability loss (EANN chapter Eqs. 10-12): l = |alpha - ref|_F^2/9;
+ * the gradient needs the second-order passes (derivation at the top). */
+static double pol_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp, double scale,
+                       double *grad, double *pred, double *sq) {
+    eann_work *w = tw->w;
+    const int N = w->natoms;
+    double Ps[9], Hh[9], E2, e[9];
+    eann_pol_parts(m, w, tw->gpos, tw->hpos, Ps, Hh, &E2);
+    *sq = 0;
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++) {
+            int q = 3 * a + b;
+            pred[q] = Ps[q] + Hh[q] + (a == b ? E2 : 0.0);
+            e[q] = pred[q] - smp->ref[q];
+            *sq += e[q] * e[q];
+        }
+    if (!grad) return *sq / 9.0;
+    double G[9], Gs[9];
+    for (int q = 0; q < 9; q++)
+        G[q] = scale * (2.0 / 9.0) * e[q];
+    for (int a = 0; a < 3; a++)
+        for (int b = 0; b < 3; b++)
+            Gs[3 * a + b] = G[3 * a + b] + G[3 * b + a];
+    /* net 2: dl/dy_i = tr G */
+    const int no2 = m->spec.net[2].sizes[m->spec.net[2].nhidden + 1];
+    memset(tw->dout, 0, sizeof(double) * (size_t)N * no2);
+    for (int r = 0; r < N; r++)
+        tw->dout[(size_t)r * no2] = G[0] + G[4] + G[8];
+    first_order_backward(m, w, 2, tw->dout, grad);
+    /* net 0: gamma_i = Gs x'_i */
+    for (int r = 0; r < N; r++) {
+        const double *x = w->x + 3 * (size_t)r;
+        for (int b = 0; b < 3; b++)
+            tw->gam[3 * r + b] = Gs[b] * x[0] + Gs[3 + b] * x[1] + Gs[6 + b] * x[2];
+    }
+    grad_head_backward(m, tw, 0, grad);
+    /* net 1: gamma'_i = Gs h_i (skipped when h = 0: then it is zero) */
+    int hz = 1;
+    for (int q = 0; q < 3 * N; q++)
+        if (tw->hpos[q] != 0.0) hz = 0;
+    if (!hz) {
+        for (int r = 0; r < N; r++) {
+            const double *h = tw->hpos + 3 * (size_t)w->atom_of_row[r];
+            for (int b = 0; b < 3; b++)
+                tw->gam[3 * r + b] = Gs[b] * h[0] + Gs[3 + b] * h[1] + Gs[6 + b] * h[2];
+        }
+        grad_head_backward(m, tw, 1, grad);
+    }
+    return *sq / 9.0;
+}
+
+int eann_sample_loss(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
+                     double charge_weight, double scale, double *grad, double *pred, double *sqerr,
+                     double *loss) {
+    if (!m || !tw || !smp || !pred) return EANN_EINVAL;
+    int rc = eann_setup(m, tw->w, smp->natoms, smp->species, smp->pos);
+    if (rc) return rc;
+    eann_descriptor_forward(m, tw->w);
+    double sq, l;
+    if (m->spec.kind == EANN_DIPOLE)
+        l = dipole_loss(m, tw, smp, charge_weight, scale, grad, pred, &sq);
+    else if (m->spec.kind == EANN_TDM)
+        l = tdm_loss(m, tw, smp, scale, grad, pred, &sq);
+    else
+        l = pol_loss(m, tw, smp, scale, grad, pred, &sq);
+    if (sqerr) *sqerr = sq;
+    if (loss) *loss = l;
+    return EANN_OK;
+}
+
+int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp, int n,
+                  double charge_weight, double *mean_loss, double *rmse) {
+    double L = 0, SQ = 0, pred[9];
+    int nc = eann_kind_outputs(m->spec.kind);
+    for (int f = 0; f < n; f++) {
+        double sq, l;
+        int rc = eann_sample_loss(m, tw, &smp[f], charge_weight, 0, NULL, pred, &sq, &l);
+        if (rc) return rc;
+        L += l;
+        SQ += sq;
+    }
+    if (mean_loss) *mean_loss = n ? L / n : 0;
+    if (rmse) *rmse = n ? sqrt(SQ / ((double)n * nc)) : 0;
+    return EANN_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* normalisation (folded into the first linear layer)                        */
+/* ------------------------------------------------------------------------ */
+
+void eann_norm_free(eann_norm *nm) {
+    if (!nm) return;
+    free(nm->mean);
+    free(nm->std);
+    nm->mean = nm->std = NULL;
+}
+
+static int norm_alloc(const eann_model *m, eann_norm *nm) {
+    size_t n = (size_t)m->spec.nspecies * m->ndensity;
+    nm->nspecies = m->spec.nspecies;
+    nm->ndensity = m->ndensity;
+    nm->mean = calloc(n, sizeof(double));
+    nm->std = calloc(n, sizeof(double));
+    if (!nm->mean || !nm->std) {
+        eann_norm_free(nm);
+        return EANN_ENOMEM;
+    }
+    return EANN_OK;
+}
+
+static int max_atoms(const eann_sample *smp, int n) {
+    int mx = 1;
+    for (int f = 0; f < n; f++)
+        if (smp[f].natoms > mx) mx = smp[f].natoms;
+    return mx;
+}
+
+int eann_norm_compute(const eann_model *m, const eann_sample *smp, int n, eann_norm *out) {
+    if (!m || !out || (n && !smp)) return EANN_EINVAL;
+    int rc = norm_alloc(m, out);
+    if (rc) return rc;
+    const int S = m->spec.nspecies, D = m->ndensity;
+    eann_work *w;
+    rc = eann_work_new(m, max_atoms(smp, n), &w);
+    if (rc) {
+        eann_norm_free(out);
+        return rc;
+    }
+    long cnt[EANN_MAX_SPECIES] = {0};
+    /* two passes: mean, then the variance about it */
+    for (int pass = 0; pass < 2 && !rc; pass++) {
+        for (int f = 0; f < n && !rc; f++) {
+            rc = eann_setup(m, w, smp[f].natoms, smp[f].species, smp[f].pos);
+            if (rc) break;
+            eann_descriptor_forward(m, w);
+            for (int r = 0; r < w->natoms; r++) {
+                int s = w->row_species[r];
+                const double *rho = w->rho + (size_t)r * D;
+                double *mu = out->mean + (size_t)s * D, *sd = out->std + (size_t)s * D;
+                if (pass == 0) {
+                    cnt[s]++;
+                    for (int k = 0; k < D; k++)
+                        mu[k] += rho[k];
+                } else {
+                    for (int k = 0; k < D; k++)
+                        sd[k] += (rho[k] - mu[k]) * (rho[k] - mu[k]);
+                }
+            }
+        }
+        if (pass == 0)
+            for (int s = 0; s < S; s++)
+                for (int k = 0; k < D; k++)
+                    if (cnt[s]) out->mean[(size_t)s * D + k] /= (double)cnt[s];
+    }
+    eann_work_free(w);
+    if (rc) {
+        eann_norm_free(out);
+        return rc;
+    }
+    for (int s = 0; s < S; s++)
+        for (int k = 0; k < D; k++) {
+            double *mu = out->mean + (size_t)s * D + k, *sd = out->std + (size_t)s * D + k;
+            *sd = cnt[s] ? sqrt(*sd / (double)cnt[s]) : 0.0;
+            if (!(*sd >= 1e-12 * (1.0 + fabs(*mu)))) {
+                *mu = 0.0;
+                *sd = 1.0;
+            }
+        }
+    return EANN_OK;
+}
+
+/* Call fn for the first linear layer of every net and species. */
+#define FOR_FIRST_LAYERS(m, L, s)                                                                  \
+    for (int t_ = 0; t_ < (m)->spec.nnets; t_++)                                                   \
+        for (int s = 0; s < (m)->spec.nspecies; s++)                                               \
+            for (const eann_layer *L = eann_layer_of((m), t_, s, 0); L; L = NULL)
+
+void eann_norm_fold(const eann_model *m, const eann_norm *nm, const double *phi, double *theta) {
+    const int D = m->ndensity;
+    if (theta != phi) memcpy(theta, phi, sizeof(double) * m->ntheta);
+    FOR_FIRST_LAYERS(m, L, s) {
+        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
+        for (int o = 0; o < L->nout; o++) {
+            const double *wp = phi + L->w + (size_t)o * D;
+            double *wq = theta + L->w + (size_t)o * D;
+            double b = phi[L->b + o];
+            for (int c = 0; c < D; c++)
+                b -= wp[c] * (mu[c] / sd[c]);
+            for (int c = 0; c < D; c++)
+                wq[c] = wp[c] / sd[c];
+            theta[L->b + o] = b;
+        }
+    }
+}
+
+void eann_norm_unfold(const eann_model *m, const eann_norm *nm, const double *theta, double *phi) {
+    const int D = m->ndensity;
+    if (theta != phi) memcpy(phi, theta, sizeof(double) * m->ntheta);
+    FOR_FIRST_LAYERS(m, L, s) {
+        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
+        for (int o = 0; o < L->nout; o++) {
+            const double *wq = theta + L->w + (size_t)o * D;
+            double *wp = phi + L->w + (size_t)o * D;
+            double b = theta[L->b + o];
+            for (int c = 0; c < D; c++)
+                b += wq[c] * mu[c];
+            for (int c = 0; c < D; c++)
+                wp[c] = wq[c] * sd[c];
+            phi[L->b + o] = b;
+        }
+    }
+}
+
+void eann_norm_grad(const eann_model *m, const eann_norm *nm, const double *gtheta, double *gphi) {
+    const int D = m->ndensity;
+    if (gtheta != gphi) memcpy(gphi, gtheta, sizeof(double) * m->ntheta);
+    FOR_FIRST_LAYERS(m, L, s) {
+        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
+        for (int o = 0; o < L->nout; o++) {
+            double gb = gtheta[L->b + o];
+            const double *gw = gtheta + L->w + (size_t)o * D;
+            double *gp = gphi + L->w + (size_t)o * D;
+            for (int c = 0; c < D; c++)
+                gp[c] = gw[c] / sd[c] - gb * (mu[c] / sd[c]);
+        }
+    }
+}
+
+int eann_norm_to_comments(eann_model *m, const eann_norm *nm, const char *prefix) {
+    if (!m || !nm || nm->nspecies != m->spec.nspecies || nm->ndensity != m->ndensity)
+        return EANN_EINVAL;
+    eann_text b = {NULL, 0, 0, 0};
+    char num[64];
+    if (prefix) eann_text_printf(&b, "%s", prefix);
+    eann_text_printf(
+        &b,
+        "# descriptor normalisation (folded into linear0 of every net): rho_mean and rho_std\n"
+        "# per centre species, lines '# rho_mean|rho_std SPECIES FIRST v ...' (6 values a line)\n");
+    for (int which = 0; which < 2; which++)
+        for (int s = 0; s < nm->nspecies; s++)
+            for (int c0 = 0; c0 < nm->ndensity; c0 += 6) {
+                snprintf(num, sizeof num, "# %s %s %d", which ? "rho_std" : "rho_mean",
+                         m->spec.species[s], c0);
+                eann_text_printf(&b, "%s", num);
+                for (int c = c0; c < c0 + 6 && c < nm->ndensity; c++) {
+                    const double *a = which ? nm->std : nm->mean;
+                    snprintf(num, sizeof num, " %.17g", a[(size_t)s * nm->ndensity + c]);
+                    eann_text_printf(&b, "%s", num);
+                }
+                eann_text_printf(&b, "\n");
+            }
+    if (b.oom) {
+        free(b.s);
+        return EANN_ENOMEM;
+    }
+    free(m->comments);
+    m->comments = b.s;
+    return EANN_OK;
+}
+
+int eann_norm_from_comments(const eann_model *m, eann_norm *out) {
+    if (!m || !out) return EANN_EINVAL;
+    out->mean = out->std = NULL;
+    if (!m->comments) return EANN_EFORMAT;
+    int rc = norm_alloc(m, out);
+    if (rc) return rc;
+    const int D = m->ndensity;
+    size_t n = (size_t)m->spec.nspecies * D;
+    char *seen = calloc(2 * n, 1);
+    if (!seen) {
+        eann_norm_free(out);
+        return EANN_ENOMEM;
+    }
+    const char *p = m->comments;
+    while (*p) {
+        const char *e = strchr(p, '\n');
+        if (!e) e = p + strlen(p);
+        char line[1024];
+        size_t len = (size_t)(e - p) < sizeof line - 1 ? (size_t)(e - p) : sizeof line - 1;
+        memcpy(line, p, len);
+        line[len] = '\0';
+        p = *e ? e + 1 : e;
+        char what[16], sp[8];
+        int c0, used;
+        if (sscanf(line, "# %15s %7s %d%n", what, sp, &c0, &used) != 3) continue;
+        int which = !strcmp(what, "rho_mean") ? 0 : !strcmp(what, "rho_std") ? 1 : -1;
+        if (which < 0) continue;
+        int s = eann_species_index(m, sp);
+        if (s < 0 || c0 < 0 || c0 >= D) {
+            rc = EANN_EFORMAT;
+            break;
+        }
+        const char *q = line + used;
+        for (int c = c0; c < D; c++) {
+            char *end;
+            while (*q == ' ')
+                q++;
+            if (!*q) break;
+            double v = strtod(q, &end);
+            if (end == q || !isfinite(v)) {
+                rc = EANN_EFORMAT;
+                break;
+            }
+            q = end;
+            (which ? out->std : out->mean)[(size_t)s * D + c] = v;
+            seen[which * n + (size_t)s * D + c] = 1;
+        }
+        if (rc) break;
+    }
+    for (size_t q = 0; q < 2 * n && !rc; q++)
+        if (!seen[q]) rc = EANN_EFORMAT;
+    for (size_t q = 0; q < n && !rc; q++)
+        if (!(out->std[q] > 0)) rc = EANN_EFORMAT;
+    free(seen);
+    if (rc) eann_norm_free(out);
+    return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* initialisation and output scale                                           */
+/* ------------------------------------------------------------------------ */
+
+void eann_train_opts_default(eann_train_opts *o) {
+    memset(o, 0, sizeof *o);
+    o->optimizer = EANN_OPT_ADAM;
+    o->epochs = 100;
+    o->batch = 32;
+    o->lr = 1e-3;
+    o->lr_decay = 0.5;
+    o->patience = 20;
+    o->lr_min = 1e-5;
+    o->lbfgs_m = 10;
+    o->charge_weight = 0;
+    o->diverge_factor = 100;
+    o->seed = 1;
+}
+
+/* Multiply the output layer of net t (all species; rows r0..r1-1 of its
+ * weight and bias) by f in phi. */
+static void scale_output(const eann_model *m, double *phi, int t, int r0, int r1, double f) {
+    int H = m->spec.net[t].nhidden;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        for (int o = r0; o < r1 && o < L->nout; o++) {
+            for (int c = 0; c < L->nin; c++)
+                phi[L->w + (size_t)o * L->nin + c] *= f;
+            phi[L->b + o] *= f;
+        }
+    }
+}
+
+static double rms(const double *x, int n) {
+    double s = 0;
+    for (int i = 0; i < n; i++)
+        s += x[i] * x[i];
+    return n ? sqrt(s / n) : 0;
+}
+
+/* Output scale (so that training starts with outputs of the size of the
+ * labels), using up to 256 training samples:
+ *   dipole: the charge net's output layer is scaled so that the RMS of the
+ *     predicted dipoles equals the RMS of the labels;
+ *   tdm: rows q1, q2 so that RMS(u + v) = RMS(labels), row w so that the
+ *     cross term W (u x v) starts at 0.1 of it;
+ *   polarizability: net 0 so that the traceless part of Pm + Pm^T matches
+ *     the RMS of the labels' traceless part; net 1 so that sum h h^T starts
+ *     at 0.1 of it; net 2's output layer (bias per species b, weights
+ *     scale k) fitted by least squares so that E_2 = k E_2^0 + b N matches
+ *     the isotropic remainder tr(alpha_ref - Pm - Pm^T - hh^T)/3. */
+/* The outputs output_scale looks at, for n samples at the current theta:
+ *   ref [n][nc] labels (polarizability: traceless part),
+ *   p1 [n][nc]  dipole | u + v | traceless part of Pm + Pm^T,
+ *   p2 [n][nc]  - | W (u x v) | sum h h^T,
+ *   p3 [n][2]   polarizability: E_2 and the isotropic remainder
+ *               tr(alpha_ref - Pm - Pm^T - hh^T)/3. */
+static int scale_inputs(const eann_model *m, eann_trainws *tw, const eann_sample *smp, int n,
+                        double *ref, double *p1, double *p2, double *p3) {
+    eann_work *w = tw->w;
+    for (int f = 0; f < n; f++) {
+        int rc = eann_setup(m, w, smp[f].natoms, smp[f].species, smp[f].pos);
+        if (rc) return rc;
+        eann_descriptor_forward(m, w);
+        if (m->spec.kind == EANN_DIPOLE) {
+            eann_net_forward(m, w, 0);
+            eann_dipole_parts(m, w, p1 + 3 * f, NULL);
+            for (int a = 0; a < 3; a++)
+                ref[3 * f + a] = smp[f].ref[a];
+        } else if (m->spec.kind == EANN_TDM) {
+            double u[3], v[3], W, c[3];
+            eann_net_forward(m, w, 0);
+            eann_tdm_parts(m, w, u, v, &W);
+            eann_cross(u, v, c);
+            for (int a = 0; a < 3; a++) {
+                p1[3 * f + a] = u[a] + v[a];
+                p2[3 * f + a] = W * c[a];
+                ref[3 * f + a] = smp[f].ref[a];
+            }
+        } else {
+            double Ps[9], Hh[9], E2;
+            eann_pol_parts(m, w, tw->gpos, tw->hpos, Ps, Hh, &E2);
+            double tp = (Ps[0] + Ps[4] + Ps[8]) / 3,
+                   tr = (smp[f].ref[0] + smp[f].ref[4] + smp[f].ref[8]) / 3;
+            for (int q = 0; q < 9; q++) {
+                int dg = q % 4 == 0;
+                p1[9 * f + q] = Ps[q] - (dg ? tp : 0); /* traceless parts */
+                ref[9 * f + q] = smp[f].ref[q] - (dg ? tr : 0);
+                p2[9 * f + q] = Hh[q];
+            }
+            p3[2 * f] = E2;
+            p3[2 * f + 1] = tr - tp - (Hh[0] + Hh[4] + Hh[8]) / 3; /* isotropic remainder */
+        }
+    }
+    return EANN_OK;
+}
+
+/* Polarizability, net 2: least squares for E_2 = k e_f + b N_f against the
+ * remainder r_f (p3 of scale_inputs), then output layer weights *= k, bias = b. */
+static void fit_trace_net(const eann_model *m, double *phi, const eann_sample *smp, int n,
+                          const double *p3) {
+    double see = 0, sen = 0, snn = 0, ser = 0, snr = 0, srr = 0, sr = 0;
+    for (int f = 0; f < n; f++) {
+        double e = p3[2 * f], r = p3[2 * f + 1], N = smp[f].natoms;
+        see += e * e;
+        sen += e * N;
+        snn += N * N;
+        ser += e * r;
+        snr += N * r;
+        srr += r * r;
+        sr += r;
+    }
+    double det = see * snn - sen * sen, k, b;
+    if (det > 1e-12 * see * snn) {
+        k = (ser * snn - snr * sen) / det;
+        b = (see * snr - sen * ser) / det;
+    } else {
+        k = 0;
+        b = snn > 0 ? snr / snn : 0;
+    }
+    /* keep some variation in net 2 (a zero output layer has zero gradients below it) */
+    double re = sqrt(see / n), rres = sqrt(fmax(srr / n - (sr / n) * (sr / n), 0));
+    if (re > 0 && fabs(k) * re < 0.01 * rres) k = (k < 0 ? -0.01 : 0.01) * rres / re;
+    if (re > 0 && k == 0) k = 0.01;
+    int H = m->spec.net[2].nhidden;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        const eann_layer *L = eann_layer_of(m, 2, s, H);
+        for (int c = 0; c < L->nin; c++)
+            phi[L->w + c] *= k;
+        phi[L->b] = b;
+    }
+}
+
+static int output_scale(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *smp,
+                        int n) {
+    if (n > 256) n = 256;
+    if (n < 1) return EANN_OK;
+    eann_trainws *tw;
+    int rc = eann_trainws_new(m, max_atoms(smp, n), &tw);
+    if (rc) return rc;
+    const int kind = m->spec.kind, nc = eann_kind_outputs(kind);
+    double *ref = calloc((size_t)n * 9, sizeof(double)),
+           *p1 = calloc((size_t)n * 9, sizeof(double));
+    double *p2 = calloc((size_t)n * 9, sizeof(double)), *p3 = calloc((size_t)n * 2, sizeof(double));
+    if (!ref || !p1 || !p2 || !p3) {
+        rc = EANN_ENOMEM;
+        goto done;
+    }
+    /* pass 0 scales the output layers; the polarizability needs a pass 1
+     * (E_2 and the remainder after nets 0 and 1 are scaled) */
+    for (int pass = 0; pass < 2; pass++) {
+        eann_norm_fold(m, nm, phi, m->theta);
+        eann_model_sync(m);
+        rc = scale_inputs(m, tw, smp, n, ref, p1, p2, p3);
+        if (rc) goto done;
+        double rr = rms(ref, n * nc), r1 = rms(p1, n * nc), r2 = rms(p2, n * nc);
+        if (pass == 1) break;
+        if (kind == EANN_DIPOLE) {
+            if (r1 > 0 && rr > 0) scale_output(m, phi, 0, 0, 1, rr / r1);
+            break;
+        } else if (kind == EANN_TDM) {
+            double s = r1 > 0 && rr > 0 ? rr / r1 : 1.0;
+            scale_output(m, phi, 0, 0, 2, s);
+            if (r2 > 0 && rr > 0) scale_output(m, phi, 0, 2, 3, 0.1 * rr / (r2 * s * s));
+            break;
+        } else {
+            double s0 = r1 > 0 && rr > 0 ? rr / r1 : 1.0;
+            scale_output(m, phi, 0, 0, 1, s0);
+            if (r2 > 0 && rr > 0) scale_output(m, phi, 1, 0, 1, sqrt(0.1 * rr / r2));
+            /* net 2: zero bias, then pass 1 recomputes E2^0 and the remainder */
+            for (int s = 0; s < m->spec.nspecies; s++) {
+                const eann_layer *L = eann_layer_of(m, 2, s, m->spec.net[2].nhidden);
+                phi[L->b] = 0;
+            }
+        }
+    }
+    if (kind == EANN_POLARIZABILITY) fit_trace_net(m, phi, smp, n, p3);
+    eann_norm_fold(m, nm, phi, m->theta);
+    eann_model_sync(m);
+done:
+    free(ref);
+    free(p1);
+    free(p2);
+    free(p3);
+    eann_trainws_free(tw);
+    return rc;
+}
+
+int eann_train_init(eann_model *m, const eann_sample *train, int ntrain, const eann_train_opts *o,
+                    eann_norm *nm, double *phi) {
+    if (!m || !o || !nm || !phi || ntrain < 1 || !train) return EANN_EINVAL;
+    nm->mean = nm->std = NULL;
+    eann_model_init_random(m, o->seed);
+    /* fixed radial grid: rs_k = k rc / K, inta = 1 / (2 spacing^2) */
+    const int S = m->spec.nspecies, K = m->spec.nwave;
+    const double rc = m->spec.cutoff, sp = rc / K;
+    for (int s = 0; s < S; s++)
+        for (int k = 0; k < K; k++) {
+            m->theta[m->off_rs + (size_t)s * K + k] = k * sp;
+            m->theta[m->off_inta + (size_t)s * K + k] = 0.5 / (sp * sp);
+        }
+    eann_model_sync(m);
+    int rc2 = eann_norm_compute(m, train, ntrain, nm);
+    if (rc2) return rc2;
+    /* the random weights are taken as normalised-space weights phi */
+    memcpy(phi, m->theta, sizeof(double) * m->ntheta);
+    rc2 = output_scale(m, nm, phi, train, ntrain);
+    if (rc2) eann_norm_free(nm);
+    return rc2;
+}
+
+/* ------------------------------------------------------------------------ */
+/* optimisers                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* Mean loss, sum of squared errors and gradient (in phi, rs/inta zeroed)
+ * over samples idx[0..n) (rs, inta entries zeroed unless train_radial). */
+static int batch_grad(eann_model *m, const eann_norm *nm, eann_trainws *tw, const eann_sample *smp,
+                      const int *idx, int n, double cw, int train_radial, double *gth, double *gphi,
+                      double *loss, double *sq) {
+    double pred[9], L = 0, SQ = 0;
+    memset(gth, 0, sizeof(double) * m->ntheta);
+    for (int q = 0; q < n; q++) {
+        double s, l;
+        int rc = eann_sample_loss(m, tw, &smp[idx ? idx[q] : q], cw, 1.0 / n, gth, pred, &s, &l);
+        if (rc) return rc;
+        L += l;
+        SQ += s;
+    }
+    eann_norm_grad(m, nm, gth, gphi);
+    if (!train_radial) {
+        size_t SK = (size_t)m->spec.nspecies * m->spec.nwave;
+        memset(gphi + m->off_rs, 0, sizeof(double) * SK);
+        memset(gphi + m->off_inta, 0, sizeof(double) * SK);
+    }
+    *loss = L / (n ? n : 1);
+    *sq = SQ;
+    return EANN_OK;
+}
+
+static void set_params(eann_model *m, const eann_norm *nm, const double *phi) {
+    eann_norm_fold(m, nm, phi, m->theta);
+    eann_model_sync(m);
+}
+
+/* Everything a training run carries from one epoch to the next (saved by
+ * eann_trainer_save, so that a resumed run continues bit for bit), and
+ * scratch. */
+struct eann_trainer {
+    eann_model *m;
+    const eann_norm *nm;
+    double *phi;                      /* [P] the caller's normalised parameters */
+    const eann_sample *train, *valid;
+    int ntrain, nvalid, nc;
+    eann_train_opts o;
+    eann_trainws *tw;
+    size_t P;
+    int hist;                         /* L-BFGS history length */
+    /* state */
+    int epoch;                        /* epochs completed */
+    int done;                         /* no further epoch: epochs reached, early stop, line
+                                         search failed or diverged */
+    int diverged;                     /* epoch at which divergence was seen (0: none) */
+    long ng;                          /* molecule gradients so far */
+    uint64_t rng;                     /* shuffling PRNG state (Adam) */
+    int *idx;                         /* [ntrain] frame order, reshuffled in place every epoch */
+    double lr, bestval, b1t, b2t;     /* learning rate, best monitored loss, Adam beta^t */
+    double start_rmse;                /* training RMSE before the first epoch */
+    double best_rmse;                 /* training RMSE of the best epoch */
+    int best_epoch, bad;              /* best epoch (0: the start), epochs since it */
+    double *m1, *m2, *best;           /* [P] Adam moments, best phi */
+    int nh, hstart;                   /* L-BFGS: pairs stored, oldest slot */
+    double f, fsq, step;              /* L-BFGS: loss and squared error at phi, last step */
+    double *gphi, *sh, *yh, *rho_h;   /* [P], [hist][P], [hist][P], [hist] */
+    /* scratch */
+    double *gth, *trial, *g2, *dir, *al_h;
+};
+
+void eann_trainer_free(eann_trainer *tr) {
+    if (!tr) return;
+    eann_trainws_free(tr->tw);
+    free(tr->idx);
+    free(tr->m1);
+    free(tr->m2);
+    free(tr->best);
+    free(tr->gphi);
+    free(tr->sh);
+    free(tr->yh);
+    free(tr->rho_h);
+    free(tr->gth);
+    free(tr->trial);
+    free(tr->g2);
+    free(tr->dir);
+    free(tr->al_h);
+    free(tr);
+}
+
+int eann_trainer_new(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *train,
+                     int ntrain, const eann_sample *valid, int nvalid, const eann_train_opts *o,
+                     eann_trainer **out) {
+    if (!out) return EANN_EINVAL;
+    *out = NULL;
+    if (!m || !nm || !phi || !o || ntrain < 1 || !train || nvalid < 0 || (nvalid && !valid))
+        return EANN_EINVAL;
+    eann_trainer *tr = calloc(1, sizeof *tr);
+    if (!tr) return EANN_ENOMEM;
+    tr->m = m;
+    tr->nm = nm;
+    tr->phi = phi;
+    tr->train = train;
+    tr->valid = valid;
+    tr->ntrain = ntrain;
+    tr->nvalid = nvalid;
+    tr->nc = eann_kind_outputs(m->spec.kind);
+    tr->o = *o;
+    tr->P = m->ntheta;
+    tr->hist = o->lbfgs_m > 0 ? o->lbfgs_m : 10;
+    int mx = max_atoms(train, ntrain), mv = max_atoms(valid, nvalid);
+    int rc = eann_trainws_new(m, mx > mv ? mx : mv, &tr->tw);
+    if (rc) {
+        free(tr);
+        return rc;
+    }
+    const size_t P = tr->P, PH = P * (size_t)tr->hist;
+    int fail = PH / (size_t)tr->hist != P;
+    tr->m1 = dalloc(P, &fail);
+    tr->m2 = dalloc(P, &fail);
+    tr->best = dalloc(P, &fail);
+    tr->gphi = dalloc(P, &fail);
+    tr->sh = fail ? NULL : dalloc(PH, &fail);
+    tr->yh = fail ? NULL : dalloc(PH, &fail);
+    tr->rho_h = dalloc((size_t)tr->hist, &fail);
+    tr->al_h = dalloc((size_t)tr->hist, &fail);
+    tr->gth = dalloc(P, &fail);
+    tr->trial = dalloc(P, &fail);
+    tr->g2 = dalloc(P, &fail);
+    tr->dir = dalloc(P, &fail);
+    tr->idx = calloc((size_t)ntrain, sizeof(int));
+    if (fail || !tr->idx) {
+        eann_trainer_free(tr);
+        return EANN_ENOMEM;
+    }
+    for (int i = 0; i < ntrain; i++)
+        tr->idx[i] = i;
+    tr->rng = o->seed ^ 0x5DEECE66DULL;
+    tr->lr = o->lr > 0 ? o->lr : 1e-3;
+    tr->bestval = INFINITY;
+    tr->b1t = tr->b2t = 1;
+    memcpy(tr->best, phi, sizeof(double) * P);
+    set_params(m, nm, phi);
+    /* L-BFGS starts from the full-batch gradient at phi; the training RMSE
+     * at the start is kept for the divergence test (a loss far above it) */
+    if (o->optimizer == EANN_OPT_LBFGS) {
+        rc = batch_grad(m, nm, tr->tw, train, NULL, ntrain, o->charge_weight, o->train_radial,
+                        tr->gth, tr->gphi, &tr->f, &tr->fsq);
+        tr->ng += ntrain;
+        tr->start_rmse = sqrt(tr->fsq / ((double)ntrain * tr->nc));
+    } else {
+        rc = eann_evaluate(m, tr->tw, train, ntrain, o->charge_weight, NULL, &tr->start_rmse);
+    }
+    tr->best_rmse = tr->start_rmse;
+    if (rc) {
+        eann_trainer_free(tr);
+        return rc;
+    }
+    *out = tr;
+    return EANN_OK;
+}
+
+/* L-BFGS two-loop recursion (Nocedal & Wright 2006, Alg. 7.4): dir = -H g
+ * with the stored pairs (s, y), oldest first in the ring buffer. */
+static void lbfgs_direction(eann_trainer *tr) {
+    const size_t P = tr->P;
+    const int hist = tr->hist;
+    double *dir = tr->dir, *sh = tr->sh, *yh = tr->yh;
+    for (size_t q = 0; q < P; q++)
+        dir[q] = -tr->gphi[q];
+    for (int k = tr->nh - 1; k >= 0; k--) {
+        int j = (tr->hstart + k) % hist;
+        double a = 0;
+        for (size_t q = 0; q < P; q++)
+            a += sh[j * P + q] * dir[q];
+        a *= tr->rho_h[j];
+        tr->al_h[j] = a;
+        for (size_t q = 0; q < P; q++)
+            dir[q] -= a * yh[j * P + q];
+    }
+    double gam = 1.0; /* initial Hessian gamma I, gamma = s.y / y.y (Eq. 7.20) */
+    if (tr->nh) {
+        int j = (tr->hstart + tr->nh - 1) % hist;
+        double sy = 0, yy = 0;
+        for (size_t q = 0; q < P; q++) {
+            sy += sh[j * P + q] * yh[j * P + q];
+            yy += yh[j * P + q] * yh[j * P + q];
+        }
+        gam = sy / yy;
+    }
+    for (size_t q = 0; q < P; q++)
+        dir[q] *= gam;
+    for (int k = 0; k < tr->nh; k++) {
+        int j = (tr->hstart + k) % hist;
+        double bb = 0;
+        for (size_t q = 0; q < P; q++)
+            bb += yh[j * P + q] * dir[q];
+        bb *= tr->rho_h[j];
+        for (size_t q = 0; q < P; q++)
+            dir[q] += sh[j * P + q] * (tr->al_h[j] - bb);
+    }
+}
+
+/* One L-BFGS iteration on the full batch: direction, backtracking (Armijo)
+ * line search, history update. *ok = 0 if the line search failed (phi
+ * unchanged). *trsq = squared error at the iteration's start. */
+static int lbfgs_epoch(eann_trainer *tr, double *trsq, int *ok) {
+    eann_model *m = tr->m;
+    const size_t P = tr->P;
+    double *phi = tr->phi, *dir = tr->dir, *trial = tr->trial;
+    *trsq = tr->fsq;
+    lbfgs_direction(tr);
+    double gd = 0, dn = 0;
+    for (size_t q = 0; q < P; q++) {
+        gd += tr->gphi[q] * dir[q];
+        dn += dir[q] * dir[q];
+    }
+    if (!(gd < 0) || tr->nh == 0) {
+        /* first step or not a descent direction: steepest descent, |step| = lr */
+        tr->nh = 0;
+        dn = 0;
+        for (size_t q = 0; q < P; q++) {
+            dir[q] = -tr->gphi[q];
+            dn += dir[q] * dir[q];
+        }
+        gd = -dn;
+        tr->step = dn > 0 ? tr->lr / sqrt(dn) : 0;
+    } else {
+        tr->step = 1.0;
+    }
+    double fn = 0, fnsq = 0;
+    *ok = 0;
+    for (int ls = 0; ls < 40 && dn > 0; ls++) {
+        for (size_t q = 0; q < P; q++)
+            trial[q] = phi[q] + tr->step * dir[q];
+        set_params(m, tr->nm, trial);
+        int rc = batch_grad(m, tr->nm, tr->tw, tr->train, NULL, tr->ntrain, tr->o.charge_weight,
+                            tr->o.train_radial, tr->gth, tr->g2, &fn, &fnsq);
+        if (rc) return rc;
+        tr->ng += tr->ntrain;
+        if (isfinite(fn) && fn <= tr->f + 1e-4 * tr->step * gd) {
+            *ok = 1;
+            break;
+        }
+        tr->step *= 0.5;
+    }
+    if (!*ok) {
+        set_params(m, tr->nm, phi);
+        return EANN_OK;
+    }
+    double sy = 0;
+    for (size_t q = 0; q < P; q++)
+        sy += (trial[q] - phi[q]) * (tr->g2[q] - tr->gphi[q]);
+    if (sy > 1e-300) {
+        /* ring buffer: slot of the newest pair; drop the oldest when full */
+        int j = (tr->hstart + tr->nh) % tr->hist;
+        if (tr->nh == tr->hist)
+            tr->hstart = (tr->hstart + 1) % tr->hist;
+        else
+            tr->nh++;
+        for (size_t q = 0; q < P; q++) {
+            tr->sh[j * P + q] = trial[q] - phi[q];
+            tr->yh[j * P + q] = tr->g2[q] - tr->gphi[q];
+        }
+        tr->rho_h[j] = 1.0 / sy;
+    }
+    memcpy(phi, trial, sizeof(double) * P);
+    memcpy(tr->gphi, tr->g2, sizeof(double) * P);
+    tr->f = fn;
+    tr->fsq = fnsq;
+    return EANN_OK;
+}
+
+/* One Adam epoch (Kingma & Ba 2015, Alg. 1): Fisher-Yates shuffle of the
+ * frame order with our PRNG, then one step per mini-batch. *trsq = sum of
+ * the squared errors, each at the parameters its batch was evaluated with. */
+static int adam_epoch(eann_trainer *tr, double *trsq) {
+    const double B1 = 0.9, B2 = 0.999, EPS = 1e-8;
+    const size_t P = tr->P;
+    double *phi = tr->phi;
+    int *idx = tr->idx;
+    *trsq = 0;
+    for (int i = tr->ntrain - 1; i > 0; i--) {
+        int j = (int)(eann_rand_u64(&tr->rng) % (uint64_t)(i + 1));
+        int t = idx[i];
+        idx[i] = idx[j];
+        idx[j] = t;
+    }
+    int B = tr->o.batch > 0 ? tr->o.batch : 32;
+    for (int b0 = 0; b0 < tr->ntrain; b0 += B) {
+        int nb = tr->ntrain - b0 < B ? tr->ntrain - b0 : B;
+        double l, sq;
+        int rc = batch_grad(tr->m, tr->nm, tr->tw, tr->train, idx + b0, nb, tr->o.charge_weight,
+                            tr->o.train_radial, tr->gth, tr->gphi, &l, &sq);
+        if (rc) return rc;
+        tr->ng += nb;
+        *trsq += sq;
+        tr->b1t *= B1;
+        tr->b2t *= B2;
+        for (size_t q = 0; q < P; q++) {
+            double g = tr->gphi[q];
+            tr->m1[q] = B1 * tr->m1[q] + (1 - B1) * g;
+            tr->m2[q] = B2 * tr->m2[q] + (1 - B2) * g * g;
+            double mh = tr->m1[q] / (1 - tr->b1t), vh = tr->m2[q] / (1 - tr->b2t);
+            phi[q] -= tr->lr * mh / (sqrt(vh) + EPS);
+        }
+        set_params(tr->m, tr->nm, phi);
+    }
+    return EANN_OK;
+}
+
+/* After an epoch: validation, best model, divergence, learning-rate decay
+ * on plateau (Adam) and early stopping. Fills p. */
+static int end_of_epoch(eann_trainer *tr, double trsq, eann_progress *p) {
+    const eann_train_opts *o = &tr->o;
+    p->epoch = tr->epoch;
+    p->epochs = o->epochs;
+    p->train_rmse = sqrt(trsq / ((double)tr->ntrain * tr->nc));
+    p->valid_rmse = -1;
+    p->lr = o->optimizer == EANN_OPT_LBFGS ? tr->step : tr->lr;
+    double monitor;
+    if (tr->nvalid) {
+        double vl, vr;
+        int rc = eann_evaluate(tr->m, tr->tw, tr->valid, tr->nvalid, o->charge_weight, &vl, &vr);
+        if (rc) return rc;
+        p->valid_rmse = vr;
+        monitor = vl;
+    } else {
+        monitor = o->optimizer == EANN_OPT_LBFGS ? tr->f : trsq;
+    }
+    p->improved = monitor < tr->bestval;
+    if (p->improved) {
+        tr->bestval = monitor;
+        tr->best_epoch = tr->epoch;
+        tr->best_rmse = p->train_rmse;
+        memcpy(tr->best, tr->phi, sizeof(double) * tr->P);
+        tr->bad = 0;
+    } else {
+        tr->bad++;
+    }
+    /* divergence: a non-finite loss, or one far above the start */
+    double lim = o->diverge_factor > 0 ? o->diverge_factor * tr->start_rmse : INFINITY;
+    if (!isfinite(p->train_rmse) || p->train_rmse > lim ||
+        (tr->nvalid && !isfinite(p->valid_rmse))) {
+        tr->diverged = tr->epoch;
+        tr->done = 1;
+    }
+    if (o->optimizer == EANN_OPT_ADAM) {
+        if (tr->bad > o->patience) {
+            tr->lr *= o->lr_decay;
+            tr->bad = 0;
+            if (tr->lr < o->lr_min) tr->done = 1;
+        }
+    } else if (tr->bad > o->patience) {
+        tr->done = 1;
+    }
+    if (tr->epoch >= o->epochs) tr->done = 1;
+    p->ngrad = tr->ng;
+    p->diverged = tr->diverged;
+    p->best_epoch = tr->best_epoch;
+    p->start_rmse = tr->start_rmse;
+    return EANN_OK;
+}
+
+int eann_trainer_epoch(eann_trainer *tr, eann_progress *p) {
+    if (!tr || !p) return EANN_EINVAL;
+    memset(p, 0, sizeof *p);
+    if (tr->done || tr->epoch >= tr->o.epochs) {
+        tr->done = 1;
+        return EANN_OK;
+    }
+    double trsq = 0;
+    int rc;
+    if (tr->o.optimizer == EANN_OPT_LBFGS) {
+        int ok;
+        rc = lbfgs_epoch(tr, &trsq, &ok);
+        if (rc) return rc;
+        if (!ok) { /* no step left: stop, this epoch does not count */
+            tr->done = 1;
+            return EANN_OK;
+        }
+    } else {
+        rc = adam_epoch(tr, &trsq);
+        if (rc) return rc;
+    }
+    tr->epoch++;
+    return end_of_epoch(tr, trsq, p);
+}
+
+int eann_trainer_done(const eann_trainer *tr) { return !tr || tr->done; }
+
+void eann_trainer_finish(eann_trainer *tr, int *epochs_run, long *ngrad) {
+    memcpy(tr->phi, tr->best, sizeof(double) * tr->P);
+    set_params(tr->m, tr->nm, tr->phi);
+    if (epochs_run) *epochs_run = tr->epoch;
+    if (ngrad) *ngrad = tr->ng;
+}
+
+int eann_trainer_best(const eann_trainer *tr, int *epoch, double *train_rmse,
+                      double *start_rmse) {
+    if (!tr) return 0;
+    if (epoch) *epoch = tr->best_epoch;
+    if (train_rmse) *train_rmse = tr->best_rmse;
+    if (start_rmse) *start_rmse = tr->start_rmse;
+    return tr->best_epoch > 0 && isfinite(tr->bestval) && isfinite(tr->best_rmse) &&
+           tr->best_rmse <= tr->start_rmse;
+}
+
+int eann_train_run(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *train,
+                   int ntrain, const eann_sample *valid, int nvalid, const eann_train_opts *o,
+                   int *epochs_run, long *ngrad) {
+    eann_trainer *tr;
+    int rc = eann_trainer_new(m, nm, phi, train, ntrain, valid, nvalid, o, &tr);
+    if (rc) return rc;
+    while (!eann_trainer_done(tr)) {
+        eann_progress p;
+        rc = eann_trainer_epoch(tr, &p);
+        if (rc) break;
+        if (p.epoch == 0) break; /* no epoch ran */
+        if (o->progress && o->progress(o->ctx, &p)) break;
+    }
+    if (!rc) eann_trainer_finish(tr, epochs_run, ngrad);
+    eann_trainer_free(tr);
+    return rc;
+}
