@@ -1,10 +1,45 @@
-/* eann.c - embedded atom neural network for tensorial properties (see eann.h).
+/* eann.c - embedded atom neural network for tensorial properties (see eann.h):
+ * model, descriptor, element networks, heads, forward pass and input
+ * gradients, model text. Training (parameter gradients, optimisers) is in
+ * eann_train.c, which calls the pieces here.
  *
  * Everything here follows ../shared/eann_nma_published/FORMAT.md ("FORMAT.md
- * sect. N") and the EANN chapter ("EANN chapter Eq. N"). Pure C11 + libm.
- * Summation orders are fixed in the source (some sums use four explicit
- * partial sums so that they vectorise without the compiler reordering
- * anything); build with -ffp-contract=off and never -ffast-math.
+ * sect. N") and the EANN chapter ../shared/papers/eann-tensorial-chapter.txt
+ * ("EANN chapter Eq. N"). Equations implemented, and where:
+ *   Eq. 1      dipole of atomic charges, mu = sum_i q_i r_i   eann_dipole_parts
+ *   Eq. 6      dipole loss with the total-charge term          eann_train.c dipole_loss
+ *   Eqs. 7-8   transition dipole t = u + v + W (u x v)         eann_tdm_parts, eann_tdm_combine
+ *   Eqs. 9-12  polarizability from coordinate gradients        eann_pol_parts
+ *   Eq. 15     embedded density rho_i (L, k)                   eann_angular, eann_descriptor_forward
+ *   Eq. 16     Gaussian-type orbitals (radial part)            build_pairs, radial_values
+ *   cutoff fc = (0.5 cos(pi r / rc) + 0.5)^2                   FORMAT.md 4.2 (the chapter only
+ *                                                               says "a cutoff function")
+ *   LayerNorm, alpha*SiLU(beta*x) networks, centre of mass     FORMAT.md 4.1, 4.6
+ *
+ * WHERE THE SOURCES DIFFER, the code follows the published models
+ * (FORMAT.md), because those are what it reproduces to 1e-13:
+ *   - Network sizes: the chapter's text (section "Case studies") says
+ *     thirty-three density features (L <= 2) and three hidden layers
+ *     64x32x16; the published models have nipsin 3 with nwave 12 (36
+ *     features: dipole, both transition dipoles) or nwave 5 (15 features:
+ *     polarizability) and two hidden layers 64x64. Sizes are read from the
+ *     model text, so either works; `eann train` defaults to 64,64.
+ *   - Polarizability: the chapter (Eqs. 10-12) describes one network whose
+ *     coordinate gradients D build alpha = D D^T + (r D^T + D r^T) + a scalar
+ *     term. The published polarizability model uses separate networks: net 0
+ *     (grad_sym) for r D^T + D r^T, net 2 (trace) for the scalar term, and a
+ *     net 1 (grad_outer, D D^T) whose output layer is all zero, so in effect
+ *     two networks. We implement the three-net form of FORMAT.md sect. 5 and
+ *     skip net 1 when its output layer is zero (exactly the same numbers).
+ *   - Eq. 15's multinomial factor L!/(lx! ly! lz!) is not written anywhere:
+ *     the angular factors are all 3^L ordered products v_a1 ... v_aL
+ *     (FORMAT.md 4.3), and each distinct monomial lx, ly, lz appears exactly
+ *     L!/(lx! ly! lz!) times among them, so the sum of squares in rho carries
+ *     the factor (eann_angular).
+ *
+ * Pure C11 + libm. Summation orders are fixed in the source (some sums use
+ * four explicit partial sums so that they vectorise without the compiler
+ * reordering anything); build with -ffp-contract=off and never -ffast-math.
  */
 #include "eann.h"
 
@@ -117,6 +152,26 @@ static inline double dot4(int n, const double *x, const double *y) {
     double s = (s0 + s1) + (s2 + s3);
     for (; i < n; i++) s += x[i] * y[i];
     return s;
+}
+
+/* Single entries of the descriptor sum S[q][k] = sum_p A[p][q] W[p][k]
+ * (sum_atw, below, and its AVX2 copy): the column tails, in the order of p. */
+static inline void sum_atw_2x1(int np, int M, int K, const double *A, const double *W, int q, int k,
+                               double *S) {
+    double a0 = 0, b0 = 0;
+    for (int p = 0; p < np; p++) {
+        double w = W[(size_t)p * K + k];
+        a0 += A[(size_t)p * M + q] * w;
+        b0 += A[(size_t)p * M + q + 1] * w;
+    }
+    S[(size_t)q * K + k] = a0;
+    S[(size_t)(q + 1) * K + k] = b0;
+}
+static inline void sum_atw_1x1(int np, int M, int K, const double *A, const double *W, int q, int k,
+                               double *S) {
+    double a0 = 0;
+    for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
+    S[(size_t)q * K + k] = a0;
 }
 
 /* ------------------------------------------------------------------------ */
@@ -505,6 +560,17 @@ static void add_array(eann_model *m, const char *name, int d0, int d1, size_t *o
     *off += a->n;
 }
 
+/* Adds the array "net{t}.{X}.{layer}{h}.{what}" [d0][d1] (d1 = 0: [d0]);
+ * returns its offset in theta. */
+static size_t net_array(eann_model *m, int t, const char *X, const char *layer, int h,
+                        const char *what, int d0, int d1, size_t *off) {
+    char name[64];
+    size_t at = *off;
+    snprintf(name, sizeof name, "net%d.%s.%s%d.%s", t, X, layer, h, what);
+    add_array(m, name, d0, d1, off);
+    return at;
+}
+
 int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t msglen) {
     if (!spec || !out) return EANN_EINVAL;
     *out = NULL;
@@ -559,7 +625,6 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     add_array(m, "inta", S, K, &off);
     m->off_params = off;
     add_array(m, "params", S, K, &off);
-    char name[64];
     for (int t = 0; t < spec->nnets; t++) {
         const eann_net_spec *ns = &spec->net[t];
         for (int s = 0; s < S; s++) {
@@ -569,28 +634,16 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
                 int nin = ns->sizes[h], no = ns->sizes[h + 1];
                 L->nin = nin;
                 L->nout = no;
-                L->w = off;
-                snprintf(name, sizeof name, "net%d.%s.linear%d.weight", t, X, h);
-                add_array(m, name, no, nin, &off);
-                L->b = off;
-                snprintf(name, sizeof name, "net%d.%s.linear%d.bias", t, X, h);
-                add_array(m, name, no, 0, &off);
+                L->w = net_array(m, t, X, "linear", h, "weight", no, nin, &off);
+                L->b = net_array(m, t, X, "linear", h, "bias", no, 0, &off);
                 L->wt = wtoff;
                 wtoff += (size_t)no * (size_t)nin;
                 L->ln_g = L->ln_b = L->act_a = L->act_b = (size_t)-1;
                 if (h == ns->nhidden) break;
-                L->ln_g = off;
-                snprintf(name, sizeof name, "net%d.%s.layernorm%d.weight", t, X, h);
-                add_array(m, name, no, 0, &off);
-                L->ln_b = off;
-                snprintf(name, sizeof name, "net%d.%s.layernorm%d.bias", t, X, h);
-                add_array(m, name, no, 0, &off);
-                L->act_a = off;
-                snprintf(name, sizeof name, "net%d.%s.act%d.alpha", t, X, h);
-                add_array(m, name, no, 0, &off);
-                L->act_b = off;
-                snprintf(name, sizeof name, "net%d.%s.act%d.beta", t, X, h);
-                add_array(m, name, no, 0, &off);
+                L->ln_g = net_array(m, t, X, "layernorm", h, "weight", no, 0, &off);
+                L->ln_b = net_array(m, t, X, "layernorm", h, "bias", no, 0, &off);
+                L->act_a = net_array(m, t, X, "act", h, "alpha", no, 0, &off);
+                L->act_b = net_array(m, t, X, "act", h, "beta", no, 0, &off);
             }
         }
     }
@@ -681,23 +734,13 @@ int eann_species_index(const eann_model *m, const char *symbol) {
 
 void eann_work_free(eann_work *w) {
     if (!w) return;
-    free(w->row_species);
-    free(w->atom_of_row);
-    free(w->row_of_atom);
-    free(w->cursor);
-    free(w->x);
-    free(w->pair_start);
-    free(w->pair_j);
-    free(w->pair_v);
-    free(w->pair_d);
-    free(w->pair_fc);
-    free(w->pair_dfc);
-    free(w->pair_src);
-    free(w->pair_r);
-    free(w->pair_w);
-    free(w->pair_a);
-    free(w->S);
-    free(w->rho);
+    void *arr[] = {w->row_species, w->atom_of_row, w->row_of_atom, w->cursor,  w->x,
+                   w->pair_start,  w->pair_j,      w->pair_v,      w->pair_d,  w->pair_fc,
+                   w->pair_dfc,    w->pair_src,    w->pair_r,      w->pair_w,  w->pair_a,
+                   w->S,           w->rho,         w->g1,          w->g2,      w->dout,
+                   w->drho,        w->dS,          w->dst,         w->bu,      w->bga,
+                   w->dpos,        w->dpos2};
+    for (size_t q = 0; q < sizeof arr / sizeof arr[0]; q++) free(arr[q]);
     for (int t = 0; t < EANN_MAX_NETS; t++) {
         for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
             free(w->y[t][h]);
@@ -708,16 +751,6 @@ void eann_work_free(eann_work *w) {
         }
         free(w->out[t]);
     }
-    free(w->g1);
-    free(w->g2);
-    free(w->dout);
-    free(w->drho);
-    free(w->dS);
-    free(w->dst);
-    free(w->bu);
-    free(w->bga);
-    free(w->dpos);
-    free(w->dpos2);
     free(w);
 }
 
@@ -1177,16 +1210,7 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
             v_store(S + (size_t)q * K + k, a0);
             v_store(S + (size_t)(q + 1) * K + k, b0);
         }
-        for (; k < K; k++) {
-            double a0 = 0, b0 = 0;
-            for (int p = 0; p < np; p++) {
-                double w = W[(size_t)p * K + k];
-                a0 += A[(size_t)p * M + q] * w;
-                b0 += A[(size_t)p * M + q + 1] * w;
-            }
-            S[(size_t)q * K + k] = a0;
-            S[(size_t)(q + 1) * K + k] = b0;
-        }
+        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
     }
     for (; q < M; q++) {
         int k = 0;
@@ -1196,65 +1220,45 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
                 a0 += v_splat(A[(size_t)p * M + q]) * v_load(W + (size_t)p * K + k);
             v_store(S + (size_t)q * K + k, a0);
         }
-        for (; k < K; k++) {
-            double a0 = 0;
-            for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
-            S[(size_t)q * K + k] = a0;
-        }
+        for (; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
     }
 }
 #endif /* EANN_HAVE_AVX2 */
 
-/* The dispatchers (prototypes at the top of the file). */
+/* The dispatchers: IF_AVX2(simd, call) runs the AVX2 copy and returns
+ * when simd asks for it (and this build has it). */
+#if EANN_HAVE_AVX2
+#define IF_AVX2(simd, call) \
+    do { if ((simd) == EANN_SIMD_AVX2) { call; return; } } while (0)
+#else
+#define IF_AVX2(simd, call) (void)(simd)
+#endif
+
 static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
                     double *restrict S);
 
 void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
                  const double *b, double *z) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        gemm_avx2(n, nk, nj, x, B, b, z);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, gemm_avx2(n, nk, nj, x, B, b, z));
     gemm_rows(n, nk, nj, x, B, b, z);
 }
 
 static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
                    double *dw) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        dw_avx2(n, nin, nout, x, dz, dw);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, dw_avx2(n, nin, nout, x, dz, dw));
     for (int o = 0; o < nout; o++)
         for (int a = 0; a < n; a++)
             axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
 }
 
 static void exp_sel(int simd, int n, const double *x, double *y) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        exp_n_avx2(n, x, y);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, exp_n_avx2(n, x, y));
     eann_exp_n(n, x, y);
 }
 
 static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const double *W,
                         double *S) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        sum_atw_avx2(np, M, K, A, W, S);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
     sum_atw(np, M, K, A, W, S);
 }
 
@@ -1262,13 +1266,7 @@ static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const d
 static void ln_act_sel(int simd, int n, int c, const double *z, const double *g,
                        const double *bb, double eps, const double *alpha, const double *beta,
                        double *zhat, double *rstd, double *y, double *sig, double *a) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
     eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
     eann_act_forward(n, c, y, alpha, beta, sig, a);
 }
@@ -1279,13 +1277,7 @@ static void act_ln_backward_sel(int simd, int n, int c, const double *y, const d
                                 const double *alpha, const double *beta, const double *zhat,
                                 const double *rstd, const double *g, const double *da,
                                 double *dy, double *dz) {
-#if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2) {
-        act_ln_backward_avx2(n, c, y, sig, alpha, beta, zhat, rstd, g, da, dy, dz);
-        return;
-    }
-#endif
-    (void)simd;
+    IF_AVX2(simd, act_ln_backward_avx2(n, c, y, sig, alpha, beta, zhat, rstd, g, da, dy, dz));
     eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
     eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
 }
@@ -1330,44 +1322,14 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
     for (int k = 0; k < n; k++) z[k] = x[k] * y[k];
 }
 
-int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
-               const double *pos) {
-    if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
-        return EANN_EINVAL;
-    const int S = m->spec.nspecies, K = m->spec.nwave;
-    for (int i = 0; i < natoms; i++) {
-        if (species[i] < 0 || species[i] >= S) return EANN_EINVAL;
-        for (int a = 0; a < 3; a++)
-            if (!isfinite(pos[3 * i + a])) return EANN_EINVAL;
-    }
-    w->natoms = natoms;
-    /* 1. centre of mass with the header masses (FORMAT.md 4.1) */
-    double mt = 0, com[3] = {0, 0, 0};
-    for (int i = 0; i < natoms; i++) {
-        double mi = m->spec.mass[species[i]];
-        mt += mi;
-        for (int a = 0; a < 3; a++) com[a] += mi * pos[3 * i + a];
-    }
-    if (natoms)
-        for (int a = 0; a < 3; a++) com[a] /= mt;
-    /* stable sort by species: rows of one species are consecutive */
-    int r = 0;
-    for (int s = 0; s < S; s++) {
-        w->sp_start[s] = r;
-        for (int i = 0; i < natoms; i++)
-            if (species[i] == s) {
-                w->atom_of_row[r] = i;
-                w->row_of_atom[i] = r;
-                w->row_species[r] = s;
-                for (int a = 0; a < 3; a++) w->x[3 * r + a] = pos[3 * i + a] - com[a];
-                r++;
-            }
-    }
-    w->sp_start[S] = r;
-    /* 2. ordered pairs with dmin < d < rc (strict) */
+/* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
+ * centre row, with v = x_i - x_j, d, the cutoff fc (3.) and its derivative,
+ * and the argument -inta (d - rs)^2 of every radial function (FORMAT.md
+ * 4.2). */
+static int build_pairs(const eann_model *m, eann_work *w) {
+    const int K = m->spec.nwave, natoms = w->natoms;
     const double rc = m->spec.cutoff, dmin = m->spec.min_distance, f = EANN_PI / rc;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
-    const double *par = m->theta + m->off_params;
     /* The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
      * dfc (and R if both atoms have the same species), v negated - all
      * bitwise what a recomputation would give. cursor[j] walks row j's
@@ -1429,6 +1391,15 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
     }
     w->pair_start[natoms] = (int)np;
     w->npairs = (int)np;
+    return EANN_OK;
+}
+
+/* The radial functions R_k = exp(-inta (d - rs)^2) of every pair (FORMAT.md
+ * 4.2) and W_k = params[s_j][k] R_k. */
+static void radial_values(const eann_model *m, eann_work *w) {
+    const int K = m->spec.nwave;
+    const size_t np = (size_t)w->npairs;
+    const double *par = m->theta + m->off_params;
     /* radial values: one exp call per run of fresh pairs (long vectors), then
      * W_k = params[s_j][k] R_k; a mirrored pair of equal species copies its
      * source's R and W (built earlier: a source is always a fresh pair) */
@@ -1447,6 +1418,45 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
             mul_n(K, par + (size_t)w->row_species[w->pair_j[p]] * K, R, W);
         }
     }
+}
+
+int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+               const double *pos) {
+    if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
+        return EANN_EINVAL;
+    const int S = m->spec.nspecies;
+    for (int i = 0; i < natoms; i++) {
+        if (species[i] < 0 || species[i] >= S) return EANN_EINVAL;
+        for (int a = 0; a < 3; a++)
+            if (!isfinite(pos[3 * i + a])) return EANN_EINVAL;
+    }
+    w->natoms = natoms;
+    /* 1. centre of mass with the header masses (FORMAT.md 4.1) */
+    double mt = 0, com[3] = {0, 0, 0};
+    for (int i = 0; i < natoms; i++) {
+        double mi = m->spec.mass[species[i]];
+        mt += mi;
+        for (int a = 0; a < 3; a++) com[a] += mi * pos[3 * i + a];
+    }
+    if (natoms)
+        for (int a = 0; a < 3; a++) com[a] /= mt;
+    /* stable sort by species: rows of one species are consecutive */
+    int r = 0;
+    for (int s = 0; s < S; s++) {
+        w->sp_start[s] = r;
+        for (int i = 0; i < natoms; i++)
+            if (species[i] == s) {
+                w->atom_of_row[r] = i;
+                w->row_of_atom[i] = r;
+                w->row_species[r] = s;
+                for (int a = 0; a < 3; a++) w->x[3 * r + a] = pos[3 * i + a] - com[a];
+                r++;
+            }
+    }
+    w->sp_start[S] = r;
+    int rc = build_pairs(m, w);
+    if (rc) return rc;
+    radial_values(m, w);
     return EANN_OK;
 }
 
@@ -1493,23 +1503,10 @@ static void sum_atw(int np, int M, int K, const double *restrict A, const double
             s0[0] = a0; s0[1] = a1; s0[2] = a2; s0[3] = a3;
             s1[0] = b0; s1[1] = b1; s1[2] = b2; s1[3] = b3;
         }
-        for (; k < K; k++) {
-            double a0 = 0, b0 = 0;
-            for (int p = 0; p < np; p++) {
-                double w = W[(size_t)p * K + k];
-                a0 += A[(size_t)p * M + q] * w;
-                b0 += A[(size_t)p * M + q + 1] * w;
-            }
-            S[(size_t)q * K + k] = a0;
-            S[(size_t)(q + 1) * K + k] = b0;
-        }
+        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
     }
     for (; q < M; q++)
-        for (int k = 0; k < K; k++) {
-            double a0 = 0;
-            for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
-            S[(size_t)q * K + k] = a0;
-        }
+        for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
 }
 
 void eann_descriptor_forward(const eann_model *m, eann_work *w) {
@@ -1907,9 +1904,11 @@ static int next_line(lexer *lx) {
     while (p < lx->len && lx->buf[p] != '\n') {
         unsigned char c = (unsigned char)lx->buf[p];
         if (c == ' ' || c == '\t') { p++; continue; }
+        /* CRLF line ends are accepted (as by the xyz and kQEq readers) */
+        if (c == '\r' && (p + 1 == lx->len || lx->buf[p + 1] == '\n')) { p++; continue; }
         if (c < 32 || c > 126) {
             lx->pos = lx->len;
-            return perr(lx, c == '\r' ? "carriage return (lines must end in \\n only)"
+            return perr(lx, c == '\r' ? "carriage return inside a line (lines end in \\n or \\r\\n)"
                                       : "byte 0x%02x is not printable ASCII", c), -EANN_EFORMAT;
         }
         size_t q = p;
@@ -1942,29 +1941,16 @@ static const char *tok_str(const lexer *lx, int i, char *out, size_t cap) {
     return out;
 }
 
-/* A real: [+-] digits [. digits] [(e|E) [+-] digits], finite. */
+/* A real: the whole token as strtod reads it, finite. This is the number
+ * grammar of the xyz and kQEq readers too: decimal ("1", "-2.5e-3", ".5")
+ * and C99 hexadecimal floats ("0x1.8p+1", exact); strtod rounds correctly,
+ * so "%.17g" text reads back to the same bits. nan and inf are refused. */
 static int tok_real(lexer *lx, int i, double *v) {
-    char s[80];
+    char s[80], *end;
     if (lx->toklen[i] >= (int)sizeof s) return 0;
     tok_str(lx, i, s, sizeof s);
-    const char *p = s;
-    if (*p == '+' || *p == '-') p++;
-    int nd = 0;
-    while (*p >= '0' && *p <= '9') p++, nd++;
-    if (*p == '.') {
-        p++;
-        while (*p >= '0' && *p <= '9') p++, nd++;
-    }
-    if (!nd) return 0;
-    if (*p == 'e' || *p == 'E') {
-        p++;
-        if (*p == '+' || *p == '-') p++;
-        if (!(*p >= '0' && *p <= '9')) return 0;
-        while (*p >= '0' && *p <= '9') p++;
-    }
-    if (*p) return 0;
-    double x = strtod(s, NULL);
-    if (!isfinite(x)) return 0;
+    double x = strtod(s, &end);
+    if (end == s || *end || !isfinite(x)) return 0;
     *v = x;
     return 1;
 }
@@ -1998,6 +1984,7 @@ static int header_line(lexer *lx, const char *key, int ntok, char **comments, si
             const char *b = lx->tok[0];
             const char *e = lx->buf + lx->pos;
             if (e > b && e[-1] == '\n') e--;
+            if (e > b && e[-1] == '\r') e--;
             size_t n = (size_t)(e - b);
             char *nc = realloc(*comments, *clen + n + 2);
             if (!nc) return EANN_ENOMEM;
@@ -2034,215 +2021,206 @@ static int header_int(lexer *lx, const char *key, int i, long lo, long hi, int *
     return EANN_OK;
 }
 
-static int parse_v1(lexer *lx, eann_model **out) {
-    eann_spec sp;
-    memset(&sp, 0, sizeof sp);
-    char *comments = NULL, s[80];
-    size_t clen = 0;
+#define TRY(x) do { if ((rc = (x)) != EANN_OK) return rc; } while (0)
+
+/* Header lines `kind` .. `ndensity` and `activation` (FORMAT.md sect. 2)
+ * into sp; comment lines met on the way are kept in *comments. */
+static int parse_header(lexer *lx, eann_spec *sp, char **comments, size_t *clen) {
+    char s[80];
     int rc, v;
-#define TRY(x) do { if ((rc = (x)) != EANN_OK) goto fail; } while (0)
-    TRY(header_line(lx, "kind", 2, &comments, &clen));
-    sp.kind = tok_is(lx, 1, "dipole") ? EANN_DIPOLE : tok_is(lx, 1, "tdm") ? EANN_TDM
-            : tok_is(lx, 1, "polarizability") ? EANN_POLARIZABILITY : 0;
-    if (!sp.kind) {
-        rc = perr(lx, "unknown kind '%s' (dipole, tdm or polarizability)", tok_str(lx, 1, s, sizeof s));
-        goto fail;
-    }
-    TRY(header_line(lx, "nspecies", 2, &comments, &clen));
-    TRY(header_int(lx, "nspecies", 1, 1, EANN_MAX_SPECIES, &sp.nspecies));
-    TRY(header_line(lx, "species", sp.nspecies + 1, &comments, &clen));
-    for (int q = 0; q < sp.nspecies; q++) {
+    TRY(header_line(lx, "kind", 2, comments, clen));
+    sp->kind = tok_is(lx, 1, "dipole") ? EANN_DIPOLE : tok_is(lx, 1, "tdm") ? EANN_TDM
+             : tok_is(lx, 1, "polarizability") ? EANN_POLARIZABILITY : 0;
+    if (!sp->kind)
+        return perr(lx, "unknown kind '%s' (dipole, tdm or polarizability)", tok_str(lx, 1, s, sizeof s));
+    TRY(header_line(lx, "nspecies", 2, comments, clen));
+    TRY(header_int(lx, "nspecies", 1, 1, EANN_MAX_SPECIES, &sp->nspecies));
+    TRY(header_line(lx, "species", sp->nspecies + 1, comments, clen));
+    for (int q = 0; q < sp->nspecies; q++) {
         tok_str(lx, q + 1, s, sizeof s);
-        if (lx->toklen[q + 1] > 2 || !valid_symbol(s)) {
-            rc = perr(lx, "species: '%s' is not an element symbol (H..Rn)", s);
-            goto fail;
-        }
-        memcpy(sp.species[q], s, strlen(s) + 1);
+        if (lx->toklen[q + 1] > 2 || !valid_symbol(s))
+            return perr(lx, "species: '%s' is not an element symbol (H..Rn)", s);
+        memcpy(sp->species[q], s, strlen(s) + 1);
         for (int r = 0; r < q; r++)
-            if (!strcmp(sp.species[r], s)) {
-                rc = perr(lx, "species: '%s' listed twice", s);
-                goto fail;
-            }
+            if (!strcmp(sp->species[r], s)) return perr(lx, "species: '%s' listed twice", s);
     }
-    TRY(header_line(lx, "masses", sp.nspecies + 1, &comments, &clen));
-    for (int q = 0; q < sp.nspecies; q++)
-        if (!tok_real(lx, q + 1, &sp.mass[q]) || !(sp.mass[q] > 0)) {
-            rc = perr(lx, "masses: '%s' is not a positive number", tok_str(lx, q + 1, s, sizeof s));
-            goto fail;
-        }
-    TRY(header_line(lx, "cutoff", 2, &comments, &clen));
-    TRY(header_real(lx, "cutoff", &sp.cutoff));
-    if (!(sp.cutoff > 0)) { rc = perr(lx, "cutoff must be positive"); goto fail; }
-    TRY(header_line(lx, "min_distance", 2, &comments, &clen));
-    TRY(header_real(lx, "min_distance", &sp.min_distance));
-    if (!(sp.min_distance >= 0 && sp.min_distance < sp.cutoff)) {
-        rc = perr(lx, "min_distance must be in [0, cutoff)");
-        goto fail;
-    }
-    TRY(header_line(lx, "nipsin", 2, &comments, &clen));
-    TRY(header_int(lx, "nipsin", 1, 1, EANN_MAX_NIPSIN, &sp.nipsin));
-    TRY(header_line(lx, "nwave", 2, &comments, &clen));
-    TRY(header_int(lx, "nwave", 1, 1, 4096, &sp.nwave));
+    TRY(header_line(lx, "masses", sp->nspecies + 1, comments, clen));
+    for (int q = 0; q < sp->nspecies; q++)
+        if (!tok_real(lx, q + 1, &sp->mass[q]) || !(sp->mass[q] > 0))
+            return perr(lx, "masses: '%s' is not a positive number", tok_str(lx, q + 1, s, sizeof s));
+    TRY(header_line(lx, "cutoff", 2, comments, clen));
+    TRY(header_real(lx, "cutoff", &sp->cutoff));
+    if (!(sp->cutoff > 0)) return perr(lx, "cutoff must be positive");
+    TRY(header_line(lx, "min_distance", 2, comments, clen));
+    TRY(header_real(lx, "min_distance", &sp->min_distance));
+    if (!(sp->min_distance >= 0 && sp->min_distance < sp->cutoff))
+        return perr(lx, "min_distance must be in [0, cutoff)");
+    TRY(header_line(lx, "nipsin", 2, comments, clen));
+    TRY(header_int(lx, "nipsin", 1, 1, EANN_MAX_NIPSIN, &sp->nipsin));
+    TRY(header_line(lx, "nwave", 2, comments, clen));
+    TRY(header_int(lx, "nwave", 1, 1, 4096, &sp->nwave));
     int M = 0, p3 = 1;
-    for (int L = 0; L < sp.nipsin; L++, p3 *= 3) M += p3;
-    TRY(header_line(lx, "norbital", 2, &comments, &clen));
+    for (int L = 0; L < sp->nipsin; L++, p3 *= 3) M += p3;
+    TRY(header_line(lx, "norbital", 2, comments, clen));
     TRY(header_int(lx, "norbital", 1, 1, EANN_MAX_ORBITAL, &v));
-    if (v != M) { rc = perr(lx, "norbital %d != sum of 3^L for L < nipsin (%d)", v, M); goto fail; }
-    TRY(header_line(lx, "index_para", M + 1, &comments, &clen));
+    if (v != M) return perr(lx, "norbital %d != sum of 3^L for L < nipsin (%d)", v, M);
+    TRY(header_line(lx, "index_para", M + 1, comments, clen));
     for (int q = 0, L = 0, n = 1, c = 0; q < M; q++) {
         TRY(header_int(lx, "index_para", q + 1, 0, EANN_MAX_NIPSIN, &v));
-        if (v != L) { rc = perr(lx, "index_para: value %d is %d, expected %d", q, v, L); goto fail; }
+        if (v != L) return perr(lx, "index_para: value %d is %d, expected %d", q, v, L);
         if (++c == n) { L++; n *= 3; c = 0; }
     }
-    TRY(header_line(lx, "ndensity", 2, &comments, &clen));
+    TRY(header_line(lx, "ndensity", 2, comments, clen));
     TRY(header_int(lx, "ndensity", 1, 1, 1 << 30, &v));
-    if (v != sp.nipsin * sp.nwave) {
-        rc = perr(lx, "ndensity %d != nipsin * nwave (%d)", v, sp.nipsin * sp.nwave);
-        goto fail;
+    if (v != sp->nipsin * sp->nwave)
+        return perr(lx, "ndensity %d != nipsin * nwave (%d)", v, sp->nipsin * sp->nwave);
+    TRY(header_line(lx, "activation", 2, comments, clen));
+    if (!tok_is(lx, 1, "alpha_silu_beta"))
+        return perr(lx, "activation '%s' unknown (only alpha_silu_beta)", tok_str(lx, 1, s, sizeof s));
+    return EANN_OK;
+}
+
+/* The current line as `net t role R nhidden H sizes n_0 .. n_{H+1}
+ * layernorm_eps e initpot v` into sp->net[t], checked against the header. */
+static int parse_net_line(lexer *lx, eann_spec *sp, int t) {
+    eann_net_spec *ns = &sp->net[t];
+    char s[80];
+    int rc, v;
+    if (lx->ntok < 6 || !tok_is(lx, 2, "role") || !tok_is(lx, 4, "nhidden"))
+        return perr(lx, "net line must read 'net T role R nhidden H sizes ... layernorm_eps E initpot V'");
+    TRY(header_int(lx, "net", 1, t, t, &v));
+    if (lx->toklen[3] >= EANN_NAME_LEN) return perr(lx, "net %d: role too long", t);
+    tok_str(lx, 3, ns->role, sizeof ns->role);
+    TRY(header_int(lx, "nhidden", 5, 0, EANN_MAX_HIDDEN, &ns->nhidden));
+    int H = ns->nhidden, want = 6 + 1 + (H + 2) + 4;
+    if (lx->ntok != want || !tok_is(lx, 6, "sizes") || !tok_is(lx, 7 + H + 2, "layernorm_eps") ||
+        !tok_is(lx, 7 + H + 4, "initpot"))
+        return perr(lx, "net %d: expected 'sizes' with %d numbers, then 'layernorm_eps E initpot V'",
+                    t, H + 2);
+    for (int h = 0; h < H + 2; h++) TRY(header_int(lx, "sizes", 7 + h, 1, 65536, &ns->sizes[h]));
+    if (!tok_real(lx, 7 + H + 3, &ns->ln_eps) || !(ns->ln_eps > 0))
+        return perr(lx, "net %d: layernorm_eps '%s' is not a positive number", t,
+                    tok_str(lx, 7 + H + 3, s, sizeof s));
+    if (!tok_real(lx, 7 + H + 5, &ns->initpot))
+        return perr(lx, "net %d: initpot '%s' is not a finite number", t,
+                    tok_str(lx, 7 + H + 5, s, sizeof s));
+    /* role, input and output sizes against kind and ndensity: named here,
+     * on the net's own line */
+    char why[200] = "";
+    if (check_net(sp, t, why, sizeof why)) return perr(lx, "%s", why);
+    return EANN_OK;
+}
+
+/* The `narrays` line (current line). Before anything is allocated: the
+ * declared arrays need one line each plus one line per value (FORMAT.md 3),
+ * so a header declaring more than the rest of the text holds (huge widths,
+ * or a truncated text) is refused here; the allocation is then bounded by
+ * the text's length. */
+static int check_narrays(lexer *lx, const eann_spec *sp) {
+    uint64_t narr, ntheta, nwt;
+    char s[80];
+    int v;
+    spec_counts(sp, &narr, &ntheta, &nwt);
+    if (!tok_int(lx, 1, (long)narr, (long)narr, &v))
+        return perr(lx, "narrays '%s' != %d (3 + nnets * nspecies * (6 nhidden + 2))",
+                    tok_str(lx, 1, s, sizeof s), (int)narr);
+    uint64_t left = lx->nlines - (size_t)lx->line;
+    if (ntheta > left || narr > left - ntheta)
+        return perr(lx, "the %d arrays declared need %.0f lines (%.0f values), but only %.0f "
+                        "lines follow: truncated text or wrong network sizes",
+                    (int)narr, (double)(ntheta + narr), (double)ntheta, (double)left);
+    return EANN_OK;
+}
+
+/* Array ia (FORMAT.md sect. 3): the line `array NAME ndim d0 [d1]`, then
+ * one value per line into theta. */
+static int parse_array(lexer *lx, eann_model *m, int ia) {
+    const eann_array *A = &m->arrays[ia];
+    char s[80];
+    int r = next_line(lx);
+    if (r < 0) return EANN_EFORMAT;
+    if (r == 0) return perr(lx, "unexpected end of text: expected 'array %s'", A->name);
+    if (!tok_is(lx, 0, "array") || lx->ntok < 2)
+        return perr(lx, "expected 'array %s ...', got '%s'", A->name, tok_str(lx, 0, s, sizeof s));
+    if (!tok_is(lx, 1, A->name))
+        return perr(lx, "array %d: expected name '%s', got '%s'", ia + 1, A->name,
+                    tok_str(lx, 1, s, sizeof s));
+    int nd, d0 = -1, d1 = -1;
+    if (lx->ntok < 3 || !tok_int(lx, 2, 1, 2, &nd) || lx->ntok != 3 + nd ||
+        !tok_int(lx, 3, 0, 1 << 30, &d0) || (nd == 2 && !tok_int(lx, 4, 0, 1 << 30, &d1)) ||
+        nd != A->ndim || d0 != A->dim[0] || (nd == 2 && d1 != A->dim[1])) {
+        if (A->ndim == 2)
+            return perr(lx, "array '%s': expected shape '2 %d %d'", A->name, A->dim[0], A->dim[1]);
+        return perr(lx, "array '%s': expected shape '1 %d'", A->name, A->dim[0]);
     }
-    TRY(header_line(lx, "activation", 2, &comments, &clen));
-    if (!tok_is(lx, 1, "alpha_silu_beta")) {
-        rc = perr(lx, "activation '%s' unknown (only alpha_silu_beta)", tok_str(lx, 1, s, sizeof s));
-        goto fail;
+    for (size_t q = 0; q < A->n; q++) {
+        r = next_line(lx);
+        if (r < 0) return EANN_EFORMAT;
+        if (r == 0 || lx->ntok == 0 || tok_is(lx, 0, "array") || tok_is(lx, 0, "end"))
+            return perr(lx, "array '%s': %s after %zu of %zu values", A->name,
+                        r == 0 ? "text ends" : "values end", q, A->n);
+        if (lx->ntok != 1)
+            return perr(lx, "array '%s' value %zu: one number per line expected", A->name, q);
+        if (!tok_real(lx, 0, &m->theta[A->off + q]))
+            return perr(lx, "array '%s' value %zu: '%s' is not a finite number", A->name, q,
+                        tok_str(lx, 0, s, sizeof s));
     }
-    TRY(header_line(lx, "nnets", 2, &comments, &clen));
+    return EANN_OK;
+}
+
+/* The `end` line and nothing but blank lines after it. */
+static int parse_end(lexer *lx) {
+    int r = next_line(lx);
+    if (r < 0) return EANN_EFORMAT;
+    if (r == 0 || !tok_is(lx, 0, "end") || lx->ntok != 1)
+        return perr(lx, r == 0 ? "missing 'end' line" : "expected 'end' after the last array");
+    while ((r = next_line(lx)) == 1)
+        if (lx->ntok) return perr(lx, "text after 'end'");
+    return r < 0 ? EANN_EFORMAT : EANN_OK;
+}
+
+/* The grammar EANN_TEXT_V1 after its first line: header, nets, arrays, end. */
+static int parse_v1_body(lexer *lx, eann_model **out, char **comments, size_t *clen) {
+    eann_spec sp;
+    memset(&sp, 0, sizeof sp);
+    int rc;
+    TRY(parse_header(lx, &sp, comments, clen));
+    TRY(header_line(lx, "nnets", 2, comments, clen));
     TRY(header_int(lx, "nnets", 1, 1, EANN_MAX_NETS, &sp.nnets));
-    if (sp.nnets != (sp.kind == EANN_POLARIZABILITY ? 3 : 1)) {
-        rc = perr(lx, "kind %s needs %d net(s), got %d", eann_kind_name(sp.kind),
-                  sp.kind == EANN_POLARIZABILITY ? 3 : 1, sp.nnets);
-        goto fail;
-    }
+    if (sp.nnets != (sp.kind == EANN_POLARIZABILITY ? 3 : 1))
+        return perr(lx, "kind %s needs %d net(s), got %d", eann_kind_name(sp.kind),
+                    sp.kind == EANN_POLARIZABILITY ? 3 : 1, sp.nnets);
     for (int t = 0; t < sp.nnets; t++) {
-        eann_net_spec *ns = &sp.net[t];
-        TRY(header_line(lx, "net", -1, &comments, &clen));
-        /* net t role R nhidden H sizes n_0 .. n_{H+1} layernorm_eps e initpot v */
-        if (lx->ntok < 6 || !tok_is(lx, 2, "role") || !tok_is(lx, 4, "nhidden")) {
-            rc = perr(lx, "net line must read 'net T role R nhidden H sizes ... layernorm_eps E initpot V'");
-            goto fail;
-        }
-        TRY(header_int(lx, "net", 1, t, t, &v));
-        if (lx->toklen[3] >= EANN_NAME_LEN) { rc = perr(lx, "net %d: role too long", t); goto fail; }
-        tok_str(lx, 3, ns->role, sizeof ns->role);
-        TRY(header_int(lx, "nhidden", 5, 0, EANN_MAX_HIDDEN, &ns->nhidden));
-        int H = ns->nhidden, want = 6 + 1 + (H + 2) + 4;
-        if (lx->ntok != want || !tok_is(lx, 6, "sizes") || !tok_is(lx, 7 + H + 2, "layernorm_eps") ||
-            !tok_is(lx, 7 + H + 4, "initpot")) {
-            rc = perr(lx, "net %d: expected 'sizes' with %d numbers, then 'layernorm_eps E initpot V'",
-                      t, H + 2);
-            goto fail;
-        }
-        for (int h = 0; h < H + 2; h++) TRY(header_int(lx, "sizes", 7 + h, 1, 65536, &ns->sizes[h]));
-        if (!tok_real(lx, 7 + H + 3, &ns->ln_eps) || !(ns->ln_eps > 0)) {
-            rc = perr(lx, "net %d: layernorm_eps '%s' is not a positive number", t,
-                      tok_str(lx, 7 + H + 3, s, sizeof s));
-            goto fail;
-        }
-        if (!tok_real(lx, 7 + H + 5, &ns->initpot)) {
-            rc = perr(lx, "net %d: initpot '%s' is not a finite number", t,
-                      tok_str(lx, 7 + H + 5, s, sizeof s));
-            goto fail;
-        }
-        /* role, input and output sizes against kind and ndensity: named here,
-         * on the net's own line */
-        char why[200] = "";
-        if (check_net(&sp, t, why, sizeof why)) { rc = perr(lx, "%s", why); goto fail; }
+        TRY(header_line(lx, "net", -1, comments, clen));
+        TRY(parse_net_line(lx, &sp, t));
     }
-    TRY(header_line(lx, "narrays", 2, &comments, &clen));
-    /* Before allocating anything: the declared arrays need one line each plus
-     * one line per value (FORMAT.md 3), so a header declaring more than the
-     * rest of the text holds (huge widths, or a truncated text) is refused
-     * here; the allocation is then bounded by the text's length. */
-    {
-        uint64_t narr, ntheta, nwt;
-        spec_counts(&sp, &narr, &ntheta, &nwt);
-        if (!tok_int(lx, 1, (long)narr, (long)narr, &v)) {
-            rc = perr(lx, "narrays '%s' != %d (3 + nnets * nspecies * (6 nhidden + 2))",
-                      tok_str(lx, 1, s, sizeof s), (int)narr);
-            goto fail;
-        }
-        uint64_t left = lx->nlines - (size_t)lx->line;
-        if (ntheta > left || narr > left - ntheta) {
-            rc = perr(lx, "the %d arrays declared need %.0f lines (%.0f values), but only %.0f "
-                          "lines follow: truncated text or wrong network sizes",
-                      (int)narr, (double)(ntheta + narr), (double)ntheta, (double)left);
-            goto fail;
-        }
-    }
+    TRY(header_line(lx, "narrays", 2, comments, clen));
+    TRY(check_narrays(lx, &sp));
     eann_model *m = NULL;
-    {
-        char why[200] = "";
-        rc = eann_model_new(&sp, &m, why, sizeof why);
-        if (rc == EANN_ENOMEM) goto fail;
-        if (rc) { rc = perr(lx, "%s", why); goto fail; }
-    }
-    m->comments = comments;
-    comments = NULL;
-    for (int ia = 0; ia < m->narrays; ia++) {
-        const eann_array *A = &m->arrays[ia];
-        int r = next_line(lx);
-        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
-        if (r == 0) {
-            rc = perr(lx, "unexpected end of text: expected 'array %s'", A->name);
-            goto fail_m;
-        }
-        if (!tok_is(lx, 0, "array") || lx->ntok < 2) {
-            rc = perr(lx, "expected 'array %s ...', got '%s'", A->name, tok_str(lx, 0, s, sizeof s));
-            goto fail_m;
-        }
-        if (!tok_is(lx, 1, A->name)) {
-            rc = perr(lx, "array %d: expected name '%s', got '%s'", ia + 1, A->name,
-                      tok_str(lx, 1, s, sizeof s));
-            goto fail_m;
-        }
-        int nd, d0 = -1, d1 = -1;
-        if (lx->ntok < 3 || !tok_int(lx, 2, 1, 2, &nd) || lx->ntok != 3 + nd ||
-            !tok_int(lx, 3, 0, 1 << 30, &d0) || (nd == 2 && !tok_int(lx, 4, 0, 1 << 30, &d1)) ||
-            nd != A->ndim || d0 != A->dim[0] || (nd == 2 && d1 != A->dim[1])) {
-            if (A->ndim == 2)
-                rc = perr(lx, "array '%s': expected shape '2 %d %d'", A->name, A->dim[0], A->dim[1]);
-            else
-                rc = perr(lx, "array '%s': expected shape '1 %d'", A->name, A->dim[0]);
-            goto fail_m;
-        }
-        for (size_t q = 0; q < A->n; q++) {
-            r = next_line(lx);
-            if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
-            if (r == 0 || lx->ntok == 0 || tok_is(lx, 0, "array") || tok_is(lx, 0, "end")) {
-                rc = perr(lx, "array '%s': %s after %zu of %zu values", A->name,
-                          r == 0 ? "text ends" : "values end", q, A->n);
-                goto fail_m;
-            }
-            if (lx->ntok != 1) {
-                rc = perr(lx, "array '%s' value %zu: one number per line expected", A->name, q);
-                goto fail_m;
-            }
-            if (!tok_real(lx, 0, &m->theta[A->off + q])) {
-                rc = perr(lx, "array '%s' value %zu: '%s' is not a finite number", A->name, q,
-                          tok_str(lx, 0, s, sizeof s));
-                goto fail_m;
-            }
-        }
-    }
-    {
-        int r = next_line(lx);
-        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
-        if (r == 0 || !tok_is(lx, 0, "end") || lx->ntok != 1) {
-            rc = perr(lx, r == 0 ? "missing 'end' line" : "expected 'end' after the last array");
-            goto fail_m;
-        }
-        while ((r = next_line(lx)) == 1)
-            if (lx->ntok) { rc = perr(lx, "text after 'end'"); goto fail_m; }
-        if (r < 0) { rc = EANN_EFORMAT; goto fail_m; }
+    char why[200] = "";
+    rc = eann_model_new(&sp, &m, why, sizeof why);
+    if (rc == EANN_ENOMEM) return rc;
+    if (rc) return perr(lx, "%s", why);
+    m->comments = *comments;
+    *comments = NULL;
+    for (int ia = 0; ia < m->narrays && !rc; ia++) rc = parse_array(lx, m, ia);
+    if (!rc) rc = parse_end(lx);
+    if (rc) {
+        eann_model_free(m);
+        return rc;
     }
     eann_model_sync(m);
     *out = m;
     return EANN_OK;
-fail_m:
-    eann_model_free(m);
-fail:
+}
+#undef TRY
+
+static int parse_v1(lexer *lx, eann_model **out) {
+    char *comments = NULL;
+    size_t clen = 0;
+    int rc = parse_v1_body(lx, out, &comments, &clen);
     free(comments);
     return rc;
-#undef TRY
 }
 
 int eann_model_parse(const char *buf, size_t len, eann_model **out, eann_parse_error *err) {

@@ -122,31 +122,17 @@ eann_work *eann_trainws_work(eann_trainws *tw) { return tw ? tw->w : NULL; }
 void eann_trainws_free(eann_trainws *tw) {
     if (!tw) return;
     eann_work_free(tw->w);
-    free(tw->gam);
-    free(tw->gpos);
-    free(tw->hpos);
-    free(tw->Sd);
-    free(tw->Sb);
-    free(tw->Sdb);
-    free(tw->rhod);
-    free(tw->rhob);
-    free(tw->rhodb);
+    double *arr[] = {tw->gam,  tw->gpos, tw->hpos, tw->Sd, tw->Sb, tw->Sdb, tw->rhod,
+                     tw->rhob, tw->rhodb, tw->outd, tw->b1, tw->b2, tw->b3, tw->b4,
+                     tw->b5,   tw->b6,   tw->dout, tw->zeros, tw->ones};
+    for (size_t q = 0; q < sizeof arr / sizeof arr[0]; q++)
+        free(arr[q]);
     for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
         free(tw->zd[h]);
         free(tw->zhd[h]);
         free(tw->yd[h]);
         free(tw->ad[h]);
     }
-    free(tw->outd);
-    free(tw->b1);
-    free(tw->b2);
-    free(tw->b3);
-    free(tw->b4);
-    free(tw->b5);
-    free(tw->b6);
-    free(tw->dout);
-    free(tw->zeros);
-    free(tw->ones);
     free(tw);
 }
 
@@ -337,33 +323,34 @@ static void descriptor_param_backward(const eann_model *m, eann_trainws *tw, con
  * fills tw->zd/zhd/yd/ad and tw->outd [rows][n_out]. */
 static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
     eann_work *w = tw->w;
-    const eann_net_spec *ns = &m->spec.net[t];
-    const int H = ns->nhidden, D = m->ndensity;
-    const double *th = m->theta;
-    for (int s = 0; s < m->spec.nspecies; s++) {
-        int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
-        if (n == 0) continue;
-        const double *xd = tw->rhod + (size_t)r0 * D;
-        for (int h = 0; h < H; h++) {
+    const int H = m->spec.net[t].nhidden;
+    /* layer by layer; within a layer each species block is independent */
+    for (int h = 0; h <= H; h++)
+        for (int s = 0; s < m->spec.nspecies; s++) {
+            const int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
             const eann_layer *L = eann_layer_of(m, t, s, h);
-            size_t c = (size_t)L->nout, o = (size_t)r0 * c;
-            eann_matmul(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
-            /* zhatd = J zd (LayerNorm Jacobian, symmetric) */
+            const size_t c = (size_t)L->nout, o = (size_t)r0 * c;
+            /* input tangent: rhod, or the previous layer's ad */
+            const double *xd = h ? tw->ad[h - 1] + (size_t)r0 * L->nin
+                                 : tw->rhod + (size_t)r0 * m->ndensity;
+            if (n == 0) continue;
+            if (h == H) { /* output layer: outd = W_H ad_{H-1} */
+                eann_matmul(w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
+                            tw->outd + o);
+                continue;
+            }
+            eann_matmul(w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
+            /* zhatd = J zd (LayerNorm Jacobian, symmetric); yd = gamma_ln zhatd */
             eann_layernorm_backward(n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->ones,
                                     tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
-            const double *g = th + L->ln_g;
+            const double *g = m->theta + L->ln_g;
             for (int r = 0; r < n; r++)
                 for (size_t q = 0; q < c; q++)
                     tw->yd[h][o + r * c + q] = g[q] * tw->zhd[h][o + r * c + q];
             /* ad = alpha beta phi'(beta y) yd (diagonal Jacobian of the activation) */
-            eann_act_backward(n, L->nout, w->y[t][h] + o, w->sig[t][h] + o, th + L->act_a,
-                              th + L->act_b, tw->yd[h] + o, tw->ad[h] + o, NULL, NULL);
-            xd = tw->ad[h] + o;
+            eann_act_backward(n, L->nout, w->y[t][h] + o, w->sig[t][h] + o, m->theta + L->act_a,
+                              m->theta + L->act_b, tw->yd[h] + o, tw->ad[h] + o, NULL, NULL);
         }
-        const eann_layer *L = eann_layer_of(m, t, s, H);
-        eann_matmul(tw->w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros,
-                            tw->outd + (size_t)r0 * L->nout);
-    }
 }
 
 /* Reverse through net t's primal and tangent passes: outb (may be NULL =
@@ -372,8 +359,7 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
 static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, const double *outb,
                                  const double *outdb, double *dtheta) {
     eann_work *w = tw->w;
-    const eann_net_spec *ns = &m->spec.net[t];
-    const int H = ns->nhidden, D = m->ndensity;
+    const int H = m->spec.net[t].nhidden, D = m->ndensity;
     const double *th = m->theta;
     for (int s = 0; s < m->spec.nspecies; s++) {
         int r0 = w->sp_start[s], n = w->sp_start[s + 1] - r0;
@@ -726,40 +712,35 @@ int eann_norm_compute(const eann_model *m, const eann_sample *smp, int n, eann_n
         for (int s = 0; s < (m)->spec.nspecies; s++)                                               \
             for (const eann_layer *L = eann_layer_of((m), t_, s, 0); L; L = NULL)
 
-void eann_norm_fold(const eann_model *m, const eann_norm *nm, const double *phi, double *theta) {
+/* fold (dir = 1): dst = theta from src = phi; unfold (dir = 0): dst = phi
+ * from src = theta. Only the first linear layer of every net and species
+ * changes: fold W = W~/std, b = b~ - sum_c W~ mean/std; unfold W~ = W std,
+ * b~ = b + sum_c W mean. dst may equal src. */
+static void norm_map(const eann_model *m, const eann_norm *nm, const double *src, double *dst,
+                     int fold) {
     const int D = m->ndensity;
-    if (theta != phi) memcpy(theta, phi, sizeof(double) * m->ntheta);
+    if (src != dst) memcpy(dst, src, sizeof(double) * m->ntheta);
     FOR_FIRST_LAYERS(m, L, s) {
         const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
         for (int o = 0; o < L->nout; o++) {
-            const double *wp = phi + L->w + (size_t)o * D;
-            double *wq = theta + L->w + (size_t)o * D;
-            double b = phi[L->b + o];
+            const double *ws = src + L->w + (size_t)o * D;
+            double *wd = dst + L->w + (size_t)o * D;
+            double b = src[L->b + o];
             for (int c = 0; c < D; c++)
-                b -= wp[c] * (mu[c] / sd[c]);
+                b += fold ? -(ws[c] * (mu[c] / sd[c])) : ws[c] * mu[c];
             for (int c = 0; c < D; c++)
-                wq[c] = wp[c] / sd[c];
-            theta[L->b + o] = b;
+                wd[c] = fold ? ws[c] / sd[c] : ws[c] * sd[c];
+            dst[L->b + o] = b;
         }
     }
 }
 
+void eann_norm_fold(const eann_model *m, const eann_norm *nm, const double *phi, double *theta) {
+    norm_map(m, nm, phi, theta, 1);
+}
+
 void eann_norm_unfold(const eann_model *m, const eann_norm *nm, const double *theta, double *phi) {
-    const int D = m->ndensity;
-    if (theta != phi) memcpy(phi, theta, sizeof(double) * m->ntheta);
-    FOR_FIRST_LAYERS(m, L, s) {
-        const double *mu = nm->mean + (size_t)s * D, *sd = nm->std + (size_t)s * D;
-        for (int o = 0; o < L->nout; o++) {
-            const double *wq = theta + L->w + (size_t)o * D;
-            double *wp = phi + L->w + (size_t)o * D;
-            double b = theta[L->b + o];
-            for (int c = 0; c < D; c++)
-                b += wq[c] * mu[c];
-            for (int c = 0; c < D; c++)
-                wp[c] = wq[c] * sd[c];
-            phi[L->b + o] = b;
-        }
-    }
+    norm_map(m, nm, theta, phi, 0);
 }
 
 void eann_norm_grad(const eann_model *m, const eann_norm *nm, const double *gtheta, double *gphi) {
@@ -1148,19 +1129,11 @@ struct eann_trainer {
 void eann_trainer_free(eann_trainer *tr) {
     if (!tr) return;
     eann_trainws_free(tr->tw);
+    double *arr[] = {tr->m1,  tr->m2,   tr->best, tr->gphi, tr->sh,  tr->yh, tr->rho_h,
+                     tr->gth, tr->trial, tr->g2,  tr->dir,  tr->al_h};
+    for (size_t q = 0; q < sizeof arr / sizeof arr[0]; q++)
+        free(arr[q]);
     free(tr->idx);
-    free(tr->m1);
-    free(tr->m2);
-    free(tr->best);
-    free(tr->gphi);
-    free(tr->sh);
-    free(tr->yh);
-    free(tr->rho_h);
-    free(tr->gth);
-    free(tr->trial);
-    free(tr->g2);
-    free(tr->dir);
-    free(tr->al_h);
     free(tr);
 }
 

@@ -415,8 +415,8 @@ static void test_norm(void) {
     double e1 = 0, e2 = 0;
     for (int s = 0; s < 2; s++)
         for (int k = 0; k < D; k++) {
-            e1 = fmax(e1, fabs(s1[s][k] / cnt[s]));
-            e2 = fmax(e2, fabs(s2[s][k] / cnt[s] - 1));
+            e1 = th_worst(e1, fabs(s1[s][k] / cnt[s]));
+            e2 = th_worst(e2, fabs(s2[s][k] / cnt[s] - 1));
         }
     CHECK(e1 < 1e-12 && e2 < 1e-10, "standardised descriptors: |mean| %.3g, |var - 1| %.3g", e1,
           e2);
@@ -428,7 +428,7 @@ static void test_norm(void) {
     eann_norm_unfold(m, &nm, th, back);
     double e = 0;
     for (size_t q = 0; q < m->ntheta; q++)
-        e = fmax(e, fabs(back[q] - phi[q]) / fmax(1, fabs(phi[q])));
+        e = th_worst(e, fabs(back[q] - phi[q]) / fmax(1, fabs(phi[q])));
     CHECK(e < 1e-13, "unfold(fold(phi)) = phi: %.3g", e);
     /* the folded model equals the network applied to standardised rho:
      * first-layer output W~ (rho-mean)/std + b~ vs W rho + b */
@@ -442,7 +442,7 @@ static void test_norm(void) {
             z1 += phi[L->w + o * D + c] * (w->rho[c] - nm.mean[c]) / nm.std[c];
             z2 += th[L->w + o * D + c] * w->rho[c];
         }
-        emax = fmax(emax, fabs(z1 - z2) / fmax(1, fabs(z1)));
+        emax = th_worst(emax, fabs(z1 - z2) / fmax(1, fabs(z1)));
     }
     CHECK(emax < 1e-12, "folded first layer: %.3g", emax);
     /* statistics round trip through the model text (bitwise) */
