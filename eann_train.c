@@ -92,6 +92,7 @@
 
 #include "eann_train.h"
 
+#include <limits.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -1471,4 +1472,275 @@ int eann_train_run(eann_model *m, const eann_norm *nm, double *phi, const eann_s
     if (!rc) eann_trainer_finish(tr, epochs_run, ngrad);
     eann_trainer_free(tr);
     return rc;
+}
+
+/* ------------------------------------------------------------------------ */
+/* checkpoint: the trainer's state as text                                   */
+/* ------------------------------------------------------------------------ */
+
+/* FNV-1a over the bytes of the data a run was started with (atom counts,
+ * species, positions, labels, charges of the training and validation
+ * frames): a checkpoint is only loaded into a run on the same data. */
+static uint64_t fnv(uint64_t h, const void *p, size_t n) {
+    const unsigned char *c = p;
+    for (size_t i = 0; i < n; i++) h = (h ^ c[i]) * 0x100000001B3ULL;
+    return h;
+}
+static uint64_t data_hash(const eann_trainer *tr) {
+    uint64_t h = 0xCBF29CE484222325ULL;
+    for (int set = 0; set < 2; set++) {
+        const eann_sample *smp = set ? tr->valid : tr->train;
+        int n = set ? tr->nvalid : tr->ntrain;
+        for (int f = 0; f < n; f++) {
+            const eann_sample *s = &smp[f];
+            h = fnv(h, &s->natoms, sizeof s->natoms);
+            h = fnv(h, s->species, sizeof(int) * (size_t)s->natoms);
+            h = fnv(h, s->pos, sizeof(double) * 3 * (size_t)s->natoms);
+            h = fnv(h, s->ref, sizeof s->ref);
+            h = fnv(h, &s->charge, sizeof s->charge);
+        }
+    }
+    return h;
+}
+
+/* The options a resumed run must share with the saved one, as text (every
+ * real as a hex float); the number of epochs may differ. */
+static void options_text(const eann_trainer *tr, char *s, size_t cap) {
+    const eann_train_opts *o = &tr->o;
+    snprintf(s, cap, "%d %d %d %d %d %llu %a %a %a %a %a %llx %zu %d %d", o->optimizer, o->batch,
+             o->patience, tr->hist, o->train_radial, (unsigned long long)o->seed, o->lr,
+             o->lr_decay, o->lr_min, o->charge_weight, o->diverge_factor,
+             (unsigned long long)data_hash(tr), tr->P, tr->ntrain, tr->nvalid);
+}
+
+static void put_array(eann_text *b, const char *name, const double *x, size_t n) {
+    eann_text_printf(b, "%s %zu\n", name, n);
+    for (size_t q = 0; q < n; q++) eann_text_printf(b, "%a\n", x[q]);
+}
+
+/* The arrays of a state: name, pointer, length (the optimiser's own only). */
+typedef struct {
+    const char *name;
+    double *x;
+    size_t n;
+} state_array;
+
+static int state_arrays(const eann_trainer *tr, const eann_norm *nm, state_array *a) {
+    const size_t P = tr->P, H = (size_t)tr->hist, SD = (size_t)nm->nspecies * nm->ndensity;
+    int k = 0;
+    a[k++] = (state_array){"phi", tr->phi, P};
+    a[k++] = (state_array){"best", tr->best, P};
+    a[k++] = (state_array){"rho_mean", nm->mean, SD};
+    a[k++] = (state_array){"rho_std", nm->std, SD};
+    if (tr->o.optimizer == EANN_OPT_LBFGS) {
+        a[k++] = (state_array){"gphi", tr->gphi, P};
+        a[k++] = (state_array){"lbfgs_s", tr->sh, P * H};
+        a[k++] = (state_array){"lbfgs_y", tr->yh, P * H};
+        a[k++] = (state_array){"lbfgs_rho", tr->rho_h, H};
+    } else {
+        a[k++] = (state_array){"adam_m", tr->m1, P};
+        a[k++] = (state_array){"adam_v", tr->m2, P};
+    }
+    return k;
+}
+
+int eann_trainer_save(const eann_trainer *tr, char **buf, size_t *len) {
+    if (!tr || !buf || !len) return EANN_EINVAL;
+    *buf = NULL;
+    *len = 0;
+    eann_text b = {NULL, 0, 0, 0};
+    char opts[512];
+    options_text(tr, opts, sizeof opts);
+    eann_text_printf(&b, "EANN_TRAIN_STATE_V1\noptions %s\n", opts);
+    eann_text_printf(&b, "epoch %d stopped %d diverged %d ngrad %ld rng %llx\n", tr->epoch,
+                     tr->done && tr->epoch < tr->o.epochs, tr->diverged, tr->ng,
+                     (unsigned long long)tr->rng);
+    eann_text_printf(&b, "lr %a bestval %a b1t %a b2t %a start %a best_rmse %a\n", tr->lr,
+                     tr->bestval, tr->b1t, tr->b2t, tr->start_rmse, tr->best_rmse);
+    eann_text_printf(&b, "best_epoch %d bad %d nh %d hstart %d f %a fsq %a step %a\n",
+                     tr->best_epoch, tr->bad, tr->nh, tr->hstart, tr->f, tr->fsq, tr->step);
+    eann_text_printf(&b, "idx %d\n", tr->ntrain);
+    for (int i = 0; i < tr->ntrain; i++) eann_text_printf(&b, "%d\n", tr->idx[i]);
+    state_array a[8];
+    int na = state_arrays(tr, tr->nm, a);
+    for (int k = 0; k < na; k++) put_array(&b, a[k].name, a[k].x, a[k].n);
+    eann_text_printf(&b, "end\n");
+    if (b.oom) {
+        free(b.s);
+        return EANN_ENOMEM;
+    }
+    *buf = b.s;
+    *len = b.len;
+    return EANN_OK;
+}
+
+/* A reader of whitespace-separated tokens (lines do not matter). */
+typedef struct {
+    const char *p, *e;
+    char tok[512];
+} sreader;
+
+static const char *next_tok(sreader *r) {
+    while (r->p < r->e && (*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t'))
+        r->p++;
+    size_t n = 0;
+    while (r->p < r->e && !(*r->p == ' ' || *r->p == '\n' || *r->p == '\r' || *r->p == '\t')) {
+        if (n + 1 < sizeof r->tok) r->tok[n++] = *r->p;
+        r->p++;
+    }
+    r->tok[n] = '\0';
+    return n ? r->tok : NULL;
+}
+/* "key" then a number (real: any strtod text incl. inf; integer: base 10 or 16) */
+static int key_real(sreader *r, const char *key, double *v) {
+    const char *t = next_tok(r);
+    char *end;
+    if (!t || strcmp(t, key) || !(t = next_tok(r))) return 0;
+    *v = strtod(t, &end);
+    return end != t && !*end;
+}
+static int key_long(sreader *r, const char *key, int base, long long lo, long long hi,
+                    long long *v) {
+    const char *t = next_tok(r);
+    char *end;
+    if (!t || strcmp(t, key) || !(t = next_tok(r))) return 0;
+    *v = strtoll(t, &end, base);
+    return end != t && !*end && *v >= lo && *v <= hi;
+}
+static int key_u64(sreader *r, const char *key, uint64_t *v) {
+    const char *t = next_tok(r);
+    char *end;
+    if (!t || strcmp(t, key) || !(t = next_tok(r))) return 0;
+    *v = (uint64_t)strtoull(t, &end, 16);
+    return end != t && !*end;
+}
+
+/* The scalar state of a checkpoint, read before anything is changed. */
+typedef struct {
+    long long epoch, stopped, diverged, ng, best_epoch, bad, nh, hstart;
+    uint64_t rng;
+    double lr, bestval, b1t, b2t, start, best_rmse, f, fsq, step;
+} state_scalars;
+
+static int read_scalars(sreader *r, const eann_trainer *tr, state_scalars *s) {
+    const long long E = tr->o.epochs > 100000000 ? tr->o.epochs : 100000000, H = tr->hist;
+    return key_long(r, "epoch", 10, 0, E, &s->epoch) && key_long(r, "stopped", 10, 0, 1, &s->stopped) &&
+           key_long(r, "diverged", 10, 0, E, &s->diverged) &&
+           key_long(r, "ngrad", 10, 0, LLONG_MAX, &s->ng) && key_u64(r, "rng", &s->rng) &&
+           key_real(r, "lr", &s->lr) && key_real(r, "bestval", &s->bestval) &&
+           key_real(r, "b1t", &s->b1t) && key_real(r, "b2t", &s->b2t) &&
+           key_real(r, "start", &s->start) && key_real(r, "best_rmse", &s->best_rmse) &&
+           key_long(r, "best_epoch", 10, 0, E, &s->best_epoch) &&
+           key_long(r, "bad", 10, 0, E, &s->bad) && key_long(r, "nh", 10, 0, H, &s->nh) &&
+           key_long(r, "hstart", 10, 0, H - 1, &s->hstart) && key_real(r, "f", &s->f) &&
+           key_real(r, "fsq", &s->fsq) && key_real(r, "step", &s->step);
+}
+
+/* The frame order (a permutation of 0..ntrain-1) into idx. */
+static int read_idx(sreader *r, int ntrain, int *idx, char *seen) {
+    long long n, v;
+    if (!key_long(r, "idx", 10, ntrain, ntrain, &n)) return 0;
+    memset(seen, 0, (size_t)ntrain);
+    for (int i = 0; i < ntrain; i++) {
+        const char *t = next_tok(r);
+        char *end;
+        if (!t) return 0;
+        v = strtoll(t, &end, 10);
+        if (end == t || *end || v < 0 || v >= ntrain || seen[v]) return 0;
+        seen[v] = 1;
+        idx[i] = (int)v;
+    }
+    return 1;
+}
+
+/* One array "name n" then n reals into x (staged; copied on success). */
+static int read_array(sreader *r, const state_array *a, double *x) {
+    long long n;
+    if (!key_long(r, a->name, 10, (long long)a->n, (long long)a->n, &n)) return 0;
+    for (size_t q = 0; q < a->n; q++) {
+        const char *t = next_tok(r);
+        char *end;
+        if (!t) return 0;
+        x[q] = strtod(t, &end);
+        if (end == t || *end) return 0;
+    }
+    return 1;
+}
+
+int eann_trainer_load(eann_trainer *tr, eann_norm *nm, const char *buf, size_t len, char *msg,
+                      size_t msglen) {
+#define LOAD_FAIL(...) do { if (msg && msglen) snprintf(msg, msglen, __VA_ARGS__); rc = EANN_EFORMAT; goto done; } while (0)
+    if (msg && msglen) msg[0] = '\0';
+    if (!tr || !nm || !buf || nm->nspecies != tr->m->spec.nspecies ||
+        nm->ndensity != tr->m->ndensity || nm != tr->nm)
+        return EANN_EINVAL;
+    sreader r = {buf, buf + len, {0}};
+    state_array a[8];
+    const int na = state_arrays(tr, nm, a);
+    size_t total = 0;
+    for (int k = 0; k < na; k++) total += a[k].n;
+    double *stage = malloc(sizeof(double) * (total ? total : 1));
+    int *idx = malloc(sizeof(int) * (size_t)tr->ntrain);
+    char *seen = malloc((size_t)tr->ntrain);
+    int rc = EANN_OK;
+    if (!stage || !idx || !seen) {
+        rc = EANN_ENOMEM;
+        goto done;
+    }
+    const char *t = next_tok(&r);
+    if (!t || strcmp(t, "EANN_TRAIN_STATE_V1")) LOAD_FAIL("not a training state (first word EANN_TRAIN_STATE_V1)");
+    char want[512], got[512] = "";
+    options_text(tr, want, sizeof want);
+    /* the options line: as many tokens as `want` has */
+    if (!(t = next_tok(&r)) || strcmp(t, "options")) LOAD_FAIL("'options' line missing");
+    for (const char *w = want; *w;) {
+        while (*w == ' ') w++;
+        if (!*w) break;
+        if (!(t = next_tok(&r))) break;
+        size_t l = strlen(got);
+        snprintf(got + l, sizeof got - l, "%s%s", l ? " " : "", t);
+        w = strchr(w, ' ') ? strchr(w, ' ') : w + strlen(w);
+    }
+    if (strcmp(want, got))
+        LOAD_FAIL("the state belongs to another run (options, model size or data differ: "
+                  "'%s' here, '%s' saved)", want, got);
+    state_scalars s;
+    if (!read_scalars(&r, tr, &s)) LOAD_FAIL("damaged scalar state near '%s'", r.tok);
+    if (!read_idx(&r, tr->ntrain, idx, seen)) LOAD_FAIL("damaged frame order near '%s'", r.tok);
+    double *x = stage;
+    for (int k = 0; k < na; k++, x += a[k - 1].n)
+        if (!read_array(&r, &a[k], x)) LOAD_FAIL("damaged array '%s' near '%s'", a[k].name, r.tok);
+    if (!(t = next_tok(&r)) || strcmp(t, "end") || next_tok(&r)) LOAD_FAIL("missing 'end' or text after it");
+    /* all read: commit */
+    x = stage;
+    for (int k = 0; k < na; k++) {
+        memcpy(a[k].x, x, sizeof(double) * a[k].n);
+        x += a[k].n;
+    }
+    memcpy(tr->idx, idx, sizeof(int) * (size_t)tr->ntrain);
+    tr->epoch = (int)s.epoch;
+    tr->diverged = (int)s.diverged;
+    tr->done = s.stopped || s.diverged || tr->epoch >= tr->o.epochs;
+    tr->ng = (long)s.ng;
+    tr->rng = s.rng;
+    tr->lr = s.lr;
+    tr->bestval = s.bestval;
+    tr->b1t = s.b1t;
+    tr->b2t = s.b2t;
+    tr->start_rmse = s.start;
+    tr->best_rmse = s.best_rmse;
+    tr->best_epoch = (int)s.best_epoch;
+    tr->bad = (int)s.bad;
+    tr->nh = (int)s.nh;
+    tr->hstart = (int)s.hstart;
+    tr->f = s.f;
+    tr->fsq = s.fsq;
+    tr->step = s.step;
+    set_params(tr->m, tr->nm, tr->phi);
+done:
+    free(stage);
+    free(idx);
+    free(seen);
+    return rc;
+#undef LOAD_FAIL
 }

@@ -10,6 +10,7 @@
 #include <time.h>
 #include <unistd.h>
 #include <errno.h>
+#include <signal.h>
 
 #include "common.h"
 #include "eann_cmds.h"
@@ -48,6 +49,16 @@ static const char train_usage[] =
     "                    (keeps the best model so far; the result then depends on\n"
     "                    the machine's speed, otherwise runs are bitwise reproducible)\n"
     "  --train-radial    also train the radial centres rs and exponents inta\n"
+    "  --checkpoint FILE write the complete training state to FILE (atomically) every\n"
+    "                    --checkpoint-every N epochs (default 1) and when stopped\n"
+    "  --resume FILE     continue from a checkpoint; with the same data and options the\n"
+    "                    result is bit for bit that of an uninterrupted run (--epochs may\n"
+    "                    be raised to train longer)\n"
+    "  SIGINT/SIGTERM    stop after the current epoch: the checkpoint (if any) and the\n"
+    "                    best model so far are written, exit status 130/143\n"
+    "  Divergence (a non-finite RMSE, or a training RMSE 100x its start) stops the\n"
+    "  run: exit 1 and no model, unless an earlier epoch improved on the start (then\n"
+    "  that best model is written and its epoch named on stderr).\n"
     "  --quiet           no progress lines\n"
     "  -o MODEL          output model (EANN_TEXT_V1, written atomically)\n"
     "  Progress (stderr): epoch, RMSE per component (a.u.) on training (running)\n"
@@ -183,6 +194,97 @@ static int progress(void *ctx, const eann_progress *p) {
     return stop;
 }
 
+/* ---------------------------------------------------------------------- */
+/* the training loop: checkpoints, resume, signals, divergence             */
+/* ---------------------------------------------------------------------- */
+
+/* SIGINT/SIGTERM set this; the loop stops after the current epoch. A second
+ * signal gets the default action (the handler resets it). */
+static volatile sig_atomic_t g_stop_signal;
+static void on_signal(int sig) {
+    g_stop_signal = sig;
+    signal(sig, SIG_DFL);
+}
+
+static void write_checkpoint(const eann_trainer *tr, const char *path) {
+    char *text, err[1024];
+    size_t len;
+    if (eann_trainer_save(tr, &text, &len)) cli_fail("out of memory");
+    if (cli_write_atomic(path, text, len, err, sizeof err)) cli_fail("%s", err);
+    free(text);
+}
+
+/* eann_train_run with the program's extras: resume from a checkpoint, write
+ * one every ckpt_every epochs, stop on SIGINT/SIGTERM or --max-time, and
+ * judge divergence. On return m->theta and phi hold the model to write;
+ * exits (after writing the checkpoint) when there is none. A signal is
+ * reported by the caller after writing the model (g_stop_signal). */
+static void run_training(eann_model *m, eann_norm *nm, double *phi, const eann_sample *tr_s, int ntr,
+                         const eann_sample *va, int nva, const eann_train_opts *o,
+                         progress_ctx *pc, const char *ckpt, int ckpt_every, const char *resume,
+                         int *epochs_run, long *ngrad) {
+    eann_trainer *tr;
+    int rc = eann_trainer_new(m, nm, phi, tr_s, ntr, va, nva, o, &tr);
+    if (rc) cli_fail("train: %s", eann_strerror(rc));
+    if (resume) {
+        char err[1024], msg[1024];
+        size_t len;
+        char *text = cli_read_file(resume, &len, err, sizeof err);
+        if (!text) cli_fail("%s", err);
+        rc = eann_trainer_load(tr, nm, text, len, msg, sizeof msg);
+        free(text);
+        if (rc) cli_fail("%s: %s", resume, msg[0] ? msg : eann_strerror(rc));
+        if (!pc->quiet) fprintf(stderr, "eann train: resuming from %s\n", resume);
+    }
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_signal;
+    sigemptyset(&sa.sa_mask);
+    sigaction(SIGINT, &sa, NULL);
+    sigaction(SIGTERM, &sa, NULL);
+    int diverged = 0, last = 0;
+    double div_rmse = 0, start = 0;
+    while (!eann_trainer_done(tr) && !g_stop_signal) {
+        eann_progress p;
+        rc = eann_trainer_epoch(tr, &p);
+        if (rc) cli_fail("train: %s", eann_strerror(rc));
+        if (p.epoch == 0) break;
+        last = p.epoch;
+        if (p.diverged) {
+            diverged = p.diverged;
+            div_rmse = p.train_rmse;
+            start = p.start_rmse;
+            break;
+        }
+        int stop = progress(pc, &p);
+        if (ckpt && (p.epoch % ckpt_every == 0 || stop || g_stop_signal || eann_trainer_done(tr)))
+            write_checkpoint(tr, ckpt);
+        if (stop) break;
+    }
+    signal(SIGINT, SIG_DFL);
+    signal(SIGTERM, SIG_DFL);
+    if (g_stop_signal && ckpt && last == 0) write_checkpoint(tr, ckpt);
+    int best_epoch;
+    double best_rmse;
+    int keep = eann_trainer_best(tr, &best_epoch, &best_rmse, NULL);
+    eann_trainer_finish(tr, epochs_run, ngrad);
+    eann_trainer_free(tr);
+    if (diverged) {
+        char rb[32];
+        if (isfinite(div_rmse)) snprintf(rb, sizeof rb, "%.3g a.u.", div_rmse);
+        else snprintf(rb, sizeof rb, "not finite");
+        if (!keep) {
+            cli_fail("train: the training diverged at epoch %d (training RMSE %s, %.3g at the "
+                     "start); no model written; try a smaller --lr",
+                     diverged, rb, start);
+        }
+        fprintf(stderr,
+                "eann train: the training diverged at epoch %d (training RMSE %s, %.3g at the "
+                "start); writing the best model, from epoch %d (training RMSE %.3g)\n",
+                diverged, rb, start, best_epoch, best_rmse);
+    }
+}
+
 static int parse_hidden(const char *s, int *sizes) {
     int n = 0;
     const char *p = s;
@@ -205,6 +307,8 @@ int eann_cmd_train(int argc, char **argv) {
     const char *train = NULL, *target = NULL, *key = NULL, *unit = "au";
     const char *species = NULL, *out = NULL, *hidden = "64,64", *opt = "adam";
     double vfrac = 0.1, cutoff = 6.0, max_time = 0;
+    const char *ckpt = NULL, *resume = NULL;
+    int ckpt_every = 1;
     long nwave = 8, nipsin = 3, max_frames = 0;
     int quiet = 0;
     eann_train_opts o;
@@ -279,11 +383,18 @@ int eann_cmd_train(int argc, char **argv) {
             o.seed = (uint64_t)cli_parse_long(a, v, 0, 0x7fffffffL);
         else if (!strcmp(a, "-o"))
             out = v;
+        else if (!strcmp(a, "--checkpoint"))
+            ckpt = v;
+        else if (!strcmp(a, "--checkpoint-every"))
+            ckpt_every = (int)cli_parse_long(a, v, 1, 100000000);
+        else if (!strcmp(a, "--resume"))
+            resume = v;
         else
             cli_fail("train: unknown option '%s' (see eann train --help)", a);
     }
     if (!train || !target || !key || !out)
         cli_fail("train: --train, --target, --key and -o are required (see eann train --help)");
+    if (ckpt && !strcmp(ckpt, out)) cli_fail("train: --checkpoint and -o must be different files");
     int kind = !strcmp(target, "dipole")           ? EANN_DIPOLE
                : !strcmp(target, "tdm")            ? EANN_TDM
                : !strcmp(target, "polarizability") ? EANN_POLARIZABILITY
@@ -412,8 +523,6 @@ int eann_cmd_train(int argc, char **argv) {
     rc = eann_train_init(m, tr, ntr, &o, &nm, phi);
     if (rc) cli_fail("train: initialisation failed: %s", eann_strerror(rc));
     progress_ctx pc = {t0, quiet, 0, max_time};
-    o.progress = progress;
-    o.ctx = &pc;
     if (!quiet)
         fprintf(stderr,
                 "eann train: %d training, %d validation frames; %s, key %s, %zu parameters\n", ntr,
@@ -422,8 +531,8 @@ int eann_cmd_train(int argc, char **argv) {
     clock_t c1 = clock();
     int epochs_run = 0;
     long ngrad = 0;
-    rc = eann_train_run(m, &nm, phi, tr, ntr, va, nva, &o, &epochs_run, &ngrad);
-    if (rc) cli_fail("train: %s", eann_strerror(rc));
+    run_training(m, &nm, phi, tr, ntr, va, nva, &o, &pc, ckpt, ckpt_every, resume, &epochs_run,
+                 &ngrad);
     double t2 = cli_now(), cpu = (double)(clock() - c1) / CLOCKS_PER_SEC;
 
     /* final errors (best parameters) */
@@ -487,6 +596,12 @@ int eann_cmd_train(int argc, char **argv) {
     if (valid) free_labelled(&V);
     free_labelled(&T);
     eann_model_free(m);
+    if (g_stop_signal) {
+        fprintf(stderr, "eann train: stopped by %s after epoch %d; wrote the best model so far to %s%s%s\n",
+                g_stop_signal == SIGINT ? "SIGINT" : "SIGTERM", epochs_run, out,
+                ckpt ? "; continue with --resume " : "", ckpt ? ckpt : "");
+        return 128 + g_stop_signal;
+    }
     return 0;
 }
 

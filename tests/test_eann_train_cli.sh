@@ -47,6 +47,48 @@ $E train --train "$tmp/d.xyz" --hidden 8 --nwave 4 --epochs 100000 --max-time 0.
 $E train --train "$tmp/d.xyz" --hidden 8 --nwave 4 --epochs 100000 --max-time 0.000001 \
     --target dipole --key mu -o "$tmp/mt2.txt" 2>"$tmp/mterr" && grep -q ', 1 epochs run' "$tmp/mt2.txt" \
     && grep -q 'max-time .* reached' "$tmp/mterr" && ok || bad "--max-time without --quiet"
+# checkpoint and resume: 3 epochs + resume to 8 = 8 epochs, byte for byte
+for opt in adam lbfgs; do
+    $E $T --optimizer $opt --epochs 8 --target polarizability --key pol -o "$tmp/f_$opt.txt" 2>/dev/null
+    $E $T --optimizer $opt --epochs 3 --target polarizability --key pol -o "$tmp/p_$opt.txt" \
+        --checkpoint "$tmp/c_$opt.ckpt" 2>/dev/null && head -1 "$tmp/c_$opt.ckpt" | grep -qx EANN_TRAIN_STATE_V1 \
+        && ok || bad "$opt: no checkpoint written"
+    $E $T --optimizer $opt --epochs 8 --target polarizability --key pol -o "$tmp/r_$opt.txt" \
+        --resume "$tmp/c_$opt.ckpt" 2>/dev/null && cmp -s "$tmp/f_$opt.txt" "$tmp/r_$opt.txt" \
+        && ok || bad "$opt: 3 epochs + resume differs from 8 epochs"
+done
+# a checkpoint of another run (other seed) is refused, nothing written
+if $E $T --epochs 8 --seed 5 --target polarizability --key pol -o "$tmp/x.txt" \
+    --resume "$tmp/c_adam.ckpt" 2> "$tmp/err"; then bad "resume with another seed: exit 0"
+else grep -q 'another run' "$tmp/err" && [ ! -e "$tmp/x.txt" ] && ok || bad "resume mismatch: $(cat "$tmp/err")"; fi
+# SIGTERM during a run: exit 143, a valid model, a checkpoint; resuming from
+# it gives the uninterrupted run's model byte for byte
+S="train --train $tmp/d.xyz --hidden 32,32 --nwave 6 --batch 1 --patience 100000000 --target dipole --key mu --quiet"
+$E $S --epochs 400 -o "$tmp/su.txt" 2>/dev/null
+$E $S --epochs 400 -o "$tmp/st.txt" --checkpoint "$tmp/st.ckpt" 2>"$tmp/sterr" &
+pid=$!
+n=0; while [ ! -s "$tmp/st.ckpt" ] && [ $n -lt 300 ]; do sleep 0.05; n=$((n + 1)); done
+kill -TERM $pid 2>/dev/null; wait $pid; rc=$?
+if [ $rc -eq 0 ]; then
+    echo "SKIP: the run ended before SIGTERM arrived"; cmp -s "$tmp/su.txt" "$tmp/st.txt" && ok || bad "SIGTERM run (ended first) differs"
+else
+    [ $rc -eq 143 ] && grep -q 'stopped by SIGTERM' "$tmp/sterr" && ok || bad "SIGTERM: rc $rc, $(cat "$tmp/sterr")"
+    $E predict -m "$tmp/st.txt" "$tmp/d.xyz" -o "$tmp/stp.xyz" && ok || bad "SIGTERM: the model written is not valid"
+    $E $S --epochs 400 -o "$tmp/sr.txt" --resume "$tmp/st.ckpt" 2>/dev/null && cmp -s "$tmp/su.txt" "$tmp/sr.txt" \
+        && ok || bad "SIGTERM + resume differs from the uninterrupted run"
+fi
+# SIGINT: exit 130 and a valid model (the best so far)
+$E $S --epochs 100000000 -o "$tmp/si.txt" 2>"$tmp/sierr" &
+pid=$!; sleep 1; kill -INT $pid; wait $pid; rc=$?
+[ $rc -eq 130 ] && grep -q 'stopped by SIGINT' "$tmp/sierr" && ok || bad "SIGINT: rc $rc, $(tail -1 "$tmp/sierr")"
+$E predict -m "$tmp/si.txt" "$tmp/d.xyz" -o "$tmp/sip.xyz" && ok || bad "SIGINT: no valid model"
+# a diverging run exits non-zero, says so, writes no model
+for lr in 1e3 1e300; do
+    rm -f "$tmp/dv.txt"
+    if $E $T --epochs 10 --lr $lr --target dipole --key mu -o "$tmp/dv.txt" 2> "$tmp/err"; then
+        bad "--lr $lr: exit 0"
+    else grep -q 'diverged at epoch' "$tmp/err" && [ ! -e "$tmp/dv.txt" ] && ok || bad "--lr $lr: $(cat "$tmp/err")"; fi
+done
 # errors: one line naming file and line, exit 1, no output
 expect_fail() { # what, pattern, args...
     what=$1; pat=$2; shift 2
