@@ -576,11 +576,99 @@ static void test_tdm_teacher(void) {
     eann_model_free(teacher);
 }
 
+/* The trainer one epoch at a time: a run stopped after k epochs, saved
+ * (eann_trainer_save) and loaded into a fresh trainer (eann_trainer_load)
+ * ends with exactly the parameters of an uninterrupted run, for Adam and
+ * L-BFGS; damaged or foreign states are refused and change nothing. */
+static void resume_case(int kind, int opt, int radial) {
+    dataset tr = teacher_data(kind, 14, 3), va = teacher_data(kind, 4, 4);
+    eann_train_opts o;
+    eann_train_opts_default(&o);
+    o.optimizer = opt;
+    o.train_radial = radial;
+    o.epochs = 6;
+    o.batch = 4;
+    o.lr = 5e-3;
+    o.seed = 9;
+    double *res[2] = {NULL, NULL};
+    size_t P = 0;
+    for (int pass = 0; pass < 2; pass++) { /* 0: uninterrupted, 1: stopped after 2 and resumed */
+        eann_model *m = small_model(kind, 2, 8, 1);
+        eann_norm nm;
+        P = m->ntheta;
+        double *phi = calloc(P, sizeof(double));
+        CHECK(eann_train_init(m, tr.s, tr.n, &o, &nm, phi) == 0, "train_init");
+        eann_trainer *t;
+        CHECK(eann_trainer_new(m, &nm, phi, tr.s, tr.n, va.s, va.n, &o, &t) == 0, "trainer_new");
+        eann_progress pr;
+        int k = 0;
+        while (!eann_trainer_done(t) && (pass == 0 || k < 2)) {
+            CHECK(eann_trainer_epoch(t, &pr) == 0, "epoch");
+            if (pr.epoch == 0) break;
+            k++;
+        }
+        if (pass == 1) {
+            char *text, msg[512];
+            size_t len;
+            CHECK(eann_trainer_save(t, &text, &len) == 0, "save");
+            eann_trainer_free(t);
+            /* a fresh start (same data and options), then the saved state */
+            eann_norm_free(&nm);
+            CHECK(eann_train_init(m, tr.s, tr.n, &o, &nm, phi) == 0, "train_init 2");
+            CHECK(eann_trainer_new(m, &nm, phi, tr.s, tr.n, va.s, va.n, &o, &t) == 0, "new 2");
+            /* damaged texts are refused and leave phi alone */
+            double *keep = malloc(sizeof(double) * P);
+            memcpy(keep, phi, sizeof(double) * P);
+            char *bad = malloc(len + 1);
+            memcpy(bad, text, len + 1);
+            char *e = strstr(bad, "\nend");
+            CHECK(eann_trainer_load(t, &nm, bad, (size_t)(e - bad) - 40, msg, sizeof msg) ==
+                      EANN_EFORMAT, "truncated state refused");
+            char *sd = strstr(bad, "options 1 ");
+            if (!sd) sd = strstr(bad, "options 2 ");
+            sd[8] = sd[8] == '1' ? '2' : '1'; /* another optimizer */
+            CHECK(eann_trainer_load(t, &nm, bad, len, msg, sizeof msg) == EANN_EFORMAT &&
+                      strstr(msg, "another run"), "foreign state refused (%s)", msg);
+            CHECK(!memcmp(keep, phi, sizeof(double) * P), "a refused state changed phi");
+            free(bad);
+            free(keep);
+            CHECK(eann_trainer_load(t, &nm, text, len, msg, sizeof msg) == 0, "load: %s", msg);
+            free(text);
+            while (!eann_trainer_done(t)) {
+                CHECK(eann_trainer_epoch(t, &pr) == 0, "epoch");
+                if (pr.epoch == 0) break;
+            }
+        }
+        eann_trainer_finish(t, NULL, NULL);
+        eann_trainer_free(t);
+        res[pass] = malloc(sizeof(double) * P);
+        memcpy(res[pass], m->theta, sizeof(double) * P);
+        eann_norm_free(&nm);
+        free(phi);
+        eann_model_free(m);
+    }
+    CHECK(!memcmp(res[0], res[1], sizeof(double) * P),
+          "%s, %s%s: saved after 2 epochs and resumed differs from the uninterrupted run",
+          eann_kind_name(kind), opt == EANN_OPT_LBFGS ? "L-BFGS" : "Adam", radial ? " + radial" : "");
+    free(res[0]);
+    free(res[1]);
+    free_data(&tr);
+    free_data(&va);
+}
+
+static void test_resume(void) {
+    resume_case(EANN_DIPOLE, EANN_OPT_ADAM, 0);
+    resume_case(EANN_TDM, EANN_OPT_LBFGS, 1);
+    resume_case(EANN_POLARIZABILITY, EANN_OPT_ADAM, 1);
+    resume_case(EANN_POLARIZABILITY, EANN_OPT_LBFGS, 0);
+}
+
 int main(void) {
     test_tdm_teacher();
     test_fd();
     test_predict_agrees();
     test_norm();
     test_training();
+    test_resume();
     return th_done("test_eann_train");
 }
