@@ -1,19 +1,22 @@
 /* eann.h - embedded atom neural network (EANN) for tensorial molecular
  * properties: the embedded density descriptor, element-wise networks
  * (Linear -> LayerNorm -> alpha*SiLU(beta*x) stacks), the dipole /
- * transition-dipole / polarizability heads, exact analytic gradients, the
- * EANN_TEXT_V1 model text (parser and writer), and training (losses with
- * exact parameter gradients for all three targets, including the second-order
- * terms of the polarizability; normalisation; Adam and L-BFGS; section
- * TRAINING at the end).
+ * transition-dipole / polarizability heads, exact analytic gradients with
+ * respect to positions, and the EANN_TEXT_V1 model text (parser and writer).
+ * Training (losses, parameter gradients, optimisers) is declared in
+ * eann_train.h and implemented in eann_train.c, built from these pieces.
  *
  * Sources: ../shared/eann_nma_published/FORMAT.md (the exact forward pass
  * and text format; "FORMAT.md sect. N") and the EANN chapter
  * (../shared/papers/eann-tensorial-chapter.txt, "EANN chapter Eq. N":
- * Eq. 1 dipole of charges, Eqs. 7-8 transition dipole, Eqs. 10-12
- * polarizability, Eqs. 15-16 embedded density).
+ * Eq. 1 dipole of charges, Eqs. 7-8 transition dipole, Eqs. 9-12
+ * polarizability, Eqs. 15-16 embedded density). Where the chapter and the
+ * published models differ (network sizes, the polarizability's networks,
+ * Eq. 15's multinomial factor) the code follows the published models: see
+ * the top of eann.c.
  *
- * Vendoring: copy eann.c and eann.h. C11, libc and libm. The library never
+ * Vendoring: copy eann.c and eann.h (prediction); add eann_train.c and
+ * eann_train.h for training. C11, libc and libm. The library never
  * prints, exits, reads files or keeps global state; functions that can fail
  * return EANN_OK (0) or a positive EANN_E* code (eann_strerror()).
  *
@@ -29,7 +32,7 @@
  *     eann_predict(m, w, natoms, species, pos, out);  // out[3] or out[9]
  *     eann_work_free(w); eann_model_free(m);
  *
- * Training (section TRAINING: eann_train_init, eann_train_run,
+ * Training (eann_train.h: eann_train_init, eann_train_run,
  * eann_sample_loss) uses the same pieces, forward/backward in pairs:
  *     eann_setup()                 COM shift, species sort, pair list, radial caches
  *     eann_descriptor_forward()    angular terms, S and rho      (FORMAT.md 4.3-4.5)
@@ -304,7 +307,7 @@ void eann_tdm_parts(const eann_model *m, const eann_work *w, double u[3], double
  * eann_descriptor_backward(m, w, w->drho, NULL, dtheta) give dL/dtheta.
  * EANN_EINVAL for a polarizability model: its output already holds first
  * derivatives, so its parameter gradient needs second derivatives (see
- * eann_sample_loss in section TRAINING). */
+ * eann_sample_loss in eann_train.h). */
 int eann_head_backward(const eann_model *m, const eann_work *w, const double *gout,
                        double *dout);
 

@@ -18,7 +18,7 @@
  * dipole and polarizability targets; descriptor normalisation; Adam and
  * L-BFGS.
  *
- * Built from the pieces above (setup, descriptor, net forward/backward,
+ * Built from the pieces of eann.h (setup, descriptor, net forward/backward,
  * building blocks); same rules: no printing, no files, no global state, our
  * own seeded PRNG, fixed summation order (bitwise reproducible runs). The
  * gradient derivation is written out at the top of eann_train.c.

@@ -216,9 +216,10 @@ static void write_checkpoint(const eann_trainer *tr, const char *path) {
 
 /* eann_train_run with the program's extras: resume from a checkpoint, write
  * one every ckpt_every epochs, stop on SIGINT/SIGTERM or --max-time, and
- * judge divergence. On return m->theta and phi hold the model to write;
- * exits (after writing the checkpoint) when there is none. A signal is
- * reported by the caller after writing the model (g_stop_signal). */
+ * judge divergence. On return m->theta and phi hold the best parameters,
+ * the model to write; exits with a message (writing nothing) when the run
+ * diverged before any epoch improved on the start. A signal is reported by
+ * the caller after writing the model (g_stop_signal). */
 static void run_training(eann_model *m, eann_norm *nm, double *phi, const eann_sample *tr_s, int ntr,
                          const eann_sample *va, int nva, const eann_train_opts *o,
                          progress_ctx *pc, const char *ckpt, int ckpt_every, const char *resume,
