@@ -1476,10 +1476,19 @@ void eann_angular(const eann_model *m, double fc, double fcd, const double *v, c
                   double *A, double *Ad) {
     A[0] = fc;
     if (Ad) Ad[0] = fcd;
-    for (int q = 1; q < m->norbital; q++) {
-        int par = m->orb_parent[q], ax = m->orb_axis[q];
-        A[q] = A[par] * v[ax];
-        if (Ad) Ad[q] = Ad[par] * v[ax] + A[par] * vd[ax];
+    int start = 0, n = 1, o = 1; /* group L-1 starts at start and has n members */
+    for (int L = 1; L < m->spec.nipsin; L++) {
+        for (int c = 0; c < n; c++, o += 3) { /* component o + axis of group L */
+            const double a = A[start + c];
+            A[o] = a * v[0];
+            A[o + 1] = a * v[1];
+            A[o + 2] = a * v[2];
+            if (!Ad) continue;
+            const double ad = Ad[start + c];
+            for (int ax = 0; ax < 3; ax++) Ad[o + ax] = ad * v[ax] + a * vd[ax];
+        }
+        start += n;
+        n *= 3;
     }
 }
 

@@ -1191,17 +1191,18 @@ int eann_trainer_new(eann_model *m, const eann_norm *nm, double *phi, const eann
     tr->b1t = tr->b2t = 1;
     memcpy(tr->best, phi, sizeof(double) * P);
     set_params(m, nm, phi);
-    /* L-BFGS starts from the full-batch gradient at phi; the training RMSE
-     * at the start is kept for the divergence test (a loss far above it) */
+    /* L-BFGS starts from the full-batch gradient at phi. The training RMSE
+     * at the start is kept for the divergence test (a loss far above it):
+     * L-BFGS has it from that gradient, Adam from its first mini-batch
+     * (evaluated before the first step; adam_epoch), so no extra pass. */
+    tr->start_rmse = NAN;
     if (o->optimizer == EANN_OPT_LBFGS) {
         rc = batch_grad(m, nm, tr->tw, train, NULL, ntrain, o->charge_weight, o->train_radial,
                         tr->gth, tr->gphi, &tr->f, &tr->fsq);
         tr->ng += ntrain;
         tr->start_rmse = sqrt(tr->fsq / ((double)ntrain * tr->nc));
-    } else {
-        rc = eann_evaluate(m, tr->tw, train, ntrain, o->charge_weight, NULL, &tr->start_rmse);
     }
-    tr->best_rmse = tr->start_rmse;
+    tr->best_rmse = INFINITY;
     if (rc) {
         eann_trainer_free(tr);
         return rc;
@@ -1343,6 +1344,7 @@ static int adam_epoch(eann_trainer *tr, double *trsq) {
         int rc = batch_grad(tr->m, tr->nm, tr->tw, tr->train, idx + b0, nb, tr->o.charge_weight,
                             tr->o.train_radial, tr->gth, tr->gphi, &l, &sq);
         if (rc) return rc;
+        if (tr->epoch == 0 && b0 == 0) tr->start_rmse = sqrt(sq / ((double)nb * tr->nc));
         tr->ng += nb;
         *trsq += sq;
         tr->b1t *= B1;

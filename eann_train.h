@@ -123,7 +123,8 @@ typedef struct {
     int diverged;      /* this epoch diverged (= epoch; 0: no): a non-finite RMSE, or a
                           training RMSE above diverge_factor x start_rmse; training stops */
     int best_epoch;    /* epoch of the best parameters so far (0: the start) */
-    double start_rmse; /* training RMSE before the first epoch */
+    double start_rmse; /* training RMSE before the first step (Adam: of the first
+                          mini-batch) */
 } eann_progress;
 
 typedef struct {
@@ -181,8 +182,10 @@ int eann_train_run(eann_model *m, const eann_norm *nm, double *phi, const eann_s
 typedef struct eann_trainer eann_trainer;
 /* A trainer for phi (normalised parameters, eann_train_init) of m; the
  * model, nm, phi and the samples must outlive it (they are not copied);
- * phi is updated in place. Evaluates the training RMSE at the start (for
- * the divergence test) and, for L-BFGS, the first full-batch gradient. */
+ * phi is updated in place. L-BFGS: computes the first full-batch gradient.
+ * The training RMSE at the start (divergence test) comes from that gradient
+ * (L-BFGS) or from the first mini-batch, evaluated before the first step
+ * (Adam). */
 int eann_trainer_new(eann_model *m, const eann_norm *nm, double *phi, const eann_sample *train,
                      int ntrain, const eann_sample *valid, int nvalid, const eann_train_opts *o,
                      eann_trainer **out);
