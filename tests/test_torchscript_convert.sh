@@ -14,6 +14,7 @@
 # Also: bad input gives one line and a non-zero exit and writes nothing.
 # The converted weights live only in a temporary folder (never in the project).
 B=${B:-build}
+export PYTHONDONTWRITEBYTECODE=1
 PY=${TENSORIAL_PYTHON:-/usr/bin/python3}
 SH=${TENSORIAL_SHARED:-../shared}
 PT=$SH/peers/eann_published_pt
