@@ -293,6 +293,11 @@ p = subprocess.run([sys.executable, "-c", "import sys; sys.path.insert(0, 'pytho
                     "print(tensorial.library_path)"], env=env, capture_output=True, text=True)
 check(p.returncode == 0 and p.stdout.strip().endswith("libtensorial.so"),
       "the library is found without TENSORIAL_LIB (%s)" % (p.stdout.strip() or p.stderr.strip()))
+p = subprocess.run([sys.executable, "-c", "import sys; sys.modules['numpy'] = None; sys.path.insert(0, 'python'); "
+                    "import tensorial\ntry:\n  tensorial.SOAP(['H'], 3, 2, 2)\nexcept ImportError as e:\n  print(e)"],
+                   capture_output=True, text=True)
+check(p.returncode == 0 and "python3-numpy" in p.stdout,
+      "without NumPy: import works, use says what is missing (%s)" % (p.stdout.strip() or p.stderr.strip()))
 text = open(tmp + "/m.kqeq").read().splitlines()
 bad_text = "\n".join(text[:3] + ["chi nan"] + text[4:]) + "\n"
 try:

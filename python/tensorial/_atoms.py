@@ -5,7 +5,10 @@ arrays the C library takes: atomic numbers int32 [n], positions float64
 (no copy of the bits is altered), so results equal the C programs' for the
 same numbers."""
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # `import tensorial` still works; using it says what is missing
+    np = None
 
 _SYMBOLS = ("X H He Li Be B C N O F Ne Na Mg Al Si P S Cl Ar K Ca Sc Ti V Cr Mn Fe Co Ni "
             "Cu Zn Ga Ge As Se Br Kr Rb Sr Y Zr Nb Mo Tc Ru Rh Pd Ag Cd In Sn Sb Te I Xe "

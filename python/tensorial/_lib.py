@@ -125,6 +125,16 @@ eann_work_free = _decl("eann_work_free", None, [c_void_p])
 eann_predict = _decl("eann_predict", c_int, [c_void_p, c_void_p, c_int, P_int, P_double, P_double])
 
 
+def need_numpy():
+    """NumPy is imported lazily so that `import tensorial` works without it;
+    every class calls this first."""
+    try:
+        import numpy  # noqa: F401
+    except ImportError:
+        raise ImportError("tensorial needs NumPy for its arrays: apt-get install python3-numpy "
+                          "(or pip install numpy)") from None
+
+
 def kq_error(code):
     return kq_strerror(code).decode("ascii", "replace")
 

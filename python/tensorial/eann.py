@@ -16,7 +16,10 @@ Units: positions in angstrom in, atomic units out, as the models are trained
 
 import ctypes
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # `import tensorial` still works; using it says what is missing
+    np = None
 
 from . import _lib
 from ._atoms import arrays, symbol
@@ -31,6 +34,7 @@ class EANN:
     units = UNITS
 
     def __init__(self, text, name="<text>"):
+        _lib.need_numpy()
         if isinstance(text, str):
             text = text.encode("utf-8")
         h = ctypes.c_void_p()

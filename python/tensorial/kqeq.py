@@ -17,7 +17,10 @@ perpendicular to the plane.
 
 import ctypes
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # `import tensorial` still works; using it says what is missing
+    np = None
 
 from . import _lib
 from ._atoms import arrays, symbol
@@ -31,6 +34,7 @@ class KQEq:
     units = UNITS
 
     def __init__(self, text, name="<text>"):
+        _lib.need_numpy()
         if isinstance(text, str):
             text = text.encode("utf-8")
         self._buf = ctypes.create_string_buffer(_lib.KQ_MODEL_BYTES)

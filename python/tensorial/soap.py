@@ -14,7 +14,10 @@ The numbers are the bits `kqeq soap` prints for the same input.
 
 import ctypes
 
-import numpy as np
+try:
+    import numpy as np
+except ImportError:  # `import tensorial` still works; using it says what is missing
+    np = None
 
 from . import _lib
 from ._atoms import arrays, atomic_number, symbol
@@ -28,6 +31,7 @@ class SOAP:
     Gaussian width in angstrom (None: r_cut / 8)."""
 
     def __init__(self, species, r_cut, n_max, l_max, sigma=None):
+        _lib.need_numpy()
         zs = sorted(set(atomic_number(s) for s in species))
         if len(zs) != len(list(species)):
             raise ValueError("species listed twice: %s" % list(species))
