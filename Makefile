@@ -33,6 +33,10 @@ LIBSRC  = $(MODELSRC) xyz.c
 LIBHDR  = $(wildcard $(LIBSRC:.c=.h))
 LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
 LIB     = $(B)/libtensorial.a
+# The same library as a shared object for python/tensorial (ctypes): the same
+# sources and flags, compiled position-independent into $(B)/pic/.
+SO      = $(B)/libtensorial.so
+PICOBJ  = $(LIBSRC:%.c=$(B)/pic/%.o)
 # cli/common.c is shared; cli/kqeq*.c make build/kqeq, cli/eann*.c make build/eann.
 KQEQ_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/kqeq*.c) cli/common.c)
 EANN_CLIOBJ = $(patsubst %.c,$(B)/%.o,$(wildcard cli/eann*.c) cli/common.c)
@@ -42,8 +46,8 @@ TESTS   = $(patsubst tests/%.c,$(B)/tests/%,$(wildcard tests/test_*.c))
 BENCHES = $(patsubst bench/%.c,$(B)/bench/%,$(wildcard bench/bench_*.c))
 
 .PHONY: all lib test demo bench install clean sanitize fuzz valgrind
-all: $(LIB) $(PROGS) $(TESTS) $(BENCHES)
-lib: $(LIB)
+all: $(LIB) $(SO) $(PROGS) $(TESTS) $(BENCHES)
+lib: $(LIB) $(SO)
 
 $(MODELSRC:%.c=$(B)/%.o): $(B)/%.o: %.c $(LIBHDR) | $(B)
 	$(CC) $(ALL_CFLAGS) -c $< -o $@
@@ -51,6 +55,14 @@ $(B)/xyz.o: xyz.c xyz.h | $(B)
 	$(CC) $(ALL_CFLAGS) $(POSIX) -c $< -o $@
 $(LIB): $(LIBOBJ)
 	rm -f $@ && $(AR) rcs $@ $^
+$(MODELSRC:%.c=$(B)/pic/%.o): $(B)/pic/%.o: %.c $(LIBHDR) | $(B)
+	@mkdir -p $(B)/pic
+	$(CC) $(ALL_CFLAGS) -fPIC -c $< -o $@
+$(B)/pic/xyz.o: xyz.c xyz.h | $(B)
+	@mkdir -p $(B)/pic
+	$(CC) $(ALL_CFLAGS) $(POSIX) -fPIC -c $< -o $@
+$(SO): $(PICOBJ)
+	$(CC) $(ALL_CFLAGS) -shared $^ -o $@ $(LDLIBS)
 
 $(B)/cli/%.o: cli/%.c $(wildcard cli/*.h) $(LIBHDR) | $(B)
 	@mkdir -p $(B)/cli
@@ -73,7 +85,7 @@ $(B):
 	mkdir -p $(B)
 
 # Every test binary and every tests/*.sh; each prints "NAME: N passed, N failed".
-test: $(LIB) $(PROGS) $(TESTS)
+test: $(LIB) $(SO) $(PROGS) $(TESTS)
 	@B=$(B) CC="$(CC)" sh tests/run.sh
 
 demo: $(PROGS)
