@@ -15,7 +15,8 @@
 # Environment: TENSORIAL_SHARED (default ../shared), PYTHON (default /usr/bin/python3),
 #   KQEQ_TRAIN, KQEQ_TEST, KQEQ_KEY, KQEQ_UNIT, KQEQ_SPECIES (the kQEq job's data; default
 #   data/qm9like train/test, xtb_dipole in au, H,C,N,O,F), EANN_DATA (training file, default
-#   data/nma/train_T300.xyz with pm7_dipole / pm7_polarizability).
+#   data/nma/train_T300.xyz with pm7_dipole / pm7_polarizability), PARTS (default all, or
+#   some of: kqeq soap eann_train eann_infer qeq).
 B=${B:-build}
 QUICK=${QUICK:-0}
 S=${TENSORIAL_SHARED:-../shared}
@@ -87,6 +88,7 @@ verdict() {
 first_frames() { # N IN OUT: the first N frames of an extended XYZ file
     awk -v max="$1" 'left == 0 { if (nf >= max) exit; left = $1 + 2; nf++ } { print; left-- }' "$2" > "$3"
 }
+minof() { awk -v a="$1" -v b="$2" 'BEGIN { print (a == "" || b + 0 < a + 0) ? b : a }'; }
 atoms_of() { awk 'left == 0 { left = $1 + 2; na += $1 } { left-- } END { print na + 0 }' "$1"; }
 
 if [ "$QUICK" = 1 ]; then
@@ -97,13 +99,23 @@ say "peers: python=$have_py dscribe=$have_ds kqeq_numpy=$have_kq torch=$have_tor
 [ $have_torch = 1 ] && "$PY" -c 'import torch; print("torch", torch.__version__)' 2> /dev/null | tee -a "$LOG"
 [ -f "$S/peers/dscribe/COMMIT" ] && say "dscribe commit $(cat "$S/peers/dscribe/COMMIT")"
 
+# large water frames (bench/data/make_water_frame.py; not shipped, made here)
+for n in 1000 10000; do
+    "$PY" bench/data/make_water_frame.py $n "$W/water$((n / 1000))k.xyz" 2> /dev/null ||
+        python3 bench/data/make_water_frame.py $n "$W/water$((n / 1000))k.xyz" ||
+        { echo "bench_peers: cannot make the water frames (python3 needed)" >&2; exit 1; }
+done
+# SOAP repeats divided by SCALE, peers' timed seconds PSEC, best of NBEST runs
+if [ "$QUICK" = 1 ]; then SCALE=4; PSEC=0.3; NBEST=2; else SCALE=1; PSEC=1; NBEST=3; fi
+
 # --- 1. kQEq training job ----------------------------------------------------------------------
+sec_kqeq() {
 KTR=${KQEQ_TRAIN:-data/qm9like/train.xyz}
 KTE=${KQEQ_TEST:-data/qm9like/test.xyz}
 KKEY=${KQEQ_KEY:-xtb_dipole}
 KUNIT=${KQEQ_UNIT:-au}
 KSP=${KQEQ_SPECIES:-H,C,N,O,F}
-if [ "$QUICK" = 1 ]; then KSIZES="100 300"; KNTE=300; else KSIZES="100 1000"; KNTE=1000; fi
+if [ "$QUICK" = 1 ]; then KSIZES="100 200"; KNTE=100; else KSIZES="100 1000"; KNTE=1000; fi
 KM=1000; KSIG=1e-3
 if [ -s "$KTR" ] && [ -s "$KTE" ]; then
     say "== kQEq job: train on the first $(echo $KSIZES | sed 's/ / and /') frames of $KTR (SOAP rc 3.5 n8 l6 over $KSP, M $KM by FPS, sigma $KSIG, no validation scan) + classical QEq on the largest, each evaluated on the first $KNTE frames of $KTE"
@@ -125,7 +137,7 @@ if [ -s "$KTR" ] && [ -s "$KTE" ]; then
     run_cpu kqeval "$K" eval -m "$W/qmodel" "$W/ktest.xyz" --dipole-key "$KKEY" --dipole-unit "$KUNIT" || ok=0
     say "  ours QEq-$n: train $t1 s, eval $CPU s, test MAE $(awk '/MAE_debye/ {print $2}' "$W/kqeval.out") D"
     tot=$(calc "$tot + $t1 + $CPU")
-    [ $ok = 1 ] || tot=failed
+    tot=$(fcalc "%.1f" "$tot"); [ $ok = 1 ] || tot=failed
     say "  ours total: $tot s"
     peer=absent
     if [ $have_kq = 1 ]; then
@@ -140,13 +152,10 @@ if [ -s "$KTR" ] && [ -s "$KTE" ]; then
 else
     say "== kQEq job: $KTR or $KTE not found; skipped"
 fi
+}
 
 # --- 2./3. SOAP steady state and first call ----------------------------------------------------
-"$PY" bench/data/make_water_frame.py 1000 "$W/water1k.xyz" 2> /dev/null ||
-    python3 bench/data/make_water_frame.py 1000 "$W/water1k.xyz"
-"$PY" bench/data/make_water_frame.py 10000 "$W/water10k.xyz" 2> /dev/null ||
-    python3 bench/data/make_water_frame.py 10000 "$W/water10k.xyz"
-if [ "$QUICK" = 1 ]; then SCALE=4; PSEC=0.3; else SCALE=1; PSEC=1; fi
+sec_soap() {
 SOAPFILES="bench/data/nma.xyz:2000 bench/data/nma25.xyz:60 bench/data/water216.xyz:30 $W/water1k.xyz:20 $W/water10k.xyz:3"
 say "== SOAP rc 3.5 n8 l6 sigma rc/8, species H,C,N,O, every atom a centre"
 if [ $have_ds = 1 ]; then
@@ -156,9 +165,14 @@ fi
 for fk in $SOAPFILES; do
     f=${fk%:*}; k=$(( ${fk#*:} / SCALE )); [ $k -ge 2 ] || k=2
     nat=$(atoms_of "$f")
-    # --repeat 1 (first call included) and --repeat k: the program's own processor time
-    u1=$("$K" soap --rcut 3.5 --nmax 8 --lmax 6 --species H,C,N,O --repeat 1 "$f" | sed -n 's/^us_per_atom //p')
-    uk=$("$K" soap --rcut 3.5 --nmax 8 --lmax 6 --species H,C,N,O --repeat $((k + 1)) "$f" | sed -n 's/^us_per_atom //p')
+    # --repeat 1 (first call included) and --repeat k+1: the program's own processor time,
+    # the best of NBEST runs each (the fastest run is the robust figure on a shared machine)
+    u1=; uk=
+    for _r in $(seq $NBEST); do
+        a=$("$K" soap --rcut 3.5 --nmax 8 --lmax 6 --species H,C,N,O --repeat 1 "$f" | sed -n 's/^us_per_atom //p')
+        b=$("$K" soap --rcut 3.5 --nmax 8 --lmax 6 --species H,C,N,O --repeat $((k + 1)) "$f" | sed -n 's/^us_per_atom //p')
+        u1=$(minof "$u1" "$a"); uk=$(minof "$uk" "$b")
+    done
     # steady: the k calls after the first; first-call extra: the first call minus a steady one
     steady=$(fcalc "%.2f" "($uk * ($k + 1) - $u1) / $k")
     first=$(fcalc "%.1f" "($u1 - $steady) * $nat / 1000")
@@ -176,8 +190,10 @@ done
 while read -r name steady first dsu dsf; do
     row "SOAP first call, $name [ms extra]" "$first" "$dsf" "-" "< 10 ms" "$(verdict "$first" "<=" 10)"
 done < "$W/soap.res"
+}
 
 # --- 4. EANN training throughput ---------------------------------------------------------------
+sec_eann_train() {
 ED=${EANN_DATA:-data/nma/train_T300.xyz}
 if [ "$QUICK" = 1 ]; then EN=300; EEP=2; else EN=1000; EEP=4; fi
 if [ -s "$ED" ]; then
@@ -200,15 +216,21 @@ if [ -s "$ED" ]; then
 else
     say "== EANN training: $ED not found; skipped"
 fi
+}
 
 # --- 5. EANN inference, one NMA per call -------------------------------------------------------
+sec_eann_infer() {
 if [ $have_pub = 1 ]; then
     if [ "$QUICK" = 1 ]; then EK=200; else EK=1000; fi
     say "== EANN inference: published NMA models on $PUB/reference_20.xyz (20 frames)"
     for m in dm pol; do
         # processor time of --repeat 10+EK minus --repeat 10 (loading and warm-up cancel)
-        run_cpu "inf_${m}_a" "$E" predict -m "$PUB/$m.txt" "$PUB/reference_20.xyz" --repeat 10; a=$CPU
-        run_cpu "inf_${m}_b" "$E" predict -m "$PUB/$m.txt" "$PUB/reference_20.xyz" --repeat $((10 + EK)); b=$CPU
+        # (best of NBEST runs each)
+        a=; b=
+        for _r in $(seq $NBEST); do
+            run_cpu "inf_${m}_a" "$E" predict -m "$PUB/$m.txt" "$PUB/reference_20.xyz" --repeat 10; a=$(minof "$a" "$CPU")
+            run_cpu "inf_${m}_b" "$E" predict -m "$PUB/$m.txt" "$PUB/reference_20.xyz" --repeat $((10 + EK)); b=$(minof "$b" "$CPU")
+        done
         ours=$(fcalc "%.2f" "($b - $a) * 1e6 / ($EK * 20)")
         jit=absent; bat=absent
         if [ $have_pt = 1 ]; then
@@ -232,10 +254,14 @@ if [ $have_pub = 1 ]; then
     say "== one large water frame (dm model, cutoff 6 A): per atom, 1k -> 10k atoms"
     for w in water1k:10 water10k:2; do
         f="$W/${w%:*}.xyz"; k=${w#*:}; nat=$(atoms_of "$f")
-        run_cpu "big_${w%:*}_a" "$E" predict -m "$PUB/dm.txt" "$f" --repeat 1; a=$CPU
-        run_cpu "big_${w%:*}_b" "$E" predict -m "$PUB/dm.txt" "$f" --repeat $((1 + k)); b=$CPU; rss=$RSS
+        a=; b=   # processor time of --repeat 1+k minus --repeat 1, best of NBEST runs each
+        for _r in $(seq $NBEST); do
+            run_cpu "big_${w%:*}_a" "$E" predict -m "$PUB/dm.txt" "$f" --repeat 1; a=$(minof "$a" "$CPU")
+            run_cpu "big_${w%:*}_b" "$E" predict -m "$PUB/dm.txt" "$f" --repeat $((1 + k)); b=$(minof "$b" "$CPU"); rss=$RSS
+        done
+        first=$(fcalc "%.0f" "($a - ($b - $a) / $k) * 1000")
         per=$(fcalc "%.2f" "($b - $a) * 1e6 / ($k * $nat)")
-        say "  ${w%:*} ($nat atoms): ours $per us/atom, peak RSS $rss MB"
+        say "  ${w%:*} ($nat atoms): ours $per us/atom steady (repeat $k), peak RSS $rss MB; loading + first-call extra $first ms"
         echo "$per $rss" > "$W/big_${w%:*}.res"
     done
     read -r p1 m1 < "$W/big_water1k.res"; read -r p10 m10 < "$W/big_water10k.res"
@@ -244,18 +270,23 @@ if [ $have_pub = 1 ]; then
 else
     say "== EANN inference and large frames: $PUB not found (published models absent); skipped"
 fi
+}
+sec_soap_large() {
+[ -s "$W/soap.res" ] || return 0
 s1=$(awk '$1 == "water1k" {print $2}' "$W/soap.res"); s10=$(awk '$1 == "water10k" {print $2}' "$W/soap.res")
 d1=$(awk '$1 == "water1k" {print $4}' "$W/soap.res"); d10=$(awk '$1 == "water10k" {print $4}' "$W/soap.res")
 g=$(fcalc "%.2f" "$s10 / $s1")
 dg=absent; case "$d1$d10" in *absent*|*failed*) ;; *) dg="$d1 -> $d10 ($(fcalc "%.2f" "$d10 / $d1")x)" ;; esac
 row "SOAP large frame, us/atom 1k -> 10k" "$s1 -> $s10" "$dg" "growth ${g}x" "<= 1.5x" "$(verdict "$g" "<=" 1.5)"
+}
 
 # --- 7. classical QEq, one large frame ---------------------------------------------------------
+sec_qeq() {
 if [ "$QUICK" = 1 ]; then QN="1000 2000"; else QN="2000 4000"; fi
 say "== classical QEq (kqeq qeq, default chi, eta 0), water frames of $(echo $QN | sed 's/ / and /') atoms"
 for n in $QN; do
     "$PY" bench/data/make_water_frame.py $n "$W/qeq$n.xyz" 2> /dev/null || python3 bench/data/make_water_frame.py $n "$W/qeq$n.xyz"
-    run_cpu "qeq$n" "$K" qeq "$W/qeq$n.xyz" && ours=$CPU || ours=failed
+    run_cpu "qeq$n" "$K" qeq "$W/qeq$n.xyz" && ours=$(fcalc "%.2f" "$CPU") || ours=failed
     peer=absent
     if [ $have_kq = 1 ]; then
         py_peer "qeqpeer$n" bench/peers/qeq_dense.py "$W/qeq$n.xyz" &&
@@ -278,6 +309,16 @@ else
     row "classical QEq, 4000 atoms, estimate (t ~ n^$e) [CPU s]" "$est4" "-" "-" "<= 5 s" "$(verdict "$est4" "<=" 5)"
 fi
 row "classical QEq, 10,000 atoms, estimate (t ~ n^$e) [CPU s]" "$est10" "-" "-" "<= 60 s" "$(verdict "$est10" "<=" 60)"
+}
+
+# --- run the parts asked for (PARTS, default all) ---------------------------------------------
+want() { case " ${PARTS:-all} " in *" all "*|*" $1 "*) return 0 ;; esac; return 1; }
+want kqeq && sec_kqeq
+want soap && sec_soap
+want eann_train && sec_eann_train
+want eann_infer && sec_eann_infer
+want soap && sec_soap_large
+want qeq && sec_qeq
 
 # --- the table ---------------------------------------------------------------------------------
 echo
