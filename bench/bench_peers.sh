@@ -156,7 +156,7 @@ fi
 
 # --- 2./3. SOAP steady state and first call ----------------------------------------------------
 sec_soap() {
-SOAPFILES="bench/data/nma.xyz:2000 bench/data/nma25.xyz:60 bench/data/water216.xyz:30 $W/water1k.xyz:20 $W/water10k.xyz:3"
+SOAPFILES="bench/data/nma.xyz:2000 bench/data/nma25.xyz:60 bench/data/water216.xyz:40 $W/water1k.xyz:50 $W/water10k.xyz:10"
 say "== SOAP rc 3.5 n8 l6 sigma rc/8, species H,C,N,O, every atom a centre"
 if [ $have_ds = 1 ]; then
     files=""; for fk in $SOAPFILES; do files="$files ${fk%:*}"; done
@@ -252,7 +252,8 @@ if [ $have_pub = 1 ]; then
 
     # --- 6. one large frame: EANN (dm model) and SOAP, 1k -> 10k atoms ------------------------
     say "== one large water frame (dm model, cutoff 6 A): per atom, 1k -> 10k atoms"
-    for w in water1k:10 water10k:2; do
+    if [ "$QUICK" = 1 ]; then BIG="water1k:10 water10k:2"; else BIG="water1k:50 water10k:6"; fi
+    for w in $BIG; do
         f="$W/${w%:*}.xyz"; k=${w#*:}; nat=$(atoms_of "$f")
         a=; b=   # processor time of --repeat 1+k minus --repeat 1, best of NBEST runs each
         for _r in $(seq $NBEST); do
