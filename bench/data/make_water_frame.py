@@ -5,13 +5,13 @@ large-frame benchmarks; python3 standard library only, deterministic.
   python3 bench/data/make_water_frame.py NATOMS OUT.xyz
 
 Oxygens on a simple cubic lattice with 3.1 A spacing (about liquid density,
-0.999 g/cm^3); the ceil(NATOMS/3) sites nearest the centre of the lattice
-(ties broken by lattice order) each get one water (O-H 0.9572 A, H-O-H
-104.52 deg) in an orientation drawn from random.Random(1000003 + site index),
-so the frame of a given size is always the same and a larger frame is not a
-superset of a smaller one only through its orientation stream. Closest H...H
-of neighbouring molecules >= 3.1 - 2 * 0.9572 = 1.19 A. Not shipped: the
-benchmark writes these files into build/ at run time.
+1.0 g/cm^3); the ceil(NATOMS/3) sites nearest the centre of the smallest cube
+lattice that holds them (ties broken by lattice order) each get one water
+(O-H 0.9572 A, H-O-H 104.52 deg), the k-th in an orientation drawn from
+random.Random(1000003 + k), so a given NATOMS always gives the same frame
+(NATOMS is rounded up to a multiple of 3: 1000 -> 1002 atoms). Atoms of
+neighbouring molecules are >= 3.1 - 2 * 0.9572 = 1.19 A apart. Not shipped:
+bench/bench_peers.sh writes these files into build/ at run time.
 """
 import math
 import random
