@@ -10,8 +10,10 @@
 #   DScribe SOAP and the NumPy kQEq peer   ../shared/peers (PYTHONPATH=.../dscribe)
 #   PyTorch (Debian python3-torch)         bench/peers/torch_eann.py (batched EANN written
 #                                          from FORMAT.md) and the published TorchScript models
-# Usage: B=build sh bench/bench_peers.sh      (full run, ~15 min of processor time)
-#        QUICK=1 sh bench/bench_peers.sh      (smaller jobs, ~3 min; the table says so)
+# Usage: B=build sh bench/bench_peers.sh      (full run: ~6.5 min of processor time, 21 min wall
+#                                             on a loaded 2-vCPU machine)
+#        QUICK=1 sh bench/bench_peers.sh      (smaller jobs, ~2.5 min of processor time; the
+#                                             table names the sizes)
 # Environment: TENSORIAL_SHARED (default ../shared), PYTHON (default /usr/bin/python3),
 #   KQEQ_TRAIN, KQEQ_TEST, KQEQ_KEY, KQEQ_UNIT, KQEQ_SPECIES (the kQEq job's data; default
 #   data/qm9like train/test, xtb_dipole in au, H,C,N,O,F), EANN_DATA (training file, default
