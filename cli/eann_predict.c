@@ -52,7 +52,7 @@ static void parse_opts(int argc, char **argv, const char *cmd, const char *usage
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
-            exit(0);
+            exit(cli_exit(0));
         }
         if (a[0] == '-' && a[1] != '\0') {
             if (i + 1 >= argc) cli_fail("%s: %s needs a value (see eann %s --help)", cmd, a, cmd);
@@ -137,8 +137,7 @@ void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_f
  * largest frame. */
 static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_work **w,
                         int *maxat_out) {
-    char err[1024];
-    if (xyz_read(o->in, xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(o->in, xf);
     int maxat = 1;
     for (int f = 0; f < xf->nframes; f++)
         if (xf->frames[f].natoms > maxat) maxat = xf->frames[f].natoms;
@@ -160,6 +159,10 @@ int eann_cmd_predict(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, "predict", predict_usage, &o);
     if (!o.out && !o.repeat) cli_fail("predict: -o OUT.xyz is required (see eann predict --help)");
+    {
+        const char *ins[2] = {o.model, o.in};
+        cli_check_output("-o", o.out, ins, 2);
+    }
     eann_model *m = eann_cli_load_model(o.model);
     xyz_file xf;
     eann_work *w;
@@ -174,6 +177,7 @@ int eann_cmd_predict(int argc, char **argv) {
                 const xyz_frame *fr = &xf.frames[f];
                 int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
                 if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+                cli_check_finite(out, (size_t)no, o.in, fr->line, "the model's output");
             }
         double dt = cli_now() - t0;
         double n = (double)o.repeat * (double)xf.nframes;
@@ -184,6 +188,7 @@ int eann_cmd_predict(int argc, char **argv) {
             xyz_frame *fr = &xf.frames[f];
             int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
             if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+            cli_check_finite(out, (size_t)no, o.in, fr->line, "the model's output");
             if (xyz_set_info_real(fr, eann_cli_key(m), out, no) ||
                 xyz_set_info_str(fr, "eann_units", eann_cli_units(m)))
                 cli_fail("out of memory");
@@ -258,6 +263,8 @@ int eann_cmd_check(int argc, char **argv) {
         double base[9], o1[9], o2[9], R[9];
         int rc = eann_predict(m, w, n, s, fr->pos, base);
         if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+        /* a NaN output would compare as "no violation": refuse it */
+        cli_check_finite(base, (size_t)no, o.in, fr->line, "the model's output");
         double scale = 0;
         for (int k = 0; k < no; k++) scale = fmax(scale, fabs(base[k]));
         if (kind == EANN_TDM) {
@@ -267,6 +274,7 @@ int eann_cmd_check(int argc, char **argv) {
                            W * (u[0] * v[1] - u[1] * v[0])};
             for (int a = 0; a < 3; a++)
                 scale = fmax(scale, fmax(fabs(u[a]), fmax(fabs(v[a]), fabs(c[a]))));
+            cli_check_finite(c, 3, o.in, fr->line, "a term of the transition dipole");
         }
         if (scale == 0) scale = 1e-300;
         double viol[3] = {0, 0, 0};
@@ -292,6 +300,8 @@ int eann_cmd_check(int argc, char **argv) {
                 }
                 rc = eann_predict(m, w, n, sp2, y, o1);
                 if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+                cli_check_finite(o1, (size_t)no, o.in, fr->line,
+                                 "the model's output for a transformed frame");
                 if (kindt == 0) rotate_output(kind, R, base, o2);
                 else memcpy(o2, base, sizeof o2);
                 for (int k = 0; k < no; k++) viol[kindt] = fmax(viol[kindt], fabs(o1[k] - o2[k]) / scale);

@@ -100,11 +100,15 @@ typedef struct {
     int n;
 } labelled;
 
+/* How attach_labels reads the frames' total charge: -1 not at all (it only
+ * enters the charge penalty), 0 integers, 1 fractional allowed
+ * (cli_frame_charge). Set by eann_cmd_train. */
+static int charge_rule = -1;
+
 static void load_labelled(const char *path, labelled *L) {
-    char err[1024];
     if (L->nfiles == MAX_FILES) cli_fail("%s: more than %d files of one kind", path, MAX_FILES);
     xyz_file *xf = &L->xf[L->nfiles];
-    if (xyz_read(path, xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(path, xf);
     if (xf->nframes == 0) cli_fail("%s: no frames", path);
     L->file[L->nfiles++] = path;
 }
@@ -137,8 +141,7 @@ static void attach_labels(labelled *L, const eann_model *m, const char *model_na
             if (xyz_get_info_real(fr, file, key, nc, s->ref, err, sizeof err)) cli_fail("%s", err);
             for (int c = 0; c < nc; c++)
                 s->ref[c] *= factor;
-            const xyz_info *qi = xyz_find_info(fr, "charge");
-            if (qi && qi->n == 1 && qi->num) s->charge = qi->num[0];
+            if (charge_rule >= 0) s->charge = cli_frame_charge(fr, file, charge_rule);
             off += (size_t)fr->natoms;
         }
     L->n = n;
@@ -205,7 +208,7 @@ int eann_cmd_train(int argc, char **argv) {
     const char *species = NULL, *out = NULL, *hidden = "64,64", *opt = "adam";
     double vfrac = 0.1, cutoff = 6.0, max_time = 0;
     long nwave = 8, nipsin = 3, max_frames = 0;
-    int quiet = 0;
+    int quiet = 0, fractional = 0;
     eann_train_opts o;
     eann_train_opts_default(&o);
     static labelled T, V;
@@ -221,6 +224,10 @@ int eann_cmd_train(int argc, char **argv) {
         }
         if (!strcmp(a, "--train-radial")) {
             o.train_radial = 1;
+            continue;
+        }
+        if (!strcmp(a, "--fractional-charge")) {
+            fractional = 1;
             continue;
         }
         if (i + 1 >= argc) cli_fail("train: %s needs a value (see eann train --help)", a);
@@ -295,15 +302,17 @@ int eann_cmd_train(int argc, char **argv) {
     else
         cli_fail("--optimizer '%s': use adam or lbfgs", opt);
     double factor = unit_factor(unit, kind);
-    if (strcmp(out, "-")) {
-        /* fail now rather than after the training if -o cannot be written */
-        char probe[4096];
-        snprintf(probe, sizeof probe, "%s.tmp.%ld", out, (long)getpid());
-        FILE *pf = fopen(probe, "wb");
-        if (!pf) cli_fail("%s: cannot create: %s", out, strerror(errno));
-        fclose(pf);
-        remove(probe);
+    {
+        /* never overwrite an input; fail now (not after the training) if -o
+         * cannot be written */
+        const char *ins[2 * MAX_FILES];
+        int nin = 0;
+        for (int q = 0; q < T.nfiles; q++) ins[nin++] = T.file[q];
+        for (int q = 0; q < V.nfiles; q++) ins[nin++] = V.file[q];
+        cli_check_output("-o", out, ins, nin);
+        cli_check_writable("-o", out);
     }
+    charge_rule = o.charge_weight > 0 ? fractional : -1;
 
     const int valid = V.nfiles > 0;
     /* model header */
@@ -598,6 +607,10 @@ int eann_cmd_eval(int argc, char **argv) {
         }
     }
     if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --key are required");
+    {
+        const char *ins[2] = {model, in};
+        cli_check_output("--svg", svg, ins, 2);
+    }
     eann_model *m = eann_cli_load_model(model);
     double factor = unit_factor(unit, m->spec.kind);
     static labelled L;
@@ -617,6 +630,8 @@ int eann_cmd_eval(int argc, char **argv) {
         double pred[9];
         int rc = eann_sample_loss(m, tw, &L.s[f], 0, 0, NULL, pred, NULL, NULL);
         if (rc) cli_fail("%s:%d: %s", in, L.xf[0].frames[f].line, eann_strerror(rc));
+        /* never print (or plot) a non-finite prediction */
+        cli_check_finite(pred, (size_t)nc, in, L.xf[0].frames[f].line, "the model's output");
         for (int c = 0; c < nc; c++) {
             double e = pred[c] - L.s[f].ref[c];
             sq[c] += e * e;
@@ -639,6 +654,10 @@ int eann_cmd_eval(int argc, char **argv) {
         sxy += (px[i] - mxv) * (py[i] - myv);
     }
     double r = sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : 0;
+    for (int c = 0; c < nc; c++) tot += sq[c];
+    if (!isfinite(tot) || !isfinite(mae) || !isfinite(r))
+        cli_fail("%s: the errors are not finite (labels under '%s' out of range?)", in, key);
+    tot = 0;
     static const char *cn3[3] = {"x", "y", "z"};
     static const char *cn9[9] = {"xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"};
     printf("eann eval: %d frames of %s, model %s (kind %s), label %s (unit %s -> a.u.)%s\n", L.n,

@@ -23,14 +23,15 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "-h")) {
         fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return cli_exit(argc < 2 ? 2 : 0);
     }
+    if (cli_print_version("kqeq", argv[1])) return cli_exit(0);
     const char *c = argv[1];
-    if (!strcmp(c, "soap")) return kqeq_cmd_soap(argc - 1, argv + 1);
-    if (!strcmp(c, "qeq")) return kqeq_cmd_qeq(argc - 1, argv + 1);
-    if (!strcmp(c, "train")) return kqeq_cmd_train(argc - 1, argv + 1);
-    if (!strcmp(c, "predict")) return kqeq_cmd_predict(argc - 1, argv + 1);
-    if (!strcmp(c, "eval")) return kqeq_cmd_eval(argc - 1, argv + 1);
-    if (!strcmp(c, "curve")) return kqeq_cmd_curve(argc - 1, argv + 1);
+    if (!strcmp(c, "soap")) return cli_exit(kqeq_cmd_soap(argc - 1, argv + 1));
+    if (!strcmp(c, "qeq")) return cli_exit(kqeq_cmd_qeq(argc - 1, argv + 1));
+    if (!strcmp(c, "train")) return cli_exit(kqeq_cmd_train(argc - 1, argv + 1));
+    if (!strcmp(c, "predict")) return cli_exit(kqeq_cmd_predict(argc - 1, argv + 1));
+    if (!strcmp(c, "eval")) return cli_exit(kqeq_cmd_eval(argc - 1, argv + 1));
+    if (!strcmp(c, "curve")) return cli_exit(kqeq_cmd_curve(argc - 1, argv + 1));
     cli_fail("unknown command '%s' (try 'kqeq help')", c);
 }
