@@ -184,7 +184,7 @@ void cli_check_finite(const double *v, size_t n, const char *file, int line, con
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i])) {
             char nb[208];
-            cli_fail("%s:%d: %s is not finite (NaN or Inf); nothing written", short_path(file, nb),
+            cli_fail("%s:%d: %s is not finite (NaN or Inf)", short_path(file, nb),
                      line, what);
         }
 }

@@ -196,7 +196,6 @@ int eann_cmd_predict(int argc, char **argv) {
         char err[1024];
         if (xyz_write(o.out, &xf, err, sizeof err)) cli_fail("%s", err);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("predict: write error on stdout");
     free(sp);
     xyz_free(&xf);
     eann_work_free(w);
@@ -312,7 +311,6 @@ int eann_cmd_check(int argc, char **argv) {
     }
     printf("overall rotation %.3g translation %.3g permutation %.3g (%d frames, %ld trials each)\n",
            all[0], all[1], all[2], xf.nframes, o.trials);
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("check: write error on stdout");
     free(y); free(sp2); free(perm); free(sp);
     xyz_free(&xf);
     eann_work_free(w);

@@ -188,7 +188,6 @@ int kqeq_cmd_soap(int argc, char **argv) {
             print_rows(out, fr->natoms, len);
         }
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("soap: write error on stdout");
     free(out);
     xyz_free(&xf);
     kq_soap_free(s);
