@@ -205,6 +205,51 @@ int cli_exit(int rc) {
     return rc;
 }
 
+void cli_check_prefix(const char *prefix) {
+    size_t n = strlen(prefix);
+    int ok = n >= 1 && n <= 64;
+    for (const char *c = prefix; ok && *c; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+             *c == '_' || *c == '-' || *c == '.';
+    if (!ok) cli_fail("--prefix: '%s' is not a plain name (letters, digits, _ - .; at most 64)", prefix);
+}
+
+void cli_check_new_key(const xyz_frame *fr, const char *file, const char *key, int overwrite) {
+    if (overwrite || (!xyz_find_info(fr, key) && !xyz_find_array(fr, key))) return;
+    char nb[208];
+    cli_fail("%s:%d: key '%s' is already in the frame (an earlier prediction?); use --prefix NAME "
+             "to write other keys, or --overwrite to replace it", short_path(file, nb), fr->line, key);
+}
+
+void cli_merge_units(xyz_frame *fr, const char *ukey, const char *entries) {
+    const xyz_info *old = xyz_find_info(fr, ukey);
+    cli_buf b = {0};
+    if (old && old->type == XYZ_STR && old->str) {
+        /* keep the old entries whose name is not among the new ones */
+        const char *p = old->str;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            const char *colon = memchr(p, ':', len);
+            size_t nl = colon ? (size_t)(colon - p) : len;
+            int replaced = 0;
+            for (const char *q = entries; *q;) {
+                const char *qe = strchr(q, ',');
+                size_t ql = qe ? (size_t)(qe - q) : strlen(q);
+                const char *qc = memchr(q, ':', ql);
+                size_t qn = qc ? (size_t)(qc - q) : ql;
+                if (qn == nl && !strncmp(q, p, nl)) replaced = 1;
+                q += ql + (qe != NULL);
+            }
+            if (!replaced && len) cli_buf_printf(&b, "%.*s,", (int)len, p);
+            p += len + (e != NULL);
+        }
+    }
+    cli_buf_printf(&b, "%s", entries);
+    if (xyz_set_info_str(fr, ukey, b.s)) cli_fail("out of memory");
+    cli_buf_free(&b);
+}
+
 double cli_mem_available(void) {
     FILE *f = fopen("/proc/meminfo", "r");
     char line[256];

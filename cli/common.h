@@ -7,8 +7,8 @@
 #include "xyz.h"
 
 /* Version of the programs (kqeq, eann, spectrum): `PROG --version` prints
- * cli_version(), e.g. "tensorial 0.3.0". */
-#define TENSORIAL_VERSION "0.3.0"
+ * cli_version(), e.g. "tensorial 0.1.0". */
+#define TENSORIAL_VERSION "0.1.0" /* keep equal to Version in tensorial.pc.in */
 const char *cli_version(void);
 /* If arg is "--version": prints "PROG (tensorial VERSION)" on stdout and
  * returns 1, else 0. */
@@ -71,6 +71,18 @@ void cli_check_finite(const double *v, size_t n, const char *file, int line, con
  * full disk or /dev/full never passes as success). main() returns
  * cli_exit(cmd(...)). */
 int cli_exit(int rc);
+
+/* Output keys of the predicting commands (kqeq predict, eann predict).
+ * cli_check_prefix: --prefix P must be a plain name (letters, digits, '_',
+ * '-', '.'; 1..64 bytes). cli_check_new_key: refuses (unless overwrite) a
+ * key or per-atom column already in the input frame, so that chained
+ * predictions never silently replace each other's results.
+ * cli_merge_units: sets the string key ukey to entries ("dipole:debye,..."),
+ * keeping the entries of an existing ukey for other names (so two models'
+ * units both survive a chain); the text is exactly entries when ukey is new. */
+void cli_check_prefix(const char *prefix);
+void cli_check_new_key(const xyz_frame *fr, const char *file, const char *key, int overwrite);
+void cli_merge_units(xyz_frame *fr, const char *ukey, const char *entries);
 
 /* Bytes of memory available (MemAvailable of /proc/meminfo), or 0 if
  * unknown. cli_parse_bytes: "500M", "4G", "1.5G", "123456" (bytes;

@@ -18,7 +18,9 @@ static const char usage[] =
     "                          fit a model to labelled frames (exact gradients, Adam/L-BFGS)\n"
     "  eval -m MODEL IN.xyz --key KEY [--svg parity.svg]\n"
     "                          per-component RMSE, correlation, parity plot\n"
-    "Models are EANN_TEXT_V1 files (../shared/eann_nma_published/FORMAT.md).\n"
+    "  --version               print the version\n"
+    "Units: positions angstrom; outputs and labels atomic units (e*bohr,\n"
+    "bohr^3) unless --unit. Models are EANN_TEXT_V1 files (FORMAT.md).\n"
     "Each command prints its own options with --help.\n";
 
 eann_model *eann_cli_load_model(const char *path) {

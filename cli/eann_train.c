@@ -40,7 +40,8 @@ static const char train_usage[] =
     "  --optimizer adam|lbfgs  (default adam; lbfgs = full batch, stops after\n"
     "                    --patience iterations without improvement)\n"
     "  --charge-weight W dipole: weight of (sum q - Q)^2 (EANN chapter Eq. 6), Q from\n"
-    "                    the frame key 'charge' if present, else 0 (default W = 0)\n"
+    "                    the frame key 'charge' if present, else 0 (default W = 0);\n"
+    "                    Q must be an integer (|Q| <= 1000 e) unless --fractional-charge\n"
     "  --max-frames N    use only the first N frames of T (benchmarks)\n"
     "  --seed N          initialisation, split and shuffling (default 1)\n"
     "  --max-time S      stop after the epoch that passes S seconds of wall time\n"
@@ -48,7 +49,7 @@ static const char train_usage[] =
     "                    the machine's speed, otherwise runs are bitwise reproducible)\n"
     "  --train-radial    also train the radial centres rs and exponents inta\n"
     "  --quiet           no progress lines\n"
-    "  -o MODEL          output model (EANN_TEXT_V1, written atomically)\n"
+    "  -o MODEL          output model (EANN_TEXT_V1, replaced atomically; never an input)\n"
     "  Progress (stderr): epoch, RMSE per component (a.u.) on training (running)\n"
     "  and validation frames, learning rate, elapsed time, time left (upper bound).\n"
     "  Trained: network weights and orbital coefficients `params`; the radial\n"
@@ -65,7 +66,8 @@ static const char eval_usage[] =
     "  pooled). For a transition-dipole model each frame's prediction takes the\n"
     "  sign that fits its label best (the phase is arbitrary).\n"
     "  --unit U      label unit: au (default), debye, eA, A3\n"
-    "  --svg FILE    parity plot (label vs prediction), written atomically\n";
+    "  --svg FILE    parity plot (label vs prediction), written atomically\n"
+    "  Positions in angstrom. A non-finite prediction is refused (FILE:LINE).\n";
 
 /* Conversion factor from a label unit to atomic units. */
 static double unit_factor(const char *u, int kind) {

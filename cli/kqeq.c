@@ -14,8 +14,11 @@ static const char usage[] =
     "                                     raw SOAP vectors, one line per atom\n"
     "  train ... -o MODEL                 fit a kQEq (or classical QEq) model to dipoles\n"
     "  predict -m MODEL IN.xyz -o OUT.xyz charges, dipoles, polarizabilities\n"
-    "  eval -m MODEL IN.xyz --dipole-key KEY --dipole-unit U   MAE and RRMSE\n"
+    "  eval -m MODEL IN.xyz --key KEY --unit U   MAE and RRMSE\n"
     "  curve ...                          learning curves of kQEq and QEq (table + SVG)\n"
+    "  --version                          print the version\n"
+    "Units: positions angstrom; charges e; dipole labels --unit (default au =\n"
+    "e*bohr), predicted dipoles debye unless --unit; polarizabilities bohr^3.\n"
     "Each command prints its own options with --help.\n";
 
 int main(int argc, char **argv) {

@@ -31,7 +31,7 @@ static double dipole_unit_to_au(const char *u) {
     if (!strcmp(u, "au")) return 1.0;
     if (!strcmp(u, "debye")) return 1.0 / KQ_AU_DEBYE;
     if (!strcmp(u, "eA")) return 1.0 / E_ANGSTROM_PER_AU;
-    cli_fail("--dipole-unit: '%s' is not one of au, debye, eA", u);
+    cli_fail("--unit: '%s' is not one of au, debye, eA", u);
 }
 
 /* "H,C,N,O" -> atomic numbers. */
@@ -243,7 +243,8 @@ static const char qeq_usage[] =
     "  (s_at in [0.001, 1000], default 0.75). A frame whose results are not finite\n"
     "  is refused before anything is printed.\n"
     "  --max-atoms N  refuse frames of more than N atoms (default 5000): the solve\n"
-    "                 is O(N^3) in time (about N^3/1e9 s) and O(N^2) in memory\n"
+    "                 is O(N^3) in time (about 5e-9 N^3 s: 10 min at 5000 atoms)\n"
+    "                 and O(N^2) in memory; frames above 2000 atoms get a warning\n"
     "  Output per frame: a line 'frame I natoms N charge Q dipole_debye X Y Z\n"
     "  abs_debye |mu| energy_eV E' (dipole about the centre of mass), then one line\n"
     "  'ELEMENT q' per atom (q in e).\n";
@@ -268,12 +269,12 @@ static void parse_elem_values(const char *opt, const char *arg, double *byz) {
 }
 
 /* Time of the dense O(N^3) QEq solve of one frame, for the warning and the
- * limit of `kqeq qeq`/`kqeq predict`: about N^3 / 1e9 s (measured: see
- * /work/notes/cli-readme.md), and ~3 N^2 doubles of memory. */
+ * limit of `kqeq qeq`/`predict`/`eval`: about 5e-9 N^3 s (measured: 1500
+ * H atoms took 15.8 s, one core, -O2), and ~3 N^2 doubles of memory. */
 #define QEQ_WARN_ATOMS 2000
 #define QEQ_DEFAULT_MAX_ATOMS 5000
 static void qeq_size_check(const char *file, int line, int n, long max_atoms, int quiet) {
-    double sec = (double)n * n * n / 1e9, mb = 3.0 * n * (double)n * 8 / 1e6;
+    double sec = 5e-9 * (double)n * n * n, mb = 3.0 * n * (double)n * 8 / 1e6;
     if (n > max_atoms)
         cli_fail("%s:%d: frame of %d atoms: the dense QEq solve is O(N^3), about %.0f s and "
                  "%.0f MB here; refused above --max-atoms %ld (raise it to run anyway)",
@@ -471,8 +472,8 @@ static int parse_train_opt(train_args *a, int argc, char **argv, int *i, const c
     else if (!strcmp(o, "--valid")) a->valid = v;
     else if (!strcmp(o, "--test")) a->test = v;
     else if (!strcmp(o, "-o")) a->out = v;
-    else if (!strcmp(o, "--dipole-key")) a->dipole_key = v;
-    else if (!strcmp(o, "--dipole-unit")) {
+    else if (!strcmp(o, "--key") || !strcmp(o, "--dipole-key")) a->dipole_key = v;
+    else if (!strcmp(o, "--unit") || !strcmp(o, "--dipole-unit")) {
         a->dipole_unit = v;
         (void)dipole_unit_to_au(v);
     } else if (!strcmp(o, "--model")) {
@@ -582,8 +583,8 @@ static void train_fail(int rc) {
 }
 
 static const char train_usage[] =
-    "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --dipole-key KEY\n"
-    "                  [--dipole-unit au|debye|eA]\n"
+    "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --key KEY\n"
+    "                  [--unit au|debye|eA] [--fractional-charge] [--max-memory SIZE]\n"
     "                  [--soap rcut=R,nmax=N,lmax=L[,sigma=S][,weight=W]]...\n"
     "                  [--species H,C,N,O,F] [--sparse M] [--reg GRID] [--s-at S] [--fit-eta]\n"
     "                  [--stats] [--quiet] -o MODEL\n"
@@ -602,7 +603,16 @@ static const char train_usage[] =
     "  --s-at S     Gaussian width scale of the Rappe-Goddard radii (default 0.75)\n"
     "  --fit-eta    (--model qeq) fit the per-element hardness eta >= 0 too\n"
     "               (Levenberg-Marquardt, chi eliminated by least squares; deterministic)\n"
-    "  --stats      print wall time and peak memory (VmHWM) on stderr\n"
+    "  --key KEY    per-frame reference dipole (3 numbers; alias --dipole-key)\n"
+    "  --unit U     unit of the reference dipoles: au = e*bohr (default), debye, eA\n"
+    "               (alias --dipole-unit). Positions are read in angstrom.\n"
+    "  --fractional-charge  allow non-integer 'charge' keys (default: integers,\n"
+    "               |Q| <= 1000 e; charge=T and other non-numbers are refused)\n"
+    "  --max-memory SIZE  refuse a fit whose SOAP matrices and kernel blocks need\n"
+    "               more (e.g. 8G; default: MemAvailable of /proc/meminfo); the\n"
+    "               estimate is printed with --stats or when above 0.5 GB\n"
+    "  --stats      print wall time, peak memory (VmHWM) and the memory estimate\n"
+    "  -o MODEL     output model (replaced atomically; never one of the inputs)\n"
     "  Progress lines go to stderr; a summary goes to stdout.\n";
 
 int kqeq_cmd_train(int argc, char **argv) {
@@ -616,7 +626,7 @@ int kqeq_cmd_train(int argc, char **argv) {
         parse_train_opt(&a, argc, argv, &i, "train");
     }
     if (!a.train) cli_fail("train: --train is required (see kqeq train --help)");
-    if (!a.dipole_key) cli_fail("train: --dipole-key is required (see kqeq train --help)");
+    if (!a.dipole_key) cli_fail("train: --key KEY is required (see kqeq train --help)");
     if (!a.out) cli_fail("train: -o MODEL is required (see kqeq train --help)");
     if (a.test || a.nsizes) cli_fail("train: --test/--sizes belong to 'kqeq curve'");
     {
@@ -736,16 +746,27 @@ static void load_model(const char *path, kq_model *m) {
 }
 
 static const char predict_usage[] =
-    "usage: kqeq predict -m MODEL IN.xyz -o OUT.xyz [--dipole-unit debye|au|eA]\n"
+    "usage: kqeq predict -m MODEL IN.xyz -o OUT.xyz [--unit debye|au|eA] [--prefix P]\n"
+    "                    [--overwrite] [--fractional-charge] [--max-atoms N]\n"
     "  Writes IN.xyz with per-frame kqeq_dipole (3, about the centre of mass, in the\n"
-    "  --dipole-unit, default debye) and kqeq_polarizability (9, row-major, bohr^3 =\n"
-    "  atomic units; the field response R A R^T of specs/kqeq.md), per-atom\n"
-    "  kqeq_charge (e), and kqeq_units naming the units. Total charge per frame from\n"
-    "  its 'charge' key (default 0).\n";
+    "  --unit, default debye; alias --dipole-unit) and kqeq_polarizability (9,\n"
+    "  row-major, bohr^3 = atomic units; the field response R A R^T of\n"
+    "  specs/kqeq.md), per-atom kqeq_charge (e), and kqeq_units naming the units\n"
+    "  (\"dipole:debye,polarizability:bohr^3,charge:e\"). Positions in angstrom.\n"
+    "  Total charge per frame from its 'charge' key (default 0; an integer unless\n"
+    "  --fractional-charge).\n"
+    "  -o OUT.xyz   '-' or /dev/stdout = standard output; an existing device or\n"
+    "               FIFO is written in place; a regular file (or the file a\n"
+    "               symlink points to) is replaced atomically; never an input\n"
+    "  --prefix P   name the keys P_dipole, P_polarizability, P_charge, P_units\n"
+    "               (default kqeq), e.g. to keep two models' predictions apart\n"
+    "  --overwrite  replace those keys if the input frame already has them\n"
+    "               (default: refused, naming the frame)\n"
+    "  --max-atoms N  refuse larger frames (default 5000; O(N^3) solve)\n";
 
 int kqeq_cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *in = NULL, *out = NULL, *unit = "debye";
-    int fractional = 0;
+    const char *model = NULL, *in = NULL, *out = NULL, *unit = "debye", *prefix = "kqeq";
+    int fractional = 0, overwrite = 0;
     long max_atoms = QEQ_DEFAULT_MAX_ATOMS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
@@ -757,12 +778,20 @@ int kqeq_cmd_predict(int argc, char **argv) {
             fractional = 1;
             continue;
         }
+        if (!strcmp(a, "--overwrite")) {
+            overwrite = 1;
+            continue;
+        }
         if (a[0] == '-' && a[1] != '\0') {
             if (i + 1 >= argc) cli_fail("predict: %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-m")) model = v;
             else if (!strcmp(a, "-o")) out = v;
-            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--unit") || !strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--prefix")) {
+                cli_check_prefix(v);
+                prefix = v;
+            }
             else if (!strcmp(a, "--max-atoms")) max_atoms = cli_parse_long(a, v, 1, 1000000);
             else cli_fail("predict: unknown option '%s' (see kqeq predict --help)", a);
         } else {
@@ -781,8 +810,17 @@ int kqeq_cmd_predict(int argc, char **argv) {
     dataset d;
     dataset_load(&d, in, NULL, 1.0, fractional);
     check_species(&d, m.species, m.nspecies);
-    char units[128];
+    char units[128], kdip[80], kpol[96], kq[80], ku[80];
     snprintf(units, sizeof units, "dipole:%s,polarizability:bohr^3,charge:e", unit);
+    snprintf(kdip, sizeof kdip, "%s_dipole", prefix);
+    snprintf(kpol, sizeof kpol, "%s_polarizability", prefix);
+    snprintf(kq, sizeof kq, "%s_charge", prefix);
+    snprintf(ku, sizeof ku, "%s_units", prefix);
+    for (int f = 0; f < d.xf.nframes; f++) {
+        cli_check_new_key(&d.xf.frames[f], in, kdip, overwrite);
+        cli_check_new_key(&d.xf.frames[f], in, kpol, overwrite);
+        cli_check_new_key(&d.xf.frames[f], in, kq, overwrite);
+    }
     for (int f = 0; f < d.xf.nframes; f++) {
         xyz_frame *fr = &d.xf.frames[f];
         int n = fr->natoms;
@@ -795,11 +833,10 @@ int kqeq_cmd_predict(int argc, char **argv) {
         cli_check_finite(mu, 3, in, fr->line, "the predicted dipole");
         cli_check_finite(al, 9, in, fr->line, "the predicted polarizability");
         cli_check_finite(q, (size_t)n, in, fr->line, "a predicted charge");
-        if (xyz_set_info_real(fr, "kqeq_dipole", mu, 3) ||
-            xyz_set_info_real(fr, "kqeq_polarizability", al, 9) ||
-            xyz_set_info_str(fr, "kqeq_units", units) ||
-            xyz_set_array_real(fr, "kqeq_charge", 1, q))
+        if (xyz_set_info_real(fr, kdip, mu, 3) || xyz_set_info_real(fr, kpol, al, 9))
             cli_fail("predict: out of memory");
+        cli_merge_units(fr, ku, units);
+        if (xyz_set_array_real(fr, kq, 1, q)) cli_fail("predict: out of memory");
         free(q);
     }
     char err[1024];
@@ -810,9 +847,12 @@ int kqeq_cmd_predict(int argc, char **argv) {
 }
 
 static const char eval_usage[] =
-    "usage: kqeq eval -m MODEL IN.xyz --dipole-key KEY [--dipole-unit au|debye|eA]\n"
+    "usage: kqeq eval -m MODEL IN.xyz --key KEY [--unit au|debye|eA]\n"
+    "                 [--fractional-charge] [--max-atoms N]\n"
     "  Prints the number of molecules, the MAE of |mu| (debye) and the RRMSE (%,\n"
-    "  Hait & Head-Gordon, threshold 1 D) against the reference dipoles.\n";
+    "  Hait & Head-Gordon, threshold 1 D) against the reference dipoles under KEY\n"
+    "  (alias --dipole-key) in --unit (default au = e*bohr; alias --dipole-unit).\n"
+    "  Positions in angstrom; total charge from the 'charge' key as in predict.\n";
 
 int kqeq_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *in = NULL, *key = NULL, *unit = "au";
@@ -832,8 +872,8 @@ int kqeq_cmd_eval(int argc, char **argv) {
             if (i + 1 >= argc) cli_fail("eval: %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-m")) model = v;
-            else if (!strcmp(a, "--dipole-key")) key = v;
-            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--key") || !strcmp(a, "--dipole-key")) key = v;
+            else if (!strcmp(a, "--unit") || !strcmp(a, "--dipole-unit")) unit = v;
             else if (!strcmp(a, "--max-atoms")) max_atoms = cli_parse_long(a, v, 1, 1000000);
             else cli_fail("eval: unknown option '%s' (see kqeq eval --help)", a);
         } else {
@@ -841,7 +881,7 @@ int kqeq_cmd_eval(int argc, char **argv) {
             in = a;
         }
     }
-    if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --dipole-key are required");
+    if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --key KEY are required");
     double to_au = dipole_unit_to_au(unit);
     kq_model m;
     load_model(model, &m);
@@ -902,16 +942,18 @@ static int rng_below(uint64_t *s, int n) {
 }
 
 static const char curve_usage[] =
-    "usage: kqeq curve --train T.xyz --valid V.xyz --test X.xyz --dipole-key KEY\n"
-    "                  [--dipole-unit U] --sizes 100,200,400 [--draws 3] [--seed 1]\n"
+    "usage: kqeq curve --train T.xyz --valid V.xyz --test X.xyz --key KEY\n"
+    "                  [--unit au|debye|eA] --sizes 100,200,400 [--draws 3] [--seed 1]\n"
     "                  [--soap ...]... [--species ...] [--sparse M] [--reg GRID] [--fit-eta]\n"
     "                  [-o curve.svg]\n"
     "  Learning curves of kQEq and classical QEq: for each size, --draws random\n"
     "  training subsets (splitmix64 PRNG seeded with --seed, partial Fisher-Yates),\n"
     "  sigma chosen on the validation set, errors on the test set. Prints a table\n"
     "  (mean over draws, +- standard deviation) and writes an SVG plot (log-log).\n"
-    "  QEq fits chi per element (and eta with --fit-eta).\n"
-    "  Other options as in kqeq train.\n";
+    "  QEq fits chi per element (and eta with --fit-eta). Positions in angstrom;\n"
+    "  MAE in debye.\n"
+    "  Other options (--unit default au, --fractional-charge, --max-memory, ...)\n"
+    "  as in kqeq train.\n";
 
 typedef struct {
     double mae[2], mae_sd[2], rr[2], rr_sd[2], reg;
@@ -929,7 +971,7 @@ int kqeq_cmd_curve(int argc, char **argv) {
     }
     if (!a.train || !a.valid || !a.test)
         cli_fail("curve: --train, --valid and --test are required (see kqeq curve --help)");
-    if (!a.dipole_key) cli_fail("curve: --dipole-key is required");
+    if (!a.dipole_key) cli_fail("curve: --key KEY is required");
     if (a.nsizes == 0) cli_fail("curve: --sizes is required, e.g. --sizes 100,200,400");
     {
         const char *ins[3] = {a.train, a.valid, a.test};

@@ -260,6 +260,41 @@ expect_fail "kqeq qeq 10,000 atoms" "big.xyz:1: frame of 10000 atoms.*O\(N\^3\).
 awk 'BEGIN { n = 30; print n; print "small"; for (i = 0; i < n; i++) printf "H %d 0 0\n", i }' > "$tmp/h30.xyz"
 expect_fail "kqeq qeq --max-atoms 20" "--max-atoms 20" "$K" qeq "$tmp/h30.xyz" --max-atoms 20
 expect_ok "kqeq qeq --max-atoms 30" "$K" qeq "$tmp/h30.xyz" --max-atoms 30
+# ---- issue 16 item 5: one set of conventions ------------------------------------
+for p in "$K" "$E"; do
+    v=$("$p" --version 2> /dev/null)
+    case "$v" in *"(tensorial "[0-9]*) pass=$((pass + 1)) ;; *) note_fail "$p --version: '$v'" ;; esac
+done
+# --key/--unit in kqeq, with the old names as aliases giving the same bits
+"$K" eval -m "$R/qeq_small.model" "$TE" --key xtb_dipole --unit au > "$tmp/e_new.out" 2> /dev/null
+"$K" eval -m "$R/qeq_small.model" "$TE" --dipole-key xtb_dipole --dipole-unit au > "$tmp/e_old.out" 2> /dev/null
+[ -s "$tmp/e_new.out" ] && cmp -s "$tmp/e_new.out" "$tmp/e_old.out"; ok $? "kqeq eval --key/--unit differ from --dipole-key/--dipole-unit"
+# chained predictions: the second refuses to overwrite, --prefix keeps both,
+# the units key lists every kind written
+"$E" predict -m "$EM" "$W" -o "$tmp/c1.xyz" 2> /dev/null
+expect_fail "eann predict over an existing eann_dipole" "c1.xyz:1: key 'eann_dipole' is already in the frame.*--prefix" \
+    "$E" predict -m "$EM" "$tmp/c1.xyz" -o "$tmp/c2.xyz"
+expect_ok "eann predict --prefix" "$E" predict -m "$EM" "$tmp/c1.xyz" -o "$tmp/c2.xyz" --prefix second
+grep -q 'eann_dipole=.* second_dipole=.* second_units=dipole:e\*bohr' "$tmp/c2.xyz"; ok $? "eann --prefix keys"
+expect_ok "eann predict --overwrite" "$E" predict -m "$EM" "$tmp/c1.xyz" -o "$tmp/c3.xyz" --overwrite
+cmp -s "$tmp/c3.xyz" "$tmp/c1.xyz"; ok $? "eann predict --overwrite of the same model is not idempotent"
+expect_fail "kqeq predict over existing keys" "key 'kqeq_dipole' is already in the frame" \
+    "$K" predict -m "$KM" "$tmp/kref.xyz" -o "$tmp/k2.xyz"
+expect_ok "kqeq predict --prefix --unit" "$K" predict -m "$R/qeq_small.model" "$tmp/kref.xyz" -o "$tmp/k2.xyz" --prefix qeq --unit au
+grep -q 'kqeq_dipole=.*qeq_dipole=.*qeq_units="dipole:au,polarizability:bohr^3,charge:e".*kqeq_charge:R:1:qeq_charge:R:1' "$tmp/k2.xyz" ||
+    grep -q 'Properties=species:S:1:pos:R:3:kqeq_charge:R:1:qeq_charge:R:1 .*qeq_dipole=.*qeq_units=' "$tmp/k2.xyz"
+ok $? "kqeq --prefix keys: $(sed -n 2p "$tmp/k2.xyz" | head -c 300)"
+expect_fail "--prefix with a space" "--prefix: 'a b' is not a plain name" "$K" predict -m "$KM" "$TE" -o "$tmp/x.xyz" --prefix "a b"
+# units merge: a polarizability model after a dipole model keeps both entries
+"$E" predict -m "$EM" "$W" -o - 2> /dev/null | sed 's/eann_dipole=/old_dipole=/; s/dipole:e\*bohr/polarizability:x,dipole:e*bohr/' > "$tmp/u.xyz"
+expect_ok "eann predict merging units" "$E" predict -m "$EM" "$tmp/u.xyz" -o "$tmp/u2.xyz"
+grep -q 'eann_units=polarizability:x,dipole:e\*bohr' "$tmp/u2.xyz"; ok $? "units entries of other kinds kept: $(sed -n 2p "$tmp/u2.xyz")"
+for c in "$K qeq" "$K soap" "$K train" "$K predict" "$K eval" "$K curve" "$E predict" "$E check" "$E train" "$E eval"; do
+    # shellcheck disable=SC2086
+    h=$($c --help 2>&1)
+    case "$h" in *angstrom*) pass=$((pass + 1)) ;; *) note_fail "'$c --help' does not state the position unit" ;; esac
+done
+
 no_tmp_left "all runs" "$tmp"
 
 if [ "$skip" -gt 0 ]; then echo "test_outputs: $pass passed, $fail failed, $skip skipped"
