@@ -612,6 +612,7 @@ int eann_cmd_eval(int argc, char **argv) {
     {
         const char *ins[2] = {model, in};
         cli_check_output("--svg", svg, ins, 2);
+        cli_check_writable("--svg", svg);
     }
     eann_model *m = eann_cli_load_model(model);
     double factor = unit_factor(unit, m->spec.kind);

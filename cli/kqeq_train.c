@@ -632,6 +632,7 @@ int kqeq_cmd_train(int argc, char **argv) {
     {
         const char *ins[2] = {a.train, a.valid};
         cli_check_output("-o", a.out, ins, 2);
+        cli_check_writable("-o", a.out); /* now, not after the fit */
     }
     double to_au = dipole_unit_to_au(a.dipole_unit);
     progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
@@ -976,6 +977,7 @@ int kqeq_cmd_curve(int argc, char **argv) {
     {
         const char *ins[3] = {a.train, a.valid, a.test};
         cli_check_output(a.out ? "-o" : "--svg", a.out ? a.out : a.svg, ins, 3);
+        cli_check_writable("-o", a.out ? a.out : a.svg);
     }
     double to_au = dipole_unit_to_au(a.dipole_unit);
     progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
