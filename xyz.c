@@ -24,6 +24,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* ------------------------------------------------------------------ */
@@ -70,9 +73,21 @@ static int fail(const ectx *e, long line, const char *fmt, ...)
     __attribute__((format(printf, 3, 4)))
 #endif
     ;
+/* A path for messages: paths longer than 200 bytes are shortened to
+ * "...<last 197 bytes>" so that the reason after them is never cut off by
+ * the caller's message buffer (buf >= 201 bytes). */
+static const char *short_path(const char *p, char *buf) {
+    size_t n = strlen(p);
+    if (n <= 200) return p;
+    memcpy(buf, "...", 3);
+    memcpy(buf + 3, p + n - 197, 198);
+    return buf;
+}
+
 static int fail(const ectx *e, long line, const char *fmt, ...) {
     if (e->err && e->errlen) {
-        int k = snprintf(e->err, e->errlen, "%s:%ld: ", e->name, line);
+        char nb[208];
+        int k = snprintf(e->err, e->errlen, "%s:%ld: ", short_path(e->name, nb), line);
         if (k >= 0 && (size_t)k < e->errlen) {
             va_list ap;
             va_start(ap, fmt);
@@ -823,6 +838,9 @@ static int parse_atom_line(const ectx *e, long ln, char *s, const pspec *ps, xyz
                     return fail(e, ln, "column %d (%s): expected a number, found '%s'", col, pb->name, show(t, tl, sb));
                 if (r == 2)
                     return fail(e, ln, "column %d (%s): '%s' is not a finite number", col, pb->name, show(t, tl, sb));
+                if (b == ps->pos && !(fabs(*dst) <= XYZ_MAX_COORD))
+                    return fail(e, ln, "column %d (pos): coordinate '%s' is beyond %g angstrom (|x| <= %g required)",
+                                col, show(t, tl, sb), XYZ_MAX_COORD, XYZ_MAX_COORD);
             } else if (pb->type == XYZ_INT) {
                 r = parse_int(t, tl, dst);
                 if (r == 1)
@@ -979,6 +997,16 @@ int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out, char
         for (const char *c = buf; c < nul; c++) ln += *c == '\n';
         return fail(&e, ln, "NUL byte in the file (not a text file)");
     }
+    {
+        long ln = 1;
+        for (const char *c = buf, *end = buf + len; c < end; ln++) {
+            const char *nl = memchr(c, '\n', (size_t)(end - c));
+            size_t ll = nl ? (size_t)(nl - c) : (size_t)(end - c);
+            if (ll > XYZ_MAX_LINE) return fail(&e, ln, "line longer than %d bytes", XYZ_MAX_LINE);
+            if (!nl) break;
+            c = nl + 1;
+        }
+    }
     char *copy = malloc(len + 1);
     if (!copy) return fail(&e, 0, "out of memory");
     if (len) memcpy(copy, buf, len);
@@ -1025,29 +1053,54 @@ int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out, char
 int xyz_read(const char *path, xyz_file *out, char *err, size_t errlen) {
     if (out) { out->nframes = 0; out->frames = NULL; }
     if (!path) { set_err(err, errlen, "(null): no file name"); return -1; }
+    char nb[208];
+    const char *name = short_path(path, nb);
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
-        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        set_err(err, errlen, "%s: cannot open: %s", name, strerror(errno));
         return -1;
     }
-    size_t cap = 1 << 16, n = 0;
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        if (f != stdin) fclose(f);
+        set_err(err, errlen, "%s: is a directory, not an XYZ file", name);
+        return -1;
+    }
+    /* Read in chunks, stopping at the first NUL byte (not a text file: e.g.
+     * /dev/zero would otherwise be read forever) and at a line longer than
+     * XYZ_MAX_LINE bytes; both name the line. */
+    size_t cap = 1 << 16, n = 0, line_start = 0;
+    long lines = 1;
     char *buf = malloc(cap);
+    const char *stop = NULL;
     while (buf) {
         if (n == cap) {
-            char *nb = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
+            char *nb2 = cap > SIZE_MAX / 2 ? NULL : realloc(buf, cap * 2);
+            if (!nb2) { free(buf); buf = NULL; break; }
+            buf = nb2;
             cap *= 2;
         }
         size_t got = fread(buf + n, 1, cap - n, f);
-        n += got;
         if (got == 0) break;
+        const char *p = buf + n, *end = buf + n + got, *nul = memchr(p, '\0', got);
+        if (nul) end = nul;
+        for (const char *nl; p < end && (nl = memchr(p, '\n', (size_t)(end - p))) != NULL; p = nl + 1) {
+            lines++;
+            line_start = (size_t)(nl + 1 - buf);
+        }
+        n += got;
+        if (nul) { stop = "NUL byte in the file (not a text file)"; break; }
+        if (n - line_start > XYZ_MAX_LINE) { stop = "line too long"; break; }
     }
     int bad = ferror(f);
+    int e1 = errno;
     if (f != stdin) fclose(f);
-    if (!buf || bad) {
+    if (!buf || bad || stop) {
         free(buf);
-        set_err(err, errlen, "%s: %s", path, bad ? "read error" : "out of memory");
+        if (stop && stop[0] == 'N') set_err(err, errlen, "%s:%ld: %s", name, lines, stop);
+        else if (stop) set_err(err, errlen, "%s:%ld: line longer than %d bytes", name, lines, XYZ_MAX_LINE);
+        else if (bad) set_err(err, errlen, "%s: read error: %s", name, strerror(e1));
+        else set_err(err, errlen, "%s: out of memory", name);
         return -1;
     }
     int rc = xyz_parse(buf, n, path, out, err, errlen);
@@ -1316,6 +1369,31 @@ static int str_reads_nonfinite(const char *s) {
     return ntok > 0 && all_num && nonfinite;
 }
 
+static int cmp_name_ptr(const void *a, const void *b) {
+    const char *x = *(const char *const *)a, *y = *(const char *const *)b;
+    int c = strcmp(x, y);
+    return c ? c : (x < y ? -1 : x > y);
+}
+
+/* A name that appears twice among names[n] (non-NULL), or NULL; the same
+ * sort-based O(n log n) check as the reader's find_duplicate.
+ * (const char *)-1 when out of memory. */
+static const char *find_duplicate_name(const char *(*name_of)(const xyz_frame *, int), const xyz_frame *fr,
+                                       int n) {
+    if (n < 2) return NULL;
+    const char **p = malloc((size_t)n * sizeof *p);
+    if (!p) return (const char *)-1;
+    for (int i = 0; i < n; i++) p[i] = name_of(fr, i);
+    qsort(p, (size_t)n, sizeof *p, cmp_name_ptr);
+    const char *dup = NULL;
+    for (int i = 1; i < n && !dup; i++)
+        if (strcmp(p[i], p[i - 1]) == 0) dup = p[i];
+    free(p);
+    return dup;
+}
+static const char *info_key_of(const xyz_frame *fr, int i) { return fr->info[i].key; }
+static const char *array_name_of(const xyz_frame *fr, int i) { return fr->arrays[i].name; }
+
 static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err, size_t errlen) {
     if (fr->natoms < 0 || (fr->natoms > 0 && (!fr->z || !fr->pos))) {
         set_err(err, errlen, "%s: frame %d: bad atom count or missing z/pos", file, fi + 1);
@@ -1328,17 +1406,18 @@ static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err,
             return -1;
         }
     if (check_nums(file, "array", "pos", fi, XYZ_REAL, fr->pos, (size_t)fr->natoms * 3, err, errlen)) return -1;
+    for (size_t i = 0; i < (size_t)fr->natoms * 3; i++)
+        if (!(fabs(fr->pos[i]) <= XYZ_MAX_COORD)) { /* the reader would refuse it */
+            set_err(err, errlen, "%s: frame %d: atom %zu coordinate %.17g is beyond %g angstrom", file, fi + 1,
+                    i / 3 + 1, fr->pos[i], XYZ_MAX_COORD);
+            return -1;
+        }
     for (int k = 0; k < fr->ninfo; k++) {
         const xyz_info *in = &fr->info[k];
         if (!plain_name(in->key, 1) || strcmp(in->key, "Properties") == 0 || strcmp(in->key, "properties") == 0) {
             set_err(err, errlen, "%s: frame %d: cannot write info key '%s'", file, fi + 1, in->key ? in->key : "");
             return -1;
         }
-        for (int j = 0; j < k; j++)
-            if (strcmp(fr->info[j].key, in->key) == 0) {
-                set_err(err, errlen, "%s: frame %d: info key '%s' appears twice", file, fi + 1, in->key);
-                return -1;
-            }
         if (in->type == XYZ_STR) {
             if (!in->str || strpbrk(in->str, "\n\r")) {
                 set_err(err, errlen, "%s: frame %d: info '%s' is missing or holds a line break", file, fi + 1,
@@ -1367,6 +1446,12 @@ static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err,
             return -1;
         }
     }
+    const char *dup = find_duplicate_name(info_key_of, fr, fr->ninfo);
+    if (dup) {
+        if (dup == (const char *)-1) set_err(err, errlen, "%s: out of memory", file);
+        else set_err(err, errlen, "%s: frame %d: info key '%s' appears twice", file, fi + 1, dup);
+        return -1;
+    }
     for (int k = 0; k < fr->narrays; k++) {
         const xyz_array *a = &fr->arrays[k];
         if (!plain_name(a->name, 0) || strcmp(a->name, "species") == 0 || strcmp(a->name, "pos") == 0 ||
@@ -1375,11 +1460,6 @@ static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err,
                     a->name ? a->name : "");
             return -1;
         }
-        for (int j = 0; j < k; j++)
-            if (strcmp(fr->arrays[j].name, a->name) == 0) {
-                set_err(err, errlen, "%s: frame %d: per-atom property '%s' appears twice", file, fi + 1, a->name);
-                return -1;
-            }
         size_t n = (size_t)fr->natoms * (size_t)a->ncols;
         if (a->type == XYZ_STR) {
             for (size_t i = 0; i < n; i++) {
@@ -1402,6 +1482,12 @@ static int check_frame(const char *file, const xyz_frame *fr, int fi, char *err,
             set_err(err, errlen, "%s: frame %d: per-atom property '%s' has an unknown type", file, fi + 1, a->name);
             return -1;
         }
+    }
+    dup = find_duplicate_name(array_name_of, fr, fr->narrays);
+    if (dup) {
+        if (dup == (const char *)-1) set_err(err, errlen, "%s: out of memory", file);
+        else set_err(err, errlen, "%s: frame %d: per-atom property '%s' appears twice", file, fi + 1, dup);
+        return -1;
     }
     return 0;
 }
@@ -1465,46 +1551,173 @@ static void write_frame(FILE *f, const xyz_frame *fr) {
     }
 }
 
+/* ------------------------------------------------------------------ */
+/* output files: the rules of xyz.h (xyz_write)                        */
+
+typedef struct {
+    FILE *f;
+    int to_stdout; /* "-" or /dev/stdout */
+    int direct;    /* an existing non-regular file (device, FIFO): written in place */
+    char *target;  /* regular file: the final path (a symlink's target) */
+    char *tmp;     /* the temporary file beside target, renamed over it at the end */
+    char name[208];/* path for messages (shortened) */
+} outfile;
+
+/* The path a chain of symbolic links starting at path ends at (path itself
+ * if it is not a link; at most 40 links, like the kernel), malloc'd; NULL
+ * on error (errno set). Relative link texts are taken relative to the
+ * link's own directory. */
+static char *resolve_links(const char *path) {
+    char *cur = dup_s(path);
+    for (int hop = 0; cur && hop <= 40; hop++) {
+        struct stat lst;
+        if (lstat(cur, &lst) != 0 || !S_ISLNK(lst.st_mode)) return cur; /* not a link (or absent) */
+        size_t cap = (size_t)lst.st_size + 2;
+        if (cap < 256) cap = 256;
+        char *link = malloc(cap);
+        ssize_t n = link ? readlink(cur, link, cap - 1) : -1;
+        if (n < 0 || (size_t)n >= cap - 1) { free(link); free(cur); if (n >= 0) errno = ENAMETOOLONG; return NULL; }
+        link[n] = '\0';
+        char *next;
+        const char *slash = strrchr(cur, '/');
+        if (link[0] == '/' || !slash) next = dup_s(link);
+        else {
+            size_t dl = (size_t)(slash - cur) + 1;
+            next = malloc(dl + (size_t)n + 1);
+            if (next) { memcpy(next, cur, dl); memcpy(next + dl, link, (size_t)n + 1); }
+        }
+        free(link);
+        free(cur);
+        cur = next;
+    }
+    if (cur) { free(cur); errno = ELOOP; }
+    return NULL;
+}
+
+/* Opens the output; 0 or -1 with "PATH: reason" in err. */
+static int out_open(outfile *o, const char *path, char *err, size_t errlen) {
+    memset(o, 0, sizeof *o);
+    {
+        char nb[208];
+        snprintf(o->name, sizeof o->name, "%s", short_path(path, nb));
+    }
+    if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) {
+        o->f = stdout;
+        o->to_stdout = 1;
+        snprintf(o->name, sizeof o->name, "<stdout>");
+        return 0;
+    }
+    struct stat st;
+    if (stat(path, &st) == 0) {
+        if (S_ISDIR(st.st_mode)) {
+            set_err(err, errlen, "%s: is a directory", o->name);
+            return -1;
+        }
+        if (!S_ISREG(st.st_mode)) {
+            /* a device or FIFO: never replaced, written in place (errors such
+             * as a full device are reported) */
+            int fd = open(path, O_WRONLY | O_NOCTTY);
+            if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
+                set_err(err, errlen, "%s: cannot open for writing: %s", o->name, strerror(errno));
+                if (fd >= 0) close(fd);
+                return -1;
+            }
+            o->direct = 1;
+            return 0;
+        }
+    } else if (errno != ENOENT) {
+        set_err(err, errlen, "%s: cannot write: %s", o->name, strerror(errno));
+        return -1;
+    }
+    /* a regular file or a new one, perhaps through symbolic links: replace
+     * (or create) the file the links point to; the links stay */
+    o->target = resolve_links(path);
+    if (!o->target) {
+        set_err(err, errlen, "%s: cannot resolve the path: %s", o->name, strerror(errno));
+        return -1;
+    }
+    /* TARGET.tmp.PID.XXXXXXXX: created with O_EXCL (never follows or reuses
+     * an existing file), mode 0666 minus the umask, like fopen */
+    size_t tl = strlen(o->target) + 48;
+    o->tmp = malloc(tl);
+    if (!o->tmp) {
+        set_err(err, errlen, "%s: out of memory", o->name);
+        free(o->target);
+        return -1;
+    }
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    uint64_t r = (uint64_t)ts.tv_nsec * 0x9E3779B97F4A7C15ull ^ (uint64_t)ts.tv_sec ^ (uint64_t)(uintptr_t)o;
+    int fd = -1;
+    for (int attempt = 0; attempt < 100 && fd < 0; attempt++) {
+        r = r * 6364136223846793005ull + 1442695040888963407ull;
+        snprintf(o->tmp, tl, "%s.tmp.%ld.%08lx", o->target, (long)getpid(), (unsigned long)(r >> 32));
+        fd = open(o->tmp, O_WRONLY | O_CREAT | O_EXCL | O_NOCTTY, 0666);
+        if (fd < 0 && errno != EEXIST) break;
+    }
+    if (fd < 0 || !(o->f = fdopen(fd, "wb"))) {
+        set_err(err, errlen, "%s: cannot create a temporary file beside it: %s", o->name, strerror(errno));
+        if (fd >= 0) { close(fd); unlink(o->tmp); }
+        free(o->tmp);
+        free(o->target);
+        return -1;
+    }
+    setvbuf(o->f, NULL, _IOFBF, 1 << 16);
+    return 0;
+}
+
+/* Finishes the output. keep = 1: flush, and for a regular file fsync,
+ * close and rename the temporary file over the target; returns 0, or -1 with
+ * "PATH: write error: reason" in err (the temporary file is removed, the
+ * target untouched). keep = 0 abandons the output (returns -1, err unset). */
+static int out_close(outfile *o, int keep, char *err, size_t errlen) {
+    int e1 = 0;
+    errno = 0;
+    if (fflush(o->f) != 0 || ferror(o->f)) e1 = errno ? errno : EIO;
+    if (keep && !e1 && o->tmp && fsync(fileno(o->f)) != 0) e1 = errno;
+    if (!o->to_stdout && fclose(o->f) != 0 && !e1) e1 = errno ? errno : EIO;
+    if (o->tmp) {
+        if (keep && !e1 && rename(o->tmp, o->target) != 0) e1 = errno;
+        if (!keep || e1) unlink(o->tmp);
+        free(o->tmp);
+        free(o->target);
+    }
+    if (!keep) return -1;
+    if (e1) {
+        set_err(err, errlen, "%s: write error: %s", o->name, strerror(e1));
+        return -1;
+    }
+    return 0;
+}
+
+int xyz_write_bytes(const char *path, const char *data, size_t len, char *err, size_t errlen) {
+    outfile o;
+    if (!path || (len && !data)) {
+        set_err(err, errlen, "%s: nothing to write", path ? path : "(null)");
+        return -1;
+    }
+    if (out_open(&o, path, err, errlen) != 0) return -1;
+    int ok = fwrite(data, 1, len, o.f) == len;
+    if (!ok) {
+        int e1 = errno ? errno : EIO;
+        out_close(&o, 0, NULL, 0);
+        set_err(err, errlen, "%s: write error: %s", o.name, strerror(e1));
+        return -1;
+    }
+    return out_close(&o, 1, err, errlen);
+}
+
 int xyz_write(const char *path, const xyz_file *xf, char *err, size_t errlen) {
     if (!path || !xf || (xf->nframes > 0 && !xf->frames)) {
         set_err(err, errlen, "%s: nothing to write", path ? path : "(null)");
         return -1;
     }
+    char nb[208];
+    const char *name = short_path(path, nb);
     for (int i = 0; i < xf->nframes; i++)
-        if (check_frame(path, &xf->frames[i], i, err, errlen) != 0) return -1;
-    if (strcmp(path, "-") == 0) {
-        for (int i = 0; i < xf->nframes; i++) write_frame(stdout, &xf->frames[i]);
-        if (fflush(stdout) != 0 || ferror(stdout)) {
-            set_err(err, errlen, "-: write error: %s", strerror(errno));
-            return -1;
-        }
-        return 0;
-    }
-    size_t tl = strlen(path) + 32;
-    char *tmp = malloc(tl);
-    if (!tmp) {
-        set_err(err, errlen, "%s: out of memory", path);
-        return -1;
-    }
-    snprintf(tmp, tl, "%s.tmp.%ld", path, (long)getpid());
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        set_err(err, errlen, "%s: cannot create %s: %s", path, tmp, strerror(errno));
-        free(tmp);
-        return -1;
-    }
-    setvbuf(f, NULL, _IOFBF, 1 << 16);
-    for (int i = 0; i < xf->nframes; i++) write_frame(f, &xf->frames[i]);
-    int bad = ferror(f);
-    int e1 = errno;
-    if (fclose(f) != 0 && !bad) { bad = 1; e1 = errno; }
-    if (!bad && rename(tmp, path) != 0) { bad = 1; e1 = errno; }
-    if (bad) {
-        remove(tmp);
-        set_err(err, errlen, "%s: write failed: %s", path, strerror(e1));
-        free(tmp);
-        return -1;
-    }
-    free(tmp);
-    return 0;
+        if (check_frame(name, &xf->frames[i], i, err, errlen) != 0) return -1;
+    outfile o;
+    if (out_open(&o, path, err, errlen) != 0) return -1;
+    for (int i = 0; i < xf->nframes; i++) write_frame(o.f, &xf->frames[i]);
+    return out_close(&o, 1, err, errlen);
 }

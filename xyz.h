@@ -107,15 +107,19 @@ const char *xyz_z_to_symbol(int z); /* NULL outside 1..86 */
 /* Read every frame of a file / of a memory buffer (name is used in error
  * messages only; path "-" reads stdin). On error *out is left empty (nothing
  * to free). A count that cannot fit in the bytes left is rejected before
- * anything is allocated for it; NUL bytes are rejected (not a text file). */
+ * anything is allocated for it; NUL bytes are rejected (not a text file:
+ * xyz_read stops reading at the first one), as are lines longer than
+ * XYZ_MAX_LINE, coordinates beyond XYZ_MAX_COORD and directories. */
 int xyz_read(const char *path, xyz_file *out, char *err, size_t errlen);
 int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out,
               char *err, size_t errlen);
 
 /* Write all frames, values with %.17g so a read gives identical bits.
- * Writes to "path.tmp.<pid>" and renames it over path, so an interrupted
- * write never leaves a half-written file under the final name.
- * path "-" writes to stdout.
+ * Output rules: see xyz_write_bytes below (a regular file is replaced
+ * atomically through a temporary file beside it, so an interrupted write
+ * never leaves a half-written file under the final name; devices and FIFOs
+ * are written in place; symbolic links are followed; "-" and /dev/stdout
+ * are standard output).
  * Each frame: the count, then "Properties=species:S:1:pos:R:3[:arrays...]"
  * and the info keys in stored order; strings are quoted when needed (spaces,
  * quotes, '=', brackets, backslash, empty), numeric and boolean lists are
@@ -132,6 +136,28 @@ int xyz_parse(const char *buf, size_t len, const char *name, xyz_file *out,
  * A string that looks like a number or boolean ("12", "T") reads back as one,
  * as in ASE. */
 int xyz_write(const char *path, const xyz_file *f, char *err, size_t errlen);
+
+/* Write len bytes (any text, e.g. a model file or an SVG) to path by the
+ * same rules as xyz_write: "-" and "/dev/stdout" are standard output; an
+ * existing device or FIFO is written in place (never replaced) and its
+ * write errors reported (a full disk, /dev/full); a regular file, or the
+ * regular file a symbolic link points to, is replaced atomically:
+ * "TARGET.tmp.PID.RANDOM" is created beside it with O_CREAT|O_EXCL (mode
+ * 0666 minus the umask), written, fsync'ed and renamed over TARGET, so the
+ * target holds either the old or the complete new contents. A process
+ * killed with SIGKILL mid-write may leave that temporary file behind (it
+ * never touches TARGET). A symbolic link is followed (also a dangling one:
+ * the file it names is created); the link itself stays. A directory is
+ * refused. Returns 0, or -1 with "PATH: reason" in err. */
+int xyz_write_bytes(const char *path, const char *data, size_t len, char *err, size_t errlen);
+
+/* Limits of the reader (xyz_read / xyz_parse refuse beyond them with
+ * FILE:LINE): a line longer than XYZ_MAX_LINE bytes (so that a stream
+ * without newlines is not read forever), and a coordinate with |x| >
+ * XYZ_MAX_COORD angstrom (nothing chemical is that far away; such numbers
+ * overflow distances). xyz_write refuses such coordinates too. */
+#define XYZ_MAX_LINE (1 << 27)
+#define XYZ_MAX_COORD 1e6
 
 void xyz_free(xyz_file *f);
 void xyz_frame_free(xyz_frame *fr); /* one frame, e.g. one not (yet) appended */

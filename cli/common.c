@@ -8,9 +8,28 @@
 #include <stdlib.h>
 #include <string.h>
 #include <time.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 static const char *cli_prog = "tensorial";
+
+const char *cli_version(void) { return "tensorial " TENSORIAL_VERSION; }
+
+int cli_print_version(const char *prog, const char *arg) {
+    if (!arg || strcmp(arg, "--version") != 0) return 0;
+    printf("%s (%s)\n", prog, cli_version());
+    return 1;
+}
+
+/* path for messages: at most 200 bytes ("..." + the end) so that the reason
+ * after it is never cut off (buf >= 208 bytes) */
+static const char *short_path(const char *p, char *buf) {
+    size_t n = strlen(p);
+    if (n <= 200) return p;
+    memcpy(buf, "...", 3);
+    memcpy(buf + 3, p + n - 197, 198);
+    return buf;
+}
 
 void cli_set_prog(const char *name) { cli_prog = name; }
 
@@ -25,29 +44,42 @@ void cli_fail(const char *fmt, ...) {
 }
 
 char *cli_read_file(const char *path, size_t *len, char *err, size_t errlen) {
+    char nb[208];
+    const char *name = short_path(path, nb);
     FILE *f = fopen(path, "rb");
     if (!f) {
-        snprintf(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        snprintf(err, errlen, "%s: cannot open: %s", name, strerror(errno));
+        return NULL;
+    }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        fclose(f);
+        snprintf(err, errlen, "%s: is a directory, not a file", name);
         return NULL;
     }
     size_t cap = 1 << 16, n = 0;
     char *buf = malloc(cap);
     while (buf) {
         if (n + 1 >= cap) {
-            char *nb = realloc(buf, cap * 2);
-            if (!nb) { free(buf); buf = NULL; break; }
-            buf = nb;
+            char *nb2 = realloc(buf, cap * 2);
+            if (!nb2) { free(buf); buf = NULL; break; }
+            buf = nb2;
             cap *= 2;
         }
         size_t got = fread(buf + n, 1, cap - 1 - n, f);
+        /* a model file is text: stop at the first NUL byte (e.g. /dev/zero),
+         * the model readers refuse it with its line */
+        if (got && memchr(buf + n, '\0', got)) { n += got; break; }
         n += got;
         if (got == 0) break;
     }
     int bad = ferror(f);
+    int e1 = errno;
     fclose(f);
     if (!buf || bad) {
         free(buf);
-        snprintf(err, errlen, "%s: %s", path, bad ? "read error" : "out of memory");
+        if (bad) snprintf(err, errlen, "%s: read error: %s", name, strerror(e1));
+        else snprintf(err, errlen, "%s: out of memory", name);
         return NULL;
     }
     buf[n] = '\0';
@@ -56,31 +88,192 @@ char *cli_read_file(const char *path, size_t *len, char *err, size_t errlen) {
 }
 
 int cli_write_atomic(const char *path, const char *data, size_t len, char *err, size_t errlen) {
-    if (strcmp(path, "-") == 0) {
-        if (fwrite(data, 1, len, stdout) != len || fflush(stdout) != 0) {
-            snprintf(err, errlen, "<stdout>: write error");
-            return -1;
+    return xyz_write_bytes(path, data, len, err, errlen);
+}
+
+void cli_check_output(const char *opt, const char *out, const char *const *inputs, int n) {
+    struct stat so, si;
+    if (!out || !strcmp(out, "-") || stat(out, &so) != 0) return;
+    if (S_ISDIR(so.st_mode)) cli_fail("%s %s: is a directory", opt, out);
+    for (int k = 0; k < n; k++) {
+        const char *in = inputs[k];
+        if (!in || !strcmp(in, "-") || stat(in, &si) != 0) continue;
+        if (si.st_dev == so.st_dev && si.st_ino == so.st_ino)
+            cli_fail("%s %s is the same file as the input %s: refusing to overwrite an input "
+                     "(choose another output name)", opt, out, in);
+    }
+}
+
+void cli_check_writable(const char *opt, const char *out) {
+    struct stat st;
+    if (!out || !strcmp(out, "-") || !strcmp(out, "/dev/stdout")) return;
+    char nb[208];
+    const char *name = short_path(out, nb);
+    if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
+        if (S_ISDIR(st.st_mode)) cli_fail("%s %s: is a directory", opt, name);
+        if (access(out, W_OK) != 0) cli_fail("%s %s: cannot write: %s", opt, name, strerror(errno));
+        return;
+    }
+    const char *slash = strrchr(out, '/');
+    size_t dl = slash ? (size_t)(slash - out) : 0;
+    char *dir = malloc(dl + 2);
+    if (!dir) cli_fail("out of memory");
+    if (!slash) strcpy(dir, ".");
+    else if (dl == 0) strcpy(dir, "/");
+    else { memcpy(dir, out, dl); dir[dl] = '\0'; }
+    if (access(dir, W_OK | X_OK) != 0)
+        cli_fail("%s %s: cannot create files in its directory: %s", opt, name, strerror(errno));
+    free(dir);
+}
+
+void cli_read_xyz(const char *path, xyz_file *xf) {
+    char err[1024];
+    if (xyz_read(path, xf, err, sizeof err)) cli_fail("%s", err);
+    char nb[208];
+    const char *name = short_path(path, nb);
+    for (int f = 0; f < xf->nframes; f++) {
+        const xyz_frame *fr = &xf->frames[f];
+        if (fr->natoms < 1)
+            cli_fail("%s:%d: frame without atoms (every frame needs at least one atom)", name,
+                     fr->line);
+        const xyz_info *pbc = xyz_find_info(fr, "pbc");
+        int periodic = 0;
+        if (pbc && pbc->type == XYZ_BOOL)
+            for (int k = 0; k < pbc->n; k++) periodic |= pbc->num[k] != 0;
+        else if (pbc)
+            periodic = 1; /* the reader accepts only booleans; be safe */
+        if (!pbc && xyz_find_info(fr, "Lattice")) periodic = 1; /* ASE: Lattice alone means pbc */
+        if (periodic)
+            cli_fail("%s:%d: periodic frame (%s): periodic systems are not supported "
+                     "(molecules only; pbc=\"F F F\" or no pbc/Lattice keys)", name, fr->line,
+                     pbc ? "pbc has T" : "Lattice without pbc");
+    }
+}
+
+static int is_integer(double q) { return q == floor(q); }
+
+double cli_frame_charge(const xyz_frame *fr, const char *path, int fractional_ok) {
+    const xyz_info *in = xyz_find_info(fr, "charge");
+    if (!in) return 0.0;
+    char nb[208];
+    const char *name = short_path(path, nb);
+    if (in->type == XYZ_BOOL)
+        cli_fail("%s:%d: key 'charge' is a boolean (charge=T/F), not a number of e", name, fr->line);
+    if (in->type == XYZ_STR || in->n != 1 || !in->num || !isfinite(in->num[0]))
+        cli_fail("%s:%d: key 'charge' must be one finite number (e)", name, fr->line);
+    double q = in->num[0];
+    if (!(fabs(q) <= CLI_MAX_CHARGE))
+        cli_fail("%s:%d: key 'charge': %.17g e is beyond +-%g e", name, fr->line, q, CLI_MAX_CHARGE);
+    if (!fractional_ok && !is_integer(q))
+        cli_fail("%s:%d: key 'charge': %.17g e is not an integer (use --fractional-charge to "
+                 "allow fractional total charges)", name, fr->line, q);
+    return q;
+}
+
+double cli_parse_charge(const char *opt, const char *s, int fractional_ok) {
+    double q = cli_parse_double(opt, s);
+    if (!(fabs(q) <= CLI_MAX_CHARGE))
+        cli_fail("%s: must be within +-%g e, got '%s'", opt, CLI_MAX_CHARGE, s);
+    if (!fractional_ok && !is_integer(q))
+        cli_fail("%s: '%s' is not an integer (use --fractional-charge to allow fractional total "
+                 "charges)", opt, s);
+    return q;
+}
+
+void cli_check_finite(const double *v, size_t n, const char *file, int line, const char *what) {
+    for (size_t i = 0; i < n; i++)
+        if (!isfinite(v[i])) {
+            char nb[208];
+            cli_fail("%s:%d: %s is not finite (NaN or Inf)", short_path(file, nb),
+                     line, what);
         }
-        return 0;
+}
+
+int cli_exit(int rc) {
+    errno = 0;
+    int bad = fflush(stdout) != 0 || ferror(stdout);
+    int e1 = errno;
+    if (fclose(stdout) != 0 && !bad) {
+        bad = 1;
+        e1 = errno;
     }
-    char tmp[4096];
-    if (snprintf(tmp, sizeof tmp, "%s.tmp.%ld", path, (long)getpid()) >= (int)sizeof tmp) {
-        snprintf(err, errlen, "%s: path too long", path);
-        return -1;
+    if (bad) {
+        fprintf(stderr, "%s: standard output: write error: %s\n", cli_prog,
+                e1 ? strerror(e1) : "I/O error");
+        return 1;
     }
-    FILE *f = fopen(tmp, "wb");
-    if (!f) {
-        snprintf(err, errlen, "%s: cannot create (as %s): %s", path, tmp, strerror(errno));
-        return -1;
+    return rc;
+}
+
+void cli_check_prefix(const char *prefix) {
+    size_t n = strlen(prefix);
+    int ok = n >= 1 && n <= 64;
+    for (const char *c = prefix; ok && *c; c++)
+        ok = (*c >= 'a' && *c <= 'z') || (*c >= 'A' && *c <= 'Z') || (*c >= '0' && *c <= '9') ||
+             *c == '_' || *c == '-' || *c == '.';
+    if (!ok) cli_fail("--prefix: '%s' is not a plain name (letters, digits, _ - .; at most 64)", prefix);
+}
+
+void cli_check_new_key(const xyz_frame *fr, const char *file, const char *key, int overwrite) {
+    if (overwrite || (!xyz_find_info(fr, key) && !xyz_find_array(fr, key))) return;
+    char nb[208];
+    cli_fail("%s:%d: key '%s' is already in the frame (an earlier prediction?); use --prefix NAME "
+             "to write other keys, or --overwrite to replace it", short_path(file, nb), fr->line, key);
+}
+
+void cli_merge_units(xyz_frame *fr, const char *ukey, const char *entries) {
+    const xyz_info *old = xyz_find_info(fr, ukey);
+    cli_buf b = {0};
+    if (old && old->type == XYZ_STR && old->str) {
+        /* keep the old entries whose name is not among the new ones */
+        const char *p = old->str;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t len = e ? (size_t)(e - p) : strlen(p);
+            const char *colon = memchr(p, ':', len);
+            size_t nl = colon ? (size_t)(colon - p) : len;
+            int replaced = 0;
+            for (const char *q = entries; *q;) {
+                const char *qe = strchr(q, ',');
+                size_t ql = qe ? (size_t)(qe - q) : strlen(q);
+                const char *qc = memchr(q, ':', ql);
+                size_t qn = qc ? (size_t)(qc - q) : ql;
+                if (qn == nl && !strncmp(q, p, nl)) replaced = 1;
+                q += ql + (qe != NULL);
+            }
+            if (!replaced && len) cli_buf_printf(&b, "%.*s,", (int)len, p);
+            p += len + (e != NULL);
+        }
     }
-    int ok = fwrite(data, 1, len, f) == len;
-    ok = (fclose(f) == 0) && ok;
-    if (!ok || rename(tmp, path) != 0) {
-        snprintf(err, errlen, "%s: cannot write: %s", path, strerror(errno));
-        remove(tmp);
-        return -1;
-    }
-    return 0;
+    cli_buf_printf(&b, "%s", entries);
+    if (xyz_set_info_str(fr, ukey, b.s)) cli_fail("out of memory");
+    cli_buf_free(&b);
+}
+
+double cli_mem_available(void) {
+    FILE *f = fopen("/proc/meminfo", "r");
+    char line[256];
+    double kb = 0;
+    if (!f) return 0;
+    while (fgets(line, sizeof line, f))
+        if (!strncmp(line, "MemAvailable:", 13)) kb = strtod(line + 13, NULL);
+    fclose(f);
+    return kb * 1024.0;
+}
+
+double cli_parse_bytes(const char *opt, const char *s) {
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    double mul = 1;
+    if (*end == 'K' || *end == 'k') mul = 1024.0, end++;
+    else if (*end == 'M') mul = 1024.0 * 1024, end++;
+    else if (*end == 'G') mul = 1024.0 * 1024 * 1024, end++;
+    else if (*end == 'T') mul = 1024.0 * 1024 * 1024 * 1024, end++;
+    if (*end == 'B') end++;
+    if (end == s || *end != '\0' || errno == ERANGE || !isfinite(v) || !(v > 0))
+        cli_fail("%s: '%s' is not a size like 500M, 4G or 123456 (bytes)", opt, s);
+    return v * mul;
 }
 
 double cli_parse_double(const char *opt, const char *s) {

@@ -18,7 +18,9 @@ static const char usage[] =
     "                          fit a model to labelled frames (exact gradients, Adam/L-BFGS)\n"
     "  eval -m MODEL IN.xyz --key KEY [--svg parity.svg]\n"
     "                          per-component RMSE, correlation, parity plot\n"
-    "Models are EANN_TEXT_V1 files (../shared/eann_nma_published/FORMAT.md).\n"
+    "  --version               print the version\n"
+    "Units: positions angstrom; outputs and labels atomic units (e*bohr,\n"
+    "bohr^3) unless --unit. Models are EANN_TEXT_V1 files (FORMAT.md).\n"
     "Each command prints its own options with --help.\n";
 
 eann_model *eann_cli_load_model(const char *path) {
@@ -77,12 +79,13 @@ int main(int argc, char **argv) {
     if (argc < 2 || !strcmp(argv[1], "help") || !strcmp(argv[1], "--help") ||
         !strcmp(argv[1], "-h")) {
         fputs(usage, argc < 2 ? stderr : stdout);
-        return argc < 2 ? 2 : 0;
+        return cli_exit(argc < 2 ? 2 : 0);
     }
+    if (cli_print_version("eann", argv[1])) return cli_exit(0);
     const char *c = argv[1];
-    if (!strcmp(c, "predict")) return eann_cmd_predict(argc - 1, argv + 1);
-    if (!strcmp(c, "check")) return eann_cmd_check(argc - 1, argv + 1);
-    if (!strcmp(c, "train")) return eann_cmd_train(argc - 1, argv + 1);
-    if (!strcmp(c, "eval")) return eann_cmd_eval(argc - 1, argv + 1);
+    if (!strcmp(c, "predict")) return cli_exit(eann_cmd_predict(argc - 1, argv + 1));
+    if (!strcmp(c, "check")) return cli_exit(eann_cmd_check(argc - 1, argv + 1));
+    if (!strcmp(c, "train")) return cli_exit(eann_cmd_train(argc - 1, argv + 1));
+    if (!strcmp(c, "eval")) return cli_exit(eann_cmd_eval(argc - 1, argv + 1));
     cli_fail("unknown command '%s' (try 'eann help')", c);
 }

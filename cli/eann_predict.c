@@ -11,13 +11,22 @@
 #include "eann_cmds.h"
 
 static const char predict_usage[] =
-    "usage: eann predict -m MODEL IN.xyz -o OUT.xyz [--repeat K] [--simd auto|portable|avx2]\n"
+    "usage: eann predict -m MODEL IN.xyz -o OUT.xyz [--prefix P] [--overwrite] [--repeat K]\n"
+    "                    [--simd auto|portable|avx2]\n"
     "  Evaluates an EANN model on every frame of IN.xyz (positions in angstrom)\n"
     "  and writes OUT.xyz: the input plus, per frame, according to the model's kind\n"
     "    eann_dipole (3) | eann_tdm (3) | eann_polarizability (9, row-major)\n"
-    "  in atomic units, and eann_units naming them (e.g. \"dipole:e*bohr\").\n"
+    "  in atomic units (e*bohr; polarizability e^2*bohr^2/hartree = bohr^3), and\n"
+    "  eann_units naming them (e.g. \"dipole:e*bohr\"; the entries of other kinds\n"
+    "  already there are kept, so a chain of predictions lists all units).\n"
     "  -m MODEL     EANN_TEXT_V1 model file\n"
-    "  -o OUT.xyz   output file (written atomically; '-' = stdout)\n"
+    "  -o OUT.xyz   output file; '-' or /dev/stdout = standard output; an existing\n"
+    "               device or FIFO is written in place; a regular file (or the\n"
+    "               file a symlink points to) is replaced atomically; never an input\n"
+    "  --prefix P   name the keys P_dipole | P_tdm | P_polarizability and P_units\n"
+    "               (default eann), e.g. to keep two models' predictions apart\n"
+    "  --overwrite  replace the output key if the input frame already has it\n"
+    "               (default: refused, naming the frame)\n"
     "  --repeat K   evaluate every frame K times and print only\n"
     "               'us_per_molecule X' (mean microseconds per evaluation);\n"
     "               -o is then optional\n"
@@ -33,14 +42,15 @@ static const char check_usage[] =
     "  polarizability as R A R^T, translation and permutation change nothing),\n"
     "  relative to the output's scale (max |component|; for a transition dipole\n"
     "  the larger of that and the terms u, v, W u x v it is summed from).\n"
+    "  Positions in angstrom; a non-finite output is refused (FILE:LINE).\n"
     "  -m MODEL     EANN_TEXT_V1 model file\n"
     "  --trials N   transformations of each type per frame (default 10)\n"
     "  --seed S     seed of the random transformations (default 1)\n";
 
 typedef struct {
-    const char *model, *in, *out;
+    const char *model, *in, *out, *prefix;
     long repeat, trials;
-    int simd;
+    int simd, overwrite;
     unsigned long long seed;
 } opts;
 
@@ -48,17 +58,26 @@ static void parse_opts(int argc, char **argv, const char *cmd, const char *usage
     memset(o, 0, sizeof *o);
     o->trials = 10;
     o->seed = 1;
+    o->prefix = "eann";
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(usage, stdout);
-            exit(0);
+            exit(cli_exit(0));
+        }
+        if (!strcmp(cmd, "predict") && !strcmp(a, "--overwrite")) {
+            o->overwrite = 1;
+            continue;
         }
         if (a[0] == '-' && a[1] != '\0') {
             if (i + 1 >= argc) cli_fail("%s: %s needs a value (see eann %s --help)", cmd, a, cmd);
             const char *v = argv[++i];
             if (!strcmp(a, "-m")) o->model = v;
             else if (!strcmp(cmd, "predict") && !strcmp(a, "-o")) o->out = v;
+            else if (!strcmp(cmd, "predict") && !strcmp(a, "--prefix")) {
+                cli_check_prefix(v);
+                o->prefix = v;
+            }
             else if (!strcmp(cmd, "predict") && !strcmp(a, "--repeat"))
                 o->repeat = cli_parse_long(a, v, 1, 100000000);
             else if (!strcmp(cmd, "predict") && !strcmp(a, "--simd")) {
@@ -137,8 +156,7 @@ void eann_cli_check_distances(const eann_model *m, const char *file, const xyz_f
  * largest frame. */
 static int *load_frames(const eann_model *m, const opts *o, xyz_file *xf, eann_work **w,
                         int *maxat_out) {
-    char err[1024];
-    if (xyz_read(o->in, xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(o->in, xf);
     int maxat = 1;
     for (int f = 0; f < xf->nframes; f++)
         if (xf->frames[f].natoms > maxat) maxat = xf->frames[f].natoms;
@@ -160,6 +178,10 @@ int eann_cmd_predict(int argc, char **argv) {
     opts o;
     parse_opts(argc, argv, "predict", predict_usage, &o);
     if (!o.out && !o.repeat) cli_fail("predict: -o OUT.xyz is required (see eann predict --help)");
+    {
+        const char *ins[2] = {o.model, o.in};
+        cli_check_output("-o", o.out, ins, 2);
+    }
     eann_model *m = eann_cli_load_model(o.model);
     xyz_file xf;
     eann_work *w;
@@ -174,24 +196,31 @@ int eann_cmd_predict(int argc, char **argv) {
                 const xyz_frame *fr = &xf.frames[f];
                 int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
                 if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+                cli_check_finite(out, (size_t)no, o.in, fr->line, "the model's output");
             }
         double dt = cli_now() - t0;
         double n = (double)o.repeat * (double)xf.nframes;
         printf("us_per_molecule %.3f\n", n > 0 ? dt * 1e6 / n : 0.0);
     }
     if (o.out) {
+        /* keys PREFIX_dipole | PREFIX_tdm | PREFIX_polarizability and the
+         * units key PREFIX_units (eann_dipole, eann_units by default) */
+        char key[96], ukey[80];
+        const char *kind_key = eann_cli_key(m); /* "eann_dipole", ... */
+        snprintf(key, sizeof key, "%s%s", o.prefix, strchr(kind_key, '_'));
+        snprintf(ukey, sizeof ukey, "%s_units", o.prefix);
+        for (int f = 0; f < xf.nframes; f++) cli_check_new_key(&xf.frames[f], o.in, key, o.overwrite);
         for (int f = 0; f < xf.nframes; f++) {
             xyz_frame *fr = &xf.frames[f];
             int rc = eann_predict(m, w, fr->natoms, sp + (size_t)f * maxat, fr->pos, out);
             if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
-            if (xyz_set_info_real(fr, eann_cli_key(m), out, no) ||
-                xyz_set_info_str(fr, "eann_units", eann_cli_units(m)))
-                cli_fail("out of memory");
+            cli_check_finite(out, (size_t)no, o.in, fr->line, "the model's output");
+            if (xyz_set_info_real(fr, key, out, no)) cli_fail("out of memory");
+            cli_merge_units(fr, ukey, eann_cli_units(m));
         }
         char err[1024];
         if (xyz_write(o.out, &xf, err, sizeof err)) cli_fail("%s", err);
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("predict: write error on stdout");
     free(sp);
     xyz_free(&xf);
     eann_work_free(w);
@@ -258,6 +287,8 @@ int eann_cmd_check(int argc, char **argv) {
         double base[9], o1[9], o2[9], R[9];
         int rc = eann_predict(m, w, n, s, fr->pos, base);
         if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+        /* a NaN output would compare as "no violation": refuse it */
+        cli_check_finite(base, (size_t)no, o.in, fr->line, "the model's output");
         double scale = 0;
         for (int k = 0; k < no; k++) scale = fmax(scale, fabs(base[k]));
         if (kind == EANN_TDM) {
@@ -267,6 +298,7 @@ int eann_cmd_check(int argc, char **argv) {
                            W * (u[0] * v[1] - u[1] * v[0])};
             for (int a = 0; a < 3; a++)
                 scale = fmax(scale, fmax(fabs(u[a]), fmax(fabs(v[a]), fabs(c[a]))));
+            cli_check_finite(c, 3, o.in, fr->line, "a term of the transition dipole");
         }
         if (scale == 0) scale = 1e-300;
         double viol[3] = {0, 0, 0};
@@ -292,6 +324,8 @@ int eann_cmd_check(int argc, char **argv) {
                 }
                 rc = eann_predict(m, w, n, sp2, y, o1);
                 if (rc) cli_fail("%s:%d: %s", o.in, fr->line, eann_strerror(rc));
+                cli_check_finite(o1, (size_t)no, o.in, fr->line,
+                                 "the model's output for a transformed frame");
                 if (kindt == 0) rotate_output(kind, R, base, o2);
                 else memcpy(o2, base, sizeof o2);
                 for (int k = 0; k < no; k++) viol[kindt] = fmax(viol[kindt], fabs(o1[k] - o2[k]) / scale);
@@ -302,7 +336,6 @@ int eann_cmd_check(int argc, char **argv) {
     }
     printf("overall rotation %.3g translation %.3g permutation %.3g (%d frames, %ld trials each)\n",
            all[0], all[1], all[2], xf.nframes, o.trials);
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("check: write error on stdout");
     free(y); free(sp2); free(perm); free(sp);
     xyz_free(&xf);
     eann_work_free(w);

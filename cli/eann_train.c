@@ -42,7 +42,8 @@ static const char train_usage[] =
     "  --optimizer adam|lbfgs  (default adam; lbfgs = full batch, stops after\n"
     "                    --patience iterations without improvement)\n"
     "  --charge-weight W dipole: weight of (sum q - Q)^2 (EANN chapter Eq. 6), Q from\n"
-    "                    the frame key 'charge' if present, else 0 (default W = 0)\n"
+    "                    the frame key 'charge' if present, else 0 (default W = 0);\n"
+    "                    Q must be an integer (|Q| <= 1000 e) unless --fractional-charge\n"
     "  --max-frames N    use only the first N frames of T (benchmarks)\n"
     "  --seed N          initialisation, split and shuffling (default 1)\n"
     "  --max-time S      stop after the epoch that passes S seconds of wall time\n"
@@ -60,7 +61,7 @@ static const char train_usage[] =
     "  run: exit 1 and no model, unless an earlier epoch improved on the start (then\n"
     "  that best model is written and its epoch named on stderr).\n"
     "  --quiet           no progress lines\n"
-    "  -o MODEL          output model (EANN_TEXT_V1, written atomically)\n"
+    "  -o MODEL          output model (EANN_TEXT_V1, replaced atomically; never an input)\n"
     "  Progress (stderr): epoch, RMSE per component (a.u.) on training (running)\n"
     "  and validation frames, learning rate, elapsed time, time left (upper bound).\n"
     "  Trained: network weights and orbital coefficients `params`; the radial\n"
@@ -77,7 +78,8 @@ static const char eval_usage[] =
     "  pooled). For a transition-dipole model each frame's prediction takes the\n"
     "  sign that fits its label best (the phase is arbitrary).\n"
     "  --unit U      label unit: au (default), debye, eA, A3\n"
-    "  --svg FILE    parity plot (label vs prediction), written atomically\n";
+    "  --svg FILE    parity plot (label vs prediction), written atomically\n"
+    "  Positions in angstrom. A non-finite prediction is refused (FILE:LINE).\n";
 
 /* Conversion factor from a label unit to atomic units. */
 static double unit_factor(const char *u, int kind) {
@@ -112,11 +114,15 @@ typedef struct {
     int n;
 } labelled;
 
+/* How attach_labels reads the frames' total charge: -1 not at all (it only
+ * enters the charge penalty), 0 integers, 1 fractional allowed
+ * (cli_frame_charge). Set by eann_cmd_train. */
+static int charge_rule = -1;
+
 static void load_labelled(const char *path, labelled *L) {
-    char err[1024];
     if (L->nfiles == MAX_FILES) cli_fail("%s: more than %d files of one kind", path, MAX_FILES);
     xyz_file *xf = &L->xf[L->nfiles];
-    if (xyz_read(path, xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(path, xf);
     if (xf->nframes == 0) cli_fail("%s: no frames", path);
     L->file[L->nfiles++] = path;
 }
@@ -149,8 +155,7 @@ static void attach_labels(labelled *L, const eann_model *m, const char *model_na
             if (xyz_get_info_real(fr, file, key, nc, s->ref, err, sizeof err)) cli_fail("%s", err);
             for (int c = 0; c < nc; c++)
                 s->ref[c] *= factor;
-            const xyz_info *qi = xyz_find_info(fr, "charge");
-            if (qi && qi->n == 1 && qi->num) s->charge = qi->num[0];
+            if (charge_rule >= 0) s->charge = cli_frame_charge(fr, file, charge_rule);
             off += (size_t)fr->natoms;
         }
     L->n = n;
@@ -311,7 +316,7 @@ int eann_cmd_train(int argc, char **argv) {
     const char *ckpt = NULL, *resume = NULL;
     int ckpt_every = 1;
     long nwave = 8, nipsin = 3, max_frames = 0;
-    int quiet = 0;
+    int quiet = 0, fractional = 0;
     eann_train_opts o;
     eann_train_opts_default(&o);
     static labelled T, V;
@@ -327,6 +332,10 @@ int eann_cmd_train(int argc, char **argv) {
         }
         if (!strcmp(a, "--train-radial")) {
             o.train_radial = 1;
+            continue;
+        }
+        if (!strcmp(a, "--fractional-charge")) {
+            fractional = 1;
             continue;
         }
         if (i + 1 >= argc) cli_fail("train: %s needs a value (see eann train --help)", a);
@@ -408,15 +417,17 @@ int eann_cmd_train(int argc, char **argv) {
     else
         cli_fail("--optimizer '%s': use adam or lbfgs", opt);
     double factor = unit_factor(unit, kind);
-    if (strcmp(out, "-")) {
-        /* fail now rather than after the training if -o cannot be written */
-        char probe[4096];
-        snprintf(probe, sizeof probe, "%s.tmp.%ld", out, (long)getpid());
-        FILE *pf = fopen(probe, "wb");
-        if (!pf) cli_fail("%s: cannot create: %s", out, strerror(errno));
-        fclose(pf);
-        remove(probe);
+    {
+        /* never overwrite an input; fail now (not after the training) if -o
+         * cannot be written */
+        const char *ins[2 * MAX_FILES];
+        int nin = 0;
+        for (int q = 0; q < T.nfiles; q++) ins[nin++] = T.file[q];
+        for (int q = 0; q < V.nfiles; q++) ins[nin++] = V.file[q];
+        cli_check_output("-o", out, ins, nin);
+        cli_check_writable("-o", out);
     }
+    charge_rule = o.charge_weight > 0 ? fractional : -1;
 
     const int valid = V.nfiles > 0;
     /* model header */
@@ -715,6 +726,11 @@ int eann_cmd_eval(int argc, char **argv) {
         }
     }
     if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --key are required");
+    {
+        const char *ins[2] = {model, in};
+        cli_check_output("--svg", svg, ins, 2);
+        cli_check_writable("--svg", svg);
+    }
     eann_model *m = eann_cli_load_model(model);
     double factor = unit_factor(unit, m->spec.kind);
     static labelled L;
@@ -734,6 +750,8 @@ int eann_cmd_eval(int argc, char **argv) {
         double pred[9];
         int rc = eann_sample_loss(m, tw, &L.s[f], 0, 0, NULL, pred, NULL, NULL);
         if (rc) cli_fail("%s:%d: %s", in, L.xf[0].frames[f].line, eann_strerror(rc));
+        /* never print (or plot) a non-finite prediction */
+        cli_check_finite(pred, (size_t)nc, in, L.xf[0].frames[f].line, "the model's output");
         for (int c = 0; c < nc; c++) {
             double e = pred[c] - L.s[f].ref[c];
             sq[c] += e * e;
@@ -756,6 +774,10 @@ int eann_cmd_eval(int argc, char **argv) {
         sxy += (px[i] - mxv) * (py[i] - myv);
     }
     double r = sxx > 0 && syy > 0 ? sxy / sqrt(sxx * syy) : 0;
+    for (int c = 0; c < nc; c++) tot += sq[c];
+    if (!isfinite(tot) || !isfinite(mae) || !isfinite(r))
+        cli_fail("%s: the errors are not finite (labels under '%s' out of range?)", in, key);
+    tot = 0;
     static const char *cn3[3] = {"x", "y", "z"};
     static const char *cn9[9] = {"xx", "xy", "xz", "yx", "yy", "yz", "zx", "zy", "zz"};
     printf("eann eval: %d frames of %s, model %s (kind %s), label %s (unit %s -> a.u.)%s\n", L.n,

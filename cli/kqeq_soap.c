@@ -120,9 +120,8 @@ int kqeq_cmd_soap(int argc, char **argv) {
     if (kq_soap_set_simd(s, simd) != KQ_OK)
         cli_fail("--simd: this build or CPU has no AVX2 path");
 
-    char err[1024];
     xyz_file xf;
-    if (xyz_read(file, &xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(file, &xf);
 
     /* Check every frame first, so that a bad frame gives no output at all. */
     int maxat = 0;
@@ -189,7 +188,6 @@ int kqeq_cmd_soap(int argc, char **argv) {
             print_rows(out, fr->natoms, len);
         }
     }
-    if (fflush(stdout) != 0 || ferror(stdout)) cli_fail("soap: write error on stdout");
     free(out);
     xyz_free(&xf);
     kq_soap_free(s);

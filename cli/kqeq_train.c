@@ -22,7 +22,6 @@
 #define E_ANGSTROM_PER_AU KQ_BOHR_ANGSTROM /* 1 e*bohr = 0.529... e*angstrom */
 /* Bounds of the inputs, far beyond anything chemical, so that no result
  * overflows: |total charge| (e), |chi| and |eta| (eV) of `kqeq qeq`, s_at. */
-#define MAX_CHARGE 1000.0
 #define MAX_CHI_ETA_EV 1e4
 #define MIN_S_AT 1e-3
 #define MAX_S_AT 1e3
@@ -32,7 +31,7 @@ static double dipole_unit_to_au(const char *u) {
     if (!strcmp(u, "au")) return 1.0;
     if (!strcmp(u, "debye")) return 1.0 / KQ_AU_DEBYE;
     if (!strcmp(u, "eA")) return 1.0 / E_ANGSTROM_PER_AU;
-    cli_fail("--dipole-unit: '%s' is not one of au, debye, eA", u);
+    cli_fail("--unit: '%s' is not one of au, debye, eA", u);
 }
 
 /* "H,C,N,O" -> atomic numbers. */
@@ -63,7 +62,7 @@ static void parse_soap(const char *arg, kq_soap_params *p, double *weight) {
     strcpy(buf, arg);
     memset(p, 0, sizeof *p);
     *weight = 1.0;
-    int have = 0;
+    int have = 0, seen_sigma = 0, seen_weight = 0;
     for (char *tok = buf, *next; tok; tok = next) {
         next = strchr(tok, ',');
         if (next) *next++ = '\0';
@@ -71,6 +70,11 @@ static void parse_soap(const char *arg, kq_soap_params *p, double *weight) {
         if (!eq) cli_fail("--soap: '%s' is not key=value", tok);
         *eq = '\0';
         const char *v = eq + 1;
+        /* each sub-key once: "rcut=3,rcut=4" is a typo, not "the last wins" */
+        int bit = !strcmp(tok, "rcut") ? 1 : !strcmp(tok, "nmax") ? 2 : !strcmp(tok, "lmax") ? 4 : 0;
+        if ((bit && (have & bit)) || (!strcmp(tok, "sigma") && seen_sigma++) ||
+            (!strcmp(tok, "weight") && seen_weight++))
+            cli_fail("--soap: '%s' given twice in '%s'", tok, arg);
         if (!strcmp(tok, "rcut")) {
             p->rcut = cli_parse_double("--soap rcut", v);
             if (!(p->rcut > 1.0)) cli_fail("--soap: rcut must be > 1 angstrom, got '%s'", v);
@@ -122,22 +126,14 @@ typedef struct {
     kq_mol *mols;
 } dataset;
 
-static double frame_charge(const xyz_frame *fr, const char *path) {
-    const xyz_info *in = xyz_find_info(fr, "charge");
-    if (!in) return 0.0;
-    if (in->type == XYZ_STR || in->n != 1 || !isfinite(in->num[0]))
-        cli_fail("%s:%d: key 'charge' must be one number", path, fr->line);
-    if (!(fabs(in->num[0]) <= MAX_CHARGE))
-        cli_fail("%s:%d: key 'charge': %.17g e is beyond +-%g e", path, fr->line, in->num[0],
-                 MAX_CHARGE);
-    return in->num[0];
-}
-
-static void dataset_load(dataset *d, const char *path, const char *dipole_key, double to_au) {
+/* Reads path (cli_read_xyz: no empty or periodic frames), the total charge
+ * of each frame (cli_frame_charge) and, with dipole_key, the reference
+ * dipoles (converted to e*bohr by to_au). */
+static void dataset_load(dataset *d, const char *path, const char *dipole_key, double to_au,
+                         int fractional) {
     char err[1024];
     d->path = path;
-    if (xyz_read(path, &d->xf, err, sizeof err)) cli_fail("%s", err);
-    if (d->xf.nframes < 1) cli_fail("%s: no frames", path);
+    cli_read_xyz(path, &d->xf);
     d->mols = calloc((size_t)d->xf.nframes, sizeof *d->mols);
     if (!d->mols) cli_fail("%s: out of memory", path);
     for (int f = 0; f < d->xf.nframes; f++) {
@@ -146,8 +142,7 @@ static void dataset_load(dataset *d, const char *path, const char *dipole_key, d
         m->natoms = fr->natoms;
         m->z = fr->z;
         m->pos = fr->pos;
-        m->charge = frame_charge(fr, path);
-        if (fr->natoms < 1) cli_fail("%s:%d: frame without atoms", path, fr->line);
+        m->charge = cli_frame_charge(fr, path, fractional);
         if (dipole_key) {
             double v[3];
             if (xyz_get_info_real(fr, path, dipole_key, 3, v, err, sizeof err)) cli_fail("%s", err);
@@ -238,13 +233,18 @@ static const double default_reg[] = {1e-6, 1e-5, 1e-4, 1e-3, 1e-2, 1e-1, 1.0, 10
 
 static const char qeq_usage[] =
     "usage: kqeq qeq FILE.xyz [--charge Q] [--chi El=v,...] [--eta El=v,...] [--s-at S]\n"
+    "                [--fractional-charge] [--max-atoms N]\n"
     "  Classical QEq with Gaussian charges (kQEq paper Eqs. 1-10; specs/kqeq.md).\n"
-    "  Total charge: --charge Q for every frame, else the frame's 'charge' key, else 0\n"
-    "  (|Q| <= 1000 e). chi (eV) defaults to Rappe & Goddard 1991 (H 4.528 C 5.343\n"
-    "  N 6.899 O 8.741 F 10.874 S 6.928 Cl 8.564); eta (eV/e^2, non-classical\n"
+    "  Positions in angstrom. Total charge: --charge Q for every frame, else the\n"
+    "  frame's 'charge' key, else 0 (|Q| <= 1000 e, an integer unless\n"
+    "  --fractional-charge). chi (eV) defaults to Rappe & Goddard 1991 (H 4.528\n"
+    "  C 5.343 N 6.899 O 8.741 F 10.874 S 6.928 Cl 8.564); eta (eV/e^2, non-classical\n"
     "  hardness) defaults to 0; |chi|, |eta| <= 1e4 eV. Gaussian widths s_at * R_RG\n"
     "  (s_at in [0.001, 1000], default 0.75). A frame whose results are not finite\n"
     "  is refused before anything is printed.\n"
+    "  --max-atoms N  refuse frames of more than N atoms (default 5000): the solve\n"
+    "                 is O(N^3) in time (about 5e-9 N^3 s: 10 min at 5000 atoms)\n"
+    "                 and O(N^2) in memory; frames above 2000 atoms get a warning\n"
     "  Output per frame: a line 'frame I natoms N charge Q dipole_debye X Y Z\n"
     "  abs_debye |mu| energy_eV E' (dipole about the centre of mass), then one line\n"
     "  'ELEMENT q' per atom (q in e).\n";
@@ -268,10 +268,27 @@ static void parse_elem_values(const char *opt, const char *arg, double *byz) {
     }
 }
 
+/* Time of the dense O(N^3) QEq solve of one frame, for the warning and the
+ * limit of `kqeq qeq`/`predict`/`eval`: about 5e-9 N^3 s (measured: 1500
+ * H atoms took 15.8 s, one core, -O2), and ~3 N^2 doubles of memory. */
+#define QEQ_WARN_ATOMS 2000
+#define QEQ_DEFAULT_MAX_ATOMS 5000
+static void qeq_size_check(const char *file, int line, int n, long max_atoms, int quiet) {
+    double sec = 5e-9 * (double)n * n * n, mb = 3.0 * n * (double)n * 8 / 1e6;
+    if (n > max_atoms)
+        cli_fail("%s:%d: frame of %d atoms: the dense QEq solve is O(N^3), about %.0f s and "
+                 "%.0f MB here; refused above --max-atoms %ld (raise it to run anyway)",
+                 file, line, n, sec, mb, max_atoms);
+    if (n > QEQ_WARN_ATOMS && !quiet)
+        fprintf(stderr, "kqeq: %s:%d: %d atoms: O(N^3) solve, expect about %.0f s and %.0f MB\n",
+                file, line, n, sec, mb);
+}
+
 int kqeq_cmd_qeq(int argc, char **argv) {
-    const char *file = NULL;
+    const char *file = NULL, *qarg = NULL;
     double qforce = 0.0, s_at = 0.75;
-    int have_q = 0;
+    int have_q = 0, fractional = 0;
+    long max_atoms = QEQ_DEFAULT_MAX_ATOMS;
     double chi_ev[119], eta_ev[119];
     for (int z = 0; z < 119; z++) {
         chi_ev[z] = kq_qeq_default_chi_ev(z);
@@ -283,14 +300,18 @@ int kqeq_cmd_qeq(int argc, char **argv) {
             fputs(qeq_usage, stdout);
             return 0;
         }
+        if (!strcmp(a, "--fractional-charge")) {
+            fractional = 1;
+            continue;
+        }
         if (!strncmp(a, "--", 2)) {
             if (i + 1 >= argc) cli_fail("qeq: %s needs a value (see kqeq qeq --help)", a);
             const char *v = argv[++i];
             if (!strcmp(a, "--charge")) {
-                qforce = cli_parse_double(a, v);
-                if (!(fabs(qforce) <= MAX_CHARGE))
-                    cli_fail("--charge: must be within +-%g e, got '%s'", MAX_CHARGE, v);
+                qarg = v;
                 have_q = 1;
+            } else if (!strcmp(a, "--max-atoms")) {
+                max_atoms = cli_parse_long(a, v, 1, 1000000);
             } else if (!strcmp(a, "--chi")) {
                 parse_elem_values(a, v, chi_ev);
             } else if (!strcmp(a, "--eta")) {
@@ -308,9 +329,10 @@ int kqeq_cmd_qeq(int argc, char **argv) {
         }
     }
     if (!file) cli_fail("qeq: no input file (see kqeq qeq --help)");
+    if (have_q) qforce = cli_parse_charge("--charge", qarg, fractional);
     char err[1024];
     xyz_file xf;
-    if (xyz_read(file, &xf, err, sizeof err)) cli_fail("%s", err);
+    cli_read_xyz(file, &xf);
     cli_buf out = {0};
     cli_buf_printf(&out,
                    "# kqeq qeq: Gaussian-charge QEq, s_at %.17g; charges e, dipole debye about "
@@ -319,7 +341,8 @@ int kqeq_cmd_qeq(int argc, char **argv) {
     for (int f = 0; f < xf.nframes; f++) {
         const xyz_frame *fr = &xf.frames[f];
         int n = fr->natoms;
-        double qt = have_q ? qforce : frame_charge(fr, file);
+        double qt = have_q ? qforce : cli_frame_charge(fr, file, fractional);
+        qeq_size_check(file, fr->line, n, max_atoms, 0);
         double *chi = malloc((size_t)(n ? n : 1) * sizeof *chi);
         double *eta = malloc((size_t)(n ? n : 1) * sizeof *eta);
         double *q = malloc((size_t)(n ? n : 1) * sizeof *q);
@@ -371,7 +394,8 @@ typedef struct {
     int nreg;
     double reg[64];
     double s_at;
-    int stats, quiet, fit_eta;
+    int stats, quiet, fit_eta, fractional;
+    double max_memory; /* bytes; 0 = MemAvailable */
     double sizes[64];
     int nsizes;
     long draws, seed;
@@ -438,14 +462,18 @@ static int parse_train_opt(train_args *a, int argc, char **argv, int *i, const c
         a->fit_eta = 1;
         return 1;
     }
+    if (!strcmp(o, "--fractional-charge")) {
+        a->fractional = 1;
+        return 1;
+    }
     if (*i + 1 >= argc) cli_fail("%s: %s needs a value (see kqeq %s --help)", cmd, o, cmd);
     const char *v = argv[++*i];
     if (!strcmp(o, "--train")) a->train = v;
     else if (!strcmp(o, "--valid")) a->valid = v;
     else if (!strcmp(o, "--test")) a->test = v;
     else if (!strcmp(o, "-o")) a->out = v;
-    else if (!strcmp(o, "--dipole-key")) a->dipole_key = v;
-    else if (!strcmp(o, "--dipole-unit")) {
+    else if (!strcmp(o, "--key") || !strcmp(o, "--dipole-key")) a->dipole_key = v;
+    else if (!strcmp(o, "--unit") || !strcmp(o, "--dipole-unit")) {
         a->dipole_unit = v;
         (void)dipole_unit_to_au(v);
     } else if (!strcmp(o, "--model")) {
@@ -469,6 +497,7 @@ static int parse_train_opt(train_args *a, int argc, char **argv, int *i, const c
             if (a->sizes[k] != floor(a->sizes[k])) cli_fail("--sizes: '%s' has a non-integer", v);
     } else if (!strcmp(o, "--draws")) a->draws = cli_parse_long(o, v, 1, 1000);
     else if (!strcmp(o, "--seed")) a->seed = cli_parse_long(o, v, 0, 2147483647L);
+    else if (!strcmp(o, "--max-memory")) a->max_memory = cli_parse_bytes(o, v);
     else cli_fail("%s: unknown option '%s' (see kqeq %s --help)", cmd, o, cmd);
     return 1;
 }
@@ -497,6 +526,52 @@ static void default_soap(train_args *a) {
 /* kqeq train                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* Bytes of the large arrays of a kQEq fit (kqeq.h: kq_set_build, kq_train),
+ * estimated from the sizes before anything is allocated for them:
+ *   SOAP matrices   (N_train + N_valid) x sum_d len_d        (kq_set.p)
+ *   kernel blocks   N_train x M (K_NM) + 3 n_mol x M (P = R A K)
+ *                   + 4 M x M (P^T P, K_MM, the system, its copy)
+ *                   + N_valid x M + 3 n_mol,valid x M (validation)
+ *   geometry        (N_train + N_valid) x 7 doubles (positions, R A blocks)
+ * M = N_train for the full form. Returns the total, and the SOAP and kernel
+ * parts in *soap and *kern. */
+static double fit_memory(const kq_model *m, int kind, size_t ntr, size_t nmol, size_t nv,
+                         size_t nmolv, size_t mrep, double *soap, double *kern) {
+    double len = 0;
+    if (kind == KQ_KIND_KQEQ)
+        for (int d = 0; d < m->ndesc; d++) len += (double)m->len[d];
+    else mrep = 0;
+    double M = (double)mrep;
+    *soap = 8.0 * (double)(ntr + nv) * len;
+    *kern = 8.0 * ((double)ntr * M + 3.0 * (double)nmol * M + 4.0 * M * M + (double)nv * M +
+                   3.0 * (double)nmolv * M);
+    return *soap + *kern + 8.0 * 7.0 * (double)(ntr + nv);
+}
+
+/* Prints the estimate (--stats, or above 0.5 GB) and refuses it above the limit:
+ * --max-memory if given, else MemAvailable of /proc/meminfo. */
+static void check_memory(const train_args *a, const char *what, double need, double soap,
+                         double kern) {
+    double avail = cli_mem_available();
+    double limit = a->max_memory > 0 ? a->max_memory : avail;
+    /* printed with --stats, and always when it is large (a long run follows) */
+    if (!a->quiet && (a->stats || need > 0.5e9))
+        fprintf(stderr, "kqeq: %s: memory estimate %.3g GB (SOAP %.3g GB, kernel %.3g GB); "
+                "available %.3g GB\n", what, need / 1e9, soap / 1e9, kern / 1e9, avail / 1e9);
+    if (limit > 0 && need > limit)
+        cli_fail("%s: needs about %.3g GB (SOAP matrices %.3g GB, kernel blocks %.3g GB) but "
+                 "the limit is %.3g GB (%s); use fewer frames, a smaller --sparse M or smaller "
+                 "--soap settings, or raise --max-memory", what, need / 1e9, soap / 1e9,
+                 kern / 1e9, limit / 1e9, a->max_memory > 0 ? "--max-memory" : "MemAvailable");
+}
+
+static size_t total_atoms(const dataset *d) {
+    size_t n = 0;
+    if (d)
+        for (int f = 0; f < d->xf.nframes; f++) n += (size_t)d->xf.frames[f].natoms;
+    return n;
+}
+
 /* A failed fit: one line saying what to change; no model is written. */
 static void train_fail(int rc) {
     if (rc == KQ_ERANGE)
@@ -508,8 +583,8 @@ static void train_fail(int rc) {
 }
 
 static const char train_usage[] =
-    "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --dipole-key KEY\n"
-    "                  [--dipole-unit au|debye|eA]\n"
+    "usage: kqeq train [--model kqeq|qeq] --train T.xyz [--valid V.xyz] --key KEY\n"
+    "                  [--unit au|debye|eA] [--fractional-charge] [--max-memory SIZE]\n"
     "                  [--soap rcut=R,nmax=N,lmax=L[,sigma=S][,weight=W]]...\n"
     "                  [--species H,C,N,O,F] [--sparse M] [--reg GRID] [--s-at S] [--fit-eta]\n"
     "                  [--stats] [--quiet] -o MODEL\n"
@@ -528,7 +603,16 @@ static const char train_usage[] =
     "  --s-at S     Gaussian width scale of the Rappe-Goddard radii (default 0.75)\n"
     "  --fit-eta    (--model qeq) fit the per-element hardness eta >= 0 too\n"
     "               (Levenberg-Marquardt, chi eliminated by least squares; deterministic)\n"
-    "  --stats      print wall time and peak memory (VmHWM) on stderr\n"
+    "  --key KEY    per-frame reference dipole (3 numbers; alias --dipole-key)\n"
+    "  --unit U     unit of the reference dipoles: au = e*bohr (default), debye, eA\n"
+    "               (alias --dipole-unit). Positions are read in angstrom.\n"
+    "  --fractional-charge  allow non-integer 'charge' keys (default: integers,\n"
+    "               |Q| <= 1000 e; charge=T and other non-numbers are refused)\n"
+    "  --max-memory SIZE  refuse a fit whose SOAP matrices and kernel blocks need\n"
+    "               more (e.g. 8G; default: MemAvailable of /proc/meminfo); the\n"
+    "               estimate is printed with --stats or when above 0.5 GB\n"
+    "  --stats      print wall time, peak memory (VmHWM) and the memory estimate\n"
+    "  -o MODEL     output model (replaced atomically; never one of the inputs)\n"
     "  Progress lines go to stderr; a summary goes to stdout.\n";
 
 int kqeq_cmd_train(int argc, char **argv) {
@@ -542,14 +626,19 @@ int kqeq_cmd_train(int argc, char **argv) {
         parse_train_opt(&a, argc, argv, &i, "train");
     }
     if (!a.train) cli_fail("train: --train is required (see kqeq train --help)");
-    if (!a.dipole_key) cli_fail("train: --dipole-key is required (see kqeq train --help)");
+    if (!a.dipole_key) cli_fail("train: --key KEY is required (see kqeq train --help)");
     if (!a.out) cli_fail("train: -o MODEL is required (see kqeq train --help)");
     if (a.test || a.nsizes) cli_fail("train: --test/--sizes belong to 'kqeq curve'");
+    {
+        const char *ins[2] = {a.train, a.valid};
+        cli_check_output("-o", a.out, ins, 2);
+        cli_check_writable("-o", a.out); /* now, not after the fit */
+    }
     double to_au = dipole_unit_to_au(a.dipole_unit);
     progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
     dataset dt, dv;
-    dataset_load(&dt, a.train, a.dipole_key, to_au);
-    if (a.valid) dataset_load(&dv, a.valid, a.dipole_key, to_au);
+    dataset_load(&dt, a.train, a.dipole_key, to_au, a.fractional);
+    if (a.valid) dataset_load(&dv, a.valid, a.dipole_key, to_au, a.fractional);
     const dataset *all[2] = {&dt, a.valid ? &dv : NULL};
     default_species(&a, all, 2);
     if (a.kind == KQ_KIND_KQEQ) default_soap(&a);
@@ -585,6 +674,13 @@ int kqeq_cmd_train(int argc, char **argv) {
             free(pv);
         }
     } else {
+        size_t ntr = total_atoms(&dt), nv = a.valid ? total_atoms(&dv) : 0;
+        int sp = sparse_for(&a, ntr);
+        size_t mrep = sp == 0 || (size_t)sp > ntr ? ntr : (size_t)sp;
+        double soap, kern;
+        double need = fit_memory(&m, m.kind, ntr, (size_t)dt.xf.nframes, nv,
+                                 a.valid ? (size_t)dv.xf.nframes : 0, mrep, &soap, &kern);
+        check_memory(&a, "train", need, soap, kern);
         build_set(&m, &dt, &st, &pc);
         if (a.valid) build_set(&m, &dv, &sv, &pc);
         o.sparse = sparse_for(&a, st.natoms);
@@ -651,27 +747,53 @@ static void load_model(const char *path, kq_model *m) {
 }
 
 static const char predict_usage[] =
-    "usage: kqeq predict -m MODEL IN.xyz -o OUT.xyz [--dipole-unit debye|au|eA]\n"
+    "usage: kqeq predict -m MODEL IN.xyz -o OUT.xyz [--unit debye|au|eA] [--prefix P]\n"
+    "                    [--overwrite] [--fractional-charge] [--max-atoms N]\n"
     "  Writes IN.xyz with per-frame kqeq_dipole (3, about the centre of mass, in the\n"
-    "  --dipole-unit, default debye) and kqeq_polarizability (9, row-major, bohr^3 =\n"
-    "  atomic units; the field response R A R^T of specs/kqeq.md), per-atom\n"
-    "  kqeq_charge (e), and kqeq_units naming the units. Total charge per frame from\n"
-    "  its 'charge' key (default 0).\n";
+    "  --unit, default debye; alias --dipole-unit) and kqeq_polarizability (9,\n"
+    "  row-major, bohr^3 = atomic units; the field response R A R^T of\n"
+    "  specs/kqeq.md), per-atom kqeq_charge (e), and kqeq_units naming the units\n"
+    "  (\"dipole:debye,polarizability:bohr^3,charge:e\"). Positions in angstrom.\n"
+    "  Total charge per frame from its 'charge' key (default 0; an integer unless\n"
+    "  --fractional-charge).\n"
+    "  -o OUT.xyz   '-' or /dev/stdout = standard output; an existing device or\n"
+    "               FIFO is written in place; a regular file (or the file a\n"
+    "               symlink points to) is replaced atomically; never an input\n"
+    "  --prefix P   name the keys P_dipole, P_polarizability, P_charge, P_units\n"
+    "               (default kqeq), e.g. to keep two models' predictions apart\n"
+    "  --overwrite  replace those keys if the input frame already has them\n"
+    "               (default: refused, naming the frame)\n"
+    "  --max-atoms N  refuse larger frames (default 5000; O(N^3) solve)\n";
 
 int kqeq_cmd_predict(int argc, char **argv) {
-    const char *model = NULL, *in = NULL, *out = NULL, *unit = "debye";
+    const char *model = NULL, *in = NULL, *out = NULL, *unit = "debye", *prefix = "kqeq";
+    int fractional = 0, overwrite = 0;
+    long max_atoms = QEQ_DEFAULT_MAX_ATOMS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(predict_usage, stdout);
             return 0;
         }
+        if (!strcmp(a, "--fractional-charge")) {
+            fractional = 1;
+            continue;
+        }
+        if (!strcmp(a, "--overwrite")) {
+            overwrite = 1;
+            continue;
+        }
         if (a[0] == '-' && a[1] != '\0') {
             if (i + 1 >= argc) cli_fail("predict: %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-m")) model = v;
             else if (!strcmp(a, "-o")) out = v;
-            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--unit") || !strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--prefix")) {
+                cli_check_prefix(v);
+                prefix = v;
+            }
+            else if (!strcmp(a, "--max-atoms")) max_atoms = cli_parse_long(a, v, 1, 1000000);
             else cli_fail("predict: unknown option '%s' (see kqeq predict --help)", a);
         } else {
             if (in) cli_fail("predict: more than one input file");
@@ -679,29 +801,43 @@ int kqeq_cmd_predict(int argc, char **argv) {
         }
     }
     if (!model || !in || !out) cli_fail("predict: -m MODEL, IN.xyz and -o OUT.xyz are required");
+    {
+        const char *ins[2] = {model, in};
+        cli_check_output("-o", out, ins, 2);
+    }
     double from_au = 1.0 / dipole_unit_to_au(unit);
     kq_model m;
     load_model(model, &m);
     dataset d;
-    dataset_load(&d, in, NULL, 1.0);
+    dataset_load(&d, in, NULL, 1.0, fractional);
     check_species(&d, m.species, m.nspecies);
-    char units[128];
+    char units[128], kdip[80], kpol[96], kq[80], ku[80];
     snprintf(units, sizeof units, "dipole:%s,polarizability:bohr^3,charge:e", unit);
+    snprintf(kdip, sizeof kdip, "%s_dipole", prefix);
+    snprintf(kpol, sizeof kpol, "%s_polarizability", prefix);
+    snprintf(kq, sizeof kq, "%s_charge", prefix);
+    snprintf(ku, sizeof ku, "%s_units", prefix);
+    for (int f = 0; f < d.xf.nframes; f++) {
+        cli_check_new_key(&d.xf.frames[f], in, kdip, overwrite);
+        cli_check_new_key(&d.xf.frames[f], in, kpol, overwrite);
+        cli_check_new_key(&d.xf.frames[f], in, kq, overwrite);
+    }
     for (int f = 0; f < d.xf.nframes; f++) {
         xyz_frame *fr = &d.xf.frames[f];
         int n = fr->natoms;
         double *q = malloc((size_t)n * sizeof *q), mu[3], al[9];
         if (!q) cli_fail("predict: out of memory");
+        qeq_size_check(in, fr->line, n, max_atoms, 0);
         int rc = kq_predict(&m, n, fr->z, fr->pos, d.mols[f].charge, q, mu, al, NULL);
         if (rc) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(rc));
         for (int c = 0; c < 3; c++) mu[c] *= from_au;
-        for (int c = 0; c < 3; c++)
-            if (!isfinite(mu[c])) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(KQ_ERANGE));
-        if (xyz_set_info_real(fr, "kqeq_dipole", mu, 3) ||
-            xyz_set_info_real(fr, "kqeq_polarizability", al, 9) ||
-            xyz_set_info_str(fr, "kqeq_units", units) ||
-            xyz_set_array_real(fr, "kqeq_charge", 1, q))
+        cli_check_finite(mu, 3, in, fr->line, "the predicted dipole");
+        cli_check_finite(al, 9, in, fr->line, "the predicted polarizability");
+        cli_check_finite(q, (size_t)n, in, fr->line, "a predicted charge");
+        if (xyz_set_info_real(fr, kdip, mu, 3) || xyz_set_info_real(fr, kpol, al, 9))
             cli_fail("predict: out of memory");
+        cli_merge_units(fr, ku, units);
+        if (xyz_set_array_real(fr, kq, 1, q)) cli_fail("predict: out of memory");
         free(q);
     }
     char err[1024];
@@ -712,36 +848,46 @@ int kqeq_cmd_predict(int argc, char **argv) {
 }
 
 static const char eval_usage[] =
-    "usage: kqeq eval -m MODEL IN.xyz --dipole-key KEY [--dipole-unit au|debye|eA]\n"
+    "usage: kqeq eval -m MODEL IN.xyz --key KEY [--unit au|debye|eA]\n"
+    "                 [--fractional-charge] [--max-atoms N]\n"
     "  Prints the number of molecules, the MAE of |mu| (debye) and the RRMSE (%,\n"
-    "  Hait & Head-Gordon, threshold 1 D) against the reference dipoles.\n";
+    "  Hait & Head-Gordon, threshold 1 D) against the reference dipoles under KEY\n"
+    "  (alias --dipole-key) in --unit (default au = e*bohr; alias --dipole-unit).\n"
+    "  Positions in angstrom; total charge from the 'charge' key as in predict.\n";
 
 int kqeq_cmd_eval(int argc, char **argv) {
     const char *model = NULL, *in = NULL, *key = NULL, *unit = "au";
+    int fractional = 0;
+    long max_atoms = QEQ_DEFAULT_MAX_ATOMS;
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i];
         if (!strcmp(a, "--help") || !strcmp(a, "-h")) {
             fputs(eval_usage, stdout);
             return 0;
         }
+        if (!strcmp(a, "--fractional-charge")) {
+            fractional = 1;
+            continue;
+        }
         if (a[0] == '-' && a[1] != '\0') {
             if (i + 1 >= argc) cli_fail("eval: %s needs a value", a);
             const char *v = argv[++i];
             if (!strcmp(a, "-m")) model = v;
-            else if (!strcmp(a, "--dipole-key")) key = v;
-            else if (!strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--key") || !strcmp(a, "--dipole-key")) key = v;
+            else if (!strcmp(a, "--unit") || !strcmp(a, "--dipole-unit")) unit = v;
+            else if (!strcmp(a, "--max-atoms")) max_atoms = cli_parse_long(a, v, 1, 1000000);
             else cli_fail("eval: unknown option '%s' (see kqeq eval --help)", a);
         } else {
             if (in) cli_fail("eval: more than one input file");
             in = a;
         }
     }
-    if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --dipole-key are required");
+    if (!model || !in || !key) cli_fail("eval: -m MODEL, IN.xyz and --key KEY are required");
     double to_au = dipole_unit_to_au(unit);
     kq_model m;
     load_model(model, &m);
     dataset d;
-    dataset_load(&d, in, key, to_au);
+    dataset_load(&d, in, key, to_au, fractional);
     check_species(&d, m.species, m.nspecies);
     int nm = d.xf.nframes;
     double *pred = malloc((size_t)nm * 3 * sizeof *pred);
@@ -749,9 +895,11 @@ int kqeq_cmd_eval(int argc, char **argv) {
     if (!pred || !ref) cli_fail("eval: out of memory");
     for (int f = 0; f < nm; f++) {
         const kq_mol *mo = &d.mols[f];
+        qeq_size_check(in, d.xf.frames[f].line, mo->natoms, max_atoms, 0);
         int rc = kq_predict(&m, mo->natoms, mo->z, mo->pos, mo->charge, NULL, pred + 3 * f, NULL,
                             NULL);
         if (rc) cli_fail("%s:%d: %s", in, d.xf.frames[f].line, kq_strerror(rc));
+        cli_check_finite(pred + 3 * f, 3, in, d.xf.frames[f].line, "the predicted dipole");
         for (int c = 0; c < 3; c++) ref[3 * f + c] = mo->dipole_au[c];
         /* never print a wrong number: this frame's error must be finite */
         double fm, fr;
@@ -795,16 +943,18 @@ static int rng_below(uint64_t *s, int n) {
 }
 
 static const char curve_usage[] =
-    "usage: kqeq curve --train T.xyz --valid V.xyz --test X.xyz --dipole-key KEY\n"
-    "                  [--dipole-unit U] --sizes 100,200,400 [--draws 3] [--seed 1]\n"
+    "usage: kqeq curve --train T.xyz --valid V.xyz --test X.xyz --key KEY\n"
+    "                  [--unit au|debye|eA] --sizes 100,200,400 [--draws 3] [--seed 1]\n"
     "                  [--soap ...]... [--species ...] [--sparse M] [--reg GRID] [--fit-eta]\n"
     "                  [-o curve.svg]\n"
     "  Learning curves of kQEq and classical QEq: for each size, --draws random\n"
     "  training subsets (splitmix64 PRNG seeded with --seed, partial Fisher-Yates),\n"
     "  sigma chosen on the validation set, errors on the test set. Prints a table\n"
     "  (mean over draws, +- standard deviation) and writes an SVG plot (log-log).\n"
-    "  QEq fits chi per element (and eta with --fit-eta).\n"
-    "  Other options as in kqeq train.\n";
+    "  QEq fits chi per element (and eta with --fit-eta). Positions in angstrom;\n"
+    "  MAE in debye.\n"
+    "  Other options (--unit default au, --fractional-charge, --max-memory, ...)\n"
+    "  as in kqeq train.\n";
 
 typedef struct {
     double mae[2], mae_sd[2], rr[2], rr_sd[2], reg;
@@ -822,14 +972,19 @@ int kqeq_cmd_curve(int argc, char **argv) {
     }
     if (!a.train || !a.valid || !a.test)
         cli_fail("curve: --train, --valid and --test are required (see kqeq curve --help)");
-    if (!a.dipole_key) cli_fail("curve: --dipole-key is required");
+    if (!a.dipole_key) cli_fail("curve: --key KEY is required");
     if (a.nsizes == 0) cli_fail("curve: --sizes is required, e.g. --sizes 100,200,400");
+    {
+        const char *ins[3] = {a.train, a.valid, a.test};
+        cli_check_output(a.out ? "-o" : "--svg", a.out ? a.out : a.svg, ins, 3);
+        cli_check_writable("-o", a.out ? a.out : a.svg);
+    }
     double to_au = dipole_unit_to_au(a.dipole_unit);
     progress_ctx pc = {cli_now(), 0.0, "", a.quiet};
     dataset dt, dv, dx;
-    dataset_load(&dt, a.train, a.dipole_key, to_au);
-    dataset_load(&dv, a.valid, a.dipole_key, to_au);
-    dataset_load(&dx, a.test, a.dipole_key, to_au);
+    dataset_load(&dt, a.train, a.dipole_key, to_au, a.fractional);
+    dataset_load(&dv, a.valid, a.dipole_key, to_au, a.fractional);
+    dataset_load(&dx, a.test, a.dipole_key, to_au, a.fractional);
     for (int k = 0; k < a.nsizes; k++)
         if (a.sizes[k] > dt.xf.nframes)
             cli_fail("curve: size %.0f exceeds the %d training molecules", a.sizes[k],
@@ -844,6 +999,16 @@ int kqeq_cmd_curve(int argc, char **argv) {
     kq_model mk, mq;
     make_model(&a, KQ_KIND_KQEQ, &mk);
     make_model(&a, KQ_KIND_QEQ, &mq);
+    {
+        /* the largest fit: all training atoms, test as the second set */
+        size_t ntr = total_atoms(&dt), nv = total_atoms(&dv) + total_atoms(&dx);
+        int sp = sparse_for(&a, ntr);
+        size_t mrep = sp == 0 || (size_t)sp > ntr ? ntr : (size_t)sp;
+        double soap, kern;
+        double need = fit_memory(&mk, KQ_KIND_KQEQ, ntr, (size_t)dt.xf.nframes, nv,
+                                 (size_t)(dv.xf.nframes + dx.xf.nframes), mrep, &soap, &kern);
+        check_memory(&a, "curve", need, soap, kern);
+    }
     kq_set st, sv, sx;
     build_set(&mk, &dt, &st, &pc);
     build_set(&mk, &dv, &sv, &pc);
@@ -893,6 +1058,9 @@ int kqeq_cmd_curve(int argc, char **argv) {
                                         dx.mols[k].charge, NULL, px + 3 * k, NULL, NULL);
                 }
                 if (rc) cli_fail("curve: %s", kq_strerror(rc));
+                for (int k = 0; k < sx.nmol; k++)
+                    cli_check_finite(px + 3 * k, 3, a.test, dx.xf.frames[k].line,
+                                     "the predicted dipole");
                 double mae, rr;
                 kq_dipole_metrics(sx.nmol, px, sx.dipole_au, &mae, &rr);
                 s1[kind][0] += mae;

@@ -6,7 +6,7 @@
 # message text of the README's table), nothing on stdout, and no output file
 # (nor a temporary *.tmp.* file) left behind.
 #
-#   xyz_*.xyz, phys_*.xyz  given as the structure file to kqeq soap, qeq,
+#   xyz_*.xyz, phys_*.xyz, cli_*.xyz  given as the structure file to kqeq soap, qeq,
 #                          predict, eval, train (kqeq and qeq), curve (as
 #                          --train), eann predict, check, eval, train
 #   eann_*.txt             given as -m MODEL to eann predict, check, eval,
@@ -161,8 +161,9 @@ table_rows() {
 # row "-" means the frame's count line 1 and any message) and phys_*.
 table_rows xyz_ | sed -e 's/^\([^|]*\)|-|.*/\1|1|/' > "$tmp/rows_xyz"
 table_rows phys_ | sed -e 's/|[^|]*$/|/' >> "$tmp/rows_xyz"
+table_rows cli_ >> "$tmp/rows_xyz"
 # every corpus file must have a row
-for f in "$BAD"/xyz_* "$BAD"/phys_* "$BAD"/eann_* "$BAD"/kqeq_*; do
+for f in "$BAD"/xyz_* "$BAD"/phys_* "$BAD"/cli_* "$BAD"/eann_* "$BAD"/kqeq_*; do
     [ -e "$f" ] || continue
     n=$(basename "$f")
     if grep -q "^| $n |" "$BAD/README.md"; then pass=$((pass + 1))

@@ -74,7 +74,7 @@ static int gen(const char *out, char *err, size_t errlen) {
         int n = k == 3 ? 0 : 1 + (int)(rng() % 5), z[8];
         double pos[24], v[64];
         for (int i = 0; i < n; i++) z[i] = 1 + (int)(rng() % 86);
-        for (int i = 0; i < 3 * n; i++) pos[i] = rnd();
+        for (int i = 0; i < 3 * n; i++) pos[i] = fmod(rnd(), XYZ_MAX_COORD); /* reader's bound */
         xyz_frame fr;
         if (xyz_frame_init(&fr, n, z, pos)) return -1;
         for (int i = 0; i < 9; i++) v[i] = rnd();
