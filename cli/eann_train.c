@@ -420,10 +420,15 @@ int eann_cmd_train(int argc, char **argv) {
     {
         /* never overwrite an input; fail now (not after the training) if -o
          * cannot be written */
-        const char *ins[2 * MAX_FILES];
+        const char *ins[2 * MAX_FILES + 2];
         int nin = 0;
         for (int q = 0; q < T.nfiles; q++) ins[nin++] = T.file[q];
         for (int q = 0; q < V.nfiles; q++) ins[nin++] = V.file[q];
+        /* the checkpoint may be the file we resume from (that is how a run is
+         * continued), but never a data file or the model */
+        if (ckpt) cli_check_output("--checkpoint", ckpt, ins, nin);
+        if (resume) ins[nin++] = resume;
+        if (ckpt) ins[nin++] = ckpt;
         cli_check_output("-o", out, ins, nin);
         cli_check_writable("-o", out);
     }
