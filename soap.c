@@ -1,10 +1,21 @@
-/* soap.c - SOAP descriptors (DScribe's GTO definition).
+/* soap.c - SOAP descriptors (DScribe's GTO definition, ../shared/specs/soap.md).
  *
- * Every formula below is from ../shared/specs/soap.md ("spec") unless a
- * comment names another source. C11, libc and libm only (no POSIX, no M_PI).
+ * Every formula is from ../shared/specs/soap.md ("spec") unless a comment
+ * names another source. C11, libc and libm only (no POSIX, no M_PI); uses
+ * linalg.h for the symmetric inverse square root of the basis overlap.
  *
- * How the SOAP vector of one centre i is computed (spec, "Expansion
- * coefficients" and "Power spectrum"):
+ * Reading order:
+ *   1. The plain reference (kq_soap_reference and its five helpers, right
+ *      below): the spec's equations in order, one centre and one neighbour
+ *      at a time, no tables kept between calls, no vector kernels. Start
+ *      here.
+ *   2. The fast path (kq_soap_new / kq_soap_compute, from "The fast path"
+ *      on): the same sums in the same order, with precomputed tables, cell
+ *      lists, pair reuse and blocked kernels that the compiler vectorises.
+ *      tests/test_soap.c checks that both give the same bits (memcmp).
+ *
+ * The equations, for one centre i (spec "Expansion coefficients", "Power
+ * spectrum"):
  *
  *   c^Z_nlm(i) = sum_{j of species Z, |r_ij| <= cut} R_lm(r_ij) h_ln(|r_ij|),
  *   h_ln(r)    = sum_k B^(l)_nk exp(-gamma_lk r^2),
@@ -21,21 +32,10 @@
  * the result independent of the neighbour order to ~1e-16 and rotation
  * invariant to ~1e-13 (tests/test_soap.c).
  *
- * Speed: cell lists (cost linear in N, each pair tested once); h and R of a
- * pair (i, j), i < j, are computed once at centre i, straight into a ring
- * buffer, and read there by pointer at centre j (exactly: see
- * soap_centre_body); the fresh pairs of a centre four at a time (solid
- * harmonics vectorised across the four); our own vectorisable exp(); all
- * products in blocks of 4 (or 8) independent sums (soap_dot4 and friends)
- * that gcc/clang vectorise at -O2; an AVX2 copy of all that, picked at run
- * time (below).
- *
  * Reproducibility: every sum runs in a fixed written order (neighbours in
  * ascending atom index, the centre itself included at its own index; k and m
- * ascending, each sum starting from 0.0). Vectorised loops run over
- * independent elements only, so -O0, -O2, gcc and clang give the same bits,
- * and so do the brute-force and cell-list searches, with or without pair
- * reuse.
+ * ascending, each sum starting from 0.0), in both paths. exp() is our own
+ * (soap_exp), so the bits do not depend on the C library either.
  */
 #include "soap.h"
 
@@ -48,6 +48,293 @@
 #include "linalg.h"
 
 #define KQ_PI 3.14159265358979323846
+
+const char *kq_strerror(int code) {
+    switch (code) {
+    case KQ_OK: return "success";
+    case KQ_EINVAL: return "invalid argument";
+    case KQ_ENOMEM: return "out of memory (or a size that would overflow)";
+    case KQ_ESPECIES: return "element not in the species list";
+    case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
+    case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
+    case KQ_EFORMAT: return "damaged model text";
+    case KQ_ERANGE: return "result is not a finite number (inputs or model out of range)";
+    default: return "unknown error code";
+    }
+}
+
+/* a * b elements of size sz without overflowing size_t; 0 on overflow. */
+static int kq_mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static double *kq_alloc_doubles(size_t a, size_t b, size_t c, int *err) {
+    size_t n, bytes;
+    if (!kq_mul_ok(a, b, &n) || !kq_mul_ok(n, c, &n) || !kq_mul_ok(n, sizeof(double), &bytes)) {
+        *err = KQ_ENOMEM;
+        return NULL;
+    }
+    double *p = calloc(n ? n : 1, sizeof(double));
+    if (!p) *err = KQ_ENOMEM;
+    return p;
+}
+
+/* ======================================================================== */
+/* 1. The plain reference                                                    */
+/* ======================================================================== */
+
+/* Checks p and returns the parameters actually used in q: species sorted
+ * ascending by Z (spec "Inputs"), sigma <= 0 resolved to rcut / 8 (the kQEq
+ * paper's choice). KQ_EINVAL as kq_soap_new documents (soap.h). */
+static int soap_resolve_params(const kq_soap_params *p, kq_soap_params *q) {
+    if (!p) return KQ_EINVAL;
+    if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
+    if (p->nmax < 1 || p->nmax > KQ_SOAP_MAX_NMAX || p->lmax < 0 || p->lmax > KQ_MAX_LMAX)
+        return KQ_EINVAL;
+    if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
+    /* A far smaller width overflows eta^l = (1/(2 sigma^2))^l in the
+     * prefactors B (NaN descriptors); kq_soap_new's finiteness checks of its
+     * tables catch whatever this bound lets through. */
+    if (p->sigma > 0.0 && p->sigma < KQ_SOAP_MIN_SIGMA) return KQ_EINVAL;
+    if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
+    *q = *p;
+    for (int i = 0; i < q->nspecies; i++)
+        if (q->species[i] < 1 || q->species[i] > 118) return KQ_EINVAL;
+    /* sort ascending by Z (insertion sort), reject duplicates */
+    for (int i = 1; i < q->nspecies; i++) {
+        int v = q->species[i], j = i - 1;
+        while (j >= 0 && q->species[j] > v) { q->species[j + 1] = q->species[j]; j--; }
+        q->species[j + 1] = v;
+    }
+    for (int i = 1; i < q->nspecies; i++)
+        if (q->species[i] == q->species[i - 1]) return KQ_EINVAL;
+    for (int i = q->nspecies; i < KQ_MAX_SPECIES; i++) q->species[i] = 0;
+    if (q->sigma <= 0.0) q->sigma = q->rcut / 8.0;
+    return KQ_OK;
+}
+
+/* Spec "Density around centre i": the neighbour cutoff rcut + sigma
+ * sqrt(2 ln 1000) (angstrom), where a Gaussian of width sigma has fallen to
+ * 1/1000. */
+static double soap_cutoff(const kq_soap_params *q) {
+    return q->rcut + q->sigma * sqrt(2.0 * log(1000.0));
+}
+
+/* Spec "Radial basis", for one l: alpha [nmax] (1/angstrom^2), beta
+ * [nmax][nmax] (row n, column k) = (S^(l))^(-1/2), s_work [nmax*nmax]. */
+static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double *beta,
+                             double *s_work) {
+    /* a_k = linspace(1, rcut, nmax) as numpy computes it: k * step + 1, last = rcut */
+    double step = nmax > 1 ? (rcut - 1.0) / (double)(nmax - 1) : 0.0;
+    for (int k = 0; k < nmax; k++) {
+        double a = (double)k * step + 1.0;
+        if (k == nmax - 1 && nmax > 1) a = rcut;
+        /* alpha_lk = -ln(1e-3 / a^l) / a^2 = (ln 1000 + l ln a) / a^2 */
+        alpha[k] = -log(1e-3 / pow(a, (double)l)) / (a * a);
+    }
+    /* S^(l)_kk' = (1/2) Gamma(l + 3/2) (alpha_lk + alpha_lk')^-(l + 3/2), with
+     * Gamma(l + 3/2) = sqrt(pi) prod_{t=0}^{l} (t + 1/2) */
+    double g = sqrt(KQ_PI);
+    for (int t = 0; t <= l; t++) g *= (double)t + 0.5;
+    for (int k = 0; k < nmax; k++)
+        for (int q = 0; q < nmax; q++)
+            s_work[k * nmax + q] = 0.5 * g * pow(alpha[k] + alpha[q], -((double)l + 1.5));
+    /* beta^(l) = (S^(l))^(-1/2), Loewdin, by Jacobi eigenvectors (linalg.c) */
+    int rc = la_sym_inv_sqrt(nmax, s_work, nmax, beta, nmax);
+    if (rc == LA_NOMEM) return KQ_ENOMEM;
+    if (rc != LA_OK) return KQ_ELINALG;
+    return KQ_OK;
+}
+
+/* Spec "Expansion coefficients": the Gaussian of width sigma (eta = 1/(2
+ * sigma^2)) at distance r, integrated against r^l exp(-alpha r^2) Y_lm, is
+ *   pi^(3/2) eta^l (alpha + eta)^-(l + 3/2) exp(-gamma r^2) r^l Y_lm,
+ *   gamma = alpha eta / (alpha + eta).
+ * Returns the prefactor w = pi^(3/2) eta^l (alpha + eta)^-(l + 3/2) and -gamma
+ * in *ngamma (1/angstrom^2). B^(l)_nk = beta^(l)_nk w_lk. */
+static double soap_radial_factor(double alpha, double eta, int l, double *ngamma) {
+    const double ae = alpha + eta;
+    *ngamma = -(alpha * eta / ae);
+    return KQ_PI * sqrt(KQ_PI) * pow(eta, (double)l) * pow(ae, -((double)l + 1.5));
+}
+
+/* exp(x) for -700 <= x <= 0, about 1 ulp, the same bits with any C library:
+ * x = (64 k + j) ln2/64 + r with |r| <= ln2/128 (Cody-Waite split of ln2/64),
+ * exp(x) = 2^k * 2^(j/64) * e^r, 2^(j/64) from exp2tab [64] (exp2tab[j] =
+ * exp2(j/64.0), exact to the last bit in any correct libm: the values are
+ * the correctly rounded ones) and e^r - 1 from its Taylor series to degree 5
+ * (truncation r^6/720 < 4e-17 relative). soap_exp_near is the same
+ * arithmetic, four lanes at a time. */
+static double soap_exp(double x, const double *exp2tab) {
+    const double inv = 92.332482616893656877;             /* 64 / ln 2 */
+    const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
+    const double c_lo = 1.90821492927058770002e-10 / 64.0;
+    const double shifter = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
+    double tt = x * inv + shifter; /* low bits: K = round(64 x / ln2) */
+    double kf = tt - shifter;
+    double r = (x - kf * c_hi) - kf * c_lo;
+    double q = 1.0 / 120.0;
+    q = 1.0 / 24.0 + r * q;
+    q = 1.0 / 6.0 + r * q;
+    q = 0.5 + r * q;
+    q = 1.0 + r * q;
+    double p = r * q; /* e^r - 1 */
+    uint64_t b;       /* tt's bits are 0x4338000000000000 + K */
+    memcpy(&b, &tt, sizeof b);
+    double tab = exp2tab[b & 63u], sc; /* j = K mod 64; 2^k, k = floor(K / 64) */
+    b = ((b >> 6) + 1023u) << 52;
+    memcpy(&sc, &b, sizeof sc);
+    return (tab + tab * p) * sc;
+}
+
+/* N_lm = sqrt((2l + 1)/(4 pi) (l - m)!/(l + m)!), times sqrt(2) for m != 0:
+ * the normalisation of the real orthonormal harmonics (any orthonormal real
+ * convention works, spec "Expansion coefficients"). 0 <= m <= l. */
+static double soap_ylm_norm(int l, int m) {
+    double ratio = 1.0; /* (l + m)! / (l - m)! */
+    for (int t = l - m + 1; t <= l + m; t++) ratio *= (double)t;
+    double nrm = sqrt((2.0 * l + 1.0) / (4.0 * KQ_PI) / ratio);
+    return m == 0 ? nrm : sqrt(2.0) * nrm;
+}
+
+/* Real solid harmonics R_lm(r) = |r|^l Y_lm(r/|r|) for l < nl, out
+ * [l*l + l + m], m = -l..l (m < 0: the sine part), with
+ *   R_lm = N_lm Q_l^|m|(z, r^2) {Re (m >= 0), Im (m < 0)} (x + i y)^|m|,
+ * Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
+ * without the Condon-Shortley phase, which the power spectrum ignores):
+ *   Q_m^m = (2m - 1)!!,  Q_{m+1}^m = (2m + 1) z Q_m^m,
+ *   (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) r^2 Q_{l-2}^m.
+ * q [nl][nl] is scratch. */
+static void soap_solid_harmonics(int nl, double x, double y, double z, double *q, double *out) {
+    const double r2 = x * x + y * y + z * z;
+    double df = 1.0, cm = 1.0, sm = 0.0; /* (2m - 1)!!, Re and Im (x + i y)^m */
+    for (int m = 0; m < nl; m++) {
+        q[m * nl + m] = df;
+        if (m + 1 < nl) q[(m + 1) * nl + m] = (2.0 * m + 1.0) * z * df;
+        for (int l = m + 2; l < nl; l++)
+            q[l * nl + m] = (2.0 * l - 1.0) / (double)(l - m) * z * q[(l - 1) * nl + m] -
+                            (double)(l + m - 1) / (double)(l - m) * r2 * q[(l - 2) * nl + m];
+        for (int l = m; l < nl; l++) {
+            out[l * l + l + m] = soap_ylm_norm(l, m) * q[l * nl + m] * cm;
+            if (m > 0) out[l * l + l - m] = soap_ylm_norm(l, m) * q[l * nl + m] * sm;
+        }
+        double c1 = x * cm - y * sm, s1 = x * sm + y * cm;
+        cm = c1;
+        sm = s1;
+        df *= 2.0 * m + 1.0;
+    }
+}
+
+int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, const double *pos,
+                      double *out) {
+    kq_soap_params p;
+    int rc = soap_resolve_params(params, &p);
+    if (rc) return rc;
+    if (natoms < 0 || (natoms > 0 && (!z || !pos || !out))) return KQ_EINVAL;
+    const int S = p.nspecies, nmax = p.nmax, nl = p.lmax + 1, nlm = nl * nl;
+    const double eta = 1.0 / (2.0 * p.sigma * p.sigma); /* spec "Density" */
+    const double cut = soap_cutoff(&p), cut2 = cut * cut;
+    int err = KQ_OK, *sp = malloc((size_t)(natoms > 0 ? natoms : 1) * sizeof *sp);
+    double *alpha = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *beta = kq_alloc_doubles((size_t)nl, (size_t)nmax, (size_t)nmax, &err);
+    double *bmat = kq_alloc_doubles((size_t)nl, (size_t)nmax, (size_t)nmax, &err);
+    double *ngam = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *c = kq_alloc_doubles((size_t)S, (size_t)nlm, (size_t)nmax, &err);
+    double *h = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *e = kq_alloc_doubles((size_t)nmax, 1, 1, &err);
+    double *rlm = kq_alloc_doubles((size_t)nlm, 1, 1, &err);
+    double *qw = kq_alloc_doubles((size_t)nlm, 1, 1, &err);
+    double *swork = kq_alloc_doubles((size_t)nmax, (size_t)nmax, 1, &err);
+    double exp2tab[64];
+    for (int j = 0; j < 64; j++) exp2tab[j] = exp2((double)j / 64.0);
+    if (!sp) err = KQ_ENOMEM;
+    /* 1. Radial basis (spec "Radial basis") and B^(l)_nk = beta^(l)_nk w_lk,
+     *    gamma_lk (soap_radial_factor): bmat [nl][nmax n][nmax k] */
+    for (int l = 0; l < nl && !err; l++) {
+        double *al = alpha + (size_t)l * nmax, *be = beta + (size_t)l * nmax * nmax;
+        err = soap_radial_basis(p.rcut, nmax, l, al, be, swork);
+        for (int k = 0; k < nmax && !err; k++) {
+            double w = soap_radial_factor(al[k], eta, l, &ngam[l * nmax + k]);
+            for (int n = 0; n < nmax; n++)
+                bmat[((size_t)l * nmax + n) * nmax + k] = be[n * nmax + k] * w;
+        }
+    }
+    /* every atom must be finite and of a listed species (spec "Inputs") */
+    for (int i = 0; i < natoms && !err; i++) {
+        int t = 0;
+        while (t < S && p.species[t] != z[i]) t++;
+        if (!isfinite(pos[3 * i]) || !isfinite(pos[3 * i + 1]) || !isfinite(pos[3 * i + 2]))
+            err = KQ_EINVAL;
+        else if (t == S) err = KQ_ESPECIES;
+        sp[i] = t;
+    }
+    size_t len = (size_t)(S * nmax) * (size_t)(S * nmax + 1) / 2 * (size_t)nl;
+    for (int i = 0; i < natoms && !err; i++) {
+        /* 2.-3. c^Z_nlm(i) = sum_j R_lm(r_ij) h_ln(|r_ij|), j ascending, the
+         *       centre included (spec "Expansion coefficients"): c [S][nlm][nmax] */
+        memset(c, 0, (size_t)S * nlm * nmax * sizeof *c);
+        for (int j = 0; j < natoms && !err; j++) {
+            double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+                   dz = pos[3 * j + 2] - pos[3 * i + 2];
+            double r2 = dx * dx + dy * dy + dz * dz;
+            if (j != i && r2 < 1e-12) err = KQ_EOVERLAP; /* 1e-6 angstrom */
+            if (err || !(r2 <= cut2)) continue;          /* hard cutoff, inclusive */
+            soap_solid_harmonics(nl, dx, dy, dz, qw, rlm);
+            for (int l = 0; l < nl; l++) {
+                /* exp(-gamma_lk r^2); below exp(-700) ~ 1e-304 it is taken as 0 */
+                for (int k = 0; k < nmax; k++) {
+                    double x = ngam[l * nmax + k] * r2;
+                    e[k] = x >= -700.0 ? soap_exp(x, exp2tab) : 0.0;
+                }
+                /* h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending */
+                for (int n = 0; n < nmax; n++) {
+                    double sum = 0.0;
+                    for (int k = 0; k < nmax; k++)
+                        sum += e[k] * bmat[((size_t)l * nmax + n) * nmax + k];
+                    h[l * nmax + n] = sum;
+                }
+                for (int lm = l * l; lm < (l + 1) * (l + 1); lm++)
+                    for (int n = 0; n < nmax; n++)
+                        c[((size_t)sp[j] * nlm + lm) * nmax + n] += rlm[lm] * h[l * nmax + n];
+            }
+        }
+        /* 4. p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m
+         *    ascending, in the layout of spec "Layout of the vector" */
+        double *o = out + (size_t)i * len;
+        for (int s1 = 0; s1 < S; s1++)
+            for (int s2 = s1; s2 < S; s2++)
+                for (int l = 0; l < nl; l++)
+                    for (int n = 0; n < nmax; n++)
+                        for (int n2 = s1 == s2 ? n : 0; n2 < nmax; n2++) {
+                            double sum = 0.0;
+                            for (int lm = l * l; lm < (l + 1) * (l + 1); lm++)
+                                sum += c[((size_t)s1 * nlm + lm) * nmax + n] *
+                                       c[((size_t)s2 * nlm + lm) * nmax + n2];
+                            *o++ = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0)) * sum;
+                        }
+    }
+    free(sp); free(alpha); free(beta); free(bmat); free(ngam); free(c); free(h); free(e);
+    free(rlm); free(qw); free(swork);
+    return err;
+}
+
+/* ======================================================================== */
+/* 2. The fast path                                                          */
+/* ======================================================================== */
+
+/* Speed: cell lists (cost linear in N, each pair tested once); h and R of a
+ * pair (i, j), i < j, are computed once at centre i, straight into a ring
+ * buffer, and read there by pointer at centre j (exactly: see
+ * soap_centre_fill); the fresh pairs of a centre four at a time (solid
+ * harmonics vectorised across the four); soap_exp four lanes at a time
+ * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
+ * (soap_dot4 and friends) that gcc/clang vectorise at -O2; an AVX2 copy of
+ * all that, picked at run time (below). Vectorised loops run over
+ * independent elements only, so -O0, -O2, gcc and clang give the same bits,
+ * and so do the brute-force and cell-list searches, with or without pair
+ * reuse, and the plain reference above. */
 
 /* The per-centre work (soap_centre_body and everything it calls) is compiled
  * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
@@ -77,30 +364,9 @@
 #define KQ_PREFETCH(p) ((void)(p))
 #endif
 
-const char *kq_strerror(int code) {
-    switch (code) {
-    case KQ_OK: return "success";
-    case KQ_EINVAL: return "invalid argument";
-    case KQ_ENOMEM: return "out of memory (or a size that would overflow)";
-    case KQ_ESPECIES: return "element not in the species list";
-    case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
-    case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
-    case KQ_EFORMAT: return "damaged model text";
-    case KQ_ERANGE: return "result is not a finite number (inputs or model out of range)";
-    default: return "unknown error code";
-    }
-}
-
 /* ------------------------------------------------------------------------ */
 /* Small helpers                                                             */
 /* ------------------------------------------------------------------------ */
-
-/* a * b elements of size sz without overflowing size_t; 0 on overflow. */
-static int kq_mul_ok(size_t a, size_t b, size_t *out) {
-    if (a != 0 && b > SIZE_MAX / a) return 0;
-    *out = a * b;
-    return 1;
-}
 
 /* Grow *buf to hold at least n elements of size sz (contents not kept). */
 static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
@@ -249,40 +515,6 @@ void kq_soap_free(kq_soap *s) {
     free(s);
 }
 
-static double *kq_alloc_doubles(size_t a, size_t b, size_t c, int *err) {
-    size_t n, bytes;
-    if (!kq_mul_ok(a, b, &n) || !kq_mul_ok(n, c, &n) || !kq_mul_ok(n, sizeof(double), &bytes)) {
-        *err = KQ_ENOMEM;
-        return NULL;
-    }
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p) *err = KQ_ENOMEM;
-    return p;
-}
-
-/* Radial basis of one l (spec "Radial basis"): alpha [nmax], beta [nmax][nmax]. */
-static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double *beta,
-                             double *s_work) {
-    /* a_k = linspace(1, rcut, nmax) as numpy computes it: k * step + 1, last = rcut */
-    double step = nmax > 1 ? (rcut - 1.0) / (double)(nmax - 1) : 0.0;
-    for (int k = 0; k < nmax; k++) {
-        double a = (double)k * step + 1.0;
-        if (k == nmax - 1 && nmax > 1) a = rcut;
-        /* alpha_lk = -ln(1e-3 / a^l) / a^2 = (ln 1000 + l ln a) / a^2 */
-        alpha[k] = -log(1e-3 / pow(a, (double)l)) / (a * a);
-    }
-    /* Gamma(l + 3/2) = sqrt(pi) prod_{t=0}^{l} (t + 1/2) */
-    double g = sqrt(KQ_PI);
-    for (int t = 0; t <= l; t++) g *= (double)t + 0.5;
-    for (int k = 0; k < nmax; k++)
-        for (int q = 0; q < nmax; q++)
-            s_work[k * nmax + q] = 0.5 * g * pow(alpha[k] + alpha[q], -((double)l + 1.5));
-    int rc = la_sym_inv_sqrt(nmax, s_work, nmax, beta, nmax);
-    if (rc == LA_NOMEM) return KQ_ENOMEM;
-    if (rc != LA_OK) return KQ_ELINALG;
-    return KQ_OK;
-}
-
 /* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
 static int soap_best_simd(void) {
 #if KQ_SOAP_AVX2
@@ -291,45 +523,74 @@ static int soap_best_simd(void) {
     return KQ_SIMD_PORTABLE;
 }
 
+/* The radial tables of the fast path (spec "Radial basis" and "Expansion
+ * coefficients", via soap_radial_basis and soap_radial_factor, the same
+ * calls as the reference): alpha, beta, ngam = -gamma_lk [nl][np4], bt =
+ * B^(l)_nk transposed [nl][nmax k][np4 n], ngmin, pref. KQ_EINVAL if any
+ * table is not finite: every descriptor would be NaN/Inf, so the parameters
+ * are refused instead (soap.h). */
+static int soap_new_radial(kq_soap *s) {
+    const size_t nmax = (size_t)s->nmax, np4 = (size_t)s->np4, nl = (size_t)s->nl;
+    const double eta = 1.0 / (2.0 * s->p.sigma * s->p.sigma); /* spec "Density" */
+    int err = KQ_OK;
+    double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
+    for (int l = 0; l < s->nl && !err; l++) {
+        double *al = s->alpha + (size_t)l * nmax, *be = s->beta + (size_t)l * nmax * nmax;
+        err = soap_radial_basis(s->p.rcut, s->nmax, l, al, be, swork);
+        for (size_t k = 0; k < nmax && !err; k++) {
+            double *ng = &s->ngam[(size_t)l * np4 + k];
+            double w = soap_radial_factor(al[k], eta, l, ng);
+            if (*ng < s->ngmin) s->ngmin = *ng;
+            for (size_t n = 0; n < nmax; n++)
+                s->bt[((size_t)l * nmax + k) * np4 + n] = be[n * nmax + k] * w;
+        }
+        s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0)); /* spec "Power spectrum" */
+    }
+    free(swork);
+    if (err) return err;
+    int finite = isfinite(eta) && isfinite(s->cut2);
+    for (size_t k = 0; k < nl * nmax; k++)
+        finite &= isfinite(s->alpha[k]) && isfinite(s->ngam[k / nmax * np4 + k % nmax]);
+    for (size_t k = 0; k < nl * nmax * nmax; k++) finite &= isfinite(s->beta[k]);
+    for (size_t k = 0; k < nl * nmax * np4; k++) finite &= isfinite(s->bt[k]);
+    return finite ? KQ_OK : KQ_EINVAL;
+}
+
+/* The coefficients of soap_solid_harmonics as tables, for
+ * soap_solid_harmonics4: dfact [m] = (2m - 1)!!, qa/qb [l][m] the recurrence
+ * factors (2l - 1)/(l - m) and (l + m - 1)/(l - m), ynorm [l*l + l + m]. */
+static void soap_new_harmonics(kq_soap *s) {
+    const int nl = s->nl;
+    double df = 1.0;
+    for (int m = 0; m < nl; m++) {
+        s->dfact[m] = df;
+        df *= 2.0 * m + 1.0;
+    }
+    for (int l = 0; l < nl; l++)
+        for (int m = 0; m <= l; m++) {
+            if (l - m >= 2) {
+                s->qa[l * nl + m] = (2.0 * l - 1.0) / (double)(l - m);
+                s->qb[l * nl + m] = (double)(l + m - 1) / (double)(l - m);
+            }
+            s->ynorm[l * l + l + m] = s->ynorm[l * l + l - m] = soap_ylm_norm(l, m);
+        }
+}
+
 int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     if (!out) return KQ_EINVAL;
     *out = NULL;
-    if (!p) return KQ_EINVAL;
-    if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
-    if (p->nmax < 1 || p->lmax < 0 || p->lmax > KQ_MAX_LMAX) return KQ_EINVAL;
-    if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
-    /* A far smaller width overflows eta^l = (1/(2 sigma^2))^l in the
-     * prefactors B below (NaN descriptors); the finiteness checks after the
-     * tables catch whatever this bound lets through. */
-    if (p->sigma > 0.0 && p->sigma < KQ_SOAP_MIN_SIGMA) return KQ_EINVAL;
-    if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
-    kq_soap_params q = *p;
-    for (int i = 0; i < q.nspecies; i++)
-        if (q.species[i] < 1 || q.species[i] > 118) return KQ_EINVAL;
-    /* sort ascending by Z (insertion sort), reject duplicates */
-    for (int i = 1; i < q.nspecies; i++) {
-        int v = q.species[i], j = i - 1;
-        while (j >= 0 && q.species[j] > v) { q.species[j + 1] = q.species[j]; j--; }
-        q.species[j + 1] = v;
-    }
-    for (int i = 1; i < q.nspecies; i++)
-        if (q.species[i] == q.species[i - 1]) return KQ_EINVAL;
-    for (int i = q.nspecies; i < KQ_MAX_SPECIES; i++) q.species[i] = 0;
-    if (q.sigma <= 0.0) q.sigma = q.rcut / 8.0;
-    double cut = q.rcut + q.sigma * sqrt(2.0 * log(1000.0));
+    kq_soap_params q;
+    int err = soap_resolve_params(p, &q);
+    if (err) return err;
+    double cut = soap_cutoff(&q);
     if (!isfinite(cut * cut)) return KQ_EINVAL;
 
     /* sizes: S nmax, (S nmax)(S nmax + 1)/2 (lmax + 1), nmax^2 (lmax + 1) */
     size_t S = (size_t)q.nspecies, nmax = (size_t)q.nmax, nl = (size_t)q.lmax + 1;
-    size_t snm, len, tri, nn;
-    if (!kq_mul_ok(S, nmax, &snm) || snm == SIZE_MAX || !kq_mul_ok(snm, snm + 1, &tri) ||
-        !kq_mul_ok(tri / 2, nl, &len) || !kq_mul_ok(nmax, nmax, &nn) ||
-        !kq_mul_ok(nn, nl, &nn) || !kq_mul_ok(nn, sizeof(double), &nn) ||
-        nmax > (size_t)INT_MAX / (KQ_MAX_LMAX + 1) / 2)
+    size_t snm, len, tri;
+    if (!kq_mul_ok(S, nmax, &snm) || !kq_mul_ok(snm, snm + 1, &tri) ||
+        !kq_mul_ok(tri / 2, nl, &len))
         return KQ_ENOMEM;
-    /* far beyond any usable basis (the GTO overlap is singular in double
-     * precision long before): refuse instead of running Jacobi for hours */
-    if (q.nmax > KQ_SOAP_MAX_NMAX) return KQ_EINVAL;
 
     kq_soap *s = calloc(1, sizeof *s);
     if (!s) return KQ_ENOMEM;
@@ -344,7 +605,6 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->cut2 = cut * cut;
     s->search = KQ_SEARCH_AUTO;
     s->simd = soap_best_simd();
-    int err = KQ_OK;
     s->alpha = kq_alloc_doubles(nl, nmax, 1, &err);
     s->beta = kq_alloc_doubles(nl, nmax, nmax, &err);
     s->ngam = kq_alloc_doubles(nl, np4, 1, &err);
@@ -356,69 +616,13 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
     s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
     s->rpad = kq_alloc_doubles(4, nl, nl, &err);
-    double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
-    if (err) { free(swork); kq_soap_free(s); return err; }
-
-    for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
-    const double eta = 1.0 / (2.0 * q.sigma * q.sigma);
-    const double pi32 = KQ_PI * sqrt(KQ_PI);
-    for (int l = 0; l < s->nl; l++) {
-        double *al = s->alpha + (size_t)l * nmax, *be = s->beta + (size_t)l * nmax * nmax;
-        err = soap_radial_basis(q.rcut, q.nmax, l, al, be, swork);
-        if (err) { free(swork); kq_soap_free(s); return err; }
-        for (size_t k = 0; k < nmax; k++) {
-            double ae = al[k] + eta;
-            s->ngam[(size_t)l * np4 + k] = -(al[k] * eta / ae);
-            if (s->ngam[(size_t)l * np4 + k] < s->ngmin) s->ngmin = s->ngam[(size_t)l * np4 + k];
-            double w = pi32 * pow(eta, (double)l) * pow(ae, -((double)l + 1.5));
-            for (size_t n = 0; n < nmax; n++)
-                s->bt[((size_t)l * nmax + k) * np4 + n] = be[n * nmax + k] * w;
-        }
-        s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0));
-    }
-    free(swork);
-    /* Every table must be finite, or every descriptor would be NaN/Inf:
-     * refuse the parameters instead (kqeq.h). */
-    int finite = isfinite(eta) && isfinite(s->cut2);
-    for (size_t k = 0; k < nl * nmax; k++)
-        finite &= isfinite(s->alpha[k]) && isfinite(s->ngam[k / nmax * np4 + k % nmax]);
-    for (size_t k = 0; k < nl * nmax * nmax; k++) finite &= isfinite(s->beta[k]);
-    for (size_t k = 0; k < nl * nmax * np4; k++) finite &= isfinite(s->bt[k]);
-    if (!finite) {
+    if (!err) err = soap_new_radial(s);
+    if (err) {
         kq_soap_free(s);
-        return KQ_EINVAL;
+        return err;
     }
-
-    /* Real solid harmonics R_lm = N_lm Q_l^|m|(z, r^2) {Re, Im}(x + i y)^|m|
-     * with Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
-     * without the Condon-Shortley phase, which the power spectrum ignores):
-     *   Q_m^m = (2m - 1)!!,  Q_{m+1}^m = (2m + 1) z Q_m^m,
-     *   (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) r^2 Q_{l-2}^m,
-     * N_lm = sqrt((2l + 1)/(4 pi) (l - m)!/(l + m)!), times sqrt(2) for m != 0
-     * (orthonormal real harmonics; any such convention works, spec). */
-    double df = 1.0;
-    for (int m = 0; m < s->nl; m++) {
-        s->dfact[m] = df;
-        df *= 2.0 * m + 1.0;
-    }
-    for (int l = 0; l < s->nl; l++) {
-        for (int m = 0; m <= l; m++) {
-            if (l - m >= 2) {
-                s->qa[l * s->nl + m] = (2.0 * l - 1.0) / (double)(l - m);
-                s->qb[l * s->nl + m] = (double)(l + m - 1) / (double)(l - m);
-            }
-            double ratio = 1.0; /* (l + m)! / (l - m)! */
-            for (int t = l - m + 1; t <= l + m; t++) ratio *= (double)t;
-            double nrm = sqrt((2.0 * l + 1.0) / (4.0 * KQ_PI) / ratio);
-            if (m == 0) {
-                s->ynorm[l * l + l] = nrm;
-            } else {
-                s->ynorm[l * l + l + m] = sqrt(2.0) * nrm;
-                s->ynorm[l * l + l - m] = sqrt(2.0) * nrm;
-            }
-        }
-    }
-
+    for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
+    soap_new_harmonics(s);
     /* block offsets of the layout (spec "Layout of the vector") */
     size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
     for (size_t a = 0; a < S; a++)

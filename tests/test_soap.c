@@ -478,6 +478,112 @@ static void test_simd(void) {
 }
 
 /* ------------------------------------------------------------------------ */
+/* the fast path against the plain reference (soap.c, top): same bits        */
+/* ------------------------------------------------------------------------ */
+
+/* Every search (brute, cells, auto with pair reuse) and every SIMD copy of
+ * kq_soap_compute must give exactly the bits of kq_soap_reference (memcmp):
+ * both sum the same terms in the same order (soap.c). */
+static void plain_case(const char *what, double rc, int nmax, int lmax, double sigma, int ns,
+                       const int *sp, int n, const int *z, const double *pos) {
+    kq_soap_params p;
+    memset(&p, 0, sizeof p);
+    p.rcut = rc;
+    p.nmax = nmax;
+    p.lmax = lmax;
+    p.sigma = sigma;
+    p.nspecies = ns;
+    for (int i = 0; i < ns; i++) p.species[i] = sp[i];
+    kq_soap *s = NULL;
+    int rc_ = kq_soap_new(&p, &s);
+    CHECK(rc_ == KQ_OK, "%s: kq_soap_new: %s", what, kq_strerror(rc_));
+    if (rc_) return;
+    size_t len = kq_soap_length(s);
+    double *ref = malloc((size_t)n * len * sizeof(double));
+    rc_ = kq_soap_reference(&p, n, z, pos, ref);
+    CHECK(rc_ == KQ_OK, "%s: kq_soap_reference: %s", what, kq_strerror(rc_));
+    /* the reference itself must be finite and not all zero (a test that
+     * compares zeros with zeros could not fail) */
+    int finite = 1;
+    for (size_t t = 0; t < (size_t)n * len; t++) finite &= isfinite(ref[t]);
+    CHECK(finite && th_max_abs_diff(ref, ref, (size_t)n * len) == 0.0 && maxabs(ref, n * len) > 0,
+          "%s: reference not finite or all zero", what);
+    const int modes[3] = {KQ_SEARCH_BRUTE, KQ_SEARCH_CELLS, KQ_SEARCH_AUTO};
+    const int simds[2] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2};
+    for (int m = 0; m < 3; m++)
+        for (int v = 0; v < 2; v++) {
+            if (kq_soap_set_simd(s, simds[v]) != KQ_OK) continue; /* no AVX2 here */
+            kq_soap_set_search(s, modes[m]);
+            double *fast = compute(s, n, z, pos);
+            CHECK(!memcmp(fast, ref, (size_t)n * len * sizeof(double)),
+                  "%s: fast path (search %d simd %d) != plain reference: max|diff| %.3g", what,
+                  modes[m], simds[v], th_max_abs_diff(fast, ref, (size_t)n * len));
+            free(fast);
+        }
+    free(ref);
+    kq_soap_free(s);
+}
+
+static void test_plain_reference(void) {
+    enum { N = 90 };
+    static int z[N];
+    static double pos[3 * N];
+    static const int HO[2] = {1, 8}, CHNOS[5] = {16, 1, 6, 8, 7}, C[1] = {6};
+    static const int FCl[4] = {9, 17, 1, 6};
+    /* random molecules: dense clusters of H, C, N, O in boxes of 5-9 A */
+    for (int trial = 0; trial < 4; trial++) {
+        int n = 20 + 23 * trial;
+        double box = 5.0 + trial;
+        for (int i = 0; i < n; i++) {
+            for (int a = 0; a < 3; a++) pos[3 * i + a] = box * urand();
+            z[i] = HCNO[(int)(urand() * 4)];
+        }
+        const struct { double rc; int nmax, lmax; double sigma; } set[] = {
+            {3.5, 8, 6, 0.0}, {2.6, 3, 0, 0.0}, {3.0, 5, 7, 0.4}, {5.0, 9, 4, 0.0}};
+        char what[64];
+        snprintf(what, sizeof what, "random HCNO %d atoms", n);
+        plain_case(what, set[trial].rc, set[trial].nmax, set[trial].lmax, set[trial].sigma, 4,
+                   HCNO, n, z, pos);
+    }
+    /* water-like H/O only, with an unused species in the list (absent species
+     * give exact zeros in both) */
+    for (int i = 0; i < 30; i++) {
+        for (int a = 0; a < 3; a++) pos[3 * i + a] = 6.0 * urand();
+        z[i] = i % 3 ? 1 : 8;
+    }
+    plain_case("H/O with absent C, N, S", 3.0, 4, 3, 0.0, 5, CHNOS, 30, z, pos);
+    plain_case("H/O, species H and O only", 4.0, 6, 5, 0.3, 2, HO, 30, z, pos);
+    /* one atom; two atoms exactly at the neighbour cutoff (inclusive) and just
+     * beyond it */
+    pos[0] = pos[1] = pos[2] = 0.0;
+    z[0] = 6;
+    plain_case("one carbon atom", 3.5, 8, 6, 0.0, 1, C, 1, z, pos);
+    const double cut = 3.5 + 3.5 / 8.0 * sqrt(2.0 * log(1000.0));
+    double near[9] = {0.0, 0.0, 0.0, cut, 0.0, 0.0, 0.0, nextafter(cut, 10.0), 0.0};
+    int zz[3] = {6, 6, 6};
+    plain_case("atoms at and beyond rcut + 3.7 sigma", 3.5, 8, 6, 0.0, 1, C, 3, zz, near);
+    /* a large l_max, nmax 1, and heavier species */
+    for (int i = 0; i < 25; i++) {
+        for (int a = 0; a < 3; a++) pos[3 * i + a] = 5.0 * urand();
+        z[i] = FCl[i % 4];
+    }
+    plain_case("F, Cl, H, C at lmax 12", 3.0, 3, 12, 0.0, 4, FCl, 25, z, pos);
+    plain_case("nmax 1", 3.0, 1, 4, 0.0, 4, FCl, 25, z, pos);
+    plain_case("N-methylacetamide", 3.5, 8, 6, 0.0, 4, HCNO, 12, nma_z, nma_pos);
+    /* the reference refuses what kq_soap_compute refuses */
+    double ov[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 1e-7};
+    int zo[2] = {6, 6}, zx[2] = {6, 5};
+    kq_soap_params p;
+    memset(&p, 0, sizeof p);
+    p.rcut = 3.0; p.nmax = 2; p.lmax = 1; p.nspecies = 1; p.species[0] = 6;
+    double out[2 * 20];
+    CHECK(kq_soap_reference(&p, 2, zo, ov, out) == KQ_EOVERLAP, "reference: overlap");
+    CHECK(kq_soap_reference(&p, 2, zx, near, out) == KQ_ESPECIES, "reference: unknown Z");
+    p.nmax = KQ_SOAP_MAX_NMAX + 1;
+    CHECK(kq_soap_reference(&p, 2, zo, near, out) == KQ_EINVAL, "reference: nmax too large");
+}
+
+/* ------------------------------------------------------------------------ */
 /* independent checks of the coefficients                                    */
 /* ------------------------------------------------------------------------ */
 
@@ -724,7 +830,9 @@ static void test_errors(void) {
     CHECK(new_rc(3.5, 8, 6, 0, 2, dup) == KQ_EINVAL, "duplicate species");
     CHECK(new_rc(3.5, 8, 6, 0, 1, bad) == KQ_EINVAL, "Z = 0");
     CHECK(new_rc(3.5, 1001, 6, 0, 4, HCNO) == KQ_EINVAL, "nmax 1001");
-    CHECK(new_rc(3.5, 2147483647, 20, 0, 16, many) == KQ_ENOMEM, "nmax INT_MAX overflows");
+    CHECK(new_rc(3.5, KQ_SOAP_MAX_NMAX + 1, 6, 0, 4, HCNO) == KQ_EINVAL, "nmax above the limit");
+    CHECK(new_rc(3.5, KQ_SOAP_MAX_NMAX, 0, 0, 1, HCNO) != KQ_EINVAL, "nmax at the limit is in range");
+    CHECK(new_rc(3.5, 2147483647, 20, 0, 16, many) == KQ_EINVAL, "nmax INT_MAX");
     CHECK(kq_soap_new(NULL, NULL) == KQ_EINVAL, "NULL");
     CHECK(new_rc(3.5, 8, 6, 0.3, 4, HCNO) == KQ_OK, "explicit sigma");
     /* F3: widths that would give NaN descriptors are refused */
@@ -834,6 +942,7 @@ int main(void) {
     test_extra_species();
     test_cells();
     test_simd();
+    test_plain_reference();
     test_quadrature();
     test_nmax1();
     test_lmax20();
