@@ -1295,19 +1295,26 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     return KQ_OK;
 }
 
-/* The SOAP vector of centre i into out [len]. wide (a constant in each copy)
- * selects kernels with 8 independent vector sums for the AVX2 copy; the
- * portable copy keeps 4 (with 2-wide vectors that is already 8 sums, and 16
- * registers hold no more). Either way every element is the same sum in the
- * same order. */
-KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
-                                const int wide) {
-    const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
-    const size_t nlk = (size_t)nl * (size_t)np4, sblk = (size_t)nlm * (size_t)np4;
-    int present[KQ_MAX_SPECIES] = {0};
-    size_t cnt[KQ_MAX_SPECIES] = {0}, off[KQ_MAX_SPECIES], fill[KQ_MAX_SPECIES];
-    const size_t t0 = s->nstart[i], t1 = s->nstart[i + 1];
+/* One centre i of kq_soap_compute, in four steps: soap_centre_slots (where
+ * each neighbour's h and R are: computed here or reused), soap_centre_fresh
+ * (compute the fresh ones), soap_centre_coef (c^Z_nlm), soap_centre_power
+ * (p). wide (a constant in each copy) selects kernels with 8 independent
+ * vector sums for the AVX2 copy; the portable copy keeps 4 (with 2-wide
+ * vectors that is already 8 sums, and 16 registers hold no more). Either way
+ * every element is the same sum in the same order as kq_soap_reference. */
+typedef struct {
+    int present[KQ_MAX_SPECIES]; /* species with at least one neighbour */
+    size_t cnt[KQ_MAX_SPECIES];  /* neighbours of each species */
+    size_t off[KQ_MAX_SPECIES];  /* first slot of each species */
+    size_t nfresh;               /* pairs computed at this centre (s->fresh) */
+} soap_centre;
 
+KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
+    const int S = s->p.nspecies;
+    const size_t nlk = (size_t)s->nl * (size_t)s->np4, nlm = (size_t)s->nlm;
+    size_t *cnt = c->cnt, *off = c->off, fill[KQ_MAX_SPECIES];
+    const size_t t0 = s->nstart[i], t1 = s->nstart[i + 1];
+    for (int z = 0; z < S; z++) cnt[z] = 0;
     /* For every neighbour j (the centre itself included: r = 0 gives R_lm = 0
      * for l > 0, so it only feeds l = 0, spec): the radial functions
      * h_ln(r_ij) [nl][np4] (at hptr[slot]), the solid harmonics [nlm] (at
@@ -1319,9 +1326,9 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
         off[z] = (size_t)o;
         fill[z] = 0;
         o += (int)cnt[z];
-        present[z] = cnt[z] > 0;
+        c->present[z] = cnt[z] > 0;
     }
-    const size_t pair = nlk + (size_t)nlm; /* one ring entry: h then R */
+    const size_t pair = nlk + nlm; /* one ring entry: h then R */
     /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
      * straight into the next ring entry and read there by pointer at centre
      * j. This centre writes nup entries; an entry read here must survive
@@ -1353,7 +1360,7 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
                 continue;
             }
         }
-        double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * (size_t)nlm;
+        double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
         if (s->reuse && j > i) {
             if (to_ring) {
                 h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
@@ -1369,7 +1376,12 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
         s->fresh[nfresh] = slot;
         s->fresh_t[nfresh++] = t;
     }
+    c->nfresh = nfresh;
+}
 
+KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh) {
+    const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
+    const size_t nlk = (size_t)nl * (size_t)np4;
     /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
      * r^2) into ebuf [4][nlk], then h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk
      * r^2), k ascending from 0.0, into hptr[slot]. Unused lanes of the last
@@ -1410,7 +1422,13 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
             }
         }
     }
+}
 
+KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wide) {
+    const int nl = s->nl, np4 = s->np4, S = s->p.nspecies;
+    const size_t sblk = (size_t)s->nlm * (size_t)np4;
+    const int *present = cs->present;
+    const size_t *cnt = cs->cnt, *off = cs->off;
     /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
      * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
     for (int z = 0; z < S; z++) {
@@ -1447,7 +1465,11 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
             }
         }
     }
+}
 
+KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, const int wide) {
+    const int nl = s->nl, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
+    const size_t sblk = (size_t)s->nlm * (size_t)np4;
     /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
      * from 0; blocks of species that have no atoms here are exact zeros */
     for (int z1 = 0; z1 < S; z1++) {
@@ -1494,6 +1516,15 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
             }
         }
     }
+}
+
+KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
+                                const int wide) {
+    soap_centre c;
+    soap_centre_slots(s, i, &c);
+    soap_centre_fresh(s, i, pos, c.nfresh);
+    soap_centre_coef(s, &c, wide);
+    soap_centre_power(s, c.present, out, wide);
 }
 
 /* Every centre, portable copy */
