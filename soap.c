@@ -49,6 +49,16 @@
 
 #define KQ_PI 3.14159265358979323846
 
+/* Helpers of the fast path's per-centre work are forced inline, so that each
+ * of its two copies (portable, AVX2: see "The fast path") gets them compiled
+ * for its own instruction set; soap_exp too, as soap_exp_near runs it four
+ * lanes at a time. Forcing changes no value. */
+#if defined(__GNUC__)
+#define KQ_INLINE static inline __attribute__((always_inline))
+#else
+#define KQ_INLINE static inline
+#endif
+
 const char *kq_strerror(int code) {
     switch (code) {
     case KQ_OK: return "success";
@@ -167,7 +177,7 @@ static double soap_radial_factor(double alpha, double eta, int l, double *ngamma
  * the correctly rounded ones) and e^r - 1 from its Taylor series to degree 5
  * (truncation r^6/720 < 4e-17 relative). soap_exp_near is the same
  * arithmetic, four lanes at a time. */
-static double soap_exp(double x, const double *exp2tab) {
+KQ_INLINE double soap_exp(double x, const double *exp2tab) {
     const double inv = 92.332482616893656877;             /* 64 / ln 2 */
     const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
     const double c_lo = 1.90821492927058770002e-10 / 64.0;
@@ -352,10 +362,8 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * only. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define KQ_SOAP_AVX2 1
-#define KQ_INLINE static inline __attribute__((always_inline))
 #else
 #define KQ_SOAP_AVX2 0
-#define KQ_INLINE static inline
 #endif
 /* A cache prefetch hint where the compiler has one (it changes no value). */
 #if defined(__GNUC__)
@@ -382,45 +390,15 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
 }
 
 /* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
- * the radial factors exp(-gamma_lk r^2). Table method: x = (64 k + j) ln2/64
- * + r with |r| <= ln2/128 (Cody-Waite split of ln2/64), so
- * exp(x) = 2^k * 2^(j/64) * e^r with 2^(j/64) from the table exp2tab [64]
- * (made by kq_soap_new) and e^r - 1 from its Taylor series to degree 5
- * (truncation r^6/720 < 4e-17 relative). About 1 ulp (tests/test_soap.c checks an
- * n_max = 1 closed form built on libm's exp to 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far handles the rest),
- * so there is no branch and the blocks of 4 vectorise; every element is
- * computed on its own, so vectorising changes no bits. */
+ * the radial factors exp(-gamma_lk r^2) by soap_exp (about 1 ulp;
+ * tests/test_soap.c checks an n_max = 1 closed form built on libm's exp to
+ * 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far
+ * handles the rest), so there is no branch and the blocks of 4 vectorise;
+ * every element is computed on its own, so vectorising changes no bits. */
 KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
                              const double *restrict exp2tab, double *restrict y) {
-    const double inv = 92.332482616893656877;             /* 64 / ln 2 */
-    const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
-    const double c_lo = 1.90821492927058770002e-10 / 64.0;
-    const double shifter = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
-    for (int i = 0; i < n; i += 4) {
-        double t[4], p[4], tab[4], sc[4];
-        uint64_t b[4];
-        for (int u = 0; u < 4; u++) {
-            double x = ng[i + u] * r2;
-            double tt = x * inv + shifter; /* low bits: K = round(64 x / ln2) */
-            double kf = tt - shifter;
-            double r = (x - kf * c_hi) - kf * c_lo;
-            double q = 1.0 / 120.0;
-            q = 1.0 / 24.0 + r * q;
-            q = 1.0 / 6.0 + r * q;
-            q = 0.5 + r * q;
-            q = 1.0 + r * q;
-            p[u] = r * q; /* e^r - 1 */
-            t[u] = tt;
-        }
-        /* t's bit pattern is 0x4338000000000000 + K (two's complement K):
-         * j = K mod 64 indexes the table, floor(K / 64) + 1023 is the biased
-         * exponent of 2^k */
-        memcpy(b, t, sizeof b);
-        for (int u = 0; u < 4; u++) tab[u] = exp2tab[b[u] & 63u];
-        for (int u = 0; u < 4; u++) b[u] = ((b[u] >> 6) + 1023u) << 52;
-        memcpy(sc, b, sizeof sc);
-        for (int u = 0; u < 4; u++) y[i + u] = (tab[u] + tab[u] * p[u]) * sc[u];
-    }
+    for (int i = 0; i < n; i += 4)
+        for (int u = 0; u < 4; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
 }
 
 /* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
