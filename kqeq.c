@@ -1161,265 +1161,327 @@ static void drop_fit(kq_model *m) {
     m->nrep = 0;
 }
 
-int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
-             const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
-             void *ctx) {
+/* Dipoles of the molecules mol[0..nmol-1] of s (mol NULL: all, in order)
+ * from their rows of P = R A K_NM (build_p) and weights w [mrep]:
+ * mu = -P w + Q_tot R b (Eq. 18 plus the total-charge part), mu [nmol*3]
+ * e*bohr, each P w summed j ascending from 0.0. */
+static void p_dipoles(const kq_set *s, const int *mol, int nmol, const double *p, int mrep,
+                      const double *w, double *mu) {
+    for (int kk = 0; kk < nmol; kk++) {
+        int k = mol ? mol[kk] : kk;
+        for (int c = 0; c < 3; c++) {
+            const double *pr = p + (3 * (size_t)kk + c) * mrep;
+            double sum = 0.0;
+            for (int j = 0; j < mrep; j++) sum += pr[j] * w[j];
+            mu[3 * kk + c] = -sum + s->charge[k] * s->rb[3 * k + c];
+        }
+    }
+}
+
+/* The training (and validation) errors of a fitted QEq model into rep. */
+static int train_qeq_report(const kq_model *m, const kq_set *t, const int *mol, int nsel,
+                            const kq_set *valid, kq_train_report *rep) {
+    const kq_set *sets[2] = {t, valid};
+    int rc = KQ_OK;
+    for (int k = 0; k < 2 && !rc; k++) {
+        const kq_set *s = sets[k];
+        if (!s) continue;
+        double *pd = malloc((size_t)s->nmol * 3 * sizeof *pd), *ps = NULL;
+        if (!pd) rc = KQ_ENOMEM;
+        if (!rc) rc = kq_set_predict(m, s, pd);
+        if (!rc && k == 0) {
+            ps = malloc((size_t)nsel * 3 * sizeof *ps);
+            if (!ps) rc = KQ_ENOMEM;
+            for (int kk = 0; kk < nsel && !rc; kk++)
+                for (int c = 0; c < 3; c++) ps[3 * kk + c] = pd[3 * mol[kk] + c];
+            if (!rc)
+                subset_metrics(s, mol, nsel, ps, &rep->train_mae_debye,
+                               &rep->train_rrmse_percent);
+        } else if (!rc) {
+            kq_dipole_metrics(s->nmol, pd, s->dipole_au, &rep->valid_mae_debye,
+                              &rep->valid_rrmse_percent);
+        }
+        free(pd);
+        free(ps);
+    }
+    return rc;
+}
+
+/* The arrays of one kQEq training run (kq_train). n training atoms, mrep
+ * representatives (= n for the full form), nrow = 3 nsel dipole components. */
+typedef struct {
+    int sparse, mrep;
+    size_t n, nrow;
+    size_t *idx;          /* [n] set index of each training atom */
+    size_t *pick;         /* [mrep] representatives, as indices into idx */
+    double *knm;          /* [n][mrep] K_NM (Eqs. 11, 12; multi-SOAP sum) */
+    double *pm;           /* [nrow][mrep] P = R A K_NM */
+    double *y;            /* [nrow] mu_ref - Q_tot R b, e*bohr */
+    double *g;            /* [mrep][mrep] P^T P (sparse) or (RA)^T P (full) */
+    double *kmm;          /* [mrep][mrep] K_MM (sparse only) */
+    double *rhs0;         /* [mrep] right-hand side */
+    double *sys, *wv, *wbest; /* [mrep][mrep] system of one sigma, [mrep] weights */
+    int *piv;             /* [mrep] LU pivots (full form) */
+    double *pv, *kvm, *predv; /* validation: P_v [3 nv_mol][mrep], K_vM, dipoles */
+    int *vmol;
+    double *pt;           /* [nrow] training dipoles of the chosen weights */
+} train_work;
+
+static void train_work_free(train_work *w) {
+    free(w->idx); free(w->pick); free(w->knm); free(w->pm); free(w->y); free(w->g);
+    free(w->kmm); free(w->rhs0); free(w->sys); free(w->wv); free(w->wbest); free(w->piv);
+    free(w->pv); free(w->kvm); free(w->predv); free(w->vmol); free(w->pt);
+}
+
+static int train_work_alloc(train_work *w, const kq_set *valid) {
+    const size_t n = w->n, nrow = w->nrow, mrep = (size_t)w->mrep;
+    w->idx = malloc(n * sizeof *w->idx);
+    w->pick = malloc(mrep * sizeof *w->pick);
+    w->knm = malloc(n * mrep * sizeof *w->knm);
+    w->pm = malloc(nrow * mrep * sizeof *w->pm);
+    w->y = malloc(nrow * sizeof *w->y);
+    w->g = malloc(mrep * mrep * sizeof *w->g);
+    w->kmm = w->sparse ? malloc(mrep * mrep * sizeof *w->kmm) : NULL;
+    w->rhs0 = malloc(mrep * sizeof *w->rhs0);
+    w->sys = malloc(mrep * mrep * sizeof *w->sys);
+    w->wv = malloc(mrep * sizeof *w->wv);
+    w->wbest = malloc(mrep * sizeof *w->wbest);
+    w->piv = w->sparse ? NULL : malloc(mrep * sizeof *w->piv);
+    w->pt = malloc(nrow * sizeof *w->pt);
+    int ok = w->idx && w->pick && w->knm && w->pm && w->y && w->g && (!w->sparse || w->kmm) &&
+             w->rhs0 && w->sys && w->wv && w->wbest && (w->sparse || w->piv) && w->pt;
+    if (valid) {
+        w->vmol = malloc((size_t)valid->nmol * sizeof *w->vmol);
+        w->kvm = malloc(valid->natoms * mrep * sizeof *w->kvm);
+        w->pv = malloc(3 * (size_t)valid->nmol * mrep * sizeof *w->pv);
+        w->predv = malloc(3 * (size_t)valid->nmol * sizeof *w->predv);
+        ok = ok && w->vmol && w->kvm && w->pv && w->predv;
+    }
+    return ok ? KQ_OK : KQ_ENOMEM;
+}
+
+/* Sparse normal equations (specs/kqeq.md "Sparse form"; minimum of the loss
+ * of Eq. 19 with chi = K_NM w): (P^T P + sigma K_MM) w = -P^T y, P = R A
+ * K_NM. Fills g = P^T P, kmm and rhs0 = -P^T y. */
+static void train_normal_sparse(train_work *w) {
+    const int mrep = w->mrep;
+    const double *pm = w->pm;
+    double *g = w->g;
+    for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
+    for (size_t r = 0; r < w->nrow; r++) {
+        const double *pr = pm + r * mrep;
+        for (int i = 0; i < mrep; i++) {
+            double f = pr[i];
+            double *gi = g + (size_t)i * mrep;
+            for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
+        }
+    }
+    for (int i = 0; i < mrep; i++)
+        for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
+    for (int i = 0; i < mrep; i++)
+        for (int j = 0; j < mrep; j++)
+            w->kmm[(size_t)i * mrep + j] = w->knm[w->pick[i] * (size_t)mrep + j];
+    for (int j = 0; j < mrep; j++) {
+        double s = 0.0;
+        for (size_t r = 0; r < w->nrow; r++) s += pm[r * mrep + j] * w->y[r];
+        w->rhs0[j] = -s;
+    }
+}
+
+/* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref (A symmetric,
+ * so A^T = A), with A R^T R A K = (RA)^T P assembled molecule by molecule:
+ * g = (RA)^T P, rhs0 = -(RA)^T y. */
+static void train_normal_full(const kq_set *t, const int *mol, int nsel, train_work *w) {
+    const int mrep = w->mrep;
+    size_t row = 0;
+    for (int kk = 0; kk < nsel; kk++) {
+        int k = mol[kk];
+        size_t a0 = t->first[k];
+        int nk = (int)(t->first[k + 1] - a0);
+        const double *ra = t->ra + 3 * a0;
+        for (int i = 0; i < nk; i++) {
+            double *gi = w->g + (row + i) * mrep;
+            double s = 0.0;
+            for (int j = 0; j < mrep; j++) gi[j] = 0.0;
+            for (int c = 0; c < 3; c++) {
+                double f = ra[(size_t)c * nk + i];
+                const double *pr = w->pm + (3 * (size_t)kk + c) * mrep;
+                for (int j = 0; j < mrep; j++) gi[j] += f * pr[j];
+                s += f * w->y[3 * (size_t)kk + c];
+            }
+            w->rhs0[row + i] = -s;
+        }
+        row += (size_t)nk;
+    }
+}
+
+/* Training atoms (idx), targets y, representatives (FPS, or every atom for
+ * the full form) copied into the model, K_NM, P and the normal equations. */
+static int train_assemble(kq_model *m, const kq_set *t, const int *mol, int nsel,
+                          train_work *w, kq_progress_fn progress, void *ctx) {
+    const int mrep = w->mrep;
+    size_t a = 0;
+    for (int kk = 0; kk < nsel; kk++)
+        for (size_t i = t->first[mol[kk]]; i < t->first[mol[kk] + 1]; i++) w->idx[a++] = i;
+    for (int kk = 0; kk < nsel; kk++)
+        for (int c = 0; c < 3; c++)
+            w->y[3 * (size_t)kk + c] =
+                t->dipole_au[3 * mol[kk] + c] - t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
+    int rc = KQ_OK;
+    if (w->sparse)
+        rc = fps_select(m, t, w->idx, w->n, mrep, w->pick, progress, ctx);
+    else
+        for (size_t i = 0; i < w->n; i++) w->pick[i] = i;
+    if (!rc) {
+        m->w = malloc((size_t)mrep * sizeof *m->w);
+        if (!m->w) rc = KQ_ENOMEM;
+    }
+    for (int d = 0; d < m->ndesc && !rc; d++) {
+        m->rep[d] = malloc((size_t)mrep * m->len[d] * sizeof(double));
+        if (!m->rep[d]) return KQ_ENOMEM;
+        for (int r = 0; r < mrep; r++)
+            memcpy(m->rep[d] + (size_t)r * m->len[d], t->p[d] + w->idx[w->pick[r]] * m->len[d],
+                   m->len[d] * sizeof(double));
+    }
+    if (!rc) rc = knm_blocked(m, t, w->idx, w->n, mrep, w->knm, progress, ctx);
+    if (rc) return rc;
+    build_p(t, mol, nsel, w->knm, mrep, w->pm);
+    if (progress) progress(ctx, "normal equations", 0, 1);
+    if (w->sparse)
+        train_normal_sparse(w);
+    else
+        train_normal_full(t, mol, nsel, w);
+    return KQ_OK;
+}
+
+/* Solve for each sigma of the grid (the regularisation of Eq. 19); keep the
+ * weights with the lowest validation MAE (ties: the larger sigma; without a
+ * validation set only reg[0]) in w->wbest, that sigma in *best_reg. */
+static int train_solve_grid(const kq_train_opts *o, const kq_set *valid, train_work *w,
+                            double *best_reg, kq_progress_fn progress, void *ctx) {
+    const int mrep = w->mrep;
+    double best_mae = HUGE_VAL;
+    int have = 0, rc = KQ_OK;
+    for (int gi = 0; gi < o->nreg; gi++) {
+        double sg = o->reg[gi];
+        if (progress) progress(ctx, "solve", (size_t)gi, (size_t)o->nreg);
+        memcpy(w->sys, w->g, (size_t)mrep * mrep * sizeof *w->sys);
+        memcpy(w->wv, w->rhs0, (size_t)mrep * sizeof *w->wv);
+        if (w->sparse) {
+            for (size_t e = 0; e < (size_t)mrep * mrep; e++) w->sys[e] += sg * w->kmm[e];
+            rc = spd_solve_jitter(mrep, w->sys, w->wv);
+        } else {
+            for (int i = 0; i < mrep; i++) w->sys[(size_t)i * mrep + i] += sg;
+            if (la_lu(mrep, w->sys, mrep, w->piv, NULL) != LA_OK ||
+                la_lu_solve(mrep, 1, w->sys, mrep, w->piv, w->wv, 1) != LA_OK)
+                rc = KQ_ELINALG;
+        }
+        if (rc) return rc;
+        double mae = 0.0;
+        if (valid) {
+            p_dipoles(valid, NULL, valid->nmol, w->pv, mrep, w->wv, w->predv);
+            kq_dipole_metrics(valid->nmol, w->predv, valid->dipole_au, &mae, NULL);
+        }
+        if (!have || (valid && (mae < best_mae || (mae == best_mae && sg > *best_reg)))) {
+            have = 1;
+            best_mae = mae;
+            *best_reg = sg;
+            memcpy(w->wbest, w->wv, (size_t)mrep * sizeof *w->wv);
+        }
+        if (!valid) break;
+    }
+    return KQ_OK;
+}
+
+/* kq_train's argument checks (KQ_EINVAL) before anything is touched */
+static int train_check_args(const kq_model *m, const kq_set *t, const int *sel, int nsel,
+                            const kq_set *valid, const kq_train_opts *o) {
     if (!m || !t || !o) return KQ_EINVAL;
-    if (!sel) nsel = t->nmol;
     if (nsel < 1) return KQ_EINVAL;
     for (int kk = 0; kk < nsel; kk++)
         if (sel && (sel[kk] < 0 || sel[kk] >= t->nmol)) return KQ_EINVAL;
     if (!set_matches(m, t) || (valid && !set_matches(m, valid))) return KQ_EINVAL;
+    return KQ_OK;
+}
+
+/* kQEq only: the sigma grid (KQ_EINVAL) and every element known (KQ_ESPECIES) */
+static int train_check_kqeq(const kq_model *m, const kq_set *t, const kq_train_opts *o) {
+    if (o->nreg < 1 || !o->reg) return KQ_EINVAL;
+    for (int g = 0; g < o->nreg; g++)
+        if (!(o->reg[g] > 0.0) || !isfinite(o->reg[g])) return KQ_EINVAL;
+    for (size_t i = 0; i < t->natoms; i++)
+        if (species_index(m, t->z[i]) < 0) return KQ_ESPECIES;
+    return KQ_OK;
+}
+
+int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
+             const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
+             void *ctx) {
+    if (t && !sel) nsel = t->nmol;
+    int rc = train_check_args(m, t, sel, nsel, valid, o);
+    if (rc) return rc;
     kq_train_report rep = {-1.0, -1.0, -1.0, -1.0};
     if (report) *report = rep;
     drop_fit(m);
     for (int s = 0; s < m->nspecies; s++) m->chi[s] = 0.0;
-
     int *mol = malloc((size_t)nsel * sizeof *mol);
     if (!mol) return KQ_ENOMEM;
     for (int kk = 0; kk < nsel; kk++) mol[kk] = sel ? sel[kk] : kk;
-
     if (m->kind == KQ_KIND_QEQ) {
-        int rc = train_qeq(m, t, mol, nsel);
+        rc = train_qeq(m, t, mol, nsel);
         if (!rc && report) {
-            const kq_set *sets[2] = {t, valid};
-            for (int k = 0; k < 2 && !rc; k++) {
-                const kq_set *s = sets[k];
-                if (!s) continue;
-                double *pd = malloc((size_t)s->nmol * 3 * sizeof *pd), *ps = NULL;
-                if (!pd) rc = KQ_ENOMEM;
-                if (!rc) rc = kq_set_predict(m, s, pd);
-                if (!rc && k == 0) {
-                    ps = malloc((size_t)nsel * 3 * sizeof *ps);
-                    if (!ps) rc = KQ_ENOMEM;
-                    for (int kk = 0; kk < nsel && !rc; kk++)
-                        for (int c = 0; c < 3; c++) ps[3 * kk + c] = pd[3 * mol[kk] + c];
-                    if (!rc)
-                        subset_metrics(s, mol, nsel, ps, &rep.train_mae_debye,
-                                       &rep.train_rrmse_percent);
-                } else if (!rc) {
-                    kq_dipole_metrics(s->nmol, pd, s->dipole_au, &rep.valid_mae_debye,
-                                      &rep.valid_rrmse_percent);
-                }
-                free(pd);
-                free(ps);
-            }
+            rc = train_qeq_report(m, t, mol, nsel, valid, &rep);
             *report = rep;
         }
         free(mol);
         return rc;
     }
-    if (o->nreg < 1 || !o->reg) {
+    if ((rc = train_check_kqeq(m, t, o))) {
         free(mol);
-        return KQ_EINVAL;
+        return rc;
     }
-    for (int g = 0; g < o->nreg; g++)
-        if (!(o->reg[g] > 0.0) || !isfinite(o->reg[g])) {
-            free(mol);
-            return KQ_EINVAL;
-        }
-
-    /* Training atoms, molecule by molecule. */
-    size_t n = 0;
-    for (int kk = 0; kk < nsel; kk++) n += t->first[mol[kk] + 1] - t->first[mol[kk]];
-    for (size_t i = 0; i < t->natoms; i++)
-        if (species_index(m, t->z[i]) < 0) {
-            free(mol);
-            return KQ_ESPECIES;
-        }
-    int sparse = o->sparse > 0;
-    size_t mrep_z = sparse ? ((size_t)o->sparse < n ? (size_t)o->sparse : n) : n;
-    if (mrep_z > (size_t)INT_MAX / 4 || n > SIZE_MAX / sizeof(double) / mrep_z) {
+    /* training atoms, molecule by molecule; M representatives */
+    train_work w;
+    memset(&w, 0, sizeof w);
+    for (int kk = 0; kk < nsel; kk++) w.n += t->first[mol[kk] + 1] - t->first[mol[kk]];
+    w.sparse = o->sparse > 0;
+    size_t mrep_z = w.sparse ? ((size_t)o->sparse < w.n ? (size_t)o->sparse : w.n) : w.n;
+    if (mrep_z > (size_t)INT_MAX / 4 || w.n > SIZE_MAX / sizeof(double) / mrep_z) {
         free(mol);
         return KQ_ENOMEM;
     }
-    int mrep = (int)mrep_z;
-    size_t nrow = 3 * (size_t)nsel;
-    size_t nv = valid ? valid->natoms : 0;
-    int rc = KQ_OK;
-    size_t *idx = malloc(n * sizeof *idx), *pick = malloc((size_t)mrep * sizeof *pick);
-    double *knm = malloc(n * (size_t)mrep * sizeof *knm);
-    double *pm = malloc(nrow * (size_t)mrep * sizeof *pm);
-    double *y = malloc(nrow * sizeof *y);
-    double *g = malloc((size_t)mrep * mrep * sizeof *g);  /* P^T P (sparse) or RA^T P (full) */
-    double *kmm = sparse ? malloc((size_t)mrep * mrep * sizeof *kmm) : NULL;
-    double *rhs0 = malloc((size_t)mrep * sizeof *rhs0);
-    double *sys = malloc((size_t)mrep * mrep * sizeof *sys);
-    double *wv = malloc((size_t)mrep * sizeof *wv), *wbest = malloc((size_t)mrep * sizeof *wbest);
-    int *piv = sparse ? NULL : malloc((size_t)mrep * sizeof *piv);
-    double *pv = NULL, *kvm = NULL, *predv = NULL;
-    int *vmol = NULL;
-    if (!idx || !pick || !knm || !pm || !y || !g || (sparse && !kmm) || !rhs0 || !sys || !wv ||
-        !wbest || (!sparse && !piv))
-        rc = KQ_ENOMEM;
-    if (!rc) {
-        size_t a = 0;
-        for (int kk = 0; kk < nsel; kk++)
-            for (size_t i = t->first[mol[kk]]; i < t->first[mol[kk] + 1]; i++) idx[a++] = i;
-        for (int kk = 0; kk < nsel; kk++)
-            for (int c = 0; c < 3; c++)
-                y[3 * (size_t)kk + c] =
-                    t->dipole_au[3 * mol[kk] + c] - t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
-    }
-    /* Representative atoms (FPS, or all atoms for the full form), their
-     * vectors into the model, then K_NM. */
-    if (!rc && sparse) {
-        rc = fps_select(m, t, idx, n, mrep, pick, progress, ctx);
-    } else if (!rc) {
-        for (size_t i = 0; i < n; i++) pick[i] = i;
-    }
-    if (!rc) {
-        m->w = malloc((size_t)mrep * sizeof *m->w);
-        if (!m->w) rc = KQ_ENOMEM;
-        for (int d = 0; d < m->ndesc && !rc; d++) {
-            m->rep[d] = malloc((size_t)mrep * m->len[d] * sizeof(double));
-            if (!m->rep[d]) {
-                rc = KQ_ENOMEM;
-                break;
-            }
-            for (int r = 0; r < mrep; r++)
-                memcpy(m->rep[d] + (size_t)r * m->len[d], t->p[d] + idx[pick[r]] * m->len[d],
-                       m->len[d] * sizeof(double));
-        }
-    }
-    if (!rc) rc = knm_blocked(m, t, idx, n, mrep, knm, progress, ctx);
-    if (!rc) {
-        build_p(t, mol, nsel, knm, mrep, pm);
-        if (progress) progress(ctx, "normal equations", 0, 1);
-        if (sparse) {
-            /* Sparse normal equations (specs/kqeq.md):
-             * (P^T P + sigma K_MM) w = -P^T y, P = R A K_NM. */
-            for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
-            for (size_t r = 0; r < nrow; r++) {
-                const double *pr = pm + r * mrep;
-                for (int i = 0; i < mrep; i++) {
-                    double f = pr[i];
-                    double *gi = g + (size_t)i * mrep;
-                    for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
-                }
-            }
-            for (int i = 0; i < mrep; i++)
-                for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
-            for (int i = 0; i < mrep; i++)
-                for (int j = 0; j < mrep; j++)
-                    kmm[(size_t)i * mrep + j] = knm[pick[i] * (size_t)mrep + j];
-            for (int j = 0; j < mrep; j++) {
-                double s = 0.0;
-                for (size_t r = 0; r < nrow; r++) s += pm[r * mrep + j] * y[r];
-                rhs0[j] = -s;
-            }
-        } else {
-            /* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref,
-             * with A R^T R A K = (RA)^T P assembled molecule by molecule. */
-            size_t row = 0;
-            for (int kk = 0; kk < nsel; kk++) {
-                int k = mol[kk];
-                size_t a0 = t->first[k];
-                int nk = (int)(t->first[k + 1] - a0);
-                const double *ra = t->ra + 3 * a0;
-                for (int i = 0; i < nk; i++) {
-                    double *gi = g + (row + i) * mrep;
-                    double s = 0.0;
-                    for (int j = 0; j < mrep; j++) gi[j] = 0.0;
-                    for (int c = 0; c < 3; c++) {
-                        double f = ra[(size_t)c * nk + i];
-                        const double *pr = pm + (3 * (size_t)kk + c) * mrep;
-                        for (int j = 0; j < mrep; j++) gi[j] += f * pr[j];
-                        s += f * y[3 * (size_t)kk + c];
-                    }
-                    rhs0[row + i] = -s;
-                }
-                row += (size_t)nk;
-            }
-        }
-    }
-    /* Validation: P_v = R A K_vM for the validation molecules. */
+    w.mrep = (int)mrep_z;
+    w.nrow = 3 * (size_t)nsel;
+    rc = train_work_alloc(&w, valid);
+    if (!rc) rc = train_assemble(m, t, mol, nsel, &w, progress, ctx);
+    /* validation: P_v = R A K_vM for the validation molecules */
     if (!rc && valid) {
-        vmol = malloc((size_t)valid->nmol * sizeof *vmol);
-        kvm = malloc(nv * (size_t)mrep * sizeof *kvm);
-        pv = malloc(3 * (size_t)valid->nmol * mrep * sizeof *pv);
-        predv = malloc(3 * (size_t)valid->nmol * sizeof *predv);
-        if (!vmol || !kvm || !pv || !predv) rc = KQ_ENOMEM;
-        if (!rc) {
-            for (int k = 0; k < valid->nmol; k++) vmol[k] = k;
-            rc = kernel_rows(m, valid, (const double *const *)m->rep, mrep, kvm,
-                             "validation kernel", progress, ctx);
-        }
-        if (!rc) {
-            build_p(valid, vmol, valid->nmol, kvm, mrep, pv);
-        }
+        for (int k = 0; k < valid->nmol; k++) w.vmol[k] = k;
+        rc = kernel_rows(m, valid, (const double *const *)m->rep, w.mrep, w.kvm,
+                         "validation kernel", progress, ctx);
+        if (!rc) build_p(valid, w.vmol, valid->nmol, w.kvm, w.mrep, w.pv);
     }
-    /* Solve for each sigma of the grid; keep the best on validation. */
-    double best_mae = HUGE_VAL, best_reg = 0.0;
-    int have = 0;
-    for (int gi = 0; gi < o->nreg && !rc; gi++) {
-        double sg = o->reg[gi];
-        if (progress) progress(ctx, "solve", (size_t)gi, (size_t)o->nreg);
-        memcpy(sys, g, (size_t)mrep * mrep * sizeof *sys);
-        memcpy(wv, rhs0, (size_t)mrep * sizeof *wv);
-        if (sparse) {
-            for (size_t e = 0; e < (size_t)mrep * mrep; e++) sys[e] += sg * kmm[e];
-            rc = spd_solve_jitter(mrep, sys, wv);
-        } else {
-            for (int i = 0; i < mrep; i++) sys[(size_t)i * mrep + i] += sg;
-            if (la_lu(mrep, sys, mrep, piv, NULL) != LA_OK ||
-                la_lu_solve(mrep, 1, sys, mrep, piv, wv, 1) != LA_OK)
-                rc = KQ_ELINALG;
-        }
-        if (rc) break;
-        double mae = 0.0;
-        if (valid) {
-            for (int k = 0; k < valid->nmol; k++)
-                for (int c = 0; c < 3; c++) {
-                    const double *pr = pv + (3 * (size_t)k + c) * mrep;
-                    double s = 0.0;
-                    for (int j = 0; j < mrep; j++) s += pr[j] * wv[j];
-                    predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
-                }
-            kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &mae, NULL);
-        }
-        /* ties (and no validation set: only the first value) keep the larger sigma */
-        if (!have || (valid && (mae < best_mae || (mae == best_mae && sg > best_reg)))) {
-            have = 1;
-            best_mae = mae;
-            best_reg = sg;
-            memcpy(wbest, wv, (size_t)mrep * sizeof *wv);
-        }
-        if (!valid) break;
-    }
-    /* never a NaN model (kqeq.h): the weights and the training dipoles they
-     * give (mu = -P w + Q Rb) must be finite */
-    double *pt = rc ? NULL : malloc(nrow * sizeof *pt);
-    if (!rc && !pt) rc = KQ_ENOMEM;
+    double best_reg = 0.0;
+    if (!rc) rc = train_solve_grid(o, valid, &w, &best_reg, progress, ctx);
+    /* never a NaN model (kqeq.h): the weights and the dipoles they give
+     * (mu = -P w + Q Rb) must be finite */
     if (!rc) {
-        for (int kk = 0; kk < nsel; kk++)
-            for (int c = 0; c < 3; c++) {
-                const double *pr = pm + (3 * (size_t)kk + c) * mrep;
-                double s = 0.0;
-                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                pt[3 * kk + c] = -s + t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
-            }
-        if (!kq_all_finite((size_t)mrep, wbest) || !kq_all_finite(nrow, pt)) rc = KQ_ERANGE;
+        p_dipoles(t, mol, nsel, w.pm, w.mrep, w.wbest, w.pt);
+        if (!kq_all_finite((size_t)w.mrep, w.wbest) || !kq_all_finite(w.nrow, w.pt))
+            rc = KQ_ERANGE;
     }
     if (!rc && valid) {
-        for (int k = 0; k < valid->nmol; k++)
-            for (int c = 0; c < 3; c++) {
-                const double *pr = pv + (3 * (size_t)k + c) * mrep;
-                double s = 0.0;
-                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
-            }
-        if (!kq_all_finite(3 * (size_t)valid->nmol, predv)) rc = KQ_ERANGE;
+        p_dipoles(valid, NULL, valid->nmol, w.pv, w.mrep, w.wbest, w.predv);
+        if (!kq_all_finite(3 * (size_t)valid->nmol, w.predv)) rc = KQ_ERANGE;
     }
     if (!rc) {
-        memcpy(m->w, wbest, (size_t)mrep * sizeof *wbest);
-        m->nrep = mrep;
+        memcpy(m->w, w.wbest, (size_t)w.mrep * sizeof *w.wbest);
+        m->nrep = w.mrep;
         m->reg = best_reg;
         if (report) {
-            /* errors from the assembled P: mu = -P w + Q Rb */
-            subset_metrics(t, mol, nsel, pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
+            subset_metrics(t, mol, nsel, w.pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
             if (valid) /* predv: the chosen weights' dipoles (above) */
-                kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &rep.valid_mae_debye,
+                kq_dipole_metrics(valid->nmol, w.predv, valid->dipole_au, &rep.valid_mae_debye,
                                   &rep.valid_rrmse_percent);
             *report = rep;
         }
@@ -1427,23 +1489,7 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
     } else {
         drop_fit(m);
     }
-    free(pt);
-    free(idx);
-    free(pick);
-    free(knm);
-    free(pm);
-    free(y);
-    free(g);
-    free(kmm);
-    free(rhs0);
-    free(sys);
-    free(wv);
-    free(wbest);
-    free(piv);
-    free(pv);
-    free(kvm);
-    free(predv);
-    free(vmol);
+    train_work_free(&w);
     free(mol);
     return rc;
 }
@@ -1739,162 +1785,175 @@ int kq_model_read(const char *text, size_t len, kq_model *m, int *line) {
     return kq_model_read_msg(text, len, m, line, NULL, 0);
 }
 
-int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
-                      size_t msglen) {
-    if (line) *line = 0;
-    if (msg && msglen > 0) msg[0] = '\0';
-    if (!text || !m) return KQ_EINVAL;
-    memset(m, 0, sizeof *m);
-    preader r = {text, text + len, 0, NULL, 0, NULL, 0, 0, msg, msglen};
-    int rc = KQ_EFORMAT;
+/* The model reader's checks: each returns KQ_EFORMAT (or KQ_ENOMEM) from the
+ * function it is in, with the reason recorded by pr_fail (if not already). */
+#define PR_REQUIRE(cond)              \
+    do {                              \
+        if (!(cond)) return KQ_EFORMAT; \
+    } while (0)
+#define PR_REQUIRE_MSG(r, cond, ...)  \
+    do {                              \
+        if (!(cond)) {                \
+            pr_fail((r), __VA_ARGS__); \
+            return KQ_EFORMAT;        \
+        }                             \
+    } while (0)
+#define PR_NEXT(r, expected)                    \
+    do {                                        \
+        int pr_rc_ = pr_need_line((r), (expected)); \
+        if (pr_rc_) return pr_rc_;              \
+    } while (0)
+
+/* The next line, or KQ_EFORMAT at the end of the text ("expected ...") or
+ * KQ_ENOMEM; the error's line number is the one after the last line. */
+static int pr_need_line(preader *r, const char *expected) {
+    if (pr_next(r)) return KQ_OK;
+    int rc = r->nomem ? KQ_ENOMEM : KQ_EFORMAT;
+    if (r->nomem)
+        pr_fail(r, "out of memory");
+    else
+        pr_fail(r, "unexpected end of text: expected %s", expected);
+    r->lineno++;
+    return rc;
+}
+
+/* The lines from KQEQ_MODEL_V1 to ndesc (specs/kqeq.md parameters). */
+static int read_head(preader *r, kq_model *m, size_t len) {
     long v;
     double x;
-#define NEXT_LINE(expected)                                                                    \
-    do {                                                                                       \
-        if (!pr_next(&r)) {                                                                    \
-            if (r.nomem) {                                                                     \
-                rc = KQ_ENOMEM;                                                                \
-                pr_fail(&r, "out of memory");                                                  \
-            } else {                                                                           \
-                pr_fail(&r, "unexpected end of text: expected %s", expected);                  \
-            }                                                                                  \
-            r.lineno++;                                                                        \
-            goto fail;                                                                         \
-        }                                                                                      \
-    } while (0)
-#define REQUIRE(cond)           \
-    do {                        \
-        if (!(cond)) goto fail; \
-    } while (0)
-#define REQUIRE_MSG(cond, ...)          \
-    do {                                \
-        if (!(cond)) {                  \
-            pr_fail(&r, __VA_ARGS__);   \
-            goto fail;                  \
-        }                               \
-    } while (0)
     /* version line: must be the very first line. The wording names what the
      * text is not, for programs handed the wrong kind of file. */
     if (len == 0) {
-        r.lineno = 1;
-        REQUIRE_MSG(0, "empty text: not a kqeq model (damaged or truncated kqeq model text, "
+        r->lineno = 1;
+        PR_REQUIRE_MSG(r, 0, "empty text: not a kqeq model (damaged or truncated kqeq model text, "
                        "expected first line 'KQEQ_MODEL_V1')");
     }
-    NEXT_LINE("the line 'KQEQ_MODEL_V1'");
+    PR_NEXT(r, "the line 'KQEQ_MODEL_V1'");
     {
-        const char *t = r.lineno == 1 ? pr_tok(&r) : NULL;
-        REQUIRE_MSG(r.lineno == 1 && t && !strcmp(t, "KQEQ_MODEL_V1") && !pr_tok(&r),
+        const char *t = r->lineno == 1 ? pr_tok(r) : NULL;
+        PR_REQUIRE_MSG(r, r->lineno == 1 && t && !strcmp(t, "KQEQ_MODEL_V1") && !pr_tok(r),
                     "first line must be exactly 'KQEQ_MODEL_V1': not a kqeq model "
                     "(damaged or truncated kqeq model text)");
     }
-    NEXT_LINE("'kind kqeq' or 'kind qeq'");
-    REQUIRE(pr_word(&r, "kind"));
+    PR_NEXT(r, "'kind kqeq' or 'kind qeq'");
+    PR_REQUIRE(pr_word(r, "kind"));
     {
-        const char *k = pr_tok(&r);
-        if (!k) REQUIRE(pr_missing(&r, "kind", "kqeq or qeq"));
-        REQUIRE_MSG(!strcmp(k, "kqeq") || !strcmp(k, "qeq"),
+        const char *k = pr_tok(r);
+        if (!k) PR_REQUIRE(pr_missing(r, "kind", "kqeq or qeq"));
+        PR_REQUIRE_MSG(r, !strcmp(k, "kqeq") || !strcmp(k, "qeq"),
                     "kind: unknown kind '%.40s' (kqeq or qeq)", k);
         m->kind = !strcmp(k, "qeq") ? KQ_KIND_QEQ : KQ_KIND_KQEQ;
-        REQUIRE(pr_end_of_line(&r, "kind"));
+        PR_REQUIRE(pr_end_of_line(r, "kind"));
     }
-    NEXT_LINE("the 's_at' line");
-    REQUIRE(pr_word(&r, "s_at") && pr_double(&r, "s_at", &x));
-    REQUIRE_MSG(x > 0.0, "s_at: %g is not positive", x);
-    REQUIRE(pr_end_of_line(&r, "s_at"));
+    PR_NEXT(r, "the 's_at' line");
+    PR_REQUIRE(pr_word(r, "s_at") && pr_double(r, "s_at", &x));
+    PR_REQUIRE_MSG(r, x > 0.0, "s_at: %g is not positive", x);
+    PR_REQUIRE(pr_end_of_line(r, "s_at"));
     m->s_at = x;
-    NEXT_LINE("the 'species' line");
-    REQUIRE(pr_word(&r, "species") && pr_long(&r, "species count", 1, KQ_MAX_SPECIES, &v));
+    PR_NEXT(r, "the 'species' line");
+    PR_REQUIRE(pr_word(r, "species") && pr_long(r, "species count", 1, KQ_MAX_SPECIES, &v));
     m->nspecies = (int)v;
     for (int s = 0; s < m->nspecies; s++) {
-        const char *t = pr_tok(&r);
-        if (!t && r.nul) REQUIRE(pr_missing(&r, "species", "an atomic number"));
-        REQUIRE_MSG(t, "species: expected %d atomic numbers, found %d", m->nspecies, s);
-        REQUIRE(pr_long_tok(&r, "species", t, 1, 118, &v));
-        REQUIRE_MSG(kq_qeq_radius((int)v) > 0.0,
+        const char *t = pr_tok(r);
+        if (!t && r->nul) PR_REQUIRE(pr_missing(r, "species", "an atomic number"));
+        PR_REQUIRE_MSG(r, t, "species: expected %d atomic numbers, found %d", m->nspecies, s);
+        PR_REQUIRE(pr_long_tok(r, "species", t, 1, 118, &v));
+        PR_REQUIRE_MSG(r, kq_qeq_radius((int)v) > 0.0,
                     "species: element %ld has no QEq radius (known: 1 6 7 8 9 16 17)", v);
-        REQUIRE_MSG(s == 0 || v > m->species[s - 1],
+        PR_REQUIRE_MSG(r, s == 0 || v > m->species[s - 1],
                     "species: atomic numbers must be ascending and distinct (%ld after %d)", v,
                     m->species[s - 1]);
         m->species[s] = (int)v;
     }
     {
         size_t extra = 0;
-        while (pr_tok(&r)) extra++;
-        REQUIRE_MSG(extra == 0, "species: expected %d atomic numbers, found %zu", m->nspecies,
+        while (pr_tok(r)) extra++;
+        PR_REQUIRE_MSG(r, extra == 0, "species: expected %d atomic numbers, found %zu", m->nspecies,
                     (size_t)m->nspecies + extra);
     }
-    NEXT_LINE("the 'chi' line");
-    REQUIRE(pr_word(&r, "chi") && pr_long(&r, "chi count", m->nspecies, m->nspecies, &v));
-    REQUIRE(pr_values(&r, "chi", (size_t)m->nspecies, m->chi));
-    NEXT_LINE("the 'eta' line");
-    REQUIRE(pr_word(&r, "eta") && pr_long(&r, "eta count", m->nspecies, m->nspecies, &v));
-    REQUIRE(pr_values(&r, "eta", (size_t)m->nspecies, m->eta));
-    NEXT_LINE("the 'zeta' line");
-    REQUIRE(pr_word(&r, "zeta") && pr_long(&r, "zeta", 1, 16, &v) && pr_end_of_line(&r, "zeta"));
+    PR_NEXT(r, "the 'chi' line");
+    PR_REQUIRE(pr_word(r, "chi") && pr_long(r, "chi count", m->nspecies, m->nspecies, &v));
+    PR_REQUIRE(pr_values(r, "chi", (size_t)m->nspecies, m->chi));
+    PR_NEXT(r, "the 'eta' line");
+    PR_REQUIRE(pr_word(r, "eta") && pr_long(r, "eta count", m->nspecies, m->nspecies, &v));
+    PR_REQUIRE(pr_values(r, "eta", (size_t)m->nspecies, m->eta));
+    PR_NEXT(r, "the 'zeta' line");
+    PR_REQUIRE(pr_word(r, "zeta") && pr_long(r, "zeta", 1, 16, &v) && pr_end_of_line(r, "zeta"));
     m->zeta = (int)v;
-    NEXT_LINE("the 'reg' line");
-    REQUIRE(pr_word(&r, "reg") && pr_double(&r, "reg", &x));
-    REQUIRE_MSG(x >= 0.0, "reg: %g is negative", x);
-    REQUIRE(pr_end_of_line(&r, "reg"));
+    PR_NEXT(r, "the 'reg' line");
+    PR_REQUIRE(pr_word(r, "reg") && pr_double(r, "reg", &x));
+    PR_REQUIRE_MSG(r, x >= 0.0, "reg: %g is negative", x);
+    PR_REQUIRE(pr_end_of_line(r, "reg"));
     m->reg = x;
-    NEXT_LINE("the 'ndesc' line");
-    REQUIRE(pr_word(&r, "ndesc") && pr_long(&r, "ndesc", 0, KQ_MAX_DESC, &v) &&
-            pr_end_of_line(&r, "ndesc"));
-    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
+    PR_NEXT(r, "the 'ndesc' line");
+    PR_REQUIRE(pr_word(r, "ndesc") && pr_long(r, "ndesc", 0, KQ_MAX_DESC, &v) &&
+            pr_end_of_line(r, "ndesc"));
+    PR_REQUIRE_MSG(r, (m->kind == KQ_KIND_QEQ) == (v == 0),
                 m->kind == KQ_KIND_QEQ ? "ndesc: a kind qeq model has ndesc 0, found %ld"
                                        : "ndesc: a kind kqeq model has ndesc 1..4, found %ld",
                 v);
     m->ndesc = (int)v;
+    return KQ_OK;
+}
+
+/* The desc lines (SOAP settings of each descriptor) and the SOAP calculators. */
+static int read_descs(preader *r, kq_model *m) {
+    long v;
     long lens[KQ_MAX_DESC];
     int desc_line[KQ_MAX_DESC];
     for (int d = 0; d < m->ndesc; d++) {
-        NEXT_LINE("a 'desc' line");
-        desc_line[d] = r.lineno;
+        PR_NEXT(r, "a 'desc' line");
+        desc_line[d] = r->lineno;
         kq_soap_params *sp = &m->soap[d];
-        REQUIRE(pr_word(&r, "desc") && pr_long(&r, "desc", d, d, &v));
-        REQUIRE(pr_word(&r, "rcut") && pr_double(&r, "rcut", &sp->rcut));
-        REQUIRE_MSG(sp->rcut > 1.0, "rcut: %g angstrom is not > 1", sp->rcut);
-        REQUIRE(pr_word(&r, "nmax") && pr_long(&r, "nmax", 1, KQ_SOAP_MAX_NMAX, &v));
+        PR_REQUIRE(pr_word(r, "desc") && pr_long(r, "desc", d, d, &v));
+        PR_REQUIRE(pr_word(r, "rcut") && pr_double(r, "rcut", &sp->rcut));
+        PR_REQUIRE_MSG(r, sp->rcut > 1.0, "rcut: %g angstrom is not > 1", sp->rcut);
+        PR_REQUIRE(pr_word(r, "nmax") && pr_long(r, "nmax", 1, KQ_SOAP_MAX_NMAX, &v));
         sp->nmax = (int)v;
-        REQUIRE(pr_word(&r, "lmax") && pr_long(&r, "lmax", 0, KQ_MAX_LMAX, &v));
+        PR_REQUIRE(pr_word(r, "lmax") && pr_long(r, "lmax", 0, KQ_MAX_LMAX, &v));
         sp->lmax = (int)v;
-        REQUIRE(pr_word(&r, "sigma") && pr_double(&r, "sigma", &sp->sigma));
-        REQUIRE_MSG(sp->sigma >= KQ_SOAP_MIN_SIGMA, "sigma: %g angstrom is below %g",
+        PR_REQUIRE(pr_word(r, "sigma") && pr_double(r, "sigma", &sp->sigma));
+        PR_REQUIRE_MSG(r, sp->sigma >= KQ_SOAP_MIN_SIGMA, "sigma: %g angstrom is below %g",
                     sp->sigma, KQ_SOAP_MIN_SIGMA);
-        REQUIRE(pr_word(&r, "delta") && pr_double(&r, "delta", &m->delta[d]));
-        REQUIRE_MSG(m->delta[d] > 0.0, "delta: %g is not positive", m->delta[d]);
-        REQUIRE(pr_word(&r, "length") && pr_long(&r, "length", 1, LONG_MAX, &lens[d]));
-        REQUIRE(pr_end_of_line(&r, "desc"));
+        PR_REQUIRE(pr_word(r, "delta") && pr_double(r, "delta", &m->delta[d]));
+        PR_REQUIRE_MSG(r, m->delta[d] > 0.0, "delta: %g is not positive", m->delta[d]);
+        PR_REQUIRE(pr_word(r, "length") && pr_long(r, "length", 1, LONG_MAX, &lens[d]));
+        PR_REQUIRE(pr_end_of_line(r, "desc"));
     }
     {
         int mc = model_make_calcs(m);
         if (mc == KQ_ENOMEM) {
-            rc = KQ_ENOMEM;
-            pr_fail(&r, "out of memory for the SOAP tables");
-            goto fail;
+            pr_fail(r, "out of memory for the SOAP tables");
+            return KQ_ENOMEM;
         }
         if (mc) {
             /* the calculators are made in order: the first without one failed */
             int d = 0;
             while (d < m->ndesc - 1 && m->calc[d]) d++;
-            r.lineno = m->ndesc ? desc_line[d] : r.lineno;
-            REQUIRE_MSG(0, "desc %d: SOAP settings rcut %g nmax %d lmax %d sigma %g refused (%s)",
+            r->lineno = m->ndesc ? desc_line[d] : r->lineno;
+            PR_REQUIRE_MSG(r, 0, "desc %d: SOAP settings rcut %g nmax %d lmax %d sigma %g refused (%s)",
                         d, m->soap[d].rcut, m->soap[d].nmax, m->soap[d].lmax, m->soap[d].sigma,
                         kq_strerror(mc));
         }
         for (int d = 0; d < m->ndesc; d++)
             if ((long)m->len[d] != lens[d]) {
-                r.lineno = desc_line[d];
-                REQUIRE_MSG(0,
+                r->lineno = desc_line[d];
+                PR_REQUIRE_MSG(r, 0,
                             "desc %d: length %ld does not match nmax, lmax and %d species "
                             "(%zu)",
                             d, lens[d], m->nspecies, m->len[d]);
             }
     }
-    NEXT_LINE("the 'nrep' line");
-    REQUIRE(pr_word(&r, "nrep") && pr_long(&r, "nrep", 0, LONG_MAX, &v) &&
-            pr_end_of_line(&r, "nrep"));
-    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
+    return KQ_OK;
+}
+
+/* nrep, then each representative: weight and normalised SOAP vectors. */
+static int read_reps(preader *r, kq_model *m, size_t len) {
+    long v;
+    PR_NEXT(r, "the 'nrep' line");
+    PR_REQUIRE(pr_word(r, "nrep") && pr_long(r, "nrep", 0, LONG_MAX, &v) &&
+            pr_end_of_line(r, "nrep"));
+    PR_REQUIRE_MSG(r, (m->kind == KQ_KIND_QEQ) == (v == 0),
                 m->kind == KQ_KIND_QEQ ? "nrep: a kind qeq model has nrep 0, found %ld"
                                        : "nrep: a kind kqeq model has nrep >= 1, found %ld",
                 v);
@@ -1903,56 +1962,66 @@ int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char
          * cannot be true, so refuse it before allocating. */
         size_t per = 1;
         for (int d = 0; d < m->ndesc; d++) per += m->len[d];
-        REQUIRE_MSG((unsigned long)v <= len / 2 / per,
+        PR_REQUIRE_MSG(r, (unsigned long)v <= len / 2 / per,
                     "nrep %ld is larger than the text can hold", v);
-        REQUIRE_MSG(v <= INT_MAX / 4, "nrep %ld is more than %d", v, INT_MAX / 4);
+        PR_REQUIRE_MSG(r, v <= INT_MAX / 4, "nrep %ld is more than %d", v, INT_MAX / 4);
     }
     m->nrep = (int)v;
     if (m->nrep > 0) {
         m->w = malloc((size_t)m->nrep * sizeof *m->w);
         if (!m->w) {
-            rc = KQ_ENOMEM;
-            pr_fail(&r, "out of memory for %d representatives", m->nrep);
-            goto fail;
+            pr_fail(r, "out of memory for %d representatives", m->nrep);
+            return KQ_ENOMEM;
         }
         for (int d = 0; d < m->ndesc; d++) {
             m->rep[d] = malloc((size_t)m->nrep * m->len[d] * sizeof(double));
             if (!m->rep[d]) {
-                rc = KQ_ENOMEM;
-                pr_fail(&r, "out of memory for %d representatives", m->nrep);
-                goto fail;
+                pr_fail(r, "out of memory for %d representatives", m->nrep);
+                return KQ_ENOMEM;
             }
         }
     }
     for (int rr = 0; rr < m->nrep; rr++) {
-        NEXT_LINE("a 'rep' line");
-        REQUIRE(pr_word(&r, "rep") && pr_long(&r, "rep", rr, rr, &v) &&
-                pr_double(&r, "weight", &m->w[rr]) && pr_end_of_line(&r, "rep"));
+        PR_NEXT(r, "a 'rep' line");
+        PR_REQUIRE(pr_word(r, "rep") && pr_long(r, "rep", rr, rr, &v) &&
+                pr_double(r, "weight", &m->w[rr]) && pr_end_of_line(r, "rep"));
         for (int d = 0; d < m->ndesc; d++) {
-            NEXT_LINE("a 'v' line");
-            REQUIRE(pr_word(&r, "v") && pr_long(&r, "v", d, d, &v));
+            PR_NEXT(r, "a 'v' line");
+            PR_REQUIRE(pr_word(r, "v") && pr_long(r, "v", d, d, &v));
             double *vec = m->rep[d] + (size_t)rr * m->len[d];
-            REQUIRE(pr_values(&r, "v", m->len[d], vec));
+            PR_REQUIRE(pr_values(r, "v", m->len[d], vec));
             /* unit length or zero (see KQ_REP_NORM_TOL); sum as kq_normalize_rows */
             double nrm = sqrt(kq_dot(vec, vec, m->len[d]));
-            REQUIRE_MSG(nrm == 0.0 || fabs(nrm - 1.0) <= KQ_REP_NORM_TOL,
+            PR_REQUIRE_MSG(r, nrm == 0.0 || fabs(nrm - 1.0) <= KQ_REP_NORM_TOL,
                         "v %d of representative %d: Euclidean length %.17g, not 1 (nor 0)", d,
                         rr, nrm);
         }
     }
-    NEXT_LINE("the line 'end'");
-    REQUIRE(pr_word(&r, "end") && pr_end_of_line(&r, "end"));
-    /* nothing but comments after "end" */
-    REQUIRE_MSG(!pr_next(&r), "text after 'end'");
-    free(r.line);
     return KQ_OK;
-fail:
-    if (line) *line = r.lineno;
-    pr_fail(&r, "damaged kqeq model text"); /* only if no reason was recorded */
+}
+
+int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
+                      size_t msglen) {
+    if (line) *line = 0;
+    if (msg && msglen > 0) msg[0] = '\0';
+    if (!text || !m) return KQ_EINVAL;
+    memset(m, 0, sizeof *m);
+    preader r = {text, text + len, 0, NULL, 0, NULL, 0, 0, msg, msglen};
+    int rc = read_head(&r, m, len);
+    if (!rc) rc = read_descs(&r, m);
+    if (!rc) rc = read_reps(&r, m, len);
+    if (!rc) rc = pr_need_line(&r, "the line 'end'");
+    if (!rc && !(pr_word(&r, "end") && pr_end_of_line(&r, "end"))) rc = KQ_EFORMAT;
+    /* nothing but comments after "end" */
+    if (!rc && pr_next(&r)) {
+        pr_fail(&r, "text after 'end'");
+        rc = KQ_EFORMAT;
+    }
+    if (rc) {
+        if (line) *line = r.lineno;
+        pr_fail(&r, "damaged kqeq model text"); /* only if no reason was recorded */
+        kq_model_free(m);
+    }
     free(r.line);
-    kq_model_free(m);
     return rc;
-#undef NEXT_LINE
-#undef REQUIRE
-#undef REQUIRE_MSG
 }
