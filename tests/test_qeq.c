@@ -90,9 +90,9 @@ static void test_constraint_and_inverse(void) {
         for (int j = 0; j < n; j++) {
             if (a[i * n + j] != a[j * n + i]) sym = 0;
             rs += a[i * n + j];
-            if (fabs(a[i * n + j]) > amax) amax = fabs(a[i * n + j]);
+            amax = th_worst(amax, fabs(a[i * n + j]));
         }
-        if (fabs(rs) > maxrow) maxrow = fabs(rs);
+        maxrow = th_worst(maxrow, fabs(rs));
         bs += b[i];
     }
     CHECK(sym, "A exactly symmetric");

@@ -100,13 +100,13 @@ static const int HCNO[4] = {1, 6, 7, 8};
 
 static double maxabs(const double *v, size_t n) {
     double m = 0.0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(v[i]));
+    for (size_t i = 0; i < n; i++) m = th_worst(m, fabs(v[i]));
     return m;
 }
 
 static double maxdiff(const double *a, const double *b, size_t n) {
     double m = 0.0;
-    for (size_t i = 0; i < n; i++) m = fmax(m, fabs(a[i] - b[i]));
+    for (size_t i = 0; i < n; i++) m = th_worst(m, fabs(a[i] - b[i]));
     return m;
 }
 
@@ -169,13 +169,13 @@ static void test_reference(void) {
                     char *p = line + off;
                     for (int k = 0; k < 8; k++) v[k] = strtod(p, &p);
                     for (int k = 0; k < 8; k++)
-                        amax = fmax(amax, fabs(al[l * 8 + k] - v[k]) / fabs(v[k]));
+                        amax = th_worst(amax, fabs(al[l * 8 + k] - v[k]) / fabs(v[k]));
                 } else if (sscanf(line, "beta l=%d n=%d%n", &l, &n, &off) == 2) {
                     char *p = line + off;
                     for (int k = 0; k < 8; k++) v[k] = strtod(p, &p);
                     for (int k = 0; k < 8; k++) {
-                        bmax = fmax(bmax, fabs(be[(l * 8 + n) * 8 + k] - v[k]));
-                        bscale = fmax(bscale, fabs(v[k]));
+                        bmax = th_worst(bmax, fabs(be[(l * 8 + n) * 8 + k] - v[k]));
+                        bscale = th_worst(bscale, fabs(v[k]));
                     }
                 }
             }
@@ -205,7 +205,7 @@ static void test_reference(void) {
             double kerr = 0;
             for (int i = 0; i < n; i++)
                 for (int j = 0; j < n; j++)
-                    kerr = fmax(kerr, fabs(kq_kernel(p + i * 3696, p + j * 3696, 3696, 2) -
+                    kerr = th_worst(kerr, fabs(kq_kernel(p + i * 3696, p + j * 3696, 3696, 2) -
                                            kq_kernel(ref + i * 3696, ref + j * 3696, 3696, 2)));
             printf("rc %s %-8s max|diff|/max|p| %.3g  kernel max|diff| %.3g\n", rcs[r], mols[m],
                    err, kerr);
@@ -239,7 +239,7 @@ static void test_invariance(void) {
                 pos[3 * i + a] = r[3 * a] * nma_pos[3 * i] + r[3 * a + 1] * nma_pos[3 * i + 1] +
                                  r[3 * a + 2] * nma_pos[3 * i + 2] + (trial == 0 ? 0.0 : t[a]);
         double *p1 = compute(s, 12, nma_z, pos);
-        worst = fmax(worst, maxdiff(p0, p1, 12 * len) / scale);
+        worst = th_worst(worst, maxdiff(p0, p1, 12 * len) / scale);
         free(p1);
     }
     printf("rotation/translation: max|diff|/max|p| %.3g\n", worst);
@@ -265,7 +265,7 @@ static void test_invariance(void) {
     double *p3 = compute(s, 12, z, pos);
     worst = 0.0;
     for (int i = 0; i < 12; i++)
-        worst = fmax(worst, maxdiff(p0 + i * len, p3 + perm[i] * len, len) / scale);
+        worst = th_worst(worst, maxdiff(p0 + i * len, p3 + perm[i] * len, len) / scale);
     printf("permutation: max|diff|/max|p| %.3g\n", worst);
     CHECK(worst <= 1e-12, "permutation invariance %.3g", worst);
     free(p3);
@@ -367,7 +367,7 @@ static void test_extra_species(void) {
     double worst = 0.0;
     for (int i = 0; i < 12; i++)
         for (int j = 0; j < 12; j++)
-            worst = fmax(worst, fabs(kq_kernel(pa + i * la, pa + j * la, la, 2) -
+            worst = th_worst(worst, fabs(kq_kernel(pa + i * la, pa + j * la, la, 2) -
                                      kq_kernel(pb + i * lb, pb + j * lb, lb, 2)));
     CHECK(worst <= 1e-15, "kernels change with never-occurring species: %.3g", worst);
     free(pa);
@@ -737,8 +737,8 @@ static void nmax1_case(double rc, double sig) {
         double c = pow(PI, 1.5) * beta * pow(alpha + eta, -1.5) / sqrt(4 * PI) *
                    (1 + exp(-gamma * d * d));
         double want = PI * sqrt(8.0) * c * c;
-        worst = fmax(worst, fabs(p[0] - want) / want);
-        worst = fmax(worst, fabs(p[1] - want) / want);
+        worst = th_worst(worst, fabs(p[0] - want) / want);
+        worst = th_worst(worst, fabs(p[1] - want) / want);
     }
     CHECK(ok, "n_max 1 compute failed");
     printf("n_max 1 closed form (rc %g sigma %g, gamma d^2 up to %.0f): max rel diff %.3g\n", rc,
