@@ -182,9 +182,13 @@ static void test_reference(void) {
             fclose(f);
             printf("rc %s: alpha max rel diff %.3g, beta max|diff|/max|beta| %.3g\n", rcs[r], amax,
                    bmax / bscale);
-            CHECK(amax <= 1e-15, "alpha rel diff %.3g", amax);
-            /* beta = S^(-1/2) with cond(S) up to 3e12: both sides carry ~cond*eps */
-            CHECK(bmax / bscale <= (r == 2 ? 1e-3 : 1e-6), "beta rel diff %.3g", bmax / bscale);
+            /* about 10x the measured agreement (the bits are the same on every
+             * run, compiler and level, so the margin covers only the reference
+             * files): alpha 2.7e-16; beta = S^(-1/2), cond(S) 1e8 / 2e9 / 3e12,
+             * both sides carry ~cond*eps: 6.7e-10 / 8.2e-9 / 2.4e-5 */
+            const double btol[3] = {7e-9, 8e-8, 2.5e-4};
+            CHECK(amax <= 3e-15, "alpha rel diff %.3g", amax);
+            CHECK(bmax / bscale <= btol[r], "beta rel diff %.3g", bmax / bscale);
         }
         for (int m = 0; m < 2; m++) {
             int z[8];
@@ -209,8 +213,12 @@ static void test_reference(void) {
                                            kq_kernel(ref + i * 3696, ref + j * 3696, 3696, 2)));
             printf("rc %s %-8s max|diff|/max|p| %.3g  kernel max|diff| %.3g\n", rcs[r], mols[m],
                    err, kerr);
-            CHECK(err <= (r == 2 ? 1e-5 : 1e-7), "%s rc %s rel err %.3g", mols[m], rcs[r], err);
-            CHECK(kerr <= 1e-8, "%s rc %s kernel err %.3g", mols[m], rcs[r], kerr);
+            /* about 10x the measured worst of water / methane: vectors 4.1e-9 /
+             * 1.5e-8 / 4.5e-6 (rc 3.5 / 2.6 / 1.7), kernels 1.3e-9 / 5.2e-10 /
+             * 4.2e-9 */
+            const double ptol[3] = {4e-8, 1.5e-7, 4.5e-5}, ktol[3] = {1.5e-8, 6e-9, 4.5e-8};
+            CHECK(err <= ptol[r], "%s rc %s rel err %.3g", mols[m], rcs[r], err);
+            CHECK(kerr <= ktol[r], "%s rc %s kernel err %.3g", mols[m], rcs[r], kerr);
             free(p);
         }
         kq_soap_free(s);
@@ -267,7 +275,7 @@ static void test_invariance(void) {
     for (int i = 0; i < 12; i++)
         worst = th_worst(worst, maxdiff(p0 + i * len, p3 + perm[i] * len, len) / scale);
     printf("permutation: max|diff|/max|p| %.3g\n", worst);
-    CHECK(worst <= 1e-12, "permutation invariance %.3g", worst);
+    CHECK(worst <= 3e-15, "permutation invariance %.3g (measured 2.8e-16)", worst);
     free(p3);
     free(p0);
     kq_soap_free(s);
@@ -581,6 +589,27 @@ static void test_plain_reference(void) {
     CHECK(kq_soap_reference(&p, 2, zx, near, out) == KQ_ESPECIES, "reference: unknown Z");
     p.nmax = KQ_SOAP_MAX_NMAX + 1;
     CHECK(kq_soap_reference(&p, 2, zo, near, out) == KQ_EINVAL, "reference: nmax too large");
+
+    /* mutation check: a NaN written into a compared SOAP vector makes each
+     * comparison of this file fail (memcmp, maxdiff / maxabs, the harness) */
+    p.nmax = 4;
+    p.lmax = 3;
+    double a[3 * 40], b[3 * 40];
+    CHECK(kq_soap_reference(&p, 3, zz, near, a) == KQ_OK, "reference of three carbons");
+    memcpy(b, a, sizeof a);
+    CHECK(!memcmp(a, b, sizeof a) && maxdiff(a, b, 3 * 40) <= 0.0, "unchanged copy compares equal");
+    b[17] = NAN;
+    CHECK(memcmp(a, b, sizeof a) != 0, "memcmp sees the NaN");
+    CHECK(!(maxdiff(b, a, 3 * 40) / maxabs(a, 3 * 40) <= 1e-7), "maxdiff sees the NaN");
+    CHECK(!(maxdiff(a, a, 3 * 40) / maxabs(b, 3 * 40) <= 1e-7), "maxabs sees the NaN");
+    int f0 = th_fail_count, p0 = th_pass_count;
+    th_quiet = 1;
+    CHECK_ARRAY_CLOSE(b, a, 3 * 40, 1e-7, "NaN SOAP vector");
+    th_quiet = 0;
+    int failed = th_fail_count == f0 + 1;
+    th_fail_count = f0;
+    th_pass_count = p0;
+    CHECK(failed, "CHECK_ARRAY_CLOSE passed a NaN SOAP vector");
 }
 
 /* ------------------------------------------------------------------------ */
