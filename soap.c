@@ -340,7 +340,7 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * soap_centre_fill); the fresh pairs of a centre four at a time (solid
  * harmonics vectorised across the four); soap_exp four lanes at a time
  * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
- * (soap_dot4 and friends) that gcc/clang vectorise at -O2; an AVX2 copy of
+ * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
  * all that, picked at run time (below). Vectorised loops run over
  * independent elements only, so -O0, -O2, gcc and clang give the same bits,
  * and so do the brute-force and cell-list searches, with or without pair
@@ -466,7 +466,8 @@ struct kq_soap {
     double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
     size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
                                                  * slots, and their list entries */
-    double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those */
+    double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
+                                        * then [4][nl][np4] their h (soap_centre_fresh) */
     /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
      * computed at centre i into a ring of ring_slots (a power of two)
      * entries [nl*np4 + nlm] and read there at centre j */
@@ -887,339 +888,120 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
 /* One centre                                                                */
 /* ------------------------------------------------------------------------ */
 
-/* The inner kernels of soap_centre_body: small matrix products on blocks of 4
- * adjacent output columns (independent sums, each in a fixed order), written
- * so that gcc and clang vectorise them at -O2 (SSE2, or AVX2 in the AVX2
- * copy) without reassociating anything. Every output element is
- * sum_t x_t y_t summed t = 0, 1, ... from 0.0, whichever kernel computes it. */
+/* The inner kernel of the per-centre work: a block of a small matrix product,
+ *   out[r*os + u] = scale * sum_{t < nt} x_t[r*rs] (g_t y_t[u]),
+ * r < nr (1, 2, 4 or 8 rows), u < nu (4 or 8 adjacent columns), every sum
+ * its own, t ascending from 0.0 (the order of kq_soap_reference). Row t of
+ * x and of y is found by soap_row: base + t*ts (a dense matrix) or ptr[t] +
+ * off (rows stored wherever a neighbour's h and R are, see
+ * soap_centre_slots). g_t = sg[t] = +1.0 or -1.0 is the parity of a pair
+ * whose R was computed from the other end, R_lm(-r) = (-1)^l R_lm(r); that
+ * multiplication is exact, and x (-y) = (-x) y exactly, so each term is the
+ * bits of R_lm(r_ij) h_ln (sg NULL: g = 1). nr and nu are constants at every
+ * call (the function is inlined), so the ifs below vanish and a[][] has
+ * constant indices only and stays in registers: nr x nu independent sums in
+ * flight, which gcc/clang vectorise at -O2 across u (4 wide in the AVX2
+ * copy) without reassociating anything. scale 1.0 changes nothing. */
+typedef struct {
+    const double *base;      /* dense rows: base + t * ts */
+    size_t ts;
+    const double *const *ptr; /* or (ptr not NULL) rows through pointers: ptr[t] + off */
+    size_t off;
+} soap_src;
 
-/* out[u] = sum_{t < nt} x[t * xs] y[t * ys + u], u < 4, t ascending from 0 */
-KQ_INLINE void soap_dot4(int nt, const double *restrict x, size_t xs, const double *restrict y,
-                         size_t ys, double *restrict out) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double a = x[(size_t)t * xs], *b = y + (size_t)t * ys;
-        s0 += a * b[0];
-        s1 += a * b[1];
-        s2 += a * b[2];
-        s3 += a * b[3];
-    }
-    out[0] = s0;
-    out[1] = s1;
-    out[2] = s2;
-    out[3] = s3;
+KQ_INLINE const double *soap_row(soap_src s, int t) {
+    return s.ptr ? s.ptr[t] + s.off : s.base + (size_t)t * s.ts;
 }
 
-/* Four rows given by pointers (stride 1 in t): out_r[u] = sum_t x_r[t] y[t*ys + u] */
-KQ_INLINE void soap_dot4x4p(int nt, const double *restrict x0, const double *restrict x1,
-                            const double *restrict x2, const double *restrict x3,
-                            const double *restrict y, size_t ys, double *restrict o0,
-                            double *restrict o1, double *restrict o2, double *restrict o3) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *b = y + (size_t)t * ys;
-        const double p = x0[t], q = x1[t], r = x2[t], u = x3[t];
-        a0 += p * b[0];
-        a1 += p * b[1];
-        a2 += p * b[2];
-        a3 += p * b[3];
-        b0 += q * b[0];
-        b1 += q * b[1];
-        b2 += q * b[2];
-        b3 += q * b[3];
-        c0 += r * b[0];
-        c1 += r * b[1];
-        c2 += r * b[2];
-        c3 += r * b[3];
-        d0 += u * b[0];
-        d1 += u * b[1];
-        d2 += u * b[2];
-        d3 += u * b[3];
-    }
-    o0[0] = a0;
-    o0[1] = a1;
-    o0[2] = a2;
-    o0[3] = a3;
-    o1[0] = b0;
-    o1[1] = b1;
-    o1[2] = b2;
-    o1[3] = b3;
-    o2[0] = c0;
-    o2[1] = c1;
-    o2[2] = c2;
-    o2[3] = c3;
-    o3[0] = d0;
-    o3[1] = d1;
-    o3[2] = d2;
-    o3[3] = d3;
-}
-
-/* Two rows at once: out0[u] = sum_t x0[t*xs] y[t*ys + u] and out1[u] the
- * same with x1; the same order as soap_dot4, so the same bits. */
-KQ_INLINE void soap_dot2x4(int nt, const double *restrict x0, const double *restrict x1,
-                           size_t xs, const double *restrict y, size_t ys,
-                           double *restrict out0, double *restrict out1) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double a = x0[(size_t)t * xs], c = x1[(size_t)t * xs], *b = y + (size_t)t * ys;
-        s0 += a * b[0];
-        s1 += a * b[1];
-        s2 += a * b[2];
-        s3 += a * b[3];
-        t0 += c * b[0];
-        t1 += c * b[1];
-        t2 += c * b[2];
-        t3 += c * b[3];
-    }
-    out0[0] = s0;
-    out0[1] = s1;
-    out0[2] = s2;
-    out0[3] = s3;
-    out1[0] = t0;
-    out1[1] = t1;
-    out1[2] = t2;
-    out1[3] = t3;
-}
-
-/* Four rows at once (more independent sums in flight); same order again.
- * Each sum is multiplied by scale when stored (1.0 changes nothing). */
-KQ_INLINE void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
-                           const double *restrict y, size_t ys, double *restrict out, size_t os,
-                           double scale) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
-        const double p = xt[0], q = xt[rs], r = xt[2 * rs], u = xt[3 * rs];
-        a0 += p * b[0];
-        a1 += p * b[1];
-        a2 += p * b[2];
-        a3 += p * b[3];
-        b0 += q * b[0];
-        b1 += q * b[1];
-        b2 += q * b[2];
-        b3 += q * b[3];
-        c0 += r * b[0];
-        c1 += r * b[1];
-        c2 += r * b[2];
-        c3 += r * b[3];
-        d0 += u * b[0];
-        d1 += u * b[1];
-        d2 += u * b[2];
-        d3 += u * b[3];
-    }
-    out[0] = scale * a0;
-    out[1] = scale * a1;
-    out[2] = scale * a2;
-    out[3] = scale * a3;
-    out[os] = scale * b0;
-    out[os + 1] = scale * b1;
-    out[os + 2] = scale * b2;
-    out[os + 3] = scale * b3;
-    out[2 * os] = scale * c0;
-    out[2 * os + 1] = scale * c1;
-    out[2 * os + 2] = scale * c2;
-    out[2 * os + 3] = scale * c3;
-    out[3 * os] = scale * d0;
-    out[3 * os + 1] = scale * d1;
-    out[3 * os + 2] = scale * d2;
-    out[3 * os + 3] = scale * d3;
-}
-
-/* Eight rows at once: soap_dot4x4 for rows 0..3 and 4..7 of x fused into one
- * loop, so that eight independent vector sums are in flight (the AVX2 copy
- * uses it: its 4-wide adds would otherwise wait on each other); each sum is
- * still its own, t ascending from 0.0, so the bits are those of soap_dot4x4. */
-KQ_INLINE void soap_dot8x4(int nt, const double *restrict x, size_t rs, size_t xs,
-                           const double *restrict y, size_t ys, double *restrict out, size_t os,
-                           double scale) {
-    double a[8][4] = {{0.0}}; /* a[r][u], only constant indices: kept in registers */
-    for (int t = 0; t < nt; t++) {
-        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
-        const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
+KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t rs, soap_src y,
+                          const double *sg, double *restrict out, size_t os, double scale) {
+    double a[8][8] = {{0.0}};
 #define KQ_ROW(r)                                                                            \
     do {                                                                                     \
-        const double p = xt[(r) * rs];                                                       \
-        a[r][0] += p * b0;                                                                   \
-        a[r][1] += p * b1;                                                                   \
-        a[r][2] += p * b2;                                                                   \
-        a[r][3] += p * b3;                                                                   \
+        const double p = xt[(size_t)(r) * rs];                                               \
+        a[r][0] += p * v[0];                                                                 \
+        a[r][1] += p * v[1];                                                                 \
+        a[r][2] += p * v[2];                                                                 \
+        a[r][3] += p * v[3];                                                                 \
+        if (nu == 8) {                                                                       \
+            a[r][4] += p * v[4];                                                             \
+            a[r][5] += p * v[5];                                                             \
+            a[r][6] += p * v[6];                                                             \
+            a[r][7] += p * v[7];                                                             \
+        }                                                                                    \
     } while (0)
-        KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
-#undef KQ_ROW
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t), *restrict yt = soap_row(y, t);
+        const double g = sg ? sg[t] : 1.0;
+        double v[8];
+        v[0] = g * yt[0];
+        v[1] = g * yt[1];
+        v[2] = g * yt[2];
+        v[3] = g * yt[3];
+        if (nu == 8) {
+            v[4] = g * yt[4];
+            v[5] = g * yt[5];
+            v[6] = g * yt[6];
+            v[7] = g * yt[7];
+        }
+        KQ_ROW(0);
+        if (nr > 1) KQ_ROW(1);
+        if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
+        if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
     }
+#undef KQ_ROW
 #define KQ_ROW(r)                                                                            \
     do {                                                                                     \
-        out[(r) * os] = scale * a[r][0];                                                     \
-        out[(r) * os + 1] = scale * a[r][1];                                                 \
-        out[(r) * os + 2] = scale * a[r][2];                                                 \
-        out[(r) * os + 3] = scale * a[r][3];                                                 \
+        double *o = out + (size_t)(r) * os;                                                  \
+        o[0] = scale * a[r][0];                                                              \
+        o[1] = scale * a[r][1];                                                              \
+        o[2] = scale * a[r][2];                                                              \
+        o[3] = scale * a[r][3];                                                              \
+        if (nu == 8) {                                                                       \
+            o[4] = scale * a[r][4];                                                          \
+            o[5] = scale * a[r][5];                                                          \
+            o[6] = scale * a[r][6];                                                          \
+            o[7] = scale * a[r][7];                                                          \
+        }                                                                                    \
     } while (0)
-    KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
+    KQ_ROW(0);
+    if (nr > 1) KQ_ROW(1);
+    if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
+    if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
 #undef KQ_ROW
+}
+
+/* Dense and pointer operands for soap_block */
+KQ_INLINE soap_src soap_dense(const double *base, size_t ts) {
+    soap_src s = {base, ts, NULL, 0};
+    return s;
+}
+KQ_INLINE soap_src soap_ptrs(const double *const *ptr, size_t off) {
+    soap_src s = {NULL, 0, ptr, off};
+    return s;
 }
 
 /* A block of 4 columns of the product of nrows rows:
  * out[r*os + u] = sum_{t < nt} x[r*rs + t*xs] y[t*ys + u], r < nrows, u < 4,
- * every sum t ascending from 0.0; rows eight (if wide), four, then two at a
- * time. */
+ * every sum t ascending from 0.0; rows eight (if wide), four, then two and
+ * one at a time. */
 KQ_INLINE void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs,
                           const double *y, size_t ys, double *out, size_t os, int wide) {
     int r = 0;
+    const soap_src yy = soap_dense(y, ys);
     if (wide)
         for (; r + 8 <= nrows; r += 8)
-            soap_dot8x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
+            soap_block(8, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                       out + (size_t)r * os, os, 1.0);
     for (; r + 4 <= nrows; r += 4)
-        soap_dot4x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
+        soap_block(4, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
     for (; r + 2 <= nrows; r += 2)
-        soap_dot2x4(nt, x + (size_t)r * rs, x + (size_t)(r + 1) * rs, xs, y, ys,
-                    out + (size_t)r * os, out + (size_t)(r + 1) * os);
-    if (r < nrows) soap_dot4(nt, x + (size_t)r * rs, xs, y, ys, out + (size_t)r * os);
-}
-
-/* The coefficient sums c_(r, u) = sum_{t < nt} x_t[r] y_t[u] where both
- * rows of neighbour t are found through pointers, x_t = xp[t] + xo (solid
- * harmonics R, 4, 2 or 1 adjacent m) and y_t = yp[t] + yo (4 adjacent n of
- * the radial functions h), wherever they are stored (see soap_centre_body),
- * and y_t is first multiplied by sg[t] = +1.0 or -1.0: the parity of a pair
- * whose R was computed from the other end, R_lm(-r) = (-1)^l R_lm(r). That
- * multiplication is exact, and x (-y) = (-x) y exactly, so each term is the
- * bits of R_lm(r_ij) h_ln; every sum runs t ascending from 0.0 as in
- * soap_dot4. out[r*os + u], r < 4 (soap_pdot4x4), 2 (soap_pdot2x4) or 1
- * (soap_pdot4). */
-KQ_INLINE void soap_pdot4x4(int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xt[0], q = xt[1], r = xt[2], u = xt[3];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-        b0 += q * y0;
-        b1 += q * y1;
-        b2 += q * y2;
-        b3 += q * y3;
-        c0 += r * y0;
-        c1 += r * y1;
-        c2 += r * y2;
-        c3 += r * y3;
-        d0 += u * y0;
-        d1 += u * y1;
-        d2 += u * y2;
-        d3 += u * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-    out[os] = b0;
-    out[os + 1] = b1;
-    out[os + 2] = b2;
-    out[os + 3] = b3;
-    out[2 * os] = c0;
-    out[2 * os + 1] = c1;
-    out[2 * os + 2] = c2;
-    out[2 * os + 3] = c3;
-    out[3 * os] = d0;
-    out[3 * os + 1] = d1;
-    out[3 * os + 2] = d2;
-    out[3 * os + 3] = d3;
-}
-
-KQ_INLINE void soap_pdot2x4(int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xt[0], q = xt[1];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-        b0 += q * y0;
-        b1 += q * y1;
-        b2 += q * y2;
-        b3 += q * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-    out[os] = b0;
-    out[os + 1] = b1;
-    out[os + 2] = b2;
-    out[os + 3] = b3;
-}
-
-KQ_INLINE void soap_pdot4(int nt, const double *const *xp, size_t xo, const double *restrict sg,
-                          const double *const *yp, size_t yo, double *restrict out) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xp[t][xo];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-}
-
-/* The same sums for 8 adjacent n at once (the AVX2 copy: twice the
- * independent vector sums in flight), nr = 4, 2 or 1 rows (a constant after
- * inlining, so the ifs vanish and a[][] has constant indices only and stays
- * in registers); each sum is the one soap_pdot4x4 makes, in the same order. */
-KQ_INLINE void soap_pdot_x8(const int nr, int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a[4][8] = {{0.0}};
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict x = xp[t] + xo;
-        const double g = sg[t];
-        const double v0 = g * y[0], v1 = g * y[1], v2 = g * y[2], v3 = g * y[3];
-        const double v4 = g * y[4], v5 = g * y[5], v6 = g * y[6], v7 = g * y[7];
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        const double p = x[r];                                                               \
-        a[r][0] += p * v0;                                                                   \
-        a[r][1] += p * v1;                                                                   \
-        a[r][2] += p * v2;                                                                   \
-        a[r][3] += p * v3;                                                                   \
-        a[r][4] += p * v4;                                                                   \
-        a[r][5] += p * v5;                                                                   \
-        a[r][6] += p * v6;                                                                   \
-        a[r][7] += p * v7;                                                                   \
-    } while (0)
-        KQ_ROW(0);
-        if (nr >= 2) KQ_ROW(1);
-        if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
-#undef KQ_ROW
-    }
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        double *o = out + (r) * os;                                                          \
-        o[0] = a[r][0]; o[1] = a[r][1]; o[2] = a[r][2]; o[3] = a[r][3];                      \
-        o[4] = a[r][4]; o[5] = a[r][5]; o[6] = a[r][6]; o[7] = a[r][7];                      \
-    } while (0)
-    KQ_ROW(0);
-    if (nr >= 2) KQ_ROW(1);
-    if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
-#undef KQ_ROW
+        soap_block(2, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
+    if (r < nrows)
+        soap_block(1, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
 }
 
 /* o[q] = pref * v[q], q < n: blocks of 4, then the rest one by one */
@@ -1297,7 +1079,7 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
      * for l > 0, so it only feeds l = 0, spec): the radial functions
      * h_ln(r_ij) [nl][np4] (at hptr[slot]), the solid harmonics [nlm] (at
      * rptr[slot]) and their parity rsign[slot] (-1.0: they are R_lm(r_ji) =
-     * (-1)^l R_lm(r_ij), see soap_pdot4x4), in slots grouped by species,
+     * (-1)^l R_lm(r_ij), see soap_block), in slots grouped by species,
      * ascending neighbour index within each group. */
     for (size_t t = t0; t < t1; t++) cnt[s->sp[s->nidx[t]]]++;
     for (int z = 0, o = 0; z < S; z++) {
@@ -1386,19 +1168,45 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                 soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
         }
         const double *e = s->ebuf; /* [nr][nlk] exponentials */
+        double *hb = s->ebuf + 4 * nlk; /* [4][nlk] h of four lanes, then copied */
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
             const size_t lo = (size_t)l * np4;
+            /* h of lane u, columns n..n+3: rows u of e (stride nlk), k = t */
             for (int n = 0; n < np4; n += 4) {
+                const soap_src bn = soap_dense(bt + n, (size_t)np4);
                 if (nr == 4)
-                    soap_dot4x4p(nmax, e + lo, e + nlk + lo, e + 2 * nlk + lo, e + 3 * nlk + lo,
-                                 bt + n, (size_t)np4, fr[0] + lo + n, fr[1] + lo + n,
-                                 fr[2] + lo + n, fr[3] + lo + n);
+                    soap_block(4, 4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
+                               nlk, 1.0);
                 else
                     for (int u = 0; u < nr; u++)
-                        soap_dot4(nmax, e + u * nlk + lo, 1, bt + n, (size_t)np4, fr[u] + lo + n);
+                        soap_block(1, 4, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
+                                   fr[u] + lo + n, 0, 1.0);
             }
         }
+        if (nr == 4)
+            for (int u = 0; u < 4; u++) memcpy(fr[u], hb + u * nlk, nlk * sizeof(double));
+    }
+}
+
+/* c^Z_nlm of one species and one l: c [nlm][np4] (n fastest), rows m of the
+ * solid harmonics (rz[t] + l*l + m) times columns n of h (hz[t] + l*np4 + n)
+ * over the nt neighbours t, in blocks of nu (4 or 8, a constant) columns and
+ * 4, 2, 1 rows. */
+KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
+                           const double *const *hz, const double *sg, int l, int np4,
+                           double *c) {
+    const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
+    for (int n = 0; n < np4; n += nu) {
+        const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
+        double *o = c + (size_t)l * l * np4 + n;
+        size_t r = 0;
+        for (; r + 4 <= nrow; r += 4)
+            soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        for (; r + 2 <= nrow; r += 2)
+            soap_block(2, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        if (r < nrow)
+            soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
     }
 }
 
@@ -1416,31 +1224,10 @@ KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wid
         double *c = s->coef + (size_t)z * sblk;
         for (int l = 0; l < nl; l++) {
             const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
-            const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
-            if (wide && np4 % 8 == 0) {
-                for (int n = 0; n < np4; n += 8) {
-                    const size_t yo = (size_t)l * np4 + (size_t)n;
-                    double *o = c + (size_t)l * l * np4 + n;
-                    size_t r = 0;
-                    for (; r + 4 <= nrow; r += 4)
-                        soap_pdot_x8(4, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                    for (; r + 2 <= nrow; r += 2)
-                        soap_pdot_x8(2, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                    if (r < nrow)
-                        soap_pdot_x8(1, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                }
-                continue;
-            }
-            for (int n = 0; n < np4; n += 4) {
-                const size_t yo = (size_t)l * np4 + (size_t)n;
-                double *o = c + (size_t)l * l * np4 + n;
-                size_t r = 0;
-                for (; r + 4 <= nrow; r += 4)
-                    soap_pdot4x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                for (; r + 2 <= nrow; r += 2)
-                    soap_pdot2x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                if (r < nrow) soap_pdot4(nt, rz, xo + r, sg, hz, yo, o + r * np4);
-            }
+            if (wide && np4 % 8 == 0)
+                soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
+            else
+                soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
         }
     }
 }
@@ -1469,13 +1256,14 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     /* full n x n' block: the scaled sums go straight to out */
                     for (int q = 0; q < nmax; q += 4) {
                         int n = 0;
+                        const soap_src bq = soap_dense(b + q, (size_t)np4);
                         if (wide)
                             for (; n + 8 <= nmax; n += 8)
-                                soap_dot8x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
-                                            o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                                soap_block(8, 4, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1, bq,
+                                           NULL, o + (size_t)n * nmax + q, (size_t)nmax, pref);
                         for (; n < nmax; n += 4)
-                            soap_dot4x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
-                                        o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                            soap_block(4, 4, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1, bq,
+                                       NULL, o + (size_t)n * nmax + q, (size_t)nmax, pref);
                     }
                     o += (size_t)nmax * nmax;
                     continue;
@@ -1566,7 +1354,7 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
         (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 4 * (size_t)s->nl * (size_t)s->np4,
+        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 8 * (size_t)s->nl * (size_t)s->np4,
                          sizeof(double))))
         return rc;
     if (maxnb > s->fresh_cap) {
