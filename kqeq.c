@@ -37,7 +37,8 @@ static int kq_all_finite(size_t n, const double *v) {
 }
 
 /* ------------------------------------------------------------------------ */
-/* Kernels                                                                   */
+/* Kernels: k(p, p') = (p . p')^zeta of normalised SOAP vectors, Eq. 12      */
+/* (zeta = 2 in the paper; specs/soap.md "Kernel used by kQEq")              */
 /* ------------------------------------------------------------------------ */
 
 /* sum_t p[t] q[t], t ascending from 0 (the one summation order that every
@@ -48,6 +49,7 @@ static double kq_dot(const double *p, const double *q, size_t len) {
     return d;
 }
 
+/* d^zeta by repeated multiplication (zeta <= 0: 1): the power of Eq. 12 */
 static double kq_ipow(double d, int zeta) {
     double r = 1.0;
     for (int i = 0; i < zeta; i++) r = i == 0 ? d : r * d;
@@ -575,9 +577,9 @@ static void kernel_block(const kq_model *m, const double *const *pa, size_t na,
     }
 }
 
-/* chi [n] of n atoms from their kernel rows k [n][nrep] (kQEq Eq. 11 with the
- * multi-SOAP kernel over the representative atoms) plus the per-species
- * constant; r ascending. */
+/* chi [n] of n atoms from their kernel rows k [n][nrep]: chi = K w (Eqs. 11
+ * and 14, the multi-SOAP kernel of Eq. 12 over the representative atoms)
+ * plus the per-species constant; r ascending. */
 static void chi_from_k(const kq_model *m, int n, const int *z, const double *k, double *chi) {
     size_t nr = (size_t)m->nrep;
     for (int i = 0; i < n; i++) {
@@ -621,6 +623,7 @@ int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charg
         /* everything into local buffers (qq reuses eta), checked before any
          * output is written: never a NaN or Inf result (kqeq.h) */
         double *qq = eta, mu[3], al[9];
+        /* chi = K w (Eqs. 11, 14), q = -A chi + Q b (Eqs. 13, 15), mu = R q (Eqs. 17, 18) */
         atom_chi(m, n, z, (const double *const *)p, chi, kbuf);
         mol_charges(&w, n, chi, charge, qq, mu);
         /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
@@ -1817,6 +1820,22 @@ static int pr_need_line(preader *r, const char *expected) {
     return rc;
 }
 
+/* A line "WORD COUNT" (0 <= COUNT <= hi) whose count is 0 for a kind qeq
+ * model and in kqeq_range ("1..4", ">= 1") for a kind kqeq model. */
+static int read_kind_count(preader *r, const kq_model *m, const char *word, long hi,
+                           const char *kqeq_range, long *v) {
+    char what[32];
+    snprintf(what, sizeof what, "the '%s' line", word);
+    PR_NEXT(r, what);
+    PR_REQUIRE(pr_word(r, word) && pr_long(r, word, 0, hi, v) && pr_end_of_line(r, word));
+    if (m->kind == KQ_KIND_QEQ)
+        PR_REQUIRE_MSG(r, *v == 0, "%s: a kind qeq model has %s 0, found %ld", word, word, *v);
+    else
+        PR_REQUIRE_MSG(r, *v != 0, "%s: a kind kqeq model has %s %s, found %ld", word, word,
+                       kqeq_range, *v);
+    return KQ_OK;
+}
+
 /* The lines from KQEQ_MODEL_V1 to ndesc (specs/kqeq.md parameters). */
 static int read_head(preader *r, kq_model *m, size_t len) {
     long v;
@@ -1885,13 +1904,8 @@ static int read_head(preader *r, kq_model *m, size_t len) {
     PR_REQUIRE_MSG(r, x >= 0.0, "reg: %g is negative", x);
     PR_REQUIRE(pr_end_of_line(r, "reg"));
     m->reg = x;
-    PR_NEXT(r, "the 'ndesc' line");
-    PR_REQUIRE(pr_word(r, "ndesc") && pr_long(r, "ndesc", 0, KQ_MAX_DESC, &v) &&
-            pr_end_of_line(r, "ndesc"));
-    PR_REQUIRE_MSG(r, (m->kind == KQ_KIND_QEQ) == (v == 0),
-                m->kind == KQ_KIND_QEQ ? "ndesc: a kind qeq model has ndesc 0, found %ld"
-                                       : "ndesc: a kind kqeq model has ndesc 1..4, found %ld",
-                v);
+    int rc = read_kind_count(r, m, "ndesc", KQ_MAX_DESC, "1..4", &v);
+    if (rc) return rc;
     m->ndesc = (int)v;
     return KQ_OK;
 }
@@ -1950,13 +1964,8 @@ static int read_descs(preader *r, kq_model *m) {
 /* nrep, then each representative: weight and normalised SOAP vectors. */
 static int read_reps(preader *r, kq_model *m, size_t len) {
     long v;
-    PR_NEXT(r, "the 'nrep' line");
-    PR_REQUIRE(pr_word(r, "nrep") && pr_long(r, "nrep", 0, LONG_MAX, &v) &&
-            pr_end_of_line(r, "nrep"));
-    PR_REQUIRE_MSG(r, (m->kind == KQ_KIND_QEQ) == (v == 0),
-                m->kind == KQ_KIND_QEQ ? "nrep: a kind qeq model has nrep 0, found %ld"
-                                       : "nrep: a kind kqeq model has nrep >= 1, found %ld",
-                v);
+    int rc = read_kind_count(r, m, "nrep", LONG_MAX, ">= 1", &v);
+    if (rc) return rc;
     {
         /* Every value takes at least two characters of text: a larger count
          * cannot be true, so refuse it before allocating. */

@@ -34,7 +34,7 @@
 /* Normalise each of n rows of length len to unit Euclidean length (a zero row
  * stays zero). */
 void kq_normalize_rows(size_t n, size_t len, double *p);
-/* Kernel of two normalised vectors: (p . q)^zeta. */
+/* Kernel of two normalised vectors: (p . q)^zeta (Eq. 12, zeta = 2 there). */
 double kq_kernel(const double *p, const double *q, size_t len, int zeta);
 /* Kernel matrix between two sets of normalised vectors:
  * k[i*nb + j] = (a_i . b_j)^zeta for a [na][len], b [nb][len], k [na][nb].
@@ -205,7 +205,9 @@ typedef struct {
 
 /* Train m (initialised by kq_model_init, species/SOAP as used to build the
  * sets) on the molecules sel[0..nsel-1] of train (sel NULL = all), choosing
- * sigma on valid (may be NULL). For QEq models the per-species chi are fitted
+ * sigma on valid (may be NULL). kQEq: the weights minimise the loss of Eq. 19,
+ * |mu - mu_ref|^2 + sigma w^T K w with mu of Eq. 18; the full form solves
+ * Eq. 20, the sparse form its representative-atom version (specs/kqeq.md). For QEq models the per-species chi are fitted
  * by linear least squares (eta kept); opts->reg and sparse are then unused.
  * report (may be NULL) receives the training / validation errors. */
 int kq_train(kq_model *m, const kq_set *train, const int *sel, int nsel, const kq_set *valid,
