@@ -754,9 +754,11 @@ static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
  * its own cell or at most two cells away; the candidates of a centre are sorted so that each
  * list is in ascending index order, exactly as soap_neighbours_brute makes it.
  * Cost O(N) for bounded density. */
-static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
+/* The cells of soap_neighbours_cells: nc [3] cells per dimension, each atom's
+ * cell (s->cell_of) and the atoms of each cell in ascending index
+ * (s->cell_atoms from s->cell_start[c]). */
+static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3]) {
     double lo[3], hi[3];
-    long nc[3];
     for (int d = 0; d < 3; d++) {
         lo[d] = hi[d] = pos[d];
         for (int i = 1; i < natoms; i++) {
@@ -811,7 +813,13 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     }
     for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
     s->cell_start[0] = 0;
+    return KQ_OK;
+}
 
+static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
+    long nc[3];
+    int rc = soap_cells_build(s, natoms, pos, nc);
+    if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
      * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
      * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
