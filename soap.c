@@ -271,7 +271,8 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
                 bmat[((size_t)l * nmax + n) * nmax + k] = be[n * nmax + k] * w;
         }
     }
-    /* every atom must be finite and of a listed species (spec "Inputs") */
+    /* every atom must be finite and of a listed species (spec "Inputs"), no
+     * two closer than 1e-6 angstrom: checked before anything is written */
     for (int i = 0; i < natoms && !err; i++) {
         int t = 0;
         while (t < S && p.species[t] != z[i]) t++;
@@ -280,17 +281,22 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
         else if (t == S) err = KQ_ESPECIES;
         sp[i] = t;
     }
+    for (int i = 0; i < natoms && !err; i++)
+        for (int j = 0; j < i && !err; j++) {
+            double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+                   dz = pos[3 * j + 2] - pos[3 * i + 2];
+            if (dx * dx + dy * dy + dz * dz < 1e-12) err = KQ_EOVERLAP;
+        }
     size_t len = (size_t)(S * nmax) * (size_t)(S * nmax + 1) / 2 * (size_t)nl;
     for (int i = 0; i < natoms && !err; i++) {
         /* 2.-3. c^Z_nlm(i) = sum_j R_lm(r_ij) h_ln(|r_ij|), j ascending, the
          *       centre included (spec "Expansion coefficients"): c [S][nlm][nmax] */
         memset(c, 0, (size_t)S * nlm * nmax * sizeof *c);
-        for (int j = 0; j < natoms && !err; j++) {
+        for (int j = 0; j < natoms; j++) {
             double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
                    dz = pos[3 * j + 2] - pos[3 * i + 2];
             double r2 = dx * dx + dy * dy + dz * dz;
-            if (j != i && r2 < 1e-12) err = KQ_EOVERLAP; /* 1e-6 angstrom */
-            if (err || !(r2 <= cut2)) continue;          /* hard cutoff, inclusive */
+            if (!(r2 <= cut2)) continue; /* hard cutoff, inclusive (spec "Density") */
             soap_solid_harmonics(nl, dx, dy, dz, qw, rlm);
             for (int l = 0; l < nl; l++) {
                 /* exp(-gamma_lk r^2); below exp(-700) ~ 1e-304 it is taken as 0 */
