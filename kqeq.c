@@ -1086,6 +1086,12 @@ static int knm_blocked(const kq_model *m, const kq_set *s, const size_t *idx, si
     return KQ_OK;
 }
 
+/* Molecule k of a set: its atom count *n and its RA block [3][n]. */
+static const double *set_ra(const kq_set *s, int k, int *n) {
+    *n = (int)(s->first[k + 1] - s->first[k]);
+    return s->ra + 3 * s->first[k];
+}
+
 /* P = RA K_NM for the molecules of a list (3 rows per molecule): the dipole
  * response to the weights, mu = -P w + Q Rb (Eq. 18). Rows of knm follow the
  * atoms of the molecules in order. */
@@ -1093,10 +1099,8 @@ static void build_p(const kq_set *s, const int *mol, int nmol, const double *knm
                     double *pm) {
     size_t row = 0;
     for (int kk = 0; kk < nmol; kk++) {
-        int k = mol[kk];
-        size_t a0 = s->first[k];
-        int n = (int)(s->first[k + 1] - a0);
-        const double *ra = s->ra + 3 * a0;
+        int n;
+        const double *ra = set_ra(s, mol[kk], &n);
         for (int c = 0; c < 3; c++) {
             double *out = pm + (3 * (size_t)kk + c) * mrep;
             for (int j = 0; j < mrep; j++) out[j] = 0.0;
@@ -1298,10 +1302,8 @@ static void train_normal_full(const kq_set *t, const int *mol, int nsel, train_w
     const int mrep = w->mrep;
     size_t row = 0;
     for (int kk = 0; kk < nsel; kk++) {
-        int k = mol[kk];
-        size_t a0 = t->first[k];
-        int nk = (int)(t->first[k + 1] - a0);
-        const double *ra = t->ra + 3 * a0;
+        int nk;
+        const double *ra = set_ra(t, mol[kk], &nk);
         for (int i = 0; i < nk; i++) {
             double *gi = w->g + (row + i) * mrep;
             double s = 0.0;
