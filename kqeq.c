@@ -1547,6 +1547,16 @@ static void tb_int(tbuf *b, long v) {
     tb_put(b, t, (size_t)k);
 }
 
+/* "key value": a key (with its leading separator) and a number */
+static void tb_key_int(tbuf *b, const char *key, long v) {
+    tb_str(b, key);
+    tb_int(b, v);
+}
+static void tb_key_num(tbuf *b, const char *key, double v) {
+    tb_str(b, key);
+    tb_num(b, v);
+}
+
 int kq_model_write(const kq_model *m, char **text, size_t *len) {
     if (!m || !text || !len) return KQ_EINVAL;
     /* every number finite, or the reader would refuse the text (kqeq.h) */
@@ -1571,52 +1581,35 @@ int kq_model_write(const kq_model *m, char **text, size_t *len) {
     tb_str(&b, m->kind == KQ_KIND_QEQ ? "kind qeq\n" : "kind kqeq\n");
     tb_str(&b, "# units: chi hartree/e, eta hartree/e^2, w hartree/e, reg (e*bohr)^2;"
                " rcut, sigma angstrom; kernel sum_d delta_d (p.p')^zeta\n");
-    tb_str(&b, "s_at");
-    tb_num(&b, m->s_at);
-    tb_str(&b, "\nspecies");
-    tb_int(&b, m->nspecies);
+    tb_key_num(&b, "s_at", m->s_at);
+    tb_key_int(&b, "\nspecies", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_int(&b, m->species[s]);
-    tb_str(&b, "\nchi");
-    tb_int(&b, m->nspecies);
+    tb_key_int(&b, "\nchi", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->chi[s]);
-    tb_str(&b, "\neta");
-    tb_int(&b, m->nspecies);
+    tb_key_int(&b, "\neta", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->eta[s]);
-    tb_str(&b, "\nzeta");
-    tb_int(&b, m->zeta);
-    tb_str(&b, "\nreg");
-    tb_num(&b, m->reg);
-    tb_str(&b, "\nndesc");
-    tb_int(&b, m->ndesc);
+    tb_key_int(&b, "\nzeta", m->zeta);
+    tb_key_num(&b, "\nreg", m->reg);
+    tb_key_int(&b, "\nndesc", m->ndesc);
     tb_str(&b, "\n");
     for (int d = 0; d < m->ndesc; d++) {
-        tb_str(&b, "desc");
-        tb_int(&b, d);
-        tb_str(&b, " rcut");
-        tb_num(&b, m->soap[d].rcut);
-        tb_str(&b, " nmax");
-        tb_int(&b, m->soap[d].nmax);
-        tb_str(&b, " lmax");
-        tb_int(&b, m->soap[d].lmax);
-        tb_str(&b, " sigma");
-        tb_num(&b, m->soap[d].sigma);
-        tb_str(&b, " delta");
-        tb_num(&b, m->delta[d]);
-        tb_str(&b, " length");
-        tb_int(&b, (long)m->len[d]);
+        tb_key_int(&b, "desc", d);
+        tb_key_num(&b, " rcut", m->soap[d].rcut);
+        tb_key_int(&b, " nmax", m->soap[d].nmax);
+        tb_key_int(&b, " lmax", m->soap[d].lmax);
+        tb_key_num(&b, " sigma", m->soap[d].sigma);
+        tb_key_num(&b, " delta", m->delta[d]);
+        tb_key_int(&b, " length", (long)m->len[d]);
         tb_str(&b, "\n");
     }
-    tb_str(&b, "nrep");
-    tb_int(&b, m->nrep);
+    tb_key_int(&b, "nrep", m->nrep);
     tb_str(&b, "\n");
     for (int r = 0; r < m->nrep; r++) {
-        tb_str(&b, "rep");
-        tb_int(&b, r);
+        tb_key_int(&b, "rep", r);
         tb_num(&b, m->w[r]);
         tb_str(&b, "\n");
         for (int d = 0; d < m->ndesc; d++) {
-            tb_str(&b, "v");
-            tb_int(&b, d);
+            tb_key_int(&b, "v", d);
             const double *v = m->rep[d] + (size_t)r * m->len[d];
             for (size_t i = 0; i < m->len[d]; i++) tb_num(&b, v[i]);
             tb_str(&b, "\n");
