@@ -1,123 +1,33 @@
-/* kqeq.c - SOAP descriptors (DScribe's GTO definition) and SOAP kernels.
+/* kqeq.c - kernel charge equilibration (kQEq, Staacke et al. 2021).
  *
- * Every formula below is from ../shared/specs/soap.md ("spec") unless a
- * comment names another source. C11, libc and libm only (no POSIX, no M_PI).
+ * What is here, in reading order: element data (QEq radii, masses, default
+ * electronegativities); classical QEq with Gaussian charges (hardness matrix
+ * Eq. 9, constrained solution Eqs. 10 and 13, dipole Eq. 17); the SOAP
+ * kernels of Eq. 11 (descriptors from soap.c); kQEq training, the closed
+ * form of Eq. 20 and its sparse (representative atoms) form; prediction of
+ * charges, dipoles and polarizabilities; the model text (KQEQ_MODEL_V1).
  *
- * How the SOAP vector of one centre i is computed (spec, "Expansion
- * coefficients" and "Power spectrum"):
- *
- *   c^Z_nlm(i) = sum_{j of species Z, |r_ij| <= cut} R_lm(r_ij) h_ln(|r_ij|),
- *   h_ln(r)    = sum_k B^(l)_nk exp(-gamma_lk r^2),
- *   B^(l)_nk   = pi^(3/2) beta^(l)_nk eta^l (alpha_lk + eta)^-(l + 3/2),
- *   gamma_lk   = alpha_lk eta / (alpha_lk + eta),
- *
- * where R_lm(r) = |r|^l Y_lm(r/|r|) is the real regular solid harmonic (a
- * polynomial in x, y, z: no trigonometry, no division by |r|). Then
- *
- *   p^(Z1 Z2)_(n n' l) = pi sqrt(8 / (2l + 1)) sum_m c^Z1_nlm c^Z2_n'lm.
- *
- * h is formed per neighbour (not B applied to sums over neighbours): the sum
- * over k cancels heavily (|beta| ~ 1e3..1e4), and doing it per pair keeps
- * the result independent of the neighbour order to ~1e-16 and rotation
- * invariant to ~1e-13 (tests/test_soap.c).
- *
- * Speed: cell lists (cost linear in N, each pair tested once); h and R of a
- * pair (i, j), i < j, are computed once at centre i, straight into a ring
- * buffer, and read there by pointer at centre j (exactly: see
- * soap_centre_body); the fresh pairs of a centre four at a time (solid
- * harmonics vectorised across the four); our own vectorisable exp(); all
- * products in blocks of 4 (or 8) independent sums (soap_dot4 and friends)
- * that gcc/clang vectorise at -O2; an AVX2 copy of all that, picked at run
- * time (below).
- *
- * Reproducibility: every sum runs in a fixed written order (neighbours in
- * ascending atom index, the centre itself included at its own index; k and m
- * ascending, each sum starting from 0.0). Vectorised loops run over
- * independent elements only, so -O0, -O2, gcc and clang give the same bits,
- * and so do the brute-force and cell-list searches, with or without pair
- * reuse.
+ * Sources: "Eq. N" is an equation of the kQEq paper (../shared/papers/
+ * kqeq-paper.txt), "spec" is ../shared/specs/kqeq.md. Units: atomic units
+ * inside (bohr, e, hartree) and at the interface, except positions (angstrom,
+ * converted once in kq_com_positions_au). C11, libc and libm only (no POSIX,
+ * no M_PI); uses soap.h and linalg.h.
  */
 #include "kqeq.h"
 
 #include <errno.h>
 #include <float.h>
-#include <stdio.h>
 #include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "linalg.h"
 
 #define KQ_PI 3.14159265358979323846
-
-/* The per-centre work (soap_centre_body and everything it calls) is compiled
- * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
- * once more inside a function with __attribute__((target("avx2"))), chosen
- * at run time by __builtin_cpu_supports("avx2") (kq_soap_set_simd). The AVX2
- * copy is the same C code: the compiler makes the vectorised loops over
- * independent elements 4 wide instead of 2, and the copy picks kernels with
- * 8 instead of 4 independent sums where there are 8 (soap_centre_body's
- * `wide`), which add the same terms in the same order. Neither copy may
- * contract a*b + c into an FMA (-ffp-contract=off, and "avx2" does not
- * enable FMA), and every element is still one IEEE multiply or add of the
- * same operands in the same order, so both copies give the same bits
- * (tests/test_soap.c compares them). KQ_INLINE forces the helpers into each
- * copy: a helper that stayed a separate function would be compiled for SSE2
- * only. */
-#if defined(__GNUC__) && defined(__x86_64__)
-#define KQ_SOAP_AVX2 1
-#define KQ_INLINE static inline __attribute__((always_inline))
-#else
-#define KQ_SOAP_AVX2 0
-#define KQ_INLINE static inline
-#endif
-/* A cache prefetch hint where the compiler has one (it changes no value). */
-#if defined(__GNUC__)
-#define KQ_PREFETCH(p) __builtin_prefetch(p)
-#else
-#define KQ_PREFETCH(p) ((void)(p))
-#endif
-
-const char *kq_strerror(int code) {
-    switch (code) {
-    case KQ_OK: return "success";
-    case KQ_EINVAL: return "invalid argument";
-    case KQ_ENOMEM: return "out of memory (or a size that would overflow)";
-    case KQ_ESPECIES: return "element not in the species list";
-    case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
-    case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
-    case KQ_EFORMAT: return "damaged model text";
-    case KQ_ERANGE: return "result is not a finite number (inputs or model out of range)";
-    default: return "unknown error code";
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Small helpers                                                             */
-/* ------------------------------------------------------------------------ */
-
-/* a * b elements of size sz without overflowing size_t; 0 on overflow. */
-static int kq_mul_ok(size_t a, size_t b, size_t *out) {
-    if (a != 0 && b > SIZE_MAX / a) return 0;
-    *out = a * b;
-    return 1;
-}
-
-/* Grow *buf to hold at least n elements of size sz (contents not kept). */
-static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
-    size_t bytes;
-    if (n <= *cap) return KQ_OK;
-    if (!kq_mul_ok(n, sz, &bytes)) return KQ_ENOMEM;
-    void *nb = malloc(bytes ? bytes : 1);
-    if (!nb) return KQ_ENOMEM;
-    free(*buf);
-    *buf = nb;
-    *cap = n;
-    return KQ_OK;
-}
 
 /* 1 if all n values are finite (neither NaN nor Inf) */
 static int kq_all_finite(size_t n, const double *v) {
@@ -126,1268 +36,9 @@ static int kq_all_finite(size_t n, const double *v) {
     return 1;
 }
 
-/* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
- * the radial factors exp(-gamma_lk r^2). Table method: x = (64 k + j) ln2/64
- * + r with |r| <= ln2/128 (Cody-Waite split of ln2/64), so
- * exp(x) = 2^k * 2^(j/64) * e^r with 2^(j/64) from the table exp2tab [64]
- * (made by kq_soap_new) and e^r - 1 from its Taylor series to degree 5
- * (truncation r^6/720 < 4e-17 relative). About 1 ulp (tests/test_soap.c checks an
- * n_max = 1 closed form built on libm's exp to 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far handles the rest),
- * so there is no branch and the blocks of 4 vectorise; every element is
- * computed on its own, so vectorising changes no bits. */
-KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
-                             const double *restrict exp2tab, double *restrict y) {
-    const double inv = 92.332482616893656877;             /* 64 / ln 2 */
-    const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
-    const double c_lo = 1.90821492927058770002e-10 / 64.0;
-    const double shifter = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
-    for (int i = 0; i < n; i += 4) {
-        double t[4], p[4], tab[4], sc[4];
-        uint64_t b[4];
-        for (int u = 0; u < 4; u++) {
-            double x = ng[i + u] * r2;
-            double tt = x * inv + shifter; /* low bits: K = round(64 x / ln2) */
-            double kf = tt - shifter;
-            double r = (x - kf * c_hi) - kf * c_lo;
-            double q = 1.0 / 120.0;
-            q = 1.0 / 24.0 + r * q;
-            q = 1.0 / 6.0 + r * q;
-            q = 0.5 + r * q;
-            q = 1.0 + r * q;
-            p[u] = r * q; /* e^r - 1 */
-            t[u] = tt;
-        }
-        /* t's bit pattern is 0x4338000000000000 + K (two's complement K):
-         * j = K mod 64 indexes the table, floor(K / 64) + 1023 is the biased
-         * exponent of 2^k */
-        memcpy(b, t, sizeof b);
-        for (int u = 0; u < 4; u++) tab[u] = exp2tab[b[u] & 63u];
-        for (int u = 0; u < 4; u++) b[u] = ((b[u] >> 6) + 1023u) << 52;
-        memcpy(sc, b, sizeof sc);
-        for (int u = 0; u < 4; u++) y[i + u] = (tab[u] + tab[u] * p[u]) * sc[u];
-    }
-}
-
-/* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
- * then below 1e-304, nothing that can matter next to the centre's own
- * Gaussian), the others exactly what soap_exp_near gives. */
-KQ_INLINE void soap_exp_far(int n, const double *ng, double r2, const double *exp2tab,
-                            double *y) {
-    for (int i = 0; i < n; i += 4) {
-        double gg[4] = {0.0, 0.0, 0.0, 0.0}, yy[4];
-        for (int u = 0; u < 4; u++)
-            if (ng[i + u] * r2 >= -700.0) gg[u] = ng[i + u];
-        soap_exp_near(4, gg, r2, exp2tab, yy);
-        for (int u = 0; u < 4; u++) y[i + u] = ng[i + u] * r2 >= -700.0 ? yy[u] : 0.0;
-    }
-}
-
 /* ------------------------------------------------------------------------ */
-/* The calculator                                                            */
-/* ------------------------------------------------------------------------ */
-
-struct kq_soap {
-    kq_soap_params p;
-    size_t len;           /* doubles per atom */
-    int nl, nlm, nmax;    /* lmax + 1, (lmax + 1)^2, nmax */
-    int np4;              /* nmax rounded up to a multiple of 4: the padded
-                           * length of the k and n dimensions below, so the
-                           * hot loops run in fixed blocks of 4 (vectorisable
-                           * at -O2); padding entries are zero and never
-                           * reach the output */
-    double ngmin;         /* min over l, k of -gamma_lk */
-    int search;           /* KQ_SEARCH_* */
-    int simd;             /* KQ_SIMD_PORTABLE or KQ_SIMD_AVX2 (never AUTO) */
-    double cut2;          /* (rcut + sigma sqrt(2 ln 1000))^2, angstrom^2 */
-    double cut;
-    double *alpha;        /* [nl][nmax] 1/angstrom^2 (spec "Radial basis") */
-    double *beta;         /* [nl][nmax][nmax] row n, column k */
-    double *ngam;         /* [nl][np4] -gamma_lk (padding 0) */
-    double *bt;           /* [nl][nmax k][np4 n] B^(l)_nk transposed (padding 0) */
-    double *ynorm;        /* [nlm] normalisation of R_lm, index l*l + l + m */
-    double *qa, *qb;      /* [nl][nl] Legendre recurrence coefficients (l, m) */
-    double *dfact;        /* [nl] (2m - 1)!! */
-    double pref[KQ_MAX_LMAX + 1]; /* pi sqrt(8 / (2l + 1)) */
-    double exp2tab[64];   /* 2^(j/64), for soap_exp_near */
-    size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
-    /* per-centre scratch, sized at creation */
-    double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
-    double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
-                           * as the four destinations must not overlap) */
-    double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
-    /* per-call scratch, grows */
-    int *sp; size_t sp_cap;            /* [natoms] species index */
-    size_t *nstart; size_t nstart_cap; /* [natoms + 1] CSR neighbour lists */
-    int *nidx; size_t nidx_cap;
-    int *nidx2; size_t nidx2_cap;      /* scratch of soap_neighbours_cells */
-    size_t *upstart; size_t upstart_cap; /* [natoms + 1] */
-    int *cell_of; size_t cell_of_cap;  /* [natoms] */
-    int *cell_atoms; size_t cell_atoms_cap;
-    size_t *cell_start; size_t cell_start_cap;
-    int *cand; size_t cand_cap;        /* candidates of one centre */
-    double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
-    double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
-    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
-    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
-    double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
-    double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
-    size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
-                                                 * slots, and their list entries */
-    double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those */
-    /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
-     * computed at centre i into a ring of ring_slots (a power of two)
-     * entries [nl*np4 + nlm] and read there at centre j */
-    int reuse;
-    size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
-    size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
-    size_t *cursor; size_t cursor_cap; /* [natoms] */
-    double *ring; size_t ring_cap;
-    size_t ring_slots, counter;
-};
-
-void kq_soap_free(kq_soap *s) {
-    if (!s) return;
-    free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
-    free(s->qa); free(s->qb); free(s->dfact);
-    free(s->coef); free(s->rpad); free(s->pstmp);
-    free(s->fbuf); free(s->rbuf); free(s->ebuf);
-    free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
-    free(s->fresh); free(s->fresh_t);
-    free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
-    free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
-    free(s->cell_of);
-    free(s->cell_atoms); free(s->cell_start); free(s->cand);
-    free(s);
-}
-
-static double *kq_alloc_doubles(size_t a, size_t b, size_t c, int *err) {
-    size_t n, bytes;
-    if (!kq_mul_ok(a, b, &n) || !kq_mul_ok(n, c, &n) || !kq_mul_ok(n, sizeof(double), &bytes)) {
-        *err = KQ_ENOMEM;
-        return NULL;
-    }
-    double *p = calloc(n ? n : 1, sizeof(double));
-    if (!p) *err = KQ_ENOMEM;
-    return p;
-}
-
-/* Radial basis of one l (spec "Radial basis"): alpha [nmax], beta [nmax][nmax]. */
-static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double *beta,
-                             double *s_work) {
-    /* a_k = linspace(1, rcut, nmax) as numpy computes it: k * step + 1, last = rcut */
-    double step = nmax > 1 ? (rcut - 1.0) / (double)(nmax - 1) : 0.0;
-    for (int k = 0; k < nmax; k++) {
-        double a = (double)k * step + 1.0;
-        if (k == nmax - 1 && nmax > 1) a = rcut;
-        /* alpha_lk = -ln(1e-3 / a^l) / a^2 = (ln 1000 + l ln a) / a^2 */
-        alpha[k] = -log(1e-3 / pow(a, (double)l)) / (a * a);
-    }
-    /* Gamma(l + 3/2) = sqrt(pi) prod_{t=0}^{l} (t + 1/2) */
-    double g = sqrt(KQ_PI);
-    for (int t = 0; t <= l; t++) g *= (double)t + 0.5;
-    for (int k = 0; k < nmax; k++)
-        for (int q = 0; q < nmax; q++)
-            s_work[k * nmax + q] = 0.5 * g * pow(alpha[k] + alpha[q], -((double)l + 1.5));
-    int rc = la_sym_inv_sqrt(nmax, s_work, nmax, beta, nmax);
-    if (rc == LA_NOMEM) return KQ_ENOMEM;
-    if (rc != LA_OK) return KQ_ELINALG;
-    return KQ_OK;
-}
-
-/* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
-static int soap_best_simd(void) {
-#if KQ_SOAP_AVX2
-    if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
-#endif
-    return KQ_SIMD_PORTABLE;
-}
-
-int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
-    if (!out) return KQ_EINVAL;
-    *out = NULL;
-    if (!p) return KQ_EINVAL;
-    if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
-    if (p->nmax < 1 || p->lmax < 0 || p->lmax > KQ_MAX_LMAX) return KQ_EINVAL;
-    if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
-    /* A far smaller width overflows eta^l = (1/(2 sigma^2))^l in the
-     * prefactors B below (NaN descriptors); the finiteness checks after the
-     * tables catch whatever this bound lets through. */
-    if (p->sigma > 0.0 && p->sigma < KQ_SOAP_MIN_SIGMA) return KQ_EINVAL;
-    if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
-    kq_soap_params q = *p;
-    for (int i = 0; i < q.nspecies; i++)
-        if (q.species[i] < 1 || q.species[i] > 118) return KQ_EINVAL;
-    /* sort ascending by Z (insertion sort), reject duplicates */
-    for (int i = 1; i < q.nspecies; i++) {
-        int v = q.species[i], j = i - 1;
-        while (j >= 0 && q.species[j] > v) { q.species[j + 1] = q.species[j]; j--; }
-        q.species[j + 1] = v;
-    }
-    for (int i = 1; i < q.nspecies; i++)
-        if (q.species[i] == q.species[i - 1]) return KQ_EINVAL;
-    for (int i = q.nspecies; i < KQ_MAX_SPECIES; i++) q.species[i] = 0;
-    if (q.sigma <= 0.0) q.sigma = q.rcut / 8.0;
-    double cut = q.rcut + q.sigma * sqrt(2.0 * log(1000.0));
-    if (!isfinite(cut * cut)) return KQ_EINVAL;
-
-    /* sizes: S nmax, (S nmax)(S nmax + 1)/2 (lmax + 1), nmax^2 (lmax + 1) */
-    size_t S = (size_t)q.nspecies, nmax = (size_t)q.nmax, nl = (size_t)q.lmax + 1;
-    size_t snm, len, tri, nn;
-    if (!kq_mul_ok(S, nmax, &snm) || snm == SIZE_MAX || !kq_mul_ok(snm, snm + 1, &tri) ||
-        !kq_mul_ok(tri / 2, nl, &len) || !kq_mul_ok(nmax, nmax, &nn) ||
-        !kq_mul_ok(nn, nl, &nn) || !kq_mul_ok(nn, sizeof(double), &nn) ||
-        nmax > (size_t)INT_MAX / (KQ_MAX_LMAX + 1) / 2)
-        return KQ_ENOMEM;
-    /* far beyond any usable basis (the GTO overlap is singular in double
-     * precision long before): refuse instead of running Jacobi for hours */
-    if (q.nmax > KQ_SOAP_MAX_NMAX) return KQ_EINVAL;
-
-    kq_soap *s = calloc(1, sizeof *s);
-    if (!s) return KQ_ENOMEM;
-    s->p = q;
-    s->len = len;
-    s->nl = (int)nl;
-    s->nlm = (int)(nl * nl);
-    s->nmax = q.nmax;
-    s->np4 = (q.nmax + 3) / 4 * 4;
-    size_t np4 = (size_t)s->np4;
-    s->cut = cut;
-    s->cut2 = cut * cut;
-    s->search = KQ_SEARCH_AUTO;
-    s->simd = soap_best_simd();
-    int err = KQ_OK;
-    s->alpha = kq_alloc_doubles(nl, nmax, 1, &err);
-    s->beta = kq_alloc_doubles(nl, nmax, nmax, &err);
-    s->ngam = kq_alloc_doubles(nl, np4, 1, &err);
-    s->bt = kq_alloc_doubles(nl, nmax, np4, &err);
-    s->ynorm = kq_alloc_doubles(nl, nl, 1, &err);
-    s->qa = kq_alloc_doubles(nl, nl, 1, &err);
-    s->qb = kq_alloc_doubles(nl, nl, 1, &err);
-    s->dfact = kq_alloc_doubles(nl, 1, 1, &err);
-    s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
-    s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
-    s->rpad = kq_alloc_doubles(4, nl, nl, &err);
-    double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
-    if (err) { free(swork); kq_soap_free(s); return err; }
-
-    for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
-    const double eta = 1.0 / (2.0 * q.sigma * q.sigma);
-    const double pi32 = KQ_PI * sqrt(KQ_PI);
-    for (int l = 0; l < s->nl; l++) {
-        double *al = s->alpha + (size_t)l * nmax, *be = s->beta + (size_t)l * nmax * nmax;
-        err = soap_radial_basis(q.rcut, q.nmax, l, al, be, swork);
-        if (err) { free(swork); kq_soap_free(s); return err; }
-        for (size_t k = 0; k < nmax; k++) {
-            double ae = al[k] + eta;
-            s->ngam[(size_t)l * np4 + k] = -(al[k] * eta / ae);
-            if (s->ngam[(size_t)l * np4 + k] < s->ngmin) s->ngmin = s->ngam[(size_t)l * np4 + k];
-            double w = pi32 * pow(eta, (double)l) * pow(ae, -((double)l + 1.5));
-            for (size_t n = 0; n < nmax; n++)
-                s->bt[((size_t)l * nmax + k) * np4 + n] = be[n * nmax + k] * w;
-        }
-        s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0));
-    }
-    free(swork);
-    /* Every table must be finite, or every descriptor would be NaN/Inf:
-     * refuse the parameters instead (kqeq.h). */
-    int finite = isfinite(eta) && isfinite(s->cut2);
-    for (size_t k = 0; k < nl * nmax; k++)
-        finite &= isfinite(s->alpha[k]) && isfinite(s->ngam[k / nmax * np4 + k % nmax]);
-    for (size_t k = 0; k < nl * nmax * nmax; k++) finite &= isfinite(s->beta[k]);
-    for (size_t k = 0; k < nl * nmax * np4; k++) finite &= isfinite(s->bt[k]);
-    if (!finite) {
-        kq_soap_free(s);
-        return KQ_EINVAL;
-    }
-
-    /* Real solid harmonics R_lm = N_lm Q_l^|m|(z, r^2) {Re, Im}(x + i y)^|m|
-     * with Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
-     * without the Condon-Shortley phase, which the power spectrum ignores):
-     *   Q_m^m = (2m - 1)!!,  Q_{m+1}^m = (2m + 1) z Q_m^m,
-     *   (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) r^2 Q_{l-2}^m,
-     * N_lm = sqrt((2l + 1)/(4 pi) (l - m)!/(l + m)!), times sqrt(2) for m != 0
-     * (orthonormal real harmonics; any such convention works, spec). */
-    double df = 1.0;
-    for (int m = 0; m < s->nl; m++) {
-        s->dfact[m] = df;
-        df *= 2.0 * m + 1.0;
-    }
-    for (int l = 0; l < s->nl; l++) {
-        for (int m = 0; m <= l; m++) {
-            if (l - m >= 2) {
-                s->qa[l * s->nl + m] = (2.0 * l - 1.0) / (double)(l - m);
-                s->qb[l * s->nl + m] = (double)(l + m - 1) / (double)(l - m);
-            }
-            double ratio = 1.0; /* (l + m)! / (l - m)! */
-            for (int t = l - m + 1; t <= l + m; t++) ratio *= (double)t;
-            double nrm = sqrt((2.0 * l + 1.0) / (4.0 * KQ_PI) / ratio);
-            if (m == 0) {
-                s->ynorm[l * l + l] = nrm;
-            } else {
-                s->ynorm[l * l + l + m] = sqrt(2.0) * nrm;
-                s->ynorm[l * l + l - m] = sqrt(2.0) * nrm;
-            }
-        }
-    }
-
-    /* block offsets of the layout (spec "Layout of the vector") */
-    size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
-    for (size_t a = 0; a < S; a++)
-        for (size_t b = a; b < S; b++) {
-            s->block_off[a][b] = off;
-            off += a == b ? same : diff;
-        }
-    *out = s;
-    return KQ_OK;
-}
-
-size_t kq_soap_length(const kq_soap *s) { return s ? s->len : 0; }
-const kq_soap_params *kq_soap_get_params(const kq_soap *s) { return s ? &s->p : NULL; }
-const double *kq_soap_alpha(const kq_soap *s) { return s ? s->alpha : NULL; }
-const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
-
-int kq_soap_set_simd(kq_soap *s, int mode) {
-    if (!s) return KQ_EINVAL;
-    if (mode == KQ_SIMD_AUTO) mode = soap_best_simd();
-    if (mode == KQ_SIMD_AVX2 && soap_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
-    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2) return KQ_EINVAL;
-    s->simd = mode;
-    return KQ_OK;
-}
-
-int kq_soap_set_search(kq_soap *s, int mode) {
-    if (!s || (mode != KQ_SEARCH_AUTO && mode != KQ_SEARCH_BRUTE && mode != KQ_SEARCH_CELLS))
-        return KQ_EINVAL;
-    s->search = mode;
-    return KQ_OK;
-}
-
-/* R_lm(x_u, y_u, z_u) = |r|^l Y_lm(r/|r|) for l <= lmax of four vectors
- * (lanes u < 4), out[u][l*l + l + m] (four rows that do not overlap). The
- * lanes are independent and each one runs the same expressions in the same
- * order as the former one-vector version (the lane loops only vectorise
- * across atoms), so batching changes no bits. */
-KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
-                                     const double *restrict y, const double *restrict z,
-                                     double *const *out) {
-    /* Local arrays (about 30 kB of stack) with compile-time strides: the
-     * compiler then sees that the lane loops touch disjoint elements and
-     * vectorises them (at -O2 it will not add run-time overlap checks). */
-    enum { NL = KQ_MAX_LMAX + 1 };
-    const int nl = s->nl;
-    double q[NL * NL * 4];         /* q[(l*NL + m)*4 + u] = Q_l^m of lane u */
-    double cm[NL * 4], sm[NL * 4]; /* [m][4] Re, Im (x + i y)^m */
-    double rv[NL * NL * 4];        /* [l*l + l + m][4] R_lm, lane fastest */
-    double r2[4];
-    for (int u = 0; u < 4; u++) {
-        r2[u] = x[u] * x[u] + y[u] * y[u] + z[u] * z[u];
-        cm[u] = 1.0;
-        sm[u] = 0.0;
-    }
-    for (int m = 1; m < nl; m++)
-        for (int u = 0; u < 4; u++) {
-            cm[4 * m + u] = x[u] * cm[4 * (m - 1) + u] - y[u] * sm[4 * (m - 1) + u];
-            sm[4 * m + u] = x[u] * sm[4 * (m - 1) + u] + y[u] * cm[4 * (m - 1) + u];
-        }
-    for (int m = 0; m < nl; m++) {
-        const double df = s->dfact[m];
-        for (int u = 0; u < 4; u++) q[(m * NL + m) * 4 + u] = df;
-        if (m + 1 < nl)
-            for (int u = 0; u < 4; u++) q[((m + 1) * NL + m) * 4 + u] = (2.0 * m + 1.0) * z[u] * df;
-        for (int l = m + 2; l < nl; l++) {
-            const double a = s->qa[l * nl + m], b = s->qb[l * nl + m];
-            for (int u = 0; u < 4; u++)
-                q[(l * NL + m) * 4 + u] = a * z[u] * q[((l - 1) * NL + m) * 4 + u] -
-                                          b * r2[u] * q[((l - 2) * NL + m) * 4 + u];
-        }
-    }
-    for (int l = 0; l < nl; l++) {
-        const double *nrm = s->ynorm + l * l + l;
-        const int c = l * l + l; /* row of m = 0 */
-        for (int u = 0; u < 4; u++) rv[4 * c + u] = nrm[0] * q[(l * NL) * 4 + u];
-        for (int m = 1; m <= l; m++) {
-            for (int u = 0; u < 4; u++)
-                rv[4 * (c + m) + u] = nrm[m] * q[(l * NL + m) * 4 + u] * cm[4 * m + u];
-            for (int u = 0; u < 4; u++)
-                rv[4 * (c - m) + u] = nrm[-m] * q[(l * NL + m) * 4 + u] * sm[4 * m + u];
-        }
-    }
-    /* lane-major into the four destinations, 4 x 4 blocks at a time (whole
-     * vectors stored: the destinations are often not in cache) */
-    const int nlm = s->nlm;
-    double *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
-                     *restrict o3 = out[3];
-    int t = 0;
-    for (; t + 4 <= nlm; t += 4) {
-        const double *v = rv + 4 * t; /* v[4 a + u] = R of row t + a, lane u */
-        o0[t] = v[0]; o0[t + 1] = v[4]; o0[t + 2] = v[8]; o0[t + 3] = v[12];
-        o1[t] = v[1]; o1[t + 1] = v[5]; o1[t + 2] = v[9]; o1[t + 3] = v[13];
-        o2[t] = v[2]; o2[t + 1] = v[6]; o2[t + 2] = v[10]; o2[t + 3] = v[14];
-        o3[t] = v[3]; o3[t + 1] = v[7]; o3[t + 2] = v[11]; o3[t + 3] = v[15];
-    }
-    for (; t < nlm; t++) {
-        o0[t] = rv[4 * t];
-        o1[t] = rv[4 * t + 1];
-        o2[t] = rv[4 * t + 2];
-        o3[t] = rv[4 * t + 3];
-    }
-}
-
-/* ------------------------------------------------------------------------ */
-/* Neighbour lists                                                           */
-/* ------------------------------------------------------------------------ */
-
-/* Appends the neighbour j of centre i if |r_ij|^2 <= cut2 (j == i included);
- * KQ_EOVERLAP if j != i is closer than 1e-6 angstrom. The same arithmetic in
- * both searches, so both give the same lists. */
-static int soap_test_pair(const double *pos, int i, int j, double cut2, int *is_nbr) {
-    double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
-           dz = pos[3 * j + 2] - pos[3 * i + 2];
-    double d2 = dx * dx + dy * dy + dz * dz;
-    if (j != i && d2 < 1e-12) return KQ_EOVERLAP;
-    *is_nbr = d2 <= cut2;
-    return KQ_OK;
-}
-
-static int soap_push_nbr(kq_soap *s, size_t *count, int j) {
-    if (*count == s->nidx_cap) {
-        size_t ncap = s->nidx_cap ? 2 * s->nidx_cap : 1024;
-        size_t bytes;
-        if (ncap < s->nidx_cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
-        int *nb = realloc(s->nidx, bytes);
-        if (!nb) return KQ_ENOMEM;
-        s->nidx = nb;
-        s->nidx_cap = ncap;
-    }
-    s->nidx[(*count)++] = j;
-    return KQ_OK;
-}
-
-/* O(N^2) reference search: all j in ascending order. */
-static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
-    size_t count = 0;
-    for (int i = 0; i < natoms; i++) {
-        s->nstart[i] = count;
-        for (int j = 0; j < natoms; j++) {
-            int nb, rc = soap_test_pair(pos, i, j, s->cut2, &nb);
-            if (rc) return rc;
-            if (nb && (rc = soap_push_nbr(s, &count, j))) return rc;
-        }
-    }
-    s->nstart[natoms] = count;
-    return KQ_OK;
-}
-
-/* Cell lists: cells at least cut/2 wide, so every neighbour of an atom is in
- * its own cell or at most two cells away; the candidates of a centre are sorted so that each
- * list is in ascending index order, exactly as soap_neighbours_brute makes it.
- * Cost O(N) for bounded density. */
-static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
-    double lo[3], hi[3];
-    long nc[3];
-    for (int d = 0; d < 3; d++) {
-        lo[d] = hi[d] = pos[d];
-        for (int i = 1; i < natoms; i++) {
-            double v = pos[3 * i + d];
-            if (v < lo[d]) lo[d] = v;
-            if (v > hi[d]) hi[d] = v;
-        }
-        double ext = hi[d] - lo[d];
-        /* cells at least cut/2 wide (so neighbours are at most 2 cells away),
-         * with a margin so that rounding in the cell index can never put two
-         * atoms closer than cut three cells apart */
-        double ncd = floor(ext / (0.5 * s->cut * 1.000001));
-        nc[d] = (isfinite(ncd) && ncd >= 1.0) ? (ncd > 1e6 ? 1000000 : (long)ncd) : 1;
-    }
-    /* at most about 2 N + 125 cells: halve the largest dimension until it fits */
-    double maxcells = 2.0 * (double)natoms + 125.0;
-    while ((double)nc[0] * (double)nc[1] * (double)nc[2] > maxcells) {
-        int d = nc[0] >= nc[1] && nc[0] >= nc[2] ? 0 : (nc[1] >= nc[2] ? 1 : 2);
-        nc[d] = (nc[d] + 1) / 2;
-    }
-    size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]);
-    double width[3];
-    for (int d = 0; d < 3; d++) width[d] = nc[d] > 1 ? (hi[d] - lo[d]) / (double)nc[d] : 1.0;
-
-    int rc;
-    if ((rc = kq_reserve((void **)&s->cell_of, &s->cell_of_cap, (size_t)natoms, sizeof(int))) ||
-        (rc = kq_reserve((void **)&s->cell_atoms, &s->cell_atoms_cap, (size_t)natoms,
-                         sizeof(int))) ||
-        (rc = kq_reserve((void **)&s->cell_start, &s->cell_start_cap, ncells + 1,
-                         sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))))
-        return rc;
-    for (int i = 0; i < natoms; i++) {
-        long c[3];
-        for (int d = 0; d < 3; d++) {
-            long v = 0;
-            if (nc[d] > 1) {
-                double f = floor((pos[3 * i + d] - lo[d]) / width[d]);
-                v = f < 0.0 ? 0 : (f >= (double)nc[d] ? nc[d] - 1 : (long)f);
-            }
-            c[d] = v;
-        }
-        s->cell_of[i] = (int)((c[0] * nc[1] + c[1]) * nc[2] + c[2]);
-    }
-    /* counting sort by cell, stable: each cell's atoms in ascending index */
-    memset(s->cell_start, 0, (ncells + 1) * sizeof(size_t));
-    for (int i = 0; i < natoms; i++) s->cell_start[s->cell_of[i] + 1]++;
-    for (size_t c = 0; c < ncells; c++) s->cell_start[c + 1] += s->cell_start[c];
-    for (int i = 0; i < natoms; i++) {
-        size_t *fill = s->cell_start; /* use cell_start[c] as a cursor, restored below */
-        s->cell_atoms[fill[s->cell_of[i]]++] = i;
-    }
-    for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
-    s->cell_start[0] = 0;
-
-    /* Each pair is tested once, from its lower index: first the upper
-     * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
-     * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
-     * d^2 both ways), so the full lists are the same as testing both ways. */
-    if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
-                         sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
-        return rc;
-    size_t count = 0;
-    for (int i = 0; i < natoms; i++) {
-        s->upstart[i] = count;
-        long ci = s->cell_of[i];
-        long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
-        size_t ncand = 0;
-        for (long a = c0 - 2; a <= c0 + 2; a++) {
-            if (a < 0 || a >= nc[0]) continue;
-            for (long b = c1 - 2; b <= c1 + 2; b++) {
-                if (b < 0 || b >= nc[1]) continue;
-                for (long c = c2 - 2; c <= c2 + 2; c++) {
-                    if (c < 0 || c >= nc[2]) continue;
-                    size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
-                    for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
-                        int j = s->cell_atoms[t], nb;
-                        if (j <= i) continue;
-                        if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
-                        if (nb) s->cand[ncand++] = j;
-                    }
-                }
-            }
-        }
-        /* insertion sort: ascending neighbour index */
-        for (size_t t = 1; t < ncand; t++) {
-            int v = s->cand[t];
-            size_t u = t;
-            while (u > 0 && s->cand[u - 1] > v) { s->cand[u] = s->cand[u - 1]; u--; }
-            s->cand[u] = v;
-        }
-        for (size_t t = 0; t < ncand; t++)
-            if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
-    }
-    s->upstart[natoms] = count;
-    /* full list of i: the j < i that have i in their upper half (ascending,
-     * as i is visited in ascending order below), i itself, its upper half */
-    size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
-    for (int i = 0; i < natoms; i++) low[i] = 0;
-    for (size_t t = 0; t < count; t++) low[s->nidx[t]]++;
-    size_t total;
-    if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
-    total += (size_t)natoms;
-    if ((rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, total, sizeof(int)))) return rc;
-    s->nstart[0] = 0;
-    for (int i = 0; i < natoms; i++)
-        s->nstart[i + 1] = s->nstart[i] + low[i] + 1 + (s->upstart[i + 1] - s->upstart[i]);
-    for (int i = 0; i < natoms; i++) low[i] = s->nstart[i];
-    for (int i = 0; i < natoms; i++) {
-        size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
-        s->nidx2[w++] = i;
-        for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            s->nidx2[w++] = j;
-            s->nidx2[low[j]++] = i;
-        }
-    }
-    int *tmp = s->nidx; /* the full lists become s->nidx */
-    size_t tcap = s->nidx_cap;
-    s->nidx = s->nidx2;
-    s->nidx_cap = s->nidx2_cap;
-    s->nidx2 = tmp;
-    s->nidx2_cap = tcap;
-    return KQ_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* One centre                                                                */
-/* ------------------------------------------------------------------------ */
-
-/* The inner kernels of soap_centre_body: small matrix products on blocks of 4
- * adjacent output columns (independent sums, each in a fixed order), written
- * so that gcc and clang vectorise them at -O2 (SSE2, or AVX2 in the AVX2
- * copy) without reassociating anything. Every output element is
- * sum_t x_t y_t summed t = 0, 1, ... from 0.0, whichever kernel computes it. */
-
-/* out[u] = sum_{t < nt} x[t * xs] y[t * ys + u], u < 4, t ascending from 0 */
-KQ_INLINE void soap_dot4(int nt, const double *restrict x, size_t xs, const double *restrict y,
-                         size_t ys, double *restrict out) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double a = x[(size_t)t * xs], *b = y + (size_t)t * ys;
-        s0 += a * b[0];
-        s1 += a * b[1];
-        s2 += a * b[2];
-        s3 += a * b[3];
-    }
-    out[0] = s0;
-    out[1] = s1;
-    out[2] = s2;
-    out[3] = s3;
-}
-
-/* Four rows given by pointers (stride 1 in t): out_r[u] = sum_t x_r[t] y[t*ys + u] */
-KQ_INLINE void soap_dot4x4p(int nt, const double *restrict x0, const double *restrict x1,
-                            const double *restrict x2, const double *restrict x3,
-                            const double *restrict y, size_t ys, double *restrict o0,
-                            double *restrict o1, double *restrict o2, double *restrict o3) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *b = y + (size_t)t * ys;
-        const double p = x0[t], q = x1[t], r = x2[t], u = x3[t];
-        a0 += p * b[0];
-        a1 += p * b[1];
-        a2 += p * b[2];
-        a3 += p * b[3];
-        b0 += q * b[0];
-        b1 += q * b[1];
-        b2 += q * b[2];
-        b3 += q * b[3];
-        c0 += r * b[0];
-        c1 += r * b[1];
-        c2 += r * b[2];
-        c3 += r * b[3];
-        d0 += u * b[0];
-        d1 += u * b[1];
-        d2 += u * b[2];
-        d3 += u * b[3];
-    }
-    o0[0] = a0;
-    o0[1] = a1;
-    o0[2] = a2;
-    o0[3] = a3;
-    o1[0] = b0;
-    o1[1] = b1;
-    o1[2] = b2;
-    o1[3] = b3;
-    o2[0] = c0;
-    o2[1] = c1;
-    o2[2] = c2;
-    o2[3] = c3;
-    o3[0] = d0;
-    o3[1] = d1;
-    o3[2] = d2;
-    o3[3] = d3;
-}
-
-/* Two rows at once: out0[u] = sum_t x0[t*xs] y[t*ys + u] and out1[u] the
- * same with x1; the same order as soap_dot4, so the same bits. */
-KQ_INLINE void soap_dot2x4(int nt, const double *restrict x0, const double *restrict x1,
-                           size_t xs, const double *restrict y, size_t ys,
-                           double *restrict out0, double *restrict out1) {
-    double s0 = 0.0, s1 = 0.0, s2 = 0.0, s3 = 0.0, t0 = 0.0, t1 = 0.0, t2 = 0.0, t3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double a = x0[(size_t)t * xs], c = x1[(size_t)t * xs], *b = y + (size_t)t * ys;
-        s0 += a * b[0];
-        s1 += a * b[1];
-        s2 += a * b[2];
-        s3 += a * b[3];
-        t0 += c * b[0];
-        t1 += c * b[1];
-        t2 += c * b[2];
-        t3 += c * b[3];
-    }
-    out0[0] = s0;
-    out0[1] = s1;
-    out0[2] = s2;
-    out0[3] = s3;
-    out1[0] = t0;
-    out1[1] = t1;
-    out1[2] = t2;
-    out1[3] = t3;
-}
-
-/* Four rows at once (more independent sums in flight); same order again.
- * Each sum is multiplied by scale when stored (1.0 changes nothing). */
-KQ_INLINE void soap_dot4x4(int nt, const double *restrict x, size_t rs, size_t xs,
-                           const double *restrict y, size_t ys, double *restrict out, size_t os,
-                           double scale) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
-        const double p = xt[0], q = xt[rs], r = xt[2 * rs], u = xt[3 * rs];
-        a0 += p * b[0];
-        a1 += p * b[1];
-        a2 += p * b[2];
-        a3 += p * b[3];
-        b0 += q * b[0];
-        b1 += q * b[1];
-        b2 += q * b[2];
-        b3 += q * b[3];
-        c0 += r * b[0];
-        c1 += r * b[1];
-        c2 += r * b[2];
-        c3 += r * b[3];
-        d0 += u * b[0];
-        d1 += u * b[1];
-        d2 += u * b[2];
-        d3 += u * b[3];
-    }
-    out[0] = scale * a0;
-    out[1] = scale * a1;
-    out[2] = scale * a2;
-    out[3] = scale * a3;
-    out[os] = scale * b0;
-    out[os + 1] = scale * b1;
-    out[os + 2] = scale * b2;
-    out[os + 3] = scale * b3;
-    out[2 * os] = scale * c0;
-    out[2 * os + 1] = scale * c1;
-    out[2 * os + 2] = scale * c2;
-    out[2 * os + 3] = scale * c3;
-    out[3 * os] = scale * d0;
-    out[3 * os + 1] = scale * d1;
-    out[3 * os + 2] = scale * d2;
-    out[3 * os + 3] = scale * d3;
-}
-
-/* Eight rows at once: soap_dot4x4 for rows 0..3 and 4..7 of x fused into one
- * loop, so that eight independent vector sums are in flight (the AVX2 copy
- * uses it: its 4-wide adds would otherwise wait on each other); each sum is
- * still its own, t ascending from 0.0, so the bits are those of soap_dot4x4. */
-KQ_INLINE void soap_dot8x4(int nt, const double *restrict x, size_t rs, size_t xs,
-                           const double *restrict y, size_t ys, double *restrict out, size_t os,
-                           double scale) {
-    double a[8][4] = {{0.0}}; /* a[r][u], only constant indices: kept in registers */
-    for (int t = 0; t < nt; t++) {
-        const double *xt = x + (size_t)t * xs, *b = y + (size_t)t * ys;
-        const double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        const double p = xt[(r) * rs];                                                       \
-        a[r][0] += p * b0;                                                                   \
-        a[r][1] += p * b1;                                                                   \
-        a[r][2] += p * b2;                                                                   \
-        a[r][3] += p * b3;                                                                   \
-    } while (0)
-        KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
-#undef KQ_ROW
-    }
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        out[(r) * os] = scale * a[r][0];                                                     \
-        out[(r) * os + 1] = scale * a[r][1];                                                 \
-        out[(r) * os + 2] = scale * a[r][2];                                                 \
-        out[(r) * os + 3] = scale * a[r][3];                                                 \
-    } while (0)
-    KQ_ROW(0); KQ_ROW(1); KQ_ROW(2); KQ_ROW(3); KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7);
-#undef KQ_ROW
-}
-
-/* A block of 4 columns of the product of nrows rows:
- * out[r*os + u] = sum_{t < nt} x[r*rs + t*xs] y[t*ys + u], r < nrows, u < 4,
- * every sum t ascending from 0.0; rows eight (if wide), four, then two at a
- * time. */
-KQ_INLINE void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs,
-                          const double *y, size_t ys, double *out, size_t os, int wide) {
-    int r = 0;
-    if (wide)
-        for (; r + 8 <= nrows; r += 8)
-            soap_dot8x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
-    for (; r + 4 <= nrows; r += 4)
-        soap_dot4x4(nt, x + (size_t)r * rs, rs, xs, y, ys, out + (size_t)r * os, os, 1.0);
-    for (; r + 2 <= nrows; r += 2)
-        soap_dot2x4(nt, x + (size_t)r * rs, x + (size_t)(r + 1) * rs, xs, y, ys,
-                    out + (size_t)r * os, out + (size_t)(r + 1) * os);
-    if (r < nrows) soap_dot4(nt, x + (size_t)r * rs, xs, y, ys, out + (size_t)r * os);
-}
-
-/* The coefficient sums c_(r, u) = sum_{t < nt} x_t[r] y_t[u] where both
- * rows of neighbour t are found through pointers, x_t = xp[t] + xo (solid
- * harmonics R, 4, 2 or 1 adjacent m) and y_t = yp[t] + yo (4 adjacent n of
- * the radial functions h), wherever they are stored (see soap_centre_body),
- * and y_t is first multiplied by sg[t] = +1.0 or -1.0: the parity of a pair
- * whose R was computed from the other end, R_lm(-r) = (-1)^l R_lm(r). That
- * multiplication is exact, and x (-y) = (-x) y exactly, so each term is the
- * bits of R_lm(r_ij) h_ln; every sum runs t ascending from 0.0 as in
- * soap_dot4. out[r*os + u], r < 4 (soap_pdot4x4), 2 (soap_pdot2x4) or 1
- * (soap_pdot4). */
-KQ_INLINE void soap_pdot4x4(int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    double c0 = 0.0, c1 = 0.0, c2 = 0.0, c3 = 0.0, d0 = 0.0, d1 = 0.0, d2 = 0.0, d3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xt[0], q = xt[1], r = xt[2], u = xt[3];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-        b0 += q * y0;
-        b1 += q * y1;
-        b2 += q * y2;
-        b3 += q * y3;
-        c0 += r * y0;
-        c1 += r * y1;
-        c2 += r * y2;
-        c3 += r * y3;
-        d0 += u * y0;
-        d1 += u * y1;
-        d2 += u * y2;
-        d3 += u * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-    out[os] = b0;
-    out[os + 1] = b1;
-    out[os + 2] = b2;
-    out[os + 3] = b3;
-    out[2 * os] = c0;
-    out[2 * os + 1] = c1;
-    out[2 * os + 2] = c2;
-    out[2 * os + 3] = c3;
-    out[3 * os] = d0;
-    out[3 * os + 1] = d1;
-    out[3 * os + 2] = d2;
-    out[3 * os + 3] = d3;
-}
-
-KQ_INLINE void soap_pdot2x4(int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0, b0 = 0.0, b1 = 0.0, b2 = 0.0, b3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict xt = xp[t] + xo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xt[0], q = xt[1];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-        b0 += q * y0;
-        b1 += q * y1;
-        b2 += q * y2;
-        b3 += q * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-    out[os] = b0;
-    out[os + 1] = b1;
-    out[os + 2] = b2;
-    out[os + 3] = b3;
-}
-
-KQ_INLINE void soap_pdot4(int nt, const double *const *xp, size_t xo, const double *restrict sg,
-                          const double *const *yp, size_t yo, double *restrict out) {
-    double a0 = 0.0, a1 = 0.0, a2 = 0.0, a3 = 0.0;
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo;
-        const double g = sg[t];
-        const double y0 = g * y[0], y1 = g * y[1], y2 = g * y[2], y3 = g * y[3];
-        const double p = xp[t][xo];
-        a0 += p * y0;
-        a1 += p * y1;
-        a2 += p * y2;
-        a3 += p * y3;
-    }
-    out[0] = a0;
-    out[1] = a1;
-    out[2] = a2;
-    out[3] = a3;
-}
-
-/* The same sums for 8 adjacent n at once (the AVX2 copy: twice the
- * independent vector sums in flight), nr = 4, 2 or 1 rows (a constant after
- * inlining, so the ifs vanish and a[][] has constant indices only and stays
- * in registers); each sum is the one soap_pdot4x4 makes, in the same order. */
-KQ_INLINE void soap_pdot_x8(const int nr, int nt, const double *const *xp, size_t xo,
-                            const double *restrict sg, const double *const *yp, size_t yo,
-                            double *restrict out, size_t os) {
-    double a[4][8] = {{0.0}};
-    for (int t = 0; t < nt; t++) {
-        const double *restrict y = yp[t] + yo, *restrict x = xp[t] + xo;
-        const double g = sg[t];
-        const double v0 = g * y[0], v1 = g * y[1], v2 = g * y[2], v3 = g * y[3];
-        const double v4 = g * y[4], v5 = g * y[5], v6 = g * y[6], v7 = g * y[7];
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        const double p = x[r];                                                               \
-        a[r][0] += p * v0;                                                                   \
-        a[r][1] += p * v1;                                                                   \
-        a[r][2] += p * v2;                                                                   \
-        a[r][3] += p * v3;                                                                   \
-        a[r][4] += p * v4;                                                                   \
-        a[r][5] += p * v5;                                                                   \
-        a[r][6] += p * v6;                                                                   \
-        a[r][7] += p * v7;                                                                   \
-    } while (0)
-        KQ_ROW(0);
-        if (nr >= 2) KQ_ROW(1);
-        if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
-#undef KQ_ROW
-    }
-#define KQ_ROW(r)                                                                            \
-    do {                                                                                     \
-        double *o = out + (r) * os;                                                          \
-        o[0] = a[r][0]; o[1] = a[r][1]; o[2] = a[r][2]; o[3] = a[r][3];                      \
-        o[4] = a[r][4]; o[5] = a[r][5]; o[6] = a[r][6]; o[7] = a[r][7];                      \
-    } while (0)
-    KQ_ROW(0);
-    if (nr >= 2) KQ_ROW(1);
-    if (nr >= 4) { KQ_ROW(2); KQ_ROW(3); }
-#undef KQ_ROW
-}
-
-/* o[q] = pref * v[q], q < n: blocks of 4, then the rest one by one */
-KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, double *restrict o) {
-    int q = 0;
-    for (; q + 4 <= n; q += 4) {
-        o[q] = pref * v[q];
-        o[q + 1] = pref * v[q + 1];
-        o[q + 2] = pref * v[q + 2];
-        o[q + 3] = pref * v[q + 3];
-    }
-    for (; q < n; q++) o[q] = pref * v[q];
-}
-
-/* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
- * and the ring. The lists are symmetric (the same d^2 both ways), and j's
- * entries below j appear in ascending order, so one cursor per atom finds
- * them. Anything unexpected just turns reuse off (same results, slower). */
-static int soap_reuse_setup(kq_soap *s, int natoms) {
-    const size_t entries = s->nstart[natoms];
-    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
-    int rc;
-    s->reuse = 0;
-    s->counter = 0;
-    if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
-    /* 2 to 4 MB (measured best on the water benchmark; the size changes
-     * only the speed, never the result) */
-    size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
-    if (slots < 64) slots = 64;
-    /* a power of two, so that the slot of a stamp is a mask, not a division */
-    while (slots & (slots - 1)) slots &= slots - 1;
-    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
-        return rc;
-    size_t ringn;
-    if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
-    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
-        return KQ_OK; /* no memory for the ring: compute every pair twice */
-    s->ring_slots = slots;
-    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
-    for (int i = 0; i < natoms; i++)
-        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            if (j <= i) continue;
-            size_t r = s->cursor[j]++;
-            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
-            s->rev[r] = t;
-        }
-    s->reuse = 1;
-    return KQ_OK;
-}
-
-/* The SOAP vector of centre i into out [len]. wide (a constant in each copy)
- * selects kernels with 8 independent vector sums for the AVX2 copy; the
- * portable copy keeps 4 (with 2-wide vectors that is already 8 sums, and 16
- * registers hold no more). Either way every element is the same sum in the
- * same order. */
-KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
-                                const int wide) {
-    const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
-    const size_t nlk = (size_t)nl * (size_t)np4, sblk = (size_t)nlm * (size_t)np4;
-    int present[KQ_MAX_SPECIES] = {0};
-    size_t cnt[KQ_MAX_SPECIES] = {0}, off[KQ_MAX_SPECIES], fill[KQ_MAX_SPECIES];
-    const size_t t0 = s->nstart[i], t1 = s->nstart[i + 1];
-
-    /* For every neighbour j (the centre itself included: r = 0 gives R_lm = 0
-     * for l > 0, so it only feeds l = 0, spec): the radial functions
-     * h_ln(r_ij) [nl][np4] (at hptr[slot]), the solid harmonics [nlm] (at
-     * rptr[slot]) and their parity rsign[slot] (-1.0: they are R_lm(r_ji) =
-     * (-1)^l R_lm(r_ij), see soap_pdot4x4), in slots grouped by species,
-     * ascending neighbour index within each group. */
-    for (size_t t = t0; t < t1; t++) cnt[s->sp[s->nidx[t]]]++;
-    for (int z = 0, o = 0; z < S; z++) {
-        off[z] = (size_t)o;
-        fill[z] = 0;
-        o += (int)cnt[z];
-        present[z] = cnt[z] > 0;
-    }
-    const size_t pair = nlk + (size_t)nlm; /* one ring entry: h then R */
-    /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
-     * straight into the next ring entry and read there by pointer at centre
-     * j. This centre writes nup entries; an entry read here must survive
-     * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
-     * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
-     * them absent (stamp SIZE_MAX). */
-    size_t nup = 0;
-    if (s->reuse)
-        for (size_t t = t0; t < t1; t++) nup += s->nidx[t] > i;
-    const int to_ring = s->reuse && nup <= s->ring_slots;
-    size_t nfresh = 0;
-    for (size_t t = t0; t < t1; t++) {
-        int j = s->nidx[t], z = s->sp[j];
-        size_t slot = off[z] + fill[z]++;
-        if (s->reuse && j < i) {
-            /* computed at centre j: h(r_ji) = h(r_ij) and R_lm(r_ji) =
-             * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
-             * polynomial's terms change sign together), so the result is the
-             * same bits as computing it here */
-            size_t st = s->stamp[s->rev[t]];
-            if (st != SIZE_MAX && s->counter + nup - st <= s->ring_slots) {
-                const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
-                s->hptr[slot] = src;
-                s->rptr[slot] = src + nlk;
-                s->rsign[slot] = -1.0;
-                /* the entry may not be in cache: ask for it now (a hint, no
-                 * effect on any value), the fresh pairs below hide the wait */
-                for (size_t b = 0; b < pair; b += 8) KQ_PREFETCH(src + b);
-                continue;
-            }
-        }
-        double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * (size_t)nlm;
-        if (s->reuse && j > i) {
-            if (to_ring) {
-                h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
-                r = h + nlk;
-                s->stamp[t] = s->counter++;
-            } else {
-                s->stamp[t] = SIZE_MAX;
-            }
-        }
-        s->hptr[slot] = h;
-        s->rptr[slot] = r;
-        s->rsign[slot] = 1.0;
-        s->fresh[nfresh] = slot;
-        s->fresh_t[nfresh++] = t;
-    }
-
-    /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
-     * r^2) into ebuf [4][nlk], then h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk
-     * r^2), k ascending from 0.0, into hptr[slot]. Unused lanes of the last
-     * group compute r = 0 and are dropped. */
-    for (size_t g = 0; g < nfresh; g += 4) {
-        const int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
-        double dx[4], dy[4], dz[4];
-        double *fr[4], *rp[4];
-        for (int u = 0; u < 4; u++) {
-            int j = u < nr ? s->nidx[s->fresh_t[g + u]] : i;
-            dx[u] = pos[3 * j] - pos[3 * i];
-            dy[u] = pos[3 * j + 1] - pos[3 * i + 1];
-            dz[u] = pos[3 * j + 2] - pos[3 * i + 2];
-            fr[u] = u < nr ? (double *)s->hptr[s->fresh[g + u]] : NULL;
-            rp[u] = u < nr ? (double *)s->rptr[s->fresh[g + u]] : s->rpad + u * (size_t)nlm;
-        }
-        soap_solid_harmonics4(s, dx, dy, dz, rp);
-        for (int u = 0; u < nr; u++) {
-            double *f_e = s->ebuf + (size_t)u * nlk;
-            double r2 = dx[u] * dx[u] + dy[u] * dy[u] + dz[u] * dz[u];
-            if (s->ngmin * r2 >= -700.0)
-                soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
-            else
-                soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
-        }
-        const double *e = s->ebuf; /* [nr][nlk] exponentials */
-        for (int l = 0; l < nl; l++) {
-            const double *bt = s->bt + (size_t)l * nmax * np4;
-            const size_t lo = (size_t)l * np4;
-            for (int n = 0; n < np4; n += 4) {
-                if (nr == 4)
-                    soap_dot4x4p(nmax, e + lo, e + nlk + lo, e + 2 * nlk + lo, e + 3 * nlk + lo,
-                                 bt + n, (size_t)np4, fr[0] + lo + n, fr[1] + lo + n,
-                                 fr[2] + lo + n, fr[3] + lo + n);
-                else
-                    for (int u = 0; u < nr; u++)
-                        soap_dot4(nmax, e + u * nlk + lo, 1, bt + n, (size_t)np4, fr[u] + lo + n);
-            }
-        }
-    }
-
-    /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
-     * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
-    for (int z = 0; z < S; z++) {
-        if (!present[z]) continue;
-        const double *const *rz = s->rptr + off[z], *const *hz = s->hptr + off[z];
-        const int nt = (int)cnt[z];
-        double *c = s->coef + (size_t)z * sblk;
-        for (int l = 0; l < nl; l++) {
-            const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
-            const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
-            if (wide && np4 % 8 == 0) {
-                for (int n = 0; n < np4; n += 8) {
-                    const size_t yo = (size_t)l * np4 + (size_t)n;
-                    double *o = c + (size_t)l * l * np4 + n;
-                    size_t r = 0;
-                    for (; r + 4 <= nrow; r += 4)
-                        soap_pdot_x8(4, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                    for (; r + 2 <= nrow; r += 2)
-                        soap_pdot_x8(2, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                    if (r < nrow)
-                        soap_pdot_x8(1, nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                }
-                continue;
-            }
-            for (int n = 0; n < np4; n += 4) {
-                const size_t yo = (size_t)l * np4 + (size_t)n;
-                double *o = c + (size_t)l * l * np4 + n;
-                size_t r = 0;
-                for (; r + 4 <= nrow; r += 4)
-                    soap_pdot4x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                for (; r + 2 <= nrow; r += 2)
-                    soap_pdot2x4(nt, rz, xo + r, sg, hz, yo, o + r * np4, (size_t)np4);
-                if (r < nrow) soap_pdot4(nt, rz, xo + r, sg, hz, yo, o + r * np4);
-            }
-        }
-    }
-
-    /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
-     * from 0; blocks of species that have no atoms here are exact zeros */
-    for (int z1 = 0; z1 < S; z1++) {
-        const double *c1 = s->coef + (size_t)z1 * sblk;
-        for (int z2 = z1; z2 < S; z2++) {
-            const double *c2 = s->coef + (size_t)z2 * sblk;
-            double *o = out + s->block_off[z1][z2];
-            if (!present[z1] || !present[z2]) {
-                size_t blen = (z1 == z2 ? (size_t)nmax * (size_t)(nmax + 1) / 2
-                                        : (size_t)nmax * (size_t)nmax) * (size_t)nl;
-                memset(o, 0, blen * sizeof(double));
-                continue;
-            }
-            double *ps = s->pstmp; /* [nmax][np4] sums of one l */
-            for (int l = 0; l < nl; l++) {
-                const double pref = s->pref[l];
-                const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
-                if (z1 != z2 && nmax % 4 == 0) {
-                    /* full n x n' block: the scaled sums go straight to out */
-                    for (int q = 0; q < nmax; q += 4) {
-                        int n = 0;
-                        if (wide)
-                            for (; n + 8 <= nmax; n += 8)
-                                soap_dot8x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
-                                            o + (size_t)n * nmax + q, (size_t)nmax, pref);
-                        for (; n < nmax; n += 4)
-                            soap_dot4x4(2 * l + 1, a + n, 1, (size_t)np4, b + q, (size_t)np4,
-                                        o + (size_t)n * nmax + q, (size_t)nmax, pref);
-                    }
-                    o += (size_t)nmax * nmax;
-                    continue;
-                }
-                for (int q = 0; q < np4; q += 4) {
-                    /* same species: only rows n <= q + 3 are needed */
-                    int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
-                    soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
-                               (size_t)np4, wide);
-                }
-                for (int n = 0; n < nmax; n++) {
-                    int q0 = z1 == z2 ? n : 0;
-                    soap_scale_copy(nmax - q0, pref, ps + (size_t)n * np4 + q0, o);
-                    o += nmax - q0;
-                }
-            }
-        }
-    }
-}
-
-/* Every centre, portable copy */
-static void soap_centres_portable(kq_soap *s, int natoms, const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
-}
-
-#if KQ_SOAP_AVX2
-/* Every centre, AVX2 copy (see KQ_INLINE at the top: same code, same bits) */
-__attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int natoms,
-                                                              const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
-}
-#endif
-
-/* Validates the input and builds the neighbour lists (s->sp, s->nstart,
- * s->nidx). natoms >= 1. */
-static int soap_prepare(kq_soap *s, int natoms, const int *z, const double *pos) {
-    int rc;
-    if ((rc = kq_reserve((void **)&s->sp, &s->sp_cap, (size_t)natoms, sizeof(int))) ||
-        (rc = kq_reserve((void **)&s->nstart, &s->nstart_cap, (size_t)natoms + 1,
-                         sizeof(size_t))))
-        return rc;
-    for (int i = 0; i < natoms; i++) {
-        if (!isfinite(pos[3 * i]) || !isfinite(pos[3 * i + 1]) || !isfinite(pos[3 * i + 2]))
-            return KQ_EINVAL;
-        int t = 0;
-        while (t < s->p.nspecies && s->p.species[t] != z[i]) t++;
-        if (t == s->p.nspecies) return KQ_ESPECIES;
-        s->sp[i] = t;
-    }
-    int cells = s->search == KQ_SEARCH_CELLS || (s->search == KQ_SEARCH_AUTO && natoms > 64);
-    return cells ? soap_neighbours_cells(s, natoms, pos) : soap_neighbours_brute(s, natoms, pos);
-}
-
-int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos) {
-    if (!s || natoms < 0) return KQ_EINVAL;
-    if (natoms == 0) return KQ_OK;
-    if (!z || !pos) return KQ_EINVAL;
-    return soap_prepare(s, natoms, z, pos);
-}
-
-int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out) {
-    if (!s || natoms < 0) return KQ_EINVAL;
-    if (natoms == 0) return KQ_OK;
-    if (!z || !pos || !out) return KQ_EINVAL;
-    size_t total;
-    if (!kq_mul_ok((size_t)natoms, s->len, &total) || !kq_mul_ok(total, sizeof(double), &total))
-        return KQ_ENOMEM;
-    int rc = soap_prepare(s, natoms, z, pos);
-    if (rc) return rc;
-    size_t maxnb = 0, nf, nr;
-    for (int i = 0; i < natoms; i++)
-        if (s->nstart[i + 1] - s->nstart[i] > maxnb) maxnb = s->nstart[i + 1] - s->nstart[i];
-    if (!kq_mul_ok(maxnb, (size_t)s->nl * (size_t)s->np4, &nf) ||
-        !kq_mul_ok(maxnb, (size_t)s->nlm, &nr))
-        return KQ_ENOMEM;
-    if ((rc = kq_reserve((void **)&s->fbuf, &s->fbuf_cap, nf, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->rbuf, &s->rbuf_cap, nr, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->hptr, &s->hptr_cap, maxnb, sizeof(double *))) ||
-        (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
-        (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 4 * (size_t)s->nl * (size_t)s->np4,
-                         sizeof(double))))
-        return rc;
-    if (maxnb > s->fresh_cap) {
-        size_t cap = 0;
-        if ((rc = kq_reserve((void **)&s->fresh, &cap, maxnb, sizeof(size_t)))) return rc;
-        cap = 0;
-        if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
-        s->fresh_cap = maxnb;
-    }
-    for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
-    if ((rc = soap_reuse_setup(s, natoms))) return rc;
-#if KQ_SOAP_AVX2
-    if (s->simd == KQ_SIMD_AVX2) {
-        soap_centres_avx2(s, natoms, pos, out);
-        return KQ_OK;
-    }
-#endif
-    soap_centres_portable(s, natoms, pos, out);
-    return KQ_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* Kernels                                                                   */
+/* Kernels: k(p, p') = (p . p')^zeta of normalised SOAP vectors, Eq. 12      */
+/* (zeta = 2 in the paper; specs/soap.md "Kernel used by kQEq")              */
 /* ------------------------------------------------------------------------ */
 
 /* sum_t p[t] q[t], t ascending from 0 (the one summation order that every
@@ -1398,6 +49,7 @@ static double kq_dot(const double *p, const double *q, size_t len) {
     return d;
 }
 
+/* d^zeta by repeated multiplication (zeta <= 0: 1): the power of Eq. 12 */
 static double kq_ipow(double d, int zeta) {
     double r = 1.0;
     for (int i = 0; i < zeta; i++) r = i == 0 ? d : r * d;
@@ -1925,9 +577,9 @@ static void kernel_block(const kq_model *m, const double *const *pa, size_t na,
     }
 }
 
-/* chi [n] of n atoms from their kernel rows k [n][nrep] (kQEq Eq. 11 with the
- * multi-SOAP kernel over the representative atoms) plus the per-species
- * constant; r ascending. */
+/* chi [n] of n atoms from their kernel rows k [n][nrep]: chi = K w (Eqs. 11
+ * and 14, the multi-SOAP kernel of Eq. 12 over the representative atoms)
+ * plus the per-species constant; r ascending. */
 static void chi_from_k(const kq_model *m, int n, const int *z, const double *k, double *chi) {
     size_t nr = (size_t)m->nrep;
     for (int i = 0; i < n; i++) {
@@ -1971,6 +623,7 @@ int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charg
         /* everything into local buffers (qq reuses eta), checked before any
          * output is written: never a NaN or Inf result (kqeq.h) */
         double *qq = eta, mu[3], al[9];
+        /* chi = K w (Eqs. 11, 14), q = -A chi + Q b (Eqs. 13, 15), mu = R q (Eqs. 17, 18) */
         atom_chi(m, n, z, (const double *const *)p, chi, kbuf);
         mol_charges(&w, n, chi, charge, qq, mu);
         /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
@@ -2433,6 +1086,12 @@ static int knm_blocked(const kq_model *m, const kq_set *s, const size_t *idx, si
     return KQ_OK;
 }
 
+/* Molecule k of a set: its atom count *n and its RA block [3][n]. */
+static const double *set_ra(const kq_set *s, int k, int *n) {
+    *n = (int)(s->first[k + 1] - s->first[k]);
+    return s->ra + 3 * s->first[k];
+}
+
 /* P = RA K_NM for the molecules of a list (3 rows per molecule): the dipole
  * response to the weights, mu = -P w + Q Rb (Eq. 18). Rows of knm follow the
  * atoms of the molecules in order. */
@@ -2440,10 +1099,8 @@ static void build_p(const kq_set *s, const int *mol, int nmol, const double *knm
                     double *pm) {
     size_t row = 0;
     for (int kk = 0; kk < nmol; kk++) {
-        int k = mol[kk];
-        size_t a0 = s->first[k];
-        int n = (int)(s->first[k + 1] - a0);
-        const double *ra = s->ra + 3 * a0;
+        int n;
+        const double *ra = set_ra(s, mol[kk], &n);
         for (int c = 0; c < 3; c++) {
             double *out = pm + (3 * (size_t)kk + c) * mrep;
             for (int j = 0; j < mrep; j++) out[j] = 0.0;
@@ -2511,265 +1168,325 @@ static void drop_fit(kq_model *m) {
     m->nrep = 0;
 }
 
-int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
-             const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
-             void *ctx) {
+/* Dipoles of the molecules mol[0..nmol-1] of s (mol NULL: all, in order)
+ * from their rows of P = R A K_NM (build_p) and weights w [mrep]:
+ * mu = -P w + Q_tot R b (Eq. 18 plus the total-charge part), mu [nmol*3]
+ * e*bohr, each P w summed j ascending from 0.0. */
+static void p_dipoles(const kq_set *s, const int *mol, int nmol, const double *p, int mrep,
+                      const double *w, double *mu) {
+    for (int kk = 0; kk < nmol; kk++) {
+        int k = mol ? mol[kk] : kk;
+        for (int c = 0; c < 3; c++) {
+            const double *pr = p + (3 * (size_t)kk + c) * mrep;
+            double sum = 0.0;
+            for (int j = 0; j < mrep; j++) sum += pr[j] * w[j];
+            mu[3 * kk + c] = -sum + s->charge[k] * s->rb[3 * k + c];
+        }
+    }
+}
+
+/* The training (and validation) errors of a fitted QEq model into rep. */
+static int train_qeq_report(const kq_model *m, const kq_set *t, const int *mol, int nsel,
+                            const kq_set *valid, kq_train_report *rep) {
+    const kq_set *sets[2] = {t, valid};
+    int rc = KQ_OK;
+    for (int k = 0; k < 2 && !rc; k++) {
+        const kq_set *s = sets[k];
+        if (!s) continue;
+        double *pd = malloc((size_t)s->nmol * 3 * sizeof *pd), *ps = NULL;
+        if (!pd) rc = KQ_ENOMEM;
+        if (!rc) rc = kq_set_predict(m, s, pd);
+        if (!rc && k == 0) {
+            ps = malloc((size_t)nsel * 3 * sizeof *ps);
+            if (!ps) rc = KQ_ENOMEM;
+            for (int kk = 0; kk < nsel && !rc; kk++)
+                for (int c = 0; c < 3; c++) ps[3 * kk + c] = pd[3 * mol[kk] + c];
+            if (!rc)
+                subset_metrics(s, mol, nsel, ps, &rep->train_mae_debye,
+                               &rep->train_rrmse_percent);
+        } else if (!rc) {
+            kq_dipole_metrics(s->nmol, pd, s->dipole_au, &rep->valid_mae_debye,
+                              &rep->valid_rrmse_percent);
+        }
+        free(pd);
+        free(ps);
+    }
+    return rc;
+}
+
+/* The arrays of one kQEq training run (kq_train). n training atoms, mrep
+ * representatives (= n for the full form), nrow = 3 nsel dipole components. */
+typedef struct {
+    int sparse, mrep;
+    size_t n, nrow;
+    size_t *idx;          /* [n] set index of each training atom */
+    size_t *pick;         /* [mrep] representatives, as indices into idx */
+    double *knm;          /* [n][mrep] K_NM (Eqs. 11, 12; multi-SOAP sum) */
+    double *pm;           /* [nrow][mrep] P = R A K_NM */
+    double *y;            /* [nrow] mu_ref - Q_tot R b, e*bohr */
+    double *g;            /* [mrep][mrep] P^T P (sparse) or (RA)^T P (full) */
+    double *kmm;          /* [mrep][mrep] K_MM (sparse only) */
+    double *rhs0;         /* [mrep] right-hand side */
+    double *sys, *wv, *wbest; /* [mrep][mrep] system of one sigma, [mrep] weights */
+    int *piv;             /* [mrep] LU pivots (full form) */
+    double *pv, *kvm, *predv; /* validation: P_v [3 nv_mol][mrep], K_vM, dipoles */
+    int *vmol;
+    double *pt;           /* [nrow] training dipoles of the chosen weights */
+} train_work;
+
+static void train_work_free(train_work *w) {
+    free(w->idx); free(w->pick); free(w->knm); free(w->pm); free(w->y); free(w->g);
+    free(w->kmm); free(w->rhs0); free(w->sys); free(w->wv); free(w->wbest); free(w->piv);
+    free(w->pv); free(w->kvm); free(w->predv); free(w->vmol); free(w->pt);
+}
+
+static int train_work_alloc(train_work *w, const kq_set *valid) {
+    const size_t n = w->n, nrow = w->nrow, mrep = (size_t)w->mrep;
+    w->idx = malloc(n * sizeof *w->idx);
+    w->pick = malloc(mrep * sizeof *w->pick);
+    w->knm = malloc(n * mrep * sizeof *w->knm);
+    w->pm = malloc(nrow * mrep * sizeof *w->pm);
+    w->y = malloc(nrow * sizeof *w->y);
+    w->g = malloc(mrep * mrep * sizeof *w->g);
+    w->kmm = w->sparse ? malloc(mrep * mrep * sizeof *w->kmm) : NULL;
+    w->rhs0 = malloc(mrep * sizeof *w->rhs0);
+    w->sys = malloc(mrep * mrep * sizeof *w->sys);
+    w->wv = malloc(mrep * sizeof *w->wv);
+    w->wbest = malloc(mrep * sizeof *w->wbest);
+    w->piv = w->sparse ? NULL : malloc(mrep * sizeof *w->piv);
+    w->pt = malloc(nrow * sizeof *w->pt);
+    int ok = w->idx && w->pick && w->knm && w->pm && w->y && w->g && (!w->sparse || w->kmm) &&
+             w->rhs0 && w->sys && w->wv && w->wbest && (w->sparse || w->piv) && w->pt;
+    if (valid) {
+        w->vmol = malloc((size_t)valid->nmol * sizeof *w->vmol);
+        w->kvm = malloc(valid->natoms * mrep * sizeof *w->kvm);
+        w->pv = malloc(3 * (size_t)valid->nmol * mrep * sizeof *w->pv);
+        w->predv = malloc(3 * (size_t)valid->nmol * sizeof *w->predv);
+        ok = ok && w->vmol && w->kvm && w->pv && w->predv;
+    }
+    return ok ? KQ_OK : KQ_ENOMEM;
+}
+
+/* Sparse normal equations (specs/kqeq.md "Sparse form"; minimum of the loss
+ * of Eq. 19 with chi = K_NM w): (P^T P + sigma K_MM) w = -P^T y, P = R A
+ * K_NM. Fills g = P^T P, kmm and rhs0 = -P^T y. */
+static void train_normal_sparse(train_work *w) {
+    const int mrep = w->mrep;
+    const double *pm = w->pm;
+    double *g = w->g;
+    for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
+    for (size_t r = 0; r < w->nrow; r++) {
+        const double *pr = pm + r * mrep;
+        for (int i = 0; i < mrep; i++) {
+            double f = pr[i];
+            double *gi = g + (size_t)i * mrep;
+            for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
+        }
+    }
+    for (int i = 0; i < mrep; i++)
+        for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
+    for (int i = 0; i < mrep; i++)
+        for (int j = 0; j < mrep; j++)
+            w->kmm[(size_t)i * mrep + j] = w->knm[w->pick[i] * (size_t)mrep + j];
+    for (int j = 0; j < mrep; j++) {
+        double s = 0.0;
+        for (size_t r = 0; r < w->nrow; r++) s += pm[r * mrep + j] * w->y[r];
+        w->rhs0[j] = -s;
+    }
+}
+
+/* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref (A symmetric,
+ * so A^T = A), with A R^T R A K = (RA)^T P assembled molecule by molecule:
+ * g = (RA)^T P, rhs0 = -(RA)^T y. */
+static void train_normal_full(const kq_set *t, const int *mol, int nsel, train_work *w) {
+    const int mrep = w->mrep;
+    size_t row = 0;
+    for (int kk = 0; kk < nsel; kk++) {
+        int nk;
+        const double *ra = set_ra(t, mol[kk], &nk);
+        for (int i = 0; i < nk; i++) {
+            double *gi = w->g + (row + i) * mrep;
+            double s = 0.0;
+            for (int j = 0; j < mrep; j++) gi[j] = 0.0;
+            for (int c = 0; c < 3; c++) {
+                double f = ra[(size_t)c * nk + i];
+                const double *pr = w->pm + (3 * (size_t)kk + c) * mrep;
+                for (int j = 0; j < mrep; j++) gi[j] += f * pr[j];
+                s += f * w->y[3 * (size_t)kk + c];
+            }
+            w->rhs0[row + i] = -s;
+        }
+        row += (size_t)nk;
+    }
+}
+
+/* Training atoms (idx), targets y, representatives (FPS, or every atom for
+ * the full form) copied into the model, K_NM, P and the normal equations. */
+static int train_assemble(kq_model *m, const kq_set *t, const int *mol, int nsel,
+                          train_work *w, kq_progress_fn progress, void *ctx) {
+    const int mrep = w->mrep;
+    size_t a = 0;
+    for (int kk = 0; kk < nsel; kk++)
+        for (size_t i = t->first[mol[kk]]; i < t->first[mol[kk] + 1]; i++) w->idx[a++] = i;
+    for (int kk = 0; kk < nsel; kk++)
+        for (int c = 0; c < 3; c++)
+            w->y[3 * (size_t)kk + c] =
+                t->dipole_au[3 * mol[kk] + c] - t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
+    int rc = KQ_OK;
+    if (w->sparse)
+        rc = fps_select(m, t, w->idx, w->n, mrep, w->pick, progress, ctx);
+    else
+        for (size_t i = 0; i < w->n; i++) w->pick[i] = i;
+    if (!rc) {
+        m->w = malloc((size_t)mrep * sizeof *m->w);
+        if (!m->w) rc = KQ_ENOMEM;
+    }
+    for (int d = 0; d < m->ndesc && !rc; d++) {
+        m->rep[d] = malloc((size_t)mrep * m->len[d] * sizeof(double));
+        if (!m->rep[d]) return KQ_ENOMEM;
+        for (int r = 0; r < mrep; r++)
+            memcpy(m->rep[d] + (size_t)r * m->len[d], t->p[d] + w->idx[w->pick[r]] * m->len[d],
+                   m->len[d] * sizeof(double));
+    }
+    if (!rc) rc = knm_blocked(m, t, w->idx, w->n, mrep, w->knm, progress, ctx);
+    if (rc) return rc;
+    build_p(t, mol, nsel, w->knm, mrep, w->pm);
+    if (progress) progress(ctx, "normal equations", 0, 1);
+    if (w->sparse)
+        train_normal_sparse(w);
+    else
+        train_normal_full(t, mol, nsel, w);
+    return KQ_OK;
+}
+
+/* Solve for each sigma of the grid (the regularisation of Eq. 19); keep the
+ * weights with the lowest validation MAE (ties: the larger sigma; without a
+ * validation set only reg[0]) in w->wbest, that sigma in *best_reg. */
+static int train_solve_grid(const kq_train_opts *o, const kq_set *valid, train_work *w,
+                            double *best_reg, kq_progress_fn progress, void *ctx) {
+    const int mrep = w->mrep;
+    double best_mae = HUGE_VAL;
+    int have = 0, rc = KQ_OK;
+    for (int gi = 0; gi < o->nreg; gi++) {
+        double sg = o->reg[gi];
+        if (progress) progress(ctx, "solve", (size_t)gi, (size_t)o->nreg);
+        memcpy(w->sys, w->g, (size_t)mrep * mrep * sizeof *w->sys);
+        memcpy(w->wv, w->rhs0, (size_t)mrep * sizeof *w->wv);
+        if (w->sparse) {
+            for (size_t e = 0; e < (size_t)mrep * mrep; e++) w->sys[e] += sg * w->kmm[e];
+            rc = spd_solve_jitter(mrep, w->sys, w->wv);
+        } else {
+            for (int i = 0; i < mrep; i++) w->sys[(size_t)i * mrep + i] += sg;
+            if (la_lu(mrep, w->sys, mrep, w->piv, NULL) != LA_OK ||
+                la_lu_solve(mrep, 1, w->sys, mrep, w->piv, w->wv, 1) != LA_OK)
+                rc = KQ_ELINALG;
+        }
+        if (rc) return rc;
+        double mae = 0.0;
+        if (valid) {
+            p_dipoles(valid, NULL, valid->nmol, w->pv, mrep, w->wv, w->predv);
+            kq_dipole_metrics(valid->nmol, w->predv, valid->dipole_au, &mae, NULL);
+        }
+        if (!have || (valid && (mae < best_mae || (mae == best_mae && sg > *best_reg)))) {
+            have = 1;
+            best_mae = mae;
+            *best_reg = sg;
+            memcpy(w->wbest, w->wv, (size_t)mrep * sizeof *w->wv);
+        }
+        if (!valid) break;
+    }
+    return KQ_OK;
+}
+
+/* kq_train's argument checks (KQ_EINVAL) before anything is touched */
+static int train_check_args(const kq_model *m, const kq_set *t, const int *sel, int nsel,
+                            const kq_set *valid, const kq_train_opts *o) {
     if (!m || !t || !o) return KQ_EINVAL;
-    if (!sel) nsel = t->nmol;
     if (nsel < 1) return KQ_EINVAL;
     for (int kk = 0; kk < nsel; kk++)
         if (sel && (sel[kk] < 0 || sel[kk] >= t->nmol)) return KQ_EINVAL;
     if (!set_matches(m, t) || (valid && !set_matches(m, valid))) return KQ_EINVAL;
+    return KQ_OK;
+}
+
+/* kQEq only: the sigma grid (KQ_EINVAL) and every element known (KQ_ESPECIES) */
+static int train_check_kqeq(const kq_model *m, const kq_set *t, const kq_train_opts *o) {
+    if (o->nreg < 1 || !o->reg) return KQ_EINVAL;
+    for (int g = 0; g < o->nreg; g++)
+        if (!(o->reg[g] > 0.0) || !isfinite(o->reg[g])) return KQ_EINVAL;
+    for (size_t i = 0; i < t->natoms; i++)
+        if (species_index(m, t->z[i]) < 0) return KQ_ESPECIES;
+    return KQ_OK;
+}
+
+int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_set *valid,
+             const kq_train_opts *o, kq_train_report *report, kq_progress_fn progress,
+             void *ctx) {
+    if (t && !sel) nsel = t->nmol;
+    int rc = train_check_args(m, t, sel, nsel, valid, o);
+    if (rc) return rc;
     kq_train_report rep = {-1.0, -1.0, -1.0, -1.0};
     if (report) *report = rep;
     drop_fit(m);
     for (int s = 0; s < m->nspecies; s++) m->chi[s] = 0.0;
-
     int *mol = malloc((size_t)nsel * sizeof *mol);
     if (!mol) return KQ_ENOMEM;
     for (int kk = 0; kk < nsel; kk++) mol[kk] = sel ? sel[kk] : kk;
-
     if (m->kind == KQ_KIND_QEQ) {
-        int rc = train_qeq(m, t, mol, nsel);
+        rc = train_qeq(m, t, mol, nsel);
         if (!rc && report) {
-            const kq_set *sets[2] = {t, valid};
-            for (int k = 0; k < 2 && !rc; k++) {
-                const kq_set *s = sets[k];
-                if (!s) continue;
-                double *pd = malloc((size_t)s->nmol * 3 * sizeof *pd), *ps = NULL;
-                if (!pd) rc = KQ_ENOMEM;
-                if (!rc) rc = kq_set_predict(m, s, pd);
-                if (!rc && k == 0) {
-                    ps = malloc((size_t)nsel * 3 * sizeof *ps);
-                    if (!ps) rc = KQ_ENOMEM;
-                    for (int kk = 0; kk < nsel && !rc; kk++)
-                        for (int c = 0; c < 3; c++) ps[3 * kk + c] = pd[3 * mol[kk] + c];
-                    if (!rc)
-                        subset_metrics(s, mol, nsel, ps, &rep.train_mae_debye,
-                                       &rep.train_rrmse_percent);
-                } else if (!rc) {
-                    kq_dipole_metrics(s->nmol, pd, s->dipole_au, &rep.valid_mae_debye,
-                                      &rep.valid_rrmse_percent);
-                }
-                free(pd);
-                free(ps);
-            }
+            rc = train_qeq_report(m, t, mol, nsel, valid, &rep);
             *report = rep;
         }
         free(mol);
         return rc;
     }
-    if (o->nreg < 1 || !o->reg) {
+    if ((rc = train_check_kqeq(m, t, o))) {
         free(mol);
-        return KQ_EINVAL;
+        return rc;
     }
-    for (int g = 0; g < o->nreg; g++)
-        if (!(o->reg[g] > 0.0) || !isfinite(o->reg[g])) {
-            free(mol);
-            return KQ_EINVAL;
-        }
-
-    /* Training atoms, molecule by molecule. */
-    size_t n = 0;
-    for (int kk = 0; kk < nsel; kk++) n += t->first[mol[kk] + 1] - t->first[mol[kk]];
-    for (size_t i = 0; i < t->natoms; i++)
-        if (species_index(m, t->z[i]) < 0) {
-            free(mol);
-            return KQ_ESPECIES;
-        }
-    int sparse = o->sparse > 0;
-    size_t mrep_z = sparse ? ((size_t)o->sparse < n ? (size_t)o->sparse : n) : n;
-    if (mrep_z > (size_t)INT_MAX / 4 || n > SIZE_MAX / sizeof(double) / mrep_z) {
+    /* training atoms, molecule by molecule; M representatives */
+    train_work w;
+    memset(&w, 0, sizeof w);
+    for (int kk = 0; kk < nsel; kk++) w.n += t->first[mol[kk] + 1] - t->first[mol[kk]];
+    w.sparse = o->sparse > 0;
+    size_t mrep_z = w.sparse ? ((size_t)o->sparse < w.n ? (size_t)o->sparse : w.n) : w.n;
+    if (mrep_z > (size_t)INT_MAX / 4 || w.n > SIZE_MAX / sizeof(double) / mrep_z) {
         free(mol);
         return KQ_ENOMEM;
     }
-    int mrep = (int)mrep_z;
-    size_t nrow = 3 * (size_t)nsel;
-    size_t nv = valid ? valid->natoms : 0;
-    int rc = KQ_OK;
-    size_t *idx = malloc(n * sizeof *idx), *pick = malloc((size_t)mrep * sizeof *pick);
-    double *knm = malloc(n * (size_t)mrep * sizeof *knm);
-    double *pm = malloc(nrow * (size_t)mrep * sizeof *pm);
-    double *y = malloc(nrow * sizeof *y);
-    double *g = malloc((size_t)mrep * mrep * sizeof *g);  /* P^T P (sparse) or RA^T P (full) */
-    double *kmm = sparse ? malloc((size_t)mrep * mrep * sizeof *kmm) : NULL;
-    double *rhs0 = malloc((size_t)mrep * sizeof *rhs0);
-    double *sys = malloc((size_t)mrep * mrep * sizeof *sys);
-    double *wv = malloc((size_t)mrep * sizeof *wv), *wbest = malloc((size_t)mrep * sizeof *wbest);
-    int *piv = sparse ? NULL : malloc((size_t)mrep * sizeof *piv);
-    double *pv = NULL, *kvm = NULL, *predv = NULL;
-    int *vmol = NULL;
-    if (!idx || !pick || !knm || !pm || !y || !g || (sparse && !kmm) || !rhs0 || !sys || !wv ||
-        !wbest || (!sparse && !piv))
-        rc = KQ_ENOMEM;
-    if (!rc) {
-        size_t a = 0;
-        for (int kk = 0; kk < nsel; kk++)
-            for (size_t i = t->first[mol[kk]]; i < t->first[mol[kk] + 1]; i++) idx[a++] = i;
-        for (int kk = 0; kk < nsel; kk++)
-            for (int c = 0; c < 3; c++)
-                y[3 * (size_t)kk + c] =
-                    t->dipole_au[3 * mol[kk] + c] - t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
-    }
-    /* Representative atoms (FPS, or all atoms for the full form), their
-     * vectors into the model, then K_NM. */
-    if (!rc && sparse) {
-        rc = fps_select(m, t, idx, n, mrep, pick, progress, ctx);
-    } else if (!rc) {
-        for (size_t i = 0; i < n; i++) pick[i] = i;
-    }
-    if (!rc) {
-        m->w = malloc((size_t)mrep * sizeof *m->w);
-        if (!m->w) rc = KQ_ENOMEM;
-        for (int d = 0; d < m->ndesc && !rc; d++) {
-            m->rep[d] = malloc((size_t)mrep * m->len[d] * sizeof(double));
-            if (!m->rep[d]) {
-                rc = KQ_ENOMEM;
-                break;
-            }
-            for (int r = 0; r < mrep; r++)
-                memcpy(m->rep[d] + (size_t)r * m->len[d], t->p[d] + idx[pick[r]] * m->len[d],
-                       m->len[d] * sizeof(double));
-        }
-    }
-    if (!rc) rc = knm_blocked(m, t, idx, n, mrep, knm, progress, ctx);
-    if (!rc) {
-        build_p(t, mol, nsel, knm, mrep, pm);
-        if (progress) progress(ctx, "normal equations", 0, 1);
-        if (sparse) {
-            /* Sparse normal equations (specs/kqeq.md):
-             * (P^T P + sigma K_MM) w = -P^T y, P = R A K_NM. */
-            for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
-            for (size_t r = 0; r < nrow; r++) {
-                const double *pr = pm + r * mrep;
-                for (int i = 0; i < mrep; i++) {
-                    double f = pr[i];
-                    double *gi = g + (size_t)i * mrep;
-                    for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
-                }
-            }
-            for (int i = 0; i < mrep; i++)
-                for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
-            for (int i = 0; i < mrep; i++)
-                for (int j = 0; j < mrep; j++)
-                    kmm[(size_t)i * mrep + j] = knm[pick[i] * (size_t)mrep + j];
-            for (int j = 0; j < mrep; j++) {
-                double s = 0.0;
-                for (size_t r = 0; r < nrow; r++) s += pm[r * mrep + j] * y[r];
-                rhs0[j] = -s;
-            }
-        } else {
-            /* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref,
-             * with A R^T R A K = (RA)^T P assembled molecule by molecule. */
-            size_t row = 0;
-            for (int kk = 0; kk < nsel; kk++) {
-                int k = mol[kk];
-                size_t a0 = t->first[k];
-                int nk = (int)(t->first[k + 1] - a0);
-                const double *ra = t->ra + 3 * a0;
-                for (int i = 0; i < nk; i++) {
-                    double *gi = g + (row + i) * mrep;
-                    double s = 0.0;
-                    for (int j = 0; j < mrep; j++) gi[j] = 0.0;
-                    for (int c = 0; c < 3; c++) {
-                        double f = ra[(size_t)c * nk + i];
-                        const double *pr = pm + (3 * (size_t)kk + c) * mrep;
-                        for (int j = 0; j < mrep; j++) gi[j] += f * pr[j];
-                        s += f * y[3 * (size_t)kk + c];
-                    }
-                    rhs0[row + i] = -s;
-                }
-                row += (size_t)nk;
-            }
-        }
-    }
-    /* Validation: P_v = R A K_vM for the validation molecules. */
+    w.mrep = (int)mrep_z;
+    w.nrow = 3 * (size_t)nsel;
+    rc = train_work_alloc(&w, valid);
+    if (!rc) rc = train_assemble(m, t, mol, nsel, &w, progress, ctx);
+    /* validation: P_v = R A K_vM for the validation molecules */
     if (!rc && valid) {
-        vmol = malloc((size_t)valid->nmol * sizeof *vmol);
-        kvm = malloc(nv * (size_t)mrep * sizeof *kvm);
-        pv = malloc(3 * (size_t)valid->nmol * mrep * sizeof *pv);
-        predv = malloc(3 * (size_t)valid->nmol * sizeof *predv);
-        if (!vmol || !kvm || !pv || !predv) rc = KQ_ENOMEM;
-        if (!rc) {
-            for (int k = 0; k < valid->nmol; k++) vmol[k] = k;
-            rc = kernel_rows(m, valid, (const double *const *)m->rep, mrep, kvm,
-                             "validation kernel", progress, ctx);
-        }
-        if (!rc) {
-            build_p(valid, vmol, valid->nmol, kvm, mrep, pv);
-        }
+        for (int k = 0; k < valid->nmol; k++) w.vmol[k] = k;
+        rc = kernel_rows(m, valid, (const double *const *)m->rep, w.mrep, w.kvm,
+                         "validation kernel", progress, ctx);
+        if (!rc) build_p(valid, w.vmol, valid->nmol, w.kvm, w.mrep, w.pv);
     }
-    /* Solve for each sigma of the grid; keep the best on validation. */
-    double best_mae = HUGE_VAL, best_reg = 0.0;
-    int have = 0;
-    for (int gi = 0; gi < o->nreg && !rc; gi++) {
-        double sg = o->reg[gi];
-        if (progress) progress(ctx, "solve", (size_t)gi, (size_t)o->nreg);
-        memcpy(sys, g, (size_t)mrep * mrep * sizeof *sys);
-        memcpy(wv, rhs0, (size_t)mrep * sizeof *wv);
-        if (sparse) {
-            for (size_t e = 0; e < (size_t)mrep * mrep; e++) sys[e] += sg * kmm[e];
-            rc = spd_solve_jitter(mrep, sys, wv);
-        } else {
-            for (int i = 0; i < mrep; i++) sys[(size_t)i * mrep + i] += sg;
-            if (la_lu(mrep, sys, mrep, piv, NULL) != LA_OK ||
-                la_lu_solve(mrep, 1, sys, mrep, piv, wv, 1) != LA_OK)
-                rc = KQ_ELINALG;
-        }
-        if (rc) break;
-        double mae = 0.0;
-        if (valid) {
-            for (int k = 0; k < valid->nmol; k++)
-                for (int c = 0; c < 3; c++) {
-                    const double *pr = pv + (3 * (size_t)k + c) * mrep;
-                    double s = 0.0;
-                    for (int j = 0; j < mrep; j++) s += pr[j] * wv[j];
-                    predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
-                }
-            kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &mae, NULL);
-        }
-        /* ties (and no validation set: only the first value) keep the larger sigma */
-        if (!have || (valid && (mae < best_mae || (mae == best_mae && sg > best_reg)))) {
-            have = 1;
-            best_mae = mae;
-            best_reg = sg;
-            memcpy(wbest, wv, (size_t)mrep * sizeof *wv);
-        }
-        if (!valid) break;
-    }
-    /* never a NaN model (kqeq.h): the weights and the training dipoles they
-     * give (mu = -P w + Q Rb) must be finite */
-    double *pt = rc ? NULL : malloc(nrow * sizeof *pt);
-    if (!rc && !pt) rc = KQ_ENOMEM;
+    double best_reg = 0.0;
+    if (!rc) rc = train_solve_grid(o, valid, &w, &best_reg, progress, ctx);
+    /* never a NaN model (kqeq.h): the weights and the dipoles they give
+     * (mu = -P w + Q Rb) must be finite */
     if (!rc) {
-        for (int kk = 0; kk < nsel; kk++)
-            for (int c = 0; c < 3; c++) {
-                const double *pr = pm + (3 * (size_t)kk + c) * mrep;
-                double s = 0.0;
-                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                pt[3 * kk + c] = -s + t->charge[mol[kk]] * t->rb[3 * mol[kk] + c];
-            }
-        if (!kq_all_finite((size_t)mrep, wbest) || !kq_all_finite(nrow, pt)) rc = KQ_ERANGE;
+        p_dipoles(t, mol, nsel, w.pm, w.mrep, w.wbest, w.pt);
+        if (!kq_all_finite((size_t)w.mrep, w.wbest) || !kq_all_finite(w.nrow, w.pt))
+            rc = KQ_ERANGE;
     }
     if (!rc && valid) {
-        for (int k = 0; k < valid->nmol; k++)
-            for (int c = 0; c < 3; c++) {
-                const double *pr = pv + (3 * (size_t)k + c) * mrep;
-                double s = 0.0;
-                for (int j = 0; j < mrep; j++) s += pr[j] * wbest[j];
-                predv[3 * k + c] = -s + valid->charge[k] * valid->rb[3 * k + c];
-            }
-        if (!kq_all_finite(3 * (size_t)valid->nmol, predv)) rc = KQ_ERANGE;
+        p_dipoles(valid, NULL, valid->nmol, w.pv, w.mrep, w.wbest, w.predv);
+        if (!kq_all_finite(3 * (size_t)valid->nmol, w.predv)) rc = KQ_ERANGE;
     }
     if (!rc) {
-        memcpy(m->w, wbest, (size_t)mrep * sizeof *wbest);
-        m->nrep = mrep;
+        memcpy(m->w, w.wbest, (size_t)w.mrep * sizeof *w.wbest);
+        m->nrep = w.mrep;
         m->reg = best_reg;
         if (report) {
-            /* errors from the assembled P: mu = -P w + Q Rb */
-            subset_metrics(t, mol, nsel, pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
+            subset_metrics(t, mol, nsel, w.pt, &rep.train_mae_debye, &rep.train_rrmse_percent);
             if (valid) /* predv: the chosen weights' dipoles (above) */
-                kq_dipole_metrics(valid->nmol, predv, valid->dipole_au, &rep.valid_mae_debye,
+                kq_dipole_metrics(valid->nmol, w.predv, valid->dipole_au, &rep.valid_mae_debye,
                                   &rep.valid_rrmse_percent);
             *report = rep;
         }
@@ -2777,23 +1494,7 @@ int kq_train(kq_model *m, const kq_set *t, const int *sel, int nsel, const kq_se
     } else {
         drop_fit(m);
     }
-    free(pt);
-    free(idx);
-    free(pick);
-    free(knm);
-    free(pm);
-    free(y);
-    free(g);
-    free(kmm);
-    free(rhs0);
-    free(sys);
-    free(wv);
-    free(wbest);
-    free(piv);
-    free(pv);
-    free(kvm);
-    free(predv);
-    free(vmol);
+    train_work_free(&w);
     free(mol);
     return rc;
 }
@@ -2846,6 +1547,16 @@ static void tb_int(tbuf *b, long v) {
     tb_put(b, t, (size_t)k);
 }
 
+/* "key value": a key (with its leading separator) and a number */
+static void tb_key_int(tbuf *b, const char *key, long v) {
+    tb_str(b, key);
+    tb_int(b, v);
+}
+static void tb_key_num(tbuf *b, const char *key, double v) {
+    tb_str(b, key);
+    tb_num(b, v);
+}
+
 int kq_model_write(const kq_model *m, char **text, size_t *len) {
     if (!m || !text || !len) return KQ_EINVAL;
     /* every number finite, or the reader would refuse the text (kqeq.h) */
@@ -2870,52 +1581,35 @@ int kq_model_write(const kq_model *m, char **text, size_t *len) {
     tb_str(&b, m->kind == KQ_KIND_QEQ ? "kind qeq\n" : "kind kqeq\n");
     tb_str(&b, "# units: chi hartree/e, eta hartree/e^2, w hartree/e, reg (e*bohr)^2;"
                " rcut, sigma angstrom; kernel sum_d delta_d (p.p')^zeta\n");
-    tb_str(&b, "s_at");
-    tb_num(&b, m->s_at);
-    tb_str(&b, "\nspecies");
-    tb_int(&b, m->nspecies);
+    tb_key_num(&b, "s_at", m->s_at);
+    tb_key_int(&b, "\nspecies", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_int(&b, m->species[s]);
-    tb_str(&b, "\nchi");
-    tb_int(&b, m->nspecies);
+    tb_key_int(&b, "\nchi", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->chi[s]);
-    tb_str(&b, "\neta");
-    tb_int(&b, m->nspecies);
+    tb_key_int(&b, "\neta", m->nspecies);
     for (int s = 0; s < m->nspecies; s++) tb_num(&b, m->eta[s]);
-    tb_str(&b, "\nzeta");
-    tb_int(&b, m->zeta);
-    tb_str(&b, "\nreg");
-    tb_num(&b, m->reg);
-    tb_str(&b, "\nndesc");
-    tb_int(&b, m->ndesc);
+    tb_key_int(&b, "\nzeta", m->zeta);
+    tb_key_num(&b, "\nreg", m->reg);
+    tb_key_int(&b, "\nndesc", m->ndesc);
     tb_str(&b, "\n");
     for (int d = 0; d < m->ndesc; d++) {
-        tb_str(&b, "desc");
-        tb_int(&b, d);
-        tb_str(&b, " rcut");
-        tb_num(&b, m->soap[d].rcut);
-        tb_str(&b, " nmax");
-        tb_int(&b, m->soap[d].nmax);
-        tb_str(&b, " lmax");
-        tb_int(&b, m->soap[d].lmax);
-        tb_str(&b, " sigma");
-        tb_num(&b, m->soap[d].sigma);
-        tb_str(&b, " delta");
-        tb_num(&b, m->delta[d]);
-        tb_str(&b, " length");
-        tb_int(&b, (long)m->len[d]);
+        tb_key_int(&b, "desc", d);
+        tb_key_num(&b, " rcut", m->soap[d].rcut);
+        tb_key_int(&b, " nmax", m->soap[d].nmax);
+        tb_key_int(&b, " lmax", m->soap[d].lmax);
+        tb_key_num(&b, " sigma", m->soap[d].sigma);
+        tb_key_num(&b, " delta", m->delta[d]);
+        tb_key_int(&b, " length", (long)m->len[d]);
         tb_str(&b, "\n");
     }
-    tb_str(&b, "nrep");
-    tb_int(&b, m->nrep);
+    tb_key_int(&b, "nrep", m->nrep);
     tb_str(&b, "\n");
     for (int r = 0; r < m->nrep; r++) {
-        tb_str(&b, "rep");
-        tb_int(&b, r);
+        tb_key_int(&b, "rep", r);
         tb_num(&b, m->w[r]);
         tb_str(&b, "\n");
         for (int d = 0; d < m->ndesc; d++) {
-            tb_str(&b, "v");
-            tb_int(&b, d);
+            tb_key_int(&b, "v", d);
             const double *v = m->rep[d] + (size_t)r * m->len[d];
             for (size_t i = 0; i < m->len[d]; i++) tb_num(&b, v[i]);
             tb_str(&b, "\n");
@@ -3089,6 +1783,227 @@ int kq_model_read(const char *text, size_t len, kq_model *m, int *line) {
     return kq_model_read_msg(text, len, m, line, NULL, 0);
 }
 
+/* The model reader's checks: each returns KQ_EFORMAT (or KQ_ENOMEM) from the
+ * function it is in, with the reason recorded by pr_fail (if not already). */
+#define PR_REQUIRE(cond)              \
+    do {                              \
+        if (!(cond)) return KQ_EFORMAT; \
+    } while (0)
+#define PR_REQUIRE_MSG(r, cond, ...)  \
+    do {                              \
+        if (!(cond)) {                \
+            pr_fail((r), __VA_ARGS__); \
+            return KQ_EFORMAT;        \
+        }                             \
+    } while (0)
+#define PR_NEXT(r, expected)                    \
+    do {                                        \
+        int pr_rc_ = pr_need_line((r), (expected)); \
+        if (pr_rc_) return pr_rc_;              \
+    } while (0)
+
+/* The next line, or KQ_EFORMAT at the end of the text ("expected ...") or
+ * KQ_ENOMEM; the error's line number is the one after the last line. */
+static int pr_need_line(preader *r, const char *expected) {
+    if (pr_next(r)) return KQ_OK;
+    int rc = r->nomem ? KQ_ENOMEM : KQ_EFORMAT;
+    if (r->nomem)
+        pr_fail(r, "out of memory");
+    else
+        pr_fail(r, "unexpected end of text: expected %s", expected);
+    r->lineno++;
+    return rc;
+}
+
+/* A line "WORD COUNT" (0 <= COUNT <= hi) whose count is 0 for a kind qeq
+ * model and in kqeq_range ("1..4", ">= 1") for a kind kqeq model. */
+static int read_kind_count(preader *r, const kq_model *m, const char *word, long hi,
+                           const char *kqeq_range, long *v) {
+    char what[32];
+    snprintf(what, sizeof what, "the '%s' line", word);
+    PR_NEXT(r, what);
+    PR_REQUIRE(pr_word(r, word) && pr_long(r, word, 0, hi, v) && pr_end_of_line(r, word));
+    if (m->kind == KQ_KIND_QEQ)
+        PR_REQUIRE_MSG(r, *v == 0, "%s: a kind qeq model has %s 0, found %ld", word, word, *v);
+    else
+        PR_REQUIRE_MSG(r, *v != 0, "%s: a kind kqeq model has %s %s, found %ld", word, word,
+                       kqeq_range, *v);
+    return KQ_OK;
+}
+
+/* The lines from KQEQ_MODEL_V1 to ndesc (specs/kqeq.md parameters). */
+static int read_head(preader *r, kq_model *m, size_t len) {
+    long v;
+    double x;
+    /* version line: must be the very first line. The wording names what the
+     * text is not, for programs handed the wrong kind of file. */
+    if (len == 0) {
+        r->lineno = 1;
+        PR_REQUIRE_MSG(r, 0, "empty text: not a kqeq model (damaged or truncated kqeq model text, "
+                       "expected first line 'KQEQ_MODEL_V1')");
+    }
+    PR_NEXT(r, "the line 'KQEQ_MODEL_V1'");
+    {
+        const char *t = r->lineno == 1 ? pr_tok(r) : NULL;
+        PR_REQUIRE_MSG(r, r->lineno == 1 && t && !strcmp(t, "KQEQ_MODEL_V1") && !pr_tok(r),
+                    "first line must be exactly 'KQEQ_MODEL_V1': not a kqeq model "
+                    "(damaged or truncated kqeq model text)");
+    }
+    PR_NEXT(r, "'kind kqeq' or 'kind qeq'");
+    PR_REQUIRE(pr_word(r, "kind"));
+    {
+        const char *k = pr_tok(r);
+        if (!k) PR_REQUIRE(pr_missing(r, "kind", "kqeq or qeq"));
+        PR_REQUIRE_MSG(r, !strcmp(k, "kqeq") || !strcmp(k, "qeq"),
+                    "kind: unknown kind '%.40s' (kqeq or qeq)", k);
+        m->kind = !strcmp(k, "qeq") ? KQ_KIND_QEQ : KQ_KIND_KQEQ;
+        PR_REQUIRE(pr_end_of_line(r, "kind"));
+    }
+    PR_NEXT(r, "the 's_at' line");
+    PR_REQUIRE(pr_word(r, "s_at") && pr_double(r, "s_at", &x));
+    PR_REQUIRE_MSG(r, x > 0.0, "s_at: %g is not positive", x);
+    PR_REQUIRE(pr_end_of_line(r, "s_at"));
+    m->s_at = x;
+    PR_NEXT(r, "the 'species' line");
+    PR_REQUIRE(pr_word(r, "species") && pr_long(r, "species count", 1, KQ_MAX_SPECIES, &v));
+    m->nspecies = (int)v;
+    for (int s = 0; s < m->nspecies; s++) {
+        const char *t = pr_tok(r);
+        if (!t && r->nul) PR_REQUIRE(pr_missing(r, "species", "an atomic number"));
+        PR_REQUIRE_MSG(r, t, "species: expected %d atomic numbers, found %d", m->nspecies, s);
+        PR_REQUIRE(pr_long_tok(r, "species", t, 1, 118, &v));
+        PR_REQUIRE_MSG(r, kq_qeq_radius((int)v) > 0.0,
+                    "species: element %ld has no QEq radius (known: 1 6 7 8 9 16 17)", v);
+        PR_REQUIRE_MSG(r, s == 0 || v > m->species[s - 1],
+                    "species: atomic numbers must be ascending and distinct (%ld after %d)", v,
+                    m->species[s - 1]);
+        m->species[s] = (int)v;
+    }
+    {
+        size_t extra = 0;
+        while (pr_tok(r)) extra++;
+        PR_REQUIRE_MSG(r, extra == 0, "species: expected %d atomic numbers, found %zu", m->nspecies,
+                    (size_t)m->nspecies + extra);
+    }
+    PR_NEXT(r, "the 'chi' line");
+    PR_REQUIRE(pr_word(r, "chi") && pr_long(r, "chi count", m->nspecies, m->nspecies, &v));
+    PR_REQUIRE(pr_values(r, "chi", (size_t)m->nspecies, m->chi));
+    PR_NEXT(r, "the 'eta' line");
+    PR_REQUIRE(pr_word(r, "eta") && pr_long(r, "eta count", m->nspecies, m->nspecies, &v));
+    PR_REQUIRE(pr_values(r, "eta", (size_t)m->nspecies, m->eta));
+    PR_NEXT(r, "the 'zeta' line");
+    PR_REQUIRE(pr_word(r, "zeta") && pr_long(r, "zeta", 1, 16, &v) && pr_end_of_line(r, "zeta"));
+    m->zeta = (int)v;
+    PR_NEXT(r, "the 'reg' line");
+    PR_REQUIRE(pr_word(r, "reg") && pr_double(r, "reg", &x));
+    PR_REQUIRE_MSG(r, x >= 0.0, "reg: %g is negative", x);
+    PR_REQUIRE(pr_end_of_line(r, "reg"));
+    m->reg = x;
+    int rc = read_kind_count(r, m, "ndesc", KQ_MAX_DESC, "1..4", &v);
+    if (rc) return rc;
+    m->ndesc = (int)v;
+    return KQ_OK;
+}
+
+/* The desc lines (SOAP settings of each descriptor) and the SOAP calculators. */
+static int read_descs(preader *r, kq_model *m) {
+    long v;
+    long lens[KQ_MAX_DESC];
+    int desc_line[KQ_MAX_DESC];
+    for (int d = 0; d < m->ndesc; d++) {
+        PR_NEXT(r, "a 'desc' line");
+        desc_line[d] = r->lineno;
+        kq_soap_params *sp = &m->soap[d];
+        PR_REQUIRE(pr_word(r, "desc") && pr_long(r, "desc", d, d, &v));
+        PR_REQUIRE(pr_word(r, "rcut") && pr_double(r, "rcut", &sp->rcut));
+        PR_REQUIRE_MSG(r, sp->rcut > 1.0, "rcut: %g angstrom is not > 1", sp->rcut);
+        PR_REQUIRE(pr_word(r, "nmax") && pr_long(r, "nmax", 1, KQ_SOAP_MAX_NMAX, &v));
+        sp->nmax = (int)v;
+        PR_REQUIRE(pr_word(r, "lmax") && pr_long(r, "lmax", 0, KQ_MAX_LMAX, &v));
+        sp->lmax = (int)v;
+        PR_REQUIRE(pr_word(r, "sigma") && pr_double(r, "sigma", &sp->sigma));
+        PR_REQUIRE_MSG(r, sp->sigma >= KQ_SOAP_MIN_SIGMA, "sigma: %g angstrom is below %g",
+                    sp->sigma, KQ_SOAP_MIN_SIGMA);
+        PR_REQUIRE(pr_word(r, "delta") && pr_double(r, "delta", &m->delta[d]));
+        PR_REQUIRE_MSG(r, m->delta[d] > 0.0, "delta: %g is not positive", m->delta[d]);
+        PR_REQUIRE(pr_word(r, "length") && pr_long(r, "length", 1, LONG_MAX, &lens[d]));
+        PR_REQUIRE(pr_end_of_line(r, "desc"));
+    }
+    {
+        int mc = model_make_calcs(m);
+        if (mc == KQ_ENOMEM) {
+            pr_fail(r, "out of memory for the SOAP tables");
+            return KQ_ENOMEM;
+        }
+        if (mc) {
+            /* the calculators are made in order: the first without one failed */
+            int d = 0;
+            while (d < m->ndesc - 1 && m->calc[d]) d++;
+            r->lineno = m->ndesc ? desc_line[d] : r->lineno;
+            PR_REQUIRE_MSG(r, 0, "desc %d: SOAP settings rcut %g nmax %d lmax %d sigma %g refused (%s)",
+                        d, m->soap[d].rcut, m->soap[d].nmax, m->soap[d].lmax, m->soap[d].sigma,
+                        kq_strerror(mc));
+        }
+        for (int d = 0; d < m->ndesc; d++)
+            if ((long)m->len[d] != lens[d]) {
+                r->lineno = desc_line[d];
+                PR_REQUIRE_MSG(r, 0,
+                            "desc %d: length %ld does not match nmax, lmax and %d species "
+                            "(%zu)",
+                            d, lens[d], m->nspecies, m->len[d]);
+            }
+    }
+    return KQ_OK;
+}
+
+/* nrep, then each representative: weight and normalised SOAP vectors. */
+static int read_reps(preader *r, kq_model *m, size_t len) {
+    long v;
+    int rc = read_kind_count(r, m, "nrep", LONG_MAX, ">= 1", &v);
+    if (rc) return rc;
+    {
+        /* Every value takes at least two characters of text: a larger count
+         * cannot be true, so refuse it before allocating. */
+        size_t per = 1;
+        for (int d = 0; d < m->ndesc; d++) per += m->len[d];
+        PR_REQUIRE_MSG(r, (unsigned long)v <= len / 2 / per,
+                    "nrep %ld is larger than the text can hold", v);
+        PR_REQUIRE_MSG(r, v <= INT_MAX / 4, "nrep %ld is more than %d", v, INT_MAX / 4);
+    }
+    m->nrep = (int)v;
+    if (m->nrep > 0) {
+        m->w = malloc((size_t)m->nrep * sizeof *m->w);
+        if (!m->w) {
+            pr_fail(r, "out of memory for %d representatives", m->nrep);
+            return KQ_ENOMEM;
+        }
+        for (int d = 0; d < m->ndesc; d++) {
+            m->rep[d] = malloc((size_t)m->nrep * m->len[d] * sizeof(double));
+            if (!m->rep[d]) {
+                pr_fail(r, "out of memory for %d representatives", m->nrep);
+                return KQ_ENOMEM;
+            }
+        }
+    }
+    for (int rr = 0; rr < m->nrep; rr++) {
+        PR_NEXT(r, "a 'rep' line");
+        PR_REQUIRE(pr_word(r, "rep") && pr_long(r, "rep", rr, rr, &v) &&
+                pr_double(r, "weight", &m->w[rr]) && pr_end_of_line(r, "rep"));
+        for (int d = 0; d < m->ndesc; d++) {
+            PR_NEXT(r, "a 'v' line");
+            PR_REQUIRE(pr_word(r, "v") && pr_long(r, "v", d, d, &v));
+            double *vec = m->rep[d] + (size_t)rr * m->len[d];
+            PR_REQUIRE(pr_values(r, "v", m->len[d], vec));
+            /* unit length or zero (see KQ_REP_NORM_TOL); sum as kq_normalize_rows */
+            double nrm = sqrt(kq_dot(vec, vec, m->len[d]));
+            PR_REQUIRE_MSG(r, nrm == 0.0 || fabs(nrm - 1.0) <= KQ_REP_NORM_TOL,
+                        "v %d of representative %d: Euclidean length %.17g, not 1 (nor 0)", d,
+                        rr, nrm);
+        }
+    }
+    return KQ_OK;
+}
+
 int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
                       size_t msglen) {
     if (line) *line = 0;
@@ -3096,213 +2011,21 @@ int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char
     if (!text || !m) return KQ_EINVAL;
     memset(m, 0, sizeof *m);
     preader r = {text, text + len, 0, NULL, 0, NULL, 0, 0, msg, msglen};
-    int rc = KQ_EFORMAT;
-    long v;
-    double x;
-#define NEXT_LINE(expected)                                                                    \
-    do {                                                                                       \
-        if (!pr_next(&r)) {                                                                    \
-            if (r.nomem) {                                                                     \
-                rc = KQ_ENOMEM;                                                                \
-                pr_fail(&r, "out of memory");                                                  \
-            } else {                                                                           \
-                pr_fail(&r, "unexpected end of text: expected %s", expected);                  \
-            }                                                                                  \
-            r.lineno++;                                                                        \
-            goto fail;                                                                         \
-        }                                                                                      \
-    } while (0)
-#define REQUIRE(cond)           \
-    do {                        \
-        if (!(cond)) goto fail; \
-    } while (0)
-#define REQUIRE_MSG(cond, ...)          \
-    do {                                \
-        if (!(cond)) {                  \
-            pr_fail(&r, __VA_ARGS__);   \
-            goto fail;                  \
-        }                               \
-    } while (0)
-    /* version line: must be the very first line. The wording names what the
-     * text is not, for programs handed the wrong kind of file. */
-    if (len == 0) {
-        r.lineno = 1;
-        REQUIRE_MSG(0, "empty text: not a kqeq model (damaged or truncated kqeq model text, "
-                       "expected first line 'KQEQ_MODEL_V1')");
-    }
-    NEXT_LINE("the line 'KQEQ_MODEL_V1'");
-    {
-        const char *t = r.lineno == 1 ? pr_tok(&r) : NULL;
-        REQUIRE_MSG(r.lineno == 1 && t && !strcmp(t, "KQEQ_MODEL_V1") && !pr_tok(&r),
-                    "first line must be exactly 'KQEQ_MODEL_V1': not a kqeq model "
-                    "(damaged or truncated kqeq model text)");
-    }
-    NEXT_LINE("'kind kqeq' or 'kind qeq'");
-    REQUIRE(pr_word(&r, "kind"));
-    {
-        const char *k = pr_tok(&r);
-        if (!k) REQUIRE(pr_missing(&r, "kind", "kqeq or qeq"));
-        REQUIRE_MSG(!strcmp(k, "kqeq") || !strcmp(k, "qeq"),
-                    "kind: unknown kind '%.40s' (kqeq or qeq)", k);
-        m->kind = !strcmp(k, "qeq") ? KQ_KIND_QEQ : KQ_KIND_KQEQ;
-        REQUIRE(pr_end_of_line(&r, "kind"));
-    }
-    NEXT_LINE("the 's_at' line");
-    REQUIRE(pr_word(&r, "s_at") && pr_double(&r, "s_at", &x));
-    REQUIRE_MSG(x > 0.0, "s_at: %g is not positive", x);
-    REQUIRE(pr_end_of_line(&r, "s_at"));
-    m->s_at = x;
-    NEXT_LINE("the 'species' line");
-    REQUIRE(pr_word(&r, "species") && pr_long(&r, "species count", 1, KQ_MAX_SPECIES, &v));
-    m->nspecies = (int)v;
-    for (int s = 0; s < m->nspecies; s++) {
-        const char *t = pr_tok(&r);
-        if (!t && r.nul) REQUIRE(pr_missing(&r, "species", "an atomic number"));
-        REQUIRE_MSG(t, "species: expected %d atomic numbers, found %d", m->nspecies, s);
-        REQUIRE(pr_long_tok(&r, "species", t, 1, 118, &v));
-        REQUIRE_MSG(kq_qeq_radius((int)v) > 0.0,
-                    "species: element %ld has no QEq radius (known: 1 6 7 8 9 16 17)", v);
-        REQUIRE_MSG(s == 0 || v > m->species[s - 1],
-                    "species: atomic numbers must be ascending and distinct (%ld after %d)", v,
-                    m->species[s - 1]);
-        m->species[s] = (int)v;
-    }
-    {
-        size_t extra = 0;
-        while (pr_tok(&r)) extra++;
-        REQUIRE_MSG(extra == 0, "species: expected %d atomic numbers, found %zu", m->nspecies,
-                    (size_t)m->nspecies + extra);
-    }
-    NEXT_LINE("the 'chi' line");
-    REQUIRE(pr_word(&r, "chi") && pr_long(&r, "chi count", m->nspecies, m->nspecies, &v));
-    REQUIRE(pr_values(&r, "chi", (size_t)m->nspecies, m->chi));
-    NEXT_LINE("the 'eta' line");
-    REQUIRE(pr_word(&r, "eta") && pr_long(&r, "eta count", m->nspecies, m->nspecies, &v));
-    REQUIRE(pr_values(&r, "eta", (size_t)m->nspecies, m->eta));
-    NEXT_LINE("the 'zeta' line");
-    REQUIRE(pr_word(&r, "zeta") && pr_long(&r, "zeta", 1, 16, &v) && pr_end_of_line(&r, "zeta"));
-    m->zeta = (int)v;
-    NEXT_LINE("the 'reg' line");
-    REQUIRE(pr_word(&r, "reg") && pr_double(&r, "reg", &x));
-    REQUIRE_MSG(x >= 0.0, "reg: %g is negative", x);
-    REQUIRE(pr_end_of_line(&r, "reg"));
-    m->reg = x;
-    NEXT_LINE("the 'ndesc' line");
-    REQUIRE(pr_word(&r, "ndesc") && pr_long(&r, "ndesc", 0, KQ_MAX_DESC, &v) &&
-            pr_end_of_line(&r, "ndesc"));
-    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
-                m->kind == KQ_KIND_QEQ ? "ndesc: a kind qeq model has ndesc 0, found %ld"
-                                       : "ndesc: a kind kqeq model has ndesc 1..4, found %ld",
-                v);
-    m->ndesc = (int)v;
-    long lens[KQ_MAX_DESC];
-    int desc_line[KQ_MAX_DESC];
-    for (int d = 0; d < m->ndesc; d++) {
-        NEXT_LINE("a 'desc' line");
-        desc_line[d] = r.lineno;
-        kq_soap_params *sp = &m->soap[d];
-        REQUIRE(pr_word(&r, "desc") && pr_long(&r, "desc", d, d, &v));
-        REQUIRE(pr_word(&r, "rcut") && pr_double(&r, "rcut", &sp->rcut));
-        REQUIRE_MSG(sp->rcut > 1.0, "rcut: %g angstrom is not > 1", sp->rcut);
-        REQUIRE(pr_word(&r, "nmax") && pr_long(&r, "nmax", 1, 64, &v));
-        sp->nmax = (int)v;
-        REQUIRE(pr_word(&r, "lmax") && pr_long(&r, "lmax", 0, KQ_MAX_LMAX, &v));
-        sp->lmax = (int)v;
-        REQUIRE(pr_word(&r, "sigma") && pr_double(&r, "sigma", &sp->sigma));
-        REQUIRE_MSG(sp->sigma >= KQ_SOAP_MIN_SIGMA, "sigma: %g angstrom is below %g",
-                    sp->sigma, KQ_SOAP_MIN_SIGMA);
-        REQUIRE(pr_word(&r, "delta") && pr_double(&r, "delta", &m->delta[d]));
-        REQUIRE_MSG(m->delta[d] > 0.0, "delta: %g is not positive", m->delta[d]);
-        REQUIRE(pr_word(&r, "length") && pr_long(&r, "length", 1, LONG_MAX, &lens[d]));
-        REQUIRE(pr_end_of_line(&r, "desc"));
-    }
-    {
-        int mc = model_make_calcs(m);
-        if (mc == KQ_ENOMEM) {
-            rc = KQ_ENOMEM;
-            pr_fail(&r, "out of memory for the SOAP tables");
-            goto fail;
-        }
-        if (mc) {
-            /* the calculators are made in order: the first without one failed */
-            int d = 0;
-            while (d < m->ndesc - 1 && m->calc[d]) d++;
-            r.lineno = m->ndesc ? desc_line[d] : r.lineno;
-            REQUIRE_MSG(0, "desc %d: SOAP settings rcut %g nmax %d lmax %d sigma %g refused (%s)",
-                        d, m->soap[d].rcut, m->soap[d].nmax, m->soap[d].lmax, m->soap[d].sigma,
-                        kq_strerror(mc));
-        }
-        for (int d = 0; d < m->ndesc; d++)
-            if ((long)m->len[d] != lens[d]) {
-                r.lineno = desc_line[d];
-                REQUIRE_MSG(0,
-                            "desc %d: length %ld does not match nmax, lmax and %d species "
-                            "(%zu)",
-                            d, lens[d], m->nspecies, m->len[d]);
-            }
-    }
-    NEXT_LINE("the 'nrep' line");
-    REQUIRE(pr_word(&r, "nrep") && pr_long(&r, "nrep", 0, LONG_MAX, &v) &&
-            pr_end_of_line(&r, "nrep"));
-    REQUIRE_MSG((m->kind == KQ_KIND_QEQ) == (v == 0),
-                m->kind == KQ_KIND_QEQ ? "nrep: a kind qeq model has nrep 0, found %ld"
-                                       : "nrep: a kind kqeq model has nrep >= 1, found %ld",
-                v);
-    {
-        /* Every value takes at least two characters of text: a larger count
-         * cannot be true, so refuse it before allocating. */
-        size_t per = 1;
-        for (int d = 0; d < m->ndesc; d++) per += m->len[d];
-        REQUIRE_MSG((unsigned long)v <= len / 2 / per,
-                    "nrep %ld is larger than the text can hold", v);
-        REQUIRE_MSG(v <= INT_MAX / 4, "nrep %ld is more than %d", v, INT_MAX / 4);
-    }
-    m->nrep = (int)v;
-    if (m->nrep > 0) {
-        m->w = malloc((size_t)m->nrep * sizeof *m->w);
-        if (!m->w) {
-            rc = KQ_ENOMEM;
-            pr_fail(&r, "out of memory for %d representatives", m->nrep);
-            goto fail;
-        }
-        for (int d = 0; d < m->ndesc; d++) {
-            m->rep[d] = malloc((size_t)m->nrep * m->len[d] * sizeof(double));
-            if (!m->rep[d]) {
-                rc = KQ_ENOMEM;
-                pr_fail(&r, "out of memory for %d representatives", m->nrep);
-                goto fail;
-            }
-        }
-    }
-    for (int rr = 0; rr < m->nrep; rr++) {
-        NEXT_LINE("a 'rep' line");
-        REQUIRE(pr_word(&r, "rep") && pr_long(&r, "rep", rr, rr, &v) &&
-                pr_double(&r, "weight", &m->w[rr]) && pr_end_of_line(&r, "rep"));
-        for (int d = 0; d < m->ndesc; d++) {
-            NEXT_LINE("a 'v' line");
-            REQUIRE(pr_word(&r, "v") && pr_long(&r, "v", d, d, &v));
-            double *vec = m->rep[d] + (size_t)rr * m->len[d];
-            REQUIRE(pr_values(&r, "v", m->len[d], vec));
-            /* unit length or zero (see KQ_REP_NORM_TOL); sum as kq_normalize_rows */
-            double nrm = sqrt(kq_dot(vec, vec, m->len[d]));
-            REQUIRE_MSG(nrm == 0.0 || fabs(nrm - 1.0) <= KQ_REP_NORM_TOL,
-                        "v %d of representative %d: Euclidean length %.17g, not 1 (nor 0)", d,
-                        rr, nrm);
-        }
-    }
-    NEXT_LINE("the line 'end'");
-    REQUIRE(pr_word(&r, "end") && pr_end_of_line(&r, "end"));
+    int rc = read_head(&r, m, len);
+    if (!rc) rc = read_descs(&r, m);
+    if (!rc) rc = read_reps(&r, m, len);
+    if (!rc) rc = pr_need_line(&r, "the line 'end'");
+    if (!rc && !(pr_word(&r, "end") && pr_end_of_line(&r, "end"))) rc = KQ_EFORMAT;
     /* nothing but comments after "end" */
-    REQUIRE_MSG(!pr_next(&r), "text after 'end'");
+    if (!rc && pr_next(&r)) {
+        pr_fail(&r, "text after 'end'");
+        rc = KQ_EFORMAT;
+    }
+    if (rc) {
+        if (line) *line = r.lineno;
+        pr_fail(&r, "damaged kqeq model text"); /* only if no reason was recorded */
+        kq_model_free(m);
+    }
     free(r.line);
-    return KQ_OK;
-fail:
-    if (line) *line = r.lineno;
-    pr_fail(&r, "damaged kqeq model text"); /* only if no reason was recorded */
-    free(r.line);
-    kq_model_free(m);
     return rc;
-#undef NEXT_LINE
-#undef REQUIRE
-#undef REQUIRE_MSG
 }

@@ -1,115 +1,40 @@
-/* kqeq.h - kernel charge equilibration (kQEq) and its parts: classical QEq,
- * SOAP descriptors (DScribe's definition), SOAP kernels, kQEq training and
- * prediction.
+/* kqeq.h - kernel charge equilibration (kQEq): classical QEq with Gaussian
+ * charges, SOAP kernels, and the kQEq model built on them: training (closed
+ * form and sparse), prediction of charges, dipoles and polarizabilities,
+ * model text. The SOAP descriptors themselves are in soap.h (included).
  *
  * Sources: Staacke et al., "Kernel charge equilibration" (2021) (equation
  * numbers "Eq. N" refer to it), ../shared/specs/kqeq.md and
  * ../shared/specs/soap.md.
  *
- * Vendoring: copy kqeq.c, kqeq.h, linalg.c, linalg.h. C11, libc and libm.
- * The library never prints, exits or keeps global state; every function that
- * can fail returns KQ_OK (0) or a positive KQ_E* code (kq_strerror()).
+ * Vendoring: copy kqeq.c, kqeq.h, soap.c, soap.h, linalg.c, linalg.h. C11,
+ * libc and libm. The library never prints, exits or keeps global state;
+ * every function that can fail returns KQ_OK (0) or a positive KQ_E* code
+ * (kq_strerror(), soap.h). Every function below that returns numbers returns
+ * KQ_ERANGE instead of a NaN or Inf result (kq_qeq_solve, kq_predict,
+ * kq_set_predict, kq_train, kq_train_qeq_eta); kq_model_write refuses a model
+ * holding one (KQ_EINVAL).
  *
- * Units at this interface: positions in angstrom, charges in e, dipoles in
- * e*angstrom unless a name says otherwise (see each function).
+ * Units at this interface: positions in angstrom (as in files); everything
+ * else in atomic units: charges e, dipoles e*bohr (names end in _au),
+ * electronegativities chi hartree/e, hardness eta hartree/e^2, energies
+ * hartree, polarizabilities bohr^3. 1 angstrom = 1/0.529177210903 bohr.
  */
 #ifndef KQEQ_H
 #define KQEQ_H
 
 #include <stddef.h>
 
-enum {
-    KQ_OK = 0,
-    KQ_EINVAL = 1,    /* bad argument (sizes, NULL, non-finite input, ...) */
-    KQ_ENOMEM = 2,    /* allocation failed or a size computation would overflow */
-    KQ_ESPECIES = 3,  /* an element that the descriptor/model does not know */
-    KQ_EOVERLAP = 4,  /* two atoms closer than 1e-6 angstrom */
-    KQ_ELINALG = 5,   /* a linear system was not SPD / singular */
-    KQ_EFORMAT = 6,   /* a model text is damaged (see the parser's line number) */
-    KQ_ERANGE = 7     /* a result is not a finite number (inputs or model out of range):
-                       * refused instead of returned */
-};
-const char *kq_strerror(int code);
+#include "soap.h"
 
 /* ------------------------------------------------------------------------ */
-/* SOAP (specs/soap.md)                                                      */
+/* SOAP kernels (specs/soap.md, "Kernel used by kQEq"; kQEq paper Eq. 11)    */
 /* ------------------------------------------------------------------------ */
-
-#define KQ_MAX_SPECIES 16
-#define KQ_MAX_LMAX 20
-#define KQ_SOAP_MAX_NMAX 1000 /* larger nmax: KQ_EINVAL (KQ_ENOMEM if sizes overflow) */
-#define KQ_SOAP_MIN_SIGMA 1e-3 /* angstrom: smallest explicit Gaussian width (KQ_EINVAL below) */
-
-typedef struct {
-    double rcut;    /* angstrom, > 1 */
-    int nmax;       /* >= 1 */
-    int lmax;       /* 0..KQ_MAX_LMAX */
-    double sigma;   /* Gaussian width in angstrom, >= KQ_SOAP_MIN_SIGMA; <= 0 means rcut / 8 */
-    int nspecies;   /* 1..KQ_MAX_SPECIES */
-    int species[KQ_MAX_SPECIES]; /* atomic numbers; sorted ascending by kq_soap_new */
-} kq_soap_params;
-
-/* A SOAP calculator: the radial basis (alpha, beta) precomputed once, plus
- * scratch space that grows as needed (so one calculator must not be used by
- * two threads at once). */
-typedef struct kq_soap kq_soap;
-
-/* KQ_EINVAL for bad parameters (rcut not finite or <= 1, nmax < 1, lmax
- * outside 0..KQ_MAX_LMAX, non-finite sigma, 0 < sigma < KQ_SOAP_MIN_SIGMA,
- * nspecies outside 1..KQ_MAX_SPECIES, Z outside 1..118 or given twice, or any
- * table of the radial basis (alpha, beta, eta = 1/(2 sigma^2), gamma, the
- * prefactors B) not finite: such parameters would give NaN/Inf descriptors,
- * so they are refused here), KQ_ENOMEM if the sizes overflow or memory runs
- * out, KQ_ELINALG if the basis overlap is not positive definite in double
- * precision (very large nmax). */
-int kq_soap_new(const kq_soap_params *p, kq_soap **out);
-void kq_soap_free(kq_soap *s);
-/* Length of one atom's vector: (S nmax)(S nmax + 1)/2 (lmax + 1). */
-size_t kq_soap_length(const kq_soap *s);
-/* The parameters actually used (species sorted, sigma resolved). */
-const kq_soap_params *kq_soap_get_params(const kq_soap *s);
-/* DScribe's radial basis tables: alpha [lmax+1][nmax] and beta
- * [lmax+1][nmax][nmax] (row n, column k), for comparison with soap_ref. */
-const double *kq_soap_alpha(const kq_soap *s);
-const double *kq_soap_beta(const kq_soap *s);
-
-/* Raw (unnormalised) power spectra of every atom of one molecule.
- * z [natoms], pos [natoms*3] angstrom, out [natoms * kq_soap_length(s)].
- * KQ_ESPECIES if an atom's element is not in the species list, KQ_EINVAL for
- * a non-finite position, KQ_EOVERLAP for two atoms closer than 1e-6 A,
- * KQ_ENOMEM if natoms * length would overflow; on error out is untouched.
- * Contributions are summed in ascending neighbour index, so the result is the
- * same bits whichever neighbour search runs. */
-int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out);
-
-/* The checks of kq_soap_compute without computing anything (KQ_EINVAL for
- * non-finite positions, KQ_ESPECIES, KQ_EOVERLAP): lets a program reject a
- * bad frame before it prints any output. Cost linear in natoms. */
-int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos);
-
-/* Neighbour search used by kq_soap_compute. AUTO (the default) uses brute
- * force up to 64 atoms and cell lists (cost linear in N) above, and computes
- * the radial and angular factors of each atom pair once for both centres;
- * CELLS forces cell lists; BRUTE is the plain reference path (O(N^2) search,
- * every pair computed from both sides). All give the same neighbour lists in
- * ascending index order and bitwise identical descriptors (tests/test_soap.c
- * checks it). KQ_EINVAL for another mode. */
-enum { KQ_SEARCH_AUTO = 0, KQ_SEARCH_BRUTE = 1, KQ_SEARCH_CELLS = 2 };
-int kq_soap_set_search(kq_soap *s, int mode);
-
-/* Instruction set of kq_soap_compute's inner loops. AUTO (the default) picks
- * AVX2 when the library was built by gcc/clang for x86-64 and the CPU has
- * it, else PORTABLE (plain C: SSE2 on x86-64). Both copies are the same C
- * code without FMA, so they give bitwise identical descriptors
- * (tests/test_soap.c checks it); the switch exists for that test and for
- * timing. KQ_EINVAL for another mode, or for AVX2 where it is not available. */
-enum { KQ_SIMD_AUTO = 0, KQ_SIMD_PORTABLE = 1, KQ_SIMD_AVX2 = 2 };
-int kq_soap_set_simd(kq_soap *s, int mode);
 
 /* Normalise each of n rows of length len to unit Euclidean length (a zero row
  * stays zero). */
 void kq_normalize_rows(size_t n, size_t len, double *p);
-/* Kernel of two normalised vectors: (p . q)^zeta. */
+/* Kernel of two normalised vectors: (p . q)^zeta (Eq. 12, zeta = 2 there). */
 double kq_kernel(const double *p, const double *q, size_t len, int zeta);
 /* Kernel matrix between two sets of normalised vectors:
  * k[i*nb + j] = (a_i . b_j)^zeta for a [na][len], b [nb][len], k [na][nb].
@@ -120,28 +45,6 @@ double kq_kernel(const double *p, const double *q, size_t len, int zeta);
  * b may be the same array; k must not overlap them. */
 void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, size_t len,
                       int zeta, double *k);
-
-/* ======================================================================== */
-/* Classical QEq and kQEq                                                     */
-/* ======================================================================== */
-/* Every function below that returns numbers returns KQ_ERANGE instead of a
- * NaN or Inf result (kq_qeq_solve, kq_predict, kq_set_predict, kq_train,
- * kq_train_qeq_eta); kq_model_write refuses a model holding one (KQ_EINVAL). */
-/* Classical QEq with Gaussian charges and the kQEq model built on it:
- * training (closed form and sparse), prediction of charges, dipoles and
- * polarizabilities, model text.
- *
- * Sources: Staacke et al., "Kernel charge equilibration" (2021), equation
- * numbers "Eq. N" are the paper's; ../shared/specs/kqeq.md.
- *
- * Units: positions at this interface in angstrom (as in files); everything
- * else in atomic units: charges e, dipoles e*bohr (names end in _au),
- * electronegativities chi hartree/e, hardness eta hartree/e^2, energies
- * hartree, polarizabilities bohr^3. 1 angstrom = 1/0.529177210903 bohr.
- *
- * Like kqeq.h: no printing, no global state; functions return KQ_OK or a
- * positive KQ_E* code.
- */
 
 #define KQ_BOHR_ANGSTROM 0.529177210903   /* 1 bohr in angstrom (CODATA 2018) */
 #define KQ_AU_DEBYE 2.541746473           /* 1 e*bohr in debye (specs/kqeq.md) */
@@ -302,7 +205,9 @@ typedef struct {
 
 /* Train m (initialised by kq_model_init, species/SOAP as used to build the
  * sets) on the molecules sel[0..nsel-1] of train (sel NULL = all), choosing
- * sigma on valid (may be NULL). For QEq models the per-species chi are fitted
+ * sigma on valid (may be NULL). kQEq: the weights minimise the loss of Eq. 19,
+ * |mu - mu_ref|^2 + sigma w^T K w with mu of Eq. 18; the full form solves
+ * Eq. 20, the sparse form its representative-atom version (specs/kqeq.md). For QEq models the per-species chi are fitted
  * by linear least squares (eta kept); opts->reg and sparse are then unused.
  * report (may be NULL) receives the training / validation errors. */
 int kq_train(kq_model *m, const kq_set *train, const int *sel, int nsel, const kq_set *valid,

@@ -33,7 +33,7 @@ static double norm_inf(int rows, int cols, const double *a, int lda) {
     for (int i = 0; i < rows; i++) {
         double s = 0.0;
         for (int j = 0; j < cols; j++) s += fabs(a[(size_t)i * lda + j]);
-        if (s > m) m = s;
+        m = th_worst(m, s);
     }
     return m;
 }
@@ -259,15 +259,15 @@ static void test_random_solves(void) {
         CHECK(rc == LA_OK, "chol n=%d rc %d", n, rc);
         CHECK(la_cholesky_solve(n, nrhs, f, n, x, nrhs) == LA_OK, "chol solve rc");
         double e = backward_error(n, nrhs, a, x, b);
-        worst_chol = fmax(worst_chol, e);
-        CHECK(e < 1e-13, "cholesky solve n=%d backward error %.3g", n, e);
+        worst_chol = th_worst(worst_chol, e);
+        CHECK(e < 2e-15, "cholesky solve n=%d backward error %.3g", n, e);
 
         /* SPD inverse */
         memcpy(ai, a, sizeof(double) * n * n);
         CHECK(la_spd_inverse(n, ai, n, NULL) == LA_OK, "spd_inverse rc");
         e = backward_error(n, n, a, ai, id);
-        worst_spdinv = fmax(worst_spdinv, e);
-        CHECK(e < 1e-13, "spd_inverse n=%d ||A X - I|| / (||A|| ||X||) %.3g", n, e);
+        worst_spdinv = th_worst(worst_spdinv, e);
+        CHECK(e < 2e-15, "spd_inverse n=%d ||A X - I|| / (||A|| ||X||) %.3g", n, e);
 
         /* triangular solves with the factor, both directions */
         double *lt = dalloc((size_t)n * n);
@@ -279,19 +279,19 @@ static void test_random_solves(void) {
         for (int i = 0; i < n * nrhs; i++) b[i] = x[i] = urand();
         CHECK(la_trsm_lower(n, nrhs, f, n, x, nrhs) == LA_OK, "trsm rc");
         e = backward_error(n, nrhs, lt, x, b);
-        worst_trsm = fmax(worst_trsm, e);
-        CHECK(e < 1e-13, "trsm_lower n=%d backward error %.3g", n, e);
+        worst_trsm = th_worst(worst_trsm, e);
+        CHECK(e < 2e-15, "trsm_lower n=%d backward error %.3g", n, e);
         for (int i = 0; i < n * nrhs; i++) b[i] = x[i] = urand();
         CHECK(la_trsm_lower_t(n, nrhs, f, n, x, nrhs) == LA_OK, "trsm_t rc");
         e = backward_error(n, nrhs, ltt, x, b);
-        worst_trsm = fmax(worst_trsm, e);
-        CHECK(e < 1e-13, "trsm_lower_t n=%d backward error %.3g", n, e);
+        worst_trsm = th_worst(worst_trsm, e);
+        CHECK(e < 2e-15, "trsm_lower_t n=%d backward error %.3g", n, e);
         /* one right-hand side (its own code path in trsm_lower_t) */
         for (int i = 0; i < n; i++) b[i] = x[i] = urand();
         CHECK(la_cholesky_solve(n, 1, f, n, x, 1) == LA_OK, "chol solve 1 rc");
         e = backward_error(n, 1, a, x, b);
-        worst_chol = fmax(worst_chol, e);
-        CHECK(e < 1e-13, "cholesky solve nrhs=1 n=%d backward error %.3g", n, e);
+        worst_chol = th_worst(worst_chol, e);
+        CHECK(e < 2e-15, "cholesky solve nrhs=1 n=%d backward error %.3g", n, e);
         free(lt);
         free(ltt);
 
@@ -302,12 +302,12 @@ static void test_random_solves(void) {
         CHECK(la_lu(n, f, n, piv, NULL) == LA_OK, "lu n=%d", n);
         CHECK(la_lu_solve(n, nrhs, f, n, piv, x, nrhs) == LA_OK, "lu_solve rc");
         e = backward_error(n, nrhs, a, x, b);
-        worst_lu = fmax(worst_lu, e);
-        CHECK(e < 1e-13, "lu solve n=%d backward error %.3g", n, e);
+        worst_lu = th_worst(worst_lu, e);
+        CHECK(e < 2e-15, "lu solve n=%d backward error %.3g", n, e);
         CHECK(la_inverse(n, a, n, ai, n) == LA_OK, "inverse rc");
         e = backward_error(n, n, a, ai, id);
-        worst_inv = fmax(worst_inv, e);
-        CHECK(e < 1e-13, "inverse n=%d ||A X - I|| / (||A|| ||X||) %.3g", n, e);
+        worst_inv = th_worst(worst_inv, e);
+        CHECK(e < 2e-15, "inverse n=%d ||A X - I|| / (||A|| ||X||) %.3g", n, e);
 
         free(a); free(f); free(x); free(b); free(ai); free(id); free(piv);
     }
@@ -334,7 +334,7 @@ static void test_random_solves(void) {
     }
     CHECK(pad_ok, "padding beyond n / nrhs untouched");
     double e = backward_error(n, nrhs, a0, x, b0);
-    CHECK(e < 1e-13, "lda > n backward error %.3g", e);
+    CHECK(e < 2e-15, "lda > n backward error %.3g", e);
     free(a); free(a0); free(b); free(x); free(b0);
 }
 
@@ -383,14 +383,14 @@ static void test_hilbert(void) {
         CHECK(rc == LA_OK, "hilbert %d cholesky rc %d", n, rc);
         CHECK(la_cholesky_solve(n, 1, f, n, x, 1) == LA_OK, "hilbert solve rc");
         double e = backward_error(n, 1, h, x, b);
-        CHECK(e < 1e-13, "hilbert %d cholesky backward error %.3g", n, e);
+        CHECK(e < 2e-16, "hilbert %d cholesky backward error %.3g", n, e);
         int piv[12];
         memcpy(f, h, sizeof(double) * n * n);
         for (int i = 0; i < n; i++) x[i] = b[i];
         CHECK(la_lu(n, f, n, piv, NULL) == LA_OK && la_lu_solve(n, 1, f, n, piv, x, 1) == LA_OK,
               "hilbert lu rc");
         double e2 = backward_error(n, 1, h, x, b);
-        CHECK(e2 < 1e-13, "hilbert %d lu backward error %.3g", n, e2);
+        CHECK(e2 < 2e-16, "hilbert %d lu backward error %.3g", n, e2);
         /* all eigenvalues positive, and the Jacobi residual small */
         CHECK(w[0] > 0.0, "hilbert %d smallest eigenvalue %.3g", n, w[0]);
         printf("hilbert n=%2d: cond2 %.3e (lambda_min %.3e), backward error cholesky %.1e lu %.1e\n",
@@ -417,25 +417,25 @@ static void check_eig(int n, const double *a, const char *what, double *worst_re
     la_matmul(n, n, n, a, n, v, n, av, n);
     double an = norm_inf(n, n, a, n), res = 0.0, orth = 0.0;
     for (int i = 0; i < n; i++)
-        for (int k = 0; k < n; k++) res = fmax(res, fabs(av[(size_t)i * n + k] - v[(size_t)i * n + k] * w[k]));
+        for (int k = 0; k < n; k++) res = th_worst(res, fabs(av[(size_t)i * n + k] - v[(size_t)i * n + k] * w[k]));
     res /= an > 0 ? an : 1.0;
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) vt[(size_t)i * n + j] = v[(size_t)j * n + i];
     la_matmul(n, n, n, vt, n, v, n, vtv, n);
     for (int i = 0; i < n; i++)
-        for (int j = 0; j < n; j++) orth = fmax(orth, fabs(vtv[(size_t)i * n + j] - (i == j)));
+        for (int j = 0; j < n; j++) orth = th_worst(orth, fabs(vtv[(size_t)i * n + j] - (i == j)));
     int asc = 1;
     for (int k = 1; k < n; k++) asc &= w[k - 1] <= w[k];
-    CHECK(res < 1e-13, "%s n=%d: |A V - V W| / ||A|| = %.3g", what, n, res);
-    CHECK(orth < 1e-13, "%s n=%d: |V^T V - I| = %.3g", what, n, orth);
+    CHECK(res < 3e-15, "%s n=%d: |A V - V W| / ||A|| = %.3g", what, n, res);
+    CHECK(orth < 1.5e-14, "%s n=%d: |V^T V - I| = %.3g", what, n, orth);
     CHECK(asc, "%s n=%d: eigenvalues not ascending", what, n);
     /* deterministic: a second call gives the same bits */
     double *w2 = dalloc(n), *v2 = dalloc((size_t)n * n);
     la_sym_eig(n, a, n, w2, v2, n);
     CHECK(memcmp(w, w2, sizeof(double) * n) == 0 && memcmp(v, v2, sizeof(double) * n * n) == 0,
           "%s n=%d: repeat call differs", what, n);
-    *worst_res = fmax(*worst_res, res);
-    *worst_orth = fmax(*worst_orth, orth);
+    *worst_res = th_worst(*worst_res, res);
+    *worst_orth = th_worst(*worst_orth, orth);
     free(w); free(v); free(av); free(vtv); free(vt); free(w2); free(v2);
 }
 
@@ -472,7 +472,7 @@ static void test_eigen(void) {
         check_eig(n, a, "repeated eigenvalues", &res, &orth);
         CHECK(la_sym_eig(n, a, n, w, q, n) == LA_OK, "rc");
         double err = 0.0;
-        for (int k = 0; k < n; k++) err = fmax(err, fabs(w[k] - d[k]));
+        for (int k = 0; k < n; k++) err = th_worst(err, fabs(w[k] - d[k]));
         CHECK(err < 1e-13, "repeated eigenvalues n=%d: max |w - d| %.3g", n, err);
         free(r); free(w); free(q); free(a); free(d);
     }
@@ -485,7 +485,7 @@ static void test_eigen(void) {
     check_eig(n, a, "all ones", &res, &orth);
     la_sym_eig(n, a, n, w, v, n);
     double e0 = 0.0;
-    for (int k = 0; k < n - 1; k++) e0 = fmax(e0, fabs(w[k]));
+    for (int k = 0; k < n - 1; k++) e0 = th_worst(e0, fabs(w[k]));
     CHECK(e0 < 1e-14 * n, "all ones: zero eigenvalues %.3g", e0);
     CHECK_REL(w[n - 1], (double)n, 1e-14, "all ones: eigenvalue n");
     printf("eigen repeated/degenerate: max |AV-VW|/||A|| %.2g, max |V^T V - I| %.2g\n", res, orth);
@@ -579,12 +579,12 @@ static void test_soap_overlap(void) {
             la_matmul(NMAX, NMAX, NMAX, t1, NMAX, b, NMAX, t2, NMAX);
             double err = 0.0;
             for (int i = 0; i < NMAX; i++)
-                for (int j = 0; j < NMAX; j++) err = fmax(err, fabs(t2[i * NMAX + j] - (i == j)));
+                for (int j = 0; j < NMAX; j++) err = th_worst(err, fabs(t2[i * NMAX + j] - (i == j)));
             CHECK(err < tol_id[r], "rc %.1f l=%d: max |S^-1/2 S S^-1/2 - I| = %.3g (cond %.2g)", rcs[r],
                   l, err, cond);
             printf(" l%d %.1e(cond %.0e)", l, err, cond);
-            worst = fmax(worst, err);
-            worst_cond = fmax(worst_cond, cond);
+            worst = th_worst(worst, err);
+            worst_cond = th_worst(worst_cond, cond);
         }
         fnv_state = 0xCBF29CE484222325ull; /* libm-dependent (pow, tgamma): printed, not asserted */
         fnv(mine, sizeof mine);
@@ -604,11 +604,11 @@ static void test_soap_overlap(void) {
         for (int l = 0; l <= LMAX; l++) {
             double md = 0.0, mb = 0.0;
             for (int i = 0; i < NMAX * NMAX; i++) {
-                md = fmax(md, fabs(mine[l][i] - ref[l][i]));
-                mb = fmax(mb, fabs(ref[l][i]));
+                md = th_worst(md, fabs(mine[l][i] - ref[l][i]));
+                mb = th_worst(mb, fabs(ref[l][i]));
             }
             printf(" %.1e", md / mb);
-            dmax = fmax(dmax, md / mb);
+            dmax = th_worst(dmax, md / mb);
         }
         printf("\n");
         /* DScribe's own table carries the conditioning error (its betas are

@@ -1,0 +1,1396 @@
+/* soap.c - SOAP descriptors (DScribe's GTO definition, ../shared/specs/soap.md).
+ *
+ * Every formula is from ../shared/specs/soap.md ("spec") unless a comment
+ * names another source. C11, libc and libm only (no POSIX, no M_PI); uses
+ * linalg.h for the symmetric inverse square root of the basis overlap.
+ *
+ * Reading order:
+ *   1. The plain reference (kq_soap_reference and its five helpers, right
+ *      below): the spec's equations in order, one centre and one neighbour
+ *      at a time, no tables kept between calls, no vector kernels. Start
+ *      here.
+ *   2. The fast path (kq_soap_new / kq_soap_compute, from "The fast path"
+ *      on): the same sums in the same order, with precomputed tables, cell
+ *      lists, pair reuse and blocked kernels that the compiler vectorises.
+ *      tests/test_soap.c checks that both give the same bits (memcmp).
+ *
+ * The equations, for one centre i (spec "Expansion coefficients", "Power
+ * spectrum"):
+ *
+ *   c^Z_nlm(i) = sum_{j of species Z, |r_ij| <= cut} R_lm(r_ij) h_ln(|r_ij|),
+ *   h_ln(r)    = sum_k B^(l)_nk exp(-gamma_lk r^2),
+ *   B^(l)_nk   = pi^(3/2) beta^(l)_nk eta^l (alpha_lk + eta)^-(l + 3/2),
+ *   gamma_lk   = alpha_lk eta / (alpha_lk + eta),
+ *
+ * where R_lm(r) = |r|^l Y_lm(r/|r|) is the real regular solid harmonic (a
+ * polynomial in x, y, z: no trigonometry, no division by |r|). Then
+ *
+ *   p^(Z1 Z2)_(n n' l) = pi sqrt(8 / (2l + 1)) sum_m c^Z1_nlm c^Z2_n'lm.
+ *
+ * h is formed per neighbour (not B applied to sums over neighbours): the sum
+ * over k cancels heavily (|beta| ~ 1e3..1e4), and doing it per pair keeps
+ * the result independent of the neighbour order to ~1e-16 and rotation
+ * invariant to ~1e-13 (tests/test_soap.c).
+ *
+ * Reproducibility: every sum runs in a fixed written order (neighbours in
+ * ascending atom index, the centre itself included at its own index; k and m
+ * ascending, each sum starting from 0.0), in both paths. exp() is our own
+ * (soap_exp), so the bits do not depend on the C library either.
+ */
+#include "soap.h"
+
+#include <limits.h>
+#include <math.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "linalg.h"
+
+#define KQ_PI 3.14159265358979323846
+
+/* Helpers of the fast path's per-centre work are forced inline, so that each
+ * of its two copies (portable, AVX2: see "The fast path") gets them compiled
+ * for its own instruction set; soap_exp too, as soap_exp_near runs it four
+ * lanes at a time. Forcing changes no value. */
+#if defined(__GNUC__)
+#define KQ_INLINE static inline __attribute__((always_inline))
+#else
+#define KQ_INLINE static inline
+#endif
+
+const char *kq_strerror(int code) {
+    switch (code) {
+    case KQ_OK: return "success";
+    case KQ_EINVAL: return "invalid argument";
+    case KQ_ENOMEM: return "out of memory (or a size that would overflow)";
+    case KQ_ESPECIES: return "element not in the species list";
+    case KQ_EOVERLAP: return "two atoms closer than 1e-6 angstrom";
+    case KQ_ELINALG: return "linear algebra failure (matrix not positive definite or singular)";
+    case KQ_EFORMAT: return "damaged model text";
+    case KQ_ERANGE: return "result is not a finite number (inputs or model out of range)";
+    default: return "unknown error code";
+    }
+}
+
+/* a * b elements of size sz without overflowing size_t; 0 on overflow. */
+static int kq_mul_ok(size_t a, size_t b, size_t *out) {
+    if (a != 0 && b > SIZE_MAX / a) return 0;
+    *out = a * b;
+    return 1;
+}
+
+static double *kq_alloc_doubles(size_t a, size_t b, size_t c, int *err) {
+    size_t n, bytes;
+    if (!kq_mul_ok(a, b, &n) || !kq_mul_ok(n, c, &n) || !kq_mul_ok(n, sizeof(double), &bytes)) {
+        *err = KQ_ENOMEM;
+        return NULL;
+    }
+    double *p = calloc(n ? n : 1, sizeof(double));
+    if (!p) *err = KQ_ENOMEM;
+    return p;
+}
+
+/* ======================================================================== */
+/* 1. The plain reference                                                    */
+/* ======================================================================== */
+
+/* Checks p and returns the parameters actually used in q: species sorted
+ * ascending by Z (spec "Inputs"), sigma <= 0 resolved to rcut / 8 (the kQEq
+ * paper's choice). KQ_EINVAL as kq_soap_new documents (soap.h). */
+static int soap_resolve_params(const kq_soap_params *p, kq_soap_params *q) {
+    if (!p) return KQ_EINVAL;
+    if (!isfinite(p->rcut) || !(p->rcut > 1.0)) return KQ_EINVAL;
+    if (p->nmax < 1 || p->nmax > KQ_SOAP_MAX_NMAX || p->lmax < 0 || p->lmax > KQ_MAX_LMAX)
+        return KQ_EINVAL;
+    if (isnan(p->sigma) || isinf(p->sigma)) return KQ_EINVAL;
+    /* A far smaller width overflows eta^l = (1/(2 sigma^2))^l in the
+     * prefactors B (NaN descriptors); kq_soap_new's finiteness checks of its
+     * tables catch whatever this bound lets through. */
+    if (p->sigma > 0.0 && p->sigma < KQ_SOAP_MIN_SIGMA) return KQ_EINVAL;
+    if (p->nspecies < 1 || p->nspecies > KQ_MAX_SPECIES) return KQ_EINVAL;
+    *q = *p;
+    for (int i = 0; i < q->nspecies; i++)
+        if (q->species[i] < 1 || q->species[i] > 118) return KQ_EINVAL;
+    /* sort ascending by Z (insertion sort), reject duplicates */
+    for (int i = 1; i < q->nspecies; i++) {
+        int v = q->species[i], j = i - 1;
+        while (j >= 0 && q->species[j] > v) { q->species[j + 1] = q->species[j]; j--; }
+        q->species[j + 1] = v;
+    }
+    for (int i = 1; i < q->nspecies; i++)
+        if (q->species[i] == q->species[i - 1]) return KQ_EINVAL;
+    for (int i = q->nspecies; i < KQ_MAX_SPECIES; i++) q->species[i] = 0;
+    if (q->sigma <= 0.0) q->sigma = q->rcut / 8.0;
+    return KQ_OK;
+}
+
+/* Spec "Density around centre i": the neighbour cutoff rcut + sigma
+ * sqrt(2 ln 1000) (angstrom), where a Gaussian of width sigma has fallen to
+ * 1/1000. */
+static double soap_cutoff(const kq_soap_params *q) {
+    return q->rcut + q->sigma * sqrt(2.0 * log(1000.0));
+}
+
+/* Spec "Radial basis", for one l: alpha [nmax] (1/angstrom^2), beta
+ * [nmax][nmax] (row n, column k) = (S^(l))^(-1/2), s_work [nmax*nmax]. */
+static int soap_radial_basis(double rcut, int nmax, int l, double *alpha, double *beta,
+                             double *s_work) {
+    /* a_k = linspace(1, rcut, nmax) as numpy computes it: k * step + 1, last = rcut */
+    double step = nmax > 1 ? (rcut - 1.0) / (double)(nmax - 1) : 0.0;
+    for (int k = 0; k < nmax; k++) {
+        double a = (double)k * step + 1.0;
+        if (k == nmax - 1 && nmax > 1) a = rcut;
+        /* alpha_lk = -ln(1e-3 / a^l) / a^2 = (ln 1000 + l ln a) / a^2 */
+        alpha[k] = -log(1e-3 / pow(a, (double)l)) / (a * a);
+    }
+    /* S^(l)_kk' = (1/2) Gamma(l + 3/2) (alpha_lk + alpha_lk')^-(l + 3/2), with
+     * Gamma(l + 3/2) = sqrt(pi) prod_{t=0}^{l} (t + 1/2) */
+    double g = sqrt(KQ_PI);
+    for (int t = 0; t <= l; t++) g *= (double)t + 0.5;
+    for (int k = 0; k < nmax; k++)
+        for (int q = 0; q < nmax; q++)
+            s_work[k * nmax + q] = 0.5 * g * pow(alpha[k] + alpha[q], -((double)l + 1.5));
+    /* beta^(l) = (S^(l))^(-1/2), Loewdin, by Jacobi eigenvectors (linalg.c) */
+    int rc = la_sym_inv_sqrt(nmax, s_work, nmax, beta, nmax);
+    if (rc == LA_NOMEM) return KQ_ENOMEM;
+    if (rc != LA_OK) return KQ_ELINALG;
+    return KQ_OK;
+}
+
+/* Spec "Expansion coefficients": the Gaussian of width sigma (eta = 1/(2
+ * sigma^2)) at distance r, integrated against r^l exp(-alpha r^2) Y_lm, is
+ *   pi^(3/2) eta^l (alpha + eta)^-(l + 3/2) exp(-gamma r^2) r^l Y_lm,
+ *   gamma = alpha eta / (alpha + eta).
+ * Returns the prefactor w = pi^(3/2) eta^l (alpha + eta)^-(l + 3/2) and -gamma
+ * in *ngamma (1/angstrom^2). B^(l)_nk = beta^(l)_nk w_lk. */
+static double soap_radial_factor(double alpha, double eta, int l, double *ngamma) {
+    const double ae = alpha + eta;
+    *ngamma = -(alpha * eta / ae);
+    return KQ_PI * sqrt(KQ_PI) * pow(eta, (double)l) * pow(ae, -((double)l + 1.5));
+}
+
+/* exp(x) for -700 <= x <= 0, about 1 ulp, the same bits with any C library:
+ * x = (64 k + j) ln2/64 + r with |r| <= ln2/128 (Cody-Waite split of ln2/64),
+ * exp(x) = 2^k * 2^(j/64) * e^r, 2^(j/64) from exp2tab [64] (exp2tab[j] =
+ * exp2(j/64.0), exact to the last bit in any correct libm: the values are
+ * the correctly rounded ones) and e^r - 1 from its Taylor series to degree 5
+ * (truncation r^6/720 < 4e-17 relative). soap_exp_near is the same
+ * arithmetic, four lanes at a time. */
+KQ_INLINE double soap_exp(double x, const double *exp2tab) {
+    const double inv = 92.332482616893656877;             /* 64 / ln 2 */
+    const double c_hi = 6.93147180369123816490e-01 / 64.0; /* ln2_hi / 64: exact */
+    const double c_lo = 1.90821492927058770002e-10 / 64.0;
+    const double shifter = 6755399441055744.0;            /* 1.5 * 2^52: round to nearest */
+    double tt = x * inv + shifter; /* low bits: K = round(64 x / ln2) */
+    double kf = tt - shifter;
+    double r = (x - kf * c_hi) - kf * c_lo;
+    double q = 1.0 / 120.0;
+    q = 1.0 / 24.0 + r * q;
+    q = 1.0 / 6.0 + r * q;
+    q = 0.5 + r * q;
+    q = 1.0 + r * q;
+    double p = r * q; /* e^r - 1 */
+    uint64_t b;       /* tt's bits are 0x4338000000000000 + K */
+    memcpy(&b, &tt, sizeof b);
+    double tab = exp2tab[b & 63u], sc; /* j = K mod 64; 2^k, k = floor(K / 64) */
+    b = ((b >> 6) + 1023u) << 52;
+    memcpy(&sc, &b, sizeof sc);
+    return (tab + tab * p) * sc;
+}
+
+/* N_lm = sqrt((2l + 1)/(4 pi) (l - m)!/(l + m)!), times sqrt(2) for m != 0:
+ * the normalisation of the real orthonormal harmonics (any orthonormal real
+ * convention works, spec "Expansion coefficients"). 0 <= m <= l. */
+static double soap_ylm_norm(int l, int m) {
+    double ratio = 1.0; /* (l + m)! / (l - m)! */
+    for (int t = l - m + 1; t <= l + m; t++) ratio *= (double)t;
+    double nrm = sqrt((2.0 * l + 1.0) / (4.0 * KQ_PI) / ratio);
+    return m == 0 ? nrm : sqrt(2.0) * nrm;
+}
+
+/* Real solid harmonics R_lm(r) = |r|^l Y_lm(r/|r|) for l < nl, out
+ * [l*l + l + m], m = -l..l (m < 0: the sine part), with
+ *   R_lm = N_lm Q_l^|m|(z, r^2) {Re (m >= 0), Im (m < 0)} (x + i y)^|m|,
+ * Q_l^m = r^(l-m) P_l^m(cos theta) / sin^m theta (associated Legendre
+ * without the Condon-Shortley phase, which the power spectrum ignores):
+ *   Q_m^m = (2m - 1)!!,  Q_{m+1}^m = (2m + 1) z Q_m^m,
+ *   (l - m) Q_l^m = (2l - 1) z Q_{l-1}^m - (l + m - 1) r^2 Q_{l-2}^m.
+ * q [nl][nl] is scratch. */
+static void soap_solid_harmonics(int nl, double x, double y, double z, double *q, double *out) {
+    const double r2 = x * x + y * y + z * z;
+    double df = 1.0, cm = 1.0, sm = 0.0; /* (2m - 1)!!, Re and Im (x + i y)^m */
+    for (int m = 0; m < nl; m++) {
+        q[m * nl + m] = df;
+        if (m + 1 < nl) q[(m + 1) * nl + m] = (2.0 * m + 1.0) * z * df;
+        for (int l = m + 2; l < nl; l++)
+            q[l * nl + m] = (2.0 * l - 1.0) / (double)(l - m) * z * q[(l - 1) * nl + m] -
+                            (double)(l + m - 1) / (double)(l - m) * r2 * q[(l - 2) * nl + m];
+        for (int l = m; l < nl; l++) {
+            out[l * l + l + m] = soap_ylm_norm(l, m) * q[l * nl + m] * cm;
+            if (m > 0) out[l * l + l - m] = soap_ylm_norm(l, m) * q[l * nl + m] * sm;
+        }
+        double c1 = x * cm - y * sm, s1 = x * sm + y * cm;
+        cm = c1;
+        sm = s1;
+        df *= 2.0 * m + 1.0;
+    }
+}
+
+int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, const double *pos,
+                      double *out) {
+    kq_soap_params p;
+    int rc = soap_resolve_params(params, &p);
+    if (rc) return rc;
+    if (natoms < 0 || (natoms > 0 && (!z || !pos || !out))) return KQ_EINVAL;
+    const int S = p.nspecies, nmax = p.nmax, nl = p.lmax + 1, nlm = nl * nl;
+    const double eta = 1.0 / (2.0 * p.sigma * p.sigma); /* spec "Density" */
+    const double cut = soap_cutoff(&p), cut2 = cut * cut;
+    int err = KQ_OK, *sp = malloc((size_t)(natoms > 0 ? natoms : 1) * sizeof *sp);
+    double *alpha = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *beta = kq_alloc_doubles((size_t)nl, (size_t)nmax, (size_t)nmax, &err);
+    double *bmat = kq_alloc_doubles((size_t)nl, (size_t)nmax, (size_t)nmax, &err);
+    double *ngam = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *c = kq_alloc_doubles((size_t)S, (size_t)nlm, (size_t)nmax, &err);
+    double *h = kq_alloc_doubles((size_t)nl, (size_t)nmax, 1, &err);
+    double *e = kq_alloc_doubles((size_t)nmax, 1, 1, &err);
+    double *rlm = kq_alloc_doubles((size_t)nlm, 1, 1, &err);
+    double *qw = kq_alloc_doubles((size_t)nlm, 1, 1, &err);
+    double *swork = kq_alloc_doubles((size_t)nmax, (size_t)nmax, 1, &err);
+    double exp2tab[64];
+    for (int j = 0; j < 64; j++) exp2tab[j] = exp2((double)j / 64.0);
+    if (!sp) err = KQ_ENOMEM;
+    /* 1. Radial basis (spec "Radial basis") and B^(l)_nk = beta^(l)_nk w_lk,
+     *    gamma_lk (soap_radial_factor): bmat [nl][nmax n][nmax k] */
+    for (int l = 0; l < nl && !err; l++) {
+        double *al = alpha + (size_t)l * nmax, *be = beta + (size_t)l * nmax * nmax;
+        err = soap_radial_basis(p.rcut, nmax, l, al, be, swork);
+        for (int k = 0; k < nmax && !err; k++) {
+            double w = soap_radial_factor(al[k], eta, l, &ngam[l * nmax + k]);
+            for (int n = 0; n < nmax; n++)
+                bmat[((size_t)l * nmax + n) * nmax + k] = be[n * nmax + k] * w;
+        }
+    }
+    /* every atom must be finite and of a listed species (spec "Inputs"), no
+     * two closer than 1e-6 angstrom: checked before anything is written */
+    for (int i = 0; i < natoms && !err; i++) {
+        int t = 0;
+        while (t < S && p.species[t] != z[i]) t++;
+        if (!isfinite(pos[3 * i]) || !isfinite(pos[3 * i + 1]) || !isfinite(pos[3 * i + 2]))
+            err = KQ_EINVAL;
+        else if (t == S) err = KQ_ESPECIES;
+        sp[i] = t;
+    }
+    for (int i = 0; i < natoms && !err; i++)
+        for (int j = 0; j < i && !err; j++) {
+            double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+                   dz = pos[3 * j + 2] - pos[3 * i + 2];
+            if (dx * dx + dy * dy + dz * dz < 1e-12) err = KQ_EOVERLAP;
+        }
+    size_t len = (size_t)(S * nmax) * (size_t)(S * nmax + 1) / 2 * (size_t)nl;
+    for (int i = 0; i < natoms && !err; i++) {
+        /* 2.-3. c^Z_nlm(i) = sum_j R_lm(r_ij) h_ln(|r_ij|), j ascending, the
+         *       centre included (spec "Expansion coefficients"): c [S][nlm][nmax] */
+        memset(c, 0, (size_t)S * nlm * nmax * sizeof *c);
+        for (int j = 0; j < natoms; j++) {
+            double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+                   dz = pos[3 * j + 2] - pos[3 * i + 2];
+            double r2 = dx * dx + dy * dy + dz * dz;
+            if (!(r2 <= cut2)) continue; /* hard cutoff, inclusive (spec "Density") */
+            soap_solid_harmonics(nl, dx, dy, dz, qw, rlm);
+            for (int l = 0; l < nl; l++) {
+                /* exp(-gamma_lk r^2); below exp(-700) ~ 1e-304 it is taken as 0 */
+                for (int k = 0; k < nmax; k++) {
+                    double x = ngam[l * nmax + k] * r2;
+                    e[k] = x >= -700.0 ? soap_exp(x, exp2tab) : 0.0;
+                }
+                /* h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending */
+                for (int n = 0; n < nmax; n++) {
+                    double sum = 0.0;
+                    for (int k = 0; k < nmax; k++)
+                        sum += e[k] * bmat[((size_t)l * nmax + n) * nmax + k];
+                    h[l * nmax + n] = sum;
+                }
+                for (int lm = l * l; lm < (l + 1) * (l + 1); lm++)
+                    for (int n = 0; n < nmax; n++)
+                        c[((size_t)sp[j] * nlm + lm) * nmax + n] += rlm[lm] * h[l * nmax + n];
+            }
+        }
+        /* 4. p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m
+         *    ascending, in the layout of spec "Layout of the vector" */
+        double *o = out + (size_t)i * len;
+        for (int s1 = 0; s1 < S; s1++)
+            for (int s2 = s1; s2 < S; s2++)
+                for (int l = 0; l < nl; l++)
+                    for (int n = 0; n < nmax; n++)
+                        for (int n2 = s1 == s2 ? n : 0; n2 < nmax; n2++) {
+                            double sum = 0.0;
+                            for (int lm = l * l; lm < (l + 1) * (l + 1); lm++)
+                                sum += c[((size_t)s1 * nlm + lm) * nmax + n] *
+                                       c[((size_t)s2 * nlm + lm) * nmax + n2];
+                            *o++ = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0)) * sum;
+                        }
+    }
+    free(sp); free(alpha); free(beta); free(bmat); free(ngam); free(c); free(h); free(e);
+    free(rlm); free(qw); free(swork);
+    return err;
+}
+
+/* ======================================================================== */
+/* 2. The fast path                                                          */
+/* ======================================================================== */
+
+/* Speed: cell lists (cost linear in N, each pair tested once); h and R of a
+ * pair (i, j), i < j, are computed once at centre i, straight into a ring
+ * buffer, and read there by pointer at centre j (exactly: see
+ * soap_centre_fill); the fresh pairs of a centre four at a time (solid
+ * harmonics vectorised across the four); soap_exp four lanes at a time
+ * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
+ * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
+ * all that, picked at run time (below). Vectorised loops run over
+ * independent elements only, so -O0, -O2, gcc and clang give the same bits,
+ * and so do the brute-force and cell-list searches, with or without pair
+ * reuse, and the plain reference above. */
+
+/* The per-centre work (soap_centre_body and everything it calls) is compiled
+ * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
+ * once more inside a function with __attribute__((target("avx2"))), chosen
+ * at run time by __builtin_cpu_supports("avx2") (kq_soap_set_simd). The AVX2
+ * copy is the same C code: the compiler makes the vectorised loops over
+ * independent elements 4 wide instead of 2, and the copy picks kernels with
+ * 8 instead of 4 independent sums where there are 8 (soap_centre_body's
+ * `wide`), which add the same terms in the same order. Neither copy may
+ * contract a*b + c into an FMA (-ffp-contract=off, and "avx2" does not
+ * enable FMA), and every element is still one IEEE multiply or add of the
+ * same operands in the same order, so both copies give the same bits
+ * (tests/test_soap.c compares them). KQ_INLINE forces the helpers into each
+ * copy: a helper that stayed a separate function would be compiled for SSE2
+ * only. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
+#define KQ_SOAP_AVX2 1
+#else
+#define KQ_SOAP_AVX2 0
+#endif
+/* A cache prefetch hint where the compiler has one (it changes no value). */
+#if defined(__GNUC__)
+#define KQ_PREFETCH(p) __builtin_prefetch(p)
+#else
+#define KQ_PREFETCH(p) ((void)(p))
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* Small helpers                                                             */
+/* ------------------------------------------------------------------------ */
+
+/* Grow *buf to hold at least n elements of size sz (contents not kept). */
+static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
+    size_t bytes;
+    if (n <= *cap) return KQ_OK;
+    if (!kq_mul_ok(n, sz, &bytes)) return KQ_ENOMEM;
+    void *nb = malloc(bytes ? bytes : 1);
+    if (!nb) return KQ_ENOMEM;
+    free(*buf);
+    *buf = nb;
+    *cap = n;
+    return KQ_OK;
+}
+
+/* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
+ * the radial factors exp(-gamma_lk r^2) by soap_exp (about 1 ulp;
+ * tests/test_soap.c checks an n_max = 1 closed form built on libm's exp to
+ * 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far
+ * handles the rest), so there is no branch and the blocks of 4 vectorise;
+ * every element is computed on its own, so vectorising changes no bits. */
+KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
+                             const double *restrict exp2tab, double *restrict y) {
+    for (int i = 0; i < n; i += 4)
+        for (int u = 0; u < 4; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
+}
+
+/* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
+ * then below 1e-304, nothing that can matter next to the centre's own
+ * Gaussian), the others exactly what soap_exp_near gives. */
+KQ_INLINE void soap_exp_far(int n, const double *ng, double r2, const double *exp2tab,
+                            double *y) {
+    for (int i = 0; i < n; i += 4) {
+        double gg[4] = {0.0, 0.0, 0.0, 0.0}, yy[4];
+        for (int u = 0; u < 4; u++)
+            if (ng[i + u] * r2 >= -700.0) gg[u] = ng[i + u];
+        soap_exp_near(4, gg, r2, exp2tab, yy);
+        for (int u = 0; u < 4; u++) y[i + u] = ng[i + u] * r2 >= -700.0 ? yy[u] : 0.0;
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* The calculator                                                            */
+/* ------------------------------------------------------------------------ */
+
+struct kq_soap {
+    kq_soap_params p;
+    size_t len;           /* doubles per atom */
+    int nl, nlm, nmax;    /* lmax + 1, (lmax + 1)^2, nmax */
+    int np4;              /* nmax rounded up to a multiple of 4: the padded
+                           * length of the k and n dimensions below, so the
+                           * hot loops run in fixed blocks of 4 (vectorisable
+                           * at -O2); padding entries are zero and never
+                           * reach the output */
+    double ngmin;         /* min over l, k of -gamma_lk */
+    int search;           /* KQ_SEARCH_* */
+    int simd;             /* KQ_SIMD_PORTABLE or KQ_SIMD_AVX2 (never AUTO) */
+    double cut2;          /* (rcut + sigma sqrt(2 ln 1000))^2, angstrom^2 */
+    double cut;
+    double *alpha;        /* [nl][nmax] 1/angstrom^2 (spec "Radial basis") */
+    double *beta;         /* [nl][nmax][nmax] row n, column k */
+    double *ngam;         /* [nl][np4] -gamma_lk (padding 0) */
+    double *bt;           /* [nl][nmax k][np4 n] B^(l)_nk transposed (padding 0) */
+    double *ynorm;        /* [nlm] normalisation of R_lm, index l*l + l + m */
+    double *qa, *qb;      /* [nl][nl] Legendre recurrence coefficients (l, m) */
+    double *dfact;        /* [nl] (2m - 1)!! */
+    double pref[KQ_MAX_LMAX + 1]; /* pi sqrt(8 / (2l + 1)) */
+    double exp2tab[64];   /* 2^(j/64), for soap_exp_near */
+    size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
+    /* per-centre scratch, sized at creation */
+    double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
+    double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
+                           * as the four destinations must not overlap) */
+    double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
+    /* per-call scratch, grows */
+    int *sp; size_t sp_cap;            /* [natoms] species index */
+    size_t *nstart; size_t nstart_cap; /* [natoms + 1] CSR neighbour lists */
+    int *nidx; size_t nidx_cap;
+    int *nidx2; size_t nidx2_cap;      /* scratch of soap_neighbours_cells */
+    size_t *upstart; size_t upstart_cap; /* [natoms + 1] */
+    int *cell_of; size_t cell_of_cap;  /* [natoms] */
+    int *cell_atoms; size_t cell_atoms_cap;
+    size_t *cell_start; size_t cell_start_cap;
+    int *cand; size_t cand_cap;        /* candidates of one centre */
+    double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
+    double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
+    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
+    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
+    double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
+    double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
+    size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
+                                                 * slots, and their list entries */
+    double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
+                                        * then [4][nl][np4] their h (soap_centre_fresh) */
+    /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
+     * computed at centre i into a ring of ring_slots (a power of two)
+     * entries [nl*np4 + nlm] and read there at centre j */
+    int reuse;
+    size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
+    size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
+    size_t *cursor; size_t cursor_cap; /* [natoms] */
+    double *ring; size_t ring_cap;
+    size_t ring_slots, counter;
+};
+
+void kq_soap_free(kq_soap *s) {
+    if (!s) return;
+    free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
+    free(s->qa); free(s->qb); free(s->dfact);
+    free(s->coef); free(s->rpad); free(s->pstmp);
+    free(s->fbuf); free(s->rbuf); free(s->ebuf);
+    free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
+    free(s->fresh); free(s->fresh_t);
+    free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
+    free(s->cell_of);
+    free(s->cell_atoms); free(s->cell_start); free(s->cand);
+    free(s);
+}
+
+/* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
+static int soap_best_simd(void) {
+#if KQ_SOAP_AVX2
+    if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
+#endif
+    return KQ_SIMD_PORTABLE;
+}
+
+/* The radial tables of the fast path (spec "Radial basis" and "Expansion
+ * coefficients", via soap_radial_basis and soap_radial_factor, the same
+ * calls as the reference): alpha, beta, ngam = -gamma_lk [nl][np4], bt =
+ * B^(l)_nk transposed [nl][nmax k][np4 n], ngmin, pref. KQ_EINVAL if any
+ * table is not finite: every descriptor would be NaN/Inf, so the parameters
+ * are refused instead (soap.h). */
+static int soap_new_radial(kq_soap *s) {
+    const size_t nmax = (size_t)s->nmax, np4 = (size_t)s->np4, nl = (size_t)s->nl;
+    const double eta = 1.0 / (2.0 * s->p.sigma * s->p.sigma); /* spec "Density" */
+    int err = KQ_OK;
+    double *swork = kq_alloc_doubles(nmax, nmax, 1, &err);
+    for (int l = 0; l < s->nl && !err; l++) {
+        double *al = s->alpha + (size_t)l * nmax, *be = s->beta + (size_t)l * nmax * nmax;
+        err = soap_radial_basis(s->p.rcut, s->nmax, l, al, be, swork);
+        for (size_t k = 0; k < nmax && !err; k++) {
+            double *ng = &s->ngam[(size_t)l * np4 + k];
+            double w = soap_radial_factor(al[k], eta, l, ng);
+            if (*ng < s->ngmin) s->ngmin = *ng;
+            for (size_t n = 0; n < nmax; n++)
+                s->bt[((size_t)l * nmax + k) * np4 + n] = be[n * nmax + k] * w;
+        }
+        s->pref[l] = KQ_PI * sqrt(8.0 / (2.0 * l + 1.0)); /* spec "Power spectrum" */
+    }
+    free(swork);
+    if (err) return err;
+    int finite = isfinite(eta) && isfinite(s->cut2);
+    for (size_t k = 0; k < nl * nmax; k++)
+        finite &= isfinite(s->alpha[k]) && isfinite(s->ngam[k / nmax * np4 + k % nmax]);
+    for (size_t k = 0; k < nl * nmax * nmax; k++) finite &= isfinite(s->beta[k]);
+    for (size_t k = 0; k < nl * nmax * np4; k++) finite &= isfinite(s->bt[k]);
+    return finite ? KQ_OK : KQ_EINVAL;
+}
+
+/* The coefficients of soap_solid_harmonics as tables, for
+ * soap_solid_harmonics4: dfact [m] = (2m - 1)!!, qa/qb [l][m] the recurrence
+ * factors (2l - 1)/(l - m) and (l + m - 1)/(l - m), ynorm [l*l + l + m]. */
+static void soap_new_harmonics(kq_soap *s) {
+    const int nl = s->nl;
+    double df = 1.0;
+    for (int m = 0; m < nl; m++) {
+        s->dfact[m] = df;
+        df *= 2.0 * m + 1.0;
+    }
+    for (int l = 0; l < nl; l++)
+        for (int m = 0; m <= l; m++) {
+            if (l - m >= 2) {
+                s->qa[l * nl + m] = (2.0 * l - 1.0) / (double)(l - m);
+                s->qb[l * nl + m] = (double)(l + m - 1) / (double)(l - m);
+            }
+            s->ynorm[l * l + l + m] = s->ynorm[l * l + l - m] = soap_ylm_norm(l, m);
+        }
+}
+
+int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
+    if (!out) return KQ_EINVAL;
+    *out = NULL;
+    kq_soap_params q;
+    int err = soap_resolve_params(p, &q);
+    if (err) return err;
+    double cut = soap_cutoff(&q);
+    if (!isfinite(cut * cut)) return KQ_EINVAL;
+
+    /* sizes: S nmax, (S nmax)(S nmax + 1)/2 (lmax + 1), nmax^2 (lmax + 1) */
+    size_t S = (size_t)q.nspecies, nmax = (size_t)q.nmax, nl = (size_t)q.lmax + 1;
+    size_t snm, len, tri;
+    if (!kq_mul_ok(S, nmax, &snm) || !kq_mul_ok(snm, snm + 1, &tri) ||
+        !kq_mul_ok(tri / 2, nl, &len))
+        return KQ_ENOMEM;
+
+    kq_soap *s = calloc(1, sizeof *s);
+    if (!s) return KQ_ENOMEM;
+    s->p = q;
+    s->len = len;
+    s->nl = (int)nl;
+    s->nlm = (int)(nl * nl);
+    s->nmax = q.nmax;
+    s->np4 = (q.nmax + 3) / 4 * 4;
+    size_t np4 = (size_t)s->np4;
+    s->cut = cut;
+    s->cut2 = cut * cut;
+    s->search = KQ_SEARCH_AUTO;
+    s->simd = soap_best_simd();
+    s->alpha = kq_alloc_doubles(nl, nmax, 1, &err);
+    s->beta = kq_alloc_doubles(nl, nmax, nmax, &err);
+    s->ngam = kq_alloc_doubles(nl, np4, 1, &err);
+    s->bt = kq_alloc_doubles(nl, nmax, np4, &err);
+    s->ynorm = kq_alloc_doubles(nl, nl, 1, &err);
+    s->qa = kq_alloc_doubles(nl, nl, 1, &err);
+    s->qb = kq_alloc_doubles(nl, nl, 1, &err);
+    s->dfact = kq_alloc_doubles(nl, 1, 1, &err);
+    s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
+    s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
+    s->rpad = kq_alloc_doubles(4, nl, nl, &err);
+    if (!err) err = soap_new_radial(s);
+    if (err) {
+        kq_soap_free(s);
+        return err;
+    }
+    for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
+    soap_new_harmonics(s);
+    /* block offsets of the layout (spec "Layout of the vector") */
+    size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
+    for (size_t a = 0; a < S; a++)
+        for (size_t b = a; b < S; b++) {
+            s->block_off[a][b] = off;
+            off += a == b ? same : diff;
+        }
+    *out = s;
+    return KQ_OK;
+}
+
+size_t kq_soap_length(const kq_soap *s) { return s ? s->len : 0; }
+const kq_soap_params *kq_soap_get_params(const kq_soap *s) { return s ? &s->p : NULL; }
+const double *kq_soap_alpha(const kq_soap *s) { return s ? s->alpha : NULL; }
+const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
+
+int kq_soap_set_simd(kq_soap *s, int mode) {
+    if (!s) return KQ_EINVAL;
+    if (mode == KQ_SIMD_AUTO) mode = soap_best_simd();
+    if (mode == KQ_SIMD_AVX2 && soap_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
+    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2) return KQ_EINVAL;
+    s->simd = mode;
+    return KQ_OK;
+}
+
+int kq_soap_set_search(kq_soap *s, int mode) {
+    if (!s || (mode != KQ_SEARCH_AUTO && mode != KQ_SEARCH_BRUTE && mode != KQ_SEARCH_CELLS))
+        return KQ_EINVAL;
+    s->search = mode;
+    return KQ_OK;
+}
+
+/* R_lm(x_u, y_u, z_u) = |r|^l Y_lm(r/|r|) for l <= lmax of four vectors
+ * (lanes u < 4), out[u][l*l + l + m] (four rows that do not overlap). The
+ * lanes are independent and each one runs the same expressions in the same
+ * order as the former one-vector version (the lane loops only vectorise
+ * across atoms), so batching changes no bits. */
+KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
+                                     const double *restrict y, const double *restrict z,
+                                     double *const *out) {
+    /* Local arrays (about 30 kB of stack) with compile-time strides: the
+     * compiler then sees that the lane loops touch disjoint elements and
+     * vectorises them (at -O2 it will not add run-time overlap checks). */
+    enum { NL = KQ_MAX_LMAX + 1 };
+    const int nl = s->nl;
+    double q[NL * NL * 4];         /* q[(l*NL + m)*4 + u] = Q_l^m of lane u */
+    double cm[NL * 4], sm[NL * 4]; /* [m][4] Re, Im (x + i y)^m */
+    double rv[NL * NL * 4];        /* [l*l + l + m][4] R_lm, lane fastest */
+    double r2[4];
+    for (int u = 0; u < 4; u++) {
+        r2[u] = x[u] * x[u] + y[u] * y[u] + z[u] * z[u];
+        cm[u] = 1.0;
+        sm[u] = 0.0;
+    }
+    for (int m = 1; m < nl; m++)
+        for (int u = 0; u < 4; u++) {
+            cm[4 * m + u] = x[u] * cm[4 * (m - 1) + u] - y[u] * sm[4 * (m - 1) + u];
+            sm[4 * m + u] = x[u] * sm[4 * (m - 1) + u] + y[u] * cm[4 * (m - 1) + u];
+        }
+    for (int m = 0; m < nl; m++) {
+        const double df = s->dfact[m];
+        for (int u = 0; u < 4; u++) q[(m * NL + m) * 4 + u] = df;
+        if (m + 1 < nl)
+            for (int u = 0; u < 4; u++) q[((m + 1) * NL + m) * 4 + u] = (2.0 * m + 1.0) * z[u] * df;
+        for (int l = m + 2; l < nl; l++) {
+            const double a = s->qa[l * nl + m], b = s->qb[l * nl + m];
+            for (int u = 0; u < 4; u++)
+                q[(l * NL + m) * 4 + u] = a * z[u] * q[((l - 1) * NL + m) * 4 + u] -
+                                          b * r2[u] * q[((l - 2) * NL + m) * 4 + u];
+        }
+    }
+    for (int l = 0; l < nl; l++) {
+        const double *nrm = s->ynorm + l * l + l;
+        const int c = l * l + l; /* row of m = 0 */
+        for (int u = 0; u < 4; u++) rv[4 * c + u] = nrm[0] * q[(l * NL) * 4 + u];
+        for (int m = 1; m <= l; m++) {
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c + m) + u] = nrm[m] * q[(l * NL + m) * 4 + u] * cm[4 * m + u];
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c - m) + u] = nrm[-m] * q[(l * NL + m) * 4 + u] * sm[4 * m + u];
+        }
+    }
+    /* lane-major into the four destinations, 4 x 4 blocks at a time (whole
+     * vectors stored: the destinations are often not in cache) */
+    const int nlm = s->nlm;
+    double *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                     *restrict o3 = out[3];
+    int t = 0;
+    for (; t + 4 <= nlm; t += 4) {
+        const double *v = rv + 4 * t; /* v[4 a + u] = R of row t + a, lane u */
+        o0[t] = v[0]; o0[t + 1] = v[4]; o0[t + 2] = v[8]; o0[t + 3] = v[12];
+        o1[t] = v[1]; o1[t + 1] = v[5]; o1[t + 2] = v[9]; o1[t + 3] = v[13];
+        o2[t] = v[2]; o2[t + 1] = v[6]; o2[t + 2] = v[10]; o2[t + 3] = v[14];
+        o3[t] = v[3]; o3[t + 1] = v[7]; o3[t + 2] = v[11]; o3[t + 3] = v[15];
+    }
+    for (; t < nlm; t++) {
+        o0[t] = rv[4 * t];
+        o1[t] = rv[4 * t + 1];
+        o2[t] = rv[4 * t + 2];
+        o3[t] = rv[4 * t + 3];
+    }
+}
+
+/* ------------------------------------------------------------------------ */
+/* Neighbour lists                                                           */
+/* ------------------------------------------------------------------------ */
+
+/* Appends the neighbour j of centre i if |r_ij|^2 <= cut2 (j == i included);
+ * KQ_EOVERLAP if j != i is closer than 1e-6 angstrom. The same arithmetic in
+ * both searches, so both give the same lists. */
+static int soap_test_pair(const double *pos, int i, int j, double cut2, int *is_nbr) {
+    double dx = pos[3 * j] - pos[3 * i], dy = pos[3 * j + 1] - pos[3 * i + 1],
+           dz = pos[3 * j + 2] - pos[3 * i + 2];
+    double d2 = dx * dx + dy * dy + dz * dz;
+    if (j != i && d2 < 1e-12) return KQ_EOVERLAP;
+    *is_nbr = d2 <= cut2;
+    return KQ_OK;
+}
+
+static int soap_push_nbr(kq_soap *s, size_t *count, int j) {
+    if (*count == s->nidx_cap) {
+        size_t ncap = s->nidx_cap ? 2 * s->nidx_cap : 1024;
+        size_t bytes;
+        if (ncap < s->nidx_cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
+        int *nb = realloc(s->nidx, bytes);
+        if (!nb) return KQ_ENOMEM;
+        s->nidx = nb;
+        s->nidx_cap = ncap;
+    }
+    s->nidx[(*count)++] = j;
+    return KQ_OK;
+}
+
+/* O(N^2) reference search: all j in ascending order. */
+static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
+    size_t count = 0;
+    for (int i = 0; i < natoms; i++) {
+        s->nstart[i] = count;
+        for (int j = 0; j < natoms; j++) {
+            int nb, rc = soap_test_pair(pos, i, j, s->cut2, &nb);
+            if (rc) return rc;
+            if (nb && (rc = soap_push_nbr(s, &count, j))) return rc;
+        }
+    }
+    s->nstart[natoms] = count;
+    return KQ_OK;
+}
+
+/* Cell lists: cells at least cut/2 wide, so every neighbour of an atom is in
+ * its own cell or at most two cells away; the candidates of a centre are sorted so that each
+ * list is in ascending index order, exactly as soap_neighbours_brute makes it.
+ * Cost O(N) for bounded density. */
+/* The cells of soap_neighbours_cells: nc [3] cells per dimension, each atom's
+ * cell (s->cell_of) and the atoms of each cell in ascending index
+ * (s->cell_atoms from s->cell_start[c]). */
+static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3]) {
+    double lo[3], hi[3];
+    for (int d = 0; d < 3; d++) {
+        lo[d] = hi[d] = pos[d];
+        for (int i = 1; i < natoms; i++) {
+            double v = pos[3 * i + d];
+            if (v < lo[d]) lo[d] = v;
+            if (v > hi[d]) hi[d] = v;
+        }
+        double ext = hi[d] - lo[d];
+        /* cells at least cut/2 wide (so neighbours are at most 2 cells away),
+         * with a margin so that rounding in the cell index can never put two
+         * atoms closer than cut three cells apart */
+        double ncd = floor(ext / (0.5 * s->cut * 1.000001));
+        nc[d] = (isfinite(ncd) && ncd >= 1.0) ? (ncd > 1e6 ? 1000000 : (long)ncd) : 1;
+    }
+    /* at most about 2 N + 125 cells: halve the largest dimension until it fits */
+    double maxcells = 2.0 * (double)natoms + 125.0;
+    while ((double)nc[0] * (double)nc[1] * (double)nc[2] > maxcells) {
+        int d = nc[0] >= nc[1] && nc[0] >= nc[2] ? 0 : (nc[1] >= nc[2] ? 1 : 2);
+        nc[d] = (nc[d] + 1) / 2;
+    }
+    size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]);
+    double width[3];
+    for (int d = 0; d < 3; d++) width[d] = nc[d] > 1 ? (hi[d] - lo[d]) / (double)nc[d] : 1.0;
+
+    int rc;
+    if ((rc = kq_reserve((void **)&s->cell_of, &s->cell_of_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cell_atoms, &s->cell_atoms_cap, (size_t)natoms,
+                         sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cell_start, &s->cell_start_cap, ncells + 1,
+                         sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))))
+        return rc;
+    for (int i = 0; i < natoms; i++) {
+        long c[3];
+        for (int d = 0; d < 3; d++) {
+            long v = 0;
+            if (nc[d] > 1) {
+                double f = floor((pos[3 * i + d] - lo[d]) / width[d]);
+                v = f < 0.0 ? 0 : (f >= (double)nc[d] ? nc[d] - 1 : (long)f);
+            }
+            c[d] = v;
+        }
+        s->cell_of[i] = (int)((c[0] * nc[1] + c[1]) * nc[2] + c[2]);
+    }
+    /* counting sort by cell, stable: each cell's atoms in ascending index */
+    memset(s->cell_start, 0, (ncells + 1) * sizeof(size_t));
+    for (int i = 0; i < natoms; i++) s->cell_start[s->cell_of[i] + 1]++;
+    for (size_t c = 0; c < ncells; c++) s->cell_start[c + 1] += s->cell_start[c];
+    for (int i = 0; i < natoms; i++) {
+        size_t *fill = s->cell_start; /* use cell_start[c] as a cursor, restored below */
+        s->cell_atoms[fill[s->cell_of[i]]++] = i;
+    }
+    for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
+    s->cell_start[0] = 0;
+    return KQ_OK;
+}
+
+static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
+    long nc[3];
+    int rc = soap_cells_build(s, natoms, pos, nc);
+    if (rc) return rc;
+    /* Each pair is tested once, from its lower index: first the upper
+     * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
+     * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
+     * d^2 both ways), so the full lists are the same as testing both ways. */
+    if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
+                         sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
+        return rc;
+    size_t count = 0;
+    for (int i = 0; i < natoms; i++) {
+        s->upstart[i] = count;
+        long ci = s->cell_of[i];
+        long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
+        size_t ncand = 0;
+        for (long a = c0 - 2; a <= c0 + 2; a++) {
+            if (a < 0 || a >= nc[0]) continue;
+            for (long b = c1 - 2; b <= c1 + 2; b++) {
+                if (b < 0 || b >= nc[1]) continue;
+                for (long c = c2 - 2; c <= c2 + 2; c++) {
+                    if (c < 0 || c >= nc[2]) continue;
+                    size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
+                    for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
+                        int j = s->cell_atoms[t], nb;
+                        if (j <= i) continue;
+                        if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
+                        if (nb) s->cand[ncand++] = j;
+                    }
+                }
+            }
+        }
+        /* insertion sort: ascending neighbour index */
+        for (size_t t = 1; t < ncand; t++) {
+            int v = s->cand[t];
+            size_t u = t;
+            while (u > 0 && s->cand[u - 1] > v) { s->cand[u] = s->cand[u - 1]; u--; }
+            s->cand[u] = v;
+        }
+        for (size_t t = 0; t < ncand; t++)
+            if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
+    }
+    s->upstart[natoms] = count;
+    /* full list of i: the j < i that have i in their upper half (ascending,
+     * as i is visited in ascending order below), i itself, its upper half */
+    size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
+    for (int i = 0; i < natoms; i++) low[i] = 0;
+    for (size_t t = 0; t < count; t++) low[s->nidx[t]]++;
+    size_t total;
+    if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
+    total += (size_t)natoms;
+    if ((rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, total, sizeof(int)))) return rc;
+    s->nstart[0] = 0;
+    for (int i = 0; i < natoms; i++)
+        s->nstart[i + 1] = s->nstart[i] + low[i] + 1 + (s->upstart[i + 1] - s->upstart[i]);
+    for (int i = 0; i < natoms; i++) low[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++) {
+        size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
+        s->nidx2[w++] = i;
+        for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            s->nidx2[w++] = j;
+            s->nidx2[low[j]++] = i;
+        }
+    }
+    int *tmp = s->nidx; /* the full lists become s->nidx */
+    size_t tcap = s->nidx_cap;
+    s->nidx = s->nidx2;
+    s->nidx_cap = s->nidx2_cap;
+    s->nidx2 = tmp;
+    s->nidx2_cap = tcap;
+    return KQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* One centre                                                                */
+/* ------------------------------------------------------------------------ */
+
+/* The inner kernel of the per-centre work: a block of a small matrix product,
+ *   out[r*os + u] = scale * sum_{t < nt} x_t[r*rs] (g_t y_t[u]),
+ * r < nr (1, 2, 4 or 8 rows), u < nu (4 or 8 adjacent columns), every sum
+ * its own, t ascending from 0.0 (the order of kq_soap_reference). Row t of
+ * x and of y is found by soap_row: base + t*ts (a dense matrix) or ptr[t] +
+ * off (rows stored wherever a neighbour's h and R are, see
+ * soap_centre_slots). g_t = sg[t] = +1.0 or -1.0 is the parity of a pair
+ * whose R was computed from the other end, R_lm(-r) = (-1)^l R_lm(r); that
+ * multiplication is exact, and x (-y) = (-x) y exactly, so each term is the
+ * bits of R_lm(r_ij) h_ln (sg NULL: g = 1). nr and nu are constants at every
+ * call (the function is inlined), so the ifs below vanish and a[][] has
+ * constant indices only and stays in registers: nr x nu independent sums in
+ * flight, which gcc/clang vectorise at -O2 across u (4 wide in the AVX2
+ * copy) without reassociating anything. scale 1.0 changes nothing. */
+typedef struct {
+    const double *base;      /* dense rows: base + t * ts */
+    size_t ts;
+    const double *const *ptr; /* or (ptr not NULL) rows through pointers: ptr[t] + off */
+    size_t off;
+} soap_src;
+
+KQ_INLINE const double *soap_row(soap_src s, int t) {
+    return s.ptr ? s.ptr[t] + s.off : s.base + (size_t)t * s.ts;
+}
+
+KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t rs, soap_src y,
+                          const double *sg, double *restrict out, size_t os, double scale) {
+    double a[8][8] = {{0.0}};
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        const double p = xt[(size_t)(r) * rs];                                               \
+        a[r][0] += p * v[0];                                                                 \
+        a[r][1] += p * v[1];                                                                 \
+        a[r][2] += p * v[2];                                                                 \
+        a[r][3] += p * v[3];                                                                 \
+        if (nu == 8) {                                                                       \
+            a[r][4] += p * v[4];                                                             \
+            a[r][5] += p * v[5];                                                             \
+            a[r][6] += p * v[6];                                                             \
+            a[r][7] += p * v[7];                                                             \
+        }                                                                                    \
+    } while (0)
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t), *restrict yt = soap_row(y, t);
+        const double g = sg ? sg[t] : 1.0;
+        double v[8];
+        v[0] = g * yt[0];
+        v[1] = g * yt[1];
+        v[2] = g * yt[2];
+        v[3] = g * yt[3];
+        if (nu == 8) {
+            v[4] = g * yt[4];
+            v[5] = g * yt[5];
+            v[6] = g * yt[6];
+            v[7] = g * yt[7];
+        }
+        KQ_ROW(0);
+        if (nr > 1) KQ_ROW(1);
+        if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
+        if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+    }
+#undef KQ_ROW
+#define KQ_ROW(r)                                                                            \
+    do {                                                                                     \
+        double *o = out + (size_t)(r) * os;                                                  \
+        o[0] = scale * a[r][0];                                                              \
+        o[1] = scale * a[r][1];                                                              \
+        o[2] = scale * a[r][2];                                                              \
+        o[3] = scale * a[r][3];                                                              \
+        if (nu == 8) {                                                                       \
+            o[4] = scale * a[r][4];                                                          \
+            o[5] = scale * a[r][5];                                                          \
+            o[6] = scale * a[r][6];                                                          \
+            o[7] = scale * a[r][7];                                                          \
+        }                                                                                    \
+    } while (0)
+    KQ_ROW(0);
+    if (nr > 1) KQ_ROW(1);
+    if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
+    if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+#undef KQ_ROW
+}
+
+/* Dense and pointer operands for soap_block */
+KQ_INLINE soap_src soap_dense(const double *base, size_t ts) {
+    soap_src s = {base, ts, NULL, 0};
+    return s;
+}
+KQ_INLINE soap_src soap_ptrs(const double *const *ptr, size_t off) {
+    soap_src s = {NULL, 0, ptr, off};
+    return s;
+}
+
+/* A block of 4 columns of the product of nrows rows:
+ * out[r*os + u] = sum_{t < nt} x[r*rs + t*xs] y[t*ys + u], r < nrows, u < 4,
+ * every sum t ascending from 0.0; rows eight (if wide), four, then two and
+ * one at a time. */
+KQ_INLINE void soap_rows4(int nt, int nrows, const double *x, size_t rs, size_t xs,
+                          const double *y, size_t ys, double *out, size_t os, int wide) {
+    int r = 0;
+    const soap_src yy = soap_dense(y, ys);
+    if (wide)
+        for (; r + 8 <= nrows; r += 8)
+            soap_block(8, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                       out + (size_t)r * os, os, 1.0);
+    for (; r + 4 <= nrows; r += 4)
+        soap_block(4, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
+    for (; r + 2 <= nrows; r += 2)
+        soap_block(2, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
+    if (r < nrows)
+        soap_block(1, 4, nt, soap_dense(x + (size_t)r * rs, xs), rs, yy, NULL,
+                   out + (size_t)r * os, os, 1.0);
+}
+
+/* o[q] = pref * v[q], q < n: blocks of 4, then the rest one by one */
+KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, double *restrict o) {
+    int q = 0;
+    for (; q + 4 <= n; q += 4) {
+        o[q] = pref * v[q];
+        o[q + 1] = pref * v[q + 1];
+        o[q + 2] = pref * v[q + 2];
+        o[q + 3] = pref * v[q + 3];
+    }
+    for (; q < n; q++) o[q] = pref * v[q];
+}
+
+/* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
+ * and the ring. The lists are symmetric (the same d^2 both ways), and j's
+ * entries below j appear in ascending order, so one cursor per atom finds
+ * them. Anything unexpected just turns reuse off (same results, slower). */
+static int soap_reuse_setup(kq_soap *s, int natoms) {
+    const size_t entries = s->nstart[natoms];
+    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
+    int rc;
+    s->reuse = 0;
+    s->counter = 0;
+    if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
+    /* 2 to 4 MB (measured best on the water benchmark; the size changes
+     * only the speed, never the result) */
+    size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
+    if (slots < 64) slots = 64;
+    /* a power of two, so that the slot of a stamp is a mask, not a division */
+    while (slots & (slots - 1)) slots &= slots - 1;
+    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
+        (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
+        return rc;
+    size_t ringn;
+    if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
+    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
+        return KQ_OK; /* no memory for the ring: compute every pair twice */
+    s->ring_slots = slots;
+    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++)
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            if (j <= i) continue;
+            size_t r = s->cursor[j]++;
+            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
+            s->rev[r] = t;
+        }
+    s->reuse = 1;
+    return KQ_OK;
+}
+
+/* One centre i of kq_soap_compute, in four steps: soap_centre_slots (where
+ * each neighbour's h and R are: computed here or reused), soap_centre_fresh
+ * (compute the fresh ones), soap_centre_coef (c^Z_nlm), soap_centre_power
+ * (p). wide (a constant in each copy) selects kernels with 8 independent
+ * vector sums for the AVX2 copy; the portable copy keeps 4 (with 2-wide
+ * vectors that is already 8 sums, and 16 registers hold no more). Either way
+ * every element is the same sum in the same order as kq_soap_reference. */
+typedef struct {
+    int present[KQ_MAX_SPECIES]; /* species with at least one neighbour */
+    size_t cnt[KQ_MAX_SPECIES];  /* neighbours of each species */
+    size_t off[KQ_MAX_SPECIES];  /* first slot of each species */
+    size_t nfresh;               /* pairs computed at this centre (s->fresh) */
+} soap_centre;
+
+KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
+    const int S = s->p.nspecies;
+    const size_t nlk = (size_t)s->nl * (size_t)s->np4, nlm = (size_t)s->nlm;
+    size_t *cnt = c->cnt, *off = c->off, fill[KQ_MAX_SPECIES];
+    const size_t t0 = s->nstart[i], t1 = s->nstart[i + 1];
+    for (int z = 0; z < S; z++) cnt[z] = 0;
+    /* For every neighbour j (the centre itself included: r = 0 gives R_lm = 0
+     * for l > 0, so it only feeds l = 0, spec): the radial functions
+     * h_ln(r_ij) [nl][np4] (at hptr[slot]), the solid harmonics [nlm] (at
+     * rptr[slot]) and their parity rsign[slot] (-1.0: they are R_lm(r_ji) =
+     * (-1)^l R_lm(r_ij), see soap_block), in slots grouped by species,
+     * ascending neighbour index within each group. */
+    for (size_t t = t0; t < t1; t++) cnt[s->sp[s->nidx[t]]]++;
+    for (int z = 0, o = 0; z < S; z++) {
+        off[z] = (size_t)o;
+        fill[z] = 0;
+        o += (int)cnt[z];
+        c->present[z] = cnt[z] > 0;
+    }
+    const size_t pair = nlk + nlm; /* one ring entry: h then R */
+    /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
+     * straight into the next ring entry and read there by pointer at centre
+     * j. This centre writes nup entries; an entry read here must survive
+     * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
+     * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
+     * them absent (stamp SIZE_MAX). */
+    size_t nup = 0;
+    if (s->reuse)
+        for (size_t t = t0; t < t1; t++) nup += s->nidx[t] > i;
+    const int to_ring = s->reuse && nup <= s->ring_slots;
+    size_t nfresh = 0;
+    for (size_t t = t0; t < t1; t++) {
+        int j = s->nidx[t], z = s->sp[j];
+        size_t slot = off[z] + fill[z]++;
+        if (s->reuse && j < i) {
+            /* computed at centre j: h(r_ji) = h(r_ij) and R_lm(r_ji) =
+             * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
+             * polynomial's terms change sign together), so the result is the
+             * same bits as computing it here */
+            size_t st = s->stamp[s->rev[t]];
+            if (st != SIZE_MAX && s->counter + nup - st <= s->ring_slots) {
+                const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
+                s->hptr[slot] = src;
+                s->rptr[slot] = src + nlk;
+                s->rsign[slot] = -1.0;
+                /* the entry may not be in cache: ask for it now (a hint, no
+                 * effect on any value), the fresh pairs below hide the wait */
+                for (size_t b = 0; b < pair; b += 8) KQ_PREFETCH(src + b);
+                continue;
+            }
+        }
+        double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
+        if (s->reuse && j > i) {
+            if (to_ring) {
+                h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
+                r = h + nlk;
+                s->stamp[t] = s->counter++;
+            } else {
+                s->stamp[t] = SIZE_MAX;
+            }
+        }
+        s->hptr[slot] = h;
+        s->rptr[slot] = r;
+        s->rsign[slot] = 1.0;
+        s->fresh[nfresh] = slot;
+        s->fresh_t[nfresh++] = t;
+    }
+    c->nfresh = nfresh;
+}
+
+KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh) {
+    const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
+    const size_t nlk = (size_t)nl * (size_t)np4;
+    /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
+     * r^2) into ebuf [4][nlk], then h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk
+     * r^2), k ascending from 0.0, into hptr[slot]. Unused lanes of the last
+     * group compute r = 0 and are dropped. */
+    for (size_t g = 0; g < nfresh; g += 4) {
+        const int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
+        double dx[4], dy[4], dz[4];
+        double *fr[4], *rp[4];
+        for (int u = 0; u < 4; u++) {
+            int j = u < nr ? s->nidx[s->fresh_t[g + u]] : i;
+            dx[u] = pos[3 * j] - pos[3 * i];
+            dy[u] = pos[3 * j + 1] - pos[3 * i + 1];
+            dz[u] = pos[3 * j + 2] - pos[3 * i + 2];
+            fr[u] = u < nr ? (double *)s->hptr[s->fresh[g + u]] : NULL;
+            rp[u] = u < nr ? (double *)s->rptr[s->fresh[g + u]] : s->rpad + u * (size_t)nlm;
+        }
+        soap_solid_harmonics4(s, dx, dy, dz, rp);
+        for (int u = 0; u < nr; u++) {
+            double *f_e = s->ebuf + (size_t)u * nlk;
+            double r2 = dx[u] * dx[u] + dy[u] * dy[u] + dz[u] * dz[u];
+            if (s->ngmin * r2 >= -700.0)
+                soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+            else
+                soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
+        }
+        const double *e = s->ebuf; /* [nr][nlk] exponentials */
+        double *hb = s->ebuf + 4 * nlk; /* [4][nlk] h of four lanes, then copied */
+        for (int l = 0; l < nl; l++) {
+            const double *bt = s->bt + (size_t)l * nmax * np4;
+            const size_t lo = (size_t)l * np4;
+            /* h of lane u, columns n..n+3: rows u of e (stride nlk), k = t */
+            for (int n = 0; n < np4; n += 4) {
+                const soap_src bn = soap_dense(bt + n, (size_t)np4);
+                if (nr == 4)
+                    soap_block(4, 4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
+                               nlk, 1.0);
+                else
+                    for (int u = 0; u < nr; u++)
+                        soap_block(1, 4, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
+                                   fr[u] + lo + n, 0, 1.0);
+            }
+        }
+        if (nr == 4)
+            for (int u = 0; u < 4; u++) memcpy(fr[u], hb + u * nlk, nlk * sizeof(double));
+    }
+}
+
+/* c^Z_nlm of one species and one l: c [nlm][np4] (n fastest), rows m of the
+ * solid harmonics (rz[t] + l*l + m) times columns n of h (hz[t] + l*np4 + n)
+ * over the nt neighbours t, in blocks of nu (4 or 8, a constant) columns and
+ * 4, 2, 1 rows. */
+KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
+                           const double *const *hz, const double *sg, int l, int np4,
+                           double *c) {
+    const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
+    for (int n = 0; n < np4; n += nu) {
+        const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
+        double *o = c + (size_t)l * l * np4 + n;
+        size_t r = 0;
+        for (; r + 4 <= nrow; r += 4)
+            soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        for (; r + 2 <= nrow; r += 2)
+            soap_block(2, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        if (r < nrow)
+            soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+    }
+}
+
+KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wide) {
+    const int nl = s->nl, np4 = s->np4, S = s->p.nspecies;
+    const size_t sblk = (size_t)s->nlm * (size_t)np4;
+    const int *present = cs->present;
+    const size_t *cnt = cs->cnt, *off = cs->off;
+    /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
+     * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
+    for (int z = 0; z < S; z++) {
+        if (!present[z]) continue;
+        const double *const *rz = s->rptr + off[z], *const *hz = s->hptr + off[z];
+        const int nt = (int)cnt[z];
+        double *c = s->coef + (size_t)z * sblk;
+        for (int l = 0; l < nl; l++) {
+            const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
+            if (wide && np4 % 8 == 0)
+                soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
+            else
+                soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
+        }
+    }
+}
+
+KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, const int wide) {
+    const int nl = s->nl, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
+    const size_t sblk = (size_t)s->nlm * (size_t)np4;
+    /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
+     * from 0; blocks of species that have no atoms here are exact zeros */
+    for (int z1 = 0; z1 < S; z1++) {
+        const double *c1 = s->coef + (size_t)z1 * sblk;
+        for (int z2 = z1; z2 < S; z2++) {
+            const double *c2 = s->coef + (size_t)z2 * sblk;
+            double *o = out + s->block_off[z1][z2];
+            if (!present[z1] || !present[z2]) {
+                size_t blen = (z1 == z2 ? (size_t)nmax * (size_t)(nmax + 1) / 2
+                                        : (size_t)nmax * (size_t)nmax) * (size_t)nl;
+                memset(o, 0, blen * sizeof(double));
+                continue;
+            }
+            double *ps = s->pstmp; /* [nmax][np4] sums of one l */
+            for (int l = 0; l < nl; l++) {
+                const double pref = s->pref[l];
+                const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
+                if (z1 != z2 && nmax % 4 == 0) {
+                    /* full n x n' block: the scaled sums go straight to out */
+                    for (int q = 0; q < nmax; q += 4) {
+                        int n = 0;
+                        const soap_src bq = soap_dense(b + q, (size_t)np4);
+                        if (wide)
+                            for (; n + 8 <= nmax; n += 8)
+                                soap_block(8, 4, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1, bq,
+                                           NULL, o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                        for (; n < nmax; n += 4)
+                            soap_block(4, 4, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1, bq,
+                                       NULL, o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                    }
+                    o += (size_t)nmax * nmax;
+                    continue;
+                }
+                for (int q = 0; q < np4; q += 4) {
+                    /* same species: only rows n <= q + 3 are needed */
+                    int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
+                    soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
+                               (size_t)np4, wide);
+                }
+                for (int n = 0; n < nmax; n++) {
+                    int q0 = z1 == z2 ? n : 0;
+                    soap_scale_copy(nmax - q0, pref, ps + (size_t)n * np4 + q0, o);
+                    o += nmax - q0;
+                }
+            }
+        }
+    }
+}
+
+KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
+                                const int wide) {
+    soap_centre c;
+    soap_centre_slots(s, i, &c);
+    soap_centre_fresh(s, i, pos, c.nfresh);
+    soap_centre_coef(s, &c, wide);
+    soap_centre_power(s, c.present, out, wide);
+}
+
+/* Every centre, portable copy */
+static void soap_centres_portable(kq_soap *s, int natoms, const double *pos, double *out) {
+    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+}
+
+#if KQ_SOAP_AVX2
+/* Every centre, AVX2 copy (see KQ_INLINE at the top: same code, same bits) */
+__attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int natoms,
+                                                              const double *pos, double *out) {
+    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+}
+#endif
+
+/* Validates the input and builds the neighbour lists (s->sp, s->nstart,
+ * s->nidx). natoms >= 1. */
+static int soap_prepare(kq_soap *s, int natoms, const int *z, const double *pos) {
+    int rc;
+    if ((rc = kq_reserve((void **)&s->sp, &s->sp_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->nstart, &s->nstart_cap, (size_t)natoms + 1,
+                         sizeof(size_t))))
+        return rc;
+    for (int i = 0; i < natoms; i++) {
+        if (!isfinite(pos[3 * i]) || !isfinite(pos[3 * i + 1]) || !isfinite(pos[3 * i + 2]))
+            return KQ_EINVAL;
+        int t = 0;
+        while (t < s->p.nspecies && s->p.species[t] != z[i]) t++;
+        if (t == s->p.nspecies) return KQ_ESPECIES;
+        s->sp[i] = t;
+    }
+    int cells = s->search == KQ_SEARCH_CELLS || (s->search == KQ_SEARCH_AUTO && natoms > 64);
+    return cells ? soap_neighbours_cells(s, natoms, pos) : soap_neighbours_brute(s, natoms, pos);
+}
+
+int kq_soap_check(kq_soap *s, int natoms, const int *z, const double *pos) {
+    if (!s || natoms < 0) return KQ_EINVAL;
+    if (natoms == 0) return KQ_OK;
+    if (!z || !pos) return KQ_EINVAL;
+    return soap_prepare(s, natoms, z, pos);
+}
+
+int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out) {
+    if (!s || natoms < 0) return KQ_EINVAL;
+    if (natoms == 0) return KQ_OK;
+    if (!z || !pos || !out) return KQ_EINVAL;
+    size_t total;
+    if (!kq_mul_ok((size_t)natoms, s->len, &total) || !kq_mul_ok(total, sizeof(double), &total))
+        return KQ_ENOMEM;
+    int rc = soap_prepare(s, natoms, z, pos);
+    if (rc) return rc;
+    size_t maxnb = 0, nf, nr;
+    for (int i = 0; i < natoms; i++)
+        if (s->nstart[i + 1] - s->nstart[i] > maxnb) maxnb = s->nstart[i + 1] - s->nstart[i];
+    if (!kq_mul_ok(maxnb, (size_t)s->nl * (size_t)s->np4, &nf) ||
+        !kq_mul_ok(maxnb, (size_t)s->nlm, &nr))
+        return KQ_ENOMEM;
+    if ((rc = kq_reserve((void **)&s->fbuf, &s->fbuf_cap, nf, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->rbuf, &s->rbuf_cap, nr, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->hptr, &s->hptr_cap, maxnb, sizeof(double *))) ||
+        (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
+        (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 8 * (size_t)s->nl * (size_t)s->np4,
+                         sizeof(double))))
+        return rc;
+    if (maxnb > s->fresh_cap) {
+        size_t cap = 0;
+        if ((rc = kq_reserve((void **)&s->fresh, &cap, maxnb, sizeof(size_t)))) return rc;
+        cap = 0;
+        if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
+        s->fresh_cap = maxnb;
+    }
+    for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
+    if ((rc = soap_reuse_setup(s, natoms))) return rc;
+#if KQ_SOAP_AVX2
+    if (s->simd == KQ_SIMD_AVX2) {
+        soap_centres_avx2(s, natoms, pos, out);
+        return KQ_OK;
+    }
+#endif
+    soap_centres_portable(s, natoms, pos, out);
+    return KQ_OK;
+}
+
+/* ------------------------------------------------------------------------ */
+/* Kernels                                                                   */
+/* ------------------------------------------------------------------------ */
+
