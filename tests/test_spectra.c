@@ -10,8 +10,11 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <dirent.h>
+
 #include "harness.h"
 #include "spectra.h"
+#include "xyz.h"
 
 static const double PI = 3.14159265358979323846;
 
@@ -318,7 +321,80 @@ static void test_units(void) {
     CHECK_CLOSE(spectra_window_value(SPECTRA_WINDOW_HANN, 10, 10), 0.0, 1e-15, "Hann w(n) = 0");
 }
 
+/* ---- the streaming XYZ reader (xyz_stream_*, end of xyz.c) against xyz_read ---- */
+
+static int same_frame(const xyz_frame *a, const xyz_frame *b) {
+    if (a->natoms != b->natoms || a->ninfo != b->ninfo || a->narrays != b->narrays || a->line != b->line)
+        return 0;
+    size_t na = (size_t)a->natoms;
+    if (na && (memcmp(a->z, b->z, na * sizeof(int)) || memcmp(a->pos, b->pos, 3 * na * sizeof(double))))
+        return 0;
+    for (int i = 0; i < a->ninfo; i++) {
+        const xyz_info *p = &a->info[i], *q = &b->info[i];
+        if (strcmp(p->key, q->key) || p->type != q->type || p->n != q->n) return 0;
+        if (p->str ? (!q->str || strcmp(p->str, q->str)) : !!q->str) return 0;
+        if (p->num && memcmp(p->num, q->num, (size_t)p->n * sizeof(double))) return 0;
+    }
+    for (int i = 0; i < a->narrays; i++) {
+        const xyz_array *p = &a->arrays[i], *q = &b->arrays[i];
+        if (strcmp(p->name, q->name) || p->type != q->type || p->ncols != q->ncols) return 0;
+        if (p->num && memcmp(p->num, q->num, na * (size_t)p->ncols * sizeof(double))) return 0;
+    }
+    return 1;
+}
+
+/* 1 if the stream gives the frames and the error message of xyz_read */
+static int stream_matches_read(const char *path) {
+    char e1[512], e2[512];
+    xyz_file f;
+    int rc1 = xyz_read(path, &f, e1, sizeof e1);
+    xyz_stream *s;
+    if (xyz_stream_open(path, &s, e2, sizeof e2) != 0) return 0;
+    int ok = 1, rc, k = 0;
+    xyz_frame fr;
+    while ((rc = xyz_stream_next(s, &fr, e2, sizeof e2)) == 1) {
+        /* before an error the stream returns the good frames; xyz_read returns none */
+        if (rc1 == 0 && (k >= f.nframes || !same_frame(&fr, &f.frames[k]))) ok = 0;
+        k++;
+        xyz_frame_free(&fr);
+    }
+    if (rc1 == 0) ok = ok && rc == 0 && k == f.nframes && xyz_stream_frames(s) == k;
+    else ok = ok && rc == -1 && strcmp(e1, e2) == 0;
+    if (!ok) fprintf(stderr, "stream vs read on %s: rc %d/%d, '%s' vs '%s'\n", path, rc1, rc, rc1 ? e1 : "", e2);
+    CHECK(xyz_stream_next(s, &fr, e2, sizeof e2) == 0, "%s: the stream stays at its end", path);
+    xyz_stream_close(s);
+    if (rc1 == 0) xyz_free(&f);
+    return ok;
+}
+
+static void test_stream(void) {
+    const char *dirs[] = {"tests/bad", "fuzz/seeds/xyz"};
+    int nfiles = 0, nbad = 0;
+    for (int d = 0; d < 2; d++) {
+        DIR *dp = opendir(dirs[d]);
+        if (!dp) continue;
+        struct dirent *de;
+        while ((de = readdir(dp)) != NULL) {
+            size_t l = strlen(de->d_name);
+            if (l < 5 || strcmp(de->d_name + l - 4, ".xyz")) continue;
+            char path[512];
+            snprintf(path, sizeof path, "%s/%s", dirs[d], de->d_name);
+            nfiles++;
+            nbad += !stream_matches_read(path);
+        }
+        closedir(dp);
+    }
+    CHECK(nfiles >= 30 && nbad == 0, "streaming reader = xyz_read (frames, messages) on %d files: %d differ",
+          nfiles, nbad);
+    CHECK(stream_matches_read("data/nma/test.xyz"), "streaming reader = xyz_read on data/nma/test.xyz");
+    char err[256];
+    xyz_stream *s;
+    CHECK(xyz_stream_open("no/such/file.xyz", &s, err, sizeof err) == -1 && strstr(err, "cannot open"),
+          "missing file: '%s'", err);
+}
+
 int main(void) {
+    test_stream();
     test_fft();
     test_autocorr();
     test_ir_cosines();
