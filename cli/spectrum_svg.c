@@ -59,7 +59,8 @@ void spectrum_svg(cli_buf *b, const char *title, const char *ylabel, const doubl
     double ys_ = nice_step(ymax - ymin, 6);
     for (double y = ceil(ymin / ys_) * ys_; y <= ymax; y += ys_)
         cli_buf_printf(b, "<path d=\"M%.1f %.1fh-5\" stroke=\"black\"/><text x=\"%.1f\" y=\"%.1f\" "
-                          "text-anchor=\"end\">%.3g</text>\n", L, PY(y), L - 8, PY(y) + 4, y);
+                          "text-anchor=\"end\">%.3g</text>\n", L, PY(y), L - 8, PY(y) + 4,
+                       fabs(y) < 1e-9 * ys_ ? 0.0 : y);
     cli_buf_printf(b, "<text x=\"%g\" y=\"%g\" text-anchor=\"middle\">wavenumber (cm^-1)</text>\n", (L + W - R) / 2,
                    H - 25);
     esc(ylabel, t, sizeof t);
@@ -79,8 +80,8 @@ void spectrum_svg(cli_buf *b, const char *title, const char *ylabel, const doubl
     for (int i = 0; i < nb; i++) {
         size_t m = 0;
         while (m + 1 < rows && nu[m] < bands[i]) m++;
-        cli_buf_printf(b, "<text transform=\"translate(%.1f %.1f) rotate(-90)\" font-size=\"11\">%.0f</text>\n",
-                       PX(nu[m]) + 4, PY(ys[0][m]) - 4, bands[i]);
+        cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
+                       PX(nu[m]), PY(ys[0][m]) - 6 - 12.0 * (i % 2), bands[i]);
     }
 #undef PX
 #undef PY
