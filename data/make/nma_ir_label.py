@@ -2,12 +2,14 @@
 """GFN2-xTB dipoles (single points) for every frame of an XYZ file, resumable.
 
 Usage (from the repository root):
-    python3 data/make/nma_ir_label.py FRAMES.xyz LABELS.tsv [STRIDE]
+    python3 data/make/nma_ir_label.py FRAMES.xyz LABELS.tsv [STRIDE [OFFSET]]
 
 STRIDE (default 1): label frames 0, S, 2S, ... first, then 1, 1+S, ..., so that a run
 stopped early still covers the whole file evenly (a trajectory at S times the time step,
 a training set spread over the whole run). The lines are in labelling order; sort them
-by frame (nma_ir_collect.py does).
+by frame (nma_ir_collect.py does). With OFFSET only the frames i with i % STRIDE ==
+OFFSET are labelled (several processes on disjoint parts, each its own LABELS file).
+A frame that is incomplete (a file still being written) ends the list.
 
 FRAMES.xyz: plain or extended XYZ (the first four columns of each atom line are read:
 species, x, y, z in Angstrom). LABELS.tsv gets one line per frame, appended and flushed
@@ -33,12 +35,15 @@ def frames(path):
             n = int(line)
             f.readline()
             atoms = [f.readline().split()[:4] for _ in range(n)]
+            if any(len(a) < 4 for a in atoms):
+                return
             yield atoms
 
 
 def main():
     src, out = sys.argv[1], sys.argv[2]
     stride = int(sys.argv[3]) if len(sys.argv) > 3 else 1
+    offset = int(sys.argv[4]) if len(sys.argv) > 4 else None
     done = set()
     if os.path.exists(out):
         with open(out) as f:
@@ -50,7 +55,8 @@ def main():
             fo.write('# frame\tmu_x\tmu_y\tmu_z (GFN2-xTB dipole, e*bohr)\tenergy (hartree); xtb 6.5.1 --gfn 2 --sp; frames of %s\n'
                      % os.path.basename(src))
         allf = list(frames(src))
-        order = [i for o in range(stride) for i in range(o, len(allf), stride)]
+        offsets = range(stride) if offset is None else [offset]
+        order = [i for o in offsets for i in range(o, len(allf), stride)]
         for k, i in enumerate(order):
             atoms = allf[i]
             if i in done:
