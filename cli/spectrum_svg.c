@@ -31,13 +31,18 @@ void spectrum_svg(cli_buf *b, const char *title, const char *ylabel, const doubl
                   const char *const *names, int nser, size_t rows, const double *bands, int nb) {
     const double W = 960, H = 540, L = 90, R = 30, T = 50, B = 70; /* size and margins, px */
     const char *colour[3] = {"#1f4e9a", "#c0392b", "#27843d"};
-    double xmax = rows ? nu[rows - 1] : 1, ymax = 0, ymin = 0;
+    /* y range from the vibrational bands (above 300 cm^-1): the rotational wing of a
+     * free molecule near 0 cm^-1 (strong in Raman) is clipped, not allowed to flatten
+     * the bands */
+    double xmax = rows ? nu[rows - 1] : 1, ymax = 0, ymin = 0, yall = 0;
     for (int k = 0; k < nser; k++)
         for (size_t m = 0; m < rows; m++) {
-            if (ys[k][m] > ymax) ymax = ys[k][m];
-            if (ys[k][m] < ymin) ymin = ys[k][m];
+            if (ys[k][m] > yall) yall = ys[k][m];
+            if (nu[m] >= 300 && ys[k][m] > ymax) ymax = ys[k][m];
+            if (nu[m] >= 300 && ys[k][m] < ymin) ymin = ys[k][m];
         }
-    if (!(ymax > 0)) ymax = 1;
+    int clipped = yall > ymax * 1.12 && ymax > 0;
+    if (!(ymax > 0)) ymax = yall > 0 ? yall : 1;
     ymax *= 1.12; /* room for band labels */
     if (!(xmax > 0)) xmax = 1;
 #define PX(x) (L + (x) / xmax * (W - L - R))
@@ -66,22 +71,39 @@ void spectrum_svg(cli_buf *b, const char *title, const char *ylabel, const doubl
     esc(ylabel, t, sizeof t);
     cli_buf_printf(b, "<text transform=\"translate(22 %g) rotate(-90)\" text-anchor=\"middle\">%s</text>\n",
                    (T + H - B) / 2, t);
+    if (clipped)
+        cli_buf_printf(b, "<text x=\"%g\" y=\"%g\" font-size=\"11\" fill=\"#666666\">y range set by the bands above "
+                          "300 cm^-1; the curve below is clipped (peak %.3g)</text>\n", L + 8, T - 6, yall);
     /* curves (the first one last, on top) */
     for (int k = nser - 1; k >= 0; k--) {
         cli_buf_printf(b, "<polyline fill=\"none\" stroke=\"%s\" stroke-width=\"%s\" points=\"", colour[k % 3],
                        k == 0 ? "1.4" : "1");
-        for (size_t m = 0; m < rows; m++) cli_buf_printf(b, "%.1f,%.1f ", PX(nu[m]), PY(ys[k][m]));
+        for (size_t m = 0; m < rows; m++) /* clipped to the plot box */
+            cli_buf_printf(b, "%.1f,%.1f ", PX(nu[m]), PY(fmin(fmax(ys[k][m], ymin), ymax)));
         cli_buf_printf(b, "\"/>\n");
         esc(names[k], t, sizeof t);
         cli_buf_printf(b, "<path d=\"M%.1f %.1fh24\" stroke=\"%s\" stroke-width=\"2\"/><text x=\"%.1f\" y=\"%.1f\">%s</text>\n",
                        W - R - 170, T + 12 + 18.0 * k, colour[k % 3], W - R - 140, T + 16 + 18.0 * k, t);
     }
-    /* band labels at the first curve's maxima */
-    for (int i = 0; i < nb; i++) {
-        size_t m = 0;
-        while (m + 1 < rows && nu[m] < bands[i]) m++;
+    /* band labels at the first curve's maxima: the strongest first, at most 14, none
+     * closer than 60 cm^-1 to a placed one (so labels do not overlap) */
+    double placed[14];
+    int np = 0;
+    for (int round = 0; round < nb && np < 14; round++) {
+        int best = -1;
+        size_t bm = 0;
+        for (int i = 0; i < nb; i++) {
+            size_t m = 0;
+            while (m + 1 < rows && nu[m] < bands[i]) m++;
+            int near = 0;
+            for (int j = 0; j < np; j++)
+                if (fabs(placed[j] - bands[i]) < 60) near = 1;
+            if (!near && (best < 0 || ys[0][m] > ys[0][bm])) { best = i; bm = m; }
+        }
+        if (best < 0) break;
+        placed[np++] = bands[best];
         cli_buf_printf(b, "<text x=\"%.1f\" y=\"%.1f\" text-anchor=\"middle\" font-size=\"11\">%.0f</text>\n",
-                       PX(nu[m]), PY(ys[0][m]) - 6 - 12.0 * (i % 2), bands[i]);
+                       PX(nu[bm]), PY(ys[0][bm]) - 6, bands[best]);
     }
 #undef PX
 #undef PY
