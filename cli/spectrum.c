@@ -224,12 +224,20 @@ typedef struct {
     size_t n, cap;
     int ncomp;
     double dt;        /* fs, from the frames' time / dt keys (0 if none) */
+    int keys;         /* time (1) and dt (2) keys of the first frame: every frame must have the same */
 } series;
 
 /* Time keys: 'dt' must be equal in every frame, 'time' equally spaced. */
 static void check_time(const opts *o, const xyz_frame *fr, size_t k, double *t0, double *dtk, series *s) {
     const xyz_info *ti = xyz_find_info(fr, "time"), *di = xyz_find_info(fr, "dt");
     double dt = 0;
+    const int cur = (ti ? 1 : 0) | (di ? 2 : 0); /* every frame has the keys of the first */
+    if (k == 0) s->keys = cur;
+    else if (cur != s->keys) {
+        int bit = ((cur ^ s->keys) & 1) ? 1 : 2;
+        cli_fail("%s:%d: key '%s' is %s", o->traj, fr->line + 1, bit == 1 ? "time" : "dt",
+                 (s->keys & bit) ? "missing in this frame (the first frame has it)" : "in this frame but not in the first");
+    }
     if (di) {
         if (!di->num || di->n != 1 || !(di->num[0] > 0))
             cli_fail("%s:%d: key 'dt' must be one positive number (fs)", o->traj, fr->line + 1);

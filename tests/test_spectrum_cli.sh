@@ -124,6 +124,8 @@ expect_fail() { # what, pattern, args...
 }
 awk 'NR == 2 + 4 * 7 { sub(/time=7.0/, "time=7.5") } { print }' "$tmp/t.xyz" > "$tmp/uneq.xyz"
 expect_fail "unequal spacing" "uneq.xyz:30: frames are not equally spaced in 'time'" ir "$tmp/uneq.xyz" --key dip -o "$tmp/out.tsv"
+awk 'NR == 2 + 4 * 3 { sub(/time=3.0 /, "") } { print }' "$tmp/t.xyz" > "$tmp/notime3.xyz"
+expect_fail "time key missing in one frame" "notime3.xyz:14: key 'time' is missing in this frame" ir "$tmp/notime3.xyz" --key dip -o "$tmp/out.tsv"
 expect_fail "--dt against time keys" "the frame's time step 1 fs differs from --dt 2 fs" ir "$tmp/t.xyz" --dt 2 --key dip -o "$tmp/out.tsv"
 expect_fail "no time step" "no time step: give --dt" ir "$tmp/notime.xyz" --key dip -o "$tmp/out.tsv"
 awk 'NR == 2 + 4 * 5 { sub(/ dip="[^"]*"/, "") } { print }' "$tmp/t.xyz" > "$tmp/nokey.xyz"
