@@ -113,6 +113,22 @@ if [ -x "$B/eann" ]; then
         && ok || bad "raman with a dipole model: $(cat "$tmp/err")"
 fi
 
+# -m MODEL with a (classical) QEq model of the kqeq program: dipoles and R A R^T
+# polarizabilities equal those written by `kqeq predict` (dipole in debye there)
+if [ -x "$B/kqeq" ] && [ -f "$tmp/w.xyz" ]; then
+    $B/kqeq train --model qeq --train "$tmp/w.xyz" --dipole-key mu --quiet -o "$tmp/q.model" > /dev/null 2>&1
+    $B/kqeq predict -m "$tmp/q.model" "$tmp/w.xyz" -o "$tmp/wq.xyz" 2>/dev/null
+    for kind in ir raman; do
+        key="kqeq_dipole --unit debye"; [ $kind = raman ] && key=kqeq_polarizability
+        $S $kind "$tmp/w.xyz" --dt 0.5 -m "$tmp/q.model" -o "$tmp/q1.tsv" 2>/dev/null && ok || bad "$kind -m QEq model"
+        $S $kind "$tmp/wq.xyz" --dt 0.5 --key $key -o "$tmp/q2.tsv" 2>/dev/null
+        grep -v '^#' "$tmp/q2.tsv" > "$tmp/qr2"
+        grep -v '^#' "$tmp/q1.tsv" | paste - "$tmp/qr2" | awk -v h=$([ $kind = raman ] && echo 4 || echo 2) '{
+            n = NF / 2; d = $h - $(h + n); if (d < 0) d = -d; if (d > m) m = d; if ($h > mx) mx = $h }
+            END { exit !(NR > 10 && mx > 0 && m <= 1e-8 * mx) }' && ok || bad "$kind -m QEq differs from kqeq predict + --key"
+    done
+fi
+
 # bad inputs: one line, non-zero exit, no output, an existing output untouched
 expect_fail() { # what, pattern, args...
     what=$1; pat=$2; shift 2
