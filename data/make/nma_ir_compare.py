@@ -2,15 +2,16 @@
 """Compare two spectra written by `spectrum` (issue 15 acceptance numbers).
 
 Usage (from the repository root):
-    python3 data/make/nma_ir_compare.py REF.tsv OTHER.tsv [COLUMN] [VIBSPECTRUM]
+    python3 data/make/nma_ir_compare.py REF.tsv OTHER.tsv [COLUMN] [VIBSPECTRUM] [THRESHOLD]
 
 REF, OTHER: TSV files of `spectrum ir` / `spectrum raman` on the same grid
 (header lines start with '#'); COLUMN: the intensity column, 1-based counting
 the wavenumber as column 1 (default 2: the IR column; 4 = Raman total).
 Prints
-  - the bands of REF: maxima above 10 % of REF's largest value in 400-4000 cm^-1,
+  - the bands of REF: maxima above THRESHOLD (default 0.1 = 10 %) of REF's largest
+    value in 400-4000 cm^-1,
     each the largest value within +-10 cm^-1 (the definition `spectrum` uses);
-    for each, OTHER's maximum within +-30 cm^-1 and the difference (cm^-1);
+    for each, OTHER's nearest band maximum (same rule, any height) and the difference;
   - the spectral overlap: cosine of the two intensity vectors on 400-4000 cm^-1;
   - band integrals (trapezoid over +-40 cm^-1 around each band) of both;
   - with VIBSPECTRUM (xtb --hess/--ohess output file `vibspectrum`): the harmonic
@@ -33,14 +34,14 @@ def read(path, col):
     return nu, y
 
 
-def bands(nu, y, lo=400.0, hi=4000.0, half=10.0):
+def bands(nu, y, lo=400.0, hi=4000.0, half=10.0, thr=0.1):
     idx = [i for i in range(len(nu)) if lo <= nu[i] <= hi]
     ymax = max(y[i] for i in idx)
     d = nu[1] - nu[0]
     hw = int(math.ceil(max(half, 3 * d) / d))
     out = []
     for i in idx:
-        if not y[i] > 0.1 * ymax:
+        if not y[i] > thr * ymax:
             continue
         win = range(max(0, i - hw), min(len(nu), i + hw + 1))
         if all(y[j] < y[i] or (y[j] == y[i] and j >= i) for j in win):
@@ -59,17 +60,18 @@ def integral(nu, y, c, half=40.0):
 def main():
     ref, oth = sys.argv[1], sys.argv[2]
     col = int(sys.argv[3]) if len(sys.argv) > 3 else 2
+    thr = float(sys.argv[5]) if len(sys.argv) > 5 else 0.1
     nu, a = read(ref, col)
     nu2, b = read(oth, col)
     if len(nu) != len(nu2) or any(abs(x - y) > 1e-6 for x, y in zip(nu, nu2)):
         sys.exit('the two spectra are not on the same wavenumber grid')
-    print('bands of %s (maxima above 10 %% of the largest, 400-4000 cm^-1):' % ref)
+    print('bands of %s (maxima above %g %% of the largest, 400-4000 cm^-1):' % (ref, 100 * thr))
     print('  ref_cm-1  other_cm-1  diff_cm-1  ref_height_rel  ref_integral  other_integral')
     amax = max(a[i] for i in range(len(nu)) if 400 <= nu[i] <= 4000)
     worst = 0.0
-    for i in bands(nu, a):
-        js = [j for j in range(len(nu)) if abs(nu[j] - nu[i]) <= 30]
-        j = max(js, key=lambda k: b[k])
+    bmax = bands(nu, b, thr=0.0)  # every local maximum of OTHER (same +-10 cm^-1 rule)
+    for i in bands(nu, a, thr=thr):
+        j = min(bmax, key=lambda k: abs(nu[k] - nu[i]))  # OTHER's nearest band maximum
         worst = max(worst, abs(nu[j] - nu[i]))
         print('  %8.1f  %10.1f  %9.1f  %14.3f  %12.4g  %14.4g' % (nu[i], nu[j], nu[j] - nu[i], a[i] / amax,
                                                                 integral(nu, a, nu[i]), integral(nu, b, nu[i])))
@@ -78,7 +80,7 @@ def main():
     dot = sum(a[i] * b[i] for i in sel)
     cos = dot / math.sqrt(sum(a[i] ** 2 for i in sel) * sum(b[i] ** 2 for i in sel))
     print('spectral overlap (cosine, 400-4000 cm^-1): %.4f' % cos)
-    if len(sys.argv) > 4:
+    if len(sys.argv) > 4 and sys.argv[4] != '-':
         print('harmonic modes above 400 cm^-1 (%s): wavenumber_cm-1  IR_km/mol' % sys.argv[4])
         on = False
         for l in open(sys.argv[4]):

@@ -94,9 +94,12 @@ def main():
         s.append('<path d="M%d %dV%d" stroke="#999999"/>' % (W - R, H - B, T))
         s.append('<text transform="translate(%d %g) rotate(90)" text-anchor="middle" fill="#666666">'
                  'harmonic IR intensity (km/mol, grey sticks: xtb --ohess)</text>' % (W - R + 30, (T + H - B) / 2))
+        top = max((i, w) for w, i in sticks if xmin <= w <= xmax)
+        s.append('<text x="%.1f" y="%.1f" font-size="11" fill="#666666">%.0f cm^-1, %.0f km/mol (harmonic)</text>'
+                 % (px(top[1]) + 8, H - B - top[0] / sm * (H - T - B) + 10, top[1], top[0]))
     for k, (label, pts) in enumerate(series):
-        s.append('<polyline fill="none" stroke="%s" stroke-width="1.3" points="%s"/>'
-                 % (COL[k % 4], ' '.join('%.1f,%.1f' % (px(x), py(v)) for x, v in pts)))
+        s.append('<polyline fill="none" stroke="%s" stroke-width="%s" points="%s"/>'  # first one wide, below
+                 % (COL[k % 4], '3' if k == 0 else '1', ' '.join('%.1f,%.1f' % (px(x), py(v)) for x, v in pts)))
         s.append('<path d="M%d %dh24" stroke="%s" stroke-width="2"/><text x="%d" y="%d">%s</text>'
                  % (W - R - 330, T + 12 + 18 * k, COL[k % 4], W - R - 300, T + 16 + 18 * k, esc(label)))
     s.append('</svg>')
