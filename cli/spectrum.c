@@ -7,6 +7,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "common.h"
 #include "eann.h"
@@ -332,6 +333,23 @@ int spectrum_bands(const double *nu, const double *y, size_t n1, double lo, doub
     return nb;
 }
 
+/* Outputs go through cli_write_atomic (temporary file + rename), except to an
+ * existing path that is not a regular file (/dev/null, /dev/stdout, a FIFO):
+ * renaming over it would replace the device or pipe by a plain file, so it is
+ * written in place. */
+static void write_output(const char *path, const char *data, size_t len) {
+    char err[1024];
+    struct stat st;
+    if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+        FILE *f = fopen(path, "wb");
+        if (!f) cli_fail("%s: cannot open for writing", path);
+        int ok = fwrite(data, 1, len, f) == len;
+        if (fclose(f) != 0 || !ok) cli_fail("%s: write error", path);
+        return;
+    }
+    if (cli_write_atomic(path, data, len, err, sizeof err)) cli_fail("%s", err);
+}
+
 int main(int argc, char **argv) {
     cli_set_prog("spectrum");
     opts o;
@@ -396,7 +414,6 @@ int main(int argc, char **argv) {
         if (o.raman) cli_buf_printf(&b, "%.6f\t%.10g\t%.10g\t%.10g\n", nu[m], y1[m], y2[m], y3[m]);
         else cli_buf_printf(&b, "%.6f\t%.10g\n", nu[m], y1[m]);
     }
-    char err[1024];
     if (o.svg) {
         cli_buf svg = {0};
         char title[512];
@@ -406,10 +423,10 @@ int main(int argc, char **argv) {
         const char *names[3] = {o.raman ? "total" : "IR", "isotropic", "anisotropic"};
         spectrum_svg(&svg, title, o.raman ? "Raman intensity (bohr^6 per cm^-1)" : "absorption (km/mol per cm^-1)",
                      nu, ys, names, o.raman ? 3 : 1, rows, bands, nb);
-        if (cli_write_atomic(o.svg, svg.s, svg.len, err, sizeof err)) cli_fail("%s", err);
+        write_output(o.svg, svg.s, svg.len);
         cli_buf_free(&svg);
     }
-    if (cli_write_atomic(o.out, b.s, b.len, err, sizeof err)) cli_fail("%s", err);
+    write_output(o.out, b.s, b.len);
     fprintf(stderr, "spectrum: %zu frames, dt %g fs, resolution %.4g cm^-1; bands:", n, dt,
             spectra_resolution_cm(n, dt));
     for (int i = 0; i < nb; i++) fprintf(stderr, " %.1f", bands[i]);

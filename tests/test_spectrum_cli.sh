@@ -129,6 +129,15 @@ if [ -x "$B/kqeq" ] && [ -f "$tmp/w.xyz" ]; then
     done
 fi
 
+# -o to a FIFO (as to /dev/null): written in place, the FIFO stays a FIFO (a rename over
+# it would replace it by a plain file)
+if mkfifo "$tmp/fifo" 2>/dev/null; then
+    timeout 20 cat "$tmp/fifo" > "$tmp/fifo.out" &  # never hangs the test
+    $S ir "$tmp/t.xyz" --key dip -o "$tmp/fifo" 2>/dev/null
+    wait
+    [ -p "$tmp/fifo" ] && grep -q '^# wavenumber_cm-1' "$tmp/fifo.out" && ok || bad "-o FIFO"
+fi
+
 # bad inputs: one line, non-zero exit, no output, an existing output untouched
 expect_fail() { # what, pattern, args...
     what=$1; pat=$2; shift 2
