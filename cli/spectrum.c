@@ -411,8 +411,9 @@ int main(int argc, char **argv) {
         cli_buf_printf(&b, "# wavenumber_cm-1\tiso_bohr6_per_cm-1\taniso_bohr6_per_cm-1\ttotal_bohr6_per_cm-1\n");
     else cli_buf_printf(&b, "# wavenumber_cm-1\tir_km_mol-1_per_cm-1\n");
     for (size_t m = 0; m < rows; m++) {
-        if (o.raman) cli_buf_printf(&b, "%.6f\t%.10g\t%.10g\t%.10g\n", nu[m], y1[m], y2[m], y3[m]);
-        else cli_buf_printf(&b, "%.6f\t%.10g\n", nu[m], y1[m]);
+        /* + 0.0: no "-0" (omega^2 = 0 times a negative density at nu = 0) */
+        if (o.raman) cli_buf_printf(&b, "%.6f\t%.10g\t%.10g\t%.10g\n", nu[m], y1[m] + 0.0, y2[m] + 0.0, y3[m] + 0.0);
+        else cli_buf_printf(&b, "%.6f\t%.10g\n", nu[m], y1[m] + 0.0);
     }
     if (o.svg) {
         cli_buf svg = {0};
