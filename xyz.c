@@ -1721,3 +1721,156 @@ int xyz_write(const char *path, const xyz_file *xf, char *err, size_t errlen) {
     for (int i = 0; i < xf->nframes; i++) write_frame(o.f, &xf->frames[i]);
     return out_close(&o, 1, err, errlen);
 }
+
+/* ================================================================== */
+/* streaming reader (xyz_stream_*): one frame at a time                */
+/* ================================================================== */
+/* Memory is one frame's text plus the frame itself, independent of the
+ * number of frames. Each frame is cut out of the file (its count line, its
+ * comment line and its atom lines) and handed to the same frame parser as
+ * xyz_parse (parse_frame above, with the reader's line counter set to the
+ * count line's number), so both readers accept the same files and give the
+ * same values and the same "FILE:LINE: what" messages. */
+
+struct xyz_stream {
+    FILE *f;
+    int own;            /* close f at the end (not stdin) */
+    char *name;         /* for messages */
+    long line;          /* lines read so far */
+    long nframes;       /* frames returned so far */
+    long long bytes;    /* bytes read so far */
+    long long size;     /* file size, -1 if unknown (a pipe, stdin) */
+    char *count;        /* the current count line */
+    size_t count_cap;
+    char *buf;          /* the current frame's comment and atom lines */
+    size_t len, cap;
+    int ended;
+};
+
+/* Append one line (with its '\n' when present) of s->f to *b at *len.
+ * Returns 1 if a line was read, 0 at the end of the file, -1 on a NUL byte
+ * (not a text file), -2 out of memory, -3 read error. */
+static int stream_line(xyz_stream *s, char **b, size_t *len, size_t *cap) {
+    int c, got = 0;
+    while ((c = getc(s->f)) != EOF) {
+        got = 1;
+        s->bytes++;
+        if (c == '\0') return -1;
+        if (*len + 2 > *cap) {
+            size_t nc = *cap ? *cap * 2 : 256;
+            char *nb = nc < *cap ? NULL : realloc(*b, nc);
+            if (!nb) return -2;
+            *b = nb;
+            *cap = nc;
+        }
+        (*b)[(*len)++] = (char)c;
+        if (c == '\n') break;
+    }
+    if (ferror(s->f)) return -3;
+    if (!got) return 0;
+    (*b)[*len] = '\0';
+    s->line++;
+    return 1;
+}
+
+int xyz_stream_open(const char *path, xyz_stream **out, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    if (!out) { set_err(err, errlen, "(null): no output"); return -1; }
+    *out = NULL;
+    if (!path) { set_err(err, errlen, "(null): no file name"); return -1; }
+    xyz_stream *s = calloc(1, sizeof *s);
+    if (!s || !(s->name = dup_s(path))) {
+        free(s);
+        set_err(err, errlen, "%s: out of memory", path);
+        return -1;
+    }
+    s->own = strcmp(path, "-") != 0;
+    s->f = s->own ? fopen(path, "rb") : stdin;
+    if (!s->f) {
+        set_err(err, errlen, "%s: cannot open: %s", path, strerror(errno));
+        free(s->name);
+        free(s);
+        return -1;
+    }
+    s->size = -1;
+    if (s->own && fseek(s->f, 0, SEEK_END) == 0) {
+        long sz = ftell(s->f);
+        if (sz >= 0) s->size = sz;
+        if (fseek(s->f, 0, SEEK_SET) != 0) s->size = -1;
+    }
+    *out = s;
+    return 0;
+}
+
+/* 1: a frame was read into *fr (free it with xyz_frame_free); 0: no more
+ * frames (blank lines at the end are fine); -1: error in err (the stream
+ * stays at the end). A file without any frame is an error, as in xyz_read. */
+int xyz_stream_next(xyz_stream *s, xyz_frame *fr, char *err, size_t errlen) {
+    if (err && errlen) err[0] = '\0';
+    if (fr) memset(fr, 0, sizeof *fr);
+    if (!s || !fr) { set_err(err, errlen, "(null): no stream or frame"); return -1; }
+    ectx e = {s->name, err, errlen};
+    if (s->ended) return 0;
+    s->ended = 1; /* until a frame is complete */
+    size_t clen = 0;
+    int rc;
+#define STREAM_IO_FAIL(rc)                                                                   \
+    ((rc) == -1 ? fail(&e, s->line + 1, "NUL byte in the file (not a text file)")            \
+     : (rc) == -2 ? fail(&e, s->line + 1, "out of memory")                                   \
+                 : (set_err(err, errlen, "%s: read error", s->name), -1))
+    /* the count line, after skipping blank lines (only allowed at the end) */
+    long blank = 0;
+    for (;;) {
+        clen = 0;
+        rc = stream_line(s, &s->count, &clen, &s->count_cap);
+        if (rc < 0) return STREAM_IO_FAIL(rc);
+        if (rc == 0) {
+            if (s->nframes == 0) return fail(&e, 1, "empty file (no atom count found)");
+            return 0;
+        }
+        if (clen && s->count[clen - 1] == '\n') s->count[--clen] = '\0';
+        if (clen && s->count[clen - 1] == '\r') s->count[--clen] = '\0';
+        if (!is_blank(s->count)) break;
+        if (!blank) blank = s->line;
+    }
+    if (blank) return fail(&e, blank, "blank line where an atom count was expected");
+    long countline = s->line;
+    int natoms = 0;
+    if (parse_count(&e, countline, s->count, &natoms) != 0) return -1;
+    /* the comment line and natoms atom lines (fewer at the end of a truncated file:
+     * parse_frame then reports it as xyz_parse does) */
+    s->len = 0;
+    for (long i = 0; i <= (long)natoms; i++) {
+        rc = stream_line(s, &s->buf, &s->len, &s->cap);
+        if (rc < 0) return STREAM_IO_FAIL(rc);
+        if (rc == 0) break;
+    }
+#undef STREAM_IO_FAIL
+    if (!s->buf) { /* nothing after the count line */
+        if (!(s->buf = malloc(1))) return fail(&e, countline, "out of memory");
+        s->cap = 1;
+    }
+    s->buf[s->len] = '\0';
+    reader r = {s->buf, s->buf + s->len, countline};
+    if (parse_frame(&e, &r, s->count, fr) != 0) {
+        xyz_frame_free(fr);
+        return -1;
+    }
+    s->nframes++;
+    s->ended = 0;
+    if (err && errlen) err[0] = '\0'; /* a plain comment that failed to parse is not an error */
+    return 1;
+}
+
+long xyz_stream_frames(const xyz_stream *s) { return s ? s->nframes : 0; }
+long long xyz_stream_bytes(const xyz_stream *s) { return s ? s->bytes : 0; }
+long long xyz_stream_size(const xyz_stream *s) { return s ? s->size : -1; }
+
+void xyz_stream_close(xyz_stream *s) {
+    if (!s) return;
+    if (s->own && s->f) fclose(s->f);
+    free(s->name);
+    free(s->count);
+    free(s->buf);
+    free(s);
+}

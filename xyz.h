@@ -200,4 +200,31 @@ int xyz_set_array_num(xyz_frame *fr, const char *name, xyz_type type, int ncols,
 int xyz_remove_info(xyz_frame *fr, const char *key);
 int xyz_remove_array(xyz_frame *fr, const char *name);
 
+/* ================================================================== */
+/* Streaming reader: one frame at a time, for long trajectories.       */
+/* ================================================================== */
+/* Memory holds one frame (its text and the parsed frame), whatever the
+ * number of frames. Frames are parsed by the same code as xyz_read, so the
+ * accepted syntax, the values and the "FILE:LINE: what" messages are the same
+ * (line numbers count from the start of the file).
+ *     xyz_stream *s; xyz_frame fr;
+ *     if (xyz_stream_open(path, &s, err, sizeof err) != 0) ...;   // "-" = stdin
+ *     while ((rc = xyz_stream_next(s, &fr, err, sizeof err)) == 1) {
+ *         ... use fr ...; xyz_frame_free(&fr);
+ *     }
+ *     if (rc < 0) ... err ...;
+ *     xyz_stream_close(s);
+ * xyz_stream_next returns 1 with a frame in *fr (the caller frees it), 0 when
+ * there are no more frames, -1 on error (message in err, nothing in *fr;
+ * further calls return 0). A file with no frame at all is an error, as in
+ * xyz_read. xyz_stream_bytes / xyz_stream_size (-1 if unknown, e.g. stdin)
+ * are for progress reports; xyz_stream_frames counts the frames returned. */
+typedef struct xyz_stream xyz_stream;
+int xyz_stream_open(const char *path, xyz_stream **out, char *err, size_t errlen);
+int xyz_stream_next(xyz_stream *s, xyz_frame *fr, char *err, size_t errlen);
+long xyz_stream_frames(const xyz_stream *s);
+long long xyz_stream_bytes(const xyz_stream *s);
+long long xyz_stream_size(const xyz_stream *s);
+void xyz_stream_close(xyz_stream *s);
+
 #endif
