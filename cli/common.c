@@ -126,28 +126,31 @@ void cli_check_writable(const char *opt, const char *out) {
     free(dir);
 }
 
+/* The frame rules every command applies after reading: at least one atom, and
+ * no periodic cell (pbc with a T, or an ASE Lattice without pbc). */
+void cli_check_frame(const xyz_frame *fr, const char *path) {
+    char nb[208];
+    const char *name = short_path(path, nb);
+    if (fr->natoms < 1)
+        cli_fail("%s:%d: frame without atoms (every frame needs at least one atom)", name,
+                 fr->line);
+    const xyz_info *pbc = xyz_find_info(fr, "pbc");
+    int periodic = 0;
+    if (pbc && pbc->type == XYZ_BOOL)
+        for (int k = 0; k < pbc->n; k++) periodic |= pbc->num[k] != 0;
+    else if (pbc)
+        periodic = 1; /* the reader accepts only booleans; be safe */
+    if (!pbc && xyz_find_info(fr, "Lattice")) periodic = 1; /* ASE: Lattice alone means pbc */
+    if (periodic)
+        cli_fail("%s:%d: periodic frame (%s): periodic systems are not supported "
+                 "(molecules only; pbc=\"F F F\" or no pbc/Lattice keys)", name, fr->line,
+                 pbc ? "pbc has T" : "Lattice without pbc");
+}
+
 void cli_read_xyz(const char *path, xyz_file *xf) {
     char err[1024];
     if (xyz_read(path, xf, err, sizeof err)) cli_fail("%s", err);
-    char nb[208];
-    const char *name = short_path(path, nb);
-    for (int f = 0; f < xf->nframes; f++) {
-        const xyz_frame *fr = &xf->frames[f];
-        if (fr->natoms < 1)
-            cli_fail("%s:%d: frame without atoms (every frame needs at least one atom)", name,
-                     fr->line);
-        const xyz_info *pbc = xyz_find_info(fr, "pbc");
-        int periodic = 0;
-        if (pbc && pbc->type == XYZ_BOOL)
-            for (int k = 0; k < pbc->n; k++) periodic |= pbc->num[k] != 0;
-        else if (pbc)
-            periodic = 1; /* the reader accepts only booleans; be safe */
-        if (!pbc && xyz_find_info(fr, "Lattice")) periodic = 1; /* ASE: Lattice alone means pbc */
-        if (periodic)
-            cli_fail("%s:%d: periodic frame (%s): periodic systems are not supported "
-                     "(molecules only; pbc=\"F F F\" or no pbc/Lattice keys)", name, fr->line,
-                     pbc ? "pbc has T" : "Lattice without pbc");
-    }
+    for (int f = 0; f < xf->nframes; f++) cli_check_frame(&xf->frames[f], path);
 }
 
 static int is_integer(double q) { return q == floor(q); }

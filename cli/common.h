@@ -51,6 +51,9 @@ void cli_check_writable(const char *opt, const char *out);
  * without atoms, a periodic frame (pbc with a T, or a Lattice without pbc,
  * which ASE reads as periodic): periodic systems are not supported. */
 void cli_read_xyz(const char *path, xyz_file *xf);
+/* One frame: refuse 0 atoms and periodic cells with FILE:LINE (cli_read_xyz applies it to
+ * every frame; streaming readers call it per frame). */
+void cli_check_frame(const xyz_frame *fr, const char *path);
 
 /* Total charge (e) of a frame from its 'charge' key, 0 if absent. The one
  * check of both programs: a single finite number (not a boolean such as

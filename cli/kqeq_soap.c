@@ -20,7 +20,7 @@ static const char soap_usage[] =
     "  no periodicity, every atom a centre; ../shared/specs/soap.md).\n"
     "  Prints one line per atom (all frames in file order), values %.17g.\n"
     "  --rcut R      cutoff radius in angstrom, > 1\n"
-    "  --nmax N      radial basis functions, >= 1\n"
+    "  --nmax N      radial basis functions, 1..64 (KQ_SOAP_MAX_NMAX)\n"
     "  --lmax L      maximum angular momentum, 0..20\n"
     "  --sigma S     Gaussian width in angstrom, >= 0.001 (default rcut/8)\n"
     "  --species L   comma-separated element symbols (any order; sorted by Z)\n"
@@ -82,7 +82,7 @@ int kqeq_cmd_soap(int argc, char **argv) {
                 if (!(p.rcut > 1.0)) cli_fail("--rcut: must be > 1 angstrom, got '%s'", v);
                 have_rcut = 1;
             } else if (!strcmp(a, "--nmax")) {
-                p.nmax = (int)cli_parse_long(a, v, 1, 1000);
+                p.nmax = (int)cli_parse_long(a, v, 1, KQ_SOAP_MAX_NMAX);
                 have_nmax = 1;
             } else if (!strcmp(a, "--lmax")) {
                 p.lmax = (int)cli_parse_long(a, v, 0, KQ_MAX_LMAX);

@@ -80,7 +80,7 @@ static void parse_soap(const char *arg, kq_soap_params *p, double *weight) {
             if (!(p->rcut > 1.0)) cli_fail("--soap: rcut must be > 1 angstrom, got '%s'", v);
             have |= 1;
         } else if (!strcmp(tok, "nmax")) {
-            p->nmax = (int)cli_parse_long("--soap nmax", v, 1, 64);
+            p->nmax = (int)cli_parse_long("--soap nmax", v, 1, KQ_SOAP_MAX_NMAX);
             have |= 2;
         } else if (!strcmp(tok, "lmax")) {
             p->lmax = (int)cli_parse_long("--soap lmax", v, 0, KQ_MAX_LMAX);

@@ -67,6 +67,7 @@ static void parse_opts(int argc, char **argv, opts *o) {
     o->max_wn = 4000;
     o->window = SPECTRA_WINDOW_HANN;
     o->qcf = SPECTRA_QCF_HARMONIC;
+    if (argc >= 2 && cli_print_version("spectrum", argv[1])) exit(cli_exit(0));
     if (argc < 2 || !strcmp(argv[1], "--help") || !strcmp(argv[1], "-h") || !strcmp(argv[1], "help")) {
         fputs(usage, argc < 2 ? stderr : stdout);
         exit(argc < 2 ? 1 : 0);
@@ -288,6 +289,7 @@ static void read_series(const opts *o, model *md, series *s) {
             s->cap = nc;
         }
         double *out = s->v + s->n * (size_t)s->ncomp;
+        cli_check_frame(&fr, o->traj);
         check_time(o, &fr, s->n, &t0, &dtk, s);
         if (o->key) {
             if (xyz_get_info_real(&fr, o->traj, o->key, s->ncomp, out, err, sizeof err)) cli_fail("%s", err);
@@ -333,20 +335,11 @@ int spectrum_bands(const double *nu, const double *y, size_t n1, double lo, doub
     return nb;
 }
 
-/* Outputs go through cli_write_atomic (temporary file + rename), except to an
- * existing path that is not a regular file (/dev/null, /dev/stdout, a FIFO):
- * renaming over it would replace the device or pipe by a plain file, so it is
- * written in place. */
+/* Outputs go through cli_write_atomic: a regular file is replaced atomically
+ * (temporary file + rename); an existing device or FIFO (/dev/null, a pipe) is
+ * written in place; "-" and /dev/stdout are standard output (cli/common.c). */
 static void write_output(const char *path, const char *data, size_t len) {
     char err[1024];
-    struct stat st;
-    if (strcmp(path, "-") != 0 && stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
-        FILE *f = fopen(path, "wb");
-        if (!f) cli_fail("%s: cannot open for writing", path);
-        int ok = fwrite(data, 1, len, f) == len;
-        if (fclose(f) != 0 || !ok) cli_fail("%s: write error", path);
-        return;
-    }
     if (cli_write_atomic(path, data, len, err, sizeof err)) cli_fail("%s", err);
 }
 

@@ -172,5 +172,10 @@ expect_fail "truncated frame" "trunc.xyz:29: frame declares 2 atoms but the file
 expect_fail "negative dt" "--dt: '-1' is not a positive time step" ir "$tmp/t.xyz" --dt -1 --key dip -o "$tmp/out.tsv"
 expect_fail "unknown command" "unknown command 'uv'" uv "$tmp/t.xyz"
 expect_fail "-o over the trajectory" "would overwrite the trajectory" ir "$tmp/out.tsv" --dt 1 --key dip -o "$tmp/out.tsv"
+printf '2\nProperties=species:S:1:pos:R:3 dip="0 0 1" pbc="T T T" Lattice="9 0 0 0 9 0 0 0 9"\nH 0 0 0\nH 1 0 0\n2\nProperties=species:S:1:pos:R:3 dip="0 0 1"\nH 0 0 0\nH 1 0 0\n' > "$tmp/pbc.xyz"
+expect_fail "periodic frame" "pbc.xyz:1: periodic frame" ir "$tmp/pbc.xyz" --dt 1 --key dip -o "$tmp/out.tsv"
+printf '0\nProperties=species:S:1:pos:R:3 dip="0 0 1"\n' > "$tmp/empty.xyz"
+expect_fail "frame without atoms" "empty.xyz:1: frame without atoms" ir "$tmp/empty.xyz" --dt 1 --key dip -o "$tmp/out.tsv"
+if "$S" --version | grep -q '^spectrum (tensorial [0-9]'; then ok; else bad "spectrum --version"; fi
 echo "test_spectrum_cli: $np passed, $nf failed"
 [ "$nf" -eq 0 ]
