@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 # Makefile for the tensorial project (GNU make).
 #   make                 library, programs (build/kqeq, build/eann), tests, benchmarks
 #   make test            build and run every test; last line "total: N passed, N failed"

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann.c - embedded atom neural network for tensorial properties (see eann.h):
  * model, descriptor, element networks, heads, forward pass and input
  * gradients, model text. Training (parameter gradients, optimisers) is in

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann.h - embedded atom neural network (EANN) for tensorial molecular
  * properties: the embedded density descriptor, element-wise networks
  * (Linear -> LayerNorm -> alpha*SiLU(beta*x) stacks), the dipole /
@@ -62,6 +63,10 @@
 
 #include <stddef.h>
 #include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum {
     EANN_OK = 0,
@@ -397,4 +402,7 @@ typedef struct {
 } eann_text;
 void eann_text_printf(eann_text *b, const char *fmt, ...);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann_train.c - training of EANN tensorial models (declared in
  * eann_train.h): losses with exact parameter gradients (including the
  * second-order ones of the polarizability), descriptor normalisation, Adam,

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann_train.h - training of EANN tensorial models (eann.h): losses with
  * exact parameter gradients for dipole, phase-free transition-dipole and
  * polarizability targets (the polarizability needs second derivatives),
@@ -12,6 +13,10 @@
 #define EANN_TRAIN_H
 
 #include "eann.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* =========================================================================
  * TRAINING: losses with exact gradients for dipole, phase-free transition
@@ -222,4 +227,7 @@ int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
                   double charge_weight, double *mean_loss, double *rmse);
 
 
+#ifdef __cplusplus
+}
+#endif
 #endif

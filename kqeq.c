@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq.c - kernel charge equilibration (kQEq, Staacke et al. 2021).
  *
  * What is here, in reading order: element data (QEq radii, masses, default

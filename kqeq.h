@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq.h - kernel charge equilibration (kQEq): classical QEq with Gaussian
  * charges, SOAP kernels, and the kQEq model built on them: training (closed
  * form and sparse), prediction of charges, dipoles and polarizabilities,
@@ -26,6 +27,10 @@
 #include <stddef.h>
 
 #include "soap.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* ------------------------------------------------------------------------ */
 /* SOAP kernels (specs/soap.md, "Kernel used by kQEq"; kQEq paper Eq. 11)    */
@@ -265,4 +270,7 @@ int kq_model_read(const char *text, size_t len, kq_model *m, int *line);
 int kq_model_read_msg(const char *text, size_t len, kq_model *m, int *line, char *msg,
                       size_t msglen);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* linalg.c - small dense linear algebra for the tensorial project (see linalg.h).
  *
  * Everything here is plain C11 + libm. Matrices are row-major with explicit

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* linalg.h - small dense linear algebra for the tensorial project.
  *
  * Our own, readable, exact: Cholesky, LU with partial pivoting, triangular
@@ -19,6 +20,10 @@
 #define LINALG_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum {
     LA_OK = 0,
@@ -104,4 +109,7 @@ int la_sym_inv_sqrt(int n, const double *s, int lds, double *out, int ldo);
 void la_matmul(int m, int n, int k, const double *a, int lda, const double *b, int ldb,
                double *c, int ldc);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

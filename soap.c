@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* soap.c - SOAP descriptors (DScribe's GTO definition, ../shared/specs/soap.md).
  *
  * Every formula is from ../shared/specs/soap.md ("spec") unless a comment

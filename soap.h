@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* soap.h - SOAP descriptors (DScribe's GTO definition, ../shared/specs/soap.md).
  *
  * The power spectrum p^(Z1 Z2)_(n n' l) of every atom of a molecule: the
@@ -14,6 +15,10 @@
 #define KQ_SOAP_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum {
     KQ_OK = 0,
@@ -112,4 +117,7 @@ int kq_soap_set_search(kq_soap *s, int mode);
 enum { KQ_SIMD_AUTO = 0, KQ_SIMD_PORTABLE = 1, KQ_SIMD_AVX2 = 2 };
 int kq_soap_set_simd(kq_soap *s, int mode);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

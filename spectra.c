@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spectra.c - vibrational spectra from time series (see spectra.h for the
  * units, the sources [FFT] [WK] [QCF] [IR] [RAMAN] and the API).
  *

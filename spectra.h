@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spectra.h - vibrational spectra from molecular-dynamics time series:
  * our own FFT (radix 2 and Bluestein, any length), autocorrelation by
  * zero-padded FFT, lag windows, the IR line shape from a dipole time series
@@ -46,6 +47,10 @@
 #define SPECTRA_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 enum {
     SPECTRA_OK = 0,
@@ -174,4 +179,7 @@ int spectra_raman(const double *alpha, size_t n, double dt_fs, double temperatur
                   double excitation_nm, int window, double *nu, double *iso, double *aniso,
                   double *total);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* xyz.c - extended XYZ reader and writer (ASE's dialect); see xyz.h.
  *
  * Reading works on one private, NUL-terminated, writable copy of the input:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* xyz.h - extended XYZ reader and writer (ASE's dialect).
  *
  * Not part of the model libraries (kqeq.*, eann.*): it is the file I/O layer
@@ -57,6 +58,10 @@
 #define XYZ_H
 
 #include <stddef.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
 
 /* Value types, as in the Properties spec letters S, R, I, L. */
 typedef enum { XYZ_STR = 'S', XYZ_REAL = 'R', XYZ_INT = 'I', XYZ_BOOL = 'L' } xyz_type;
@@ -227,4 +232,7 @@ long long xyz_stream_bytes(const xyz_stream *s);
 long long xyz_stream_size(const xyz_stream *s);
 void xyz_stream_close(xyz_stream *s);
 
+#ifdef __cplusplus
+}
+#endif
 #endif

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench_eann.sh - microseconds per NMA molecule of the four published EANN
 # models (eann predict --repeat K on reference_20.xyz, median of R runs),
 # beside the published PyTorch models' times measured on this machine

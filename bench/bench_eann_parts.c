@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_eann_parts.c - the speed of EANN's two costliest kernels alone, and
  * what they imply for one NMA molecule of the published dipole model.
  *

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Training throughput of `eann train` (molecule-gradients per second, one
 # thread): dipole and polarizability targets, default network (hidden 64,64,
 # nwave 8, nipsin 3, cutoff 6), a few Adam epochs on a fixed subset of NMA

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Wall time and peak memory of sparse kQEq training (single thread: the code
 # has no threads) on the first 1000, 2000 and 4000 molecules of
 # data/qm9like/train.xyz (fewer if the file has fewer; the script says so).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* bench_linalg.c - Cholesky speed against the system LAPACK.
  *
  * Factorises the same SPD matrix (n = 1000, 2000, 4000) with la_cholesky and,

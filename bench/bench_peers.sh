@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # bench_peers.sh - issue 14's speed table: every job run by our programs and by its peer in
 # the same run, one thread, processor time (user + system seconds of the process, or the
 # programs' own processor-time figures), warm-up before timing. Prints, per job: ours, the

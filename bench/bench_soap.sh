@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # SOAP descriptor speed (kqeq soap --repeat K) against DScribe's measured time.
 # rc 3.5, n_max 8, l_max 6, species H,C,N,O; inputs in bench/data/ (made by
 # bench/data/make_bench_geoms.py). DScribe (single thread, Python call

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # `make bench`: issue 14's speed table, every figure against its peer measured in the
 # same run (bench/bench_peers.sh; QUICK=1 for a ~3 minute subset).
 # BENCH_ALL=1 also runs the older single-sided benchmarks (build/bench/bench_* programs,

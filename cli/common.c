@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* common.c - helpers shared by the command-line programs. */
 #include "common.h"
 

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* common.h - small helpers shared by the command-line programs (not part of
  * the model libraries). POSIX is allowed here. */
 #ifndef CLI_COMMON_H

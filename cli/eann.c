@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann - command-line front end of eann.c: predictions of the EANN dipole,
  * transition-dipole and polarizability models, symmetry checks, training
  * and evaluation. Run `eann help` for the list of subcommands. */

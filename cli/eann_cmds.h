@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann_cmds.h - subcommands of the `eann` program (cli/eann.c dispatches)
  * and helpers they share (defined in cli/eann.c). */
 #ifndef EANN_CMDS_H

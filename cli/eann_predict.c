@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann_predict.c - `eann predict` (model outputs per frame into an XYZ file,
  * or a timing with --repeat) and `eann check` (rotation, translation and
  * permutation symmetry of a model's outputs on the frames of a file). */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* eann_train.c - `eann train` (fit an EANN dipole / transition-dipole /
  * polarizability model to labelled extended-XYZ frames) and `eann eval`
  * (per-component RMSE, correlation and an SVG parity plot of a model on

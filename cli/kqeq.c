@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq - command-line front end of kqeq.c: classical QEq, SOAP descriptors,
  * kQEq training, prediction, evaluation and learning curves.
  * Run `kqeq help` for the list of subcommands. */

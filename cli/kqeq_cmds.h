@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq_cmds.h - subcommands of the `kqeq` program (cli/kqeq.c dispatches). */
 #ifndef KQEQ_CMDS_H
 #define KQEQ_CMDS_H

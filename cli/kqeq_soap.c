@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq_soap.c - `kqeq soap`: raw SOAP vectors (specs/soap.md) of every atom
  * of every frame of an XYZ file, one line per atom, or with --repeat K the
  * mean time per atom of K computations of the whole file. */

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq_svg.c - log-log line plots as SVG text, drawn by our own code
  * (used by `kqeq curve`). */
 #include "kqeq_svg.h"

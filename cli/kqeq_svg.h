@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq_svg.h - a small SVG line plot on log-log axes (for `kqeq curve`). */
 #ifndef KQEQ_SVG_H
 #define KQEQ_SVG_H

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* kqeq_train.c - `kqeq qeq`, `kqeq train`, `kqeq predict`, `kqeq eval` and
  * `kqeq curve`: classical QEq and kQEq from the command line (kqeq.h;
  * equations: kQEq paper and ../shared/specs/kqeq.md).

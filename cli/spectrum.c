@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spectrum - IR and Raman spectra from an extended XYZ trajectory (spectra.c),
  * with dipoles / polarizabilities from a per-frame key or predicted frame by
  * frame by an EANN or kQEq model. Frames are read one at a time

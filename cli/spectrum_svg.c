@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spectrum_svg.c - the labelled spectrum plot of `spectrum --svg` (plain SVG
  * 1.1 text, no scripts, fixed layout so the same data give the same bytes). */
 #include "spectrum_svg.h"

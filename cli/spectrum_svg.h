@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* spectrum_svg.h - the labelled spectrum plot of `spectrum --svg`. */
 #ifndef SPECTRUM_SVG_H
 #define SPECTRUM_SVG_H

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # select.sh KEY VALUE FILE... - writes to stdout the frames of extended-XYZ
 # files whose comment line sets KEY=VALUE (or KEY="VALUE"), in file order.
 # For the chunk files that mix splits, e.g.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* libFuzzer entry point for fuzz_kqeq_model (body in fuzz/targets.c); built by `make fuzz`. */
 #include <stddef.h>
 #include <stdint.h>

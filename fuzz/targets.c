@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* targets.c - the bodies of the fuzz targets, shared by the libFuzzer
  * entry points (fuzz/fuzz_*.c, `make fuzz`) and by the regression test
  * (tests/test_fuzz_regress.c), which replays every saved input.

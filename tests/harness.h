@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* harness.h - the project's tiny test harness (header only, no framework).
  *
  * Usage in a test program:

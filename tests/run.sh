@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Runs every test program (build/tests/test_*) and every tests/test_*.sh from the
 # repository root, sums their "NAME: N passed, N failed[, N skipped]" lines and
 # prints one closing line. Exit status is non-zero if anything failed or crashed.

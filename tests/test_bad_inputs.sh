@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_bad_inputs.sh - every program refuses every file of the bad-input
 # corpus (tests/bad/, documented in tests/bad/README.md) the way HACKING.md
 # promises: a non-zero exit (not a crash), exactly ONE line on stderr that

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Integrity test of the shipped datasets (data/), run from the repository root.
 # - data/SHA256SUMS matches every listed file;
 # - each file of data/COUNTS has the stated number of frames, every frame has the stated

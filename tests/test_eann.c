@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_eann.c - EANN: published NMA models against reference_20.xyz,
  * finite-difference checks of every analytic derivative, rotation /
  * translation / permutation symmetry, model text parser and writer.

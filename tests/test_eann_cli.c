@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_eann_cli.c - the `eann` program: predict writes what the library
  * computes (same bits), errors name the file and line and leave no output
  * file, --repeat prints a timing, check reports small violations.

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_eann_train.c - EANN training: finite-difference checks of the loss
  * gradients of all three targets (dipole with charge penalty, phase-free
  * transition dipole near and away from the sign switch, polarizability with

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_eann_train_cli.sh - `eann train` / `eann eval` end to end on a tiny
 # synthetic file (labels are arbitrary numbers, not physics): determinism,
 # the model is a readable V1 file, eval output and SVG, tdm label signs do

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_fuzz_regress.c - replays every saved fuzz input through the fuzz
  * targets (fuzz/targets.c) without libFuzzer, so inputs that once crashed a
  * reader stay fixed, and feeds the whole bad-input corpus (tests/bad/) to

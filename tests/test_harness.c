@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_harness.c - the harness itself must see NaN and Inf (issue 12: a NaN written into
  * a compared output once passed because the worst error was kept with fmax).
  * The checks below run the harness's comparisons on known-bad values and count how many

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_kqeq.c - kQEq training and prediction (kqeq.h) on small
  * synthetic molecules whose reference dipoles come from a QEq model with an
  * environment-dependent electronegativity (so kQEq can learn them).

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_kqeq_ref.c - kQEq training checked against an independent dense
  * implementation written from the paper (Staacke et al. 2021, "Eq. N" below;
  * ../shared/specs/kqeq.md), sharing no code with kqeq.c: its own element

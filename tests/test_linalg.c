@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_linalg.c - tests for linalg.c: residuals of every solver on random
  * matrices, hand-checked small cases, error codes, Hilbert matrices, the
  * Jacobi eigensolver, S^(-1/2) of the SOAP GTO overlap matrices

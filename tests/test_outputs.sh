@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_outputs.sh - issue 13: outputs that never destroy data, failures that
 # never pass as success. For kqeq and eann:
 #   1  -o onto devices (written in place, /dev/full fails), FIFOs, '-' and

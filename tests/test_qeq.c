@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_qeq.c - classical QEq with Gaussian charges (kqeq.h):
  * closed-form two-atom solution, charge constraint, symmetries, the
  * constrained inverse A against a direct solve of the bordered system

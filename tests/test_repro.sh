@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_repro.sh - bitwise reproducibility across compilers and optimisation
 # levels (HACKING.md: "same bits at -O0 and -O2, gcc and clang").
 #

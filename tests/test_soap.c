@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_soap.c - SOAP descriptor (specs/soap.md) and kernels of kqeq.c.
  *
  * - against DScribe's vectors and basis tables in ../shared/soap_ref/

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_spectra.c - spectra.c against references: the FFT against the plain
  * DFT, the FFT autocorrelation against the direct sum, Parseval, synthetic
  * dipoles made of cosines at known wavenumbers (peak positions, intensity

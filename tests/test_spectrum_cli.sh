@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_spectrum_cli.sh - `spectrum ir` / `spectrum raman` end to end: known
 # answers on small synthetic trajectories (band positions, absolute IR band
 # intensity in km/mol, unit conversions, time step from keys), -m with an EANN

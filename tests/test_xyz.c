@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* test_xyz.c - extended XYZ reader/writer (xyz.c): every syntax feature with
  * exact expected values, every error with its line, bit-exact round trips,
  * the tests/bad/xyz_*.xyz corpus (table in tests/bad/README.md) and a large

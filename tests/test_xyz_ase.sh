@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # test_xyz_ase.sh - interoperability of xyz.c with ASE's extended XYZ (optional).
 # Needs /usr/bin/python3 (or $XYZ_PYTHON) with ase (python3-ase); otherwise
 # prints a SKIP line.

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # valgrind.sh - `make valgrind`: valgrind memcheck over every test program
 # ($B/tests/test_*) and over the programs doing a small training and
 # prediction of each kind (so that training and prediction are seen to free

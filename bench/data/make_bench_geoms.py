@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Makes the SOAP benchmark geometries in this folder (python3 standard
 library only, deterministic: fixed seeds, Mersenne Twister).
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Writes one large water frame (a spherical cut of a cubic water lattice) for the
 large-frame benchmarks; python3 standard library only, deterministic.
 

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Processor time of one command (python3 standard library only).
 
   python3 bench/peers/cputime.py RESULT_FILE COMMAND [ARGS...]

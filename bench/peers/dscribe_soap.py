@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Peer timing: DScribe SOAP (rc 3.5 A, n_max 8, l_max 6, sigma rc/8, rbf 'gto', species
 H,C,N,O, no periodicity, every atom a centre, compression off) per atom, processor time,
 one thread. Our own driver; it only calls DScribe (../shared/peers/dscribe, not copied).

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Peer timing: the kQEq benchmark job with the NumPy/SciPy kQEq peer (../shared/peers/kqeq_numpy.py,
 imported, not copied; SOAP from DScribe, products through NumPy's OpenBLAS), one thread.
 

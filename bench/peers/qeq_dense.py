@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Peer timing: classical QEq of one large frame with NumPy/SciPy (OpenBLAS, one thread): the
 Gaussian-charge hardness matrix of ../shared/peers/kqeq_numpy.py (imported, not copied), one
 Cholesky factorisation (LAPACK dpotrf) and solves for the two right-hand sides the bordered

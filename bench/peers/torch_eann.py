@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Peer timing: the EANN architecture of ../shared/eann_nma_published/FORMAT.md in PyTorch
 (CPU, float64, one thread), written for this benchmark from FORMAT.md (no code of the original
 EANN package), and the published TorchScript models (../shared/peers/eann_published_pt/*.pt,

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Sanity check of the PM7 polarizability handling on the NMA start geometry.
 
 Run from the repository root: /usr/bin/python3 data/make/check_pm7_polar.py

@@ -1,3 +1,4 @@
+# SPDX-License-Identifier: MIT
 """Chunk locks so that two generator processes can share a list of chunks.
 
 A lock is data/make/work/locks/<name>.lock holding the owner's PID, created with

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Regenerates data/COUNTS and data/SHA256SUMS for the shipped data files.
 # Run from the repository root:  sh data/make/finalize.sh
 # COUNTS: one line per shipped extended-XYZ file: "path frames key,key,..." (paths relative

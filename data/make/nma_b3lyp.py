@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """B3LYP/cc-pVDZ dipoles and polarizabilities of NMA frames with psi4 1.3.2.
 
 Run from the repository root with Debian's psi4 (Python module):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Turn the xtb NVE run of nma_ir_md.sh into the shipped trajectory.
 
 Usage (from the repository root):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Compare two spectra written by `spectrum` (issue 15 acceptance numbers).
 
 Usage (from the repository root):

@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """GFN2-xTB dipoles (single points) for every frame of an XYZ file, resumable.
 
 Usage (from the repository root):

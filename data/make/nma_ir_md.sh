@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # xtb GFN2 molecular dynamics of trans N-methylacetamide (NMA) for the IR/Raman spectra
 # of issue 15, plus the harmonic reference (xtb --ohess) at the GFN2 minimum.
 # Usage (from the repository root): sh data/make/nma_ir_md.sh

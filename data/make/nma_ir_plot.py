@@ -1,4 +1,5 @@
 #!/usr/bin/env python3
+# SPDX-License-Identifier: MIT
 """Overlay plot (SVG) of spectra written by `spectrum`, for docs/ (plain Python 3).
 
 Usage (from the repository root):

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """PM7 labels (MOPAC) for the NMA molecular-dynamics frames.
 
 Run from the repository root (after data/make/nma_md.sh T):

@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # xtb GFN2 molecular dynamics of trans N-methylacetamide (NMA) at one temperature.
 # Usage (from the repository root): sh data/make/nma_md.sh T   (T = 300 or 500)
 # Program: xtb 6.5.1 (Debian package), GFN2-xTB, gas phase, one thread.

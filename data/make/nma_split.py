@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fixed 80/20 train/test split of the PM7-labelled NMA frames, and the shipped files.
 
 Run from the repository root (after nma_label_pm7.py 300 and 500):

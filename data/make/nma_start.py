@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Start geometry of the NMA molecular dynamics (data/make/nma_start.xyz).
 
 trans N-methylacetamide from SMILES CC(=O)NC: RDKit 2022.09 ETKDGv3 (randomSeed=42),

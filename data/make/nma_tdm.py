@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Signed n->pi* and pi->pi* transition dipoles of NMA frames, TDDFT B3LYP/cc-pVDZ (NWChem 7.0.2).
 
 Run from the repository root (Debian's `nwchem` 7.0.2-4, OpenMPI build, one process):

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """QM9-like organic set: enumerate molecules, embed, optimise with xtb GFN2, label dipoles.
 
 Run from the repository root with Debian's python3 (RDKit 2022.09 from python3-rdkit):

@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """PBE0/def2-SVP dipoles (psi4 1.3.2) for a fixed subset of the QM9-like organic set.
 
 Run from the repository root after split_qm9like.py:

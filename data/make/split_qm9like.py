@@ -1,4 +1,5 @@
 #!/usr/bin/python3
+# SPDX-License-Identifier: MIT
 """Fixed train / validation / test split of the QM9-like organic set.
 
 Run from the repository root after qm9like_gen.py:

@@ -1,3 +1,4 @@
+/* SPDX-License-Identifier: MIT */
 /* roundtrip.c - driver for tests/test_xyz_ase.sh (not built by make).
  *   roundtrip dump IN        read IN, print every value exactly (reals as %a)
  *   roundtrip copy IN OUT    read IN, write OUT with xyz_write
