@@ -77,7 +77,7 @@ static int fail(const ectx *e, long line, const char *fmt, ...)
 /* A path for messages: paths longer than 200 bytes are shortened to
  * "...<last 197 bytes>" so that the reason after them is never cut off by
  * the caller's message buffer (buf >= 201 bytes). */
-static const char *short_path(const char *p, char *buf) {
+const char *xyz_short_path(const char *p, char *buf) {
     size_t n = strlen(p);
     if (n <= 200) return p;
     memcpy(buf, "...", 3);
@@ -88,7 +88,7 @@ static const char *short_path(const char *p, char *buf) {
 static int fail(const ectx *e, long line, const char *fmt, ...) {
     if (e->err && e->errlen) {
         char nb[208];
-        int k = snprintf(e->err, e->errlen, "%s:%ld: ", short_path(e->name, nb), line);
+        int k = snprintf(e->err, e->errlen, "%s:%ld: ", xyz_short_path(e->name, nb), line);
         if (k >= 0 && (size_t)k < e->errlen) {
             va_list ap;
             va_start(ap, fmt);
@@ -1055,7 +1055,7 @@ int xyz_read(const char *path, xyz_file *out, char *err, size_t errlen) {
     if (out) { out->nframes = 0; out->frames = NULL; }
     if (!path) { set_err(err, errlen, "(null): no file name"); return -1; }
     char nb[208];
-    const char *name = short_path(path, nb);
+    const char *name = xyz_short_path(path, nb);
     FILE *f = strcmp(path, "-") == 0 ? stdin : fopen(path, "rb");
     if (!f) {
         set_err(err, errlen, "%s: cannot open: %s", name, strerror(errno));
@@ -1600,7 +1600,7 @@ static int out_open(outfile *o, const char *path, char *err, size_t errlen) {
     memset(o, 0, sizeof *o);
     {
         char nb[208];
-        snprintf(o->name, sizeof o->name, "%s", short_path(path, nb));
+        snprintf(o->name, sizeof o->name, "%s", xyz_short_path(path, nb));
     }
     if (strcmp(path, "-") == 0 || strcmp(path, "/dev/stdout") == 0) {
         o->f = stdout;
@@ -1714,7 +1714,7 @@ int xyz_write(const char *path, const xyz_file *xf, char *err, size_t errlen) {
         return -1;
     }
     char nb[208];
-    const char *name = short_path(path, nb);
+    const char *name = xyz_short_path(path, nb);
     for (int i = 0; i < xf->nframes; i++)
         if (check_frame(name, &xf->frames[i], i, err, errlen) != 0) return -1;
     outfile o;

@@ -232,6 +232,10 @@ long long xyz_stream_bytes(const xyz_stream *s);
 long long xyz_stream_size(const xyz_stream *s);
 void xyz_stream_close(xyz_stream *s);
 
+/* A path for messages: at most 200 bytes ("..." + its last 197 bytes) so that the
+ * reason after it is never cut off; buf must hold >= 201 bytes. Returns p or buf. */
+const char *xyz_short_path(const char *p, char *buf);
+
 #ifdef __cplusplus
 }
 #endif

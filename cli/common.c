@@ -22,16 +22,6 @@ int cli_print_version(const char *prog, const char *arg) {
     return 1;
 }
 
-/* path for messages: at most 200 bytes ("..." + the end) so that the reason
- * after it is never cut off (buf >= 208 bytes) */
-static const char *short_path(const char *p, char *buf) {
-    size_t n = strlen(p);
-    if (n <= 200) return p;
-    memcpy(buf, "...", 3);
-    memcpy(buf + 3, p + n - 197, 198);
-    return buf;
-}
-
 void cli_set_prog(const char *name) { cli_prog = name; }
 
 void cli_fail(const char *fmt, ...) {
@@ -46,7 +36,7 @@ void cli_fail(const char *fmt, ...) {
 
 char *cli_read_file(const char *path, size_t *len, char *err, size_t errlen) {
     char nb[208];
-    const char *name = short_path(path, nb);
+    const char *name = xyz_short_path(path, nb);
     FILE *f = fopen(path, "rb");
     if (!f) {
         snprintf(err, errlen, "%s: cannot open: %s", name, strerror(errno));
@@ -109,7 +99,7 @@ void cli_check_writable(const char *opt, const char *out) {
     struct stat st;
     if (!out || !strcmp(out, "-") || !strcmp(out, "/dev/stdout")) return;
     char nb[208];
-    const char *name = short_path(out, nb);
+    const char *name = xyz_short_path(out, nb);
     if (stat(out, &st) == 0 && !S_ISREG(st.st_mode)) {
         if (S_ISDIR(st.st_mode)) cli_fail("%s %s: is a directory", opt, name);
         if (access(out, W_OK) != 0) cli_fail("%s %s: cannot write: %s", opt, name, strerror(errno));
@@ -131,7 +121,7 @@ void cli_check_writable(const char *opt, const char *out) {
  * no periodic cell (pbc with a T, or an ASE Lattice without pbc). */
 void cli_check_frame(const xyz_frame *fr, const char *path) {
     char nb[208];
-    const char *name = short_path(path, nb);
+    const char *name = xyz_short_path(path, nb);
     if (fr->natoms < 1)
         cli_fail("%s:%d: frame without atoms (every frame needs at least one atom)", name,
                  fr->line);
@@ -160,7 +150,7 @@ double cli_frame_charge(const xyz_frame *fr, const char *path, int fractional_ok
     const xyz_info *in = xyz_find_info(fr, "charge");
     if (!in) return 0.0;
     char nb[208];
-    const char *name = short_path(path, nb);
+    const char *name = xyz_short_path(path, nb);
     if (in->type == XYZ_BOOL)
         cli_fail("%s:%d: key 'charge' is a boolean (charge=T/F), not a number of e", name, fr->line);
     if (in->type == XYZ_STR || in->n != 1 || !in->num || !isfinite(in->num[0]))
@@ -188,7 +178,7 @@ void cli_check_finite(const double *v, size_t n, const char *file, int line, con
     for (size_t i = 0; i < n; i++)
         if (!isfinite(v[i])) {
             char nb[208];
-            cli_fail("%s:%d: %s is not finite (NaN or Inf)", short_path(file, nb),
+            cli_fail("%s:%d: %s is not finite (NaN or Inf)", xyz_short_path(file, nb),
                      line, what);
         }
 }
@@ -222,7 +212,7 @@ void cli_check_new_key(const xyz_frame *fr, const char *file, const char *key, i
     if (overwrite || (!xyz_find_info(fr, key) && !xyz_find_array(fr, key))) return;
     char nb[208];
     cli_fail("%s:%d: key '%s' is already in the frame (an earlier prediction?); use --prefix NAME "
-             "to write other keys, or --overwrite to replace it", short_path(file, nb), fr->line, key);
+             "to write other keys, or --overwrite to replace it", xyz_short_path(file, nb), fr->line, key);
 }
 
 void cli_merge_units(xyz_frame *fr, const char *ukey, const char *entries) {
