@@ -82,7 +82,8 @@ static long read_matrix(const char *path, double *v, long maxv) {
     return n;
 }
 
-static kq_soap *make_soap(double rc, int nmax, int lmax, double sigma, int ns, const int *sp) {
+static kq_soap_params soap_params(double rc, int nmax, int lmax, double sigma, int ns,
+                                  const int *sp) {
     kq_soap_params p;
     memset(&p, 0, sizeof p);
     p.rcut = rc;
@@ -91,6 +92,11 @@ static kq_soap *make_soap(double rc, int nmax, int lmax, double sigma, int ns, c
     p.sigma = sigma;
     p.nspecies = ns;
     for (int i = 0; i < ns; i++) p.species[i] = sp[i];
+    return p;
+}
+
+static kq_soap *make_soap(double rc, int nmax, int lmax, double sigma, int ns, const int *sp) {
+    kq_soap_params p = soap_params(rc, nmax, lmax, sigma, ns, sp);
     kq_soap *s = NULL;
     int rc_ = kq_soap_new(&p, &s);
     CHECK(rc_ == KQ_OK && s, "kq_soap_new(rc %g n %d l %d): %s", rc, nmax, lmax, kq_strerror(rc_));
@@ -495,14 +501,7 @@ static void test_simd(void) {
  * both sum the same terms in the same order (soap.c). */
 static void plain_case(const char *what, double rc, int nmax, int lmax, double sigma, int ns,
                        const int *sp, int n, const int *z, const double *pos) {
-    kq_soap_params p;
-    memset(&p, 0, sizeof p);
-    p.rcut = rc;
-    p.nmax = nmax;
-    p.lmax = lmax;
-    p.sigma = sigma;
-    p.nspecies = ns;
-    for (int i = 0; i < ns; i++) p.species[i] = sp[i];
+    kq_soap_params p = soap_params(rc, nmax, lmax, sigma, ns, sp);
     kq_soap *s = NULL;
     int rc_ = kq_soap_new(&p, &s);
     CHECK(rc_ == KQ_OK, "%s: kq_soap_new: %s", what, kq_strerror(rc_));
