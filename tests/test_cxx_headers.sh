@@ -13,6 +13,9 @@ B=${B:-build}
 CXX=${CXX:-g++}
 command -v "$CXX" >/dev/null 2>&1 || { echo "SKIP: $CXX not found"; echo "test_cxx_headers: 0 passed, 0 failed, 1 skipped"; exit 0; }
 LIB=$B/libtensorial.a
+# a sanitizer build (make sanitize) needs the same runtimes at link time
+XSAN=
+if nm "$LIB" 2>/dev/null | grep -q '__asan_\|__ubsan_'; then XSAN="-fsanitize=address,undefined"; fi
 [ -f "$LIB" ] || { echo "FAIL test_cxx_headers: $LIB not built (make)"; echo "test_cxx_headers: 0 passed, 1 failed"; exit 1; }
 tmp=$(mktemp -d) || exit 1
 trap 'rm -rf "$tmp"' EXIT
@@ -55,7 +58,7 @@ first_function() {
     echo '    return bad != 0;'
     echo '}'
 } > "$tmp/all.cc"
-if $CXX -std=c++11 -Wall -Wextra -Werror -I. "$tmp/all.cc" "$LIB" -lm -o "$tmp/all" 2> "$tmp/err"; then
+if $CXX -std=c++11 -Wall -Wextra -Werror $XSAN -I. "$tmp/all.cc" "$LIB" -lm -o "$tmp/all" 2> "$tmp/err"; then
     ok
     "$tmp/all" > "$tmp/out" && grep -q '^cxx ok 0$' "$tmp/out" && ok || bad "the C++ program's calls gave wrong results: $(cat "$tmp/out")"
 else
