@@ -49,11 +49,20 @@ State identification (amide plane from O, carbonyl C (the C nearest to O) and N)
     pi->pi*: among the roots 2..NROOTS with E < E_PIPI_MAX (9 eV), the one with the largest
             in-plane oscillator strength f_i (1 - p_i^2); required: that in-plane strength
             >= F_PIPI_MIN (0.05) and >= RATIO_PIPI (1.5) times that of the runner-up.
-    A frame that fails a requirement is reported on stderr (table of roots, reasons, frame)
-    and left out of its chunk; it is listed, with the reasons, in
-    data/nma_tdm/chunk_NNN.excluded.tsv (columns md_temp, md_frame, split, reason; written
-    only for chunks that exclude something, before the chunk itself).  Its NWChem output
-    is kept, so a later change of the rules costs no recomputation.
+    Each state is judged on its own (issue 17).  A state that fails a requirement is
+    reported on stderr (table of roots, reasons, frame) and its keys (tdm_, exc_, osc_,
+    root_ + npi / pipi) are left out of the frame: the absence of a state's keys is its
+    ambiguity flag (no NaN is ever written), and data/select.sh --has tdm_npi picks the
+    frames that carry a label.  The reasons are listed, one line per ambiguous state, in
+    data/nma_tdm/chunk_NNN.ambiguous.tsv (md_temp, md_frame, split, state npi|pipi,
+    reason; written only for chunks with an ambiguous state, before the chunk itself).  A
+    frame with both states ambiguous has no label and is left out of the chunk (its two
+    lines are in the .tsv).  NWChem outputs are kept, so a later change of the rules costs
+    no recomputation.
+    Chunks made before issue 17 (000-006) left out the whole frame when one state was
+    ambiguous and listed it in chunk_NNN.excluded.tsv; `run` first recomputes those frames
+    (recover()), inserts them in selection order (the other frames' text unchanged) and
+    replaces the .excluded.tsv by a .ambiguous.tsv.
 Sign convention (the phase of an excited state is arbitrary; the project's TDM loss is
 phase-free): tdm_npi . n >= 0, tdm_pipi . (O - N) >= 0 (the pi->pi* moment of NMA lies
 near the N...O direction).
@@ -62,7 +71,7 @@ Output: data/nma_tdm/chunk_NNN.xyz, extended XYZ, species and positions (angstro
 verbatim from the source split file, per frame: md_temp, md_frame, split ("train"/"test"),
 tdm_npi, tdm_pipi (3 each, e*bohr, input frame), exc_npi_ev, exc_pipi_ev (eV),
 osc_npi, osc_pipi (dipole oscillator strengths), root_npi, root_pipi (1-based root
-numbers), exc_all_ev, osc_all, perp_all (NROOTS each: energies, oscillator strengths and
+numbers) (the keys of an ambiguous state absent, see above), exc_all_ev, osc_all, perp_all (NROOTS each: energies, oscillator strengths and
 out-of-plane fractions p of all roots, for auditing), nwchem_seconds (wall time).
 Each chunk is written to chunk_NNN.xyz.tmp.PID and renamed.  NWChem outputs are kept in
 data/make/work/nma_tdm_out/T{T}_{frame}.out (scratch in /tmp/nwchem_tdm_PID).
