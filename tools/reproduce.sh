@@ -87,7 +87,7 @@ if [ -d "$SHARED/soap_ref" ]; then
         for rc in 3.5 2.6 1.7; do
             v=$(awk -v rc="$rc" '$1 == "rc" && $2 == rc && ($3 == "water" || $3 == "methane") { s = s (s ? " / " : "") $3 " " $5 } END { print s }' "$OUT/test_soap.log")
             row "SOAP vectors vs DScribe, rc $rc A, n 8, l 6" "soap_ref (water, methane)" "-" "-" "-" \
-                "max|diff|/max|p| $v" "DScribe (limit 1e-7, 1e-5 at rc 1.7)" "$(since "$t0")"
+                "max abs diff / max abs p: $v" "DScribe (limit 1e-7, 1e-5 at rc 1.7)" "$(since "$t0")"
         done
     else
         fail "test_soap" "$OUT/test_soap.log"; row "SOAP vs DScribe" "-" "-" "-" "-" "FAILED ($OUT/test_soap.log)" "-" "-"
@@ -97,10 +97,11 @@ else
 fi
 
 # ---- 3. kQEq vs QEq learning curves ----------------------------------------------------
-# curve_row NAME TRAIN VALID TEST KEY LEVEL SIZES DRAWS SOAPARGS...
+# curve_row NAME DATA TRAIN VALID TEST KEY LEVEL SIZES DRAWS SOAPARGS...
 curve_row() {
-    name=$1 tr=$2 va=$3 te=$4 key=$5 level=$6 sizes=$7 draws=$8
-    shift 8
+    name=$1 data=$2 tr=$3 va=$4 te=$5 key=$6 level=$7 sizes=$8 draws=$9
+    shift 9
+    soapdesc="SOAP $(echo "$*" | sed 's/--soap //g; s/rcut=\([0-9.]*\)/rc \1 A/g; s/,nmax=/ n /g; s/,lmax=/ l /g; s/ rc/ + rc/g')"
     t0=$(now)
     log=$OUT/curve_$name.log
     if "$B/kqeq" curve --train "$tr" --valid "$va" --test "$te" --dipole-key "$key" --dipole-unit au \
@@ -108,8 +109,8 @@ curve_row() {
         > "$log" 2> "$log.err"; then
         last=$(awk '!/^#/ && NF >= 5 { s = $1; k = $2; q = $3 } END { printf "%s %s %s", s, k, q }' "$log")
         set -- $last
-        row "kQEq vs QEq learning curve ($name; table in $log)" \
-            "$(basename "$(dirname "$tr")")/$(basename "$tr" .xyz) -> test $(nframes "$te")" "$level" \
+        row "kQEq vs QEq learning curve, $soapdesc ($name; table in $log)" \
+            "$data ($(nframes "$te"))" "$level" \
             "$1 (sizes $sizes, $draws draws)" "1" "MAE kQEq $2 D, QEq $3 D" \
             "kQEq 0.15 D at 4000 (QM9 PBE0/def2-TZVP, rc 2.6/3.5); QEq saturates" "$(since "$t0")"
     else
@@ -118,9 +119,9 @@ curve_row() {
 }
 Q=data/qm9like
 if [ $QUICK = 1 ]; then
-    curve_row xtb $Q/train.xyz $Q/valid.xyz $Q/test.xyz xtb_dipole "GFN2-xTB" 50,100,200 2 --soap rcut=3.5,nmax=4,lmax=3
+    curve_row xtb "qm9like train -> test.xyz" $Q/train.xyz $Q/valid.xyz $Q/test.xyz xtb_dipole "GFN2-xTB" 50,100,200 2 --soap rcut=3.5,nmax=4,lmax=3
 else
-    curve_row xtb $Q/train.xyz $Q/valid.xyz $Q/test.xyz xtb_dipole "GFN2-xTB" 50,100,200,400,800,1600 2 --soap rcut=3.5,nmax=4,lmax=3
+    curve_row xtb "qm9like train -> test.xyz" $Q/train.xyz $Q/valid.xyz $Q/test.xyz xtb_dipole "GFN2-xTB" 50,100,200,400,800,1600 2 --soap rcut=3.5,nmax=4,lmax=3
 fi
 if ls $Q/pbe0/chunk_*.xyz > /dev/null 2>&1; then
     for s in train valid test; do sh data/select.sh split $s $Q/pbe0/chunk_*.xyz > "$OUT/pbe0_$s.xyz" || exit 1; done
@@ -128,9 +129,18 @@ if ls $Q/pbe0/chunk_*.xyz > /dev/null 2>&1; then
     sizes=$(awk -v n="$n" 'BEGIN { s = ""; for (k = 25; k < n; k *= 2) s = s k ","; print s n }')
     [ $QUICK = 1 ] && d=2 || d=3
     [ $QUICK = 1 ] && soap="nmax=4,lmax=3" || soap="nmax=8,lmax=6"
-    curve_row pbe0 "$OUT/pbe0_train.xyz" "$OUT/pbe0_valid.xyz" "$OUT/pbe0_test.xyz" pbe0_dipole \
+    curve_row pbe0 "qm9like/pbe0 split=train -> split=test" "$OUT/pbe0_train.xyz" "$OUT/pbe0_valid.xyz" "$OUT/pbe0_test.xyz" pbe0_dipole \
         "PBE0/def2-SVP (psi4)" "$sizes" $d --soap rcut=1.7,$soap --soap rcut=3.5,$soap
 fi
+
+# plot MODEL TEST KEY SVG: parity plot; of large test sets every 5th frame only (file size)
+plot() {
+    if [ "$(nframes "$2")" -gt 500 ]; then
+        awk '/^[0-9]+$/ && !left { i++; left = $1 + 2 } left { left--; if (i % 5 == 1) print }' "$2" > "$OUT/every5th_$(basename "$2")"
+        set -- "$1" "$OUT/every5th_$(basename "$2")" "$3" "$4"
+    fi
+    "$B/eann" eval -m "$1" "$2" --key "$3" --svg "$4" > /dev/null 2>&1
+}
 
 # pub_row MODEL KEY TEST DATA LEVEL PAPER: a published model on our labels; also the
 # least-squares scale s = sum(p.r) / sum(r.r) of its predictions p against our labels r
@@ -166,7 +176,7 @@ eann_row() {
     # shellcheck disable=SC2086
     if "$B/eann" train $tr --target "$target" --key "$key" --species O,H,C,N $extra --seed 1 \
             --quiet -o "$OUT/$name.eann" > "$log" 2>&1 &&
-       res=$(eval_rmse "$OUT/$name.eann" "$test" "$key" "$DOCS/repro_eann_$name.svg"); then
+       res=$(eval_rmse "$OUT/$name.eann" "$test" "$key" "") && plot "$OUT/$name.eann" "$test" "$key" "$DOCS/repro_eann_$name.svg"; then
         set -- $res
         mf=$(echo "$extra" | sed -n 's/.*--max-frames \([0-9]*\).*/\1/p')
         ep=$(awk '/epochs in/ { print $3; exit }' "$log")
