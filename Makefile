@@ -131,3 +131,9 @@ fuzz:
 	  build-fuzz/fuzz_$$t -max_total_time=$(FUZZ_SECONDS) -max_len=65536 -timeout=10 \
 	    -dict=fuzz/dict/$$t.dict -artifact_prefix=fuzz-out/$$t/ fuzz-out/corpus-$$t fuzz/seeds/$$t || exit 1; \
 	done
+
+# make reproduce [QUICK=1]: rerun every experiment of the README's accuracy tables and
+# print ours beside the paper's figure (tools/reproduce.sh; QUICK=1 ~10 min on 2 cores).
+.PHONY: reproduce
+reproduce: $(PROGS) $(TESTS)
+	@B=$(B) sh tools/reproduce.sh $(if $(filter 1,$(QUICK)),--quick)

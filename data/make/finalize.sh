@@ -22,10 +22,28 @@ done
 for f in nma_b3lyp/chunk_*.xyz; do
     add "$f" md_temp,md_frame,dft_dipole,dft_polarizability,psi4_seconds
 done
-for f in nma_tdm/chunk_*.xyz; do add "$f" md_temp,md_frame,split,tdm_npi,tdm_pipi,exc_npi_ev,exc_pipi_ev,osc_npi,osc_pipi,root_npi,root_pipi,exc_all_ev,osc_all,perp_all,nwchem_seconds; done
+# nma_tdm: a frame carries the keys of a state only if that state was identified (issue 17),
+# so a chunk lists the keys of a state only when every one of its frames has them.
+for f in nma_tdm/chunk_*.xyz; do
+    [ -f "$f" ] || continue
+    k=md_temp,md_frame,split
+    st=$(awk '
+        { if (skip > 0) { skip--; next } }
+        /^[0-9]+$/ { skip = $1; getline h; if (index(h " ", " tdm_npi=") == 0) n = 1
+                     if (index(h " ", " tdm_pipi=") == 0) p = 1 }
+        END { print (n ? "" : " npi") (p ? "" : " pipi") }' "$f")
+    for q in tdm_ exc_ osc_ root_; do
+        for s in $st; do
+            if [ "$q" = exc_ ]; then k="$k,exc_${s}_ev"; else k="$k,$q$s"; fi
+        done
+    done
+    add "$f" "$k,exc_all_ev,osc_all,perp_all,nwchem_seconds"
+done
 mv "$tmp" COUNTS
 awk '{print $1}' COUNTS | xargs sha256sum > SHA256SUMS.tmp.$$
 sha256sum qm9like/candidates.tsv >> SHA256SUMS.tmp.$$
-for f in nma_tdm/chunk_*.excluded.tsv; do [ -f "$f" ] && sha256sum "$f" >> SHA256SUMS.tmp.$$; done
+for f in nma_tdm/chunk_*.excluded.tsv nma_tdm/chunk_*.ambiguous.tsv; do
+    if [ -f "$f" ]; then sha256sum "$f" >> SHA256SUMS.tmp.$$; fi
+done
 mv SHA256SUMS.tmp.$$ SHA256SUMS
 cat COUNTS

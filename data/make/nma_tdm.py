@@ -50,11 +50,20 @@ State identification (amide plane from O, carbonyl C (the C nearest to O) and N)
     pi->pi*: among the roots 2..NROOTS with E < E_PIPI_MAX (9 eV), the one with the largest
             in-plane oscillator strength f_i (1 - p_i^2); required: that in-plane strength
             >= F_PIPI_MIN (0.05) and >= RATIO_PIPI (1.5) times that of the runner-up.
-    A frame that fails a requirement is reported on stderr (table of roots, reasons, frame)
-    and left out of its chunk; it is listed, with the reasons, in
-    data/nma_tdm/chunk_NNN.excluded.tsv (columns md_temp, md_frame, split, reason; written
-    only for chunks that exclude something, before the chunk itself).  Its NWChem output
-    is kept, so a later change of the rules costs no recomputation.
+    Each state is judged on its own (issue 17).  A state that fails a requirement is
+    reported on stderr (table of roots, reasons, frame) and its keys (tdm_, exc_, osc_,
+    root_ + npi / pipi) are left out of the frame: the absence of a state's keys is its
+    ambiguity flag (no NaN is ever written), and data/select.sh --has tdm_npi picks the
+    frames that carry a label.  The reasons are listed, one line per ambiguous state, in
+    data/nma_tdm/chunk_NNN.ambiguous.tsv (md_temp, md_frame, split, state npi|pipi,
+    reason; written only for chunks with an ambiguous state, before the chunk itself).  A
+    frame with both states ambiguous has no label and is left out of the chunk (its two
+    lines are in the .tsv).  NWChem outputs are kept, so a later change of the rules costs
+    no recomputation.
+    Chunks made before issue 17 (000-006) left out the whole frame when one state was
+    ambiguous and listed it in chunk_NNN.excluded.tsv; `run` first recomputes those frames
+    (recover()), inserts them in selection order (the other frames' text unchanged) and
+    replaces the .excluded.tsv by a .ambiguous.tsv.
 Sign convention (the phase of an excited state is arbitrary; the project's TDM loss is
 phase-free): tdm_npi . n >= 0, tdm_pipi . (O - N) >= 0 (the pi->pi* moment of NMA lies
 near the N...O direction).
@@ -63,7 +72,7 @@ Output: data/nma_tdm/chunk_NNN.xyz, extended XYZ, species and positions (angstro
 verbatim from the source split file, per frame: md_temp, md_frame, split ("train"/"test"),
 tdm_npi, tdm_pipi (3 each, e*bohr, input frame), exc_npi_ev, exc_pipi_ev (eV),
 osc_npi, osc_pipi (dipole oscillator strengths), root_npi, root_pipi (1-based root
-numbers), exc_all_ev, osc_all, perp_all (NROOTS each: energies, oscillator strengths and
+numbers) (the keys of an ambiguous state absent, see above), exc_all_ev, osc_all, perp_all (NROOTS each: energies, oscillator strengths and
 out-of-plane fractions p of all roots, for auditing), nwchem_seconds (wall time).
 Each chunk is written to chunk_NNN.xyz.tmp.PID and renamed.  NWChem outputs are kept in
 data/make/work/nma_tdm_out/T{T}_{frame}.out (scratch in /tmp/nwchem_tdm_PID).
@@ -200,13 +209,15 @@ def amide_frame(sym, pos):
 
 
 def identify(roots, sym, pos, tag):
-    """Returns (i_npi, i_pipi, p) (0-based root indices, out-of-plane fractions); raises Ambiguous."""
+    """Identifies each state on its own (issue 17: one ambiguous state no longer costs the
+    other).  Returns (i_npi, why_npi, i_pipi, why_pipi, p): 0-based root index of a state,
+    or None with the reasons (a string) when that state is ambiguous; p = out-of-plane
+    fractions of all roots.  The rules are those of the module docstring, unchanged."""
     n, _ = amide_frame(sym, pos)
     p = np.array([abs(t @ n) / max(np.linalg.norm(t), 1e-12) for (_, _, t, _) in roots])
     ev = np.array([r[1] for r in roots])
     f = np.array([r[3] for r in roots])
     why = []
-    i_npi = 0
     if f[0] >= F_NPI_MAX:
         why.append('root 1 f = %.4f >= %.3f' % (f[0], F_NPI_MAX))
     if ev[0] >= E_NPI_MAX:
@@ -215,29 +226,25 @@ def identify(roots, sym, pos, tag):
         why.append('root 2 only %.2f eV above root 1 and root 1 not clearly out-of-plane '
                    '(p = %.2f, largest p of roots 1-3: %.2f, root %d)'
                    % (ev[1] - ev[0], p[0], p[:3].max(), int(np.argmax(p[:3])) + 1))
+    why_npi = '; '.join(why)
+    i_npi = None if why else 0
+    why = []
     fin = f * (1.0 - p ** 2)
     cand = [i for i in range(1, len(roots)) if ev[i] < E_PIPI_MAX]
-    i_pipi = -1
+    i_pipi = None
     if not cand:
         why.append('no root 2..%d below %.1f eV' % (len(roots), E_PIPI_MAX))
     else:
         cand.sort(key=lambda i: -fin[i])
-        i_pipi = cand[0]
-        if fin[i_pipi] < F_PIPI_MIN:
-            why.append('largest in-plane f %.3f (root %d) < %.3f' % (fin[i_pipi], i_pipi + 1, F_PIPI_MIN))
-        if len(cand) > 1 and fin[i_pipi] < RATIO_PIPI * fin[cand[1]]:
+        if fin[cand[0]] < F_PIPI_MIN:
+            why.append('largest in-plane f %.3f (root %d) < %.3f' % (fin[cand[0]], cand[0] + 1, F_PIPI_MIN))
+        if len(cand) > 1 and fin[cand[0]] < RATIO_PIPI * fin[cand[1]]:
             why.append('pi->pi* ambiguous: in-plane f %.3f (root %d) vs %.3f (root %d)'
-                       % (fin[i_pipi], i_pipi + 1, fin[cand[1]], cand[1] + 1))
-    if why:
-        e = Ambiguous('%s\nnma_tdm: frame %s: cannot identify the states: %s'
-                      % (report(roots, p, tag), tag, '; '.join(why)))
-        e.reason = '; '.join(why)
-        raise e
-    return i_npi, i_pipi, p
-
-
-class Ambiguous(Exception):
-    pass
+                       % (fin[cand[0]], cand[0] + 1, fin[cand[1]], cand[1] + 1))
+        if not why:
+            i_pipi = cand[0]
+    why_pipi = '; '.join(why)
+    return i_npi, why_npi, i_pipi, why_pipi, p
 
 
 def report(roots, p, tag):
@@ -249,7 +256,9 @@ def report(roots, p, tag):
 
 
 def label(atom_lines, tag):
-    """NWChem + identification; returns a dict of the output keys."""
+    """NWChem + identification; returns a dict of the output keys.  The keys of a state
+    (tdm_, exc_, osc_, root_ + npi / pipi) are None when that state is ambiguous, and
+    'why_npi' / 'why_pipi' then hold the reasons ('' when the state was identified)."""
     sym = [l.split()[0] for l in atom_lines]
     pos = np.array([[float(x) for x in l.split()[1:4]] for l in atom_lines])
     text, dt = run_nwchem(atom_lines, tag)
@@ -257,15 +266,24 @@ def label(atom_lines, tag):
     if len(roots) != NROOTS:
         raise SystemExit('nma_tdm: frame %s: %d roots in the NWChem output, expected %d'
                          % (tag, len(roots), NROOTS))
-    i1, i2, p = identify(roots, sym, pos, tag)
+    i1, why1, i2, why2, p = identify(roots, sym, pos, tag)
     n, u = amide_frame(sym, pos)
-    t1 = roots[i1][2] * (1.0 if roots[i1][2] @ n >= 0 else -1.0)
-    t2 = roots[i2][2] * (1.0 if roots[i2][2] @ u >= 0 else -1.0)
-    return {'tdm_npi': t1, 'tdm_pipi': t2, 'exc_npi_ev': roots[i1][1], 'exc_pipi_ev': roots[i2][1],
-            'osc_npi': roots[i1][3], 'osc_pipi': roots[i2][3], 'root_npi': i1 + 1,
-            'root_pipi': i2 + 1, 'exc_all_ev': [r[1] for r in roots],
-            'osc_all': [r[3] for r in roots], 'perp_all': list(p), 'nwchem_seconds': dt,
-            '_roots': roots, '_p': p}
+    r = {'exc_all_ev': [x[1] for x in roots], 'osc_all': [x[3] for x in roots],
+         'perp_all': list(p), 'nwchem_seconds': dt, 'why_npi': why1, 'why_pipi': why2}
+    for st, i, axis in (('npi', i1, n), ('pipi', i2, u)):
+        if i is None:
+            r.update({'tdm_' + st: None, 'exc_%s_ev' % st: None, 'osc_' + st: None, 'root_' + st: None})
+        else:
+            t = roots[i][2] * (1.0 if roots[i][2] @ axis >= 0 else -1.0)
+            r.update({'tdm_' + st: t, 'exc_%s_ev' % st: roots[i][1], 'osc_' + st: roots[i][3],
+                      'root_' + st: i + 1})
+    if why1 or why2:
+        print('%s\nnma_tdm: frame %s: ambiguous: %s' % (
+            report(roots, p, tag), tag, '; '.join(w for w in (why1 and 'n->pi*: ' + why1,
+                                                               why2 and 'pi->pi*: ' + why2) if w)),
+              file=sys.stderr)
+        sys.stderr.flush()
+    return r
 
 
 def read_split(path):
@@ -296,75 +314,133 @@ def vec(x, fmt='%.6f'):
 
 
 def frame_lines(split, T, f, atoms, r):
-    """The extended-XYZ lines of one labelled frame (atom lines copied verbatim)."""
-    hdr = ('Properties=species:S:1:pos:R:3 md_temp=%d md_frame=%d split=%s '
-           'tdm_npi=%s tdm_pipi=%s exc_npi_ev=%.4f exc_pipi_ev=%.4f '
-           'osc_npi=%.10f osc_pipi=%.10f root_npi=%d root_pipi=%d '
-           'exc_all_ev=%s osc_all=%s perp_all=%s nwchem_seconds=%.1f pbc="F F F"\n'
-           % (T, f, split, vec(r['tdm_npi'], '%.5f'), vec(r['tdm_pipi'], '%.5f'),
-              r['exc_npi_ev'], r['exc_pipi_ev'], r['osc_npi'], r['osc_pipi'],
-              r['root_npi'], r['root_pipi'], vec(r['exc_all_ev'], '%.4f'),
-              vec(r['osc_all'], '%.10f'), vec(r['perp_all'], '%.4f'), r['nwchem_seconds']))
+    """The extended-XYZ lines of one labelled frame (atom lines copied verbatim).  The keys
+    of an ambiguous state are left out (its flag is their absence; the reason is in the
+    chunk's .ambiguous.tsv); every number written is finite."""
+    hdr = 'Properties=species:S:1:pos:R:3 md_temp=%d md_frame=%d split=%s' % (T, f, split)
+    for st in ('npi', 'pipi'):
+        if r['tdm_' + st] is not None:
+            hdr += ' tdm_%s=%s' % (st, vec(r['tdm_' + st], '%.5f'))
+    for st in ('npi', 'pipi'):
+        if r['tdm_' + st] is not None:
+            hdr += ' exc_%s_ev=%.4f' % (st, r['exc_%s_ev' % st])
+    for st in ('npi', 'pipi'):
+        if r['tdm_' + st] is not None:
+            hdr += ' osc_%s=%.10f' % (st, r['osc_' + st])
+    for st in ('npi', 'pipi'):
+        if r['tdm_' + st] is not None:
+            hdr += ' root_%s=%d' % (st, r['root_' + st])
+    hdr += (' exc_all_ev=%s osc_all=%s perp_all=%s nwchem_seconds=%.1f pbc="F F F"\n'
+            % (vec(r['exc_all_ev'], '%.4f'), vec(r['osc_all'], '%.10f'), vec(r['perp_all'], '%.4f'),
+               r['nwchem_seconds']))
     return ['%d\n' % len(atoms), hdr] + [a + '\n' for a in atoms]
 
 
+def write_atomic(path, text):
+    with open(path + '.tmp.%d' % os.getpid(), 'w') as fh:
+        fh.write(text)
+    os.rename(path + '.tmp.%d' % os.getpid(), path)
+
+
+def label_chunk(k, frames, skip=None):
+    """Labels the frames of chunk k (in COMPUTE_ORDER) except those in `skip` (a set of
+    selection indices); returns ({index: result}, [ambiguity lines of the .tsv])."""
+    res, amb = {}, []
+    for j in COMPUTE_ORDER:  # both temperatures early; the file keeps the selection order
+        if skip and j in skip:
+            continue
+        split, T, f, atoms = frames[j]
+        tag = 'T%d_%d' % (T, f)
+        r = label(atoms, tag)
+        for st, name in (('npi', 'n->pi*'), ('pipi', 'pi->pi*')):
+            if r['why_' + st]:
+                amb.append((j, '%d\t%d\t%s\t%s\t%s\n' % (T, f, split, st, r['why_' + st])))
+        print('chunk %03d %s %-5s npi %s | pipi %s | %.0f s' % (
+            k, tag, split,
+            'root %d %.3f eV f %.5f p %.2f' % (r['root_npi'], r['exc_npi_ev'], r['osc_npi'],
+                                              r['perp_all'][r['root_npi'] - 1])
+            if r['tdm_npi'] is not None else 'ambiguous',
+            'root %d %.3f eV f %.4f' % (r['root_pipi'], r['exc_pipi_ev'], r['osc_pipi'])
+            if r['tdm_pipi'] is not None else 'ambiguous', r['nwchem_seconds']))
+        sys.stdout.flush()
+        res[j] = r
+    amb.sort()
+    return res, [line for _, line in amb]
+
+
+AMB_HEADER = 'md_temp\tmd_frame\tsplit\tstate\treason\n'
+
+
+def write_chunk(path, frames, res, old, amb):
+    """chunk_NNN.ambiguous.tsv (if any state is ambiguous), then chunk_NNN.xyz: the frames in
+    selection order, an old frame's text verbatim (old: {(T, f): text}), a new one from its
+    result; a frame with neither state identified is left out (it has no label)."""
+    if amb:
+        write_atomic(path[:-len('.xyz')] + '.ambiguous.tsv', AMB_HEADER + ''.join(amb))
+    lines = []
+    for j, (split, T, f, atoms) in enumerate(frames):
+        if (T, f) in old:
+            lines.append(old[(T, f)])
+        elif j in res and (res[j]['tdm_npi'] is not None or res[j]['tdm_pipi'] is not None):
+            lines.extend(frame_lines(split, T, f, atoms, res[j]))
+    write_atomic(path, ''.join(lines))
+
+
+def recover(k, frames, path):
+    """Chunks written before issue 17 left out a whole frame when one state was ambiguous
+    (listed in chunk_NNN.excluded.tsv).  Recomputes those frames (NWChem outputs are reused
+    if present), inserts them in selection order with the keys of the states that are
+    identified (the old frames' text is kept byte for byte), writes chunk_NNN.ambiguous.tsv
+    and removes the .excluded.tsv."""
+    import nma_split
+    xpath = path[:-len('.xyz')] + '.excluded.tsv'
+    with open(xpath) as fh:
+        excl = {(int(l.split('\t')[0]), int(l.split('\t')[1])) for l in fh.readlines()[1:] if l.strip()}
+    old = nma_split.read_frames(path)
+    skip = {j for j, (_, T, f, _) in enumerate(frames) if (T, f) not in excl}
+    if {(T, f) for (_, T, f, _) in frames} != set(old) | excl or set(old) & excl:
+        raise SystemExit('nma_tdm: %s and %s do not partition chunk %03d' % (path, xpath, k))
+    res, amb = label_chunk(k, frames, skip)
+    write_chunk(path, frames, res, old, amb)
+    os.remove(xpath)
+    print('nma_tdm: chunk %03d: %d excluded frames recomputed, %d with a label now'
+          % (k, len(res), sum(1 for r in res.values() if r['tdm_npi'] is not None or r['tdm_pipi'] is not None)))
+    sys.stdout.flush()
+
+
 def run(max_chunks=None):
+    """Recovers the frames of old chunks first (chunk_NNN.excluded.tsv), then labels new chunks."""
     outdir = os.path.join(ROOT, 'nma_tdm')
     os.makedirs(outdir, exist_ok=True)
     done = 0
-    failed = []
-    for k, frames in selection():
+    chunks = selection()
+    todo = [(k, fr, True) for k, fr in chunks
+            if os.path.exists(os.path.join(outdir, 'chunk_%03d.excluded.tsv' % k))]
+    todo += [(k, fr, False) for k, fr in chunks]
+    for k, frames, old in todo:
         path = os.path.join(outdir, 'chunk_%03d.xyz' % k)
-        if os.path.exists(path):
+        xpath = path[:-len('.xyz')] + '.excluded.tsv'
+        if (old and not os.path.exists(xpath)) or (not old and os.path.exists(path)):
             continue
         if not chunklock.acquire('nma_tdm_%03d' % k):
             continue
-        if os.path.exists(path):
+        if (old and not os.path.exists(xpath)) or (not old and os.path.exists(path)):
             chunklock.release('nma_tdm_%03d' % k)
             continue
-        lines = []
-        bad = []
-        res = {}
-        for j in COMPUTE_ORDER:  # both temperatures early; the file keeps the selection order
-            split, T, f, atoms = frames[j]
-            tag = 'T%d_%d' % (T, f)
-            try:
-                r = label(atoms, tag)
-            except Ambiguous as e:
-                print(str(e), file=sys.stderr)
-                sys.stderr.flush()
-                bad.append((T, f, split, e.reason))
-                continue
-            print('chunk %03d %s %-5s npi root %d %.3f eV f %.5f p %.2f | pipi root %d %.3f eV f %.4f | %.0f s'
-                  % (k, tag, split, r['root_npi'], r['exc_npi_ev'], r['osc_npi'],
-                     r['perp_all'][r['root_npi'] - 1], r['root_pipi'], r['exc_pipi_ev'],
-                     r['osc_pipi'], r['nwchem_seconds']))
+        if old:
+            recover(k, frames, path)
+        else:
+            res, amb = label_chunk(k, frames)
+            write_chunk(path, frames, res, {}, amb)
+            print('nma_tdm: chunk %03d: %d frames, n->pi* %d, pi->pi* %d'
+                  % (k, sum(1 for r in res.values() if r['tdm_npi'] is not None or r['tdm_pipi'] is not None),
+                     sum(1 for r in res.values() if r['tdm_npi'] is not None),
+                     sum(1 for r in res.values() if r['tdm_pipi'] is not None)))
             sys.stdout.flush()
-            res[j] = r
-        for j, (split, T, f, atoms) in enumerate(frames):
-            if j in res:
-                lines.extend(frame_lines(split, T, f, atoms, res[j]))
-        if bad:
-            xpath = path[:-len('.xyz')] + '.excluded.tsv'
-            with open(xpath + '.tmp.%d' % os.getpid(), 'w') as fh:
-                fh.write('md_temp\tmd_frame\tsplit\treason\n')
-                for T, f, split, why in bad:
-                    fh.write('%d\t%d\t%s\t%s\n' % (T, f, split, why))
-            os.rename(xpath + '.tmp.%d' % os.getpid(), xpath)
-            print('nma_tdm: chunk %03d without %s (ambiguous; see %s)'
-                  % (k, ' '.join('T%d_%d' % (b[0], b[1]) for b in bad), os.path.basename(xpath)))
-            sys.stdout.flush()
-            failed.extend('T%d_%d' % (b[0], b[1]) for b in bad)
-        with open(path + '.tmp.%d' % os.getpid(), 'w') as fh:
-            fh.writelines(lines)
-        os.rename(path + '.tmp.%d' % os.getpid(), path)
         chunklock.release('nma_tdm_%03d' % k)
         done += 1
         if max_chunks and done >= max_chunks:
             break
-    if failed:
-        print('nma_tdm: %d frames left out as ambiguous (chunk_*.excluded.tsv; NWChem outputs '
-              'kept in %s): %s' % (len(failed), OUTDIR, ' '.join(failed)))
 
 
 def check():
@@ -402,12 +478,11 @@ def parse_cmd(paths):
         n, u = amide_frame(sym, pos)
         p = np.array([abs(t @ n) / max(np.linalg.norm(t), 1e-12) for (_, _, t, _) in roots])
         print(report(roots, p, os.path.basename(out)))
-        try:
-            i1, i2, p = identify(roots, sym, pos, os.path.basename(out))
-            print('  -> n->pi* root %d, pi->pi* root %d (|cos(t_pipi, N->O)| %.2f)'
-                  % (i1 + 1, i2 + 1, abs(roots[i2][2] @ u) / np.linalg.norm(roots[i2][2])))
-        except Ambiguous as e:
-            print('  -> ' + str(e).split('\n')[-1])
+        i1, why1, i2, why2, p = identify(roots, sym, pos, os.path.basename(out))
+        print('  -> n->pi* %s, pi->pi* %s' % (
+            'root %d' % (i1 + 1) if i1 is not None else 'ambiguous (%s)' % why1,
+            'root %d (|cos(t_pipi, N->O)| %.2f)' % (i2 + 1, abs(roots[i2][2] @ u) / np.linalg.norm(roots[i2][2]))
+            if i2 is not None else 'ambiguous (%s)' % why2))
 
 
 if __name__ == '__main__':
