@@ -45,5 +45,10 @@ sha256sum qm9like/candidates.tsv >> SHA256SUMS.tmp.$$
 for f in nma_tdm/chunk_*.excluded.tsv nma_tdm/chunk_*.ambiguous.tsv; do
     if [ -f "$f" ]; then sha256sum "$f" >> SHA256SUMS.tmp.$$; fi
 done
+# data/nma_ir (issue 15; data/nma_ir/README.md): a gzipped trajectory, labels, a model
+for f in nma_ir/nma_nve_300K.xyz.gz nma_ir/nma_xtb_dipoles.tsv nma_ir/nma_xtb_dipole.eann \
+         nma_ir/nma_ohess_vibspectrum; do
+    if [ -f "$f" ]; then sha256sum "$f" >> SHA256SUMS.tmp.$$; fi
+done
 mv SHA256SUMS.tmp.$$ SHA256SUMS
 cat COUNTS
