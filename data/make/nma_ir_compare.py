@@ -22,6 +22,8 @@ No third-party modules (plain Python 3).
 """
 import math, sys
 
+from nma_ir_plot import vib  # the xtb vibspectrum reader (same folder)
+
 
 def read(path, col):
     nu, y = [], []
@@ -83,18 +85,9 @@ def main():
     print('spectral overlap (cosine, 400-4000 cm^-1): %.4f' % cos)
     if len(sys.argv) > 4 and sys.argv[4] != '-':
         print('harmonic modes above 400 cm^-1 (%s): wavenumber_cm-1  IR_km/mol' % sys.argv[4])
-        on = False
-        for l in open(sys.argv[4]):
-            if l.startswith('$vibrational spectrum'):
-                on = True
-                continue
-            if l.startswith('$end'):
-                break
-            if on and not l.startswith('#') and l.strip():
-                p = l.split()
-                w, inten = float(p[-4]), float(p[-3])
-                if w > 400:
-                    print('  %8.1f  %9.2f' % (w, inten))
+        for w, inten in vib(sys.argv[4]):
+            if w > 400:
+                print('  %8.1f  %9.2f' % (w, inten))
 
 
 if __name__ == '__main__':
