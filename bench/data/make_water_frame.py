@@ -18,21 +18,10 @@ import math
 import random
 import sys
 
+from make_bench_geoms import random_rotation  # same folder
+
 SPACING = 3.1
 ROH, ANG = 0.9572, math.radians(104.52)
-
-
-def rotation(rng):
-    """Rotation matrix from a uniformly random unit quaternion (rejection sampling)."""
-    while True:
-        q = [rng.uniform(-1.0, 1.0) for _ in range(4)]
-        n = math.sqrt(sum(x * x for x in q))
-        if 0.1 < n <= 1.0:
-            break
-    a, b, c, d = (x / n for x in q)
-    return [[a*a + b*b - c*c - d*d, 2*(b*c - a*d), 2*(b*d + a*c)],
-            [2*(b*c + a*d), a*a - b*b + c*c - d*d, 2*(c*d - a*b)],
-            [2*(b*d - a*c), 2*(c*d + a*b), a*a - b*b - c*c + d*d]]
 
 
 def main():
@@ -51,7 +40,7 @@ def main():
     lines = []
     for k, s in enumerate(sites[:nw]):
         o = [SPACING * v for v in s]
-        r = rotation(random.Random(1000003 + k))
+        r = random_rotation(random.Random(1000003 + k))
         lines.append("O  %.10f %.10f %.10f" % tuple(o))
         for p in h:
             lines.append("H  %.10f %.10f %.10f" % tuple(o[i] + sum(r[i][j] * p[j] for j in range(3))
