@@ -1126,47 +1126,50 @@ const xyz_array *xyz_find_array(const xyz_frame *fr, const char *name) {
     return NULL;
 }
 
+/* Shared checks of xyz_get_info_real and xyz_get_array_real: the entry exists
+ * (found != 0), holds numbers, and has `want` of them. `what` names the entry in
+ * the message ("key" or "per-atom property"); `article` ("a " or "") and `not_num`
+ * ("not a number" or "not numbers") word the type message; `unit` is "number" or
+ * "column". */
+static int check_real_entry(const char *fn, long ln, const char *what, const char *name,
+                            int found, xyz_type type, int have, int want, const char *article,
+                            const char *not_num,
+                            const char *unit, char *err, size_t errlen) {
+    if (!found) {
+        set_err(err, errlen, "%s:%ld: %s '%s' is missing", fn, ln, what, name ? name : "(null)");
+        return -1;
+    }
+    if (type != XYZ_REAL && type != XYZ_INT) {
+        set_err(err, errlen, "%s:%ld: %s '%s' is %s%s, %s", fn, ln, what, name, article,
+                type_name(type), not_num);
+        return -1;
+    }
+    if (have != want) {
+        set_err(err, errlen, "%s:%ld: %s '%s' has %d %s%s, expected %d", fn, ln, what, name, have,
+                unit, have == 1 ? "" : "s", want);
+        return -1;
+    }
+    return 0;
+}
+
 int xyz_get_info_real(const xyz_frame *fr, const char *file, const char *key, int n, double *out,
                       char *err, size_t errlen) {
-    const char *fn = file ? file : "(frame)";
-    long ln = fr ? fr->line : 0;
     const xyz_info *in = xyz_find_info(fr, key);
-    if (!in) {
-        set_err(err, errlen, "%s:%ld: key '%s' is missing", fn, ln, key ? key : "(null)");
+    if (check_real_entry(file ? file : "(frame)", fr ? fr->line : 0, "key", key, in != NULL,
+                         in ? in->type : XYZ_REAL, in ? in->n : 0, n, "a ", "not a number",
+                         "number", err, errlen))
         return -1;
-    }
-    if (in->type != XYZ_REAL && in->type != XYZ_INT) {
-        set_err(err, errlen, "%s:%ld: key '%s' is a %s, not a number", fn, ln, key, type_name(in->type));
-        return -1;
-    }
-    if (in->n != n) {
-        set_err(err, errlen, "%s:%ld: key '%s' has %d number%s, expected %d", fn, ln, key, in->n,
-                in->n == 1 ? "" : "s", n);
-        return -1;
-    }
     for (int i = 0; i < n; i++) out[i] = in->num[i];
     return 0;
 }
 
 int xyz_get_array_real(const xyz_frame *fr, const char *file, const char *name, int ncols, double *out,
                        char *err, size_t errlen) {
-    const char *fn = file ? file : "(frame)";
-    long ln = fr ? fr->line : 0;
     const xyz_array *a = xyz_find_array(fr, name);
-    if (!a) {
-        set_err(err, errlen, "%s:%ld: per-atom property '%s' is missing", fn, ln, name ? name : "(null)");
+    if (check_real_entry(file ? file : "(frame)", fr ? fr->line : 0, "per-atom property", name,
+                         a != NULL, a ? a->type : XYZ_REAL, a ? a->ncols : 0, ncols,
+                         "", "not numbers", "column", err, errlen))
         return -1;
-    }
-    if (a->type != XYZ_REAL && a->type != XYZ_INT) {
-        set_err(err, errlen, "%s:%ld: per-atom property '%s' is %s, not numbers", fn, ln, name,
-                type_name(a->type));
-        return -1;
-    }
-    if (a->ncols != ncols) {
-        set_err(err, errlen, "%s:%ld: per-atom property '%s' has %d column%s, expected %d", fn, ln, name,
-                a->ncols, a->ncols == 1 ? "" : "s", ncols);
-        return -1;
-    }
     size_t n = (size_t)fr->natoms * (size_t)ncols;
     if (n) memcpy(out, a->num, n * sizeof *out);
     return 0;
