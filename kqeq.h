@@ -122,10 +122,16 @@ int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const doub
  * training take the inverse path up to KQ_QEQ_DIRECT_MAX_ATOMS atoms, so that
  * every molecule of that size gives the same bits as before the factor path
  * existed (all test and reference molecules are far smaller), and the factor
- * path above it, where the inverse would cost five times the time and three
- * times the memory. Measured (`kqeq qeq`, water clusters, one core, processor
- * time, whole program): see README; the time grows as ~n^3/3 flops at the
- * Cholesky's rate, about 1.5e-10 n^3 s on the reference machine. */
+ * path above it, where the inverse would cost five times the flops and three
+ * times the memory. Expected time of the factor path: n^3/3 flops of the
+ * Cholesky (la_cholesky, ~15-30 GFLOP/s on one x86-64 core with AVX2) plus
+ * O(n^2) for H and the solves, i.e. t ~ 2.2e-11 n^3 s here, memory 8 n^2 bytes.
+ * Measured (`kqeq qeq` on bench/data/make_water_frame.py clusters, one core,
+ * processor time of the whole program, best of 3 on a loaded 2-core AMD EPYC):
+ * 1002 atoms 0.05 s, 2001 0.25 s, 4002 1.7 s (128 MB), 10002 22 s (785 MB);
+ * the inverse path alone (kq_qeq_solve_path) 0.22 s at 999 atoms, 1.5 s at
+ * 2001; before the factor path and the faster solves, `kqeq qeq` took 0.54,
+ * 4.2 and 49 s at 1002, 2001 and 4002 atoms. */
 #define KQ_QEQ_DIRECT_MAX_ATOMS 1000
 enum {
     KQ_QEQ_PATH_AUTO = 0,    /* inverse up to KQ_QEQ_DIRECT_MAX_ATOMS atoms, factor above */
