@@ -346,7 +346,9 @@ static void forward_sub(int n, int nrhs, const double *l, int ldl, double *b, in
 /* Blocking of the triangular solves: column blocks of TR_CB right-hand sides
  * (the block's rows of X stay in cache while the rows of L stream by), rows in
  * groups of 4 (one register tile of upd). */
+#ifndef TR_CB
 #define TR_CB 64
+#endif
 
 /* 1 if every element of the lower triangle of l (with its diagonal) is finite. */
 static int lower_finite(int n, const double *l, int ldl) {
