@@ -216,18 +216,23 @@ int kq_qeq_constrained_inverse(int n, const double *h, double *a, double *b) {
         free(l);
         return KQ_ELINALG;
     }
-    /* a <- H^-1 (solve with the identity), symmetrised so A is exactly symmetric. */
+    /* a <- H^-1 (solve with the identity), symmetrised so A is exactly symmetric.
+     * (la_trsm_lower skips the identity's leading zeros, bit-exactly.) */
     for (size_t k = 0; k < nn; k++) a[k] = 0.0;
     for (int i = 0; i < n; i++) a[(size_t)i * n + i] = 1.0;
     int rc = la_cholesky_solve(n, n, l, n, a, n);
     free(l);
     if (rc != LA_OK) return KQ_ELINALG;
-    for (int i = 0; i < n; i++)
-        for (int j = i + 1; j < n; j++) {
-            double v = 0.5 * (a[(size_t)i * n + j] + a[(size_t)j * n + i]);
-            a[(size_t)i * n + j] = v;
-            a[(size_t)j * n + i] = v;
-        }
+    /* in 32 x 32 tiles so that the column walk stays in cache; each pair
+     * (i, j) is averaged once, whatever the order */
+    for (int i0 = 0; i0 < n; i0 += 32)
+        for (int j0 = i0; j0 < n; j0 += 32)
+            for (int i = i0; i < i0 + 32 && i < n; i++)
+                for (int j = (j0 > i + 1 ? j0 : i + 1); j < j0 + 32 && j < n; j++) {
+                    double v = 0.5 * (a[(size_t)i * n + j] + a[(size_t)j * n + i]);
+                    a[(size_t)i * n + j] = v;
+                    a[(size_t)j * n + i] = v;
+                }
     /* Inverse of the bordered matrix [H 1; 1^T 0] (Eq. 10) by the Schur
      * complement s = 1^T H^-1 1 of the constraint: with u = H^-1 1,
      *   A = H^-1 - u u^T / s   (top-left block),   b = u / s   (last column). */
@@ -246,14 +251,25 @@ int kq_qeq_constrained_inverse(int n, const double *h, double *a, double *b) {
 }
 
 /* Everything a model needs of one molecule's geometry: COM positions (bohr),
- * H, A, b, RA (3 x n) and Rb (3). Buffers sized by the caller. */
+ * H, RA (3 x n) and Rb (3), and what mol_charges needs, by one of two paths
+ * (kqeq.h, KQ_QEQ_DIRECT_MAX_ATOMS):
+ *   inverse path: A [n*n] and b [n] of kq_qeq_constrained_inverse (H kept);
+ *   factor path:  H's Cholesky factor L in the lower triangle of h (the strict
+ *                 upper triangle keeps H, hd its diagonal), u = H^-1 1 (column
+ *                 0 of y) and b = u / s; no n x n buffer besides h.
+ * Buffers sized by mol_work_alloc; a grows on first use of the inverse path. */
 typedef struct {
     double *r;   /* [n*3] bohr */
-    double *h;   /* [n*n] */
-    double *a;   /* [n*n] */
+    double *h;   /* [n*n] H, or L + upper H on the factor path */
+    double *a;   /* [n*n] inverse path only (NULL until needed) */
+    size_t a_cap; /* doubles allocated in a */
     double *b;   /* [n] */
     double *ra;  /* [3*n] */
     double rb[3];
+    double *hd;  /* [n] factor path: diagonal of H */
+    double *y;   /* [n*4] factor path: H^-1 [1 R^T], row-major (column 0 = u) */
+    int path;    /* KQ_QEQ_PATH_*: which path mol_prepare takes (AUTO: by size) */
+    int factored; /* 1 after mol_prepare took the factor path */
 } mol_work;
 
 static int mol_work_alloc(mol_work *w, int n) {
@@ -261,10 +277,12 @@ static int mol_work_alloc(mol_work *w, int n) {
     memset(w, 0, sizeof *w);
     w->r = malloc((size_t)n * 3 * sizeof(double));
     w->h = malloc(nn * sizeof(double));
-    w->a = malloc(nn * sizeof(double));
     w->b = malloc((size_t)n * sizeof(double));
     w->ra = malloc((size_t)n * 3 * sizeof(double));
-    return (w->r && w->h && w->a && w->b && w->ra) ? KQ_OK : KQ_ENOMEM;
+    w->hd = malloc((size_t)n * sizeof(double));
+    w->y = malloc((size_t)n * 4 * sizeof(double));
+    w->path = KQ_QEQ_PATH_AUTO;
+    return (w->r && w->h && w->b && w->ra && w->hd && w->y) ? KQ_OK : KQ_ENOMEM;
 }
 
 static void mol_work_free(mol_work *w) {
@@ -273,7 +291,39 @@ static void mol_work_free(mol_work *w) {
     free(w->a);
     free(w->b);
     free(w->ra);
+    free(w->hd);
+    free(w->y);
     memset(w, 0, sizeof *w);
+}
+
+/* Factor path of mol_prepare (w->h holds H [n*n], w->r the positions).
+ * H = L L^T in place; then one solve with four right-hand sides,
+ *   H Y = [1  R^T]        (Y [n x 4]: u = H^-1 1, H^-1 R^T),
+ * and the pieces of Eq. 10's bordered inverse without forming it
+ * (A = H^-1 - u u^T / s, s = 1^T u, b = u / s):
+ *   b = u / s,   Rb = R b,   (RA)_cj = (A R^T)_jc = (H^-1 R^T)_jc - u_j (Rb)_c
+ * since u^T R^T / s = R b. O(n^3/3) for the factor, O(n^2) for the rest. */
+static int qeq_factor_prepare(mol_work *w, int n) {
+    double *h = w->h, *y = w->y;
+    for (int i = 0; i < n; i++) w->hd[i] = h[(size_t)i * n + i];
+    if (la_cholesky(n, h, n, NULL) != LA_OK) return KQ_ELINALG;
+    for (int i = 0; i < n; i++) {
+        y[4 * i] = 1.0;
+        for (int c = 0; c < 3; c++) y[4 * i + 1 + c] = w->r[3 * i + c];
+    }
+    if (la_cholesky_solve(n, 4, h, n, y, 4) != LA_OK) return KQ_ELINALG;
+    double s = 0.0;
+    for (int i = 0; i < n; i++) s += y[4 * i];
+    if (!(s > 0.0) || !isfinite(s)) return KQ_ELINALG;
+    for (int i = 0; i < n; i++) w->b[i] = y[4 * i] / s;
+    for (int c = 0; c < 3; c++) {
+        double t = 0.0;
+        for (int i = 0; i < n; i++) t += w->r[3 * i + c] * w->b[i];
+        w->rb[c] = t;
+        for (int j = 0; j < n; j++) w->ra[(size_t)c * n + j] = y[4 * j + 1 + c] - y[4 * j] * t;
+    }
+    w->factored = 1;
+    return KQ_OK;
 }
 
 static int mol_prepare(mol_work *w, int n, const int *z, const double *pos, double s_at,
@@ -282,14 +332,29 @@ static int mol_prepare(mol_work *w, int n, const int *z, const double *pos, doub
     if (rc) return rc;
     rc = kq_qeq_hardness(n, z, w->r, s_at, eta, w->h);
     if (rc) return rc;
+    w->factored = 0;
+    int inverse = w->path == KQ_QEQ_PATH_INVERSE ||
+                  (w->path == KQ_QEQ_PATH_AUTO && n <= KQ_QEQ_DIRECT_MAX_ATOMS);
+    if (!inverse) return qeq_factor_prepare(w, n);
+    size_t nn = (size_t)n * n;
+    if (w->a_cap < nn) {
+        free(w->a);
+        w->a = malloc(nn * sizeof(double));
+        w->a_cap = w->a ? nn : 0;
+        if (!w->a) return KQ_ENOMEM;
+    }
     rc = kq_qeq_constrained_inverse(n, w->h, w->a, w->b);
     if (rc) return rc;
-    /* RA: row c of R (3 x n, Eq. 17) times A; Rb = R b. Fixed order over atoms. */
+    /* RA: row c of R (3 x n, Eq. 17) times A; Rb = R b. Fixed order over atoms:
+     * (RA)_cj = 0 + r_0c a_0j + r_1c a_1j + ... (ascending i), accumulated for
+     * all j at once in row c of ra (rows of A are contiguous). */
     for (int c = 0; c < 3; c++) {
-        for (int j = 0; j < n; j++) {
-            double s = 0.0;
-            for (int i = 0; i < n; i++) s += w->r[3 * i + c] * w->a[(size_t)i * n + j];
-            w->ra[(size_t)c * n + j] = s;
+        double *rac = w->ra + (size_t)c * n;
+        for (int j = 0; j < n; j++) rac[j] = 0.0;
+        for (int i = 0; i < n; i++) {
+            double ric = w->r[3 * i + c];
+            const double *ai = w->a + (size_t)i * n;
+            for (int j = 0; j < n; j++) rac[j] += ric * ai[j];
         }
         double s = 0.0;
         for (int i = 0; i < n; i++) s += w->r[3 * i + c] * w->b[i];
@@ -298,10 +363,20 @@ static int mol_prepare(mol_work *w, int n, const int *z, const double *pos, doub
     return KQ_OK;
 }
 
-/* q = -A chi + Q b (Eq. 13 + constraint part); mu = -(RA) chi + Q Rb (Eq. 18). */
+/* q = -A chi + Q b (Eq. 13 + constraint part); mu = -(RA) chi + Q Rb (Eq. 18).
+ * Factor path: A chi = v - u (u . chi) / s with v = H^-1 chi (one solve with
+ * L, in q), so q = -v + b (u . chi + Q). */
 static void mol_charges(const mol_work *w, int n, const double *chi, double qtot, double *q,
                         double *mu) {
-    if (q)
+    if (q && w->factored) {
+        memcpy(q, chi, (size_t)n * sizeof *q);
+        /* cannot fail: L is a successful Cholesky factor (positive diagonal) */
+        (void)la_cholesky_solve(n, 1, w->h, n, q, 1);
+        double t = 0.0;
+        for (int i = 0; i < n; i++) t += w->y[4 * i] * chi[i];
+        t += qtot;
+        for (int i = 0; i < n; i++) q[i] = -q[i] + w->b[i] * t;
+    } else if (q)
         for (int i = 0; i < n; i++) {
             double s = 0.0;
             for (int j = 0; j < n; j++) s += w->a[(size_t)i * n + j] * chi[j];
@@ -315,29 +390,56 @@ static void mol_charges(const mol_work *w, int n, const double *chi, double qtot
         }
 }
 
-int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const double *chi,
-                 const double *eta, double s_at, double *q, double *dipole_au, double *energy,
-                 double *a, double *b) {
+/* hq = H q from the factor path's storage (strict upper triangle of h = H,
+ * diagonal in hd). Each (hq)_i is summed over j in ascending order, as the
+ * full-matrix loop of the inverse path: row i adds its diagonal and upper
+ * terms j > i after every row k < i has added its term h_ki q_i = h_ik q_i. */
+static void qeq_hq_upper(const mol_work *w, int n, const double *q, double *hq) {
+    for (int i = 0; i < n; i++) hq[i] = 0.0;
+    for (int i = 0; i < n; i++) {
+        const double *hi = w->h + (size_t)i * n;
+        double s = hq[i] + w->hd[i] * q[i], qi = q[i];
+        for (int j = i + 1; j < n; j++) {
+            s += hi[j] * q[j];
+            hq[j] += hi[j] * qi;
+        }
+        hq[i] = s;
+    }
+}
+
+int kq_qeq_solve_path(int path, int n, const int *z, const double *pos, double qtot,
+                      const double *chi, const double *eta, double s_at, double *q,
+                      double *dipole_au, double *energy, double *a, double *b) {
     if (n < 1 || !z || !pos || !chi || !isfinite(qtot)) return KQ_EINVAL;
+    if (path != KQ_QEQ_PATH_AUTO && path != KQ_QEQ_PATH_INVERSE && path != KQ_QEQ_PATH_FACTOR)
+        return KQ_EINVAL;
+    if ((a || b) && path == KQ_QEQ_PATH_FACTOR) return KQ_EINVAL;
     for (int i = 0; i < n; i++)
         if (!isfinite(chi[i])) return KQ_EINVAL;
     mol_work w;
     int rc = mol_work_alloc(&w, n);
+    w.path = (a || b) ? KQ_QEQ_PATH_INVERSE : path; /* A and b only come from the inverse */
     double *qq = malloc((size_t)n * sizeof *qq);
+    double *hq = NULL;
     if (rc || !qq) rc = KQ_ENOMEM;
     if (!rc) rc = mol_prepare(&w, n, z, pos, s_at, eta);
+    if (!rc && w.factored && !(hq = malloc((size_t)n * sizeof *hq))) rc = KQ_ENOMEM;
     if (!rc) {
         double mu[3], e = 0.0;
         mol_charges(&w, n, chi, qtot, qq, mu);
         /* Eq. 5 with E_0 = 0: chi.q + 1/2 q^T H q (H holds eta and self terms). */
-        for (int i = 0; i < n; i++) {
-            double hq = 0.0;
-            for (int j = 0; j < n; j++) hq += w.h[(size_t)i * n + j] * qq[j];
-            e += chi[i] * qq[i] + 0.5 * qq[i] * hq;
-        }
+        if (w.factored) {
+            qeq_hq_upper(&w, n, qq, hq);
+            for (int i = 0; i < n; i++) e += chi[i] * qq[i] + 0.5 * qq[i] * hq[i];
+        } else
+            for (int i = 0; i < n; i++) {
+                double hqi = 0.0;
+                for (int j = 0; j < n; j++) hqi += w.h[(size_t)i * n + j] * qq[j];
+                e += chi[i] * qq[i] + 0.5 * qq[i] * hqi;
+            }
         /* never a NaN or Inf result (kqeq.h) */
         if (!kq_all_finite((size_t)n, qq) || !kq_all_finite(3, mu) || !isfinite(e) ||
-            !kq_all_finite((size_t)n * n, w.a) || !kq_all_finite((size_t)n, w.b))
+            (!w.factored && !kq_all_finite((size_t)n * n, w.a)) || !kq_all_finite((size_t)n, w.b))
             rc = KQ_ERANGE;
         if (!rc) {
             if (q) memcpy(q, qq, (size_t)n * sizeof *q);
@@ -348,8 +450,16 @@ int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const doub
         }
     }
     free(qq);
+    free(hq);
     mol_work_free(&w);
     return rc;
+}
+
+int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const double *chi,
+                 const double *eta, double s_at, double *q, double *dipole_au, double *energy,
+                 double *a, double *b) {
+    return kq_qeq_solve_path(KQ_QEQ_PATH_AUTO, n, z, pos, qtot, chi, eta, s_at, q, dipole_au,
+                             energy, a, b);
 }
 
 /* ------------------------------------------------------------------------ */

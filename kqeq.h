@@ -100,10 +100,48 @@ int kq_qeq_constrained_inverse(int n, const double *h, double *a, double *b);
  * Outputs (each may be NULL):
  *   q [n] e; dipole_au [3] e*bohr about the centre of mass (Eq. 17);
  *   energy (hartree): E(q) of Eq. 5 with E_0 = 0;
- *   a [n*n], b [n]: as kq_qeq_constrained_inverse. */
+ *   a [n*n], b [n]: as kq_qeq_constrained_inverse.
+ * Path (KQ_QEQ_DIRECT_MAX_ATOMS below): the explicit inverse for n up to that
+ * size or when a or b is asked for, the factor path above it. */
 int kq_qeq_solve(int n, const int *z, const double *pos, double qtot, const double *chi,
                  const double *eta, double s_at, double *q, double *dipole_au, double *energy,
                  double *a, double *b);
+
+/* Two ways to the same QEq solution, like LAPACK's blocked/unblocked
+ * crossover:
+ *   inverse path: Cholesky of H, then H^-1 from the identity (n right-hand
+ *     sides), A and b of kq_qeq_constrained_inverse, q = -A chi + Q b, RA.
+ *     ~5n^3/3 flops (n^3/3 factor, n^3/3 forward solve after skipping the
+ *     identity's leading zeros, n^3 backward solve), 3 n*n doubles.
+ *   factor path: Cholesky of H in place and solves for the few right-hand
+ *     sides needed (1, R^T, chi): Eq. 10 by its Schur complement s = 1^T H^-1 1,
+ *     never forming A. n^3/3 flops, one n*n buffer (H and its factor share it).
+ * Both are exact in exact arithmetic; in floating point they round differently
+ * and agree to ~1e-13 relative (charges, dipoles, energies; tests/test_qeq.c
+ * measures and bounds it). kq_qeq_solve, kq_predict, kq_set_build and the QEq
+ * training take the inverse path up to KQ_QEQ_DIRECT_MAX_ATOMS atoms, so that
+ * every molecule of that size gives the same bits as before the factor path
+ * existed (all test and reference molecules are far smaller), and the factor
+ * path above it, where the inverse would cost five times the flops and three
+ * times the memory. Expected time of the factor path: n^3/3 flops of the
+ * Cholesky (la_cholesky, ~15-30 GFLOP/s on one x86-64 core with AVX2) plus
+ * O(n^2) for H and the solves, i.e. t ~ 2.2e-11 n^3 s here, memory 8 n^2 bytes.
+ * Measured (`kqeq qeq` on bench/data/make_water_frame.py clusters, one core,
+ * processor time of the whole program, best of 3 on a loaded 2-core AMD EPYC):
+ * 1002 atoms 0.05 s, 2001 0.25 s, 4002 1.7 s (128 MB), 10002 22 s (785 MB);
+ * the inverse path alone (kq_qeq_solve_path) 0.22 s at 999 atoms, 1.5 s at
+ * 2001; before the factor path and the faster solves, `kqeq qeq` took 0.54,
+ * 4.2 and 49 s at 1002, 2001 and 4002 atoms. */
+#define KQ_QEQ_DIRECT_MAX_ATOMS 1000
+enum {
+    KQ_QEQ_PATH_AUTO = 0,    /* inverse up to KQ_QEQ_DIRECT_MAX_ATOMS atoms, factor above */
+    KQ_QEQ_PATH_INVERSE = 1, /* always the explicit inverse */
+    KQ_QEQ_PATH_FACTOR = 2   /* always factor once (KQ_EINVAL if a or b is asked for) */
+};
+/* kq_qeq_solve with the path chosen by the caller (tests compare the two). */
+int kq_qeq_solve_path(int path, int n, const int *z, const double *pos, double qtot,
+                      const double *chi, const double *eta, double s_at, double *q,
+                      double *dipole_au, double *energy, double *a, double *b);
 
 /* ------------------------------------------------------------------------ */
 /* kQEq / QEq models                                                         */

@@ -135,22 +135,65 @@ static void chol_panel_solve(int n, double *a, int lda, int k0, int k1, double *
     }
 }
 
-/* 4 x 4 tile of the trailing update: c(r, j) -= sum_p x(r, p) * t(p, j) in
- * ascending p, one rounding per product and per subtraction.
- * x: 4 rows of the panel (stride ldx), t: packed panel columns (stride CH_JB),
- * c: 4 x 4 tile of A (stride ldc). The 16 running values live in registers;
- * the compiler may pair them into vectors (independent elements). */
-static void chol_tile4x4(int kb, const double *x, int ldx, const double *t, double *c, int ldc) {
-    const double *x0 = x, *x1 = x + ldx, *x2 = x + 2 * (size_t)ldx, *x3 = x + 3 * (size_t)ldx;
-    double *c0 = c, *c1 = c + ldc, *c2 = c + 2 * (size_t)ldc, *c3 = c + 3 * (size_t)ldc;
+/* ------------------------------------------------------------------------- */
+/* The update kernel shared by the blocked routines                           */
+/* ------------------------------------------------------------------------- */
+
+/* Every blocked routine below (the Cholesky trailing update, both triangular
+ * solves) spends its time in one operation,
+ *     C(r, j) = C(r, j) - X(r, k) T(k, j)      for k = 0, 1, ..., kc-1 in turn,
+ * for r < m, j < nc, with
+ *     X(r, k) = x[r*xr + k*xk],  T(k, j) = t[k*tk + j],  C(r, j) = c[r*ldc + j]
+ * (strides may be negative: the backward solve walks k down the rows). Each
+ * element receives kc separately rounded products, each subtracted separately,
+ * in ascending k: exactly the order of the plain loops. Tiles of 4 rows x 4
+ * (portable) or 4 x 8 (AVX2) columns keep the running values in registers;
+ * the vector lanes are independent elements (different j), never parts of one
+ * sum, so all copies give the same bits.
+ *
+ * AVX2: with gcc/clang on x86-64 the 4 x 8 tile is also compiled with
+ * __attribute__((target("avx2"))) and chosen at run time by
+ * __builtin_cpu_supports("avx2") (la_use_avx2); "avx2" does not enable FMA and
+ * the file is built with -ffp-contract=off, so a*b and c - (a*b) stay two
+ * roundings. -DTENSORIAL_NO_SIMD (make PORTABLE=1) compiles it out. */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
+#define LA_HAVE_AVX2 1
+typedef double la_v4d __attribute__((vector_size(32)));
+typedef double la_v4du __attribute__((vector_size(32), aligned(8))); /* unaligned access */
+#else
+#define LA_HAVE_AVX2 0
+#endif
+
+static int la_use_avx2(void) {
+#if LA_HAVE_AVX2
+    return __builtin_cpu_supports("avx2") != 0;
+#else
+    return 0;
+#endif
+}
+
+/* One row: c[j] -= x(k) t(k, j), k ascending outside, independent j inside. */
+static void upd_row(int nc, int kc, const double *x, ptrdiff_t xk, const double *t, ptrdiff_t tk,
+                    double *c) {
+    for (int k = 0; k < kc; k++) {
+        double y = x[k * xk];
+        const double *b = t + k * tk;
+        for (int j = 0; j < nc; j++) c[j] = c[j] - y * b[j];
+    }
+}
+
+/* 4 x 4 tile, the 16 running values in local variables. */
+static void upd_tile4x4(int kc, const double *x, ptrdiff_t xr, ptrdiff_t xk, const double *t,
+                        ptrdiff_t tk, double *c, ptrdiff_t ldc) {
+    double *c0 = c, *c1 = c + ldc, *c2 = c + 2 * ldc, *c3 = c + 3 * ldc;
     double s00 = c0[0], s01 = c0[1], s02 = c0[2], s03 = c0[3];
     double s10 = c1[0], s11 = c1[1], s12 = c1[2], s13 = c1[3];
     double s20 = c2[0], s21 = c2[1], s22 = c2[2], s23 = c2[3];
     double s30 = c3[0], s31 = c3[1], s32 = c3[2], s33 = c3[3];
-    for (int p = 0; p < kb; p++) {
-        const double *b = t + p * CH_JB;
+    for (int k = 0; k < kc; k++) {
+        const double *b = t + k * tk, *xx = x + k * xk;
         double b0 = b[0], b1 = b[1], b2 = b[2], b3 = b[3];
-        double y0 = x0[p], y1 = x1[p], y2 = x2[p], y3 = x3[p];
+        double y0 = xx[0], y1 = xx[xr], y2 = xx[2 * xr], y3 = xx[3 * xr];
         s00 -= y0 * b0; s01 -= y0 * b1; s02 -= y0 * b2; s03 -= y0 * b3;
         s10 -= y1 * b0; s11 -= y1 * b1; s12 -= y1 * b2; s13 -= y1 * b3;
         s20 -= y2 * b0; s21 -= y2 * b1; s22 -= y2 * b2; s23 -= y2 * b3;
@@ -162,21 +205,62 @@ static void chol_tile4x4(int kb, const double *x, int ldx, const double *t, doub
     c3[0] = s30; c3[1] = s31; c3[2] = s32; c3[3] = s33;
 }
 
-/* Same update for one row and ncol columns (edges and the diagonal triangle):
- * axpy over contiguous j for each p in ascending order. */
-static void chol_row_update(int kb, const double *x, const double *t, double *c, int ncol) {
-    for (int p = 0; p < kb; p++) {
-        double y = x[p];
-        const double *b = t + p * CH_JB;
-        for (int j = 0; j < ncol; j++) c[j] = c[j] - y * b[j];
+#if LA_HAVE_AVX2
+/* 4 x 8 tile in eight 4-wide vectors: lane j of a vector is element j. */
+__attribute__((target("avx2"))) static void upd_tile4x8_avx2(int kc, const double *x, ptrdiff_t xr,
+                                                              ptrdiff_t xk, const double *t,
+                                                              ptrdiff_t tk, double *c, ptrdiff_t ldc) {
+    double *c0 = c, *c1 = c + ldc, *c2 = c + 2 * ldc, *c3 = c + 3 * ldc;
+    la_v4d s00 = *(const la_v4du *)c0, s01 = *(const la_v4du *)(c0 + 4);
+    la_v4d s10 = *(const la_v4du *)c1, s11 = *(const la_v4du *)(c1 + 4);
+    la_v4d s20 = *(const la_v4du *)c2, s21 = *(const la_v4du *)(c2 + 4);
+    la_v4d s30 = *(const la_v4du *)c3, s31 = *(const la_v4du *)(c3 + 4);
+    for (int k = 0; k < kc; k++) {
+        const double *b = t + k * tk, *xx = x + k * xk;
+        la_v4d b0 = *(const la_v4du *)b, b1 = *(const la_v4du *)(b + 4);
+        double v0 = xx[0], v1 = xx[xr], v2 = xx[2 * xr], v3 = xx[3 * xr];
+        la_v4d y0 = {v0, v0, v0, v0}, y1 = {v1, v1, v1, v1};
+        la_v4d y2 = {v2, v2, v2, v2}, y3 = {v3, v3, v3, v3};
+        s00 = s00 - y0 * b0; s01 = s01 - y0 * b1;
+        s10 = s10 - y1 * b0; s11 = s11 - y1 * b1;
+        s20 = s20 - y2 * b0; s21 = s21 - y2 * b1;
+        s30 = s30 - y3 * b0; s31 = s31 - y3 * b1;
     }
+    *(la_v4du *)c0 = s00; *(la_v4du *)(c0 + 4) = s01;
+    *(la_v4du *)c1 = s10; *(la_v4du *)(c1 + 4) = s11;
+    *(la_v4du *)c2 = s20; *(la_v4du *)(c2 + 4) = s21;
+    *(la_v4du *)c3 = s30; *(la_v4du *)(c3 + 4) = s31;
+}
+#endif
+
+/* C(r, j) -= sum_k X(r, k) T(k, j) as described above; m, nc, kc >= 0. */
+static void upd(int avx2, int m, int nc, int kc, const double *x, ptrdiff_t xr, ptrdiff_t xk,
+                const double *t, ptrdiff_t tk, double *c, ptrdiff_t ldc) {
+    if (kc <= 0 || nc <= 0) return;
+    int r = 0;
+    for (; r + 4 <= m; r += 4) {
+        const double *xx = x + r * xr;
+        double *cc = c + r * ldc;
+        int j = 0;
+#if LA_HAVE_AVX2
+        if (avx2)
+            for (; j + 8 <= nc; j += 8) upd_tile4x8_avx2(kc, xx, xr, xk, t + j, tk, cc + j, ldc);
+#else
+        (void)avx2;
+#endif
+        for (; j + 4 <= nc; j += 4) upd_tile4x4(kc, xx, xr, xk, t + j, tk, cc + j, ldc);
+        if (j < nc)
+            for (int q = 0; q < 4; q++) upd_row(nc - j, kc, xx + q * xr, xk, t + j, tk, cc + q * ldc + j);
+    }
+    for (; r < m; r++) upd_row(nc, kc, x + r * xr, xk, t, tk, c + r * ldc);
 }
 
 /* Update (symmetric rank-kb, lower triangle only) of the columns [jlo, jhi):
  *     a_ij -= sum_{p=k0}^{k1-1} l_ip l_jp      for jlo <= j < jhi, j <= i < n
  * in ascending p. Column block [j0, j0+jb) at a time; its panel rows are
  * packed transposed into t[p*CH_JB + jj] = l_(j0+jj),(k0+p). kb <= CH_KC. */
-static void chol_update(int n, double *a, int lda, int k0, int k1, int jlo, int jhi, double *t) {
+static void chol_update(int avx2, int n, double *a, int lda, int k0, int k1, int jlo, int jhi,
+                        double *t) {
     int kb = k1 - k0;
     for (int j0 = jlo; j0 < jhi; j0 += CH_JB) {
         int jb = jhi - j0 < CH_JB ? jhi - j0 : CH_JB;
@@ -184,31 +268,24 @@ static void chol_update(int n, double *a, int lda, int k0, int k1, int jlo, int 
             const double *src = a + (size_t)(j0 + jj) * lda + k0;
             for (int p = 0; p < kb; p++) t[p * CH_JB + jj] = src[p];
         }
-        /* Rows inside the column block: only j <= i (strict upper untouched);
-         * 4 x 4 tiles wholly below the diagonal, the rest row by row. */
+        /* Rows inside the column block: only j <= i (strict upper untouched).
+         * For 4 rows i..i+3, the columns j0..i are below the diagonal in all
+         * four (tiles), the rest of each row's triangle row by row. */
         int i = j0;
         for (; i + 4 <= j0 + jb; i += 4) {
             const double *x = a + (size_t)i * lda + k0;
             double *c = a + (size_t)i * lda + j0;
-            int jj = 0;
-            for (; jj + 4 <= i - j0 + 1; jj += 4) chol_tile4x4(kb, x, lda, t + jj, c + jj, lda);
-            for (int r = 0; r < 4; r++)
-                chol_row_update(kb, x + (size_t)r * lda, t + jj, c + (size_t)r * lda + jj, i + r - j0 + 1 - jj);
+            int w = i - j0 + 1;
+            upd(avx2, 4, w, kb, x, lda, 1, t, CH_JB, c, lda);
+            for (int r = 1; r < 4; r++)
+                upd_row(r, kb, x + (size_t)r * lda, 1, t + w, CH_JB, c + (size_t)r * lda + w);
         }
         for (; i < j0 + jb; i++)
-            chol_row_update(kb, a + (size_t)i * lda + k0, t, a + (size_t)i * lda + j0, i - j0 + 1);
-        /* Rows below the block: full width jb, 4 x 4 tiles plus edges. */
-        for (; i + 4 <= n; i += 4) {
-            const double *x = a + (size_t)i * lda + k0;
-            double *c = a + (size_t)i * lda + j0;
-            int jj = 0;
-            for (; jj + 4 <= jb; jj += 4) chol_tile4x4(kb, x, lda, t + jj, c + jj, lda);
-            if (jj < jb)
-                for (int r = 0; r < 4; r++)
-                    chol_row_update(kb, x + (size_t)r * lda, t + jj, c + (size_t)r * lda + jj, jb - jj);
-        }
-        for (; i < n; i++)
-            chol_row_update(kb, a + (size_t)i * lda + k0, t, a + (size_t)i * lda + j0, jb);
+            upd_row(i - j0 + 1, kb, a + (size_t)i * lda + k0, 1, t, CH_JB, a + (size_t)i * lda + j0);
+        /* Rows below the block: full width jb. */
+        if (i < n)
+            upd(avx2, n - i, jb, kb, a + (size_t)i * lda + k0, lda, 1, t, CH_JB,
+                a + (size_t)i * lda + j0, lda);
     }
 }
 
@@ -216,6 +293,7 @@ int la_cholesky(int n, double *a, int lda, int *bad_pivot) {
     double buf[CH_BUF]; /* 32 KiB packing buffer; no heap allocation */
     if (bad_pivot) *bad_pivot = -1;
     if (bad_square(n, a, lda)) return LA_BADARG;
+    int avx2 = la_use_avx2();
     for (int s0 = 0; s0 < n; s0 += CH_KC) {
         int s1 = n - s0 < CH_KC ? n : s0 + CH_KC; /* super panel [s0, s1) */
         for (int k0 = s0; k0 < s1; k0 += CH_NB) {
@@ -226,9 +304,9 @@ int la_cholesky(int n, double *a, int lda, int *bad_pivot) {
                 return LA_NOT_SPD;
             }
             if (k1 < n) chol_panel_solve(n, a, lda, k0, k1, buf);
-            if (k1 < s1) chol_update(n, a, lda, k0, k1, k1, s1, buf);
+            if (k1 < s1) chol_update(avx2, n, a, lda, k0, k1, k1, s1, buf);
         }
-        if (s1 < n) chol_update(n, a, lda, s0, s1, s1, n, buf);
+        if (s1 < n) chol_update(avx2, n, a, lda, s0, s1, s1, n, buf);
     }
     return LA_OK;
 }
@@ -247,8 +325,8 @@ static int zero_diagonal(int n, const double *l, int ldl) {
     return 0;
 }
 
-/* Forward substitution L X = B shared by la_trsm_lower (unit = 0) and
- * la_lu_solve (unit = 1: L's diagonal is 1 and not stored). Per element:
+/* Forward substitution L X = B, the plain loop, used by la_lu_solve (unit = 1:
+ * L's diagonal is 1 and not stored). Per element:
  * s = b_ic; s -= l_i0 x_0c; ...; s -= l_i,i-1 x_i-1,c (ascending p); then
  * x_ic = s / l_ii unless unit. Inner loop over the independent columns c. */
 static void forward_sub(int n, int nrhs, const double *l, int ldl, double *b, int ldb, int unit) {
@@ -265,35 +343,124 @@ static void forward_sub(int n, int nrhs, const double *l, int ldl, double *b, in
     }
 }
 
-/* L X = B, forward substitution. Order for x_ic:
+/* Blocking of the triangular solves: column blocks of TR_CB right-hand sides
+ * (the block's rows of X stay in cache while the rows of L stream by), rows in
+ * groups of 4 (one register tile of upd). */
+#ifndef TR_CB
+#define TR_CB 64
+#endif
+
+/* 1 if every element of the lower triangle of l (with its diagonal) is finite. */
+static int lower_finite(int n, const double *l, int ldl) {
+    for (int i = 0; i < n; i++)
+        for (int j = 0; j <= i; j++)
+            if (!isfinite(l[(size_t)i * ldl + j])) return 0;
+    return 1;
+}
+
+/* Leading exact zeros of a column block (forward solve). Rows [0, f) of the
+ * block B(:, c0:c0+cb) that are all +0.0 (not -0.0) need no subtractions, and
+ * rows below need none of the products with them, provided
+ *   (1) L's lower triangle is finite, and
+ *   (2) no element of rows [f, n) of the block is -0.0.
+ * Why this gives the same bits as the full loop (IEEE 754, round to nearest):
+ * for p < f the running value starts at +0.0 and, by induction, every x_qc
+ * with q < p is a signed zero, so every product l_pq x_qc is a signed zero
+ * (finite l) and +0.0 - (+0.0) = +0.0 - (-0.0) = +0.0: the value stays +0.0 and
+ * x_pc = +0.0 / l_pp, which is what is computed here too. For i >= f the
+ * skipped products l_ip x_pc (p < f) are the first ones of the sum, all signed
+ * zeros, subtracted from s = b_ic: s - (+-0.0) = s for s != 0, and for
+ * s = +0.0 it stays +0.0; only s = -0.0 minus -0.0 would give +0.0, excluded
+ * by (2). Returns f (0 when a condition fails or nothing is skipped). */
+static int leading_zero_rows(int n, int cb, const double *b, int ldb, int l_finite) {
+    if (!l_finite) return 0;
+    int f = 0;
+    for (; f < n; f++) {
+        const double *bf = b + (size_t)f * ldb;
+        int allzero = 1;
+        for (int c = 0; c < cb && allzero; c++) allzero = bf[c] == 0.0 && !signbit(bf[c]);
+        if (!allzero) break;
+    }
+    for (int i = f; i < n; i++)
+        for (int c = 0; c < cb; c++) {
+            double v = b[(size_t)i * ldb + c];
+            if (v == 0.0 && signbit(v)) return 0;
+        }
+    return f;
+}
+
+/* L X = B, forward substitution, blocked. Order for x_ic (as forward_sub):
  *     s = b_ic;  s -= l_i0 x_0c;  ...;  s -= l_i,i-1 x_i-1,c  (ascending p);  x_ic = s / l_ii
- * Inner loop over the right-hand sides c (independent). */
+ * For each column block and each group of 4 rows i0..i0+3: first the products
+ * with the finished rows p < i0 (upd, ascending p), then those inside the
+ * group (p = i0..i-1), then the division. Leading exact zeros of a column block
+ * (e.g. identity columns: column c is zero above row c) are skipped where that
+ * provably changes no bit (leading_zero_rows), which makes L^-1 from the
+ * identity cost n^3/6 multiply-subtracts instead of n^3/2. */
 int la_trsm_lower(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
     if (bad_square(n, l, ldl) || bad_rect(n, nrhs, b, ldb)) return LA_BADARG;
     if (zero_diagonal(n, l, ldl)) return LA_SINGULAR;
-    forward_sub(n, nrhs, l, ldl, b, ldb, 0);
+    int avx2 = la_use_avx2(), l_finite = -1;
+    for (int c0 = 0; c0 < nrhs; c0 += TR_CB) {
+        int cb = nrhs - c0 < TR_CB ? nrhs - c0 : TR_CB;
+        double *bc = b + c0;
+        /* the O(n^2) finiteness check only when the block starts with a zero row */
+        int f = 0;
+        if (n > 0 && bc[0] == 0.0) {
+            if (l_finite < 0) l_finite = lower_finite(n, l, ldl);
+            f = leading_zero_rows(n, cb, bc, ldb, l_finite);
+        }
+        for (int p = 0; p < f; p++) { /* +0.0 / l_pp, the full loop's value */
+            double *bp = bc + (size_t)p * ldb;
+            for (int c = 0; c < cb; c++) bp[c] = bp[c] / l[(size_t)p * ldl + p];
+        }
+        for (int i0 = f; i0 < n; i0 += 4) {
+            int m = n - i0 < 4 ? n - i0 : 4;
+            upd(avx2, m, cb, i0 - f, l + (size_t)i0 * ldl + f, ldl, 1, bc + (size_t)f * ldb, ldb,
+                bc + (size_t)i0 * ldb, ldb);
+            for (int i = i0; i < i0 + m; i++) {
+                const double *li = l + (size_t)i * ldl;
+                double *bi = bc + (size_t)i * ldb;
+                for (int p = i0; p < i; p++) {
+                    double x = li[p];
+                    const double *bp = bc + (size_t)p * ldb;
+                    for (int c = 0; c < cb; c++) bi[c] = bi[c] - x * bp[c];
+                }
+                for (int c = 0; c < cb; c++) bi[c] = bi[c] / li[i];
+            }
+        }
+    }
     return LA_OK;
 }
 
-/* L^T X = B, backward substitution, column oriented (reads rows of L, which
- * are contiguous). Order for x_pc:
+/* L^T X = B, backward substitution, blocked. Order for x_pc:
  *     s = b_pc;  s -= l_(n-1),p x_(n-1),c;  s -= l_(n-2),p x_(n-2),c; ... down to
- *     i = p+1 (descending i);  x_pc = s / l_pp */
+ *     i = p+1 (descending i);  x_pc = s / l_pp
+ * For each column block and each group of 4 rows p0..p0+3 from the bottom up:
+ * the products with the finished rows i >= p0+4 (upd walking i downwards: it
+ * reads l_i,p0..p0+3, contiguous in row i of L), then those inside the group
+ * (i descending), each row divided by its pivot before it is used. */
 int la_trsm_lower_t(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
     if (bad_square(n, l, ldl) || bad_rect(n, nrhs, b, ldb)) return LA_BADARG;
     if (zero_diagonal(n, l, ldl)) return LA_SINGULAR;
-    for (int i = n - 1; i >= 0; i--) {
-        const double *li = l + (size_t)i * ldl;
-        double *bi = b + (size_t)i * ldb;
-        for (int c = 0; c < nrhs; c++) bi[c] = bi[c] / li[i];
-        if (nrhs == 1) {
-            double x = bi[0];
-            for (int p = 0; p < i; p++) b[(size_t)p * ldb] = b[(size_t)p * ldb] - li[p] * x;
-        } else {
-            for (int p = 0; p < i; p++) {
-                double y = li[p];
-                double *bp = b + (size_t)p * ldb;
-                for (int c = 0; c < nrhs; c++) bp[c] = bp[c] - y * bi[c];
+    int avx2 = la_use_avx2();
+    for (int c0 = 0; c0 < nrhs; c0 += TR_CB) {
+        int cb = nrhs - c0 < TR_CB ? nrhs - c0 : TR_CB;
+        double *bc = b + c0;
+        for (int p1 = n; p1 > 0; p1 -= 4) {
+            int p0 = p1 - 4 > 0 ? p1 - 4 : 0;
+            if (p1 < n)
+                upd(avx2, p1 - p0, cb, n - p1, l + (size_t)(n - 1) * ldl + p0, 1, -(ptrdiff_t)ldl,
+                    bc + (size_t)(n - 1) * ldb, -(ptrdiff_t)ldb, bc + (size_t)p0 * ldb, ldb);
+            for (int i = p1 - 1; i >= p0; i--) {
+                const double *li = l + (size_t)i * ldl;
+                double *bi = bc + (size_t)i * ldb;
+                for (int c = 0; c < cb; c++) bi[c] = bi[c] / li[i];
+                for (int p = p0; p < i; p++) {
+                    double y = li[p];
+                    double *bp = bc + (size_t)p * ldb;
+                    for (int c = 0; c < cb; c++) bp[c] = bp[c] - y * bi[c];
+                }
             }
         }
     }

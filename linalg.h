@@ -46,7 +46,10 @@ const char *la_strerror(int code);
  * Every element is l_ij = (a_ij - l_i0 l_j0 - l_i1 l_j1 - ... - l_i,j-1 l_j,j-1)
  * / l_jj, the products subtracted one by one in ascending order (the plain
  * textbook loop, bit for bit); blocked and vectorised across independent
- * elements only. No heap allocation (32 KiB of stack). */
+ * elements only (a 4 x 8 register tile, AVX2 when the CPU has it, chosen at run
+ * time; same bits as the portable copy). No heap allocation (32 KiB of stack).
+ * Speed: ~15-30 GFLOP/s on one core, 0.5-0.8x single-thread OpenBLAS dpotrf
+ * (bench/bench_linalg.c). */
 int la_cholesky(int n, double *a, int lda, int *bad_pivot);
 
 /* Solve A X = B given the Cholesky factor L (lower triangle of l) of A.
@@ -59,7 +62,13 @@ int la_cholesky_solve(int n, int nrhs, const double *l, int ldl, double *b, int 
  *   la_trsm_lower_t: L^T X = B
  * Only the lower triangle of l is read. LA_SINGULAR (B untouched) if a
  * diagonal element is exactly zero.
- */
+ * Every x_ic is the plain substitution loop's, bit for bit (forward: ascending
+ * p, backward: descending i, one rounding per product and per subtraction);
+ * blocked over right-hand sides and rows, vectorised across right-hand sides.
+ * la_trsm_lower skips the leading all-zero rows of each block of right-hand
+ * sides (e.g. the identity's, so L^-1 costs n^3/6 multiply-subtracts instead of
+ * n^3/2) only where that provably changes no bit: +0.0 rows, finite L, no -0.0
+ * below them (the argument is in linalg.c, tests/test_linalg.c checks it). */
 int la_trsm_lower(int n, int nrhs, const double *l, int ldl, double *b, int ldb);
 int la_trsm_lower_t(int n, int nrhs, const double *l, int ldl, double *b, int ldb);
 

@@ -7,6 +7,10 @@
  * triangle is LAPACK's column-major upper triangle, so dpotrf gets uplo = 'U'.
  * Rates count n^3/3 flops. Prints one line per n with both rates, their ratio
  * and the largest difference between the two factors relative to max |L|.
+ * For n <= 2000 also the explicit inverse from the factor, la_cholesky_solve
+ * with the n identity columns (what QEq's inverse path does; ours skips the
+ * identity's leading zeros) against dpotrs with the same right-hand sides.
+ * Times are processor time (CLOCK_PROCESS_CPUTIME_ID), best of a few runs.
  */
 #include "linalg.h"
 
@@ -22,10 +26,12 @@
  * passed explicitly (gfortran ABI), implementations that do not use it ignore it. */
 typedef void (*dpotrf_fn)(const char *uplo, const int *n, double *a, const int *lda, int *info,
                           size_t uplo_len);
+typedef void (*dpotrs_fn)(const char *uplo, const int *n, const int *nrhs, const double *a,
+                          const int *lda, double *b, const int *ldb, int *info, size_t uplo_len);
 
 static double now(void) {
     struct timespec t;
-    clock_gettime(CLOCK_MONOTONIC, &t);
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
 }
 
@@ -51,6 +57,7 @@ int main(void) {
     const char *names[2] = {"libopenblas.so.0", "liblapack.so.3"};
     const char *lapack_name = NULL;
     dpotrf_fn dpotrf = NULL;
+    dpotrs_fn dpotrs = NULL;
 
     setenv("OPENBLAS_NUM_THREADS", "1", 1); /* before loading: OpenBLAS reads it at load time */
     for (int k = 0; k < 2 && !dpotrf; k++) {
@@ -61,6 +68,8 @@ int main(void) {
             /* object -> function pointer: the POSIX-sanctioned conversion via memcpy */
             memcpy(&dpotrf, &sym, sizeof dpotrf);
             lapack_name = names[k];
+            void *sym2 = dlsym(h, "dpotrs_");
+            if (sym2) memcpy(&dpotrs, &sym2, sizeof dpotrs);
         } else {
             dlclose(h);
         }
@@ -118,6 +127,35 @@ int main(void) {
                    "  max rel diff of factors %.1e%s\n",
                    n, g_ours, lapack_name, g_l, g_ours / g_l, dmax / lmax,
                    info ? "  (dpotrf info != 0)" : "");
+        }
+        if (n <= 2000) { /* explicit inverse from the factors: B = I, n right-hand sides */
+            double *x = malloc(sizeof(double) * nn);
+            if (!x) return 1;
+            double best_s = 1e300, best_t = 1e300;
+            for (int r = 0; r < 2; r++) {
+                memset(x, 0, sizeof(double) * nn);
+                for (int i = 0; i < n; i++) x[(size_t)i * n + i] = 1.0;
+                double t0 = now();
+                la_cholesky_solve(n, n, ours, n, x, n);
+                double dt = now() - t0;
+                if (dt < best_s) best_s = dt;
+                if (dpotrs) { /* B = I is symmetric, so row- and column-major agree */
+                    int info2 = 0;
+                    memset(x, 0, sizeof(double) * nn);
+                    for (int i = 0; i < n; i++) x[(size_t)i * n + i] = 1.0;
+                    t0 = now();
+                    dpotrs("U", &n, &n, theirs, &n, x, &n, &info2, 1);
+                    dt = now() - t0;
+                    if (dt < best_t) best_t = dt;
+                }
+            }
+            if (dpotrs)
+                printf("inverse from the factor (solve with I) n=%d ours %.3f s  lapack dpotrs %.3f s"
+                       "  ratio lapack/ours %.2f\n", n, best_s, best_t, best_t / best_s);
+            else
+                printf("inverse from the factor (solve with I) n=%d ours %.3f s  lapack: not found\n",
+                       n, best_s);
+            free(x);
         }
         fflush(stdout);
         free(a);

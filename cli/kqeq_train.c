@@ -244,8 +244,9 @@ static const char qeq_usage[] =
     "  (s_at in [0.001, 1000], default 0.75). A frame whose results are not finite\n"
     "  is refused before anything is printed.\n"
     "  --max-atoms N  refuse frames of more than N atoms (default 5000): the solve\n"
-    "                 is O(N^3) in time (about 5e-9 N^3 s: 10 min at 5000 atoms)\n"
-    "                 and O(N^2) in memory; frames above 2000 atoms get a warning\n"
+    "                 is O(N^3) in time (about 2.2e-11 N^3 s: 3 s at 5000 atoms,\n"
+    "                 22 s at 10,000) and 8 N^2 bytes of memory (above 1000\n"
+    "                 atoms, kqeq.h); frames above 5000 atoms get a warning\n"
     "  Output per frame: a line 'frame I natoms N charge Q dipole_debye X Y Z\n"
     "  abs_debye |mu| energy_eV E' (dipole about the centre of mass), then one line\n"
     "  'ELEMENT q' per atom (q in e).\n";
@@ -270,12 +271,15 @@ static void parse_elem_values(const char *opt, const char *arg, double *byz) {
 }
 
 /* Time of the dense O(N^3) QEq solve of one frame, for the warning and the
- * limit of `kqeq qeq`/`predict`/`eval`: about 5e-9 N^3 s (measured: 1500
- * H atoms took 15.8 s, one core, -O2), and ~3 N^2 doubles of memory. */
-#define QEQ_WARN_ATOMS 2000
+ * limit of `kqeq qeq`/`predict`/`eval`: above KQ_QEQ_DIRECT_MAX_ATOMS the
+ * factor path, about 2.2e-11 N^3 s and N^2 doubles (kqeq.h: 4002 water atoms
+ * 1.7 s, 10002 22 s, one core); below it the explicit inverse, ~10x the time
+ * per N^3 and 3 N^2 doubles. */
+#define QEQ_WARN_ATOMS 5000
 #define QEQ_DEFAULT_MAX_ATOMS 5000
 static void qeq_size_check(const char *file, int line, int n, long max_atoms, int quiet) {
-    double sec = 5e-9 * (double)n * n * n, mb = 3.0 * n * (double)n * 8 / 1e6;
+    int big = n > KQ_QEQ_DIRECT_MAX_ATOMS;
+    double sec = (big ? 2.2e-11 : 2.2e-10) * (double)n * n * n, mb = (big ? 1.0 : 3.0) * n * (double)n * 8 / 1e6;
     if (n > max_atoms)
         cli_fail("%s:%d: frame of %d atoms: the dense QEq solve is O(N^3), about %.0f s and "
                  "%.0f MB here; refused above --max-atoms %ld (raise it to run anyway)",

@@ -3,7 +3,7 @@
  * matrices, hand-checked small cases, error codes, Hilbert matrices, the
  * Jacobi eigensolver, S^(-1/2) of the SOAP GTO overlap matrices
  * (../shared/specs/soap.md) against DScribe's table, bit equality of the
- * blocked Cholesky with the plain loop, and a hash of results that must be
+ * blocked Cholesky and triangular solves with the plain loops, and a hash of results that must be
  * the same bits in every build (gcc/clang, -O0/-O2). */
 #include "harness.h"
 #include "linalg.h"
@@ -367,6 +367,99 @@ static void test_cholesky_bitwise(void) {
 }
 
 /* ---------------------------------------------------------------------- */
+/* The plain triangular loops with linalg.h's documented order, element by
+ * element (no blocking, no skipping):
+ *   forward  x_ic = (b_ic - l_i0 x_0c - ... - l_i,i-1 x_i-1,c) / l_ii
+ *   backward x_pc = (b_pc - l_(n-1),p x_(n-1),c - ... - l_(p+1),p x_(p+1),c) / l_pp */
+static void trsm_lower_reference(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
+    for (int c = 0; c < nrhs; c++)
+        for (int i = 0; i < n; i++) {
+            double s = b[(size_t)i * ldb + c];
+            for (int p = 0; p < i; p++) s = s - l[(size_t)i * ldl + p] * b[(size_t)p * ldb + c];
+            b[(size_t)i * ldb + c] = s / l[(size_t)i * ldl + i];
+        }
+}
+static void trsm_lower_t_reference(int n, int nrhs, const double *l, int ldl, double *b, int ldb) {
+    for (int c = 0; c < nrhs; c++)
+        for (int p = n - 1; p >= 0; p--) {
+            double s = b[(size_t)p * ldb + c];
+            for (int i = n - 1; i > p; i--) s = s - l[(size_t)i * ldl + p] * b[(size_t)i * ldb + c];
+            b[(size_t)p * ldb + c] = s / l[(size_t)p * ldl + p];
+        }
+}
+
+/* Fill B (n x nrhs, leading dimension ldb): kind 0 random, 1 the identity
+ * (n x n: the explicit-inverse use, leading exact zeros), 2 identity with a
+ * -0.0 above the diagonal in the first row of the second column block of 64
+ * (the full loop turns it into +0.0 when it subtracts a -0.0 product; the
+ * zero skip must see it and not skip), 3 zero rows on top of random rows. */
+static void fill_rhs(int kind, int n, int nrhs, double *b, int ldb) {
+    for (int i = 0; i < n; i++)
+        for (int c = 0; c < nrhs; c++) {
+            double v = urand();
+            if (kind == 1 || kind == 2) v = (i == c) ? 1.0 : 0.0;
+            if (kind == 2 && i == 64 && c == 65) v = -0.0; /* first row of the 2nd block */
+            if (kind == 3 && i < n / 3) v = 0.0;
+            b[(size_t)i * ldb + c] = v;
+        }
+}
+
+static void test_trsm_bitwise(void) {
+    const int ns[] = {1, 2, 3, 5, 7, 9, 31, 33, 63, 65, 67, 101, 129, 131, 199, 257, 299, 301, 611};
+    int all_same = 1, cases = 0;
+    for (int t = 0; t < (int)(sizeof ns / sizeof ns[0]); t++) {
+        int n = ns[t], ldl = n + 1;
+        double *s = dalloc((size_t)n * n), *l = dalloc((size_t)n * ldl);
+        random_spd(n, s);
+        for (int i = 0; i < n; i++)
+            for (int j = 0; j <= i; j++) l[(size_t)i * ldl + j] = s[(size_t)i * n + j];
+        CHECK(la_cholesky(n, l, ldl, NULL) == LA_OK, "trsm bitwise: cholesky n=%d", n);
+        /* a second factor with some negative pivots (la_trsm_* take any
+         * non-zero diagonal): -0.0 / negative pivots appear in the zero skip */
+        double *ln = dalloc((size_t)n * ldl);
+        memcpy(ln, l, sizeof(double) * n * ldl);
+        for (int i = 0; i < n; i += 3) ln[(size_t)i * ldl + i] = -ln[(size_t)i * ldl + i];
+        const int nrhs_list[] = {1, 3, 4, 5, 8, 13, 64, 67, n};
+        for (int q = 0; q < (int)(sizeof nrhs_list / sizeof nrhs_list[0]); q++)
+            for (int kind = 0; kind < 4; kind++)
+                for (int neg = 0; neg < 2; neg++) {
+                    int nrhs = nrhs_list[q], ldb = nrhs + 2;
+                    if ((kind == 1 || kind == 2) && nrhs != n) continue;
+                    if (n > 300 && nrhs != n && nrhs > 8) continue; /* keep the run short */
+                    const double *f = neg ? ln : l;
+                    double *x = dalloc((size_t)n * ldb), *r = dalloc((size_t)n * ldb);
+                    fill_rhs(kind, n, nrhs, x, ldb);
+                    memcpy(r, x, sizeof(double) * n * ldb);
+                    int rc = neg ? la_trsm_lower(n, nrhs, f, ldl, x, ldb)
+                                 : la_cholesky_solve(n, nrhs, f, ldl, x, ldb);
+                    trsm_lower_reference(n, nrhs, f, ldl, r, ldb);
+                    if (!neg) trsm_lower_t_reference(n, nrhs, f, ldl, r, ldb);
+                    int same = rc == LA_OK && memcmp(x, r, sizeof(double) * n * ldb) == 0;
+                    CHECK(same, "%s differs from the plain loop: n=%d nrhs=%d rhs kind %d",
+                          neg ? "la_trsm_lower" : "la_cholesky_solve", n, nrhs, kind);
+                    all_same &= same;
+                    /* backward alone, with the negative pivots too */
+                    fill_rhs(kind, n, nrhs, x, ldb);
+                    memcpy(r, x, sizeof(double) * n * ldb);
+                    rc = la_trsm_lower_t(n, nrhs, f, ldl, x, ldb);
+                    trsm_lower_t_reference(n, nrhs, f, ldl, r, ldb);
+                    same = rc == LA_OK && memcmp(x, r, sizeof(double) * n * ldb) == 0;
+                    CHECK(same, "la_trsm_lower_t differs from the plain loop: n=%d nrhs=%d kind %d neg %d",
+                          n, nrhs, kind, neg);
+                    all_same &= same;
+                    cases += 2;
+                    free(x);
+                    free(r);
+                }
+        free(s);
+        free(l);
+        free(ln);
+    }
+    printf("trsm: blocked (zero skip, AVX2 when present) == plain loops bit for bit in %d cases "
+           "(n 1..611): %s\n", cases, all_same ? "yes" : "NO");
+}
+
+/* ---------------------------------------------------------------------- */
 static void hilbert(int n, double *h) {
     for (int i = 0; i < n; i++)
         for (int j = 0; j < n; j++) h[(size_t)i * n + j] = 1.0 / (i + j + 1);
@@ -665,6 +758,7 @@ int main(void) {
     test_errors();
     test_random_solves();
     test_cholesky_bitwise();
+    test_trsm_bitwise();
     test_hilbert();
     test_eigen();
     test_soap_overlap();
