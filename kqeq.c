@@ -1619,7 +1619,43 @@ static void kernel_column(const kq_model *m, const kq_set *s, const kb_layout *l
  * Pruning by the triangle inequality: with a = the nearest representative of
  * atom i so far, d(i, c) >= d(a, c) - d(i, a), so a new representative c
  * cannot come nearer to i when d(a, c) >= 2 d(i, a); those kernels are not
- * computed (a margin of 1e-6 in d covers the rounding of d from d^2). */
+ * computed (a margin of 1e-6 in d covers the rounding of d from d^2).
+ * Second pruning, by the Cauchy-Schwarz inequality over pieces of the
+ * vectors: |p . q| <= sum_b |p_b| |q_b| for any partition into pieces b
+ * (here each chunk of kb_layout cut into up to KQ_FPS_PIECES pieces), so
+ * K(i, c) <= Kub = sum_d delta_d (sum_b |p_d,b(i)| |p_d,b(c)|)^zeta and
+ * d^2(i, c) >= K(i,i) + K(c,c) - 2 Kub; when that is at least the current
+ * minimum mind[i] plus a margin of 1e-6 (1 + K(i,i) + K(c,c) + 2 Kub), the
+ * computed d^2 could not be below mind[i] either, and the kernel is not
+ * computed. Neither pruning changes a selected atom or a bit of K_NM: a
+ * skipped kernel is one that would not have changed mind[i]. */
+#define KQ_FPS_PIECES 8
+
+/* Piece norms for the second pruning of fps_select: for each of the n rows
+ * x [n][len] and each piece b of layout l (chunk c cut into up to
+ * KQ_FPS_PIECES pieces of equal length), out[i*npiece + b] = |x_b(i)|;
+ * returns npiece. */
+static size_t fps_piece_norms(const kb_layout *l, size_t n, const double *x, size_t len,
+                              double *out) {
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = x + i * len;
+        double *o = out + i * (size_t)l->nch * KQ_FPS_PIECES;
+        np = 0;
+        for (int c = 0; c < l->nch; c++) {
+            size_t c0 = l->off[c], cl = l->off[c + 1] - c0;
+            size_t step = (cl + KQ_FPS_PIECES - 1) / KQ_FPS_PIECES;
+            for (size_t b0 = 0; b0 < cl; b0 += step) {
+                size_t b1 = b0 + step < cl ? b0 + step : cl;
+                double s = 0.0;
+                for (size_t t = b0; t < b1; t++) s += row[c0 + t] * row[c0 + t];
+                o[np++] = sqrt(s);
+            }
+        }
+    }
+    return np;
+}
+
 static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,
                       size_t *pick, kq_progress_fn progress, void *ctx) {
     double *mind = malloc(n * sizeof *mind), *kdiag = malloc(n * sizeof *kdiag);
@@ -1634,12 +1670,20 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
     int rc = KQ_OK;
     if (!mind || !kdiag || !taken || !col || !dc || !cl || !clpos || !near || !patom)
         rc = KQ_ENOMEM;
+    double *pn[KQ_MAX_DESC] = {NULL}; /* piece norms [s->natoms][npiece[d]] */
+    size_t npiece[KQ_MAX_DESC] = {0};
+    int finite = 1;
     for (int d = 0; d < m->ndesc && !rc; d++) {
         kb_layout_soap(&m->soap[d], m->len[d], &lay[d]);
         mask[d] = malloc((s->natoms + 1) * sizeof *mask[d]);
-        if (!mask[d]) rc = KQ_ENOMEM;
-        else kb_masks(&lay[d], s->natoms, s->p[d], m->len[d], mask[d]);
+        pn[d] = malloc((s->natoms * (size_t)lay[d].nch * KQ_FPS_PIECES + 1) * sizeof *pn[d]);
+        if (!mask[d] || !pn[d]) rc = KQ_ENOMEM;
+        if (!rc) finite &= kb_masks(&lay[d], s->natoms, s->p[d], m->len[d], mask[d]);
+        if (!rc) npiece[d] = fps_piece_norms(&lay[d], s->natoms, s->p[d], m->len[d], pn[d]);
     }
+    int cs_ok = finite; /* the bound needs finite values and delta_d > 0 */
+    for (int d = 0; d < m->ndesc; d++)
+        if (!(m->delta[d] > 0.0)) cs_ok = 0;
     for (size_t i = 0; i < n && !rc; i++) {
         kernel_column(m, s, lay, mask, idx + i, 1, idx[i], kdiag + i); /* K(i, i) */
         mind[i] = HUGE_VAL;
@@ -1661,6 +1705,18 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
             if (near[i] >= 0) {
                 double di = sqrt(mind[i] > 0.0 ? mind[i] : 0.0);
                 if (dc[near[i]] >= 2.0 * di + 1e-6) continue;
+            }
+            if (cs_ok && near[i] >= 0) { /* the Cauchy-Schwarz bound (above) */
+                double kub = 0.0;
+                for (int d = 0; d < m->ndesc; d++) {
+                    const double *a = pn[d] + idx[i] * npiece[d], *c = pn[d] + idx[cur] * npiece[d];
+                    double sb = 0.0;
+                    for (size_t b = 0; b < npiece[d]; b++) sb += a[b] * c[b];
+                    kub += m->delta[d] * kb_pow(sb, m->zeta);
+                }
+                double lb = kdiag[i] + kdiag[cur] - 2.0 * kub;
+                double tol = 1e-6 * (1.0 + fabs(kdiag[i]) + fabs(kdiag[cur]) + 2.0 * fabs(kub));
+                if (lb >= mind[i] + tol) continue;
             }
             cl[ncl] = idx[i];
             clpos[ncl++] = i;
@@ -1685,7 +1741,10 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
         if (progress && ((r + 1) % 16 == 0 || r + 1 == mrep))
             progress(ctx, "select", (size_t)r + 1, (size_t)mrep);
     }
-    for (int d = 0; d < KQ_MAX_DESC; d++) free(mask[d]);
+    for (int d = 0; d < KQ_MAX_DESC; d++) {
+        free(mask[d]);
+        free(pn[d]);
+    }
     free(patom);
     free(col);
     free(dc);
@@ -1900,19 +1959,24 @@ static int train_work_alloc(train_work *w, const kq_set *valid) {
 /* Sparse normal equations (specs/kqeq.md "Sparse form"; minimum of the loss
  * of Eq. 19 with chi = K_NM w): (P^T P + sigma K_MM) w = -P^T y, P = R A
  * K_NM. Fills g = P^T P, kmm and rhs0 = -P^T y. */
-static void train_normal_sparse(train_work *w) {
+static int train_normal_sparse(train_work *w) {
     const int mrep = w->mrep;
     const double *pm = w->pm;
     double *g = w->g;
     for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
-    for (size_t r = 0; r < w->nrow; r++) {
-        const double *pr = pm + r * mrep;
-        for (int i = 0; i < mrep; i++) {
-            double f = pr[i];
-            double *gi = g + (size_t)i * mrep;
-            for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
-        }
-    }
+    /* g[i][j] = sum_r P[r][i] P[r][j], r ascending from 0.0: the dot product
+     * of columns i and j of P, i.e. kq_kernel with zeta 1 of the rows of P^T,
+     * so the fast kernel block gives these bits (g = 0.0 + 1.0 * s = s, as s
+     * is never -0: see "Fast kernels"). The plain form it replaces:
+     *   for r: for i: for j >= i: g[i][j] += P[r][i] P[r][j]. */
+    double *pt = malloc((w->nrow * (size_t)mrep + 1) * sizeof *pt);
+    if (!pt) return KQ_ENOMEM;
+    for (size_t r = 0; r < w->nrow; r++)
+        for (int i = 0; i < mrep; i++) pt[(size_t)i * w->nrow + r] = pm[r * mrep + i];
+    int rc = kq_kernel_accumulate((size_t)mrep, pt, (size_t)mrep, pt, w->nrow, 0, NULL, 1, 1.0,
+                                  KQ_SIMD_AUTO, g);
+    free(pt);
+    if (rc) return rc;
     for (int i = 0; i < mrep; i++)
         for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
     for (int i = 0; i < mrep; i++)
@@ -1923,6 +1987,7 @@ static void train_normal_sparse(train_work *w) {
         for (size_t r = 0; r < w->nrow; r++) s += pm[r * mrep + j] * w->y[r];
         w->rhs0[j] = -s;
     }
+    return KQ_OK;
 }
 
 /* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref (A symmetric,
@@ -1982,10 +2047,8 @@ static int train_assemble(kq_model *m, const kq_set *t, const int *mol, int nsel
     if (rc) return rc;
     build_p(t, mol, nsel, w->knm, mrep, w->pm);
     if (progress) progress(ctx, "normal equations", 0, 1);
-    if (w->sparse)
-        train_normal_sparse(w);
-    else
-        train_normal_full(t, mol, nsel, w);
+    if (w->sparse) return train_normal_sparse(w);
+    train_normal_full(t, mol, nsel, w);
     return KQ_OK;
 }
 
@@ -2166,6 +2229,13 @@ static void tb_put(tbuf *b, const char *str, size_t n) {
 static void tb_str(tbuf *b, const char *str) { tb_put(b, str, strlen(str)); }
 
 static void tb_num(tbuf *b, double v) {
+    /* zeros (half of a representative vector: species blocks) without
+     * snprintf: the bytes of " %.17g" for +0 and -0 */
+    if (v == 0.0) {
+        if (signbit(v)) tb_put(b, " -0", 3);
+        else tb_put(b, " 0", 2);
+        return;
+    }
     char t[40];
     int k = snprintf(t, sizeof t, " %.17g", v);
     tb_put(b, t, (size_t)k);
@@ -2391,6 +2461,10 @@ static int pr_values(preader *r, const char *what, size_t n, double *v) {
         if (!t) {
             if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
             return pr_fail(r, "%s: expected %zu values, found %zu", what, n, i);
+        }
+        if (t[0] == '0' && t[1] == '\0') { /* the common zero, as strtod reads it */
+            v[i] = 0.0;
+            continue;
         }
         char *e;
         double x = strtod(t, &e);
