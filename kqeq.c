@@ -1633,8 +1633,8 @@ static void kernel_column(const kq_model *m, const kq_set *s, const kb_layout *l
 
 /* Piece norms for the second pruning of fps_select: for each of the n rows
  * x [n][len] and each piece b of layout l (chunk c cut into up to
- * KQ_FPS_PIECES pieces of equal length), out[i*npiece + b] = |x_b(i)|;
- * returns npiece. */
+ * KQ_FPS_PIECES pieces of equal length), out[i*npiece + b] = |x_b(i)|,
+ * padded with zeros; returns npiece = nch * KQ_FPS_PIECES. */
 static size_t fps_piece_norms(const kb_layout *l, size_t n, const double *x, size_t len,
                               double *out) {
     size_t np = 0;
@@ -1652,8 +1652,9 @@ static size_t fps_piece_norms(const kb_layout *l, size_t n, const double *x, siz
                 o[np++] = sqrt(s);
             }
         }
+        while (np < (size_t)l->nch * KQ_FPS_PIECES) o[np++] = 0.0; /* fewer, shorter pieces */
     }
-    return np;
+    return (size_t)l->nch * KQ_FPS_PIECES;
 }
 
 static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,

@@ -7,6 +7,8 @@
  *   blocks (merged chunks), a NaN in a block that is zero in the other
  *   vector (no skipping then), a wrong block layout (one chunk);
  * - kq_kernel_column (farthest point sampling) with scattered, repeated rows;
+ * - the representatives of sparse training (farthest point sampling with
+ *   both prunings) against plain farthest point sampling;
  * - kq_predict_many against kq_predict per molecule (charges, dipoles,
  *   polarizabilities) and kq_set_predict, for a small trained model.
  * zeta must be an integer (kq_model.zeta is an int). */
@@ -184,6 +186,48 @@ static void make_mols(kq_mol *mols) {
     }
 }
 
+/* combined kernel of rows i of pa and j of pb (sum_d delta_d kq_kernel) */
+static double kern(const kq_model *m, const double *const *pa, size_t i, const double *const *pb,
+                   size_t j) {
+    double k = 0.0;
+    for (int d = 0; d < m->ndesc; d++)
+        k += m->delta[d] * kq_kernel(pa[d] + i * m->len[d], pb[d] + j * m->len[d], m->len[d],
+                                     m->zeta);
+    return k;
+}
+
+/* The representatives of sparse model m trained on all of set s are plain
+ * farthest point sampling (no pruning): start at atom 0, then the atom
+ * farthest from the chosen ones, ties to the lower index. */
+static int plain_fps_same(const kq_model *m, const kq_set *s) {
+    size_t n = s->natoms;
+    double *mind = malloc(n * sizeof *mind);
+    int *taken = calloc(n, sizeof *taken), ok = mind && taken;
+    const double *const *p = (const double *const *)s->p;
+    size_t cur = 0;
+    for (size_t i = 0; ok && i < n; i++) mind[i] = HUGE_VAL;
+    for (int r = 0; ok && r < m->nrep; r++) {
+        taken[cur] = 1;
+        for (int d = 0; d < m->ndesc; d++)
+            ok &= !memcmp(m->rep[d] + (size_t)r * m->len[d], p[d] + cur * m->len[d],
+                          m->len[d] * sizeof(double));
+        size_t best = 0;
+        double bd = -1.0;
+        for (size_t i = 0; i < n; i++) {
+            double d2 = kern(m, p, i, p, i) + kern(m, p, cur, p, cur) - 2.0 * kern(m, p, i, p, cur);
+            if (d2 < mind[i]) mind[i] = d2;
+            if (!taken[i] && mind[i] > bd) {
+                bd = mind[i];
+                best = i;
+            }
+        }
+        cur = best;
+    }
+    free(mind);
+    free(taken);
+    return ok;
+}
+
 static void test_predict_many(void) {
     kq_mol mols[NMOL];
     make_mols(mols);
@@ -210,6 +254,12 @@ static void test_predict_many(void) {
     CHECK(kq_set_build(&m, NMOL, mols, &s, NULL, NULL) == KQ_OK, "set build");
     double reg = 1e-3;
     kq_train_opts o = {25, 1, &reg};
+    for (int mm = 5; mm <= 80; mm += 15) { /* FPS (both prunings) = plain FPS */
+        kq_train_opts om = {mm, 1, &reg};
+        CHECK(kq_train(&m, &s, NULL, 0, NULL, &om, NULL, NULL, NULL) == KQ_OK &&
+                  plain_fps_same(&m, &s),
+              "sparse representatives (M = %d) != plain farthest point sampling", mm);
+    }
     CHECK(kq_train(&m, &s, NULL, 0, NULL, &o, NULL, NULL, NULL) == KQ_OK, "sparse training");
     size_t nat = s.natoms;
     double *q1 = malloc(nat * sizeof *q1), *q2 = malloc(nat * sizeof *q2);
