@@ -129,7 +129,8 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
  * 3. Register tiles. Vector lanes run across independent outputs (8
  *    representatives per packed panel), never across t; every lane does
  *    the scalar code's multiply then add (no FMA: -ffp-contract=off, and
- *    "avx2" does not enable it). The AVX2 copy (GNU C vector types) and the
+ *    "avx2"/"avx512f" do not enable it). The AVX2 and AVX-512 copies (GNU C
+ *    vector types: 6 atoms x 2 x 4 lanes, 12 atoms x 8 lanes) and the
  *    portable copy (plain C) do the same operations in the same order.
  * The power (Eq. 12) and the weighted sum over descriptors are then applied
  * exactly as in kernel_sum: out = 0.0, then out += delta_d * (s_d)^zeta for
@@ -148,7 +149,9 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
 
 #define KB_LANES 8   /* representatives per packed panel (vector lanes) */
 #define KB_MR 6      /* atoms per register tile (6 atoms x 8 representatives) */
+#define KB_MR512 12  /* the same in the AVX-512 copy (12 atoms x 8 representatives) */
 #define KB_TILE 48   /* atoms whose partial sums stay in cache while the panels pass */
+#define KB_TILE512 288 /* the same in the AVX-512 copy (measured best of 48..576 here) */
 #define KB_MAXCH 64  /* chunks per vector (one bit each in a uint64_t mask) */
 
 /* Chunks of a vector: chunk c is [off[c], off[c+1]); nch <= 64. */
@@ -368,13 +371,35 @@ KB_INLINE void kb_tile_vec(const double *const *a, const double *restrict pp, si
     KB_ST(s[2], c20); KB_ST(s[2] + 4, c21); KB_ST(s[3], c30); KB_ST(s[3] + 4, c31);
     KB_ST(s[4], c40); KB_ST(s[4] + 4, c41); KB_ST(s[5], c50); KB_ST(s[5] + 4, c51);
 }
+
+/* The AVX-512 tile: 12 atoms x 8 lanes (one 8-wide vector per atom), each
+ * lane acc += v * x as kb_tile_plain. */
+typedef double kb_v8 __attribute__((vector_size(64)));
+KB_INLINE void kb_tile_vec8(const double *const *a, const double *restrict pp, size_t n,
+                            double *const *s) {
+    kb_v8 c[KB_MR512];
+    for (int r = 0; r < KB_MR512; r++) memcpy(&c[r], s[r], sizeof(kb_v8));
+    for (size_t t = 0; t < n; t++) {
+        kb_v8 x;
+        memcpy(&x, pp + t * KB_LANES, sizeof x);
+#define KB_ROW8(r)                                                                   \
+    do {                                                                             \
+        double v = a[r][t];                                                          \
+        c[r] += (kb_v8){v, v, v, v, v, v, v, v} * x;                                 \
+    } while (0)
+        KB_ROW8(0); KB_ROW8(1); KB_ROW8(2); KB_ROW8(3); KB_ROW8(4); KB_ROW8(5);
+        KB_ROW8(6); KB_ROW8(7); KB_ROW8(8); KB_ROW8(9); KB_ROW8(10); KB_ROW8(11);
+#undef KB_ROW8
+    }
+    for (int r = 0; r < KB_MR512; r++) memcpy(s[r], &c[r], sizeof(kb_v8));
+}
 #endif
 
 /* Scratch of kb_run for tiles of KB_TILE atoms against a pack */
 typedef struct {
-    double *s;        /* [KB_TILE][npan*8] partial sums */
+    double *s;        /* [KB_TILE512][npan*8] partial sums */
     double *zero;     /* [len] zeros: the padding rows of a tile */
-    double dummy[KB_LANES];
+    double dummy[KB_MR512 * KB_LANES];
     size_t cap_s, cap_z;
 } kb_scratch;
 
@@ -385,7 +410,7 @@ static void kb_scratch_free(kb_scratch *w) {
 }
 
 static int kb_scratch_need(kb_scratch *w, const kb_pack *k) {
-    size_t ns = (size_t)KB_TILE * k->npan * KB_LANES + 1, nz = k->len + 1;
+    size_t ns = (size_t)KB_TILE512 * k->npan * KB_LANES + 1, nz = k->len + 1;
     if (ns > w->cap_s) {
         free(w->s);
         w->s = malloc(ns * sizeof *w->s);
@@ -401,20 +426,22 @@ static int kb_scratch_need(kb_scratch *w, const kb_pack *k) {
     return KQ_OK;
 }
 
-/* One tile body, compiled into each copy: atom rows a[i] (i < na <= KB_TILE)
+/* One tile body, compiled into each copy: atom rows a[i] (i < na <= KB_TILE512)
  * with masks am[i], against pack k; then out[i*ostride + r] += delta *
- * s^zeta for every representative r. */
+ * s^zeta for every representative r. mode: 0 plain, 1 AVX2, 2 AVX-512 tiles
+ * (a constant in each copy). */
 KB_INLINE void kb_tile_body(const kb_pack *k, size_t na, const double *const *a, const uint64_t *am,
                             int zeta, double delta, double *out, size_t ostride, kb_scratch *w,
-                            int vec) {
+                            const int mode) {
+    const int mr = mode == 2 ? KB_MR512 : KB_MR;
     const size_t ns = k->npan * KB_LANES;
     const int nch = k->l.nch;
     double *s = w->s;
     for (size_t e = 0; e < na * ns; e++) s[e] = 0.0;
     for (int c = 0; c < nch; c++) {
         size_t c0 = k->l.off[c], n = k->l.off[c + 1] - c0;
-        /* atoms with chunk c, in groups of 6 padded with zero rows */
-        size_t list[KB_TILE + KB_MR];
+        /* atoms with chunk c, in groups of mr padded with zero rows */
+        size_t list[KB_TILE512 + KB_MR512];
         size_t nl = 0;
         for (size_t i = 0; i < na; i++)
             if (am[i] >> c & 1) list[nl++] = i;
@@ -422,20 +449,22 @@ KB_INLINE void kb_tile_body(const kb_pack *k, size_t na, const double *const *a,
         for (size_t p = 0; p < k->npan; p++) {
             if (!(k->pmask[p] >> c & 1)) continue;
             const double *pp = k->data + k->poff[p * nch + c];
-            for (size_t g = 0; g < nl; g += KB_MR) {
-                const double *ar[KB_MR];
-                double *sr[KB_MR];
-                for (int r = 0; r < KB_MR; r++) {
+            for (size_t g = 0; g < nl; g += (size_t)mr) {
+                const double *ar[KB_MR512];
+                double *sr[KB_MR512];
+                for (int r = 0; r < mr; r++) {
                     if (g + r < nl) {
                         ar[r] = a[list[g + r]] + c0;
                         sr[r] = s + list[g + r] * ns + p * KB_LANES;
                     } else {
                         ar[r] = w->zero;
-                        sr[r] = w->dummy;
+                        sr[r] = w->dummy + r * KB_LANES;
                     }
                 }
 #if KB_AVX2
-                if (vec)
+                if (mode == 2)
+                    kb_tile_vec8(ar, pp, n, sr);
+                else if (mode == 1)
                     kb_tile_vec(ar, pp, n, sr);
                 else
 #endif
@@ -443,7 +472,6 @@ KB_INLINE void kb_tile_body(const kb_pack *k, size_t na, const double *const *a,
             }
         }
     }
-    (void)vec;
     for (size_t i = 0; i < na; i++)
         for (size_t q = 0; q < ns; q++) {
             size_t r = k->slot[q];
@@ -469,11 +497,24 @@ __attribute__((target("avx2"))) static void kb_run_avx2(const kb_pack *k, size_t
         kb_tile_body(k, nt, a + i0, am + i0, zeta, delta, out + i0 * ostride, ostride, w, 1);
     }
 }
+
+__attribute__((target("avx512f"))) static void kb_run_avx512(const kb_pack *k, size_t na,
+                                                             const double *const *a,
+                                                             const uint64_t *am, int zeta,
+                                                             double delta, double *out,
+                                                             size_t ostride, kb_scratch *w) {
+    for (size_t i0 = 0; i0 < na; i0 += KB_TILE512) {
+        size_t nt = na - i0 < KB_TILE512 ? na - i0 : KB_TILE512;
+        kb_tile_body(k, nt, a + i0, am + i0, zeta, delta, out + i0 * ostride, ostride, w, 2);
+    }
+}
 #endif
 
-/* KQ_SIMD_AVX2 if this build has the vector copy and the CPU runs it */
+/* The widest copy this build has and the CPU runs: KQ_KERNEL_AVX512,
+ * KQ_SIMD_AVX2 or KQ_SIMD_PORTABLE */
 static int kb_best_simd(void) {
 #if KB_AVX2
+    if (__builtin_cpu_supports("avx512f")) return KQ_KERNEL_AVX512;
     if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
 #endif
     return KQ_SIMD_PORTABLE;
@@ -497,6 +538,10 @@ static int kb_accumulate(const kb_pack *k, size_t na, const double *const *a, in
     }
     if (simd == KQ_SIMD_AUTO) simd = kb_best_simd();
 #if KB_AVX2
+    if (simd == KQ_KERNEL_AVX512) {
+        kb_run_avx512(k, na, a, am, zeta, delta, out, ostride, w);
+        return KQ_OK;
+    }
     if (simd == KQ_SIMD_AVX2) {
         kb_run_avx2(k, na, a, am, zeta, delta, out, ostride, w);
         return KQ_OK;
@@ -510,9 +555,15 @@ int kq_kernel_accumulate(size_t na, const double *a, size_t nb, const double *b,
                          int nblk, const size_t *blk_off, int zeta, double delta, int simd,
                          double *k) {
     if ((na && !a) || (nb && !b) || !k || len == 0) return KQ_EINVAL;
-    if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE && simd != KQ_SIMD_AVX2)
+    if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE && simd != KQ_SIMD_AVX2 &&
+        simd != KQ_KERNEL_AVX512)
         return KQ_EINVAL;
-    if (simd == KQ_SIMD_AVX2 && kb_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
+#if KB_AVX2
+    if (simd == KQ_SIMD_AVX2 && !__builtin_cpu_supports("avx2")) return KQ_EINVAL;
+    if (simd == KQ_KERNEL_AVX512 && !__builtin_cpu_supports("avx512f")) return KQ_EINVAL;
+#else
+    if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE) return KQ_EINVAL;
+#endif
     if (na == 0 || nb == 0) return KQ_OK;
     kb_layout l;
     kb_layout_from(nblk, blk_off, len, &l);

@@ -2,7 +2,7 @@
 /* test_kqeq_kernel - the fast kernel paths of kqeq.c ("Fast kernels") against
  * the plain kq_kernel, bit for bit (memcmp):
  * - kq_kernel_accumulate (packed register tiles, species-block skipping),
- *   portable and AVX2 copies, on random vectors with zero blocks (also blocks
+ *   portable, AVX2 and AVX-512 copies, on random vectors with zero blocks (also blocks
  *   of -0.0 and whole zero rows), odd sizes, zeta 1, 2, 3, more than 64
  *   blocks (merged chunks), a NaN in a block that is zero in the other
  *   vector (no skipping then), a wrong block layout (one chunk);
@@ -73,15 +73,20 @@ static int same_as_plain(size_t na, const double *a, size_t nb, const double *b,
 static void test_accumulate(void) {
     static const size_t nas[] = {1, 5, 47, 49, 100};
     static const size_t nbs[] = {1, 7, 8, 9, 23};
-    int simds[2] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2};
-    double one = 1.0;
-    int have_avx2 = kq_kernel_accumulate(1, &one, 1, &one, 1, 0, NULL, 1, 1.0, KQ_SIMD_AVX2,
-                                         &one) == KQ_OK;
-    if (!have_avx2) {
-        printf("test_kqeq_kernel: no AVX2 copy in this build or CPU; portable copy only\n");
-        th_skip("AVX2 copy of the fast kernels");
+    /* the copies this build and CPU have (portable always) */
+    int simds[3] = {KQ_SIMD_PORTABLE, 0, 0}, nsimd = 1;
+    const int want[2] = {KQ_SIMD_AVX2, KQ_KERNEL_AVX512};
+    const char *names[2] = {"AVX2", "AVX-512"};
+    for (int v = 0; v < 2; v++) {
+        double one = 1.0;
+        if (kq_kernel_accumulate(1, &one, 1, &one, 1, 0, NULL, 1, 1.0, want[v], &one) == KQ_OK) {
+            simds[nsimd++] = want[v];
+        } else {
+            printf("test_kqeq_kernel: no %s copy in this build or CPU\n", names[v]);
+            th_skip(names[v]);
+        }
     }
-    for (int s = 0; s < (have_avx2 ? 2 : 1); s++)
+    for (int s = 0; s < nsimd; s++)
         for (int zeta = 1; zeta <= 3; zeta++)
             for (int c = 0; c < 5; c++) {
                 size_t boff[130];
