@@ -103,6 +103,553 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
             k[i * nb + j] = kq_kernel(a + i * len, b + j * len, len, zeta);
 }
 
+/* ------------------------------------------------------------------------ */
+/* Fast kernels: the same numbers as the plain functions above, bit for bit  */
+/* ------------------------------------------------------------------------ */
+/* What is faster, and why no bit changes (tests/test_kqeq_kernel.c compares
+ * every routine here with kq_kernel by memcmp):
+ *
+ * 1. Species blocks. A SOAP vector is a run of species-pair blocks
+ *    (specs/soap.md "Layout"); a pair of species absent from an atom's
+ *    neighbourhood gives a block of exact zeros. A dot product p . q is
+ *    summed t = 0, 1, ... from +0.0; a term p[t] q[t] with p[t] or q[t] equal
+ *    to +-0 (and the other finite) is an exact +-0. Adding +-0 to a sum s
+ *    leaves s unchanged unless s is -0 (-0 + +0 = +0); and s is never -0: it
+ *    starts at +0.0, and in round-to-nearest x + y is -0 only when both x and
+ *    y are -0 (x + (-x) gives +0), so by induction no partial sum is -0.
+ *    Hence leaving out the terms of a block that is zero in either vector
+ *    gives the same bits, whichever other terms are left out or kept: the
+ *    kept terms are still added in ascending t. Blocks that are zero in only
+ *    some vectors of a panel are computed for all of them (exact zeros,
+ *    harmless by the same argument). The argument needs finite values (0 *
+ *    Inf is NaN): a set with a non-finite value gets no skipping at all.
+ * 2. Partial sums kept between blocks. The sum over t is split at block
+ *    boundaries; the partial sum (a double) is stored and the next block
+ *    continues from it, which is the same sequence of additions.
+ * 3. Register tiles. Vector lanes run across independent outputs (8
+ *    representatives per packed panel), never across t; every lane does
+ *    the scalar code's multiply then add (no FMA: -ffp-contract=off, and
+ *    "avx2"/"avx512f" do not enable it). The AVX2 and AVX-512 copies (GNU C
+ *    vector types: 6 atoms x 2 x 4 lanes, 12 atoms x 8 lanes) and the
+ *    portable copy (plain C) do the same operations in the same order.
+ * The power (Eq. 12) and the weighted sum over descriptors are then applied
+ * exactly as in kernel_sum: out = 0.0, then out += delta_d * (s_d)^zeta for
+ * d ascending. */
+
+#if defined(__GNUC__)
+#define KB_INLINE static inline __attribute__((always_inline))
+#else
+#define KB_INLINE static inline
+#endif
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
+#define KB_AVX2 1
+#else
+#define KB_AVX2 0
+#endif
+
+#define KB_LANES 8   /* representatives per packed panel (vector lanes) */
+#define KB_MR 6      /* atoms per register tile (6 atoms x 8 representatives) */
+#define KB_MR512 12  /* the same in the AVX-512 copy (12 atoms x 8 representatives) */
+#define KB_TILE 48   /* atoms whose partial sums stay in cache while the panels pass */
+#define KB_TILE512 288 /* the same in the AVX-512 copy (measured best of 48..576 here) */
+#define KB_MAXCH 64  /* chunks per vector (one bit each in a uint64_t mask) */
+
+/* Chunks of a vector: chunk c is [off[c], off[c+1]); nch <= 64. */
+typedef struct {
+    int nch;
+    size_t off[KB_MAXCH + 1];
+} kb_layout;
+
+/* Chunks from block boundaries boff [nblk+1] (0 = boff[0] < ... = len):
+ * neighbouring blocks are merged so that at most 64 chunks remain. Bad
+ * boundaries give one chunk (no skipping, still exact). */
+static void kb_layout_from(int nblk, const size_t *boff, size_t len, kb_layout *l) {
+    int ok = nblk >= 1 && boff && boff[0] == 0 && boff[nblk] == len;
+    for (int b = 0; ok && b < nblk; b++)
+        if (boff[b + 1] <= boff[b]) ok = 0;
+    if (!ok) {
+        l->nch = 1;
+        l->off[0] = 0;
+        l->off[1] = len;
+        return;
+    }
+    int g = (nblk + KB_MAXCH - 1) / KB_MAXCH;
+    l->nch = 0;
+    for (int b = 0; b < nblk; b += g) l->off[l->nch++] = boff[b];
+    l->off[l->nch] = len;
+}
+
+/* The species-pair blocks of a SOAP vector (specs/soap.md "Layout"):
+ * for s1, for s2 >= s1: (s1 == s2 ? nmax(nmax+1)/2 : nmax^2) (lmax+1). */
+static void kb_layout_soap(const kq_soap_params *p, size_t len, kb_layout *l) {
+    size_t boff[KQ_MAX_SPECIES * (KQ_MAX_SPECIES + 1) / 2 + 1];
+    int nb = 0;
+    size_t at = 0, n = (size_t)p->nmax, nl = (size_t)p->lmax + 1;
+    boff[0] = 0;
+    for (int s1 = 0; s1 < p->nspecies && p->nspecies <= KQ_MAX_SPECIES; s1++)
+        for (int s2 = s1; s2 < p->nspecies; s2++) {
+            at += (s1 == s2 ? n * (n + 1) / 2 : n * n) * nl;
+            boff[++nb] = at;
+        }
+    kb_layout_from(nb, boff, len, l);
+}
+
+/* Bit c set if chunk c of row x has a nonzero (or NaN) entry; *finite &= all
+ * entries finite. */
+static uint64_t kb_mask(const kb_layout *l, const double *x, int *finite) {
+    uint64_t m = 0;
+    for (int c = 0; c < l->nch; c++) {
+        int nz = 0;
+        for (size_t t = l->off[c]; t < l->off[c + 1]; t++) {
+            if (x[t] != 0.0) nz = 1;
+            if (!isfinite(x[t])) *finite = 0;
+        }
+        if (nz) m |= (uint64_t)1 << c;
+    }
+    return m;
+}
+
+static uint64_t kb_all(const kb_layout *l) {
+    return l->nch >= 64 ? ~(uint64_t)0 : (((uint64_t)1 << l->nch) - 1);
+}
+
+/* Masks of n rows x [n][len]: mask [n]; if any value is not finite every
+ * mask is all ones (no skipping). Returns 1 if all finite. */
+static int kb_masks(const kb_layout *l, size_t n, const double *x, size_t len, uint64_t *mask) {
+    int finite = 1;
+    for (size_t i = 0; i < n; i++) mask[i] = kb_mask(l, x + i * len, &finite);
+    if (!finite)
+        for (size_t i = 0; i < n; i++) mask[i] = kb_all(l);
+    return finite;
+}
+
+/* d^zeta as kq_ipow, for the lanes */
+KB_INLINE double kb_pow(double d, int zeta) {
+    double r = 1.0;
+    for (int i = 0; i < zeta; i++) r = i == 0 ? d : r * d;
+    return r;
+}
+
+/* Representatives of one descriptor packed in panels of 8: panel p holds
+ * the representatives slot[8p .. 8p+7] (sorted by mask, so that a panel's
+ * union mask stays tight; SIZE_MAX = empty lane, zeros), and for each chunk
+ * c set in pmask[p] the chunk's values interleaved, data + poff[p*nch + c]:
+ * [t][8] for t in the chunk. */
+typedef struct {
+    kb_layout l;
+    size_t len, nr, npan;
+    size_t *slot;      /* [npan*8] */
+    uint64_t *pmask;   /* [npan] */
+    size_t *poff;      /* [npan*nch] */
+    double *data;
+    int finite;        /* every representative value finite */
+} kb_pack;
+
+static void kb_pack_free(kb_pack *k) {
+    free(k->slot);
+    free(k->pmask);
+    free(k->poff);
+    free(k->data);
+    memset(k, 0, sizeof *k);
+}
+
+/* Pack nr rows b [nr][len] with layout l. */
+static int kb_pack_build(const kb_layout *l, size_t nr, const double *b, size_t len, kb_pack *k) {
+    memset(k, 0, sizeof *k);
+    k->l = *l;
+    k->len = len;
+    k->nr = nr;
+    k->npan = (nr + KB_LANES - 1) / KB_LANES;
+    uint64_t *mask = malloc((nr + 1) * sizeof *mask);
+    size_t *ord = malloc((nr + 1) * sizeof *ord);
+    k->slot = malloc((k->npan * KB_LANES + 1) * sizeof *k->slot);
+    k->pmask = malloc((k->npan + 1) * sizeof *k->pmask);
+    k->poff = malloc((k->npan * (size_t)l->nch + 1) * sizeof *k->poff);
+    if (!mask || !ord || !k->slot || !k->pmask || !k->poff) {
+        free(mask);
+        free(ord);
+        kb_pack_free(k);
+        return KQ_ENOMEM;
+    }
+    k->finite = kb_masks(l, nr, b, len, mask);
+    /* stable insertion sort of the rows by mask (equal masks keep their order) */
+    for (size_t j = 0; j < nr; j++) {
+        size_t i = j;
+        while (i > 0 && mask[ord[i - 1]] > mask[j]) {
+            ord[i] = ord[i - 1];
+            i--;
+        }
+        ord[i] = j;
+    }
+    size_t total = 0;
+    for (size_t p = 0; p < k->npan; p++) {
+        uint64_t u = 0;
+        for (int e = 0; e < KB_LANES; e++) {
+            size_t s = p * KB_LANES + e;
+            k->slot[s] = s < nr ? ord[s] : SIZE_MAX;
+            if (s < nr) u |= mask[ord[s]];
+        }
+        k->pmask[p] = u;
+        for (int c = 0; c < l->nch; c++) {
+            k->poff[p * l->nch + c] = SIZE_MAX;
+            if (u >> c & 1) {
+                k->poff[p * l->nch + c] = total;
+                total += (l->off[c + 1] - l->off[c]) * KB_LANES;
+            }
+        }
+    }
+    k->data = malloc((total + 1) * sizeof *k->data);
+    if (!k->data) {
+        free(mask);
+        free(ord);
+        kb_pack_free(k);
+        return KQ_ENOMEM;
+    }
+    for (size_t p = 0; p < k->npan; p++)
+        for (int c = 0; c < l->nch; c++) {
+            if (k->poff[p * l->nch + c] == SIZE_MAX) continue;
+            double *dst = k->data + k->poff[p * l->nch + c];
+            for (size_t t = l->off[c]; t < l->off[c + 1]; t++)
+                for (int e = 0; e < KB_LANES; e++) {
+                    size_t r = k->slot[p * KB_LANES + e];
+                    *dst++ = r == SIZE_MAX ? 0.0 : b[r * len + t];
+                }
+        }
+    free(mask);
+    free(ord);
+    return KQ_OK;
+}
+
+/* The register tile, plain C (portable copy): for the 6 atom rows a[r]
+ * (pointers to the chunk's first value) and one panel chunk pp [n][8]:
+ * s[r][e] += sum_t a[r][t] pp[t][e], t ascending, continuing the partial
+ * sums s[r] [8]. */
+KB_INLINE void kb_tile_plain(const double *const *a, const double *restrict pp, size_t n,
+                             double *const *s) {
+    double acc[KB_MR][KB_LANES];
+    for (int r = 0; r < KB_MR; r++)
+        for (int e = 0; e < KB_LANES; e++) acc[r][e] = s[r][e];
+    for (size_t t = 0; t < n; t++) {
+        const double *x = pp + t * KB_LANES;
+        for (int r = 0; r < KB_MR; r++) {
+            double v = a[r][t];
+            for (int e = 0; e < KB_LANES; e++) acc[r][e] += v * x[e];
+        }
+    }
+    for (int r = 0; r < KB_MR; r++)
+        for (int e = 0; e < KB_LANES; e++) s[r][e] = acc[r][e];
+}
+
+#if KB_AVX2
+/* The same tile with GNU C vectors (2 x 4 lanes per atom; 12 accumulators):
+ * each lane does acc += v * x, as kb_tile_plain. */
+typedef double kb_v4 __attribute__((vector_size(32)));
+/* (macros, not functions: a vector argument or result outside an AVX2
+ * function would change the ABI) */
+#define KB_LD(v, p) memcpy(&(v), (p), sizeof(kb_v4))
+#define KB_ST(p, v) memcpy((p), &(v), sizeof(kb_v4))
+KB_INLINE void kb_tile_vec(const double *const *a, const double *restrict pp, size_t n,
+                           double *const *s) {
+    const double *a0 = a[0], *a1 = a[1], *a2 = a[2], *a3 = a[3], *a4 = a[4], *a5 = a[5];
+    kb_v4 c00, c01, c10, c11, c20, c21, c30, c31, c40, c41, c50, c51;
+    KB_LD(c00, s[0]); KB_LD(c01, s[0] + 4); KB_LD(c10, s[1]); KB_LD(c11, s[1] + 4);
+    KB_LD(c20, s[2]); KB_LD(c21, s[2] + 4); KB_LD(c30, s[3]); KB_LD(c31, s[3] + 4);
+    KB_LD(c40, s[4]); KB_LD(c41, s[4] + 4); KB_LD(c50, s[5]); KB_LD(c51, s[5] + 4);
+    for (size_t t = 0; t < n; t++) {
+        kb_v4 x0, x1;
+        KB_LD(x0, pp + t * KB_LANES);
+        KB_LD(x1, pp + t * KB_LANES + 4);
+        kb_v4 v;
+        v = (kb_v4){a0[t], a0[t], a0[t], a0[t]}; c00 += v * x0; c01 += v * x1;
+        v = (kb_v4){a1[t], a1[t], a1[t], a1[t]}; c10 += v * x0; c11 += v * x1;
+        v = (kb_v4){a2[t], a2[t], a2[t], a2[t]}; c20 += v * x0; c21 += v * x1;
+        v = (kb_v4){a3[t], a3[t], a3[t], a3[t]}; c30 += v * x0; c31 += v * x1;
+        v = (kb_v4){a4[t], a4[t], a4[t], a4[t]}; c40 += v * x0; c41 += v * x1;
+        v = (kb_v4){a5[t], a5[t], a5[t], a5[t]}; c50 += v * x0; c51 += v * x1;
+    }
+    KB_ST(s[0], c00); KB_ST(s[0] + 4, c01); KB_ST(s[1], c10); KB_ST(s[1] + 4, c11);
+    KB_ST(s[2], c20); KB_ST(s[2] + 4, c21); KB_ST(s[3], c30); KB_ST(s[3] + 4, c31);
+    KB_ST(s[4], c40); KB_ST(s[4] + 4, c41); KB_ST(s[5], c50); KB_ST(s[5] + 4, c51);
+}
+
+/* The AVX-512 tile: 12 atoms x 8 lanes (one 8-wide vector per atom), each
+ * lane acc += v * x as kb_tile_plain. */
+typedef double kb_v8 __attribute__((vector_size(64)));
+KB_INLINE void kb_tile_vec8(const double *const *a, const double *restrict pp, size_t n,
+                            double *const *s) {
+    kb_v8 c[KB_MR512];
+    for (int r = 0; r < KB_MR512; r++) memcpy(&c[r], s[r], sizeof(kb_v8));
+    for (size_t t = 0; t < n; t++) {
+        kb_v8 x;
+        memcpy(&x, pp + t * KB_LANES, sizeof x);
+#define KB_ROW8(r)                                                                   \
+    do {                                                                             \
+        double v = a[r][t];                                                          \
+        c[r] += (kb_v8){v, v, v, v, v, v, v, v} * x;                                 \
+    } while (0)
+        KB_ROW8(0); KB_ROW8(1); KB_ROW8(2); KB_ROW8(3); KB_ROW8(4); KB_ROW8(5);
+        KB_ROW8(6); KB_ROW8(7); KB_ROW8(8); KB_ROW8(9); KB_ROW8(10); KB_ROW8(11);
+#undef KB_ROW8
+    }
+    for (int r = 0; r < KB_MR512; r++) memcpy(s[r], &c[r], sizeof(kb_v8));
+}
+#endif
+
+/* Scratch of kb_run for tiles of KB_TILE atoms against a pack */
+typedef struct {
+    double *s;        /* [KB_TILE512][npan*8] partial sums */
+    double *zero;     /* [len] zeros: the padding rows of a tile */
+    double dummy[KB_MR512 * KB_LANES];
+    size_t cap_s, cap_z;
+} kb_scratch;
+
+static void kb_scratch_free(kb_scratch *w) {
+    free(w->s);
+    free(w->zero);
+    memset(w, 0, sizeof *w);
+}
+
+static int kb_scratch_need(kb_scratch *w, const kb_pack *k) {
+    size_t ns = (size_t)KB_TILE512 * k->npan * KB_LANES + 1, nz = k->len + 1;
+    if (ns > w->cap_s) {
+        free(w->s);
+        w->s = malloc(ns * sizeof *w->s);
+        w->cap_s = w->s ? ns : 0;
+        if (!w->s) return KQ_ENOMEM;
+    }
+    if (nz > w->cap_z) {
+        free(w->zero);
+        w->zero = calloc(nz, sizeof *w->zero);
+        w->cap_z = w->zero ? nz : 0;
+        if (!w->zero) return KQ_ENOMEM;
+    }
+    return KQ_OK;
+}
+
+/* One tile body, compiled into each copy: atom rows a[i] (i < na <= KB_TILE512)
+ * with masks am[i], against pack k; then out[i*ostride + r] += delta *
+ * s^zeta for every representative r. mode: 0 plain, 1 AVX2, 2 AVX-512 tiles
+ * (a constant in each copy). */
+KB_INLINE void kb_tile_body(const kb_pack *k, size_t na, const double *const *a, const uint64_t *am,
+                            int zeta, double delta, double *out, size_t ostride, kb_scratch *w,
+                            const int mode) {
+    const int mr = mode == 2 ? KB_MR512 : KB_MR;
+    const size_t ns = k->npan * KB_LANES;
+    const int nch = k->l.nch;
+    double *s = w->s;
+    for (size_t e = 0; e < na * ns; e++) s[e] = 0.0;
+    for (int c = 0; c < nch; c++) {
+        size_t c0 = k->l.off[c], n = k->l.off[c + 1] - c0;
+        /* atoms with chunk c, in groups of mr padded with zero rows */
+        size_t list[KB_TILE512 + KB_MR512];
+        size_t nl = 0;
+        for (size_t i = 0; i < na; i++)
+            if (am[i] >> c & 1) list[nl++] = i;
+        if (nl == 0) continue;
+        for (size_t p = 0; p < k->npan; p++) {
+            if (!(k->pmask[p] >> c & 1)) continue;
+            const double *pp = k->data + k->poff[p * nch + c];
+            for (size_t g = 0; g < nl; g += (size_t)mr) {
+                const double *ar[KB_MR512];
+                double *sr[KB_MR512];
+                for (int r = 0; r < mr; r++) {
+                    if (g + r < nl) {
+                        ar[r] = a[list[g + r]] + c0;
+                        sr[r] = s + list[g + r] * ns + p * KB_LANES;
+                    } else {
+                        ar[r] = w->zero;
+                        sr[r] = w->dummy + r * KB_LANES;
+                    }
+                }
+#if KB_AVX2
+                if (mode == 2)
+                    kb_tile_vec8(ar, pp, n, sr);
+                else if (mode == 1)
+                    kb_tile_vec(ar, pp, n, sr);
+                else
+#endif
+                    kb_tile_plain(ar, pp, n, sr);
+            }
+        }
+    }
+    for (size_t i = 0; i < na; i++)
+        for (size_t q = 0; q < ns; q++) {
+            size_t r = k->slot[q];
+            if (r != SIZE_MAX) out[i * ostride + r] += delta * kb_pow(s[i * ns + q], zeta);
+        }
+}
+
+static void kb_run_plain(const kb_pack *k, size_t na, const double *const *a, const uint64_t *am,
+                         int zeta, double delta, double *out, size_t ostride, kb_scratch *w) {
+    for (size_t i0 = 0; i0 < na; i0 += KB_TILE) {
+        size_t nt = na - i0 < KB_TILE ? na - i0 : KB_TILE;
+        kb_tile_body(k, nt, a + i0, am + i0, zeta, delta, out + i0 * ostride, ostride, w, 0);
+    }
+}
+
+#if KB_AVX2
+__attribute__((target("avx2"))) static void kb_run_avx2(const kb_pack *k, size_t na,
+                                                        const double *const *a, const uint64_t *am,
+                                                        int zeta, double delta, double *out,
+                                                        size_t ostride, kb_scratch *w) {
+    for (size_t i0 = 0; i0 < na; i0 += KB_TILE) {
+        size_t nt = na - i0 < KB_TILE ? na - i0 : KB_TILE;
+        kb_tile_body(k, nt, a + i0, am + i0, zeta, delta, out + i0 * ostride, ostride, w, 1);
+    }
+}
+
+__attribute__((target("avx512f"))) static void kb_run_avx512(const kb_pack *k, size_t na,
+                                                             const double *const *a,
+                                                             const uint64_t *am, int zeta,
+                                                             double delta, double *out,
+                                                             size_t ostride, kb_scratch *w) {
+    for (size_t i0 = 0; i0 < na; i0 += KB_TILE512) {
+        size_t nt = na - i0 < KB_TILE512 ? na - i0 : KB_TILE512;
+        kb_tile_body(k, nt, a + i0, am + i0, zeta, delta, out + i0 * ostride, ostride, w, 2);
+    }
+}
+#endif
+
+/* The widest copy this build has and the CPU runs: KQ_KERNEL_AVX512,
+ * KQ_SIMD_AVX2 or KQ_SIMD_PORTABLE */
+static int kb_best_simd(void) {
+#if KB_AVX2
+    if (__builtin_cpu_supports("avx512f")) return KQ_KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
+#endif
+    return KQ_SIMD_PORTABLE;
+}
+
+/* out[i*ostride + r] += delta * (a_i . b_r)^zeta for na atom rows a[i]
+ * [len] against the packed representatives k (b: the same rows unpacked,
+ * [nr][len]), with am [na] scratch. If an atom or a representative has a
+ * non-finite value there is no skipping: kq_kernel for every pair. */
+static int kb_accumulate(const kb_pack *k, size_t na, const double *const *a, int zeta,
+                         double delta, double *out, size_t ostride, int simd, const double *b,
+                         uint64_t *am, kb_scratch *w) {
+    if (kb_scratch_need(w, k)) return KQ_ENOMEM;
+    int finite = 1;
+    for (size_t i = 0; i < na; i++) am[i] = kb_mask(&k->l, a[i], &finite);
+    if (!finite || !k->finite) {
+        for (size_t i = 0; i < na; i++)
+            for (size_t r = 0; r < k->nr; r++)
+                out[i * ostride + r] += delta * kq_kernel(a[i], b + r * k->len, k->len, zeta);
+        return KQ_OK;
+    }
+    if (simd == KQ_SIMD_AUTO) simd = kb_best_simd();
+#if KB_AVX2
+    if (simd == KQ_KERNEL_AVX512) {
+        kb_run_avx512(k, na, a, am, zeta, delta, out, ostride, w);
+        return KQ_OK;
+    }
+    if (simd == KQ_SIMD_AVX2) {
+        kb_run_avx2(k, na, a, am, zeta, delta, out, ostride, w);
+        return KQ_OK;
+    }
+#endif
+    kb_run_plain(k, na, a, am, zeta, delta, out, ostride, w);
+    return KQ_OK;
+}
+
+int kq_kernel_accumulate(size_t na, const double *a, size_t nb, const double *b, size_t len,
+                         int nblk, const size_t *blk_off, int zeta, double delta, int simd,
+                         double *k) {
+    if ((na && !a) || (nb && !b) || !k || len == 0) return KQ_EINVAL;
+    if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE && simd != KQ_SIMD_AVX2 &&
+        simd != KQ_KERNEL_AVX512)
+        return KQ_EINVAL;
+#if KB_AVX2
+    if (simd == KQ_SIMD_AVX2 && !__builtin_cpu_supports("avx2")) return KQ_EINVAL;
+    if (simd == KQ_KERNEL_AVX512 && !__builtin_cpu_supports("avx512f")) return KQ_EINVAL;
+#else
+    if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE) return KQ_EINVAL;
+#endif
+    if (na == 0 || nb == 0) return KQ_OK;
+    kb_layout l;
+    kb_layout_from(nblk, blk_off, len, &l);
+    kb_pack pk;
+    kb_scratch w;
+    memset(&w, 0, sizeof w);
+    int rc = kb_pack_build(&l, nb, b, len, &pk);
+    uint64_t *am = rc ? NULL : malloc(na * sizeof *am);
+    const double **ar = rc ? NULL : malloc(na * sizeof *ar);
+    if (!rc && (!am || !ar)) rc = KQ_ENOMEM;
+    for (size_t i = 0; !rc && i < na; i++) ar[i] = a + i * len;
+    if (!rc) rc = kb_accumulate(&pk, na, ar, zeta, delta, k, nb, simd, b, am, &w);
+    free(am);
+    free(ar);
+    kb_pack_free(&pk);
+    kb_scratch_free(&w);
+    return rc;
+}
+
+/* Kernel column against one vector q (farthest point sampling): out[i] +=
+ * delta * (x_{idx[i]} . q)^zeta for rows x [.][len] with masks xm [.], q's
+ * mask qm. Eight dot products side by side (scalar: the rows are scattered);
+ * each skips the chunks that are zero in all eight rows or in q. */
+static void kb_column(const kb_layout *l, const double *x, const uint64_t *xm, size_t len,
+                      const size_t *idx, size_t n, const double *q, uint64_t qm, int zeta,
+                      double delta, double *out) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        const double *r[8];
+        uint64_t u = 0;
+        for (int k = 0; k < 8; k++) {
+            r[k] = x + idx[i + k] * len;
+            u |= xm[idx[i + k]];
+        }
+        u &= qm;
+        double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
+        for (int c = 0; c < l->nch; c++) {
+            if (!(u >> c & 1)) continue;
+            for (size_t t = l->off[c]; t < l->off[c + 1]; t++) {
+                double v = q[t];
+                acc[0] += r[0][t] * v;
+                acc[1] += r[1][t] * v;
+                acc[2] += r[2][t] * v;
+                acc[3] += r[3][t] * v;
+                acc[4] += r[4][t] * v;
+                acc[5] += r[5][t] * v;
+                acc[6] += r[6][t] * v;
+                acc[7] += r[7][t] * v;
+            }
+        }
+        for (int k = 0; k < 8; k++) out[i + k] += delta * kb_pow(acc[k], zeta);
+    }
+    for (; i < n; i++) {
+        const double *r = x + idx[i] * len;
+        uint64_t u = xm[idx[i]] & qm;
+        double acc = 0.0;
+        for (int c = 0; c < l->nch; c++) {
+            if (!(u >> c & 1)) continue;
+            for (size_t t = l->off[c]; t < l->off[c + 1]; t++) acc += r[t] * q[t];
+        }
+        out[i] += delta * kb_pow(acc, zeta);
+    }
+}
+
+int kq_kernel_column(size_t n, const double *x, const size_t *idx, const double *q, size_t len,
+                     int nblk, const size_t *blk_off, int zeta, double delta, double *out) {
+    if ((n && (!x || !idx || !out)) || !q || len == 0) return KQ_EINVAL;
+    if (n == 0) return KQ_OK;
+    kb_layout l;
+    kb_layout_from(nblk, blk_off, len, &l);
+    size_t nx = 0;
+    for (size_t i = 0; i < n; i++)
+        if (idx[i] + 1 > nx) nx = idx[i] + 1;
+    uint64_t *xm = malloc(nx * sizeof *xm);
+    if (!xm) return KQ_ENOMEM;
+    int finite = kb_masks(&l, nx, x, len, xm);
+    uint64_t qm = kb_mask(&l, q, &finite);
+    if (!finite) {
+        for (size_t i = 0; i < nx; i++) xm[i] = kb_all(&l);
+        qm = kb_all(&l);
+    }
+    kb_column(&l, x, xm, len, idx, n, q, qm, zeta, delta, out);
+    free(xm);
+    return KQ_OK;
+}
+
 /* ======================================================================== */
 /* Classical QEq and kQEq: training, prediction, model text                  */
 /* (kQEq paper, Staacke et al. 2021, and ../shared/specs/kqeq.md)            */
@@ -545,15 +1092,10 @@ static int atom_eta(const kq_model *m, int n, const int *z, double *eta) {
     return KQ_OK;
 }
 
-/* Combined kernel (specs/soap.md "Kernel used by kQEq"): sum_d delta_d k_d. */
-static double kernel_sum(const kq_model *m, const double *const *pa, size_t ia,
-                         const double *const *pb, size_t ib) {
-    double k = 0.0;
-    for (int d = 0; d < m->ndesc; d++)
-        k += m->delta[d] * kq_kernel(pa[d] + ia * m->len[d], pb[d] + ib * m->len[d], m->len[d],
-                                     m->zeta);
-    return k;
-}
+/* The combined kernel (specs/soap.md "Kernel used by kQEq") of atoms a and b
+ * is K(a, b) = sum_d delta_d kq_kernel(p_d(a), p_d(b)), summed from 0.0 in
+ * ascending d ("kernel_sum" in comments); every kernel routine of the training and
+ * prediction gives exactly these bits. */
 
 /* ------------------------------------------------------------------------ */
 /* Prepared sets                                                             */
@@ -668,12 +1210,74 @@ void kq_dipole_metrics(int nmol, const double *pred_au, const double *ref_au, do
 /* Prediction                                                                */
 /* ------------------------------------------------------------------------ */
 
+/* The fast kernels for a model: its M representatives packed once per
+ * descriptor (kb_pack), and the scratch space of kb_accumulate. */
+typedef struct {
+    int ndesc;
+    kb_pack pk[KQ_MAX_DESC];
+    const double *rep[KQ_MAX_DESC]; /* the unpacked rows [M][len[d]] */
+    kb_scratch w;
+    uint64_t *am;
+    const double **ar;
+    size_t cap;
+} kb_model;
+
+static void kbm_free(kb_model *f) {
+    for (int d = 0; d < f->ndesc; d++) kb_pack_free(&f->pk[d]);
+    kb_scratch_free(&f->w);
+    free(f->am);
+    free(f->ar);
+    memset(f, 0, sizeof *f);
+}
+
+/* Pack nrep rows rep[d] [nrep][len[d]] of model m. */
+static int kbm_build(const kq_model *m, const double *const *rep, size_t nrep, kb_model *f) {
+    memset(f, 0, sizeof *f);
+    for (int d = 0; d < m->ndesc; d++) {
+        kb_layout l;
+        kb_layout_soap(&m->soap[d], m->len[d], &l);
+        f->rep[d] = rep[d];
+        int rc = kb_pack_build(&l, nrep, rep[d], m->len[d], &f->pk[d]);
+        f->ndesc = d + 1;
+        if (rc) {
+            kbm_free(f);
+            return rc;
+        }
+    }
+    return KQ_OK;
+}
+
+/* out [na][M] = sum_d delta_d (p_d(a_i) . rep_d[j])^zeta for the atoms
+ * a_i = idx[i] (idx NULL: i) of the rows p[d] [.][len[d]]: bitwise the
+ * values of kernel_sum and kernel_block (out = 0.0, then += per
+ * descriptor). */
+static int kbm_rows(const kq_model *m, kb_model *f, size_t na, const double *const *p,
+                    const size_t *idx, double *out) {
+    size_t nr = f->ndesc ? f->pk[0].nr : 0;
+    if (na > f->cap) {
+        free(f->am);
+        free(f->ar);
+        f->am = malloc(na * sizeof *f->am);
+        f->ar = malloc(na * sizeof *f->ar);
+        f->cap = f->am && f->ar ? na : 0;
+        if (!f->cap) return KQ_ENOMEM;
+    }
+    for (size_t e = 0; e < na * nr; e++) out[e] = 0.0;
+    for (int d = 0; d < f->ndesc; d++) {
+        for (size_t i = 0; i < na; i++) f->ar[i] = p[d] + (idx ? idx[i] : i) * m->len[d];
+        int rc = kb_accumulate(&f->pk[d], na, f->ar, m->zeta, m->delta[d], out, nr,
+                               KQ_SIMD_AUTO, f->rep[d], f->am, &f->w);
+        if (rc) return rc;
+    }
+    return KQ_OK;
+}
+
 #define KQ_REP_BLOCK 32 /* representatives per kernel block (they stay in cache) */
 
 /* Combined kernel block out [na][nb] = sum_d delta_d K_d(a, b) of na rows
  * pa[d] against nb rows pb[d], by kq_kernel_matrix (which agrees bitwise with
  * kq_kernel) over blocks of KQ_REP_BLOCK columns; tmp [na*KQ_REP_BLOCK]
- * scratch. Same values as kernel_sum. */
+ * scratch. Same values as kernel_sum (the combined kernel above). */
 static void kernel_block(const kq_model *m, const double *const *pa, size_t na,
                          const double *const *pb, size_t nb, double *out, double *tmp) {
     for (size_t e = 0; e < na * nb; e++) out[e] = 0.0;
@@ -700,24 +1304,60 @@ static void chi_from_k(const kq_model *m, int n, const int *z, const double *k, 
     }
 }
 
-/* chi [n] of n atoms with normalised descriptors p[d] + i*len[d].
- * kbuf [n*nrep + n*KQ_REP_BLOCK] scratch. */
-static void atom_chi(const kq_model *m, int n, const int *z, const double *const *p,
-                     double *chi, double *kbuf) {
-    size_t nr = (size_t)m->nrep;
-    if (nr > 0)
-        kernel_block(m, p, (size_t)n, (const double *const *)m->rep, nr, kbuf,
-                     kbuf + (size_t)n * nr);
+/* The part of a prediction after the kernel (shared by kq_predict and
+ * kq_predict_many): kbuf [n][nrep] the molecule's kernel rows (Eqs. 11, 12),
+ * eta and chi [n] scratch; w sized for n atoms. chi = K w (Eqs. 11, 14),
+ * q = -A chi + Q b (Eqs. 13, 15), mu = R q (Eqs. 17, 18), alpha = R A R^T;
+ * everything into local buffers, checked before any output is written:
+ * never a NaN or Inf result (kqeq.h). */
+static int predict_finish(const kq_model *m, mol_work *w, int n, const int *z, const double *pos,
+                          double charge, const double *kbuf, double *eta, double *chi, double *q,
+                          double *dipole_au, double *alpha_au, double *chi_out) {
+    int rc = atom_eta(m, n, z, eta);
+    if (!rc) rc = mol_prepare(w, n, z, pos, m->s_at, eta);
+    if (rc) return rc;
+    double *qq = eta, mu[3], al[9]; /* qq reuses eta */
     chi_from_k(m, n, z, kbuf, chi);
+    mol_charges(w, n, chi, charge, qq, mu);
+    /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
+    for (int c = 0; c < 3; c++)
+        for (int e = 0; e < 3; e++) {
+            double s = 0.0;
+            for (int j = 0; j < n; j++) s += w->ra[(size_t)c * n + j] * w->r[3 * j + e];
+            al[3 * c + e] = s;
+        }
+    for (int c = 0; c < 3; c++)
+        for (int e = c + 1; e < 3; e++) {
+            double v = 0.5 * (al[3 * c + e] + al[3 * e + c]);
+            al[3 * c + e] = v;
+            al[3 * e + c] = v;
+        }
+    if (!kq_all_finite((size_t)n, chi) || !kq_all_finite((size_t)n, qq) ||
+        !kq_all_finite(3, mu) || !kq_all_finite(9, al))
+        return KQ_ERANGE;
+    if (q) memcpy(q, qq, (size_t)n * sizeof *q);
+    if (dipole_au) memcpy(dipole_au, mu, sizeof mu);
+    if (alpha_au) memcpy(alpha_au, al, sizeof al);
+    if (chi_out) memcpy(chi_out, chi, (size_t)n * sizeof *chi);
+    return KQ_OK;
+}
+
+/* kq_predict's checks of one molecule before any work */
+static int predict_check(const kq_model *m, int n, const int *z, const double *pos,
+                         double charge) {
+    if (n < 1 || !z || !pos || !isfinite(charge)) return KQ_EINVAL;
+    for (int i = 0; i < n; i++)
+        if (species_index(m, z[i]) < 0) return KQ_ESPECIES;
+    return KQ_OK;
 }
 
 int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charge, double *q,
                double *dipole_au, double *alpha_au, double *chi_out) {
-    if (!m || n < 1 || !z || !pos || !isfinite(charge)) return KQ_EINVAL;
-    for (int i = 0; i < n; i++)
-        if (species_index(m, z[i]) < 0) return KQ_ESPECIES;
+    if (!m) return KQ_EINVAL;
+    int rc = predict_check(m, n, z, pos, charge);
+    if (rc) return rc;
     mol_work w;
-    int rc = mol_work_alloc(&w, n);
+    rc = mol_work_alloc(&w, n);
     double *eta = malloc((size_t)n * sizeof *eta), *chi = malloc((size_t)n * sizeof *chi);
     double *kbuf = malloc(((size_t)n * ((size_t)m->nrep + KQ_REP_BLOCK) + 1) * sizeof *kbuf);
     double *p[KQ_MAX_DESC] = {NULL};
@@ -728,44 +1368,101 @@ int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charg
         if (!rc) rc = kq_soap_compute(m->calc[d], n, z, pos, p[d]);
         if (!rc) kq_normalize_rows((size_t)n, m->len[d], p[d]);
     }
-    if (!rc) rc = atom_eta(m, n, z, eta);
-    if (!rc) rc = mol_prepare(&w, n, z, pos, m->s_at, eta);
-    if (!rc) {
-        /* everything into local buffers (qq reuses eta), checked before any
-         * output is written: never a NaN or Inf result (kqeq.h) */
-        double *qq = eta, mu[3], al[9];
-        /* chi = K w (Eqs. 11, 14), q = -A chi + Q b (Eqs. 13, 15), mu = R q (Eqs. 17, 18) */
-        atom_chi(m, n, z, (const double *const *)p, chi, kbuf);
-        mol_charges(&w, n, chi, charge, qq, mu);
-        /* specs/kqeq.md field response: alpha = R A R^T = (RA) R^T. */
-        for (int c = 0; c < 3; c++)
-            for (int e = 0; e < 3; e++) {
-                double s = 0.0;
-                for (int j = 0; j < n; j++) s += w.ra[(size_t)c * n + j] * w.r[3 * j + e];
-                al[3 * c + e] = s;
-            }
-        for (int c = 0; c < 3; c++)
-            for (int e = c + 1; e < 3; e++) {
-                double v = 0.5 * (al[3 * c + e] + al[3 * e + c]);
-                al[3 * c + e] = v;
-                al[3 * e + c] = v;
-            }
-        if (!kq_all_finite((size_t)n, chi) || !kq_all_finite((size_t)n, qq) ||
-            !kq_all_finite(3, mu) || !kq_all_finite(9, al))
-            rc = KQ_ERANGE;
-        if (!rc) {
-            if (q) memcpy(q, qq, (size_t)n * sizeof *q);
-            if (dipole_au) memcpy(dipole_au, mu, sizeof mu);
-            if (alpha_au) memcpy(alpha_au, al, sizeof al);
-            if (chi_out) memcpy(chi_out, chi, (size_t)n * sizeof *chi);
-        }
-    }
+    /* kernel rows against the representatives (one molecule: the plain
+     * blocked kernel; many molecules go through kq_predict_many) */
+    if (!rc && m->nrep > 0)
+        kernel_block(m, (const double *const *)p, (size_t)n, (const double *const *)m->rep,
+                     (size_t)m->nrep, kbuf, kbuf + (size_t)n * m->nrep);
+    if (!rc)
+        rc = predict_finish(m, &w, n, z, pos, charge, kbuf, eta, chi, q, dipole_au, alpha_au,
+                            chi_out);
     for (int d = 0; d < KQ_MAX_DESC; d++) free(p[d]);
     free(eta);
     free(chi);
     free(kbuf);
     mol_work_free(&w);
     return rc;
+}
+
+int kq_predict_many(kq_model *m, int nmol, const kq_mol *mols, double *q, double *dipole_au,
+                    double *alpha_au, int *bad) {
+    if (bad) *bad = 0;
+    if (!m || nmol < 0 || (nmol > 0 && !mols)) return KQ_EINVAL;
+    /* chunks of molecules of up to 1024 atoms (at least one molecule): SOAP
+     * of the chunk, one fast kernel block, then each molecule as kq_predict */
+    const size_t chunk = 1024;
+    size_t nr = (size_t)m->nrep, maxn = 1, cap = 0;
+    for (int k = 0; k < nmol; k++)
+        if (mols[k].natoms > 0 && (size_t)mols[k].natoms > maxn) maxn = (size_t)mols[k].natoms;
+    cap = maxn > chunk ? maxn : chunk;
+    kb_model f;
+    memset(&f, 0, sizeof f);
+    mol_work w;
+    int rc = mol_work_alloc(&w, (int)maxn);
+    double *eta = malloc(maxn * sizeof *eta), *chi = malloc(maxn * sizeof *chi);
+    double *kbuf = malloc((cap * nr + 1) * sizeof *kbuf);
+    double *p[KQ_MAX_DESC] = {NULL};
+    if (rc || !eta || !chi || !kbuf) rc = KQ_ENOMEM;
+    for (int d = 0; d < m->ndesc && !rc; d++) {
+        p[d] = malloc(cap * m->len[d] * sizeof(double));
+        if (!p[d]) rc = KQ_ENOMEM;
+    }
+    if (!rc && nr > 0) rc = kbm_build(m, (const double *const *)m->rep, nr, &f);
+    int failed = rc ? 0 : -1; /* the first molecule that fails, and its code */
+    size_t qat = 0;           /* atoms before molecule k (offset into q) */
+    for (int k0 = 0; k0 < nmol && failed < 0;) {
+        /* molecules k0..k1-1 with their descriptors; kerr: the first that
+         * fails before the kernel (its code rerr) */
+        int k1 = k0, kerr = -1, rerr = KQ_OK;
+        size_t at = 0;
+        while (k1 < nmol && (k1 == k0 || at + (size_t)mols[k1].natoms <= chunk)) {
+            const kq_mol *mo = &mols[k1];
+            int r = predict_check(m, mo->natoms, mo->z, mo->pos, mo->charge);
+            for (int d = 0; d < m->ndesc && !r; d++) {
+                double *pd = p[d] + at * m->len[d];
+                r = kq_soap_compute(m->calc[d], mo->natoms, mo->z, mo->pos, pd);
+                if (!r) kq_normalize_rows((size_t)mo->natoms, m->len[d], pd);
+            }
+            if (r) {
+                kerr = k1;
+                rerr = r;
+                break;
+            }
+            at += (size_t)mo->natoms;
+            k1++;
+        }
+        if (nr > 0 && at > 0 && (rc = kbm_rows(m, &f, at, (const double *const *)p, NULL, kbuf))) {
+            failed = k0;
+            break;
+        }
+        size_t a0 = 0;
+        for (int k = k0; k < k1; k++) {
+            const kq_mol *mo = &mols[k];
+            int n = mo->natoms;
+            rc = predict_finish(m, &w, n, mo->z, mo->pos, mo->charge, kbuf + a0 * nr, eta, chi,
+                                q ? q + qat : NULL, dipole_au ? dipole_au + 3 * (size_t)k : NULL,
+                                alpha_au ? alpha_au + 9 * (size_t)k : NULL, NULL);
+            if (rc) {
+                failed = k;
+                break;
+            }
+            a0 += (size_t)n;
+            qat += (size_t)n;
+        }
+        if (failed < 0 && kerr >= 0) {
+            failed = kerr;
+            rc = rerr;
+        }
+        k0 = k1;
+    }
+    if (failed >= 0 && bad) *bad = failed;
+    kbm_free(&f);
+    for (int d = 0; d < KQ_MAX_DESC; d++) free(p[d]);
+    free(eta);
+    free(chi);
+    free(kbuf);
+    mol_work_free(&w);
+    return failed >= 0 ? rc : KQ_OK;
 }
 
 static int set_matches(const kq_model *m, const kq_set *s) {
@@ -789,8 +1486,10 @@ int kq_set_predict(const kq_model *m, const kq_set *s, double *out) {
         if (s->first[k + 1] - s->first[k] > maxrows) maxrows = s->first[k + 1] - s->first[k];
     size_t nr = (size_t)m->nrep;
     double *chi = malloc(maxrows * sizeof *chi);
-    double *kbuf = malloc((maxrows * (nr + KQ_REP_BLOCK) + 1) * sizeof *kbuf);
-    if (!chi || !kbuf) {
+    double *kbuf = malloc((maxrows * nr + 1) * sizeof *kbuf);
+    kb_model f;
+    memset(&f, 0, sizeof f);
+    if (!chi || !kbuf || (nr > 0 && kbm_build(m, (const double *const *)m->rep, nr, &f))) {
         free(chi);
         free(kbuf);
         return KQ_ENOMEM;
@@ -802,7 +1501,12 @@ int kq_set_predict(const kq_model *m, const kq_set *s, double *out) {
         if (nr > 0) {
             const double *p[KQ_MAX_DESC];
             for (int d = 0; d < m->ndesc; d++) p[d] = s->p[d] + a0 * s->len[d];
-            kernel_block(m, p, rows, (const double *const *)m->rep, nr, kbuf, kbuf + rows * nr);
+            if (kbm_rows(m, &f, rows, p, NULL, kbuf)) {
+                kbm_free(&f);
+                free(chi);
+                free(kbuf);
+                return KQ_ENOMEM;
+            }
         }
         for (int k = k0; k < k1; k++) {
             size_t b0 = s->first[k];
@@ -818,6 +1522,7 @@ int kq_set_predict(const kq_model *m, const kq_set *s, double *out) {
         }
         k0 = k1;
     }
+    kbm_free(&f);
     free(chi);
     free(kbuf);
     /* never a NaN or Inf result (kqeq.h) */
@@ -1035,59 +1740,36 @@ int kq_train_qeq_eta(kq_model *m, int nmol, const kq_mol *mols, const int *sel, 
 }
 
 /* Kernel rows of all atoms of set s against the representative vectors
- * rep[d] ([M][len]): out [natoms][M], in blocks of up to 64 atoms. */
+ * rep[d] ([M][len]): out [natoms][M], in blocks of 1024 atoms (fast kernels). */
 static int kernel_rows(const kq_model *m, const kq_set *s, const double *const *rep, int nrep,
                        double *out, const char *stage, kq_progress_fn progress, void *ctx) {
-    const size_t blk = 256;
-    double *tmp = malloc(blk * KQ_REP_BLOCK * sizeof *tmp);
-    if (!tmp) return KQ_ENOMEM;
-    for (size_t i0 = 0; i0 < s->natoms; i0 += blk) {
+    const size_t blk = 1024;
+    kb_model f;
+    int rc = kbm_build(m, rep, (size_t)nrep, &f);
+    for (size_t i0 = 0; i0 < s->natoms && !rc; i0 += blk) {
         size_t nb = s->natoms - i0 < blk ? s->natoms - i0 : blk;
         const double *pa[KQ_MAX_DESC];
         for (int d = 0; d < m->ndesc; d++) pa[d] = s->p[d] + i0 * s->len[d];
-        kernel_block(m, pa, nb, rep, (size_t)nrep, out + i0 * (size_t)nrep, tmp);
-        if (progress) progress(ctx, stage, i0 + nb, s->natoms);
+        rc = kbm_rows(m, &f, nb, pa, NULL, out + i0 * (size_t)nrep);
+        if (progress && !rc) progress(ctx, stage, i0 + nb, s->natoms);
     }
-    free(tmp);
-    return KQ_OK;
+    kbm_free(&f);
+    return rc;
 }
 
 /* Combined kernel of n atoms (rows idx[] of set s) with atom c of s:
- * out[i] = sum_d delta_d (p_d(idx[i]) . p_d(c))^zeta. Eight dot products run
- * side by side (independent accumulators, so the loop is not bound by the
- * latency of one addition chain); each is still summed t = 0, 1, ... from
- * 0.0 and raised to zeta by repeated multiplication, exactly as kq_kernel
- * does, so the values are bitwise those of kernel_sum. */
-static void kernel_column(const kq_model *m, const kq_set *s, const size_t *idx, size_t n,
-                          size_t c, double *out) {
+ * out[i] = sum_d delta_d (p_d(idx[i]) . p_d(c))^zeta, by kb_column (chunk
+ * layouts lay[d], chunk masks mask[d] [s->natoms] of every atom of s): out
+ * = 0.0, then += per descriptor, so the values are bitwise those of
+ * kernel_sum. */
+static void kernel_column(const kq_model *m, const kq_set *s, const kb_layout *lay,
+                          uint64_t *const *mask, const size_t *idx, size_t n, size_t c,
+                          double *out) {
     for (size_t i = 0; i < n; i++) out[i] = 0.0;
     for (int d = 0; d < m->ndesc; d++) {
         size_t len = m->len[d];
-        const double *q = s->p[d] + c * len;
-        size_t i = 0;
-        for (; i + 8 <= n; i += 8) {
-            const double *r[8];
-            double acc[8] = {0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0, 0.0};
-            for (int k = 0; k < 8; k++) r[k] = s->p[d] + idx[i + k] * len;
-            for (size_t t = 0; t < len; t++) {
-                double x = q[t];
-                acc[0] += r[0][t] * x;
-                acc[1] += r[1][t] * x;
-                acc[2] += r[2][t] * x;
-                acc[3] += r[3][t] * x;
-                acc[4] += r[4][t] * x;
-                acc[5] += r[5][t] * x;
-                acc[6] += r[6][t] * x;
-                acc[7] += r[7][t] * x;
-            }
-            for (int k = 0; k < 8; k++) {
-                double pw = acc[k];
-                for (int z = 1; z < m->zeta; z++) pw *= acc[k];
-                out[i + k] += m->delta[d] * pw;
-            }
-        }
-        for (; i < n; i++)
-            out[i] += m->delta[d] * kq_kernel(s->p[d] + idx[i] * len, q, len, m->zeta);
+        kb_column(&lay[d], s->p[d], mask[d], len, idx, n, s->p[d] + c * len, mask[d][c], m->zeta,
+                  m->delta[d], out);
     }
 }
 
@@ -1098,30 +1780,86 @@ static void kernel_column(const kq_model *m, const kq_set *s, const size_t *idx,
  * Pruning by the triangle inequality: with a = the nearest representative of
  * atom i so far, d(i, c) >= d(a, c) - d(i, a), so a new representative c
  * cannot come nearer to i when d(a, c) >= 2 d(i, a); those kernels are not
- * computed (a margin of 1e-6 in d covers the rounding of d from d^2). */
+ * computed (a margin of 1e-6 in d covers the rounding of d from d^2).
+ * Second pruning, by the Cauchy-Schwarz inequality over pieces of the
+ * vectors: |p . q| <= sum_b |p_b| |q_b| for any partition into pieces b
+ * (here each chunk of kb_layout cut into up to KQ_FPS_PIECES pieces), so
+ * K(i, c) <= Kub = sum_d delta_d (sum_b |p_d,b(i)| |p_d,b(c)|)^zeta and
+ * d^2(i, c) >= K(i,i) + K(c,c) - 2 Kub; when that is at least the current
+ * minimum mind[i] plus a margin of 1e-6 (1 + K(i,i) + K(c,c) + 2 Kub), the
+ * computed d^2 could not be below mind[i] either, and the kernel is not
+ * computed. Neither pruning changes a selected atom or a bit of K_NM: a
+ * skipped kernel is one that would not have changed mind[i]. */
+#define KQ_FPS_PIECES 8
+
+/* Piece norms for the second pruning of fps_select: for each of the n rows
+ * x [n][len] and each piece b of layout l (chunk c cut into up to
+ * KQ_FPS_PIECES pieces of equal length), out[i*npiece + b] = |x_b(i)|,
+ * padded with zeros; returns npiece = nch * KQ_FPS_PIECES. */
+static size_t fps_piece_norms(const kb_layout *l, size_t n, const double *x, size_t len,
+                              double *out) {
+    size_t np = 0;
+    for (size_t i = 0; i < n; i++) {
+        const double *row = x + i * len;
+        double *o = out + i * (size_t)l->nch * KQ_FPS_PIECES;
+        np = 0;
+        for (int c = 0; c < l->nch; c++) {
+            size_t c0 = l->off[c], cl = l->off[c + 1] - c0;
+            size_t step = (cl + KQ_FPS_PIECES - 1) / KQ_FPS_PIECES;
+            for (size_t b0 = 0; b0 < cl; b0 += step) {
+                size_t b1 = b0 + step < cl ? b0 + step : cl;
+                double s = 0.0;
+                for (size_t t = b0; t < b1; t++) s += row[c0 + t] * row[c0 + t];
+                o[np++] = sqrt(s);
+            }
+        }
+        while (np < (size_t)l->nch * KQ_FPS_PIECES) o[np++] = 0.0; /* fewer, shorter pieces */
+    }
+    return (size_t)l->nch * KQ_FPS_PIECES;
+}
+
 static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,
                       size_t *pick, kq_progress_fn progress, void *ctx) {
-    const double *const *p = (const double *const *)s->p;
     double *mind = malloc(n * sizeof *mind), *kdiag = malloc(n * sizeof *kdiag);
     double *col = malloc(n * sizeof *col), *dc = malloc((size_t)mrep * sizeof *dc);
     size_t *cl = malloc(n * sizeof *cl), *clpos = malloc(n * sizeof *clpos);
+    size_t *patom = malloc((size_t)mrep * sizeof *patom);
     int *near = malloc(n * sizeof *near);
     unsigned char *taken = calloc(n, 1);
+    /* chunk masks of every atom of s (kernel_column) */
+    kb_layout lay[KQ_MAX_DESC];
+    uint64_t *mask[KQ_MAX_DESC] = {NULL};
     int rc = KQ_OK;
-    if (!mind || !kdiag || !taken || !col || !dc || !cl || !clpos || !near) rc = KQ_ENOMEM;
+    if (!mind || !kdiag || !taken || !col || !dc || !cl || !clpos || !near || !patom)
+        rc = KQ_ENOMEM;
+    double *pn[KQ_MAX_DESC] = {NULL}; /* piece norms [s->natoms][npiece[d]] */
+    size_t npiece[KQ_MAX_DESC] = {0};
+    int finite = 1;
+    for (int d = 0; d < m->ndesc && !rc; d++) {
+        kb_layout_soap(&m->soap[d], m->len[d], &lay[d]);
+        mask[d] = malloc((s->natoms + 1) * sizeof *mask[d]);
+        pn[d] = malloc((s->natoms * (size_t)lay[d].nch * KQ_FPS_PIECES + 1) * sizeof *pn[d]);
+        if (!mask[d] || !pn[d]) rc = KQ_ENOMEM;
+        if (!rc) finite &= kb_masks(&lay[d], s->natoms, s->p[d], m->len[d], mask[d]);
+        if (!rc) npiece[d] = fps_piece_norms(&lay[d], s->natoms, s->p[d], m->len[d], pn[d]);
+    }
+    int cs_ok = finite; /* the bound needs finite values and delta_d > 0 */
+    for (int d = 0; d < m->ndesc; d++)
+        if (!(m->delta[d] > 0.0)) cs_ok = 0;
     for (size_t i = 0; i < n && !rc; i++) {
-        kdiag[i] = kernel_sum(m, p, idx[i], p, idx[i]);
+        kernel_column(m, s, lay, mask, idx + i, 1, idx[i], kdiag + i); /* K(i, i) */
         mind[i] = HUGE_VAL;
         near[i] = -1;
     }
     size_t cur = 0;
     for (int r = 0; r < mrep && !rc; r++) {
         pick[r] = cur;
+        patom[r] = idx[cur];
         taken[cur] = 1;
         /* distances of the new representative to the earlier ones */
+        kernel_column(m, s, lay, mask, patom, (size_t)r, idx[cur], dc);
         for (int j = 0; j < r; j++) {
-            double d2 = kdiag[cur] + kdiag[pick[j]] -
-                        2.0 * kernel_sum(m, p, idx[cur], p, idx[pick[j]]);
+            double d2 = kdiag[cur] + kdiag[pick[j]] - 2.0 * dc[j];
             dc[j] = sqrt(d2 > 0.0 ? d2 : 0.0);
         }
         size_t ncl = 0;
@@ -1130,10 +1868,22 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
                 double di = sqrt(mind[i] > 0.0 ? mind[i] : 0.0);
                 if (dc[near[i]] >= 2.0 * di + 1e-6) continue;
             }
+            if (cs_ok && near[i] >= 0) { /* the Cauchy-Schwarz bound (above) */
+                double kub = 0.0;
+                for (int d = 0; d < m->ndesc; d++) {
+                    const double *a = pn[d] + idx[i] * npiece[d], *c = pn[d] + idx[cur] * npiece[d];
+                    double sb = 0.0;
+                    for (size_t b = 0; b < npiece[d]; b++) sb += a[b] * c[b];
+                    kub += m->delta[d] * kb_pow(sb, m->zeta);
+                }
+                double lb = kdiag[i] + kdiag[cur] - 2.0 * kub;
+                double tol = 1e-6 * (1.0 + fabs(kdiag[i]) + fabs(kdiag[cur]) + 2.0 * fabs(kub));
+                if (lb >= mind[i] + tol) continue;
+            }
             cl[ncl] = idx[i];
             clpos[ncl++] = i;
         }
-        kernel_column(m, s, cl, ncl, idx[cur], col);
+        kernel_column(m, s, lay, mask, cl, ncl, idx[cur], col);
         for (size_t c = 0; c < ncl; c++) {
             size_t i = clpos[c];
             double d2 = kdiag[i] + kdiag[cur] - 2.0 * col[c];
@@ -1153,6 +1903,11 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
         if (progress && ((r + 1) % 16 == 0 || r + 1 == mrep))
             progress(ctx, "select", (size_t)r + 1, (size_t)mrep);
     }
+    for (int d = 0; d < KQ_MAX_DESC; d++) {
+        free(mask[d]);
+        free(pn[d]);
+    }
+    free(patom);
     free(col);
     free(dc);
     free(cl);
@@ -1165,36 +1920,21 @@ static int fps_select(const kq_model *m, const kq_set *s, const size_t *idx, siz
 }
 
 /* K_NM [n][M] of the n atoms idx[] of set s against the model's M
- * representative vectors, by kq_kernel_matrix on runs of consecutive atoms
- * (up to 256) and blocks of 32 representatives (which stay in cache). The
+ * representative vectors by the fast kernels, 1024 atoms at a time. The
  * values equal kernel_sum's bit for bit. */
 static int knm_blocked(const kq_model *m, const kq_set *s, const size_t *idx, size_t n, int mrep,
                        double *knm, kq_progress_fn progress, void *ctx) {
-    const size_t rb = 32, ra = 256;
-    double *tmp = malloc(ra * rb * sizeof *tmp);
-    if (!tmp) return KQ_ENOMEM;
-    for (size_t r0 = 0; r0 < (size_t)mrep; r0 += rb) {
-        size_t nr = (size_t)mrep - r0 < rb ? (size_t)mrep - r0 : rb;
-        for (size_t i = 0; i < n;) {
-            size_t len_run = 1;
-            while (i + len_run < n && len_run < ra && idx[i + len_run] == idx[i] + len_run)
-                len_run++;
-            for (size_t a = 0; a < len_run; a++)
-                for (size_t b = 0; b < nr; b++) knm[(i + a) * (size_t)mrep + r0 + b] = 0.0;
-            for (int d = 0; d < m->ndesc; d++) {
-                size_t len = m->len[d];
-                kq_kernel_matrix(len_run, s->p[d] + idx[i] * len, nr, m->rep[d] + r0 * len, len,
-                                 m->zeta, tmp);
-                for (size_t a = 0; a < len_run; a++)
-                    for (size_t b = 0; b < nr; b++)
-                        knm[(i + a) * (size_t)mrep + r0 + b] += m->delta[d] * tmp[a * nr + b];
-            }
-            i += len_run;
-        }
-        if (progress) progress(ctx, "kernel", r0 + nr, (size_t)mrep);
+    const size_t blk = 1024;
+    kb_model f;
+    int rc = kbm_build(m, (const double *const *)m->rep, (size_t)mrep, &f);
+    for (size_t i0 = 0; i0 < n && !rc; i0 += blk) {
+        size_t nb = n - i0 < blk ? n - i0 : blk;
+        rc = kbm_rows(m, &f, nb, (const double *const *)s->p, idx + i0, knm + i0 * (size_t)mrep);
+        if (progress && !rc)
+            progress(ctx, "kernel", (size_t)((double)(i0 + nb) / (double)n * mrep), (size_t)mrep);
     }
-    free(tmp);
-    return KQ_OK;
+    kbm_free(&f);
+    return rc;
 }
 
 /* Molecule k of a set: its atom count *n and its RA block [3][n]. */
@@ -1381,19 +2121,24 @@ static int train_work_alloc(train_work *w, const kq_set *valid) {
 /* Sparse normal equations (specs/kqeq.md "Sparse form"; minimum of the loss
  * of Eq. 19 with chi = K_NM w): (P^T P + sigma K_MM) w = -P^T y, P = R A
  * K_NM. Fills g = P^T P, kmm and rhs0 = -P^T y. */
-static void train_normal_sparse(train_work *w) {
+static int train_normal_sparse(train_work *w) {
     const int mrep = w->mrep;
     const double *pm = w->pm;
     double *g = w->g;
     for (size_t e = 0; e < (size_t)mrep * mrep; e++) g[e] = 0.0;
-    for (size_t r = 0; r < w->nrow; r++) {
-        const double *pr = pm + r * mrep;
-        for (int i = 0; i < mrep; i++) {
-            double f = pr[i];
-            double *gi = g + (size_t)i * mrep;
-            for (int j = i; j < mrep; j++) gi[j] += f * pr[j];
-        }
-    }
+    /* g[i][j] = sum_r P[r][i] P[r][j], r ascending from 0.0: the dot product
+     * of columns i and j of P, i.e. kq_kernel with zeta 1 of the rows of P^T,
+     * so the fast kernel block gives these bits (g = 0.0 + 1.0 * s = s, as s
+     * is never -0: see "Fast kernels"). The plain form it replaces:
+     *   for r: for i: for j >= i: g[i][j] += P[r][i] P[r][j]. */
+    double *pt = malloc((w->nrow * (size_t)mrep + 1) * sizeof *pt);
+    if (!pt) return KQ_ENOMEM;
+    for (size_t r = 0; r < w->nrow; r++)
+        for (int i = 0; i < mrep; i++) pt[(size_t)i * w->nrow + r] = pm[r * mrep + i];
+    int rc = kq_kernel_accumulate((size_t)mrep, pt, (size_t)mrep, pt, w->nrow, 0, NULL, 1, 1.0,
+                                  KQ_SIMD_AUTO, g);
+    free(pt);
+    if (rc) return rc;
     for (int i = 0; i < mrep; i++)
         for (int j = 0; j < i; j++) g[(size_t)i * mrep + j] = g[(size_t)j * mrep + i];
     for (int i = 0; i < mrep; i++)
@@ -1404,6 +2149,7 @@ static void train_normal_sparse(train_work *w) {
         for (size_t r = 0; r < w->nrow; r++) s += pm[r * mrep + j] * w->y[r];
         w->rhs0[j] = -s;
     }
+    return KQ_OK;
 }
 
 /* Full form, Eq. 20: (A R^T R A K + sigma 1) w = -A R^T mu_ref (A symmetric,
@@ -1463,10 +2209,8 @@ static int train_assemble(kq_model *m, const kq_set *t, const int *mol, int nsel
     if (rc) return rc;
     build_p(t, mol, nsel, w->knm, mrep, w->pm);
     if (progress) progress(ctx, "normal equations", 0, 1);
-    if (w->sparse)
-        train_normal_sparse(w);
-    else
-        train_normal_full(t, mol, nsel, w);
+    if (w->sparse) return train_normal_sparse(w);
+    train_normal_full(t, mol, nsel, w);
     return KQ_OK;
 }
 
@@ -1647,6 +2391,13 @@ static void tb_put(tbuf *b, const char *str, size_t n) {
 static void tb_str(tbuf *b, const char *str) { tb_put(b, str, strlen(str)); }
 
 static void tb_num(tbuf *b, double v) {
+    /* zeros (half of a representative vector: species blocks) without
+     * snprintf: the bytes of " %.17g" for +0 and -0 */
+    if (v == 0.0) {
+        if (signbit(v)) tb_put(b, " -0", 3);
+        else tb_put(b, " 0", 2);
+        return;
+    }
     char t[40];
     int k = snprintf(t, sizeof t, " %.17g", v);
     tb_put(b, t, (size_t)k);
@@ -1872,6 +2623,10 @@ static int pr_values(preader *r, const char *what, size_t n, double *v) {
         if (!t) {
             if (r->nul) return pr_fail(r, "NUL byte in the line (binary file?)");
             return pr_fail(r, "%s: expected %zu values, found %zu", what, n, i);
+        }
+        if (t[0] == '0' && t[1] == '\0') { /* the common zero, as strtod reads it */
+            v[i] = 0.0;
+            continue;
         }
         char *e;
         double x = strtod(t, &e);

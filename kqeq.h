@@ -51,6 +51,27 @@ double kq_kernel(const double *p, const double *q, size_t len, int zeta);
 void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, size_t len,
                       int zeta, double *k);
 
+/* Fast path of the kernels (kqeq.c "Fast kernels"), bitwise equal to the
+ * plain functions above: blocks that are zero in either vector are skipped
+ * (exact: the reason is in kqeq.c), register and cache tiles, vector lanes
+ * across independent outputs only. blk_off [nblk+1] are the boundaries of the
+ * vectors' blocks (0 = blk_off[0] < ... < blk_off[nblk] = len; any other
+ * value means one block, no skipping); for SOAP vectors the species-pair
+ * blocks of specs/soap.md "Layout".
+ * kq_kernel_accumulate: k[i*nb + j] += delta * kq_kernel(a_i, b_j, len, zeta)
+ * for a [na][len], b [nb][len], k [na][nb], bit for bit. simd: KQ_SIMD_AUTO
+ * (the widest copy), KQ_SIMD_PORTABLE, KQ_SIMD_AVX2 (soap.h) or
+ * KQ_KERNEL_AVX512 (KQ_EINVAL if this build or CPU has no such copy).
+ * KQ_ENOMEM if scratch space cannot be allocated. */
+#define KQ_KERNEL_AVX512 3
+int kq_kernel_accumulate(size_t na, const double *a, size_t nb, const double *b, size_t len,
+                         int nblk, const size_t *blk_off, int zeta, double delta, int simd,
+                         double *k);
+/* out[i] += delta * kq_kernel(x + idx[i]*len, q, len, zeta) for i < n, bit for
+ * bit (the kernel column of farthest point sampling). */
+int kq_kernel_column(size_t n, const double *x, const size_t *idx, const double *q, size_t len,
+                     int nblk, const size_t *blk_off, int zeta, double delta, double *out);
+
 #define KQ_BOHR_ANGSTROM 0.529177210903   /* 1 bohr in angstrom (CODATA 2018) */
 #define KQ_AU_DEBYE 2.541746473           /* 1 e*bohr in debye (specs/kqeq.md) */
 #define KQ_HARTREE_EV 27.211386245988     /* 1 hartree in eV (CODATA 2018) */
@@ -276,6 +297,17 @@ int kq_train_qeq_eta(kq_model *m, int nmol, const kq_mol *mols, const int *sel, 
  * specs/kqeq.md), chi [n] hartree/e. KQ_ESPECIES for an unknown element. */
 int kq_predict(kq_model *m, int n, const int *z, const double *pos, double charge, double *q,
                double *dipole_au, double *alpha_au, double *chi);
+
+/* kq_predict for many molecules at once, the same bits (molecules in chunks
+ * of about 1000 atoms: SOAP, one fast kernel block against the
+ * representatives, then each molecule as kq_predict). Outputs (each may be
+ * NULL): q [sum of natoms] e, concatenated in molecule order; dipole_au
+ * [nmol*3]; alpha_au [nmol*9]. On an error the code of the first molecule
+ * that fails (kq_predict's code for it) is returned and *bad (may be NULL)
+ * gets its index; the outputs of the molecules before it are written, those
+ * from it on are undefined. */
+int kq_predict_many(kq_model *m, int nmol, const kq_mol *mols, double *q, double *dipole_au,
+                    double *alpha_au, int *bad);
 
 /* Dipoles of every molecule of a prepared set (same configuration as m):
  * out [s->nmol*3] e*bohr. */

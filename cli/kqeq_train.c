@@ -827,14 +827,33 @@ int kqeq_cmd_predict(int argc, char **argv) {
         cli_check_new_key(&d.xf.frames[f], in, kpol, overwrite);
         cli_check_new_key(&d.xf.frames[f], in, kq, overwrite);
     }
-    for (int f = 0; f < d.xf.nframes; f++) {
+    /* all frames before the first one refused by the size check in one call
+     * (kq_predict_many: the same numbers as kq_predict per frame); then the
+     * checks and messages frame by frame, in the order of a per-frame loop */
+    int nf = d.xf.nframes, nok = nf, bad = -1;
+    size_t nat = 0;
+    for (int f = 0; f < nf && nok == nf; f++) {
+        if (d.mols[f].natoms > max_atoms) nok = f;
+        else nat += (size_t)d.mols[f].natoms;
+    }
+    double *qall = malloc((nat + 1) * sizeof *qall);
+    double *muall = malloc(((size_t)nok * 3 + 1) * sizeof *muall);
+    double *alall = malloc(((size_t)nok * 9 + 1) * sizeof *alall);
+    if (!qall || !muall || !alall) cli_fail("predict: out of memory");
+    int prc = kq_predict_many(&m, nok, d.mols, qall, muall, alall, &bad);
+    if (!prc) bad = -1;
+    size_t qat = 0;
+    for (int f = 0; f < nf; f++) {
         xyz_frame *fr = &d.xf.frames[f];
         int n = fr->natoms;
         double *q = malloc((size_t)n * sizeof *q), mu[3], al[9];
         if (!q) cli_fail("predict: out of memory");
         qeq_size_check(in, fr->line, n, max_atoms, 0);
-        int rc = kq_predict(&m, n, fr->z, fr->pos, d.mols[f].charge, q, mu, al, NULL);
-        if (rc) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(rc));
+        if (f == bad) cli_fail("%s:%d: %s", in, fr->line, kq_strerror(prc));
+        memcpy(q, qall + qat, (size_t)n * sizeof *q);
+        memcpy(mu, muall + 3 * (size_t)f, sizeof mu);
+        memcpy(al, alall + 9 * (size_t)f, sizeof al);
+        qat += (size_t)n;
         for (int c = 0; c < 3; c++) mu[c] *= from_au;
         cli_check_finite(mu, 3, in, fr->line, "the predicted dipole");
         cli_check_finite(al, 9, in, fr->line, "the predicted polarizability");
@@ -845,6 +864,9 @@ int kqeq_cmd_predict(int argc, char **argv) {
         if (xyz_set_array_real(fr, kq, 1, q)) cli_fail("predict: out of memory");
         free(q);
     }
+    free(qall);
+    free(muall);
+    free(alall);
     char err[1024];
     if (xyz_write(out, &d.xf, err, sizeof err)) cli_fail("%s", err);
     dataset_free(&d);
@@ -898,12 +920,18 @@ int kqeq_cmd_eval(int argc, char **argv) {
     double *pred = malloc((size_t)nm * 3 * sizeof *pred);
     double *ref = malloc((size_t)nm * 3 * sizeof *ref);
     if (!pred || !ref) cli_fail("eval: out of memory");
+    /* all frames before the first one refused by the size check in one call
+     * (kq_predict_many: the same numbers as kq_predict per frame); then the
+     * checks and messages frame by frame, in the order of a per-frame loop */
+    int nok = nm, bad = -1;
+    for (int f = 0; f < nm && nok == nm; f++)
+        if (d.mols[f].natoms > max_atoms) nok = f;
+    int prc = kq_predict_many(&m, nok, d.mols, NULL, pred, NULL, &bad);
+    if (!prc) bad = -1;
     for (int f = 0; f < nm; f++) {
         const kq_mol *mo = &d.mols[f];
         qeq_size_check(in, d.xf.frames[f].line, mo->natoms, max_atoms, 0);
-        int rc = kq_predict(&m, mo->natoms, mo->z, mo->pos, mo->charge, NULL, pred + 3 * f, NULL,
-                            NULL);
-        if (rc) cli_fail("%s:%d: %s", in, d.xf.frames[f].line, kq_strerror(rc));
+        if (f == bad) cli_fail("%s:%d: %s", in, d.xf.frames[f].line, kq_strerror(prc));
         cli_check_finite(pred + 3 * f, 3, in, d.xf.frames[f].line, "the predicted dipole");
         for (int c = 0; c < 3; c++) ref[3 * f + c] = mo->dipole_au[c];
         /* never print a wrong number: this frame's error must be finite */
