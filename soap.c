@@ -341,10 +341,11 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 /* 2. The fast path                                                          */
 /* ======================================================================== */
 
-/* Speed: cell lists (cost linear in N, each pair tested once); h and R of a
- * pair (i, j), i < j, are computed once at centre i, straight into a ring
- * buffer, and read there by pointer at centre j (exactly: see
- * soap_centre_fill); the fresh pairs of a centre four at a time (solid
+/* Speed: cell lists (cost linear in N, each pair tested once); centres
+ * computed in a spatial order (soap_centre_order); h and R of a pair (i, j)
+ * are computed once, at whichever centre comes first, straight into a ring
+ * buffer, and read there by pointer at the other (exactly: see
+ * soap_centre_slots); the fresh pairs of a centre four at a time (solid
  * harmonics vectorised across the four); soap_exp four lanes at a time
  * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
  * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
@@ -377,6 +378,10 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 #define KQ_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define KQ_PREFETCH(p) ((void)(p))
+#endif
+/* Largest ring of the pair reuse (soap_reuse_setup), bytes */
+#ifndef KQ_SOAP_RING_BYTES
+#define KQ_SOAP_RING_BYTES ((size_t)1 << 20)
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -475,15 +480,24 @@ struct kq_soap {
                                                  * slots, and their list entries */
     double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
                                         * then [4][nl][np4] their h (soap_centre_fresh) */
-    /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
-     * computed at centre i into a ring of ring_slots (a power of two)
-     * entries [nl*np4 + nlm] and read there at centre j */
+    /* pair reuse (see soap_centre_slots): h and R of a pair (i, j) are
+     * computed at the centre that comes first in s->order into a ring of
+     * ring_slots (a power of two) entries [nl*np4 + nlm] and read there at
+     * the other */
     int reuse;
-    size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
-    size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
+    size_t *rev; size_t rev_cap;       /* [entries] entry (i, j) -> entry (j, i) */
+    size_t *stamp; size_t stamp_cap;   /* [entries] (i, j), j later: ring counter when stored */
     size_t *cursor; size_t cursor_cap; /* [natoms] */
     double *ring; size_t ring_cap;
     size_t ring_slots, counter;
+    /* processing order of the centres (soap_centre_order): order [natoms] the
+     * centres in the order they are computed, rank [natoms] its inverse. Only
+     * the speed depends on it (each centre's own sums are the same whatever
+     * the order, and a pair is computed at whichever of its two centres comes
+     * first, see soap_centre_slots); mkey [cells] scratch */
+    int *order; size_t order_cap;
+    int *rank; size_t rank_cap;
+    uint64_t *mkey; size_t mkey_cap;
 };
 
 void kq_soap_free(kq_soap *s) {
@@ -495,6 +509,7 @@ void kq_soap_free(kq_soap *s) {
     free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
     free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->order); free(s->rank); free(s->mkey);
     free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
     free(s->cell_of);
     free(s->cell_atoms); free(s->cell_start); free(s->cand);
@@ -728,19 +743,22 @@ static int soap_test_pair(const double *pos, int i, int j, double cut2, int *is_
     return KQ_OK;
 }
 
-static int soap_push_nbr(kq_soap *s, size_t *count, int j) {
-    if (*count == s->nidx_cap) {
-        size_t ncap = s->nidx_cap ? 2 * s->nidx_cap : 1024;
+/* (*buf)[(*count)++] = j, growing *buf (capacity *cap) as needed */
+static int soap_push_nbr(int **buf, size_t *cap, size_t *count, int j) {
+    if (*count == *cap) {
+        size_t ncap = *cap ? 2 * *cap : 1024;
         size_t bytes;
-        if (ncap < s->nidx_cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
-        int *nb = realloc(s->nidx, bytes);
+        if (ncap < *cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
+        int *nb = realloc(*buf, bytes);
         if (!nb) return KQ_ENOMEM;
-        s->nidx = nb;
-        s->nidx_cap = ncap;
+        *buf = nb;
+        *cap = ncap;
     }
-    s->nidx[(*count)++] = j;
+    (*buf)[(*count)++] = j;
     return KQ_OK;
 }
+
+static int soap_centre_order(kq_soap *s, int natoms, const long *nc);
 
 /* O(N^2) reference search: all j in ascending order. */
 static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
@@ -750,11 +768,11 @@ static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
         for (int j = 0; j < natoms; j++) {
             int nb, rc = soap_test_pair(pos, i, j, s->cut2, &nb);
             if (rc) return rc;
-            if (nb && (rc = soap_push_nbr(s, &count, j))) return rc;
+            if (nb && (rc = soap_push_nbr(&s->nidx, &s->nidx_cap, &count, j))) return rc;
         }
     }
     s->nstart[natoms] = count;
-    return KQ_OK;
+    return soap_centre_order(s, natoms, NULL);
 }
 
 /* Cell lists: cells at least cut/2 wide, so every neighbour of an atom is in
@@ -823,13 +841,68 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
     return KQ_OK;
 }
 
+/* Morton (Z-order) key of a cell: the bits of its three coordinates (each
+ * < 2^21) interleaved, and back. */
+static uint64_t soap_morton(const long c[3]) {
+    uint64_t key = 0;
+    for (int b = 0; b < 21; b++)
+        for (int d = 0; d < 3; d++) key |= (((uint64_t)c[d] >> b) & 1u) << (3 * b + (2 - d));
+    return key;
+}
+static void soap_unmorton(uint64_t key, long c[3]) {
+    c[0] = c[1] = c[2] = 0;
+    for (int b = 0; b < 21; b++)
+        for (int d = 0; d < 3; d++) c[d] |= (long)((key >> (3 * b + (2 - d))) & 1u) << b;
+}
+static int soap_cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The processing order of the centres (s->order, s->rank): with nc NULL
+ * (brute-force search) ascending index; else the atoms cell by cell, the
+ * cells in Morton order (ascending index within a cell), so that the two
+ * centres of most pairs are computed close together in time and the pair
+ * found by the first is still in the ring at the second (pair reuse,
+ * soap_centre_slots). Atom order in a file is often far from spatial order
+ * (shells of a cluster, molecules of a box), and the ring then misses. Only
+ * the speed depends on the order, never a value. */
+static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
+    int rc;
+    if ((rc = kq_reserve((void **)&s->order, &s->order_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->rank, &s->rank_cap, (size_t)natoms, sizeof(int))))
+        return rc;
+    if (!nc) {
+        for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
+        return KQ_OK;
+    }
+    size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]), nk = 0, k = 0;
+    if ((rc = kq_reserve((void **)&s->mkey, &s->mkey_cap, ncells, sizeof(uint64_t)))) return rc;
+    for (size_t cell = 0; cell < ncells; cell++) {
+        if (s->cell_start[cell] == s->cell_start[cell + 1]) continue;
+        long c[3] = {(long)cell / nc[2] / nc[1], (long)(cell / (size_t)nc[2]) % nc[1],
+                     (long)(cell % (size_t)nc[2])};
+        s->mkey[nk++] = soap_morton(c);
+    }
+    qsort(s->mkey, nk, sizeof(uint64_t), soap_cmp_u64);
+    for (size_t q = 0; q < nk; q++) {
+        long c[3];
+        soap_unmorton(s->mkey[q], c);
+        size_t cell = (size_t)((c[0] * nc[1] + c[1]) * nc[2] + c[2]);
+        for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++)
+            s->order[k++] = s->cell_atoms[t];
+    }
+    for (size_t q = 0; q < (size_t)natoms; q++) s->rank[s->order[q]] = (int)q;
+    return KQ_OK;
+}
+
 static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     long nc[3];
     int rc = soap_cells_build(s, natoms, pos, nc);
     if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
-     * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
-     * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
+     * halves (j > i, ascending) of all lists, from upstart[i], built in
+     * s->nidx2; the test is symmetric (fl(a - b) = -fl(b - a), so the same
      * d^2 both ways), so the full lists are the same as testing both ways. */
     if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
                          sizeof(size_t))) ||
@@ -865,38 +938,32 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
             s->cand[u] = v;
         }
         for (size_t t = 0; t < ncand; t++)
-            if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
+            if ((rc = soap_push_nbr(&s->nidx2, &s->nidx2_cap, &count, s->cand[t]))) return rc;
     }
     s->upstart[natoms] = count;
     /* full list of i: the j < i that have i in their upper half (ascending,
      * as i is visited in ascending order below), i itself, its upper half */
     size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
     for (int i = 0; i < natoms; i++) low[i] = 0;
-    for (size_t t = 0; t < count; t++) low[s->nidx[t]]++;
+    for (size_t t = 0; t < count; t++) low[s->nidx2[t]]++;
     size_t total;
     if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
     total += (size_t)natoms;
-    if ((rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, total, sizeof(int)))) return rc;
+    if ((rc = kq_reserve((void **)&s->nidx, &s->nidx_cap, total, sizeof(int)))) return rc;
     s->nstart[0] = 0;
     for (int i = 0; i < natoms; i++)
         s->nstart[i + 1] = s->nstart[i] + low[i] + 1 + (s->upstart[i + 1] - s->upstart[i]);
     for (int i = 0; i < natoms; i++) low[i] = s->nstart[i];
     for (int i = 0; i < natoms; i++) {
         size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
-        s->nidx2[w++] = i;
+        s->nidx[w++] = i;
         for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            s->nidx2[w++] = j;
-            s->nidx2[low[j]++] = i;
+            int j = s->nidx2[t];
+            s->nidx[w++] = j;
+            s->nidx[low[j]++] = i;
         }
     }
-    int *tmp = s->nidx; /* the full lists become s->nidx */
-    size_t tcap = s->nidx_cap;
-    s->nidx = s->nidx2;
-    s->nidx_cap = s->nidx2_cap;
-    s->nidx2 = tmp;
-    s->nidx2_cap = tcap;
-    return KQ_OK;
+    return soap_centre_order(s, natoms, nc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1031,10 +1098,44 @@ KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, dou
     for (; q < n; q++) o[q] = pref * v[q];
 }
 
-/* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
- * and the ring. The lists are symmetric (the same d^2 both ways), and j's
- * entries below j appear in ascending order, so one cursor per atom finds
- * them. Anything unexpected just turns reuse off (same results, slower). */
+/* The ring of soap_centre_slots run over the lists without computing
+ * anything, for the processing order `order` (rank its inverse; both NULL:
+ * ascending index) and a ring of `slots` entries: the pairs that miss (are
+ * computed at both centres), and in *need the widest span between storing a
+ * pair and reading it. Uses s->stamp. */
+static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const int *rank,
+                               size_t slots, size_t *need) {
+    size_t counter = 0, misses = 0;
+    *need = 1;
+    for (int k = 0; k < natoms; k++) {
+        const int i = order ? order[k] : k, ri = rank ? rank[i] : i;
+        size_t nup = 0;
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++)
+            nup += (rank ? rank[s->nidx[t]] : s->nidx[t]) > ri;
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
+            if (rj < ri) {
+                size_t st = s->stamp[s->rev[t]];
+                if (st == SIZE_MAX || counter + nup - st > slots) misses++;
+                if (st != SIZE_MAX && counter + nup - st > *need) *need = counter + nup - st;
+            } else if (rj > ri) {
+                s->stamp[t] = nup <= slots ? counter++ : SIZE_MAX;
+            }
+        }
+    }
+    return misses;
+}
+
+/* Pair reuse set-up for kq_soap_compute: rev[] of every list entry (the
+ * entry (i, j) -> the entry (j, i)), the processing order and the ring. The
+ * lists are symmetric (the same d^2 both ways) and ascending, so visiting the
+ * centres i in ascending index meets the entries of each list j in their
+ * order: one cursor per atom finds them. Of the two orders (ascending index,
+ * often good for files of molecules; the spatial one of soap_centre_order,
+ * good for large clusters and boxes) the one with fewer ring misses is used,
+ * and the ring gets only as many slots as that order needs (at most about
+ * 1 MB), so a small frame does not touch pages it would never use. Anything
+ * unexpected just turns reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t entries = s->nstart[natoms];
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
@@ -1042,30 +1143,40 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     s->reuse = 0;
     s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
-    /* 2 to 4 MB (measured best on the water benchmark; the size changes
-     * only the speed, never the result) */
-    size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
-    if (slots < 64) slots = 64;
-    /* a power of two, so that the slot of a stamp is a mask, not a division */
-    while (slots & (slots - 1)) slots &= slots - 1;
     if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
+    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++)
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            size_t r = s->cursor[j]++;
+            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
+            s->rev[r] = t;
+        }
+    /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
+     * result; 1 MB: 4 MB was up to 7 % faster on the 648- and 10k-atom water
+     * benchmarks, but its first touch cost 16 ms of page faults on the first
+     * call), a power of two so that the slot of a stamp is a mask */
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id, need_sp;
+    if (cap < 64) cap = 64;
+    while (cap & (cap - 1)) cap &= cap - 1;
+    size_t miss_id = soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
+    if (miss_id < miss_sp || (miss_id == miss_sp && need_id <= need_sp)) {
+        for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
+        need_sp = need_id;
+        miss_sp = miss_id;
+    }
+    size_t slots = cap;
+    if (miss_sp == 0)
+        while (slots / 2 >= need_sp && slots > 16) slots /= 2;
     size_t ringn;
     if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
     if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
         return KQ_OK; /* no memory for the ring: compute every pair twice */
     s->ring_slots = slots;
-    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
-    for (int i = 0; i < natoms; i++)
-        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            if (j <= i) continue;
-            size_t r = s->cursor[j]++;
-            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
-            s->rev[r] = t;
-        }
     s->reuse = 1;
     return KQ_OK;
 }
@@ -1104,22 +1215,24 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         c->present[z] = cnt[z] > 0;
     }
     const size_t pair = nlk + nlm; /* one ring entry: h then R */
-    /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
-     * straight into the next ring entry and read there by pointer at centre
-     * j. This centre writes nup entries; an entry read here must survive
+    /* Pair reuse: h and R of a pair (i, j) are computed at whichever of its
+     * two centres comes first in the processing order (s->rank), straight
+     * into the next ring entry, and read there by pointer at the other. This
+     * centre writes nup entries; an entry read here must survive
      * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
      * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
      * them absent (stamp SIZE_MAX). */
+    const int *rank = s->rank, ri = rank[i];
     size_t nup = 0;
     if (s->reuse)
-        for (size_t t = t0; t < t1; t++) nup += s->nidx[t] > i;
+        for (size_t t = t0; t < t1; t++) nup += rank[s->nidx[t]] > ri;
     const int to_ring = s->reuse && nup <= s->ring_slots;
     size_t nfresh = 0;
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
-        if (s->reuse && j < i) {
-            /* computed at centre j: h(r_ji) = h(r_ij) and R_lm(r_ji) =
+        if (s->reuse && rank[j] < ri) {
+            /* computed at centre j (earlier in the order): h(r_ji) = h(r_ij) and R_lm(r_ji) =
              * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
              * polynomial's terms change sign together), so the result is the
              * same bits as computing it here */
@@ -1136,7 +1249,7 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
             }
         }
         double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
-        if (s->reuse && j > i) {
+        if (s->reuse && rank[j] > ri) {
             if (to_ring) {
                 h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
                 r = h + nlk;
@@ -1310,14 +1423,20 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
 
 /* Every centre, portable copy */
 static void soap_centres_portable(kq_soap *s, int natoms, const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+    }
 }
 
 #if KQ_SOAP_AVX2
 /* Every centre, AVX2 copy (see KQ_INLINE at the top: same code, same bits) */
 __attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int natoms,
                                                               const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+    }
 }
 #endif
 

@@ -578,6 +578,45 @@ static void test_plain_reference(void) {
     plain_case("F, Cl, H, C at lmax 12", 3.0, 3, 12, 0.0, 4, FCl, 25, z, pos);
     plain_case("nmax 1", 3.0, 1, 4, 0.0, 4, FCl, 25, z, pos);
     plain_case("N-methylacetamide", 3.5, 8, 6, 0.0, 4, HCNO, 12, nma_z, nma_pos);
+    /* a water cluster of 1200 atoms as bench/data/make_water_frame.py builds
+     * one (O on a 3.1 A cubic lattice, listed shell by shell from the centre,
+     * so that file order is far from spatial order): the pair ring misses in
+     * both processing orders (ascending index and the cells' Morton order,
+     * soap.c soap_reuse_setup), and pairs are recomputed at both centres */
+    {
+        enum { NW = 400, SIDE = 8 };
+        static int wz[3 * NW], site[SIDE * SIDE * SIDE];
+        static double wpos[9 * NW], d2[SIDE * SIDE * SIDE];
+        int ns = SIDE * SIDE * SIDE;
+        for (int q = 0; q < ns; q++) {
+            double c = (SIDE - 1) / 2.0, x = q / (SIDE * SIDE) - c, y = q / SIDE % SIDE - c,
+                   w = q % SIDE - c;
+            d2[q] = x * x + y * y + w * w;
+            site[q] = q;
+        }
+        for (int q = 1; q < ns; q++) { /* stable insertion sort by distance */
+            int v = site[q], u = q;
+            while (u > 0 && d2[site[u - 1]] > d2[v]) { site[u] = site[u - 1]; u--; }
+            site[u] = v;
+        }
+        for (int k = 0; k < NW; k++) {
+            int q = site[k];
+            double o[3] = {3.1 * (q / (SIDE * SIDE)), 3.1 * (q / SIDE % SIDE), 3.1 * (q % SIDE)};
+            for (int a = 0; a < 3; a++) wpos[9 * k + a] = o[a];
+            /* two H 0.96 A away in random directions (not a real water: only
+             * the neighbour structure matters here) */
+            for (int hh = 1; hh <= 2; hh++) {
+                double u[3], nrm = 0.0;
+                for (int a = 0; a < 3; a++) { u[a] = urand() - 0.5; nrm += u[a] * u[a]; }
+                nrm = sqrt(nrm);
+                for (int a = 0; a < 3; a++) wpos[9 * k + 3 * hh + a] = o[a] + 0.96 * u[a] / nrm;
+            }
+            wz[3 * k] = 8;
+            wz[3 * k + 1] = wz[3 * k + 2] = 1;
+        }
+        plain_case("water cluster, 1200 atoms in shell order", 3.5, 8, 6, 0.0, 4, HCNO, 3 * NW,
+                   wz, wpos);
+    }
     /* the reference refuses what kq_soap_compute refuses */
     double ov[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 1e-7};
     int zo[2] = {6, 6}, zx[2] = {6, 5};
