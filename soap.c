@@ -355,21 +355,31 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * reuse, and the plain reference above. */
 
 /* The per-centre work (soap_centre_body and everything it calls) is compiled
- * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
- * once more inside a function with __attribute__((target("avx2"))), chosen
- * at run time by __builtin_cpu_supports("avx2") (kq_soap_set_simd). The AVX2
- * copy is the same C code: the compiler makes the vectorised loops over
- * independent elements 4 wide instead of 2, and the copy picks kernels with
- * 8 instead of 4 independent sums where there are 8 (soap_centre_body's
- * `wide`), which add the same terms in the same order. Neither copy may
- * contract a*b + c into an FMA (-ffp-contract=off, and "avx2" does not
- * enable FMA), and every element is still one IEEE multiply or add of the
- * same operands in the same order, so both copies give the same bits
- * (tests/test_soap.c compares them). KQ_INLINE forces the helpers into each
- * copy: a helper that stayed a separate function would be compiled for SSE2
- * only. */
+ * three times: portable (baseline SSE2 on x86-64) and, with gcc/clang on
+ * x86-64, once more inside a function with __attribute__((target("avx2")))
+ * and once inside one with target AVX-512 (KQ_TARGET_AVX512), chosen at run
+ * time by __builtin_cpu_supports (kq_soap_set_simd). The copies are the same
+ * C code: the compiler makes the vectorised loops over independent elements
+ * 4 (AVX2) or 8 (AVX-512) wide instead of 2, and the copies pick kernels
+ * with 8 instead of 4 independent sums where there are 8 (soap_centre_body's
+ * `wide`: 0 portable, 1 AVX2, 2 AVX-512), which add the same terms in the
+ * same order. No copy may contract a*b + c into an FMA (-ffp-contract=off;
+ * nothing here calls fma()), and every element is still one IEEE multiply
+ * or add of the same operands in the same order, so all copies give the
+ * same bits (tests/test_soap.c compares them). KQ_INLINE forces the helpers
+ * into each copy: a helper that stayed a separate function would be
+ * compiled for SSE2 only. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define KQ_SOAP_AVX2 1
+/* 512-bit vectors where the compiler would otherwise keep 256 (gcc's and
+ * clang's default tuning); a speed choice only */
+#if defined(__clang__)
+#define KQ_TARGET_AVX512 \
+    __attribute__((target("avx2,avx512f,avx512vl,avx512dq"), min_vector_width(512)))
+#else
+#define KQ_TARGET_AVX512 \
+    __attribute__((target("avx2,avx512f,avx512vl,avx512dq,prefer-vector-width=512")))
+#endif
 #else
 #define KQ_SOAP_AVX2 0
 #endif
@@ -485,8 +495,11 @@ struct kq_soap {
      * ring_slots (a power of two) entries [nl*np4 + nlm] and read there at
      * the other */
     int reuse;
-    size_t *rev; size_t rev_cap;       /* [entries] entry (i, j) -> entry (j, i) */
-    size_t *stamp; size_t stamp_cap;   /* [entries] (i, j), j later: ring counter when stored */
+    /* 32-bit (half the memory to touch on a first call; reuse is off for
+     * frames of 2^32 - 1 list entries or more) */
+    uint32_t *rev; size_t rev_cap;     /* [entries] entry (i, j) -> entry (j, i) */
+    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: ring counter when stored,
+                                        * UINT32_MAX if not stored */
     size_t *cursor; size_t cursor_cap; /* [natoms] */
     double *ring; size_t ring_cap;
     size_t ring_slots, counter;
@@ -519,6 +532,9 @@ void kq_soap_free(kq_soap *s) {
 /* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
 static int soap_best_simd(void) {
 #if KQ_SOAP_AVX2
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2"))
+        return KQ_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
 #endif
     return KQ_SIMD_PORTABLE;
@@ -643,8 +659,9 @@ const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
 int kq_soap_set_simd(kq_soap *s, int mode) {
     if (!s) return KQ_EINVAL;
     if (mode == KQ_SIMD_AUTO) mode = soap_best_simd();
-    if (mode == KQ_SIMD_AVX2 && soap_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
-    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2) return KQ_EINVAL;
+    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2 && mode != KQ_SIMD_AVX512)
+        return KQ_EINVAL;
+    if (mode > soap_best_simd()) return KQ_EINVAL; /* not in this build or CPU */
     s->simd = mode;
     return KQ_OK;
 }
@@ -972,7 +989,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
 
 /* The inner kernel of the per-centre work: a block of a small matrix product,
  *   out[r*os + u] = scale * sum_{t < nt} x_t[r*rs] (g_t y_t[u]),
- * r < nr (1, 2, 4 or 8 rows), u < nu (4 or 8 adjacent columns), every sum
+ * r < nr (1 to 8 rows), u < nu (4 or 8 adjacent columns), every sum
  * its own, t ascending from 0.0 (the order of kq_soap_reference). Row t of
  * x and of y is found by soap_row: base + t*ts (a dense matrix) or ptr[t] +
  * off (rows stored wherever a neighbour's h and R are, see
@@ -983,7 +1000,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
  * call (the function is inlined), so the ifs below vanish and a[][] has
  * constant indices only and stays in registers: nr x nu independent sums in
  * flight, which gcc/clang vectorise at -O2 across u (4 wide in the AVX2
- * copy) without reassociating anything. scale 1.0 changes nothing. */
+ * copy, 8 in the AVX-512 one) without reassociating anything. scale 1.0 changes nothing. */
 typedef struct {
     const double *base;      /* dense rows: base + t * ts */
     size_t ts;
@@ -1028,8 +1045,10 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
         }
         KQ_ROW(0);
         if (nr > 1) KQ_ROW(1);
-        if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
-        if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+        if (nr > 2) KQ_ROW(2);
+        if (nr > 3) KQ_ROW(3);
+        if (nr > 4) KQ_ROW(4);
+        if (nr > 5) { KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
     }
 #undef KQ_ROW
 #define KQ_ROW(r)                                                                            \
@@ -1048,8 +1067,10 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
     } while (0)
     KQ_ROW(0);
     if (nr > 1) KQ_ROW(1);
-    if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
-    if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+    if (nr > 2) KQ_ROW(2);
+    if (nr > 3) KQ_ROW(3);
+    if (nr > 4) KQ_ROW(4);
+    if (nr > 5) { KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
 #undef KQ_ROW
 }
 
@@ -1116,10 +1137,10 @@ static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const i
             int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
             if (rj < ri) {
                 size_t st = s->stamp[s->rev[t]];
-                if (st == SIZE_MAX || counter + nup - st > slots) misses++;
-                if (st != SIZE_MAX && counter + nup - st > *need) *need = counter + nup - st;
+                if (st == UINT32_MAX || counter + nup - st > slots) misses++;
+                if (st != UINT32_MAX && counter + nup - st > *need) *need = counter + nup - st;
             } else if (rj > ri) {
-                s->stamp[t] = nup <= slots ? counter++ : SIZE_MAX;
+                s->stamp[t] = nup <= slots ? (uint32_t)counter++ : UINT32_MAX;
             }
         }
     }
@@ -1143,8 +1164,9 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     s->reuse = 0;
     s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
-    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
+    if (entries >= UINT32_MAX) return KQ_OK; /* beyond the 32-bit tables: no reuse */
+    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(uint32_t))) ||
+        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(uint32_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
     for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
@@ -1153,7 +1175,7 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
             int j = s->nidx[t];
             size_t r = s->cursor[j]++;
             if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
-            s->rev[r] = t;
+            s->rev[r] = (uint32_t)t;
         }
     /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
      * result; 1 MB: 4 MB was up to 7 % faster on the 648- and 10k-atom water
@@ -1185,9 +1207,11 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
  * each neighbour's h and R are: computed here or reused), soap_centre_fresh
  * (compute the fresh ones), soap_centre_coef (c^Z_nlm), soap_centre_power
  * (p). wide (a constant in each copy) selects kernels with 8 independent
- * vector sums for the AVX2 copy; the portable copy keeps 4 (with 2-wide
- * vectors that is already 8 sums, and 16 registers hold no more). Either way
- * every element is the same sum in the same order as kq_soap_reference. */
+ * vector sums for the AVX2 and AVX-512 copies (wide 1, 2; the latter also
+ * takes 8 x 8 blocks of the power spectrum, one 8-wide vector per row); the
+ * portable copy keeps 4 (with 2-wide vectors that is already 8 sums, and 16
+ * registers hold no more). Either way every element is the same sum in the
+ * same order as kq_soap_reference. */
 typedef struct {
     int present[KQ_MAX_SPECIES]; /* species with at least one neighbour */
     size_t cnt[KQ_MAX_SPECIES];  /* neighbours of each species */
@@ -1221,7 +1245,7 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
      * centre writes nup entries; an entry read here must survive
      * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
      * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
-     * them absent (stamp SIZE_MAX). */
+     * them absent (stamp UINT32_MAX). */
     const int *rank = s->rank, ri = rank[i];
     size_t nup = 0;
     if (s->reuse)
@@ -1237,7 +1261,7 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
              * polynomial's terms change sign together), so the result is the
              * same bits as computing it here */
             size_t st = s->stamp[s->rev[t]];
-            if (st != SIZE_MAX && s->counter + nup - st <= s->ring_slots) {
+            if (st != UINT32_MAX && s->counter + nup - st <= s->ring_slots) {
                 const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
                 s->hptr[slot] = src;
                 s->rptr[slot] = src + nlk;
@@ -1253,9 +1277,9 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
             if (to_ring) {
                 h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
                 r = h + nlk;
-                s->stamp[t] = s->counter++;
+                s->stamp[t] = (uint32_t)s->counter++;
             } else {
-                s->stamp[t] = SIZE_MAX;
+                s->stamp[t] = UINT32_MAX;
             }
         }
         s->hptr[slot] = h;
@@ -1267,7 +1291,8 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
     c->nfresh = nfresh;
 }
 
-KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh) {
+KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh,
+                                 const int wide) {
     const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
     const size_t nlk = (size_t)nl * (size_t)np4;
     /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
@@ -1300,10 +1325,15 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
             const size_t lo = (size_t)l * np4;
-            /* h of lane u, columns n..n+3: rows u of e (stride nlk), k = t */
+            /* h of lane u, columns n..n+3 (n..n+7 in the wide copy): rows u of
+             * e (stride nlk), k = t */
             for (int n = 0; n < np4; n += 4) {
                 const soap_src bn = soap_dense(bt + n, (size_t)np4);
-                if (nr == 4)
+                if (nr == 4 && wide && n + 8 <= np4) {
+                    soap_block(4, 8, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
+                               nlk, 1.0);
+                    n += 4;
+                } else if (nr == 4)
                     soap_block(4, 4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
                                nlk, 1.0);
                 else
@@ -1320,7 +1350,7 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
 /* c^Z_nlm of one species and one l: c [nlm][np4] (n fastest), rows m of the
  * solid harmonics (rz[t] + l*l + m) times columns n of h (hz[t] + l*np4 + n)
  * over the nt neighbours t, in blocks of nu (4 or 8, a constant) columns and
- * 4, 2, 1 rows. */
+ * 4, then 5, 3 or 1 rows. */
 KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
                            const double *const *hz, const double *sg, int l, int np4,
                            double *c) {
@@ -1328,12 +1358,18 @@ KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
     for (int n = 0; n < np4; n += nu) {
         const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
         double *o = c + (size_t)l * l * np4 + n;
+        /* rows 4 at a time while more than 5 are left, then the odd rest
+         * (1, 3 or 5 rows: 2l + 1 is odd) in one block, so that no block but
+         * l = 0's has fewer than 3 rows (few independent sums in flight
+         * leave the adder waiting on its own latency) */
         size_t r = 0;
-        for (; r + 4 <= nrow; r += 4)
+        for (; nrow - r > 5; r += 4)
             soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
-        for (; r + 2 <= nrow; r += 2)
-            soap_block(2, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
-        if (r < nrow)
+        if (nrow - r == 5)
+            soap_block(5, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        else if (nrow - r == 3)
+            soap_block(3, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        else
             soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
     }
 }
@@ -1364,22 +1400,31 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
     const int nl = s->nl, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
     const size_t sblk = (size_t)s->nlm * (size_t)np4;
     /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
-     * from 0; blocks of species that have no atoms here are exact zeros */
+     * from 0; blocks of species that have no atoms here are exact zeros,
+     * written by one memset per run of adjacent zero blocks [zero, o) (large
+     * memsets are faster per byte) */
+    double *zero = out;
     for (int z1 = 0; z1 < S; z1++) {
         const double *c1 = s->coef + (size_t)z1 * sblk;
         for (int z2 = z1; z2 < S; z2++) {
             const double *c2 = s->coef + (size_t)z2 * sblk;
             double *o = out + s->block_off[z1][z2];
-            if (!present[z1] || !present[z2]) {
-                size_t blen = (z1 == z2 ? (size_t)nmax * (size_t)(nmax + 1) / 2
-                                        : (size_t)nmax * (size_t)nmax) * (size_t)nl;
-                memset(o, 0, blen * sizeof(double));
-                continue;
-            }
+            if (!present[z1] || !present[z2]) continue;
+            if (zero < o) memset(zero, 0, (size_t)(o - zero) * sizeof(double));
             double *ps = s->pstmp; /* [nmax][np4] sums of one l */
             for (int l = 0; l < nl; l++) {
                 const double pref = s->pref[l];
                 const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
+                if (z1 != z2 && nmax % 8 == 0 && wide == 2) {
+                    /* full n x n' block, 8 x 8 at a time (AVX-512 copy) */
+                    for (int q = 0; q < nmax; q += 8)
+                        for (int n = 0; n < nmax; n += 8)
+                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL,
+                                       o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                    o += (size_t)nmax * nmax;
+                    continue;
+                }
                 if (z1 != z2 && nmax % 4 == 0) {
                     /* full n x n' block: the scaled sums go straight to out */
                     for (int q = 0; q < nmax; q += 4) {
@@ -1408,15 +1453,17 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += nmax - q0;
                 }
             }
+            zero = o; /* the end of this block */
         }
     }
+    if (zero < out + s->len) memset(zero, 0, (size_t)(out + s->len - zero) * sizeof(double));
 }
 
 KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
                                 const int wide) {
     soap_centre c;
     soap_centre_slots(s, i, &c);
-    soap_centre_fresh(s, i, pos, c.nfresh);
+    soap_centre_fresh(s, i, pos, c.nfresh, wide);
     soap_centre_coef(s, &c, wide);
     soap_centre_power(s, c.present, out, wide);
 }
@@ -1436,6 +1483,14 @@ __attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int na
     for (int k = 0; k < natoms; k++) {
         const int i = s->order[k];
         soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+    }
+}
+/* Every centre, AVX-512 copy (the same code again, same bits) */
+KQ_TARGET_AVX512 static void soap_centres_avx512(kq_soap *s, int natoms, const double *pos,
+                                                 double *out) {
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 2);
     }
 }
 #endif
@@ -1501,6 +1556,10 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
     for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
 #if KQ_SOAP_AVX2
+    if (s->simd == KQ_SIMD_AVX512) {
+        soap_centres_avx512(s, natoms, pos, out);
+        return KQ_OK;
+    }
     if (s->simd == KQ_SIMD_AVX2) {
         soap_centres_avx2(s, natoms, pos, out);
         return KQ_OK;

@@ -463,7 +463,7 @@ static void test_simd(void) {
     }
     const struct { double rc; int nmax, lmax; double sigma; } set[] = {
         {3.5, 8, 6, 0.0}, {2.6, 3, 0, 0.0}, {3.0, 5, 7, 0.4}, {6.0, 16, 3, 0.0}, {3.5, 1, 2, 0.0}};
-    int have_avx2 = 1;
+    int have_avx2 = 1, have_avx512 = 1;
     for (size_t k = 0; k < sizeof set / sizeof set[0]; k++) {
         kq_soap *s = make_soap(set[k].rc, set[k].nmax, set[k].lmax, set[k].sigma, 4, HCNO);
         if (!s) return;
@@ -485,11 +485,25 @@ static void test_simd(void) {
             free(c);
             free(d);
         }
+        if (kq_soap_set_simd(s, KQ_SIMD_AVX512) != KQ_OK) {
+            have_avx512 = 0;
+        } else {
+            double *c = compute(s, N, z, pos), *d = compute(s, 12, nma_z, nma_pos);
+            CHECK(!memcmp(a, c, N * len * sizeof(double)),
+                  "AVX-512 != portable (cluster, rc %g nmax %d lmax %d)", set[k].rc,
+                  set[k].nmax, set[k].lmax);
+            CHECK(!memcmp(b, d, 12 * len * sizeof(double)),
+                  "AVX-512 != portable (NMA, rc %g nmax %d lmax %d)", set[k].rc, set[k].nmax,
+                  set[k].lmax);
+            free(c);
+            free(d);
+        }
         free(a);
         free(b);
         kq_soap_free(s);
     }
     if (!have_avx2) th_skip("no AVX2 path in this build or CPU: portable only");
+    if (have_avx2 && !have_avx512) th_skip("no AVX-512 path in this build or CPU");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -517,10 +531,10 @@ static void plain_case(const char *what, double rc, int nmax, int lmax, double s
     CHECK(finite && th_max_abs_diff(ref, ref, (size_t)n * len) == 0.0 && maxabs(ref, n * len) > 0,
           "%s: reference not finite or all zero", what);
     const int modes[3] = {KQ_SEARCH_BRUTE, KQ_SEARCH_CELLS, KQ_SEARCH_AUTO};
-    const int simds[2] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2};
+    const int simds[3] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2, KQ_SIMD_AVX512};
     for (int m = 0; m < 3; m++)
-        for (int v = 0; v < 2; v++) {
-            if (kq_soap_set_simd(s, simds[v]) != KQ_OK) continue; /* no AVX2 here */
+        for (int v = 0; v < 3; v++) {
+            if (kq_soap_set_simd(s, simds[v]) != KQ_OK) continue; /* not in this CPU */
             kq_soap_set_search(s, modes[m]);
             double *fast = compute(s, n, z, pos);
             CHECK(!memcmp(fast, ref, (size_t)n * len * sizeof(double)),
