@@ -419,7 +419,10 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
  * every element is computed on its own, so vectorising changes no bits. */
 KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
                              const double *restrict exp2tab, double *restrict y) {
-    for (int i = 0; i < n; i += 4)
+    int i = 0;
+    for (; i + 8 <= n; i += 8) /* 8 lanes: one vector in the AVX-512 copy */
+        for (int u = 0; u < 8; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
+    for (; i < n; i += 4)
         for (int u = 0; u < 4; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
 }
 
@@ -930,7 +933,9 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         s->upstart[i] = count;
         long ci = s->cell_of[i];
         long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
+        const double xi = pos[3 * i], yi = pos[3 * i + 1], zi = pos[3 * i + 2];
         size_t ncand = 0;
+        int overlap = 0;
         for (long a = c0 - 2; a <= c0 + 2; a++) {
             if (a < 0 || a >= nc[0]) continue;
             for (long b = c1 - 2; b <= c1 + 2; b++) {
@@ -938,15 +943,23 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
                 for (long c = c2 - 2; c <= c2 + 2; c++) {
                     if (c < 0 || c >= nc[2]) continue;
                     size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
+                    /* the test of soap_test_pair, without branches (they
+                     * would be mispredicted half the time): j is kept if
+                     * j > i and d^2 <= cut2, overlap flagged if j > i and
+                     * d^2 < 1e-12 */
                     for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
-                        int j = s->cell_atoms[t], nb;
-                        if (j <= i) continue;
-                        if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
-                        if (nb) s->cand[ncand++] = j;
+                        int j = s->cell_atoms[t];
+                        double dx = pos[3 * j] - xi, dy = pos[3 * j + 1] - yi,
+                               dz = pos[3 * j + 2] - zi;
+                        double d2 = dx * dx + dy * dy + dz * dz;
+                        s->cand[ncand] = j;
+                        ncand += (size_t)((j > i) & (d2 <= s->cut2));
+                        overlap |= (j > i) & (d2 < 1e-12);
                     }
                 }
             }
         }
+        if (overlap) return KQ_EOVERLAP;
         /* insertion sort: ascending neighbour index */
         for (size_t t = 1; t < ncand; t++) {
             int v = s->cand[t];
@@ -1441,11 +1454,21 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += (size_t)nmax * nmax;
                     continue;
                 }
-                for (int q = 0; q < np4; q += 4) {
-                    /* same species: only rows n <= q + 3 are needed */
-                    int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
-                    soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
-                               (size_t)np4, wide);
+                if (z1 == z2 && nmax % 8 == 0 && wide == 2) {
+                    /* same species, 8 x 8 blocks (AVX-512 copy): only rows
+                     * n <= q + 7 are needed */
+                    for (int q = 0; q < nmax; q += 8)
+                        for (int n = 0; n < q + 8; n += 8)
+                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL,
+                                       ps + (size_t)n * np4 + q, (size_t)np4, 1.0);
+                } else {
+                    for (int q = 0; q < np4; q += 4) {
+                        /* same species: only rows n <= q + 3 are needed */
+                        int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
+                        soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4,
+                                   ps + q, (size_t)np4, wide);
+                    }
                 }
                 for (int n = 0; n < nmax; n++) {
                     int q0 = z1 == z2 ? n : 0;

@@ -2,6 +2,7 @@
 /* kqeq_soap.c - `kqeq soap`: raw SOAP vectors (specs/soap.md) of every atom
  * of every frame of an XYZ file, one line per atom, or with --repeat K the
  * mean time per atom of K computations of the whole file. */
+#include <errno.h>
 #include <math.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -52,7 +53,12 @@ static void parse_species(const char *arg, kq_soap_params *p) {
 /* One line per atom: values %.17g separated by single spaces, formatted into
  * a 64 kB buffer that is written whole. Exact zeros (most of the vector when
  * species are absent) are copied as the "0" / "-0" that %.17g prints for
- * them, without a call to snprintf: the same bytes, several times faster. */
+ * them, without a call to snprintf: the same bytes, several times faster.
+ * A failed write stops the program with the system's reason (a full disk). */
+static void put_bytes(const char *buf, size_t n) {
+    if (fwrite(buf, 1, n, stdout) != n)
+        cli_fail("standard output: write error: %s", strerror(errno));
+}
 static void print_rows(const double *v, int natoms, size_t len) {
     static char buf[1 << 16];
     size_t used = 0;
@@ -60,7 +66,7 @@ static void print_rows(const double *v, int natoms, size_t len) {
         const double *row = v + (size_t)i * len;
         for (size_t t = 0; t <= len; t++) {
             if (used > sizeof buf - 64) { /* room for the longest number, ~25 bytes */
-                fwrite(buf, 1, used, stdout);
+                put_bytes(buf, used);
                 used = 0;
             }
             if (t == len) {
@@ -74,7 +80,7 @@ static void print_rows(const double *v, int natoms, size_t len) {
             }
         }
     }
-    fwrite(buf, 1, used, stdout);
+    put_bytes(buf, used);
 }
 
 int kqeq_cmd_soap(int argc, char **argv) {
