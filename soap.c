@@ -341,10 +341,11 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 /* 2. The fast path                                                          */
 /* ======================================================================== */
 
-/* Speed: cell lists (cost linear in N, each pair tested once); h and R of a
- * pair (i, j), i < j, are computed once at centre i, straight into a ring
- * buffer, and read there by pointer at centre j (exactly: see
- * soap_centre_fill); the fresh pairs of a centre four at a time (solid
+/* Speed: cell lists (cost linear in N, each pair tested once); centres
+ * computed in a spatial order (soap_centre_order); h and R of a pair (i, j)
+ * are computed once, at whichever centre comes first, straight into a ring
+ * buffer, and read there by pointer at the other (exactly: see
+ * soap_centre_slots); the fresh pairs of a centre four at a time (solid
  * harmonics vectorised across the four); soap_exp four lanes at a time
  * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
  * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
@@ -354,21 +355,31 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * reuse, and the plain reference above. */
 
 /* The per-centre work (soap_centre_body and everything it calls) is compiled
- * twice: portable (baseline SSE2 on x86-64) and, with gcc/clang on x86-64,
- * once more inside a function with __attribute__((target("avx2"))), chosen
- * at run time by __builtin_cpu_supports("avx2") (kq_soap_set_simd). The AVX2
- * copy is the same C code: the compiler makes the vectorised loops over
- * independent elements 4 wide instead of 2, and the copy picks kernels with
- * 8 instead of 4 independent sums where there are 8 (soap_centre_body's
- * `wide`), which add the same terms in the same order. Neither copy may
- * contract a*b + c into an FMA (-ffp-contract=off, and "avx2" does not
- * enable FMA), and every element is still one IEEE multiply or add of the
- * same operands in the same order, so both copies give the same bits
- * (tests/test_soap.c compares them). KQ_INLINE forces the helpers into each
- * copy: a helper that stayed a separate function would be compiled for SSE2
- * only. */
+ * three times: portable (baseline SSE2 on x86-64) and, with gcc/clang on
+ * x86-64, once more inside a function with __attribute__((target("avx2")))
+ * and once inside one with target AVX-512 (KQ_TARGET_AVX512), chosen at run
+ * time by __builtin_cpu_supports (kq_soap_set_simd). The copies are the same
+ * C code: the compiler makes the vectorised loops over independent elements
+ * 4 (AVX2) or 8 (AVX-512) wide instead of 2, and the copies pick kernels
+ * with 8 instead of 4 independent sums where there are 8 (soap_centre_body's
+ * `wide`: 0 portable, 1 AVX2, 2 AVX-512), which add the same terms in the
+ * same order. No copy may contract a*b + c into an FMA (-ffp-contract=off;
+ * nothing here calls fma()), and every element is still one IEEE multiply
+ * or add of the same operands in the same order, so all copies give the
+ * same bits (tests/test_soap.c compares them). KQ_INLINE forces the helpers
+ * into each copy: a helper that stayed a separate function would be
+ * compiled for SSE2 only. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define KQ_SOAP_AVX2 1
+/* 512-bit vectors where the compiler would otherwise keep 256 (gcc's and
+ * clang's default tuning); a speed choice only */
+#if defined(__clang__)
+#define KQ_TARGET_AVX512 \
+    __attribute__((target("avx2,avx512f,avx512vl,avx512dq"), min_vector_width(512)))
+#else
+#define KQ_TARGET_AVX512 \
+    __attribute__((target("avx2,avx512f,avx512vl,avx512dq,prefer-vector-width=512")))
+#endif
 #else
 #define KQ_SOAP_AVX2 0
 #endif
@@ -377,6 +388,10 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 #define KQ_PREFETCH(p) __builtin_prefetch(p)
 #else
 #define KQ_PREFETCH(p) ((void)(p))
+#endif
+/* Largest ring of the pair reuse (soap_reuse_setup), bytes */
+#ifndef KQ_SOAP_RING_BYTES
+#define KQ_SOAP_RING_BYTES ((size_t)1 << 20)
 #endif
 
 /* ------------------------------------------------------------------------ */
@@ -404,7 +419,10 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
  * every element is computed on its own, so vectorising changes no bits. */
 KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
                              const double *restrict exp2tab, double *restrict y) {
-    for (int i = 0; i < n; i += 4)
+    int i = 0;
+    for (; i + 8 <= n; i += 8) /* 8 lanes: one vector in the AVX-512 copy */
+        for (int u = 0; u < 8; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
+    for (; i < n; i += 4)
         for (int u = 0; u < 4; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
 }
 
@@ -475,15 +493,27 @@ struct kq_soap {
                                                  * slots, and their list entries */
     double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
                                         * then [4][nl][np4] their h (soap_centre_fresh) */
-    /* pair reuse (see soap_centre_body): h and R of a pair (i, j), i < j, are
-     * computed at centre i into a ring of ring_slots (a power of two)
-     * entries [nl*np4 + nlm] and read there at centre j */
+    /* pair reuse (see soap_centre_slots): h and R of a pair (i, j) are
+     * computed at the centre that comes first in s->order into a ring of
+     * ring_slots (a power of two) entries [nl*np4 + nlm] and read there at
+     * the other */
     int reuse;
-    size_t *rev; size_t rev_cap;       /* [entries] for j < i: entry of i in j's list */
-    size_t *stamp; size_t stamp_cap;   /* [entries] for j > i: ring counter when stored */
+    /* 32-bit (half the memory to touch on a first call; reuse is off for
+     * frames of 2^32 - 1 list entries or more) */
+    uint32_t *rev; size_t rev_cap;     /* [entries] entry (i, j) -> entry (j, i) */
+    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: ring counter when stored,
+                                        * UINT32_MAX if not stored */
     size_t *cursor; size_t cursor_cap; /* [natoms] */
     double *ring; size_t ring_cap;
     size_t ring_slots, counter;
+    /* processing order of the centres (soap_centre_order): order [natoms] the
+     * centres in the order they are computed, rank [natoms] its inverse. Only
+     * the speed depends on it (each centre's own sums are the same whatever
+     * the order, and a pair is computed at whichever of its two centres comes
+     * first, see soap_centre_slots); mkey [cells] scratch */
+    int *order; size_t order_cap;
+    int *rank; size_t rank_cap;
+    uint64_t *mkey; size_t mkey_cap;
 };
 
 void kq_soap_free(kq_soap *s) {
@@ -495,6 +525,7 @@ void kq_soap_free(kq_soap *s) {
     free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
     free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->order); free(s->rank); free(s->mkey);
     free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
     free(s->cell_of);
     free(s->cell_atoms); free(s->cell_start); free(s->cand);
@@ -504,6 +535,9 @@ void kq_soap_free(kq_soap *s) {
 /* KQ_SIMD_AVX2 if this build has the AVX2 copy and the CPU runs it */
 static int soap_best_simd(void) {
 #if KQ_SOAP_AVX2
+    if (__builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512vl") &&
+        __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx2"))
+        return KQ_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
 #endif
     return KQ_SIMD_PORTABLE;
@@ -628,8 +662,9 @@ const double *kq_soap_beta(const kq_soap *s) { return s ? s->beta : NULL; }
 int kq_soap_set_simd(kq_soap *s, int mode) {
     if (!s) return KQ_EINVAL;
     if (mode == KQ_SIMD_AUTO) mode = soap_best_simd();
-    if (mode == KQ_SIMD_AVX2 && soap_best_simd() != KQ_SIMD_AVX2) return KQ_EINVAL;
-    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2) return KQ_EINVAL;
+    if (mode != KQ_SIMD_PORTABLE && mode != KQ_SIMD_AVX2 && mode != KQ_SIMD_AVX512)
+        return KQ_EINVAL;
+    if (mode > soap_best_simd()) return KQ_EINVAL; /* not in this build or CPU */
     s->simd = mode;
     return KQ_OK;
 }
@@ -728,19 +763,22 @@ static int soap_test_pair(const double *pos, int i, int j, double cut2, int *is_
     return KQ_OK;
 }
 
-static int soap_push_nbr(kq_soap *s, size_t *count, int j) {
-    if (*count == s->nidx_cap) {
-        size_t ncap = s->nidx_cap ? 2 * s->nidx_cap : 1024;
+/* (*buf)[(*count)++] = j, growing *buf (capacity *cap) as needed */
+static int soap_push_nbr(int **buf, size_t *cap, size_t *count, int j) {
+    if (*count == *cap) {
+        size_t ncap = *cap ? 2 * *cap : 1024;
         size_t bytes;
-        if (ncap < s->nidx_cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
-        int *nb = realloc(s->nidx, bytes);
+        if (ncap < *cap || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
+        int *nb = realloc(*buf, bytes);
         if (!nb) return KQ_ENOMEM;
-        s->nidx = nb;
-        s->nidx_cap = ncap;
+        *buf = nb;
+        *cap = ncap;
     }
-    s->nidx[(*count)++] = j;
+    (*buf)[(*count)++] = j;
     return KQ_OK;
 }
+
+static int soap_centre_order(kq_soap *s, int natoms, const long *nc);
 
 /* O(N^2) reference search: all j in ascending order. */
 static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
@@ -750,11 +788,11 @@ static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
         for (int j = 0; j < natoms; j++) {
             int nb, rc = soap_test_pair(pos, i, j, s->cut2, &nb);
             if (rc) return rc;
-            if (nb && (rc = soap_push_nbr(s, &count, j))) return rc;
+            if (nb && (rc = soap_push_nbr(&s->nidx, &s->nidx_cap, &count, j))) return rc;
         }
     }
     s->nstart[natoms] = count;
-    return KQ_OK;
+    return soap_centre_order(s, natoms, NULL);
 }
 
 /* Cell lists: cells at least cut/2 wide, so every neighbour of an atom is in
@@ -823,13 +861,68 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
     return KQ_OK;
 }
 
+/* Morton (Z-order) key of a cell: the bits of its three coordinates (each
+ * < 2^21) interleaved, and back. */
+static uint64_t soap_morton(const long c[3]) {
+    uint64_t key = 0;
+    for (int b = 0; b < 21; b++)
+        for (int d = 0; d < 3; d++) key |= (((uint64_t)c[d] >> b) & 1u) << (3 * b + (2 - d));
+    return key;
+}
+static void soap_unmorton(uint64_t key, long c[3]) {
+    c[0] = c[1] = c[2] = 0;
+    for (int b = 0; b < 21; b++)
+        for (int d = 0; d < 3; d++) c[d] |= (long)((key >> (3 * b + (2 - d))) & 1u) << b;
+}
+static int soap_cmp_u64(const void *a, const void *b) {
+    uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+    return (x > y) - (x < y);
+}
+
+/* The processing order of the centres (s->order, s->rank): with nc NULL
+ * (brute-force search) ascending index; else the atoms cell by cell, the
+ * cells in Morton order (ascending index within a cell), so that the two
+ * centres of most pairs are computed close together in time and the pair
+ * found by the first is still in the ring at the second (pair reuse,
+ * soap_centre_slots). Atom order in a file is often far from spatial order
+ * (shells of a cluster, molecules of a box), and the ring then misses. Only
+ * the speed depends on the order, never a value. */
+static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
+    int rc;
+    if ((rc = kq_reserve((void **)&s->order, &s->order_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->rank, &s->rank_cap, (size_t)natoms, sizeof(int))))
+        return rc;
+    if (!nc) {
+        for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
+        return KQ_OK;
+    }
+    size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]), nk = 0, k = 0;
+    if ((rc = kq_reserve((void **)&s->mkey, &s->mkey_cap, ncells, sizeof(uint64_t)))) return rc;
+    for (size_t cell = 0; cell < ncells; cell++) {
+        if (s->cell_start[cell] == s->cell_start[cell + 1]) continue;
+        long c[3] = {(long)cell / nc[2] / nc[1], (long)(cell / (size_t)nc[2]) % nc[1],
+                     (long)(cell % (size_t)nc[2])};
+        s->mkey[nk++] = soap_morton(c);
+    }
+    qsort(s->mkey, nk, sizeof(uint64_t), soap_cmp_u64);
+    for (size_t q = 0; q < nk; q++) {
+        long c[3];
+        soap_unmorton(s->mkey[q], c);
+        size_t cell = (size_t)((c[0] * nc[1] + c[1]) * nc[2] + c[2]);
+        for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++)
+            s->order[k++] = s->cell_atoms[t];
+    }
+    for (size_t q = 0; q < (size_t)natoms; q++) s->rank[s->order[q]] = (int)q;
+    return KQ_OK;
+}
+
 static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     long nc[3];
     int rc = soap_cells_build(s, natoms, pos, nc);
     if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
-     * halves (j > i, ascending) of all lists, up[] from upstart[i], built in
-     * s->nidx; the test is symmetric (fl(a - b) = -fl(b - a), so the same
+     * halves (j > i, ascending) of all lists, from upstart[i], built in
+     * s->nidx2; the test is symmetric (fl(a - b) = -fl(b - a), so the same
      * d^2 both ways), so the full lists are the same as testing both ways. */
     if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
                          sizeof(size_t))) ||
@@ -840,7 +933,9 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         s->upstart[i] = count;
         long ci = s->cell_of[i];
         long c2 = ci % nc[2], c1 = (ci / nc[2]) % nc[1], c0 = ci / nc[2] / nc[1];
+        const double xi = pos[3 * i], yi = pos[3 * i + 1], zi = pos[3 * i + 2];
         size_t ncand = 0;
+        int overlap = 0;
         for (long a = c0 - 2; a <= c0 + 2; a++) {
             if (a < 0 || a >= nc[0]) continue;
             for (long b = c1 - 2; b <= c1 + 2; b++) {
@@ -848,15 +943,23 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
                 for (long c = c2 - 2; c <= c2 + 2; c++) {
                     if (c < 0 || c >= nc[2]) continue;
                     size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
+                    /* the test of soap_test_pair, without branches (they
+                     * would be mispredicted half the time): j is kept if
+                     * j > i and d^2 <= cut2, overlap flagged if j > i and
+                     * d^2 < 1e-12 */
                     for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
-                        int j = s->cell_atoms[t], nb;
-                        if (j <= i) continue;
-                        if ((rc = soap_test_pair(pos, i, j, s->cut2, &nb))) return rc;
-                        if (nb) s->cand[ncand++] = j;
+                        int j = s->cell_atoms[t];
+                        double dx = pos[3 * j] - xi, dy = pos[3 * j + 1] - yi,
+                               dz = pos[3 * j + 2] - zi;
+                        double d2 = dx * dx + dy * dy + dz * dz;
+                        s->cand[ncand] = j;
+                        ncand += (size_t)((j > i) & (d2 <= s->cut2));
+                        overlap |= (j > i) & (d2 < 1e-12);
                     }
                 }
             }
         }
+        if (overlap) return KQ_EOVERLAP;
         /* insertion sort: ascending neighbour index */
         for (size_t t = 1; t < ncand; t++) {
             int v = s->cand[t];
@@ -865,38 +968,32 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
             s->cand[u] = v;
         }
         for (size_t t = 0; t < ncand; t++)
-            if ((rc = soap_push_nbr(s, &count, s->cand[t]))) return rc;
+            if ((rc = soap_push_nbr(&s->nidx2, &s->nidx2_cap, &count, s->cand[t]))) return rc;
     }
     s->upstart[natoms] = count;
     /* full list of i: the j < i that have i in their upper half (ascending,
      * as i is visited in ascending order below), i itself, its upper half */
     size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
     for (int i = 0; i < natoms; i++) low[i] = 0;
-    for (size_t t = 0; t < count; t++) low[s->nidx[t]]++;
+    for (size_t t = 0; t < count; t++) low[s->nidx2[t]]++;
     size_t total;
     if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
     total += (size_t)natoms;
-    if ((rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, total, sizeof(int)))) return rc;
+    if ((rc = kq_reserve((void **)&s->nidx, &s->nidx_cap, total, sizeof(int)))) return rc;
     s->nstart[0] = 0;
     for (int i = 0; i < natoms; i++)
         s->nstart[i + 1] = s->nstart[i] + low[i] + 1 + (s->upstart[i + 1] - s->upstart[i]);
     for (int i = 0; i < natoms; i++) low[i] = s->nstart[i];
     for (int i = 0; i < natoms; i++) {
         size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
-        s->nidx2[w++] = i;
+        s->nidx[w++] = i;
         for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            s->nidx2[w++] = j;
-            s->nidx2[low[j]++] = i;
+            int j = s->nidx2[t];
+            s->nidx[w++] = j;
+            s->nidx[low[j]++] = i;
         }
     }
-    int *tmp = s->nidx; /* the full lists become s->nidx */
-    size_t tcap = s->nidx_cap;
-    s->nidx = s->nidx2;
-    s->nidx_cap = s->nidx2_cap;
-    s->nidx2 = tmp;
-    s->nidx2_cap = tcap;
-    return KQ_OK;
+    return soap_centre_order(s, natoms, nc);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -905,7 +1002,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
 
 /* The inner kernel of the per-centre work: a block of a small matrix product,
  *   out[r*os + u] = scale * sum_{t < nt} x_t[r*rs] (g_t y_t[u]),
- * r < nr (1, 2, 4 or 8 rows), u < nu (4 or 8 adjacent columns), every sum
+ * r < nr (1 to 8 rows), u < nu (4 or 8 adjacent columns), every sum
  * its own, t ascending from 0.0 (the order of kq_soap_reference). Row t of
  * x and of y is found by soap_row: base + t*ts (a dense matrix) or ptr[t] +
  * off (rows stored wherever a neighbour's h and R are, see
@@ -916,7 +1013,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
  * call (the function is inlined), so the ifs below vanish and a[][] has
  * constant indices only and stays in registers: nr x nu independent sums in
  * flight, which gcc/clang vectorise at -O2 across u (4 wide in the AVX2
- * copy) without reassociating anything. scale 1.0 changes nothing. */
+ * copy, 8 in the AVX-512 one) without reassociating anything. scale 1.0 changes nothing. */
 typedef struct {
     const double *base;      /* dense rows: base + t * ts */
     size_t ts;
@@ -961,8 +1058,10 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
         }
         KQ_ROW(0);
         if (nr > 1) KQ_ROW(1);
-        if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
-        if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+        if (nr > 2) KQ_ROW(2);
+        if (nr > 3) KQ_ROW(3);
+        if (nr > 4) KQ_ROW(4);
+        if (nr > 5) { KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
     }
 #undef KQ_ROW
 #define KQ_ROW(r)                                                                            \
@@ -981,8 +1080,10 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
     } while (0)
     KQ_ROW(0);
     if (nr > 1) KQ_ROW(1);
-    if (nr > 2) { KQ_ROW(2); KQ_ROW(3); }
-    if (nr > 4) { KQ_ROW(4); KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
+    if (nr > 2) KQ_ROW(2);
+    if (nr > 3) KQ_ROW(3);
+    if (nr > 4) KQ_ROW(4);
+    if (nr > 5) { KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
 #undef KQ_ROW
 }
 
@@ -1031,10 +1132,44 @@ KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, dou
     for (; q < n; q++) o[q] = pref * v[q];
 }
 
-/* Pair reuse set-up for kq_soap_compute: rev[] of every entry (i, j), j < i,
- * and the ring. The lists are symmetric (the same d^2 both ways), and j's
- * entries below j appear in ascending order, so one cursor per atom finds
- * them. Anything unexpected just turns reuse off (same results, slower). */
+/* The ring of soap_centre_slots run over the lists without computing
+ * anything, for the processing order `order` (rank its inverse; both NULL:
+ * ascending index) and a ring of `slots` entries: the pairs that miss (are
+ * computed at both centres), and in *need the widest span between storing a
+ * pair and reading it. Uses s->stamp. */
+static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const int *rank,
+                               size_t slots, size_t *need) {
+    size_t counter = 0, misses = 0;
+    *need = 1;
+    for (int k = 0; k < natoms; k++) {
+        const int i = order ? order[k] : k, ri = rank ? rank[i] : i;
+        size_t nup = 0;
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++)
+            nup += (rank ? rank[s->nidx[t]] : s->nidx[t]) > ri;
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
+            if (rj < ri) {
+                size_t st = s->stamp[s->rev[t]];
+                if (st == UINT32_MAX || counter + nup - st > slots) misses++;
+                if (st != UINT32_MAX && counter + nup - st > *need) *need = counter + nup - st;
+            } else if (rj > ri) {
+                s->stamp[t] = nup <= slots ? (uint32_t)counter++ : UINT32_MAX;
+            }
+        }
+    }
+    return misses;
+}
+
+/* Pair reuse set-up for kq_soap_compute: rev[] of every list entry (the
+ * entry (i, j) -> the entry (j, i)), the processing order and the ring. The
+ * lists are symmetric (the same d^2 both ways) and ascending, so visiting the
+ * centres i in ascending index meets the entries of each list j in their
+ * order: one cursor per atom finds them. Of the two orders (ascending index,
+ * often good for files of molecules; the spatial one of soap_centre_order,
+ * good for large clusters and boxes) the one with fewer ring misses is used,
+ * and the ring gets only as many slots as that order needs (at most about
+ * 1 MB), so a small frame does not touch pages it would never use. Anything
+ * unexpected just turns reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t entries = s->nstart[natoms];
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
@@ -1042,30 +1177,41 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     s->reuse = 0;
     s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
-    /* 2 to 4 MB (measured best on the water benchmark; the size changes
-     * only the speed, never the result) */
-    size_t slots = ((size_t)4 << 20) / (pair * sizeof(double));
-    if (slots < 64) slots = 64;
-    /* a power of two, so that the slot of a stamp is a mask, not a division */
-    while (slots & (slots - 1)) slots &= slots - 1;
-    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(size_t))) ||
+    if (entries >= UINT32_MAX) return KQ_OK; /* beyond the 32-bit tables: no reuse */
+    if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(uint32_t))) ||
+        (rc = kq_reserve((void **)&s->stamp, &s->stamp_cap, entries, sizeof(uint32_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
+    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
+    for (int i = 0; i < natoms; i++)
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int j = s->nidx[t];
+            size_t r = s->cursor[j]++;
+            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
+            s->rev[r] = (uint32_t)t;
+        }
+    /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
+     * result; 1 MB: 4 MB was up to 7 % faster on the 648- and 10k-atom water
+     * benchmarks, but its first touch cost 16 ms of page faults on the first
+     * call), a power of two so that the slot of a stamp is a mask */
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id, need_sp;
+    if (cap < 64) cap = 64;
+    while (cap & (cap - 1)) cap &= cap - 1;
+    size_t miss_id = soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
+    if (miss_id < miss_sp || (miss_id == miss_sp && need_id <= need_sp)) {
+        for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
+        need_sp = need_id;
+        miss_sp = miss_id;
+    }
+    size_t slots = cap;
+    if (miss_sp == 0)
+        while (slots / 2 >= need_sp && slots > 16) slots /= 2;
     size_t ringn;
     if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
     if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
         return KQ_OK; /* no memory for the ring: compute every pair twice */
     s->ring_slots = slots;
-    for (int i = 0; i < natoms; i++) s->cursor[i] = s->nstart[i];
-    for (int i = 0; i < natoms; i++)
-        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
-            int j = s->nidx[t];
-            if (j <= i) continue;
-            size_t r = s->cursor[j]++;
-            if (r >= s->nstart[j + 1] || s->nidx[r] != i) return KQ_OK;
-            s->rev[r] = t;
-        }
     s->reuse = 1;
     return KQ_OK;
 }
@@ -1074,9 +1220,11 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
  * each neighbour's h and R are: computed here or reused), soap_centre_fresh
  * (compute the fresh ones), soap_centre_coef (c^Z_nlm), soap_centre_power
  * (p). wide (a constant in each copy) selects kernels with 8 independent
- * vector sums for the AVX2 copy; the portable copy keeps 4 (with 2-wide
- * vectors that is already 8 sums, and 16 registers hold no more). Either way
- * every element is the same sum in the same order as kq_soap_reference. */
+ * vector sums for the AVX2 and AVX-512 copies (wide 1, 2; the latter also
+ * takes 8 x 8 blocks of the power spectrum, one 8-wide vector per row); the
+ * portable copy keeps 4 (with 2-wide vectors that is already 8 sums, and 16
+ * registers hold no more). Either way every element is the same sum in the
+ * same order as kq_soap_reference. */
 typedef struct {
     int present[KQ_MAX_SPECIES]; /* species with at least one neighbour */
     size_t cnt[KQ_MAX_SPECIES];  /* neighbours of each species */
@@ -1104,27 +1252,29 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         c->present[z] = cnt[z] > 0;
     }
     const size_t pair = nlk + nlm; /* one ring entry: h then R */
-    /* Pair reuse: h and R of a pair (i, j), i < j, are computed at centre i
-     * straight into the next ring entry and read there by pointer at centre
-     * j. This centre writes nup entries; an entry read here must survive
+    /* Pair reuse: h and R of a pair (i, j) are computed at whichever of its
+     * two centres comes first in the processing order (s->rank), straight
+     * into the next ring entry, and read there by pointer at the other. This
+     * centre writes nup entries; an entry read here must survive
      * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
      * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
-     * them absent (stamp SIZE_MAX). */
+     * them absent (stamp UINT32_MAX). */
+    const int *rank = s->rank, ri = rank[i];
     size_t nup = 0;
     if (s->reuse)
-        for (size_t t = t0; t < t1; t++) nup += s->nidx[t] > i;
+        for (size_t t = t0; t < t1; t++) nup += rank[s->nidx[t]] > ri;
     const int to_ring = s->reuse && nup <= s->ring_slots;
     size_t nfresh = 0;
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
-        if (s->reuse && j < i) {
-            /* computed at centre j: h(r_ji) = h(r_ij) and R_lm(r_ji) =
+        if (s->reuse && rank[j] < ri) {
+            /* computed at centre j (earlier in the order): h(r_ji) = h(r_ij) and R_lm(r_ji) =
              * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
              * polynomial's terms change sign together), so the result is the
              * same bits as computing it here */
             size_t st = s->stamp[s->rev[t]];
-            if (st != SIZE_MAX && s->counter + nup - st <= s->ring_slots) {
+            if (st != UINT32_MAX && s->counter + nup - st <= s->ring_slots) {
                 const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
                 s->hptr[slot] = src;
                 s->rptr[slot] = src + nlk;
@@ -1136,13 +1286,13 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
             }
         }
         double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
-        if (s->reuse && j > i) {
+        if (s->reuse && rank[j] > ri) {
             if (to_ring) {
                 h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
                 r = h + nlk;
-                s->stamp[t] = s->counter++;
+                s->stamp[t] = (uint32_t)s->counter++;
             } else {
-                s->stamp[t] = SIZE_MAX;
+                s->stamp[t] = UINT32_MAX;
             }
         }
         s->hptr[slot] = h;
@@ -1154,7 +1304,8 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
     c->nfresh = nfresh;
 }
 
-KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh) {
+KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nfresh,
+                                 const int wide) {
     const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
     const size_t nlk = (size_t)nl * (size_t)np4;
     /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
@@ -1187,10 +1338,15 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
             const size_t lo = (size_t)l * np4;
-            /* h of lane u, columns n..n+3: rows u of e (stride nlk), k = t */
+            /* h of lane u, columns n..n+3 (n..n+7 in the wide copy): rows u of
+             * e (stride nlk), k = t */
             for (int n = 0; n < np4; n += 4) {
                 const soap_src bn = soap_dense(bt + n, (size_t)np4);
-                if (nr == 4)
+                if (nr == 4 && wide && n + 8 <= np4) {
+                    soap_block(4, 8, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
+                               nlk, 1.0);
+                    n += 4;
+                } else if (nr == 4)
                     soap_block(4, 4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, hb + lo + n,
                                nlk, 1.0);
                 else
@@ -1207,7 +1363,7 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
 /* c^Z_nlm of one species and one l: c [nlm][np4] (n fastest), rows m of the
  * solid harmonics (rz[t] + l*l + m) times columns n of h (hz[t] + l*np4 + n)
  * over the nt neighbours t, in blocks of nu (4 or 8, a constant) columns and
- * 4, 2, 1 rows. */
+ * 4, then 5, 3 or 1 rows. */
 KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
                            const double *const *hz, const double *sg, int l, int np4,
                            double *c) {
@@ -1215,12 +1371,18 @@ KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
     for (int n = 0; n < np4; n += nu) {
         const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
         double *o = c + (size_t)l * l * np4 + n;
+        /* rows 4 at a time while more than 5 are left, then the odd rest
+         * (1, 3 or 5 rows: 2l + 1 is odd) in one block, so that no block but
+         * l = 0's has fewer than 3 rows (few independent sums in flight
+         * leave the adder waiting on its own latency) */
         size_t r = 0;
-        for (; r + 4 <= nrow; r += 4)
+        for (; nrow - r > 5; r += 4)
             soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
-        for (; r + 2 <= nrow; r += 2)
-            soap_block(2, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
-        if (r < nrow)
+        if (nrow - r == 5)
+            soap_block(5, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        else if (nrow - r == 3)
+            soap_block(3, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+        else
             soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
     }
 }
@@ -1251,22 +1413,31 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
     const int nl = s->nl, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
     const size_t sblk = (size_t)s->nlm * (size_t)np4;
     /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
-     * from 0; blocks of species that have no atoms here are exact zeros */
+     * from 0; blocks of species that have no atoms here are exact zeros,
+     * written by one memset per run of adjacent zero blocks [zero, o) (large
+     * memsets are faster per byte) */
+    double *zero = out;
     for (int z1 = 0; z1 < S; z1++) {
         const double *c1 = s->coef + (size_t)z1 * sblk;
         for (int z2 = z1; z2 < S; z2++) {
             const double *c2 = s->coef + (size_t)z2 * sblk;
             double *o = out + s->block_off[z1][z2];
-            if (!present[z1] || !present[z2]) {
-                size_t blen = (z1 == z2 ? (size_t)nmax * (size_t)(nmax + 1) / 2
-                                        : (size_t)nmax * (size_t)nmax) * (size_t)nl;
-                memset(o, 0, blen * sizeof(double));
-                continue;
-            }
+            if (!present[z1] || !present[z2]) continue;
+            if (zero < o) memset(zero, 0, (size_t)(o - zero) * sizeof(double));
             double *ps = s->pstmp; /* [nmax][np4] sums of one l */
             for (int l = 0; l < nl; l++) {
                 const double pref = s->pref[l];
                 const double *a = c1 + (size_t)l * l * np4, *b = c2 + (size_t)l * l * np4;
+                if (z1 != z2 && nmax % 8 == 0 && wide == 2) {
+                    /* full n x n' block, 8 x 8 at a time (AVX-512 copy) */
+                    for (int q = 0; q < nmax; q += 8)
+                        for (int n = 0; n < nmax; n += 8)
+                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL,
+                                       o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                    o += (size_t)nmax * nmax;
+                    continue;
+                }
                 if (z1 != z2 && nmax % 4 == 0) {
                     /* full n x n' block: the scaled sums go straight to out */
                     for (int q = 0; q < nmax; q += 4) {
@@ -1283,11 +1454,21 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += (size_t)nmax * nmax;
                     continue;
                 }
-                for (int q = 0; q < np4; q += 4) {
-                    /* same species: only rows n <= q + 3 are needed */
-                    int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
-                    soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4, ps + q,
-                               (size_t)np4, wide);
+                if (z1 == z2 && nmax % 8 == 0 && wide == 2) {
+                    /* same species, 8 x 8 blocks (AVX-512 copy): only rows
+                     * n <= q + 7 are needed */
+                    for (int q = 0; q < nmax; q += 8)
+                        for (int n = 0; n < q + 8; n += 8)
+                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL,
+                                       ps + (size_t)n * np4 + q, (size_t)np4, 1.0);
+                } else {
+                    for (int q = 0; q < np4; q += 4) {
+                        /* same species: only rows n <= q + 3 are needed */
+                        int nrows = z1 == z2 ? (q + 4 < nmax ? q + 4 : nmax) : nmax;
+                        soap_rows4(2 * l + 1, nrows, a, 1, (size_t)np4, b + q, (size_t)np4,
+                                   ps + q, (size_t)np4, wide);
+                    }
                 }
                 for (int n = 0; n < nmax; n++) {
                     int q0 = z1 == z2 ? n : 0;
@@ -1295,29 +1476,45 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += nmax - q0;
                 }
             }
+            zero = o; /* the end of this block */
         }
     }
+    if (zero < out + s->len) memset(zero, 0, (size_t)(out + s->len - zero) * sizeof(double));
 }
 
 KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
                                 const int wide) {
     soap_centre c;
     soap_centre_slots(s, i, &c);
-    soap_centre_fresh(s, i, pos, c.nfresh);
+    soap_centre_fresh(s, i, pos, c.nfresh, wide);
     soap_centre_coef(s, &c, wide);
     soap_centre_power(s, c.present, out, wide);
 }
 
 /* Every centre, portable copy */
 static void soap_centres_portable(kq_soap *s, int natoms, const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 0);
+    }
 }
 
 #if KQ_SOAP_AVX2
 /* Every centre, AVX2 copy (see KQ_INLINE at the top: same code, same bits) */
 __attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int natoms,
                                                               const double *pos, double *out) {
-    for (int i = 0; i < natoms; i++) soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
+    }
+}
+/* Every centre, AVX-512 copy (the same code again, same bits) */
+KQ_TARGET_AVX512 static void soap_centres_avx512(kq_soap *s, int natoms, const double *pos,
+                                                 double *out) {
+    for (int k = 0; k < natoms; k++) {
+        const int i = s->order[k];
+        soap_centre_body(s, i, pos, out + (size_t)i * s->len, 2);
+    }
 }
 #endif
 
@@ -1382,6 +1579,10 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
     for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
 #if KQ_SOAP_AVX2
+    if (s->simd == KQ_SIMD_AVX512) {
+        soap_centres_avx512(s, natoms, pos, out);
+        return KQ_OK;
+    }
     if (s->simd == KQ_SIMD_AVX2) {
         soap_centres_avx2(s, natoms, pos, out);
         return KQ_OK;

@@ -109,12 +109,13 @@ enum { KQ_SEARCH_AUTO = 0, KQ_SEARCH_BRUTE = 1, KQ_SEARCH_CELLS = 2 };
 int kq_soap_set_search(kq_soap *s, int mode);
 
 /* Instruction set of kq_soap_compute's inner loops. AUTO (the default) picks
- * AVX2 when the library was built by gcc/clang for x86-64 and the CPU has
- * it, else PORTABLE (plain C: SSE2 on x86-64). Both copies are the same C
- * code without FMA, so they give bitwise identical descriptors
- * (tests/test_soap.c checks it); the switch exists for that test and for
- * timing. KQ_EINVAL for another mode, or for AVX2 where it is not available. */
-enum { KQ_SIMD_AUTO = 0, KQ_SIMD_PORTABLE = 1, KQ_SIMD_AVX2 = 2 };
+ * AVX-512 (F, VL, DQ), else AVX2, when the library was built by gcc/clang for
+ * x86-64 and the CPU has it, else PORTABLE (plain C: SSE2 on x86-64). All
+ * copies are the same C code without FMA, so they give bitwise identical
+ * descriptors (tests/test_soap.c checks it); the switch exists for that test
+ * and for timing. KQ_EINVAL for another mode, or for one that this build or
+ * CPU does not have. */
+enum { KQ_SIMD_AUTO = 0, KQ_SIMD_PORTABLE = 1, KQ_SIMD_AVX2 = 2, KQ_SIMD_AVX512 = 3 };
 int kq_soap_set_simd(kq_soap *s, int mode);
 
 #ifdef __cplusplus

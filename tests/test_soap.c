@@ -463,7 +463,7 @@ static void test_simd(void) {
     }
     const struct { double rc; int nmax, lmax; double sigma; } set[] = {
         {3.5, 8, 6, 0.0}, {2.6, 3, 0, 0.0}, {3.0, 5, 7, 0.4}, {6.0, 16, 3, 0.0}, {3.5, 1, 2, 0.0}};
-    int have_avx2 = 1;
+    int have_avx2 = 1, have_avx512 = 1;
     for (size_t k = 0; k < sizeof set / sizeof set[0]; k++) {
         kq_soap *s = make_soap(set[k].rc, set[k].nmax, set[k].lmax, set[k].sigma, 4, HCNO);
         if (!s) return;
@@ -485,11 +485,25 @@ static void test_simd(void) {
             free(c);
             free(d);
         }
+        if (kq_soap_set_simd(s, KQ_SIMD_AVX512) != KQ_OK) {
+            have_avx512 = 0;
+        } else {
+            double *c = compute(s, N, z, pos), *d = compute(s, 12, nma_z, nma_pos);
+            CHECK(!memcmp(a, c, N * len * sizeof(double)),
+                  "AVX-512 != portable (cluster, rc %g nmax %d lmax %d)", set[k].rc,
+                  set[k].nmax, set[k].lmax);
+            CHECK(!memcmp(b, d, 12 * len * sizeof(double)),
+                  "AVX-512 != portable (NMA, rc %g nmax %d lmax %d)", set[k].rc, set[k].nmax,
+                  set[k].lmax);
+            free(c);
+            free(d);
+        }
         free(a);
         free(b);
         kq_soap_free(s);
     }
     if (!have_avx2) th_skip("no AVX2 path in this build or CPU: portable only");
+    if (have_avx2 && !have_avx512) th_skip("no AVX-512 path in this build or CPU");
 }
 
 /* ------------------------------------------------------------------------ */
@@ -517,10 +531,10 @@ static void plain_case(const char *what, double rc, int nmax, int lmax, double s
     CHECK(finite && th_max_abs_diff(ref, ref, (size_t)n * len) == 0.0 && maxabs(ref, n * len) > 0,
           "%s: reference not finite or all zero", what);
     const int modes[3] = {KQ_SEARCH_BRUTE, KQ_SEARCH_CELLS, KQ_SEARCH_AUTO};
-    const int simds[2] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2};
+    const int simds[3] = {KQ_SIMD_PORTABLE, KQ_SIMD_AVX2, KQ_SIMD_AVX512};
     for (int m = 0; m < 3; m++)
-        for (int v = 0; v < 2; v++) {
-            if (kq_soap_set_simd(s, simds[v]) != KQ_OK) continue; /* no AVX2 here */
+        for (int v = 0; v < 3; v++) {
+            if (kq_soap_set_simd(s, simds[v]) != KQ_OK) continue; /* not in this CPU */
             kq_soap_set_search(s, modes[m]);
             double *fast = compute(s, n, z, pos);
             CHECK(!memcmp(fast, ref, (size_t)n * len * sizeof(double)),
@@ -578,6 +592,45 @@ static void test_plain_reference(void) {
     plain_case("F, Cl, H, C at lmax 12", 3.0, 3, 12, 0.0, 4, FCl, 25, z, pos);
     plain_case("nmax 1", 3.0, 1, 4, 0.0, 4, FCl, 25, z, pos);
     plain_case("N-methylacetamide", 3.5, 8, 6, 0.0, 4, HCNO, 12, nma_z, nma_pos);
+    /* a water cluster of 1200 atoms as bench/data/make_water_frame.py builds
+     * one (O on a 3.1 A cubic lattice, listed shell by shell from the centre,
+     * so that file order is far from spatial order): the pair ring misses in
+     * both processing orders (ascending index and the cells' Morton order,
+     * soap.c soap_reuse_setup), and pairs are recomputed at both centres */
+    {
+        enum { NW = 400, SIDE = 8 };
+        static int wz[3 * NW], site[SIDE * SIDE * SIDE];
+        static double wpos[9 * NW], d2[SIDE * SIDE * SIDE];
+        int ns = SIDE * SIDE * SIDE;
+        for (int q = 0; q < ns; q++) {
+            double c = (SIDE - 1) / 2.0, x = q / (SIDE * SIDE) - c, y = q / SIDE % SIDE - c,
+                   w = q % SIDE - c;
+            d2[q] = x * x + y * y + w * w;
+            site[q] = q;
+        }
+        for (int q = 1; q < ns; q++) { /* stable insertion sort by distance */
+            int v = site[q], u = q;
+            while (u > 0 && d2[site[u - 1]] > d2[v]) { site[u] = site[u - 1]; u--; }
+            site[u] = v;
+        }
+        for (int k = 0; k < NW; k++) {
+            int q = site[k];
+            double o[3] = {3.1 * (q / (SIDE * SIDE)), 3.1 * (q / SIDE % SIDE), 3.1 * (q % SIDE)};
+            for (int a = 0; a < 3; a++) wpos[9 * k + a] = o[a];
+            /* two H 0.96 A away in random directions (not a real water: only
+             * the neighbour structure matters here) */
+            for (int hh = 1; hh <= 2; hh++) {
+                double u[3], nrm = 0.0;
+                for (int a = 0; a < 3; a++) { u[a] = urand() - 0.5; nrm += u[a] * u[a]; }
+                nrm = sqrt(nrm);
+                for (int a = 0; a < 3; a++) wpos[9 * k + 3 * hh + a] = o[a] + 0.96 * u[a] / nrm;
+            }
+            wz[3 * k] = 8;
+            wz[3 * k + 1] = wz[3 * k + 2] = 1;
+        }
+        plain_case("water cluster, 1200 atoms in shell order", 3.5, 8, 6, 0.0, 4, HCNO, 3 * NW,
+                   wz, wpos);
+    }
     /* the reference refuses what kq_soap_compute refuses */
     double ov[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 1e-7};
     int zo[2] = {6, 6}, zx[2] = {6, 5};
