@@ -3,10 +3,10 @@
  * what they imply for one NMA molecule of the published dipole model.
  *
  * Why it exists: bench_eann.sh times whole predictions; this program says
- * how much of that time the arithmetic itself needs. It includes eann.c
- * directly so that it can call the file's static kernels (gemm_rows and its
- * AVX2 copy gemm_avx2; the exp copies through eann_exp_n_simd); nothing of
- * the library is changed.
+ * how much of that time the arithmetic itself needs. It includes
+ * eann_kernels.c directly so that it can call the file's static kernels
+ * (gemm_rows and its AVX2 copy gemm_avx2; the exp copies through
+ * eann_exp_n_simd); nothing of the library is changed.
  *
  * Prints, single thread, best of 5 timings each:
  *   - dense layer 64 x 64, rows 1 and 4: GMAC/s (multiply-adds per second),
@@ -17,8 +17,9 @@
  *     radial, 1,536 activations), against the 6.8 us that 100x PyTorch's
  *     0.68 ms would need.
  * No peer: the ratio that matters is printed by bench_eann.sh. */
-#include "../eann.c"
+#include "../eann_kernels.c"
 
+#include <stdio.h>
 #include <time.h>
 
 static double now(void) {
