@@ -48,6 +48,7 @@
 #include "eann.h"
 #include "eann_kernels.h" /* the hot loops (eann_kernels.c) */
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -543,7 +544,8 @@ void eann_work_free(eann_work *w) {
                    w->pair_dfc,    w->pair_src,    w->pair_r,      w->pair_w,  w->pair_a,
                    w->S,           w->rho,         w->g1,          w->g2,      w->dout,
                    w->drho,        w->dS,          w->dst,         w->bu,      w->bga,
-                   w->dpos,        w->dpos2};
+                   w->dpos,        w->dpos2,       w->cell_start,  w->cell_rows,
+                   w->cell_of_row};
     for (size_t q = 0; q < sizeof arr / sizeof arr[0]; q++) free(arr[q]);
     for (int t = 0; t < EANN_MAX_NETS; t++) {
         for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
@@ -566,47 +568,41 @@ static void *alloc_arr(size_t n, size_t sz, int *fail) {
     return p;
 }
 
+/* The pair arrays for `need` pairs. pair_j and pair_d are filled first
+ * (find_neighbours) and grow with realloc, keeping what they hold (large
+ * blocks are remapped, not copied); the other per-pair arrays are filled
+ * only once the number of pairs is known, so they are allocated at most
+ * once per growth and never copied. */
+static int grow_neighbours(eann_work *w, size_t need) {
+    if (need <= w->cap_nbr) return EANN_OK;
+    size_t cap = w->cap_nbr ? w->cap_nbr : 64;
+    while (cap < need) cap *= 2;
+    if (cap > ((size_t)-1) / 2 / sizeof(double)) return EANN_ENOMEM;
+    int *pj = realloc(w->pair_j, cap * sizeof(int));
+    if (!pj) return EANN_ENOMEM;
+    w->pair_j = pj;
+    double *pd = realloc(w->pair_d, cap * sizeof(double));
+    if (!pd) return EANN_ENOMEM;
+    w->pair_d = pd;
+    w->cap_nbr = cap;
+    return EANN_OK;
+}
+
 static int grow_pairs(const eann_model *m, eann_work *w, size_t need) {
     if (need <= w->cap_pairs) return EANN_OK;
-    size_t cap = w->cap_pairs ? w->cap_pairs : 64;
-    while (cap < need) cap *= 2;
     const size_t K = (size_t)m->spec.nwave, M = (size_t)m->norbital;
+    free(w->pair_src); free(w->pair_v); free(w->pair_fc); free(w->pair_dfc);
+    free(w->pair_r); free(w->pair_w); free(w->pair_a);
     int fail = 0;
-    int *pj = alloc_arr(cap, sizeof(int), &fail);
-    int *psrc = alloc_arr(cap, sizeof(int), &fail);
-    double *pv = alloc_arr(cap * 3, sizeof(double), &fail);
-    double *pd = alloc_arr(cap, sizeof(double), &fail);
-    double *pfc = alloc_arr(cap, sizeof(double), &fail);
-    double *pdfc = alloc_arr(cap, sizeof(double), &fail);
-    double *pr = alloc_arr(cap * K, sizeof(double), &fail);
-    double *pw = alloc_arr(cap * K, sizeof(double), &fail);
-    double *pa = alloc_arr(cap * M, sizeof(double), &fail);
-    if (fail) {
-        free(pj); free(psrc); free(pv); free(pd); free(pfc); free(pdfc); free(pr); free(pw);
-        free(pa);
-        return EANN_ENOMEM;
-    }
-    /* keep the pairs built so far (eann_setup grows the arrays mid-way) */
-    size_t o = w->cap_pairs;
-    if (o) {
-        memcpy(pj, w->pair_j, o * sizeof(int));
-        memcpy(psrc, w->pair_src, o * sizeof(int));
-        memcpy(pv, w->pair_v, o * 3 * sizeof(double));
-        memcpy(pd, w->pair_d, o * sizeof(double));
-        memcpy(pfc, w->pair_fc, o * sizeof(double));
-        memcpy(pdfc, w->pair_dfc, o * sizeof(double));
-        memcpy(pr, w->pair_r, o * K * sizeof(double));
-        memcpy(pw, w->pair_w, o * K * sizeof(double));
-        memcpy(pa, w->pair_a, o * M * sizeof(double));
-    }
-    free(w->pair_j); free(w->pair_src); free(w->pair_v); free(w->pair_d); free(w->pair_fc);
-    free(w->pair_dfc); free(w->pair_r); free(w->pair_w); free(w->pair_a);
-    w->pair_a = pa;
-    w->pair_src = psrc;
-    w->pair_j = pj; w->pair_v = pv; w->pair_d = pd; w->pair_fc = pfc;
-    w->pair_dfc = pdfc; w->pair_r = pr; w->pair_w = pw;
-    w->cap_pairs = cap;
-    return EANN_OK;
+    w->pair_src = alloc_arr(need, sizeof(int), &fail);
+    w->pair_v = alloc_arr(need * 3, sizeof(double), &fail);
+    w->pair_fc = alloc_arr(need, sizeof(double), &fail);
+    w->pair_dfc = alloc_arr(need, sizeof(double), &fail);
+    w->pair_r = alloc_arr(need * K, sizeof(double), &fail);
+    w->pair_w = alloc_arr(need * K, sizeof(double), &fail);
+    w->pair_a = alloc_arr(need * M, sizeof(double), &fail);
+    w->cap_pairs = fail ? 0 : need;
+    return fail ? EANN_ENOMEM : EANN_OK;
 }
 
 int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
@@ -651,7 +647,11 @@ int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
     w->g1 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->g2 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->dout = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
-    if (!fail && grow_pairs(m, w, N * (N - 1) < 4096 ? N * (N - 1) : 4096)) fail = 1;
+    w->cell_start = alloc_arr(N + 1, sizeof(int), &fail);
+    w->cell_rows = alloc_arr(N, sizeof(int), &fail);
+    w->cell_of_row = alloc_arr(N, sizeof(int), &fail);
+    const size_t np0 = N * (N - 1) < 4096 ? N * (N - 1) : 4096;
+    if (!fail && (grow_neighbours(w, np0) || grow_pairs(m, w, np0))) fail = 1;
     if (fail) {
         eann_work_free(w);
         return EANN_ENOMEM;
@@ -667,74 +667,173 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
 }
 
 /* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
- * centre row, with v = x_i - x_j, d, the cutoff fc (3.) and its derivative,
- * and the argument -inta (d - rs)^2 of every radial function (FORMAT.md
- * 4.2). */
-static int build_pairs(const eann_model *m, eann_work *w) {
-    const int K = m->spec.nwave, natoms = w->natoms;
-    const double rc = m->spec.cutoff, dmin = m->spec.min_distance, f = EANN_PI / rc;
+ * centre row i and, within a row, in ascending order of the neighbour row j
+ * (the order of every sum over pairs). find_neighbours lists them (pair_j,
+ * pair_d, pair_start); pair_terms adds v = x_i - x_j, the cutoff fc (3.)
+ * and its derivative, and the argument -inta (d - rs)^2 of every radial
+ * function (FORMAT.md 4.2). */
+
+/* The distance test of a pair (the same bits for (i, j) and (j, i): v is
+ * negated exactly). 1 and *d if dmin < d < rc. */
+static inline int pair_distance(const double *x, int i, int j, double dmin, double rc, double *d) {
+    double v0 = x[3 * i] - x[3 * j], v1 = x[3 * i + 1] - x[3 * j + 1];
+    double v2 = x[3 * i + 2] - x[3 * j + 2];
+    *d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
+    return *d > dmin && *d < rc;
+}
+
+/* A cell list for molecules of more than EANN_CELL_MIN_ATOMS atoms: cubic
+ * cells of edge h >= rc (so a pair closer than rc lies in the same or
+ * adjacent cells), at most natoms cells (h grows for sparse frames, so
+ * memory stays linear), rows listed by cell in ascending order. 0 if the
+ * molecule is small or its extent too large for a grid (then every pair is
+ * tested). */
+typedef struct { int n[3]; double lo[3], h; } cell_grid;
+
+static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
+    const int N = w->natoms;
+    if (N <= EANN_CELL_MIN_ATOMS) return 0;
+    double hi[3];
+    for (int a = 0; a < 3; a++) g->lo[a] = hi[a] = w->x[a];
+    for (int r = 1; r < N; r++)
+        for (int a = 0; a < 3; a++) {
+            double v = w->x[3 * r + a];
+            if (v < g->lo[a]) g->lo[a] = v;
+            if (v > hi[a]) hi[a] = v;
+        }
+    /* 1.001: a margin for the rounding of (x - lo) / h near a cell edge */
+    g->h = 1.001 * m->spec.cutoff;
+    for (;;) {
+        double cells = 1;
+        for (int a = 0; a < 3; a++) {
+            double na = floor((hi[a] - g->lo[a]) / g->h) + 1;
+            if (!(na < 1e9)) return 0; /* extent of 1e9 cutoffs (or overflow) */
+            g->n[a] = (int)na;
+            cells *= na;
+        }
+        if (cells <= N) break;
+        g->h *= 2;
+    }
+    /* counting sort of the rows by cell, stable: ascending rows in each cell */
+    const int nc = g->n[0] * g->n[1] * g->n[2];
+    memset(w->cell_start, 0, sizeof(int) * (size_t)(nc + 1));
+    for (int r = 0; r < N; r++) {
+        int c = 0;
+        for (int a = 2; a >= 0; a--) {
+            int k = (int)((w->x[3 * r + a] - g->lo[a]) / g->h);
+            c = c * g->n[a] + (k < g->n[a] ? k : g->n[a] - 1);
+        }
+        w->cell_of_row[r] = c;
+        w->cell_start[c + 1]++;
+    }
+    for (int c = 0; c < nc; c++) w->cell_start[c + 1] += w->cell_start[c];
+    int *next = w->cursor; /* scratch: the next free place of each cell */
+    memcpy(next, w->cell_start, sizeof(int) * (size_t)nc);
+    for (int r = 0; r < N; r++) w->cell_rows[next[w->cell_of_row[r]]++] = r;
+    return 1;
+}
+
+/* Row i's neighbours (j ascending, with their distances) appended at
+ * pair_j + np, pair_d + np; returns their number. The caller has made room
+ * for natoms - 1 more. */
+static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g, int i,
+                          size_t np) {
+    const double rc = m->spec.cutoff, dmin = m->spec.min_distance;
+    int *nj = w->pair_j + np, n = 0;
+    double *nd = w->pair_d + np, d;
+    if (!g) {
+        for (int j = 0; j < w->natoms; j++)
+            if (j != i && pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
+        return n;
+    }
+    /* the 27 cells around row i's (fewer at the grid's faces); within a
+     * cell the rows are ascending, across cells not: insertion sort */
+    int ci[3], c = w->cell_of_row[i];
+    for (int a = 0; a < 3; a++) {
+        ci[a] = c % g->n[a];
+        c /= g->n[a];
+    }
+    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
+        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
+            for (int x = ci[0] - 1; x <= ci[0] + 1; x++) {
+                if (x < 0 || y < 0 || z < 0 || x >= g->n[0] || y >= g->n[1] || z >= g->n[2])
+                    continue;
+                const int cc = (z * g->n[1] + y) * g->n[0] + x;
+                for (int q = w->cell_start[cc]; q < w->cell_start[cc + 1]; q++) {
+                    const int j = w->cell_rows[q];
+                    if (j == i || !pair_distance(w->x, i, j, dmin, rc, &d)) continue;
+                    int p = n++;
+                    for (; p > 0 && nj[p - 1] > j; p--) nj[p] = nj[p - 1], nd[p] = nd[p - 1];
+                    nj[p] = j;
+                    nd[p] = d;
+                }
+            }
+    return n;
+}
+
+/* v, the cutoff and the radial arguments of every pair. The pair (i, j),
+ * j < i, mirrors (j, i) built earlier: same d, fc, dfc (and R if both atoms
+ * have the same species), v negated - all bitwise what a recomputation
+ * would give. cursor[j] walks row j's pairs with neighbours > j in order
+ * (each is mirrored exactly once, by row i in ascending order). */
+static void pair_terms(const eann_model *m, eann_work *w) {
+    const int K = m->spec.nwave;
+    const double f = EANN_PI / m->spec.cutoff;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
-    /* The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
-     * dfc (and R if both atoms have the same species), v negated - all
-     * bitwise what a recomputation would give. cursor[j] walks row j's
-     * pairs with neighbours > j in order (each is mirrored exactly once). */
+    const double *x = w->x;
     int *cursor = w->cursor;
-    size_t np = 0;
-    for (int i = 0; i < natoms; i++) {
-        w->pair_start[i] = (int)np;
-        const int si = w->row_species[i];
-        for (int j = 0; j < natoms; j++) {
-            if (j == i) continue;
-            const int sj = w->row_species[j];
-            size_t mirror = (size_t)-1;
-            double v0 = w->x[3 * i] - w->x[3 * j], v1 = w->x[3 * i + 1] - w->x[3 * j + 1];
-            double v2 = w->x[3 * i + 2] - w->x[3 * j + 2];
-            double d;
-            if (j < i) {
-                if (cursor[j] >= w->pair_start[j + 1] || w->pair_j[cursor[j]] != i) continue;
-                mirror = (size_t)cursor[j]++;
-                d = w->pair_d[mirror];
-            } else {
-                d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
-                if (!(d > dmin && d < rc)) continue;
-            }
-            if (np == w->cap_pairs) {
-                int rcg = grow_pairs(m, w, np + 1);
-                if (rcg) return rcg;
-            }
-            w->pair_j[np] = j;
-            w->pair_v[3 * np] = v0;
-            w->pair_v[3 * np + 1] = v1;
-            w->pair_v[3 * np + 2] = v2;
-            w->pair_d[np] = d;
-            double *R = w->pair_r + np * K;
-            if (mirror != (size_t)-1) {
-                w->pair_fc[np] = w->pair_fc[mirror];
-                w->pair_dfc[np] = w->pair_dfc[mirror];
+    for (int i = 0; i < w->natoms; i++) {
+        const int si = w->row_species[i], end = w->pair_start[i + 1];
+        for (int p = w->pair_start[i]; p < end; p++) {
+            const int j = w->pair_j[p], sj = w->row_species[j];
+            const int mirror = j < i ? cursor[j]++ : -1;
+            const double d = w->pair_d[p];
+            double *v = w->pair_v + 3 * (size_t)p;
+            for (int a = 0; a < 3; a++) v[a] = x[3 * i + a] - x[3 * j + a];
+            if (mirror >= 0) {
+                w->pair_fc[p] = w->pair_fc[mirror];
+                w->pair_dfc[p] = w->pair_dfc[mirror];
             } else {
                 /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative */
                 double c = 0.5 * cos(d * f) + 0.5;
-                w->pair_fc[np] = c * c;
-                w->pair_dfc[np] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                w->pair_fc[p] = c * c;
+                w->pair_dfc[p] = 2.0 * c * (-0.5 * sin(d * f) * f);
             }
-            if (mirror != (size_t)-1 && si == sj) {
-                w->pair_src[np] = (int)mirror; /* R, W copied below */
+            if (mirror >= 0 && si == sj) {
+                w->pair_src[p] = mirror; /* R, W copied in radial_values */
             } else {
                 /* argument of the radial R_k = exp(-inta (d - rs)^2), neighbour's species */
                 const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
+                double *R = w->pair_r + (size_t)p * K;
                 for (int k = 0; k < K; k++) {
-                    double x = d - rsj[k];
-                    R[k] = -inj[k] * (x * x);
+                    double t = d - rsj[k];
+                    R[k] = -inj[k] * (t * t);
                 }
-                w->pair_src[np] = -1;
+                w->pair_src[p] = -1;
             }
-            np++;
         }
         cursor[i] = w->pair_start[i];
-        while (cursor[i] < (int)np && w->pair_j[cursor[i]] < i) cursor[i]++;
+        while (cursor[i] < end && w->pair_j[cursor[i]] < i) cursor[i]++;
     }
-    w->pair_start[natoms] = (int)np;
+}
+
+static int build_pairs(const eann_model *m, eann_work *w) {
+    const int N = w->natoms;
+    cell_grid grid;
+    const cell_grid *g = make_cells(m, w, &grid) ? &grid : NULL;
+    size_t np = 0;
+    for (int i = 0; i < N; i++) {
+        if (np + (size_t)N > (size_t)INT_MAX) return EANN_ENOMEM; /* int pair indices */
+        int rc = grow_neighbours(w, np + (size_t)N);
+        if (rc) return rc;
+        w->pair_start[i] = (int)np;
+        np += (size_t)row_neighbours(m, w, g, i, np);
+    }
+    w->pair_start[N] = (int)np;
     w->npairs = (int)np;
+    int rc = grow_pairs(m, w, np);
+    if (rc) return rc;
+    pair_terms(m, w);
     return EANN_OK;
 }
 
