@@ -663,7 +663,32 @@ int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
 
 static inline void mul_n(int n, const double *restrict x, const double *restrict y,
                          double *restrict z) {
-    for (int k = 0; k < n; k++) z[k] = x[k] * y[k];
+    int k = 0;
+    for (; k + 4 <= n; k += 4) { /* four at a time: gcc pairs them into SSE registers */
+        z[k] = x[k] * y[k];
+        z[k + 1] = x[k + 1] * y[k + 1];
+        z[k + 2] = x[k + 2] * y[k + 2];
+        z[k + 3] = x[k + 3] * y[k + 3];
+    }
+    for (; k < n; k++) z[k] = x[k] * y[k];
+}
+
+/* R[k] = -inta[k] (d - rs[k])^2, the argument of the radial function
+ * (FORMAT.md 4.2), four at a time as mul_n */
+static inline void radial_args(int n, double d, const double *restrict rs,
+                               const double *restrict inta, double *restrict R) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
+        R[k] = -inta[k] * (t0 * t0);
+        R[k + 1] = -inta[k + 1] * (t1 * t1);
+        R[k + 2] = -inta[k + 2] * (t2 * t2);
+        R[k + 3] = -inta[k + 3] * (t3 * t3);
+    }
+    for (; k < n; k++) {
+        double t = d - rs[k];
+        R[k] = -inta[k] * (t * t);
+    }
 }
 
 /* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
@@ -742,8 +767,16 @@ static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g,
     int *nj = w->pair_j + np, n = 0;
     double *nd = w->pair_d + np, d;
     if (!g) {
-        for (int j = 0; j < w->natoms; j++)
-            if (j != i && pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
+        /* j < i: the pair exists if row j (listed before) has i, with the
+         * same d; cursor[j] walks row j's neighbours > j in order */
+        for (int j = 0; j < i; j++) {
+            int *cj = &w->cursor[j];
+            if (*cj < w->pair_start[j + 1] && w->pair_j[*cj] == i)
+                nj[n] = j, nd[n++] = w->pair_d[(*cj)++];
+        }
+        w->cursor[i] = (int)np + n;
+        for (int j = i + 1; j < w->natoms; j++)
+            if (pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
         return n;
     }
     /* the 27 cells around row i's (fewer at the grid's faces); within a
@@ -803,12 +836,8 @@ static void pair_terms(const eann_model *m, eann_work *w) {
                 w->pair_src[p] = mirror; /* R, W copied in radial_values */
             } else {
                 /* argument of the radial R_k = exp(-inta (d - rs)^2), neighbour's species */
-                const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
-                double *R = w->pair_r + (size_t)p * K;
-                for (int k = 0; k < K; k++) {
-                    double t = d - rsj[k];
-                    R[k] = -inj[k] * (t * t);
-                }
+                radial_args(K, d, rs + (size_t)sj * K, inta + (size_t)sj * K,
+                            w->pair_r + (size_t)p * K);
                 w->pair_src[p] = -1;
             }
         }
@@ -903,9 +932,16 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
     return EANN_OK;
 }
 
-/* rl[k] += Sq[k]^2 (restrict: separate arrays, so the compiler vectorises) */
+/* rl[k] += Sq[k]^2, four at a time as mul_n (each rl[k] gets one add) */
 static inline void add_squares(int K, const double *restrict Sq, double *restrict rl) {
-    for (int k = 0; k < K; k++) rl[k] += Sq[k] * Sq[k];
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        rl[k] += Sq[k] * Sq[k];
+        rl[k + 1] += Sq[k + 1] * Sq[k + 1];
+        rl[k + 2] += Sq[k + 2] * Sq[k + 2];
+        rl[k + 3] += Sq[k + 3] * Sq[k + 3];
+    }
+    for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
 }
 
 /* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
