@@ -695,8 +695,8 @@ static inline void radial_args(int n, double d, const double *restrict rs,
  * centre row i and, within a row, in ascending order of the neighbour row j
  * (the order of every sum over pairs). find_neighbours lists them (pair_j,
  * pair_d, pair_start); pair_terms adds v = x_i - x_j, the cutoff fc (3.)
- * and its derivative, and the argument -inta (d - rs)^2 of every radial
- * function (FORMAT.md 4.2). */
+ * and its derivative, the angular components (3., FORMAT.md 4.3) and the
+ * argument -inta (d - rs)^2 of every radial function (FORMAT.md 4.2). */
 
 /* The distance test of a pair (the same bits for (i, j) and (j, i): v is
  * negated exactly). 1 and *d if dmin < d < rc. */
@@ -804,13 +804,40 @@ static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g,
     return n;
 }
 
-/* v, the cutoff and the radial arguments of every pair. The pair (i, j),
- * j < i, mirrors (j, i) built earlier: same d, fc, dfc (and R if both atoms
- * have the same species), v negated - all bitwise what a recomputation
- * would give. cursor[j] walks row j's pairs with neighbours > j in order
+/* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
+ * A_0 = fc, A_m = A_parent(m) v[axis(m)], so group L holds the 3^L products
+ * fc v_a1 ... v_aL (the chapter's multinomial factor L!/(lx! ly! lz!) is not
+ * written anywhere: each distinct monomial appears that many times among
+ * the 3^L ordered products, and rho sums their squares). A [M]; if Ad !=
+ * NULL also the tangent along (fcd, vd): Ad_0 = fcd, Ad_m = Ad_parent v[ax] +
+ * A_parent vd[ax] (used by the polarizability training, eann_train.c). */
+static inline void angular(int M, double fc, double fcd, const double *v, const double *vd,
+                           double *A, double *Ad) {
+    /* the groups L = 0, 1, ... one after the other: member m >= 1 is
+     * A_parent v[axis] with parent (m - 1) / 3, axis (m - 1) % 3
+     * (m->orb_parent, m->orb_axis) */
+    A[0] = fc;
+    if (Ad) Ad[0] = fcd;
+    for (int o = 1; o < M; o += 3) {
+        const int par = (o - 1) / 3;
+        const double a = A[par];
+        A[o] = a * v[0];
+        A[o + 1] = a * v[1];
+        A[o + 2] = a * v[2];
+        if (!Ad) continue;
+        for (int ax = 0; ax < 3; ax++) Ad[o + ax] = Ad[par] * v[ax] + a * vd[ax];
+    }
+}
+
+/* v, the cutoff, the angular components and the radial arguments of every
+ * pair. The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
+ * dfc (and R if both atoms have the same species), v negated, A with the
+ * signs (-1)^L - all bitwise what a recomputation would give. cursor[j] walks row j's pairs with neighbours > j in order
  * (each is mirrored exactly once, by row i in ascending order). */
 static void pair_terms(const eann_model *m, eann_work *w) {
-    const int K = m->spec.nwave;
+    const int K = m->spec.nwave, M = m->norbital;
+    double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
+    for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
     const double f = EANN_PI / m->spec.cutoff;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
     const double *x = w->x;
@@ -823,14 +850,20 @@ static void pair_terms(const eann_model *m, eann_work *w) {
             const double d = w->pair_d[p];
             double *v = w->pair_v + 3 * (size_t)p;
             for (int a = 0; a < 3; a++) v[a] = x[3 * i + a] - x[3 * j + a];
+            double *A = w->pair_a + (size_t)p * M;
             if (mirror >= 0) {
+                /* A_m(-v) = (-1)^L A_m(v): each product fc v_a1 .. v_aL changes
+                 * sign L times, and IEEE products are exactly sign-symmetric */
+                mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
                 w->pair_fc[p] = w->pair_fc[mirror];
                 w->pair_dfc[p] = w->pair_dfc[mirror];
             } else {
-                /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative */
+                /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
+                 * the angular components A_m (cached for the backward pass) */
                 double c = 0.5 * cos(d * f) + 0.5;
                 w->pair_fc[p] = c * c;
                 w->pair_dfc[p] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                angular(M, w->pair_fc[p], 0.0, v, NULL, A, NULL);
             }
             if (mirror >= 0 && si == sj) {
                 w->pair_src[p] = mirror; /* R, W copied in radial_values */
@@ -944,39 +977,14 @@ static inline void add_squares(int K, const double *restrict Sq, double *restric
     for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
 }
 
-/* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
- * A_0 = fc, A_m = A_parent(m) v[axis(m)], so group L holds the 3^L products
- * fc v_a1 ... v_aL (the chapter's multinomial factor L!/(lx! ly! lz!) is not
- * written anywhere: each distinct monomial appears that many times among
- * the 3^L ordered products, and rho sums their squares). A [M]; if Ad !=
- * NULL also the tangent along (fcd, vd): Ad_0 = fcd, Ad_m = Ad_parent v[ax] +
- * A_parent vd[ax] (used by the polarizability training, eann_train.c). */
 void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
                   double *A, double *Ad) {
-    A[0] = fc;
-    if (Ad) Ad[0] = fcd;
-    int start = 0, n = 1, o = 1; /* group L-1 starts at start and has n members */
-    for (int L = 1; L < m->spec.nipsin; L++) {
-        for (int c = 0; c < n; c++, o += 3) { /* component o + axis of group L */
-            const double a = A[start + c];
-            A[o] = a * v[0];
-            A[o + 1] = a * v[1];
-            A[o + 2] = a * v[2];
-            if (!Ad) continue;
-            const double ad = Ad[start + c];
-            for (int ax = 0; ax < 3; ax++) Ad[o + ax] = ad * v[ax] + a * vd[ax];
-        }
-        start += n;
-        n *= 3;
-    }
+    angular(m->norbital, fc, fcd, v, vd, A, Ad);
 }
 
 void eann_descriptor_forward(const eann_model *m, eann_work *w) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    /* 3. angular components of every pair, cached for the backward pass */
-    for (int p = 0; p < w->npairs; p++)
-        eann_angular(m, w->pair_fc[p], 0.0, w->pair_v + 3 * (size_t)p, NULL,
-                     w->pair_a + (size_t)p * M, NULL);
+    /* (3. the angular components of every pair come from eann_setup) */
     for (int i = 0; i < w->natoms; i++) {
         double *S = w->S + (size_t)i * M * K;
         /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */

@@ -272,7 +272,8 @@ enum { EANN_SIMD_AUTO = 0, EANN_SIMD_PORTABLE = 1, EANN_SIMD_AVX2 = 2 };
 int eann_work_set_simd(eann_work *w, int mode);
 
 /* Load one molecule: species[i] in 0..S-1, pos [natoms][3] angstrom.
- * Centre of mass shift, species sort, pair list, cutoff and radial values.
+ * Centre of mass shift, species sort, pair list, cutoff, angular
+ * components and radial values.
  * EANN_EINVAL for a bad species index, non-finite position, or more atoms
  * than the workspace holds. */
 int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,

@@ -483,30 +483,36 @@ EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g
         var /= c;
         const double rs = 1.0 / sqrt(var + eps);
         rstd[r] = rs;
-        /* LayerNorm output, then the sigmoid's exp argument -(beta y) into sig */
+        /* LayerNorm output, and the sigmoid's exp argument -(beta y) into sig */
+        v4i ok = {-1, -1, -1, -1};
         for (int i = 0; i < c4; i += 4) {
             v4d h = v_load(hr + i) * rs;
             v4d yy = h * v_load(g + i) + v_load(bb + i);
+            v4d e = -(v_load(beta + i) * yy);
+            ok &= (e >= -708.0) & (e <= 708.0);
             v_store(hr + i, h);
             v_store(yr + i, yy);
-            v_store(sr + i, -(v_load(beta + i) * yy));
+            v_store(sr + i, e);
         }
         for (int i = c4; i < c; i++) {
             hr[i] *= rs;
             yr[i] = hr[i] * g[i] + bb[i];
             sr[i] = -(beta[i] * yr[i]);
         }
-        exp_n_avx2_body(c, sr, sr);
-        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward) */
-        for (int i = 0; i < c4; i += 4) {
-            v4d t = v_load(beta + i) * v_load(yr + i);
-            v4d sg = 1.0 / (1.0 + v_load(sr + i));
-            v_store(sr + i, sg);
-            v_store(ar + i, v_load(alpha + i) * t * sg);
-        }
-        for (int i = c4; i < c; i++) {
+        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward), the exp
+         * as eann_exp_n: exp_core if all arguments of the row are in range
+         * (checked above), else exp_one (the same value for each in range) */
+        int i = 0;
+        if (ok[0] & ok[1] & ok[2] & ok[3])
+            for (; i < c4; i += 4) {
+                v4d t = v_load(beta + i) * v_load(yr + i);
+                v4d sg = 1.0 / (1.0 + v_exp_core(v_load(sr + i)));
+                v_store(sr + i, sg);
+                v_store(ar + i, v_load(alpha + i) * t * sg);
+            }
+        for (; i < c; i++) {
             double t = beta[i] * yr[i];
-            double sg = 1.0 / (1.0 + sr[i]);
+            double sg = 1.0 / (1.0 + exp_one(sr[i]));
             sr[i] = sg;
             ar[i] = alpha[i] * t * sg;
         }
@@ -552,51 +558,53 @@ EANN_AVX2 static void act_ln_backward_avx2(int n, int c, const double *y, const 
     }
 }
 
-/* sum_atw (same bits): S[q][k] = sum_p A[p][q] W[p][k], pairs of q, k in
- * vectors of 4 (two q x two vectors = 4 sums in flight), tails as sum_atw. */
+/* sum_atw (same bits): S[q][k] = sum_p A[p][q] W[p][k], each sum starting
+ * from 0 in the order of p. A tile holds rows q..q+Q-1 (Q <= 4) and columns
+ * k..k+4V-1 (V <= 3 vectors) in up to 12 vector sums while all pairs p are
+ * added: for the published models (M = 13, K = 12) a tile is 4 x 12, so
+ * each pair's W row is loaded once per 4 rows. Q and V are constants at
+ * every call, so the unused sums vanish. */
+EANN_AVX2_INLINE void atw_tile(int Q, int V, int np, int M, int K, const double *A,
+                               const double *W, int q, int k, double *S) {
+    v4d a0 = v_splat(0.0), a1 = a0, a2 = a0, b0 = a0, b1 = a0, b2 = a0;
+    v4d c0 = a0, c1 = a0, c2 = a0, d0 = a0, d1 = a0, d2 = a0;
+    for (int p = 0; p < np; p++) {
+        const double *w = W + (size_t)p * K + k, *x = A + (size_t)p * M + q;
+        v4d w0 = v_load(w), w1 = V > 1 ? v_load(w + 4) : w0, w2 = V > 2 ? v_load(w + 8) : w0, t;
+        t = v_splat(x[0]); a0 += t * w0; if (V > 1) a1 += t * w1; if (V > 2) a2 += t * w2;
+        if (Q > 1) { t = v_splat(x[1]); b0 += t * w0; if (V > 1) b1 += t * w1; if (V > 2) b2 += t * w2; }
+        if (Q > 2) { t = v_splat(x[2]); c0 += t * w0; if (V > 1) c1 += t * w1; if (V > 2) c2 += t * w2; }
+        if (Q > 3) { t = v_splat(x[3]); d0 += t * w0; if (V > 1) d1 += t * w1; if (V > 2) d2 += t * w2; }
+    }
+    double *s = S + (size_t)q * K + k;
+    v_store(s, a0); if (V > 1) v_store(s + 4, a1); if (V > 2) v_store(s + 8, a2);
+    if (Q > 1) { s += K; v_store(s, b0); if (V > 1) v_store(s + 4, b1); if (V > 2) v_store(s + 8, b2); }
+    if (Q > 2) { s += K; v_store(s, c0); if (V > 1) v_store(s + 4, c1); if (V > 2) v_store(s + 8, c2); }
+    if (Q > 3) { s += K; v_store(s, d0); if (V > 1) v_store(s + 4, d1); if (V > 2) v_store(s + 8, d2); }
+}
+
+/* rows q..q+Q-1, all columns: tiles of 3 vectors, then 2 or 1, then the
+ * last K % 4 columns one by one */
+EANN_AVX2_INLINE void atw_rows(int Q, int np, int M, int K, const double *A, const double *W,
+                               int q, double *S) {
+    const int K4 = K - K % 4;
+    int k = 0;
+    for (; k + 12 <= K4; k += 12) atw_tile(Q, 3, np, M, K, A, W, q, k, S);
+    if (K4 - k == 8) atw_tile(Q, 2, np, M, K, A, W, q, k, S);
+    if (K4 - k == 4) atw_tile(Q, 1, np, M, K, A, W, q, k, S);
+    for (int r = q; r < q + Q; r++)
+        for (k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, r, k, S);
+}
+
 EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const double *W,
                                    double *S) {
-    const int K4 = K - K % 4;
     int q = 0;
-    for (; q + 2 <= M; q += 2) {
-        int k = 0;
-        for (; k + 8 <= K4; k += 8) {
-            v4d a0 = v_splat(0.0), a1 = a0, b0 = a0, b1 = a0;
-            for (int p = 0; p < np; p++) {
-                const double *w = W + (size_t)p * K + k;
-                v4d x = v_splat(A[(size_t)p * M + q]), y = v_splat(A[(size_t)p * M + q + 1]);
-                v4d w0 = v_load(w), w1 = v_load(w + 4);
-                a0 += x * w0;
-                a1 += x * w1;
-                b0 += y * w0;
-                b1 += y * w1;
-            }
-            v_store(S + (size_t)q * K + k, a0);
-            v_store(S + (size_t)q * K + k + 4, a1);
-            v_store(S + (size_t)(q + 1) * K + k, b0);
-            v_store(S + (size_t)(q + 1) * K + k + 4, b1);
-        }
-        for (; k < K4; k += 4) {
-            v4d a0 = v_splat(0.0), b0 = a0;
-            for (int p = 0; p < np; p++) {
-                v4d w0 = v_load(W + (size_t)p * K + k);
-                a0 += v_splat(A[(size_t)p * M + q]) * w0;
-                b0 += v_splat(A[(size_t)p * M + q + 1]) * w0;
-            }
-            v_store(S + (size_t)q * K + k, a0);
-            v_store(S + (size_t)(q + 1) * K + k, b0);
-        }
-        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
-    }
-    for (; q < M; q++) {
-        int k = 0;
-        for (; k < K4; k += 4) {
-            v4d a0 = v_splat(0.0);
-            for (int p = 0; p < np; p++)
-                a0 += v_splat(A[(size_t)p * M + q]) * v_load(W + (size_t)p * K + k);
-            v_store(S + (size_t)q * K + k, a0);
-        }
-        for (; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+    for (; q + 4 <= M; q += 4) atw_rows(4, np, M, K, A, W, q, S);
+    switch (M - q) { /* the last 0..3 rows */
+    case 3: atw_rows(3, np, M, K, A, W, q, S); break;
+    case 2: atw_rows(2, np, M, K, A, W, q, S); break;
+    case 1: atw_rows(1, np, M, K, A, W, q, S); break;
+    default: break;
     }
 }
 #endif /* EANN_HAVE_AVX2 */
