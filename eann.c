@@ -41,9 +41,14 @@
  * Pure C11 + libm. Summation orders are fixed in the source (some sums use
  * four explicit partial sums so that they vectorise without the compiler
  * reordering anything); build with -ffp-contract=off and never -ffast-math.
+ * The hot loops (exp, matrix products, the descriptor sum, LayerNorm +
+ * activation) are in eann_kernels.c, in a portable and an AVX2 copy with
+ * the same bits; the plain LayerNorm and activation they match are here.
  */
 #include "eann.h"
+#include "eann_kernels.h" /* the hot loops (eann_kernels.c) */
 
+#include <limits.h>
 #include <math.h>
 #include <stdarg.h>
 #include <stdint.h>
@@ -52,29 +57,6 @@
 #include <string.h>
 
 #define EANN_PI 3.14159265358979323846
-
-/* gcc and clang on x86-64 also compile AVX2 copies of the hot loops (see
- * "AVX2 copies of the hot loops" below); v4d is a GNU C vector of 4 doubles.
- * -DTENSORIAL_NO_SIMD (make PORTABLE=1) compiles that section out: the
- * portable copy alone, same bits. */
-#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
-#define EANN_HAVE_AVX2 1
-#define EANN_AVX2 __attribute__((target("avx2")))
-#define EANN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
-typedef double v4d __attribute__((vector_size(32)));
-typedef uint64_t v4u __attribute__((vector_size(32)));
-typedef int64_t v4i __attribute__((vector_size(32)));
-#else
-#define EANN_HAVE_AVX2 0
-#endif
-
-/* The loops that have both copies, each called with simd = EANN_SIMD_PORTABLE
- * or EANN_SIMD_AVX2 (a workspace's `simd`); defined after the AVX2 copies. */
-static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
-                   double *dw);
-static void exp_sel(int simd, int n, const double *x, double *y);
-static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const double *W,
-                        double *S);
 
 const char *eann_strerror(int code) {
     switch (code) {
@@ -113,19 +95,6 @@ static void msgf(char *msg, size_t len, const char *fmt, ...) {
     va_end(ap);
 }
 
-/* y[0..n) += s * x[0..n); unrolled by four so that gcc -O2 vectorises it.
- * Each y[i] gets exactly one add, so the order of every sum is unchanged. */
-static inline void axpy(int n, double s, const double *restrict x, double *restrict y) {
-    int i = 0;
-    for (; i + 4 <= n; i += 4) {
-        y[i] += s * x[i];
-        y[i + 1] += s * x[i + 1];
-        y[i + 2] += s * x[i + 2];
-        y[i + 3] += s * x[i + 3];
-    }
-    for (; i < n; i++) y[i] += s * x[i];
-}
-
 /* Fixed-order sum with four partial sums: ((s0+s1)+(s2+s3)) + tail. */
 static inline double sum4(int n, const double *x) {
     double s0 = 0, s1 = 0, s2 = 0, s3 = 0;
@@ -155,179 +124,14 @@ static inline double dot4(int n, const double *x, const double *y) {
     return s;
 }
 
-/* Single entries of the descriptor sum S[q][k] = sum_p A[p][q] W[p][k]
- * (sum_atw, below, and its AVX2 copy): the column tails, in the order of p. */
-static inline void sum_atw_2x1(int np, int M, int K, const double *A, const double *W, int q, int k,
-                               double *S) {
-    double a0 = 0, b0 = 0;
-    for (int p = 0; p < np; p++) {
-        double w = W[(size_t)p * K + k];
-        a0 += A[(size_t)p * M + q] * w;
-        b0 += A[(size_t)p * M + q + 1] * w;
-    }
-    S[(size_t)q * K + k] = a0;
-    S[(size_t)(q + 1) * K + k] = b0;
-}
-static inline void sum_atw_1x1(int np, int M, int K, const double *A, const double *W, int q, int k,
-                               double *S) {
-    double a0 = 0;
-    for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
-    S[(size_t)q * K + k] = a0;
-}
-
-/* ------------------------------------------------------------------------ */
-/* exp of an array                                                           */
-/* ------------------------------------------------------------------------ */
-
-/* 2^(j/32), j = 0..31, correctly rounded (computed with 60-digit decimals). */
-static const double exp_t32[32] = {
-    0x1.0000000000000p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
-    0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
-    0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
-    0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
-    0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
-    0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
-    0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
-    0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0};
-
-/* exp(x) for |x| <= 708: x = (32 k + j) ln2/32 + r with |r| <= ln2/64
- * (kk = 32 k + j rounded to nearest by the 1.5*2^52 shift, ln2/32 split in
- * a 33-bit head, exact for |kk| < 2^20, and a tail), exp(r) - 1 by its
- * Taylor polynomial to r^6 (truncation < 4e-18), exp(x) = 2^k 2^(j/32)
- * (1 + q) with 2^k built from the exponent bits. Within 1 ulp of a correctly
- * rounded exp (tests compare with libm). Plain operations only, so the same
- * bits with every compiler and C library. */
-static inline double exp_core(double x) {
-    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
-    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39; /* ln2/32 = h + l */
-    double kd = x * s32 + shift;
-    uint64_t b;
-    memcpy(&b, &kd, sizeof b); /* low bits: kk in two's complement */
-    kd -= shift;
-    double r = (x - kd * h) - kd * l;
-    double q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
-    double t = exp_t32[b & 31];
-    uint64_t e = ((b >> 5) + 1023) << 52; /* 2^floor(kk/32) */
-    double sc;
-    memcpy(&sc, &e, sizeof sc);
-    return (t + t * q) * sc;
-}
-
-static inline double exp_one(double x) {
-    return (x >= -708.0 && x <= 708.0) ? exp_core(x) : exp(x);
-}
-
-void eann_exp_n(int n, const double *x, double *y) {
-    /* Each y[i] depends on x[i] only: exp_core for |x| <= 708, libm exp
-     * beyond (overflow, subnormal results, NaN). x may equal y. */
-    int bad = 0; /* any x outside [-708, 708] or NaN; four independent flags */
-    {
-        int b0 = 0, b1 = 0, b2 = 0, b3 = 0, i = 0;
-        for (; i + 4 <= n; i += 4) {
-            b0 |= !(fabs(x[i]) <= 708.0);
-            b1 |= !(fabs(x[i + 1]) <= 708.0);
-            b2 |= !(fabs(x[i + 2]) <= 708.0);
-            b3 |= !(fabs(x[i + 3]) <= 708.0);
-        }
-        for (; i < n; i++) b0 |= !(fabs(x[i]) <= 708.0);
-        bad = b0 | b1 | b2 | b3;
-    }
-    if (bad) {
-        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
-        return;
-    }
-    int i = 0;
-    /* four at a time: gcc pairs the independent evaluations into SSE registers */
-    for (; i + 4 <= n; i += 4) {
-        double a = exp_core(x[i]), b = exp_core(x[i + 1]);
-        double c = exp_core(x[i + 2]), d = exp_core(x[i + 3]);
-        y[i] = a;
-        y[i + 1] = b;
-        y[i + 2] = c;
-        y[i + 3] = d;
-    }
-    for (; i < n; i++) y[i] = exp_core(x[i]);
-}
-
 /* ------------------------------------------------------------------------ */
 /* building blocks: linear, LayerNorm, activation (FORMAT.md 4.6)            */
 /* ------------------------------------------------------------------------ */
 
-/* The matrix kernel of the linear layers:
- *     z[a][j] = b[j] + sum_{c = 0..nk-1} x[a][c] B[c][j]   (b == NULL: 0 + ...)
- * for a < n, j < nj; x [n][nk], B [nk][nj], z [n][nj]; every sum in the
- * order of c. Blocks of 2 rows x 8 (then 4) columns are kept in scalars
- * that gcc's SLP vectoriser pairs into SSE registers, so the sums stay in
- * registers instead of memory; the last columns go one at a time. */
-static void block8(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
-                   const double *restrict B, const double *restrict b, double *restrict z0,
-                   double *restrict z1) {
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
-    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; a4 = b[4]; a5 = b[5]; a6 = b[6]; a7 = b[7]; }
-    if (two) {
-        double c0 = a0, c1 = a1, c2 = a2, c3 = a3, c4 = a4, c5 = a5, c6 = a6, c7 = a7;
-        for (int c = 0; c < nk; c++) {
-            const double *w = B + (size_t)c * nj;
-            double p = x0[c], q = x1[c];
-            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
-            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
-            c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
-            c4 += q * w[4]; c5 += q * w[5]; c6 += q * w[6]; c7 += q * w[7];
-        }
-        z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3;
-        z1[4] = c4; z1[5] = c5; z1[6] = c6; z1[7] = c7;
-    } else {
-        for (int c = 0; c < nk; c++) {
-            const double *w = B + (size_t)c * nj;
-            double p = x0[c];
-            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
-            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
-        }
-    }
-    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
-    z0[4] = a4; z0[5] = a5; z0[6] = a6; z0[7] = a7;
-}
-
-static void block4(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
-                   const double *restrict B, const double *restrict b, double *restrict z0,
-                   double *restrict z1) {
-    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; }
-    double c0 = a0, c1 = a1, c2 = a2, c3 = a3;
-    for (int c = 0; c < nk; c++) {
-        const double *w = B + (size_t)c * nj;
-        double p = x0[c], q = two ? x1[c] : 0.0;
-        a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
-        c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
-    }
-    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
-    if (two) { z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3; }
-}
-
-static void gemm_rows(int n, int nk, int nj, const double *x, const double *B, const double *b,
-                      double *z) {
-    int j8 = nj - nj % 8, j4 = nj - nj % 4;
-    for (int a = 0; a < n; a += 2) {
-        int two = a + 1 < n;
-        const double *xa = x + (size_t)a * nk;
-        double *za = z + (size_t)a * nj;
-        for (int j = 0; j < j8; j += 8)
-            block8(two, nk, nj, xa, xa + nk, B + j, b ? b + j : NULL, za + j, za + nj + j);
-        if (j8 < j4)
-            block4(two, nk, nj, xa, xa + nk, B + j8, b ? b + j8 : NULL, za + j8, za + nj + j8);
-        for (int r = 0; r <= two; r++)
-            for (int j = j4; j < nj; j++) {
-                double s = b ? b[j] : 0.0;
-                for (int c = 0; c < nk; c++) s += xa[(size_t)r * nk + c] * B[(size_t)c * nj + j];
-                za[(size_t)r * nj + j] = s;
-            }
-    }
-}
-
 void eann_linear_forward(int n, int nin, int nout, const double *x, const double *wt,
                          const double *b, double *z) {
     /* z[a][o] = b[o] + sum_{c = 0..nin-1} x[a][c] W[o][c], in this order of c */
-    gemm_rows(n, nin, nout, x, wt, b, z);
+    eann_matmul(EANN_SIMD_PORTABLE, n, nin, nout, x, wt, b, z);
 }
 
 /* eann_linear_backward with the chosen copy of the matrix loops */
@@ -337,7 +141,7 @@ void eann_linear_backward_simd(int simd, int n, int nin, int nout, const double 
     /* dx[a][c] = 0 + sum_{o = 0..nout-1} dz[a][o] W[o][c] */
     if (dx) eann_matmul(simd, n, nout, nin, dz, w, NULL, dx);
     /* dw[o][c] += dz[a][o] x[a][c], a = 0, 1, ... */
-    if (dw) dw_sel(simd, n, nin, nout, x, dz, dw);
+    if (dw) eann_weight_grad(simd, n, nin, nout, x, dz, dw);
     if (db) {
         for (int a = 0; a < n; a++)
             for (int o = 0; o < nout; o++) db[o] += dz[(size_t)a * nout + o];
@@ -740,7 +544,8 @@ void eann_work_free(eann_work *w) {
                    w->pair_dfc,    w->pair_src,    w->pair_r,      w->pair_w,  w->pair_a,
                    w->S,           w->rho,         w->g1,          w->g2,      w->dout,
                    w->drho,        w->dS,          w->dst,         w->bu,      w->bga,
-                   w->dpos,        w->dpos2};
+                   w->dpos,        w->dpos2,       w->cell_start,  w->cell_rows,
+                   w->cell_of_row};
     for (size_t q = 0; q < sizeof arr / sizeof arr[0]; q++) free(arr[q]);
     for (int t = 0; t < EANN_MAX_NETS; t++) {
         for (int h = 0; h < EANN_MAX_HIDDEN; h++) {
@@ -763,50 +568,42 @@ static void *alloc_arr(size_t n, size_t sz, int *fail) {
     return p;
 }
 
-static int grow_pairs(const eann_model *m, eann_work *w, size_t need) {
-    if (need <= w->cap_pairs) return EANN_OK;
-    size_t cap = w->cap_pairs ? w->cap_pairs : 64;
+/* The pair arrays for `need` pairs. pair_j and pair_d are filled first
+ * (find_neighbours) and grow with realloc, keeping what they hold (large
+ * blocks are remapped, not copied); the other per-pair arrays are filled
+ * only once the number of pairs is known, so they are allocated at most
+ * once per growth and never copied. */
+static int grow_neighbours(eann_work *w, size_t need) {
+    if (need <= w->cap_nbr) return EANN_OK;
+    size_t cap = w->cap_nbr ? w->cap_nbr : 64;
     while (cap < need) cap *= 2;
-    const size_t K = (size_t)m->spec.nwave, M = (size_t)m->norbital;
-    int fail = 0;
-    int *pj = alloc_arr(cap, sizeof(int), &fail);
-    int *psrc = alloc_arr(cap, sizeof(int), &fail);
-    double *pv = alloc_arr(cap * 3, sizeof(double), &fail);
-    double *pd = alloc_arr(cap, sizeof(double), &fail);
-    double *pfc = alloc_arr(cap, sizeof(double), &fail);
-    double *pdfc = alloc_arr(cap, sizeof(double), &fail);
-    double *pr = alloc_arr(cap * K, sizeof(double), &fail);
-    double *pw = alloc_arr(cap * K, sizeof(double), &fail);
-    double *pa = alloc_arr(cap * M, sizeof(double), &fail);
-    if (fail) {
-        free(pj); free(psrc); free(pv); free(pd); free(pfc); free(pdfc); free(pr); free(pw);
-        free(pa);
-        return EANN_ENOMEM;
-    }
-    /* keep the pairs built so far (eann_setup grows the arrays mid-way) */
-    size_t o = w->cap_pairs;
-    if (o) {
-        memcpy(pj, w->pair_j, o * sizeof(int));
-        memcpy(psrc, w->pair_src, o * sizeof(int));
-        memcpy(pv, w->pair_v, o * 3 * sizeof(double));
-        memcpy(pd, w->pair_d, o * sizeof(double));
-        memcpy(pfc, w->pair_fc, o * sizeof(double));
-        memcpy(pdfc, w->pair_dfc, o * sizeof(double));
-        memcpy(pr, w->pair_r, o * K * sizeof(double));
-        memcpy(pw, w->pair_w, o * K * sizeof(double));
-        memcpy(pa, w->pair_a, o * M * sizeof(double));
-    }
-    free(w->pair_j); free(w->pair_src); free(w->pair_v); free(w->pair_d); free(w->pair_fc);
-    free(w->pair_dfc); free(w->pair_r); free(w->pair_w); free(w->pair_a);
-    w->pair_a = pa;
-    w->pair_src = psrc;
-    w->pair_j = pj; w->pair_v = pv; w->pair_d = pd; w->pair_fc = pfc;
-    w->pair_dfc = pdfc; w->pair_r = pr; w->pair_w = pw;
-    w->cap_pairs = cap;
+    if (cap > ((size_t)-1) / 2 / sizeof(double)) return EANN_ENOMEM;
+    int *pj = realloc(w->pair_j, cap * sizeof(int));
+    if (!pj) return EANN_ENOMEM;
+    w->pair_j = pj;
+    double *pd = realloc(w->pair_d, cap * sizeof(double));
+    if (!pd) return EANN_ENOMEM;
+    w->pair_d = pd;
+    w->cap_nbr = cap;
     return EANN_OK;
 }
 
-static int best_simd(void);
+static int grow_pairs(const eann_model *m, eann_work *w, size_t need) {
+    if (need <= w->cap_pairs) return EANN_OK;
+    const size_t K = (size_t)m->spec.nwave, M = (size_t)m->norbital;
+    free(w->pair_src); free(w->pair_v); free(w->pair_fc); free(w->pair_dfc);
+    free(w->pair_r); free(w->pair_w); free(w->pair_a);
+    int fail = 0;
+    w->pair_src = alloc_arr(need, sizeof(int), &fail);
+    w->pair_v = alloc_arr(need * 3, sizeof(double), &fail);
+    w->pair_fc = alloc_arr(need, sizeof(double), &fail);
+    w->pair_dfc = alloc_arr(need, sizeof(double), &fail);
+    w->pair_r = alloc_arr(need * K, sizeof(double), &fail);
+    w->pair_w = alloc_arr(need * K, sizeof(double), &fail);
+    w->pair_a = alloc_arr(need * M, sizeof(double), &fail);
+    w->cap_pairs = fail ? 0 : need;
+    return fail ? EANN_ENOMEM : EANN_OK;
+}
 
 int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
     if (!m || !out || natoms_max < 1) return EANN_EINVAL;
@@ -850,548 +647,255 @@ int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
     w->g1 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->g2 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->dout = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
-    if (!fail && grow_pairs(m, w, N * (N - 1) < 4096 ? N * (N - 1) : 4096)) fail = 1;
+    w->cell_start = alloc_arr(N + 1, sizeof(int), &fail);
+    w->cell_rows = alloc_arr(N, sizeof(int), &fail);
+    w->cell_of_row = alloc_arr(N, sizeof(int), &fail);
+    const size_t np0 = N * (N - 1) < 4096 ? N * (N - 1) : 4096;
+    if (!fail && (grow_neighbours(w, np0) || grow_pairs(m, w, np0))) fail = 1;
     if (fail) {
         eann_work_free(w);
         return EANN_ENOMEM;
     }
-    w->simd = best_simd();
+    w->simd = eann_simd_best();
     *out = w;
     return EANN_OK;
 }
 
-/* ------------------------------------------------------------------------ */
-/* AVX2 copies of the hot loops                                              */
-/* ------------------------------------------------------------------------ */
-
-/* With gcc or clang on x86-64 the loops that dominate prediction and
- * training (matrix products and weight gradients, LayerNorm + activation
- * and their backward, exp, the descriptor sums) have a second
- * copy compiled with __attribute__((target("avx2"))), used when the CPU has
- * AVX2 (w->simd, eann_work_set_simd; the choice is made per call, so one
- * binary runs everywhere). The copies use GNU C vector types of 4 doubles
- * (v4d). Same-bits rule: a vector only ever runs across INDEPENDENT results
- * (columns of a matrix product, elements of a row, or the four partial sums
- * s0..s3 of sum4/dot4), and each lane performs exactly the IEEE operations
- * of the scalar code for its element, in the same order; "avx2" does not
- * enable FMA and we build with -ffp-contract=off, so no a*b+c is fused.
- * Hence the portable and AVX2 copies give identical bits (tests/test_eann.c
- * compares them on the published models and on random models with sizes
- * that leave tails, including training gradients). Vector width: 4 doubles
- * on AVX2 versus 2 (SSE2) in the portable copy; the matrix tiles keep up to
- * 8 independent vector sums in flight. Measured on NMA (bench/bench_eann.sh):
- * the AVX2 copy is 1.6-1.8x faster than the portable one. */
-#if EANN_HAVE_AVX2
-
-EANN_AVX2_INLINE v4d v_load(const double *p) {
-    v4d v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-EANN_AVX2_INLINE void v_store(double *p, v4d v) { memcpy(p, &v, sizeof v); }
-EANN_AVX2_INLINE v4d v_splat(double s) { return (v4d){s, s, s, s}; }
-/* ((s0 + s1) + (s2 + s3)): the combination of the four partial sums of sum4/dot4 */
-EANN_AVX2_INLINE double v_sum4(v4d s) { return (s[0] + s[1]) + (s[2] + s[3]); }
-
-/* exp_core on four lanes (the same operations; |x| <= 708 only) */
-EANN_AVX2_INLINE v4d v_exp_core(v4d x) {
-    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
-    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39;
-    v4d kd = x * s32 + shift;
-    v4u b = (v4u)kd;
-    kd -= shift;
-    v4d r = (x - kd * h) - kd * l;
-    v4d q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
-    v4d t = {exp_t32[b[0] & 31], exp_t32[b[1] & 31], exp_t32[b[2] & 31], exp_t32[b[3] & 31]};
-    v4u e = ((b >> 5) + 1023) << 52;
-    return (t + t * q) * (v4d)e;
-}
-
-/* eann_exp_n (same bits): if every x is within [-708, 708] (checked first,
- * four lanes at a time; NaN fails), exp_core four at a time, else exp_one
- * element by element as eann_exp_n does. */
-EANN_AVX2_INLINE void exp_n_avx2_body(int n, const double *x, double *y) {
-    const int n4 = n - n % 4;
-    v4i ok = {-1, -1, -1, -1};
-    for (int i = 0; i < n4; i += 4) {
-        v4d v = v_load(x + i);
-        ok &= (v >= -708.0) & (v <= 708.0);
-    }
-    int good = (ok[0] & ok[1] & ok[2] & ok[3]) != 0;
-    for (int i = n4; i < n; i++) good &= fabs(x[i]) <= 708.0;
-    if (!good) {
-        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
-        return;
-    }
-    for (int i = 0; i < n4; i += 4) v_store(y + i, v_exp_core(v_load(x + i)));
-    for (int i = n4; i < n; i++) y[i] = exp_core(x[i]);
-}
-
-EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2_body(n, x, y); }
-
-/* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
- * b[j] (or 0) and adds x[a][c] B[c][j] for c = 0, 1, ... in turn). The
- * tiles keep up to eight vector sums in registers: 4 (or the last 3 or 2)
- * rows x 8 columns, or 1 row x 32 columns for a single row (a species with
- * one atom is a matrix-vector product). Narrower column tails: one vector per row, then
- * single columns. Written out by hand: compilers keep named variables, not
- * small arrays, in registers. */
-EANN_AVX2_INLINE v4d v_init(const double *b, int j) { return b ? v_load(b + j) : v_splat(0.0); }
-
-/* columns j..j+7 of rows 0..R-1 (R <= 4; R is a constant at every call,
- * so the unused sums vanish) */
-EANN_AVX2_INLINE void tile_rx8(int R, int nk, int nj, const double *x, const double *B,
-                               const double *b, int j, double *z) {
-    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
-    v4d a0 = v_init(b, j), a1 = v_init(b, j + 4);
-    v4d b0 = a0, b1 = a1, c0 = a0, c1 = a1, d0 = a0, d1 = a1;
-    for (int c = 0; c < nk; c++) {
-        const double *w = B + (size_t)c * nj + j;
-        v4d w0 = v_load(w), w1 = v_load(w + 4), p;
-        p = v_splat(x0[c]); a0 += p * w0; a1 += p * w1;
-        if (R > 1) { p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1; }
-        if (R > 2) { p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1; }
-        if (R > 3) { p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1; }
-    }
-    v_store(z + j, a0); v_store(z + j + 4, a1);
-    if (R > 1) { z += nj; v_store(z + j, b0); v_store(z + j + 4, b1); }
-    if (R > 2) { z += nj; v_store(z + j, c0); v_store(z + j + 4, c1); }
-    if (R > 3) { z += nj; v_store(z + j, d0); v_store(z + j + 4, d1); }
-}
-
-EANN_AVX2_INLINE void tile_1x32(int nk, int nj, const double *x, const double *B,
-                                const double *b, int j, double *z) {
-    v4d a0 = v_init(b, j), a1 = v_init(b, j + 4), a2 = v_init(b, j + 8), a3 = v_init(b, j + 12);
-    v4d a4 = v_init(b, j + 16), a5 = v_init(b, j + 20), a6 = v_init(b, j + 24);
-    v4d a7 = v_init(b, j + 28);
-    for (int c = 0; c < nk; c++) {
-        const double *w = B + (size_t)c * nj + j;
-        v4d p = v_splat(x[c]);
-        a0 += p * v_load(w); a1 += p * v_load(w + 4); a2 += p * v_load(w + 8);
-        a3 += p * v_load(w + 12); a4 += p * v_load(w + 16); a5 += p * v_load(w + 20);
-        a6 += p * v_load(w + 24); a7 += p * v_load(w + 28);
-    }
-    v_store(z + j, a0); v_store(z + j + 4, a1); v_store(z + j + 8, a2);
-    v_store(z + j + 12, a3); v_store(z + j + 16, a4); v_store(z + j + 20, a5);
-    v_store(z + j + 24, a6); v_store(z + j + 28, a7);
-}
-
-/* columns j..j+3 of rows 0..R-1, one vector sum per row (R <= 4) */
-EANN_AVX2_INLINE void tile_rx4(int R, int nk, int nj, const double *x, const double *B,
-                               const double *b, int j, double *z) {
-    v4d a0 = v_init(b, j), a1 = a0, a2 = a0, a3 = a0;
-    for (int c = 0; c < nk; c++) {
-        v4d w = v_load(B + (size_t)c * nj + j);
-        a0 += v_splat(x[c]) * w;
-        if (R > 1) a1 += v_splat(x[nk + c]) * w;
-        if (R > 2) a2 += v_splat(x[2 * (size_t)nk + c]) * w;
-        if (R > 3) a3 += v_splat(x[3 * (size_t)nk + c]) * w;
-    }
-    v_store(z + j, a0);
-    if (R > 1) v_store(z + nj + j, a1);
-    if (R > 2) v_store(z + 2 * (size_t)nj + j, a2);
-    if (R > 3) v_store(z + 3 * (size_t)nj + j, a3);
-}
-
-/* column j of rows 0..R-1 (R <= 4), the rows' sums interleaved */
-EANN_AVX2_INLINE void tile_rx1(int R, int nk, int nj, const double *x, const double *B,
-                               const double *b, int j, double *z) {
-    double a0 = b ? b[j] : 0.0, a1 = a0, a2 = a0, a3 = a0;
-    for (int c = 0; c < nk; c++) {
-        double w = B[(size_t)c * nj + j];
-        a0 += x[c] * w;
-        if (R > 1) a1 += x[nk + c] * w;
-        if (R > 2) a2 += x[2 * (size_t)nk + c] * w;
-        if (R > 3) a3 += x[3 * (size_t)nk + c] * w;
-    }
-    z[j] = a0;
-    if (R > 1) z[nj + j] = a1;
-    if (R > 2) z[2 * (size_t)nj + j] = a2;
-    if (R > 3) z[3 * (size_t)nj + j] = a3;
-}
-
-/* rows 0..R-1 (R = 2..4), all columns */
-EANN_AVX2_INLINE void rows_avx2(int R, int nk, int nj, const double *x, const double *B,
-                                const double *b, double *z) {
-    int j = 0;
-    for (; j + 8 <= nj; j += 8) tile_rx8(R, nk, nj, x, B, b, j, z);
-    for (; j + 4 <= nj; j += 4) tile_rx4(R, nk, nj, x, B, b, j, z);
-    for (; j < nj; j++) tile_rx1(R, nk, nj, x, B, b, j, z);
-}
-
-/* one row, all columns */
-EANN_AVX2_INLINE void row1_avx2(int nk, int nj, const double *x, const double *B,
-                                const double *b, double *z) {
-    int j = 0;
-    for (; j + 32 <= nj; j += 32) tile_1x32(nk, nj, x, B, b, j, z);
-    for (; j + 4 <= nj; j += 4) tile_rx4(1, nk, nj, x, B, b, j, z);
-    for (; j < nj; j++) tile_rx1(1, nk, nj, x, B, b, j, z);
-}
-
-EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
-                                const double *b, double *z) {
-    int a = 0;
-    for (; a + 4 <= n; a += 4) rows_avx2(4, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
-    const double *xa = x + (size_t)a * nk;
-    double *za = z + (size_t)a * nj;
-    switch (n - a) { /* the last 0..3 rows */
-    case 3: rows_avx2(3, nk, nj, xa, B, b, za); break;
-    case 2: rows_avx2(2, nk, nj, xa, B, b, za); break;
-    case 1: row1_avx2(nk, nj, xa, B, b, za); break;
-    default: break;
-    }
-}
-
-/* The weight gradient of a linear layer (same bits as linear_backward's
- * axpy loop): dw[o][c] += dz[a][o] x[a][c] for a = 0, 1, ... in turn; a
- * block of 16 (then 4, then 1) entries of dw[o] stays in registers while
- * all rows a are added. */
-EANN_AVX2 static void dw_avx2(int n, int nin, int nout, const double *x, const double *dz,
-                              double *dw) {
-    for (int o = 0; o < nout; o++) {
-        double *d = dw + (size_t)o * nin;
-        int c = 0;
-        for (; c + 16 <= nin; c += 16) {
-            v4d a0 = v_load(d + c), a1 = v_load(d + c + 4), a2 = v_load(d + c + 8);
-            v4d a3 = v_load(d + c + 12);
-            for (int a = 0; a < n; a++) {
-                const double *xa = x + (size_t)a * nin + c;
-                v4d g = v_splat(dz[(size_t)a * nout + o]);
-                a0 += g * v_load(xa);
-                a1 += g * v_load(xa + 4);
-                a2 += g * v_load(xa + 8);
-                a3 += g * v_load(xa + 12);
-            }
-            v_store(d + c, a0); v_store(d + c + 4, a1);
-            v_store(d + c + 8, a2); v_store(d + c + 12, a3);
-        }
-        for (; c + 4 <= nin; c += 4) {
-            v4d a0 = v_load(d + c);
-            for (int a = 0; a < n; a++)
-                a0 += v_splat(dz[(size_t)a * nout + o]) * v_load(x + (size_t)a * nin + c);
-            v_store(d + c, a0);
-        }
-        for (; c < nin; c++) {
-            double a0 = d[c];
-            for (int a = 0; a < n; a++) a0 += dz[(size_t)a * nout + o] * x[(size_t)a * nin + c];
-            d[c] = a0;
-        }
-    }
-}
-
-/* eann_layernorm_forward followed by eann_act_forward (same bits), row by
- * row: z [n][c] (may alias y), y [n][c] LayerNorm output, zhat, rstd [n],
- * sig [n][c], a [n][c]. */
-EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g,
-                                  const double *bb, double eps, const double *alpha,
-                                  const double *beta, double *zhat, double *rstd, double *y,
-                                  double *sig, double *a) {
-    const int c4 = c - c % 4;
-    for (int r = 0; r < n; r++) {
-        const double *zr = z + (size_t)r * c;
-        double *hr = zhat + (size_t)r * c, *yr = y + (size_t)r * c;
-        double *sr = sig + (size_t)r * c, *ar = a + (size_t)r * c;
-        v4d s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) s += v_load(zr + i); /* sum4 */
-        double sum = v_sum4(s);
-        for (int i = c4; i < c; i++) sum += zr[i];
-        const double mu = sum / c;
-        for (int i = 0; i < c4; i += 4) v_store(hr + i, v_load(zr + i) - mu);
-        for (int i = c4; i < c; i++) hr[i] = zr[i] - mu;
-        s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) { /* dot4(hr, hr) */
-            v4d h = v_load(hr + i);
-            s += h * h;
-        }
-        double var = v_sum4(s);
-        for (int i = c4; i < c; i++) var += hr[i] * hr[i];
-        var /= c;
-        const double rs = 1.0 / sqrt(var + eps);
-        rstd[r] = rs;
-        /* LayerNorm output, then the sigmoid's exp argument -(beta y) into sig */
-        for (int i = 0; i < c4; i += 4) {
-            v4d h = v_load(hr + i) * rs;
-            v4d yy = h * v_load(g + i) + v_load(bb + i);
-            v_store(hr + i, h);
-            v_store(yr + i, yy);
-            v_store(sr + i, -(v_load(beta + i) * yy));
-        }
-        for (int i = c4; i < c; i++) {
-            hr[i] *= rs;
-            yr[i] = hr[i] * g[i] + bb[i];
-            sr[i] = -(beta[i] * yr[i]);
-        }
-        exp_n_avx2_body(c, sr, sr);
-        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward) */
-        for (int i = 0; i < c4; i += 4) {
-            v4d t = v_load(beta + i) * v_load(yr + i);
-            v4d sg = 1.0 / (1.0 + v_load(sr + i));
-            v_store(sr + i, sg);
-            v_store(ar + i, v_load(alpha + i) * t * sg);
-        }
-        for (int i = c4; i < c; i++) {
-            double t = beta[i] * yr[i];
-            double sg = 1.0 / (1.0 + sr[i]);
-            sr[i] = sg;
-            ar[i] = alpha[i] * t * sg;
-        }
-    }
-}
-
-/* eann_act_backward then eann_layernorm_backward without parameter
- * gradients (same bits): da [n][c] -> dy [n][c] (scratch) -> dz [n][c]. */
-EANN_AVX2 static void act_ln_backward_avx2(int n, int c, const double *y, const double *sig,
-                                           const double *alpha, const double *beta,
-                                           const double *zhat, const double *rstd,
-                                           const double *g, const double *da, double *dy,
-                                           double *dz) {
-    const int c4 = c - c % 4;
-    for (int r = 0; r < n; r++) {
-        const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
-        const double *dar = da + (size_t)r * c, *hr = zhat + (size_t)r * c;
-        double *dyr = dy + (size_t)r * c, *dzr = dz + (size_t)r * c;
-        v4d sg = v_splat(0.0), sgh = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) {
-            v4d bt = v_load(beta + i), s = v_load(sr + i);
-            v4d t = bt * v_load(yr + i);
-            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s));
-            v4d d = v_load(dar + i) * (bt * dadt);
-            v_store(dyr + i, d);
-            v4d G = v_load(g + i) * d;
-            sg += G;
-            sgh += G * v_load(hr + i);
-        }
-        double ssg = v_sum4(sg), ssgh = v_sum4(sgh);
-        for (int i = c4; i < c; i++) {
-            double t = beta[i] * yr[i], s = sr[i];
-            double dadt = alpha[i] * (s + t * s * (1.0 - s));
-            dyr[i] = dar[i] * (beta[i] * dadt);
-            double G = g[i] * dyr[i];
-            ssg += G;
-            ssgh += G * hr[i];
-        }
-        const double mg = ssg / c, mgh = ssgh / c, rs = rstd[r];
-        for (int i = 0; i < c4; i += 4)
-            v_store(dzr + i, (v_load(g + i) * v_load(dyr + i) - mg - v_load(hr + i) * mgh) * rs);
-        for (int i = c4; i < c; i++) dzr[i] = (g[i] * dyr[i] - mg - hr[i] * mgh) * rs;
-    }
-}
-
-/* sum_atw (same bits): S[q][k] = sum_p A[p][q] W[p][k], pairs of q, k in
- * vectors of 4 (two q x two vectors = 4 sums in flight), tails as sum_atw. */
-EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const double *W,
-                                   double *S) {
-    const int K4 = K - K % 4;
-    int q = 0;
-    for (; q + 2 <= M; q += 2) {
-        int k = 0;
-        for (; k + 8 <= K4; k += 8) {
-            v4d a0 = v_splat(0.0), a1 = a0, b0 = a0, b1 = a0;
-            for (int p = 0; p < np; p++) {
-                const double *w = W + (size_t)p * K + k;
-                v4d x = v_splat(A[(size_t)p * M + q]), y = v_splat(A[(size_t)p * M + q + 1]);
-                v4d w0 = v_load(w), w1 = v_load(w + 4);
-                a0 += x * w0;
-                a1 += x * w1;
-                b0 += y * w0;
-                b1 += y * w1;
-            }
-            v_store(S + (size_t)q * K + k, a0);
-            v_store(S + (size_t)q * K + k + 4, a1);
-            v_store(S + (size_t)(q + 1) * K + k, b0);
-            v_store(S + (size_t)(q + 1) * K + k + 4, b1);
-        }
-        for (; k < K4; k += 4) {
-            v4d a0 = v_splat(0.0), b0 = a0;
-            for (int p = 0; p < np; p++) {
-                v4d w0 = v_load(W + (size_t)p * K + k);
-                a0 += v_splat(A[(size_t)p * M + q]) * w0;
-                b0 += v_splat(A[(size_t)p * M + q + 1]) * w0;
-            }
-            v_store(S + (size_t)q * K + k, a0);
-            v_store(S + (size_t)(q + 1) * K + k, b0);
-        }
-        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
-    }
-    for (; q < M; q++) {
-        int k = 0;
-        for (; k < K4; k += 4) {
-            v4d a0 = v_splat(0.0);
-            for (int p = 0; p < np; p++)
-                a0 += v_splat(A[(size_t)p * M + q]) * v_load(W + (size_t)p * K + k);
-            v_store(S + (size_t)q * K + k, a0);
-        }
-        for (; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
-    }
-}
-#endif /* EANN_HAVE_AVX2 */
-
-/* The dispatchers: IF_AVX2(simd, call) runs the AVX2 copy and returns
- * when simd asks for it (and this build has it). */
-#if EANN_HAVE_AVX2
-#define IF_AVX2(simd, call) \
-    do { if ((simd) == EANN_SIMD_AVX2) { call; return; } } while (0)
-#else
-#define IF_AVX2(simd, call) (void)(simd)
-#endif
-
-static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
-                    double *restrict S);
-
-void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
-                 const double *b, double *z) {
-    IF_AVX2(simd, gemm_avx2(n, nk, nj, x, B, b, z));
-    gemm_rows(n, nk, nj, x, B, b, z);
-}
-
-static void dw_sel(int simd, int n, int nin, int nout, const double *x, const double *dz,
-                   double *dw) {
-    IF_AVX2(simd, dw_avx2(n, nin, nout, x, dz, dw));
-    for (int o = 0; o < nout; o++)
-        for (int a = 0; a < n; a++)
-            axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
-}
-
-static void exp_sel(int simd, int n, const double *x, double *y) {
-    IF_AVX2(simd, exp_n_avx2(n, x, y));
-    eann_exp_n(n, x, y);
-}
-
-static void sum_atw_sel(int simd, int np, int M, int K, const double *A, const double *W,
-                        double *S) {
-    IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
-    sum_atw(np, M, K, A, W, S);
-}
-
-/* eann_layernorm_forward then eann_act_forward (arguments as ln_act_avx2) */
-static void ln_act_sel(int simd, int n, int c, const double *z, const double *g,
-                       const double *bb, double eps, const double *alpha, const double *beta,
-                       double *zhat, double *rstd, double *y, double *sig, double *a) {
-    IF_AVX2(simd, ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
-    eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
-    eann_act_forward(n, c, y, alpha, beta, sig, a);
-}
-
-/* eann_act_backward then eann_layernorm_backward without parameter
- * gradients (arguments as act_ln_backward_avx2) */
-static void act_ln_backward_sel(int simd, int n, int c, const double *y, const double *sig,
-                                const double *alpha, const double *beta, const double *zhat,
-                                const double *rstd, const double *g, const double *da,
-                                double *dy, double *dz) {
-    IF_AVX2(simd, act_ln_backward_avx2(n, c, y, sig, alpha, beta, zhat, rstd, g, da, dy, dz));
-    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
-    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
-}
-
-static int best_simd(void) {
-#if EANN_HAVE_AVX2
-    if (__builtin_cpu_supports("avx2")) return EANN_SIMD_AVX2;
-#endif
-    return EANN_SIMD_PORTABLE;
-}
-
-/* EANN_SIMD_PORTABLE or EANN_SIMD_AVX2 for a requested mode, or -1 if the
- * mode is unknown or its copy is not available */
-static int resolve_simd(int mode) {
-    if (mode == EANN_SIMD_AUTO) return best_simd();
-    if (mode == EANN_SIMD_PORTABLE) return mode;
-    if (mode == EANN_SIMD_AVX2 && best_simd() == EANN_SIMD_AVX2) return mode;
-    return -1;
-}
-
-int eann_exp_n_simd(int mode, int n, const double *x, double *y) {
-    int simd = resolve_simd(mode);
-    if (simd < 0) return EANN_EINVAL;
-    exp_sel(simd, n, x, y);
-    return EANN_OK;
-}
-
-int eann_work_set_simd(eann_work *w, int mode) {
-    int simd = resolve_simd(mode);
-    if (!w || simd < 0) return EANN_EINVAL;
-    w->simd = simd;
-    return EANN_OK;
-}
-
-/* ------------------------------------------------------------------------ */
-/* molecule setup and the descriptor (FORMAT.md 4.1-4.5, EANN chapter Eq. 15-16) */
-/* ------------------------------------------------------------------------ */
-
-/* z[k] = x[k] * y[k] */
 static inline void mul_n(int n, const double *restrict x, const double *restrict y,
                          double *restrict z) {
-    for (int k = 0; k < n; k++) z[k] = x[k] * y[k];
+    int k = 0;
+    for (; k + 4 <= n; k += 4) { /* four at a time: gcc pairs them into SSE registers */
+        z[k] = x[k] * y[k];
+        z[k + 1] = x[k + 1] * y[k + 1];
+        z[k + 2] = x[k + 2] * y[k + 2];
+        z[k + 3] = x[k + 3] * y[k + 3];
+    }
+    for (; k < n; k++) z[k] = x[k] * y[k];
+}
+
+/* R[k] = -inta[k] (d - rs[k])^2, the argument of the radial function
+ * (FORMAT.md 4.2), four at a time as mul_n */
+static inline void radial_args(int n, double d, const double *restrict rs,
+                               const double *restrict inta, double *restrict R) {
+    int k = 0;
+    for (; k + 4 <= n; k += 4) {
+        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
+        R[k] = -inta[k] * (t0 * t0);
+        R[k + 1] = -inta[k + 1] * (t1 * t1);
+        R[k + 2] = -inta[k + 2] * (t2 * t2);
+        R[k + 3] = -inta[k + 3] * (t3 * t3);
+    }
+    for (; k < n; k++) {
+        double t = d - rs[k];
+        R[k] = -inta[k] * (t * t);
+    }
 }
 
 /* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
- * centre row, with v = x_i - x_j, d, the cutoff fc (3.) and its derivative,
- * and the argument -inta (d - rs)^2 of every radial function (FORMAT.md
- * 4.2). */
-static int build_pairs(const eann_model *m, eann_work *w) {
-    const int K = m->spec.nwave, natoms = w->natoms;
-    const double rc = m->spec.cutoff, dmin = m->spec.min_distance, f = EANN_PI / rc;
+ * centre row i and, within a row, in ascending order of the neighbour row j
+ * (the order of every sum over pairs). find_neighbours lists them (pair_j,
+ * pair_d, pair_start); pair_terms adds v = x_i - x_j, the cutoff fc (3.)
+ * and its derivative, the angular components (3., FORMAT.md 4.3) and the
+ * argument -inta (d - rs)^2 of every radial function (FORMAT.md 4.2). */
+
+/* The distance test of a pair (the same bits for (i, j) and (j, i): v is
+ * negated exactly). 1 and *d if dmin < d < rc. */
+static inline int pair_distance(const double *x, int i, int j, double dmin, double rc, double *d) {
+    double v0 = x[3 * i] - x[3 * j], v1 = x[3 * i + 1] - x[3 * j + 1];
+    double v2 = x[3 * i + 2] - x[3 * j + 2];
+    *d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
+    return *d > dmin && *d < rc;
+}
+
+/* A cell list for molecules of more than EANN_CELL_MIN_ATOMS atoms: cubic
+ * cells of edge h >= rc (so a pair closer than rc lies in the same or
+ * adjacent cells), at most natoms cells (h grows for sparse frames, so
+ * memory stays linear), rows listed by cell in ascending order. 0 if the
+ * molecule is small or its extent too large for a grid (then every pair is
+ * tested). */
+typedef struct { int n[3]; double lo[3], h; } cell_grid;
+
+static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
+    const int N = w->natoms;
+    if (N <= EANN_CELL_MIN_ATOMS) return 0;
+    double hi[3];
+    for (int a = 0; a < 3; a++) g->lo[a] = hi[a] = w->x[a];
+    for (int r = 1; r < N; r++)
+        for (int a = 0; a < 3; a++) {
+            double v = w->x[3 * r + a];
+            if (v < g->lo[a]) g->lo[a] = v;
+            if (v > hi[a]) hi[a] = v;
+        }
+    /* 1.001: a margin for the rounding of (x - lo) / h near a cell edge */
+    g->h = 1.001 * m->spec.cutoff;
+    for (;;) {
+        double cells = 1;
+        for (int a = 0; a < 3; a++) {
+            double na = floor((hi[a] - g->lo[a]) / g->h) + 1;
+            if (!(na < 1e9)) return 0; /* extent of 1e9 cutoffs (or overflow) */
+            g->n[a] = (int)na;
+            cells *= na;
+        }
+        if (cells <= N) break;
+        g->h *= 2;
+    }
+    /* counting sort of the rows by cell, stable: ascending rows in each cell */
+    const int nc = g->n[0] * g->n[1] * g->n[2];
+    memset(w->cell_start, 0, sizeof(int) * (size_t)(nc + 1));
+    for (int r = 0; r < N; r++) {
+        int c = 0;
+        for (int a = 2; a >= 0; a--) {
+            int k = (int)((w->x[3 * r + a] - g->lo[a]) / g->h);
+            c = c * g->n[a] + (k < g->n[a] ? k : g->n[a] - 1);
+        }
+        w->cell_of_row[r] = c;
+        w->cell_start[c + 1]++;
+    }
+    for (int c = 0; c < nc; c++) w->cell_start[c + 1] += w->cell_start[c];
+    int *next = w->cursor; /* scratch: the next free place of each cell */
+    memcpy(next, w->cell_start, sizeof(int) * (size_t)nc);
+    for (int r = 0; r < N; r++) w->cell_rows[next[w->cell_of_row[r]]++] = r;
+    return 1;
+}
+
+/* Row i's neighbours (j ascending, with their distances) appended at
+ * pair_j + np, pair_d + np; returns their number. The caller has made room
+ * for natoms - 1 more. */
+static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g, int i,
+                          size_t np) {
+    const double rc = m->spec.cutoff, dmin = m->spec.min_distance;
+    int *nj = w->pair_j + np, n = 0;
+    double *nd = w->pair_d + np, d;
+    if (!g) {
+        /* j < i: the pair exists if row j (listed before) has i, with the
+         * same d; cursor[j] walks row j's neighbours > j in order */
+        for (int j = 0; j < i; j++) {
+            int *cj = &w->cursor[j];
+            if (*cj < w->pair_start[j + 1] && w->pair_j[*cj] == i)
+                nj[n] = j, nd[n++] = w->pair_d[(*cj)++];
+        }
+        w->cursor[i] = (int)np + n;
+        for (int j = i + 1; j < w->natoms; j++)
+            if (pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
+        return n;
+    }
+    /* the 27 cells around row i's (fewer at the grid's faces); within a
+     * cell the rows are ascending, across cells not: insertion sort */
+    int ci[3], c = w->cell_of_row[i];
+    for (int a = 0; a < 3; a++) {
+        ci[a] = c % g->n[a];
+        c /= g->n[a];
+    }
+    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
+        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
+            for (int x = ci[0] - 1; x <= ci[0] + 1; x++) {
+                if (x < 0 || y < 0 || z < 0 || x >= g->n[0] || y >= g->n[1] || z >= g->n[2])
+                    continue;
+                const int cc = (z * g->n[1] + y) * g->n[0] + x;
+                for (int q = w->cell_start[cc]; q < w->cell_start[cc + 1]; q++) {
+                    const int j = w->cell_rows[q];
+                    if (j == i || !pair_distance(w->x, i, j, dmin, rc, &d)) continue;
+                    int p = n++;
+                    for (; p > 0 && nj[p - 1] > j; p--) nj[p] = nj[p - 1], nd[p] = nd[p - 1];
+                    nj[p] = j;
+                    nd[p] = d;
+                }
+            }
+    return n;
+}
+
+/* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
+ * A_0 = fc, A_m = A_parent(m) v[axis(m)], so group L holds the 3^L products
+ * fc v_a1 ... v_aL (the chapter's multinomial factor L!/(lx! ly! lz!) is not
+ * written anywhere: each distinct monomial appears that many times among
+ * the 3^L ordered products, and rho sums their squares). A [M]; if Ad !=
+ * NULL also the tangent along (fcd, vd): Ad_0 = fcd, Ad_m = Ad_parent v[ax] +
+ * A_parent vd[ax] (used by the polarizability training, eann_train.c). */
+static inline void angular(int M, double fc, double fcd, const double *v, const double *vd,
+                           double *A, double *Ad) {
+    /* the groups L = 0, 1, ... one after the other: member m >= 1 is
+     * A_parent v[axis] with parent (m - 1) / 3, axis (m - 1) % 3
+     * (m->orb_parent, m->orb_axis) */
+    A[0] = fc;
+    if (Ad) Ad[0] = fcd;
+    for (int o = 1; o < M; o += 3) {
+        const int par = (o - 1) / 3;
+        const double a = A[par];
+        A[o] = a * v[0];
+        A[o + 1] = a * v[1];
+        A[o + 2] = a * v[2];
+        if (!Ad) continue;
+        for (int ax = 0; ax < 3; ax++) Ad[o + ax] = Ad[par] * v[ax] + a * vd[ax];
+    }
+}
+
+/* v, the cutoff, the angular components and the radial arguments of every
+ * pair. The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
+ * dfc (and R if both atoms have the same species), v negated, A with the
+ * signs (-1)^L - all bitwise what a recomputation would give. cursor[j] walks row j's pairs with neighbours > j in order
+ * (each is mirrored exactly once, by row i in ascending order). */
+static void pair_terms(const eann_model *m, eann_work *w) {
+    const int K = m->spec.nwave, M = m->norbital;
+    double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
+    for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
+    const double f = EANN_PI / m->spec.cutoff;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
-    /* The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
-     * dfc (and R if both atoms have the same species), v negated - all
-     * bitwise what a recomputation would give. cursor[j] walks row j's
-     * pairs with neighbours > j in order (each is mirrored exactly once). */
+    const double *x = w->x;
     int *cursor = w->cursor;
-    size_t np = 0;
-    for (int i = 0; i < natoms; i++) {
-        w->pair_start[i] = (int)np;
-        const int si = w->row_species[i];
-        for (int j = 0; j < natoms; j++) {
-            if (j == i) continue;
-            const int sj = w->row_species[j];
-            size_t mirror = (size_t)-1;
-            double v0 = w->x[3 * i] - w->x[3 * j], v1 = w->x[3 * i + 1] - w->x[3 * j + 1];
-            double v2 = w->x[3 * i + 2] - w->x[3 * j + 2];
-            double d;
-            if (j < i) {
-                if (cursor[j] >= w->pair_start[j + 1] || w->pair_j[cursor[j]] != i) continue;
-                mirror = (size_t)cursor[j]++;
-                d = w->pair_d[mirror];
+    for (int i = 0; i < w->natoms; i++) {
+        const int si = w->row_species[i], end = w->pair_start[i + 1];
+        for (int p = w->pair_start[i]; p < end; p++) {
+            const int j = w->pair_j[p], sj = w->row_species[j];
+            const int mirror = j < i ? cursor[j]++ : -1;
+            const double d = w->pair_d[p];
+            double *v = w->pair_v + 3 * (size_t)p;
+            for (int a = 0; a < 3; a++) v[a] = x[3 * i + a] - x[3 * j + a];
+            double *A = w->pair_a + (size_t)p * M;
+            if (mirror >= 0) {
+                /* A_m(-v) = (-1)^L A_m(v): each product fc v_a1 .. v_aL changes
+                 * sign L times, and IEEE products are exactly sign-symmetric */
+                mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
+                w->pair_fc[p] = w->pair_fc[mirror];
+                w->pair_dfc[p] = w->pair_dfc[mirror];
             } else {
-                d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
-                if (!(d > dmin && d < rc)) continue;
-            }
-            if (np == w->cap_pairs) {
-                int rcg = grow_pairs(m, w, np + 1);
-                if (rcg) return rcg;
-            }
-            w->pair_j[np] = j;
-            w->pair_v[3 * np] = v0;
-            w->pair_v[3 * np + 1] = v1;
-            w->pair_v[3 * np + 2] = v2;
-            w->pair_d[np] = d;
-            double *R = w->pair_r + np * K;
-            if (mirror != (size_t)-1) {
-                w->pair_fc[np] = w->pair_fc[mirror];
-                w->pair_dfc[np] = w->pair_dfc[mirror];
-            } else {
-                /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative */
+                /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
+                 * the angular components A_m (cached for the backward pass) */
                 double c = 0.5 * cos(d * f) + 0.5;
-                w->pair_fc[np] = c * c;
-                w->pair_dfc[np] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                w->pair_fc[p] = c * c;
+                w->pair_dfc[p] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                angular(M, w->pair_fc[p], 0.0, v, NULL, A, NULL);
             }
-            if (mirror != (size_t)-1 && si == sj) {
-                w->pair_src[np] = (int)mirror; /* R, W copied below */
+            if (mirror >= 0 && si == sj) {
+                w->pair_src[p] = mirror; /* R, W copied in radial_values */
             } else {
                 /* argument of the radial R_k = exp(-inta (d - rs)^2), neighbour's species */
-                const double *rsj = rs + (size_t)sj * K, *inj = inta + (size_t)sj * K;
-                for (int k = 0; k < K; k++) {
-                    double x = d - rsj[k];
-                    R[k] = -inj[k] * (x * x);
-                }
-                w->pair_src[np] = -1;
+                radial_args(K, d, rs + (size_t)sj * K, inta + (size_t)sj * K,
+                            w->pair_r + (size_t)p * K);
+                w->pair_src[p] = -1;
             }
-            np++;
         }
         cursor[i] = w->pair_start[i];
-        while (cursor[i] < (int)np && w->pair_j[cursor[i]] < i) cursor[i]++;
+        while (cursor[i] < end && w->pair_j[cursor[i]] < i) cursor[i]++;
     }
-    w->pair_start[natoms] = (int)np;
+}
+
+static int build_pairs(const eann_model *m, eann_work *w) {
+    const int N = w->natoms;
+    cell_grid grid;
+    const cell_grid *g = make_cells(m, w, &grid) ? &grid : NULL;
+    size_t np = 0;
+    for (int i = 0; i < N; i++) {
+        if (np + (size_t)N > (size_t)INT_MAX) return EANN_ENOMEM; /* int pair indices */
+        int rc = grow_neighbours(w, np + (size_t)N);
+        if (rc) return rc;
+        w->pair_start[i] = (int)np;
+        np += (size_t)row_neighbours(m, w, g, i, np);
+    }
+    w->pair_start[N] = (int)np;
     w->npairs = (int)np;
+    int rc = grow_pairs(m, w, np);
+    if (rc) return rc;
+    pair_terms(m, w);
     return EANN_OK;
 }
 
@@ -1407,7 +911,7 @@ static void radial_values(const eann_model *m, eann_work *w) {
     for (size_t p = 0; p < np;) {
         size_t e = p; /* pairs p .. e-1 are fresh, pair e (if e < np) is a copy */
         while (e < np && w->pair_src[e] < 0) e++;
-        if (e > p) exp_sel(w->simd, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
+        if (e > p) eann_exp_sel(w->simd, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
         p = e + 1;
     }
     for (size_t p = 0; p < np; p++) {
@@ -1461,76 +965,32 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
     return EANN_OK;
 }
 
-/* rl[k] += Sq[k]^2 (restrict: separate arrays, so the compiler vectorises) */
+/* rl[k] += Sq[k]^2, four at a time as mul_n (each rl[k] gets one add) */
 static inline void add_squares(int K, const double *restrict Sq, double *restrict rl) {
-    for (int k = 0; k < K; k++) rl[k] += Sq[k] * Sq[k];
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        rl[k] += Sq[k] * Sq[k];
+        rl[k + 1] += Sq[k + 1] * Sq[k + 1];
+        rl[k + 2] += Sq[k + 2] * Sq[k + 2];
+        rl[k + 3] += Sq[k + 3] * Sq[k + 3];
+    }
+    for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
 }
 
-/* The angular factors of one pair (FORMAT.md 4.3, EANN chapter Eq. 15):
- * A_0 = fc, A_m = A_parent(m) v[axis(m)], so group L holds the 3^L products
- * fc v_a1 ... v_aL (the chapter's multinomial factor L!/(lx! ly! lz!) is not
- * written anywhere: each distinct monomial appears that many times among
- * the 3^L ordered products, and rho sums their squares). A [M]; if Ad !=
- * NULL also the tangent along (fcd, vd): Ad_0 = fcd, Ad_m = Ad_parent v[ax] +
- * A_parent vd[ax] (used by the polarizability training, eann_train.c). */
 void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
                   double *A, double *Ad) {
-    A[0] = fc;
-    if (Ad) Ad[0] = fcd;
-    int start = 0, n = 1, o = 1; /* group L-1 starts at start and has n members */
-    for (int L = 1; L < m->spec.nipsin; L++) {
-        for (int c = 0; c < n; c++, o += 3) { /* component o + axis of group L */
-            const double a = A[start + c];
-            A[o] = a * v[0];
-            A[o + 1] = a * v[1];
-            A[o + 2] = a * v[2];
-            if (!Ad) continue;
-            const double ad = Ad[start + c];
-            for (int ax = 0; ax < 3; ax++) Ad[o + ax] = ad * v[ax] + a * vd[ax];
-        }
-        start += n;
-        n *= 3;
-    }
-}
-
-/* S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] (sum in the order of p, from
- * 0), A [np][M], W [np][K], S [M][K]. Blocks of 2 q x 4 k stay in registers
- * (written as scalars so that gcc pairs them into SSE registers). */
-static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
-                    double *restrict S) {
-    int q = 0;
-    for (; q + 2 <= M; q += 2) {
-        int k = 0;
-        for (; k + 4 <= K; k += 4) {
-            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
-            for (int p = 0; p < np; p++) {
-                const double *w = W + (size_t)p * K + k;
-                double x = A[(size_t)p * M + q], y = A[(size_t)p * M + q + 1];
-                a0 += x * w[0]; a1 += x * w[1]; a2 += x * w[2]; a3 += x * w[3];
-                b0 += y * w[0]; b1 += y * w[1]; b2 += y * w[2]; b3 += y * w[3];
-            }
-            double *s0 = S + (size_t)q * K + k, *s1 = s0 + K;
-            s0[0] = a0; s0[1] = a1; s0[2] = a2; s0[3] = a3;
-            s1[0] = b0; s1[1] = b1; s1[2] = b2; s1[3] = b3;
-        }
-        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
-    }
-    for (; q < M; q++)
-        for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+    angular(m->norbital, fc, fcd, v, vd, A, Ad);
 }
 
 void eann_descriptor_forward(const eann_model *m, eann_work *w) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    /* 3. angular components of every pair, cached for the backward pass */
-    for (int p = 0; p < w->npairs; p++)
-        eann_angular(m, w->pair_fc[p], 0.0, w->pair_v + 3 * (size_t)p, NULL,
-                     w->pair_a + (size_t)p * M, NULL);
+    /* (3. the angular components of every pair come from eann_setup) */
     for (int i = 0; i < w->natoms; i++) {
         double *S = w->S + (size_t)i * M * K;
         /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
         int p0 = w->pair_start[i];
-        sum_atw_sel(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
-                  w->pair_w + (size_t)p0 * K, S);
+        eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
+                     w->pair_w + (size_t)p0 * K, S);
         /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2 */
         double *rho = w->rho + (size_t)i * D;
         memset(rho, 0, sizeof(double) * (size_t)D);
@@ -1624,9 +1084,9 @@ void eann_net_forward(const eann_model *m, eann_work *w, int t) {
             size_t c = (size_t)L->nout;
             double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
             eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
-            ln_act_sel(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
-                       th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
-                       y, w->sig[t][h] + r0 * c, a);
+            eann_ln_act(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
+                        th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
+                        y, w->sig[t][h] + r0 * c, a);
             in = a;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
@@ -1655,10 +1115,10 @@ void eann_net_backward(const eann_model *m, eann_work *w, int t, const double *d
             size_t c = (size_t)L->nout;
             /* ga = dL/da -> gb = dL/dy -> ga = dL/dz -> dx */
             if (!dtheta) {
-                act_ln_backward_sel(w->simd, n, L->nout, w->y[t][h] + r0 * c,
-                                    w->sig[t][h] + r0 * c, th + L->act_a, th + L->act_b,
-                                    w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0, th + L->ln_g, ga,
-                                    gb, ga);
+                eann_act_ln_backward(w->simd, n, L->nout, w->y[t][h] + r0 * c,
+                                     w->sig[t][h] + r0 * c, th + L->act_a, th + L->act_b,
+                                     w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0, th + L->ln_g,
+                                     ga, gb, ga);
             } else {
                 eann_act_backward(n, L->nout, w->y[t][h] + r0 * c, w->sig[t][h] + r0 * c,
                                   th + L->act_a, th + L->act_b, ga, gb, DT(L->act_a),

@@ -198,6 +198,11 @@ int eann_model_parse(const char *buf, size_t len, eann_model **out, eann_parse_e
 int eann_model_write(const eann_model *m, char **buf, size_t *len);
 
 /* --- per-molecule workspace and caches ----------------------------------- */
+/* eann_setup finds the pairs of molecules with more atoms than this through
+ * a cell list (time and memory linear in the number of atoms), of smaller
+ * ones by testing all pairs; both give the same pairs in the same order. */
+#define EANN_CELL_MIN_ATOMS 128
+
 /* All arrays are allocated once for natoms_max atoms (eann_work_new) and
  * indexed by ROW r = position of the atom after a stable sort by species
  * (atoms of one species are consecutive rows: rows sp_start[s] ..
@@ -205,7 +210,7 @@ int eann_model_write(const eann_model *m, char **buf, size_t *len);
  * matrix-matrix product. atom_of_row[r] gives the original atom index. */
 typedef struct {
     int cap_atoms;            /* allocated for this many atoms */
-    size_t cap_pairs;         /* pair arrays' capacity (grows in eann_setup) */
+    size_t cap_pairs;         /* pair arrays' capacity (grows in eann_setup, never shrinks) */
     int natoms, npairs;
     int *row_species;         /* [natoms] species of each row */
     int *atom_of_row;         /* [natoms] original atom index of each row */
@@ -243,6 +248,12 @@ typedef struct {
     double *dpos;             /* [natoms][3] scratch for gradients (original atom order) */
     double *dpos2;            /* [natoms][3] */
     int simd;                 /* EANN_SIMD_PORTABLE or EANN_SIMD_AVX2 (eann_work_set_simd) */
+    /* neighbour search of eann_setup (cell list for molecules of more than
+     * EANN_CELL_MIN_ATOMS atoms; the pairs come out in the same order) */
+    size_t cap_nbr;           /* capacity of pair_j and pair_d (cap_pairs: the others) */
+    int *cell_start;          /* [ncells+1] rows of cell c: cell_rows[cell_start[c] ..] */
+    int *cell_rows;           /* [natoms] rows by cell, ascending within a cell */
+    int *cell_of_row;         /* [natoms] */
 } eann_work;
 
 /* A workspace for molecules of up to natoms_max atoms, for model m (or any
@@ -261,7 +272,8 @@ enum { EANN_SIMD_AUTO = 0, EANN_SIMD_PORTABLE = 1, EANN_SIMD_AVX2 = 2 };
 int eann_work_set_simd(eann_work *w, int mode);
 
 /* Load one molecule: species[i] in 0..S-1, pos [natoms][3] angstrom.
- * Centre of mass shift, species sort, pair list, cutoff and radial values.
+ * Centre of mass shift, species sort, pair list, cutoff, angular
+ * components and radial values.
  * EANN_EINVAL for a bad species index, non-finite position, or more atoms
  * than the workspace holds. */
 int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,

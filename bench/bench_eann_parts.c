@@ -3,10 +3,10 @@
  * what they imply for one NMA molecule of the published dipole model.
  *
  * Why it exists: bench_eann.sh times whole predictions; this program says
- * how much of that time the arithmetic itself needs. It includes eann.c
- * directly so that it can call the file's static kernels (gemm_rows and its
- * AVX2 copy gemm_avx2; the exp copies through eann_exp_n_simd); nothing of
- * the library is changed.
+ * how much of that time the arithmetic itself needs. It includes
+ * eann_kernels.c directly so that it can call the file's static kernels
+ * (gemm_rows and its AVX2 copy gemm_avx2; the exp copies through
+ * eann_exp_n_simd); nothing of the library is changed.
  *
  * Prints, single thread, best of 5 timings each:
  *   - dense layer 64 x 64, rows 1 and 4: GMAC/s (multiply-adds per second),
@@ -17,9 +17,13 @@
  *     radial, 1,536 activations), against the 6.8 us that 100x PyTorch's
  *     0.68 ms would need.
  * No peer: the ratio that matters is printed by bench_eann.sh. */
-#include "../eann.c"
+#include "../eann_kernels.c"
 
+#include <stdio.h>
+#include <stdlib.h>
 #include <time.h>
+
+#include "../xyz.h"
 
 static double now(void) {
     struct timespec ts;
@@ -68,7 +72,79 @@ static double exp_ns(int mode) {
     return best / reps / NEXP * 1e9;
 }
 
-int main(void) {
+static double cpu_now(void) {
+    struct timespec ts;
+    clock_gettime(CLOCK_PROCESS_CPUTIME_ID, &ts);
+    return (double)ts.tv_sec + 1e-9 * (double)ts.tv_nsec;
+}
+
+/* Processor microseconds per molecule of the stages of eann_predict on the
+ * frames of a file: passes that stop after stage 1, 2, 3 (setup: COM, sort,
+ * pairs, radial values; descriptor; networks + head), 200 evaluations of
+ * every frame each, best of 5 (after a warm-up); a stage's cost is the
+ * difference of two passes. */
+static void stages(const char *model_path, const char *xyz_path) {
+    FILE *f = fopen(model_path, "rb");
+    if (!f) { printf("stages: %s absent, skipped\n", model_path); return; }
+    static char buf[1 << 22];
+    size_t len = fread(buf, 1, sizeof buf, f);
+    fclose(f);
+    eann_model *m = NULL;
+    eann_parse_error pe;
+    xyz_file xf;
+    char err[256];
+    if (eann_model_parse(buf, len, &m, &pe) || xyz_read(xyz_path, &xf, err, sizeof err)) {
+        printf("stages: cannot read %s or %s\n", model_path, xyz_path);
+        eann_model_free(m);
+        return;
+    }
+    int nf = xf.nframes, maxat = 1;
+    for (int k = 0; k < nf; k++) if (xf.frames[k].natoms > maxat) maxat = xf.frames[k].natoms;
+    int *sp = malloc(sizeof(int) * (size_t)maxat * (size_t)nf);
+    eann_work *w = NULL;
+    if (!sp || eann_work_new(m, maxat, &w)) { printf("stages: out of memory\n"); goto done; }
+    for (int k = 0; k < nf; k++)
+        for (int i = 0; i < xf.frames[k].natoms; i++)
+            sp[k * maxat + i] = eann_species_index(m, xyz_z_to_symbol(xf.frames[k].z[i]));
+    double best[3] = {1e300, 1e300, 1e300}, out[9];
+    const int reps = 200;
+    for (int pass = 0; pass < 6; pass++)
+        for (int upto = 0; upto < 3; upto++) {
+            double t0 = cpu_now();
+            for (int r = 0; r < reps; r++)
+                for (int k = 0; k < nf; k++) {
+                    const xyz_frame *fr = &xf.frames[k];
+                    eann_setup(m, w, fr->natoms, sp + k * maxat, fr->pos);
+                    if (upto == 0) continue;
+                    eann_descriptor_forward(m, w);
+                    if (upto == 1) continue;
+                    if (m->spec.kind == EANN_POLARIZABILITY) {
+                        double Ps[9], Hh[9], E2;
+                        eann_pol_parts(m, w, w->dpos, w->dpos2, Ps, Hh, &E2);
+                    } else {
+                        eann_net_forward(m, w, 0);
+                        eann_dipole_parts(m, w, out, NULL);
+                    }
+                }
+            double t = cpu_now() - t0;
+            if (pass > 0 && t < best[upto]) best[upto] = t;
+        }
+    const double u = 1e6 / (reps * nf);
+    printf("stages of eann_predict, %s on %s\n(processor us per molecule, best of 5): setup %.2f, "
+           "descriptor %.2f, networks + head %.2f, all %.2f\n", model_path, xyz_path, best[0] * u,
+           (best[1] - best[0]) * u, (best[2] - best[1]) * u, best[2] * u);
+done:
+    eann_work_free(w);
+    free(sp);
+    xyz_free(&xf);
+    eann_model_free(m);
+}
+
+int main(int argc, char **argv) {
+    if (argc == 3) { /* bench_eann_parts MODEL FRAMES.xyz: the stages only */
+        stages(argv[1], argv[2]);
+        return 0;
+    }
     for (int i = 0; i < 4 * NK; i++) x[i] = 0.01 * (i % 17) - 0.08;
     for (int i = 0; i < NK * NJ; i++) B[i] = 1e-3 * (i % 29) - 0.014;
     for (int i = 0; i < NJ; i++) b[i] = 0.1 * i;

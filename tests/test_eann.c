@@ -947,6 +947,81 @@ static int same_bits(const double *a, const double *b, size_t n) {
 
 /* exp: random arguments, lengths that leave tails, and values outside the
  * fast range at positions in the vector part and in the tail. */
+/* ---- the neighbour search: cell list = all pairs, in the same order ------ */
+
+/* eann_setup's pairs of one frame against the definition (FORMAT.md 4.2):
+ * for every row i in order, every row j != i in ascending order with
+ * dmin < d < rc, d from v = x_i - x_j; pair_d and pair_v bit for bit. */
+static int pairs_match(const eann_model *m, const eann_work *w) {
+    const double rc = m->spec.cutoff, dmin = m->spec.min_distance, *x = w->x;
+    int p = 0;
+    for (int i = 0; i < w->natoms; i++) {
+        if (w->pair_start[i] != p) return 0;
+        for (int j = 0; j < w->natoms; j++) {
+            double v[3] = {x[3 * i] - x[3 * j], x[3 * i + 1] - x[3 * j + 1], x[3 * i + 2] - x[3 * j + 2]};
+            double d = sqrt(v[0] * v[0] + v[1] * v[1] + v[2] * v[2]);
+            if (j == i || !(d > dmin && d < rc)) continue;
+            if (p >= w->npairs || w->pair_j[p] != j || memcmp(&w->pair_d[p], &d, sizeof d) ||
+                memcmp(w->pair_v + 3 * (size_t)p, v, sizeof v))
+                return 0;
+            p++;
+        }
+    }
+    return p == w->npairs && w->pair_start[w->natoms] == p;
+}
+
+static void test_pair_search(void) {
+    eann_model *m = random_model(EANN_DIPOLE, 1, 31);
+    if (!m) return;
+    enum { NMAX = 700 };
+    int *sp = malloc(sizeof(int) * NMAX);
+    double *x = malloc(sizeof(double) * 3 * NMAX), out[3], ref[3];
+    eann_work *w = NULL, *w2 = NULL;
+    CHECK(sp && x && eann_work_new(m, NMAX, &w) == 0 && eann_work_new(m, NMAX, &w2) == 0,
+          "pair search: allocation");
+    if (!sp || !x || !w || !w2) goto done;
+    const double rc = m->spec.cutoff;
+    /* frames: n atoms in a box of side L (cells of the cutoff, dense, sparse:
+     * the cell edge grows), then a lattice of spacing exactly rc (pairs at
+     * d == rc are out) and one just below, then a frame with one atom 1e13 A
+     * away (too large for a grid: every pair tested) */
+    const struct { int n; double L; } boxes[] = {{400, 25}, {200, 11}, {300, 2000}, {129, 9}, {128, 9}};
+    for (int f = 0; f < 9; f++) {
+        int n;
+        if (f < 5) {
+            n = boxes[f].n;
+            random_molecule_box(n, sp, x, boxes[f].L);
+        } else if (f < 7) {
+            const double s = f == 5 ? rc : rc * (1 - 1e-15);
+            n = 0;
+            for (int a = 0; a < 6; a++)
+                for (int b = 0; b < 6; b++)
+                    for (int c = 0; c < 6; c++, n++) {
+                        sp[n] = n % 3;
+                        x[3 * n] = a * s; x[3 * n + 1] = b * s; x[3 * n + 2] = c * s;
+                    }
+        } else {
+            n = 200;
+            random_molecule_box(n, sp, x, 20);
+            x[3 * 57] = f == 7 ? 1e13 : -1e300; /* -1e300: the extent overflows */
+        }
+        int rc1 = eann_setup(m, w, n, sp, x);
+        CHECK(rc1 == 0 && pairs_match(m, w), "pair search frame %d (%d atoms, %d pairs): not the "
+              "pairs of the definition in its order", f, n, w->npairs);
+        /* a workspace that saw a larger frame first (arrays grown) gives the same bits */
+        CHECK(eann_predict(m, w, n, sp, x, out) == 0 && eann_predict(m, w2, 12, sp, x, ref) == 0 &&
+                  eann_predict(m, w2, n, sp, x, ref) == 0 && same_bits(out, ref, 3) &&
+                  isfinite(out[0]),
+              "pair search frame %d: workspace history changes the prediction", f);
+    }
+done:
+    eann_work_free(w);
+    eann_work_free(w2);
+    free(sp);
+    free(x);
+    eann_model_free(m);
+}
+
 static void simd_exp(void) {
     enum { N = 1031 };
     static double x[N], y1[N], y2[N];
@@ -1135,6 +1210,7 @@ int main(void) {
     test_variants();
     test_header_only();
     test_text_grammar();
+    test_pair_search();
     const char *dir = shared_dir();
     if (!dir) th_skip("../shared absent: published NMA models not checked");
     else test_published(dir);

@@ -1,0 +1,694 @@
+/* SPDX-License-Identifier: MIT */
+/* eann_kernels.c - the hot loops of eann.c, each in two copies, and the
+ * choice between them (private header eann_kernels.h): exp of an array,
+ * the matrix product of the linear layers and their weight gradient, the
+ * descriptor sum S = A^T W, and LayerNorm + activation with its backward.
+ * The physics (what these loops compute and why) is in eann.c; the plain
+ * LayerNorm and activation, which the fused loops here must match, are
+ * there too (eann_layernorm_forward, eann_act_forward, ...).
+ *
+ * 1. The portable copy: C11, written so that gcc -O2 keeps sums in (SSE)
+ *    registers: explicit blocks of independent scalar sums.
+ * 2. The AVX2 copy (gcc or clang on x86-64, -DTENSORIAL_NO_SIMD / make
+ *    PORTABLE=1 compiles it out): the same loops with GNU C vectors of 4
+ *    doubles, __attribute__((target("avx2"))), used when the CPU has AVX2
+ *    (eann_work_set_simd; chosen per call, so one binary runs everywhere).
+ *    HACKING.md "SIMD" says why these stay hand-written (the portable C
+ *    built for AVX2 was 40-80 % slower).
+ * 3. The dispatchers (IF_AVX2).
+ *
+ * Same-bits rule: a vector only ever runs across INDEPENDENT results
+ * (columns of a matrix product, elements of a row, or the four partial sums
+ * s0..s3 of sum4/dot4 in eann.c), and each lane performs exactly the IEEE
+ * operations of the scalar code for its element, in the same order; "avx2"
+ * does not enable FMA and we build with -ffp-contract=off, so no a*b+c is
+ * fused. tests/test_eann.c compares both copies bit for bit on the published
+ * models and on random models with sizes that leave tails, including
+ * training gradients. Measured on NMA (bench/bench_eann.sh): the AVX2 copy is
+ * 1.6-1.8x faster than the portable one.
+ */
+#include "eann_kernels.h"
+
+#include <math.h>
+#include <stdint.h>
+#include <string.h>
+
+/* v4d is a GNU C vector of 4 doubles (the AVX2 copy only) */
+#if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
+#define EANN_HAVE_AVX2 1
+#define EANN_AVX2 __attribute__((target("avx2")))
+#define EANN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
+typedef double v4d __attribute__((vector_size(32)));
+typedef uint64_t v4u __attribute__((vector_size(32)));
+typedef int64_t v4i __attribute__((vector_size(32)));
+#else
+#define EANN_HAVE_AVX2 0
+#endif
+
+/* ------------------------------------------------------------------------ */
+/* 1. the portable copy                                                     */
+/* ------------------------------------------------------------------------ */
+
+/* y[0..n) += s * x[0..n); unrolled by four so that gcc -O2 vectorises it.
+ * Each y[i] gets exactly one add, so the order of every sum is unchanged. */
+static inline void axpy(int n, double s, const double *restrict x, double *restrict y) {
+    int i = 0;
+    for (; i + 4 <= n; i += 4) {
+        y[i] += s * x[i];
+        y[i + 1] += s * x[i + 1];
+        y[i + 2] += s * x[i + 2];
+        y[i + 3] += s * x[i + 3];
+    }
+    for (; i < n; i++) y[i] += s * x[i];
+}
+
+/* Single entries of the descriptor sum S[q][k] = sum_p A[p][q] W[p][k]
+ * (sum_atw, below, and its AVX2 copy): the column tails, in the order of p. */
+static inline void sum_atw_2x1(int np, int M, int K, const double *A, const double *W, int q, int k,
+                               double *S) {
+    double a0 = 0, b0 = 0;
+    for (int p = 0; p < np; p++) {
+        double w = W[(size_t)p * K + k];
+        a0 += A[(size_t)p * M + q] * w;
+        b0 += A[(size_t)p * M + q + 1] * w;
+    }
+    S[(size_t)q * K + k] = a0;
+    S[(size_t)(q + 1) * K + k] = b0;
+}
+static inline void sum_atw_1x1(int np, int M, int K, const double *A, const double *W, int q, int k,
+                               double *S) {
+    double a0 = 0;
+    for (int p = 0; p < np; p++) a0 += A[(size_t)p * M + q] * W[(size_t)p * K + k];
+    S[(size_t)q * K + k] = a0;
+}
+
+/* exp of an array */
+
+/* 2^(j/32), j = 0..31, correctly rounded (computed with 60-digit decimals). */
+static const double exp_t32[32] = {
+    0x1.0000000000000p+0, 0x1.059b0d3158574p+0, 0x1.0b5586cf9890fp+0, 0x1.11301d0125b51p+0,
+    0x1.172b83c7d517bp+0, 0x1.1d4873168b9aap+0, 0x1.2387a6e756238p+0, 0x1.29e9df51fdee1p+0,
+    0x1.306fe0a31b715p+0, 0x1.371a7373aa9cbp+0, 0x1.3dea64c123422p+0, 0x1.44e086061892dp+0,
+    0x1.4bfdad5362a27p+0, 0x1.5342b569d4f82p+0, 0x1.5ab07dd485429p+0, 0x1.6247eb03a5585p+0,
+    0x1.6a09e667f3bcdp+0, 0x1.71f75e8ec5f74p+0, 0x1.7a11473eb0187p+0, 0x1.82589994cce13p+0,
+    0x1.8ace5422aa0dbp+0, 0x1.93737b0cdc5e5p+0, 0x1.9c49182a3f090p+0, 0x1.a5503b23e255dp+0,
+    0x1.ae89f995ad3adp+0, 0x1.b7f76f2fb5e47p+0, 0x1.c199bdd85529cp+0, 0x1.cb720dcef9069p+0,
+    0x1.d5818dcfba487p+0, 0x1.dfc97337b9b5fp+0, 0x1.ea4afa2a490dap+0, 0x1.f50765b6e4540p+0};
+
+/* exp(x) for |x| <= 708: x = (32 k + j) ln2/32 + r with |r| <= ln2/64
+ * (kk = 32 k + j rounded to nearest by the 1.5*2^52 shift, ln2/32 split in
+ * a 33-bit head, exact for |kk| < 2^20, and a tail), exp(r) - 1 by its
+ * Taylor polynomial to r^6 (truncation < 4e-18), exp(x) = 2^k 2^(j/32)
+ * (1 + q) with 2^k built from the exponent bits. Within 1 ulp of a correctly
+ * rounded exp (tests compare with libm). Plain operations only, so the same
+ * bits with every compiler and C library. */
+static inline double exp_core(double x) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39; /* ln2/32 = h + l */
+    double kd = x * s32 + shift;
+    uint64_t b;
+    memcpy(&b, &kd, sizeof b); /* low bits: kk in two's complement */
+    kd -= shift;
+    double r = (x - kd * h) - kd * l;
+    double q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
+    double t = exp_t32[b & 31];
+    uint64_t e = ((b >> 5) + 1023) << 52; /* 2^floor(kk/32) */
+    double sc;
+    memcpy(&sc, &e, sizeof sc);
+    return (t + t * q) * sc;
+}
+
+static inline double exp_one(double x) {
+    return (x >= -708.0 && x <= 708.0) ? exp_core(x) : exp(x);
+}
+
+void eann_exp_n(int n, const double *x, double *y) {
+    /* Each y[i] depends on x[i] only: exp_core for |x| <= 708, libm exp
+     * beyond (overflow, subnormal results, NaN). x may equal y. */
+    int bad = 0; /* any x outside [-708, 708] or NaN; four independent flags */
+    {
+        int b0 = 0, b1 = 0, b2 = 0, b3 = 0, i = 0;
+        for (; i + 4 <= n; i += 4) {
+            b0 |= !(fabs(x[i]) <= 708.0);
+            b1 |= !(fabs(x[i + 1]) <= 708.0);
+            b2 |= !(fabs(x[i + 2]) <= 708.0);
+            b3 |= !(fabs(x[i + 3]) <= 708.0);
+        }
+        for (; i < n; i++) b0 |= !(fabs(x[i]) <= 708.0);
+        bad = b0 | b1 | b2 | b3;
+    }
+    if (bad) {
+        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
+        return;
+    }
+    int i = 0;
+    /* four at a time: gcc pairs the independent evaluations into SSE registers */
+    for (; i + 4 <= n; i += 4) {
+        double a = exp_core(x[i]), b = exp_core(x[i + 1]);
+        double c = exp_core(x[i + 2]), d = exp_core(x[i + 3]);
+        y[i] = a;
+        y[i + 1] = b;
+        y[i + 2] = c;
+        y[i + 3] = d;
+    }
+    for (; i < n; i++) y[i] = exp_core(x[i]);
+}
+
+/* The matrix kernel of the linear layers:
+ *     z[a][j] = b[j] + sum_{c = 0..nk-1} x[a][c] B[c][j]   (b == NULL: 0 + ...)
+ * for a < n, j < nj; x [n][nk], B [nk][nj], z [n][nj]; every sum in the
+ * order of c. Blocks of 2 rows x 8 (then 4) columns are kept in scalars
+ * that gcc's SLP vectoriser pairs into SSE registers, so the sums stay in
+ * registers instead of memory; the last columns go one at a time. */
+static void block8(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
+                   const double *restrict B, const double *restrict b, double *restrict z0,
+                   double *restrict z1) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0, a4 = 0, a5 = 0, a6 = 0, a7 = 0;
+    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; a4 = b[4]; a5 = b[5]; a6 = b[6]; a7 = b[7]; }
+    if (two) {
+        double c0 = a0, c1 = a1, c2 = a2, c3 = a3, c4 = a4, c5 = a5, c6 = a6, c7 = a7;
+        for (int c = 0; c < nk; c++) {
+            const double *w = B + (size_t)c * nj;
+            double p = x0[c], q = x1[c];
+            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
+            c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
+            c4 += q * w[4]; c5 += q * w[5]; c6 += q * w[6]; c7 += q * w[7];
+        }
+        z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3;
+        z1[4] = c4; z1[5] = c5; z1[6] = c6; z1[7] = c7;
+    } else {
+        for (int c = 0; c < nk; c++) {
+            const double *w = B + (size_t)c * nj;
+            double p = x0[c];
+            a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+            a4 += p * w[4]; a5 += p * w[5]; a6 += p * w[6]; a7 += p * w[7];
+        }
+    }
+    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
+    z0[4] = a4; z0[5] = a5; z0[6] = a6; z0[7] = a7;
+}
+
+static void block4(int two, int nk, int nj, const double *restrict x0, const double *restrict x1,
+                   const double *restrict B, const double *restrict b, double *restrict z0,
+                   double *restrict z1) {
+    double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+    if (b) { a0 = b[0]; a1 = b[1]; a2 = b[2]; a3 = b[3]; }
+    double c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+    for (int c = 0; c < nk; c++) {
+        const double *w = B + (size_t)c * nj;
+        double p = x0[c], q = two ? x1[c] : 0.0;
+        a0 += p * w[0]; a1 += p * w[1]; a2 += p * w[2]; a3 += p * w[3];
+        c0 += q * w[0]; c1 += q * w[1]; c2 += q * w[2]; c3 += q * w[3];
+    }
+    z0[0] = a0; z0[1] = a1; z0[2] = a2; z0[3] = a3;
+    if (two) { z1[0] = c0; z1[1] = c1; z1[2] = c2; z1[3] = c3; }
+}
+
+static void gemm_rows(int n, int nk, int nj, const double *x, const double *B, const double *b,
+                      double *z) {
+    int j8 = nj - nj % 8, j4 = nj - nj % 4;
+    for (int a = 0; a < n; a += 2) {
+        int two = a + 1 < n;
+        const double *xa = x + (size_t)a * nk;
+        double *za = z + (size_t)a * nj;
+        for (int j = 0; j < j8; j += 8)
+            block8(two, nk, nj, xa, xa + nk, B + j, b ? b + j : NULL, za + j, za + nj + j);
+        if (j8 < j4)
+            block4(two, nk, nj, xa, xa + nk, B + j8, b ? b + j8 : NULL, za + j8, za + nj + j8);
+        for (int r = 0; r <= two; r++)
+            for (int j = j4; j < nj; j++) {
+                double s = b ? b[j] : 0.0;
+                for (int c = 0; c < nk; c++) s += xa[(size_t)r * nk + c] * B[(size_t)c * nj + j];
+                za[(size_t)r * nj + j] = s;
+            }
+    }
+}
+
+/* S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] (eann_sum_atw): blocks of
+ * 2 q x 4 k stay in registers (scalars that gcc pairs into SSE registers). */
+static void sum_atw(int np, int M, int K, const double *restrict A, const double *restrict W,
+                    double *restrict S) {
+    int q = 0;
+    for (; q + 2 <= M; q += 2) {
+        int k = 0;
+        for (; k + 4 <= K; k += 4) {
+            double a0 = 0, a1 = 0, a2 = 0, a3 = 0, b0 = 0, b1 = 0, b2 = 0, b3 = 0;
+            for (int p = 0; p < np; p++) {
+                const double *w = W + (size_t)p * K + k;
+                double x = A[(size_t)p * M + q], y = A[(size_t)p * M + q + 1];
+                a0 += x * w[0]; a1 += x * w[1]; a2 += x * w[2]; a3 += x * w[3];
+                b0 += y * w[0]; b1 += y * w[1]; b2 += y * w[2]; b3 += y * w[3];
+            }
+            double *s0 = S + (size_t)q * K + k, *s1 = s0 + K;
+            s0[0] = a0; s0[1] = a1; s0[2] = a2; s0[3] = a3;
+            s1[0] = b0; s1[1] = b1; s1[2] = b2; s1[3] = b3;
+        }
+        for (; k < K; k++) sum_atw_2x1(np, M, K, A, W, q, k, S);
+    }
+    for (; q < M; q++)
+        for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+}
+
+/* ------------------------------------------------------------------------ */
+/* 2. the AVX2 copy (one vector lane = one scalar sum of the copy above)    */
+/* ------------------------------------------------------------------------ */
+
+/* Vector width: 4 doubles versus 2 (SSE2) in the portable copy; the matrix
+ * tiles keep up to 8 independent vector sums in flight. */
+#if EANN_HAVE_AVX2
+
+EANN_AVX2_INLINE v4d v_load(const double *p) {
+    v4d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+EANN_AVX2_INLINE void v_store(double *p, v4d v) { memcpy(p, &v, sizeof v); }
+EANN_AVX2_INLINE v4d v_splat(double s) { return (v4d){s, s, s, s}; }
+/* ((s0 + s1) + (s2 + s3)): the combination of the four partial sums of sum4/dot4 */
+EANN_AVX2_INLINE double v_sum4(v4d s) { return (s[0] + s[1]) + (s[2] + s[3]); }
+
+/* exp_core on four lanes (the same operations; |x| <= 708 only) */
+EANN_AVX2_INLINE v4d v_exp_core(v4d x) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39;
+    v4d kd = x * s32 + shift;
+    v4u b = (v4u)kd;
+    kd -= shift;
+    v4d r = (x - kd * h) - kd * l;
+    v4d q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
+    v4d t = {exp_t32[b[0] & 31], exp_t32[b[1] & 31], exp_t32[b[2] & 31], exp_t32[b[3] & 31]};
+    v4u e = ((b >> 5) + 1023) << 52;
+    return (t + t * q) * (v4d)e;
+}
+
+/* eann_exp_n (same bits): if every x is within [-708, 708] (checked first,
+ * four lanes at a time; NaN fails), exp_core four at a time, else exp_one
+ * element by element as eann_exp_n does. */
+EANN_AVX2_INLINE void exp_n_avx2_body(int n, const double *x, double *y) {
+    const int n4 = n - n % 4;
+    v4i ok = {-1, -1, -1, -1};
+    for (int i = 0; i < n4; i += 4) {
+        v4d v = v_load(x + i);
+        ok &= (v >= -708.0) & (v <= 708.0);
+    }
+    int good = (ok[0] & ok[1] & ok[2] & ok[3]) != 0;
+    for (int i = n4; i < n; i++) good &= fabs(x[i]) <= 708.0;
+    if (!good) {
+        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
+        return;
+    }
+    for (int i = 0; i < n4; i += 4) v_store(y + i, v_exp_core(v_load(x + i)));
+    for (int i = n4; i < n; i++) y[i] = exp_core(x[i]);
+}
+
+EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2_body(n, x, y); }
+
+/* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
+ * b[j] (or 0) and adds x[a][c] B[c][j] for c = 0, 1, ... in turn). The
+ * tiles keep up to eight vector sums in registers: 4 (or the last 3 or 2)
+ * rows x 8 columns, or 1 row x 32 columns for a single row (a species with
+ * one atom is a matrix-vector product). Narrower column tails: one vector per row, then
+ * single columns. Written out by hand: compilers keep named variables, not
+ * small arrays, in registers. */
+EANN_AVX2_INLINE v4d v_init(const double *b, int j) { return b ? v_load(b + j) : v_splat(0.0); }
+
+/* columns j..j+7 of rows 0..R-1 (R <= 4; R is a constant at every call,
+ * so the unused sums vanish) */
+EANN_AVX2_INLINE void tile_rx8(int R, int nk, int nj, const double *x, const double *B,
+                               const double *b, int j, double *z) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    v4d a0 = v_init(b, j), a1 = v_init(b, j + 4);
+    v4d b0 = a0, b1 = a1, c0 = a0, c1 = a1, d0 = a0, d1 = a1;
+    for (int c = 0; c < nk; c++) {
+        const double *w = B + (size_t)c * nj + j;
+        v4d w0 = v_load(w), w1 = v_load(w + 4), p;
+        p = v_splat(x0[c]); a0 += p * w0; a1 += p * w1;
+        if (R > 1) { p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1; }
+        if (R > 2) { p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1; }
+        if (R > 3) { p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1; }
+    }
+    v_store(z + j, a0); v_store(z + j + 4, a1);
+    if (R > 1) { z += nj; v_store(z + j, b0); v_store(z + j + 4, b1); }
+    if (R > 2) { z += nj; v_store(z + j, c0); v_store(z + j + 4, c1); }
+    if (R > 3) { z += nj; v_store(z + j, d0); v_store(z + j + 4, d1); }
+}
+
+EANN_AVX2_INLINE void tile_1x32(int nk, int nj, const double *x, const double *B,
+                                const double *b, int j, double *z) {
+    v4d a0 = v_init(b, j), a1 = v_init(b, j + 4), a2 = v_init(b, j + 8), a3 = v_init(b, j + 12);
+    v4d a4 = v_init(b, j + 16), a5 = v_init(b, j + 20), a6 = v_init(b, j + 24);
+    v4d a7 = v_init(b, j + 28);
+    for (int c = 0; c < nk; c++) {
+        const double *w = B + (size_t)c * nj + j;
+        v4d p = v_splat(x[c]);
+        a0 += p * v_load(w); a1 += p * v_load(w + 4); a2 += p * v_load(w + 8);
+        a3 += p * v_load(w + 12); a4 += p * v_load(w + 16); a5 += p * v_load(w + 20);
+        a6 += p * v_load(w + 24); a7 += p * v_load(w + 28);
+    }
+    v_store(z + j, a0); v_store(z + j + 4, a1); v_store(z + j + 8, a2);
+    v_store(z + j + 12, a3); v_store(z + j + 16, a4); v_store(z + j + 20, a5);
+    v_store(z + j + 24, a6); v_store(z + j + 28, a7);
+}
+
+/* columns j..j+3 of rows 0..R-1, one vector sum per row (R <= 4) */
+EANN_AVX2_INLINE void tile_rx4(int R, int nk, int nj, const double *x, const double *B,
+                               const double *b, int j, double *z) {
+    v4d a0 = v_init(b, j), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        v4d w = v_load(B + (size_t)c * nj + j);
+        a0 += v_splat(x[c]) * w;
+        if (R > 1) a1 += v_splat(x[nk + c]) * w;
+        if (R > 2) a2 += v_splat(x[2 * (size_t)nk + c]) * w;
+        if (R > 3) a3 += v_splat(x[3 * (size_t)nk + c]) * w;
+    }
+    v_store(z + j, a0);
+    if (R > 1) v_store(z + nj + j, a1);
+    if (R > 2) v_store(z + 2 * (size_t)nj + j, a2);
+    if (R > 3) v_store(z + 3 * (size_t)nj + j, a3);
+}
+
+/* column j of rows 0..R-1 (R <= 4), the rows' sums interleaved */
+EANN_AVX2_INLINE void tile_rx1(int R, int nk, int nj, const double *x, const double *B,
+                               const double *b, int j, double *z) {
+    double a0 = b ? b[j] : 0.0, a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        double w = B[(size_t)c * nj + j];
+        a0 += x[c] * w;
+        if (R > 1) a1 += x[nk + c] * w;
+        if (R > 2) a2 += x[2 * (size_t)nk + c] * w;
+        if (R > 3) a3 += x[3 * (size_t)nk + c] * w;
+    }
+    z[j] = a0;
+    if (R > 1) z[nj + j] = a1;
+    if (R > 2) z[2 * (size_t)nj + j] = a2;
+    if (R > 3) z[3 * (size_t)nj + j] = a3;
+}
+
+/* rows 0..R-1 (R = 2..4), all columns */
+EANN_AVX2_INLINE void rows_avx2(int R, int nk, int nj, const double *x, const double *B,
+                                const double *b, double *z) {
+    int j = 0;
+    for (; j + 8 <= nj; j += 8) tile_rx8(R, nk, nj, x, B, b, j, z);
+    for (; j + 4 <= nj; j += 4) tile_rx4(R, nk, nj, x, B, b, j, z);
+    for (; j < nj; j++) tile_rx1(R, nk, nj, x, B, b, j, z);
+}
+
+/* one row, all columns */
+EANN_AVX2_INLINE void row1_avx2(int nk, int nj, const double *x, const double *B,
+                                const double *b, double *z) {
+    int j = 0;
+    for (; j + 32 <= nj; j += 32) tile_1x32(nk, nj, x, B, b, j, z);
+    for (; j + 4 <= nj; j += 4) tile_rx4(1, nk, nj, x, B, b, j, z);
+    for (; j < nj; j++) tile_rx1(1, nk, nj, x, B, b, j, z);
+}
+
+EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
+                                const double *b, double *z) {
+    int a = 0;
+    for (; a + 4 <= n; a += 4) rows_avx2(4, nk, nj, x + (size_t)a * nk, B, b, z + (size_t)a * nj);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: rows_avx2(3, nk, nj, xa, B, b, za); break;
+    case 2: rows_avx2(2, nk, nj, xa, B, b, za); break;
+    case 1: row1_avx2(nk, nj, xa, B, b, za); break;
+    default: break;
+    }
+}
+
+/* The weight gradient of a linear layer (same bits as linear_backward's
+ * axpy loop): dw[o][c] += dz[a][o] x[a][c] for a = 0, 1, ... in turn; a
+ * block of 16 (then 4, then 1) entries of dw[o] stays in registers while
+ * all rows a are added. */
+EANN_AVX2 static void dw_avx2(int n, int nin, int nout, const double *x, const double *dz,
+                              double *dw) {
+    for (int o = 0; o < nout; o++) {
+        double *d = dw + (size_t)o * nin;
+        int c = 0;
+        for (; c + 16 <= nin; c += 16) {
+            v4d a0 = v_load(d + c), a1 = v_load(d + c + 4), a2 = v_load(d + c + 8);
+            v4d a3 = v_load(d + c + 12);
+            for (int a = 0; a < n; a++) {
+                const double *xa = x + (size_t)a * nin + c;
+                v4d g = v_splat(dz[(size_t)a * nout + o]);
+                a0 += g * v_load(xa);
+                a1 += g * v_load(xa + 4);
+                a2 += g * v_load(xa + 8);
+                a3 += g * v_load(xa + 12);
+            }
+            v_store(d + c, a0); v_store(d + c + 4, a1);
+            v_store(d + c + 8, a2); v_store(d + c + 12, a3);
+        }
+        for (; c + 4 <= nin; c += 4) {
+            v4d a0 = v_load(d + c);
+            for (int a = 0; a < n; a++)
+                a0 += v_splat(dz[(size_t)a * nout + o]) * v_load(x + (size_t)a * nin + c);
+            v_store(d + c, a0);
+        }
+        for (; c < nin; c++) {
+            double a0 = d[c];
+            for (int a = 0; a < n; a++) a0 += dz[(size_t)a * nout + o] * x[(size_t)a * nin + c];
+            d[c] = a0;
+        }
+    }
+}
+
+/* eann_layernorm_forward followed by eann_act_forward (same bits), row by
+ * row: z [n][c] (may alias y), y [n][c] LayerNorm output, zhat, rstd [n],
+ * sig [n][c], a [n][c]. */
+EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g,
+                                  const double *bb, double eps, const double *alpha,
+                                  const double *beta, double *zhat, double *rstd, double *y,
+                                  double *sig, double *a) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *zr = z + (size_t)r * c;
+        double *hr = zhat + (size_t)r * c, *yr = y + (size_t)r * c;
+        double *sr = sig + (size_t)r * c, *ar = a + (size_t)r * c;
+        v4d s = v_splat(0.0);
+        for (int i = 0; i < c4; i += 4) s += v_load(zr + i); /* sum4 */
+        double sum = v_sum4(s);
+        for (int i = c4; i < c; i++) sum += zr[i];
+        const double mu = sum / c;
+        for (int i = 0; i < c4; i += 4) v_store(hr + i, v_load(zr + i) - mu);
+        for (int i = c4; i < c; i++) hr[i] = zr[i] - mu;
+        s = v_splat(0.0);
+        for (int i = 0; i < c4; i += 4) { /* dot4(hr, hr) */
+            v4d h = v_load(hr + i);
+            s += h * h;
+        }
+        double var = v_sum4(s);
+        for (int i = c4; i < c; i++) var += hr[i] * hr[i];
+        var /= c;
+        const double rs = 1.0 / sqrt(var + eps);
+        rstd[r] = rs;
+        /* LayerNorm output, and the sigmoid's exp argument -(beta y) into sig */
+        v4i ok = {-1, -1, -1, -1};
+        for (int i = 0; i < c4; i += 4) {
+            v4d h = v_load(hr + i) * rs;
+            v4d yy = h * v_load(g + i) + v_load(bb + i);
+            v4d e = -(v_load(beta + i) * yy);
+            ok &= (e >= -708.0) & (e <= 708.0);
+            v_store(hr + i, h);
+            v_store(yr + i, yy);
+            v_store(sr + i, e);
+        }
+        for (int i = c4; i < c; i++) {
+            hr[i] *= rs;
+            yr[i] = hr[i] * g[i] + bb[i];
+            sr[i] = -(beta[i] * yr[i]);
+        }
+        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward), the exp
+         * as eann_exp_n: exp_core if all arguments of the row are in range
+         * (checked above), else exp_one (the same value for each in range) */
+        int i = 0;
+        if (ok[0] & ok[1] & ok[2] & ok[3])
+            for (; i < c4; i += 4) {
+                v4d t = v_load(beta + i) * v_load(yr + i);
+                v4d sg = 1.0 / (1.0 + v_exp_core(v_load(sr + i)));
+                v_store(sr + i, sg);
+                v_store(ar + i, v_load(alpha + i) * t * sg);
+            }
+        for (; i < c; i++) {
+            double t = beta[i] * yr[i];
+            double sg = 1.0 / (1.0 + exp_one(sr[i]));
+            sr[i] = sg;
+            ar[i] = alpha[i] * t * sg;
+        }
+    }
+}
+
+/* eann_act_backward then eann_layernorm_backward without parameter
+ * gradients (same bits): da [n][c] -> dy [n][c] (scratch) -> dz [n][c]. */
+EANN_AVX2 static void act_ln_backward_avx2(int n, int c, const double *y, const double *sig,
+                                           const double *alpha, const double *beta,
+                                           const double *zhat, const double *rstd,
+                                           const double *g, const double *da, double *dy,
+                                           double *dz) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
+        const double *dar = da + (size_t)r * c, *hr = zhat + (size_t)r * c;
+        double *dyr = dy + (size_t)r * c, *dzr = dz + (size_t)r * c;
+        v4d sg = v_splat(0.0), sgh = v_splat(0.0);
+        for (int i = 0; i < c4; i += 4) {
+            v4d bt = v_load(beta + i), s = v_load(sr + i);
+            v4d t = bt * v_load(yr + i);
+            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s));
+            v4d d = v_load(dar + i) * (bt * dadt);
+            v_store(dyr + i, d);
+            v4d G = v_load(g + i) * d;
+            sg += G;
+            sgh += G * v_load(hr + i);
+        }
+        double ssg = v_sum4(sg), ssgh = v_sum4(sgh);
+        for (int i = c4; i < c; i++) {
+            double t = beta[i] * yr[i], s = sr[i];
+            double dadt = alpha[i] * (s + t * s * (1.0 - s));
+            dyr[i] = dar[i] * (beta[i] * dadt);
+            double G = g[i] * dyr[i];
+            ssg += G;
+            ssgh += G * hr[i];
+        }
+        const double mg = ssg / c, mgh = ssgh / c, rs = rstd[r];
+        for (int i = 0; i < c4; i += 4)
+            v_store(dzr + i, (v_load(g + i) * v_load(dyr + i) - mg - v_load(hr + i) * mgh) * rs);
+        for (int i = c4; i < c; i++) dzr[i] = (g[i] * dyr[i] - mg - hr[i] * mgh) * rs;
+    }
+}
+
+/* sum_atw (same bits): S[q][k] = sum_p A[p][q] W[p][k], each sum starting
+ * from 0 in the order of p. A tile holds rows q..q+Q-1 (Q <= 4) and columns
+ * k..k+4V-1 (V <= 3 vectors) in up to 12 vector sums while all pairs p are
+ * added: for the published models (M = 13, K = 12) a tile is 4 x 12, so
+ * each pair's W row is loaded once per 4 rows. Q and V are constants at
+ * every call, so the unused sums vanish. */
+EANN_AVX2_INLINE void atw_tile(int Q, int V, int np, int M, int K, const double *A,
+                               const double *W, int q, int k, double *S) {
+    v4d a0 = v_splat(0.0), a1 = a0, a2 = a0, b0 = a0, b1 = a0, b2 = a0;
+    v4d c0 = a0, c1 = a0, c2 = a0, d0 = a0, d1 = a0, d2 = a0;
+    for (int p = 0; p < np; p++) {
+        const double *w = W + (size_t)p * K + k, *x = A + (size_t)p * M + q;
+        v4d w0 = v_load(w), w1 = V > 1 ? v_load(w + 4) : w0, w2 = V > 2 ? v_load(w + 8) : w0, t;
+        t = v_splat(x[0]); a0 += t * w0; if (V > 1) a1 += t * w1; if (V > 2) a2 += t * w2;
+        if (Q > 1) { t = v_splat(x[1]); b0 += t * w0; if (V > 1) b1 += t * w1; if (V > 2) b2 += t * w2; }
+        if (Q > 2) { t = v_splat(x[2]); c0 += t * w0; if (V > 1) c1 += t * w1; if (V > 2) c2 += t * w2; }
+        if (Q > 3) { t = v_splat(x[3]); d0 += t * w0; if (V > 1) d1 += t * w1; if (V > 2) d2 += t * w2; }
+    }
+    double *s = S + (size_t)q * K + k;
+    v_store(s, a0); if (V > 1) v_store(s + 4, a1); if (V > 2) v_store(s + 8, a2);
+    if (Q > 1) { s += K; v_store(s, b0); if (V > 1) v_store(s + 4, b1); if (V > 2) v_store(s + 8, b2); }
+    if (Q > 2) { s += K; v_store(s, c0); if (V > 1) v_store(s + 4, c1); if (V > 2) v_store(s + 8, c2); }
+    if (Q > 3) { s += K; v_store(s, d0); if (V > 1) v_store(s + 4, d1); if (V > 2) v_store(s + 8, d2); }
+}
+
+/* rows q..q+Q-1, all columns: tiles of 3 vectors, then 2 or 1, then the
+ * last K % 4 columns one by one */
+EANN_AVX2_INLINE void atw_rows(int Q, int np, int M, int K, const double *A, const double *W,
+                               int q, double *S) {
+    const int K4 = K - K % 4;
+    int k = 0;
+    for (; k + 12 <= K4; k += 12) atw_tile(Q, 3, np, M, K, A, W, q, k, S);
+    if (K4 - k == 8) atw_tile(Q, 2, np, M, K, A, W, q, k, S);
+    if (K4 - k == 4) atw_tile(Q, 1, np, M, K, A, W, q, k, S);
+    for (int r = q; r < q + Q; r++)
+        for (k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, r, k, S);
+}
+
+EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const double *W,
+                                   double *S) {
+    int q = 0;
+    for (; q + 4 <= M; q += 4) atw_rows(4, np, M, K, A, W, q, S);
+    switch (M - q) { /* the last 0..3 rows */
+    case 3: atw_rows(3, np, M, K, A, W, q, S); break;
+    case 2: atw_rows(2, np, M, K, A, W, q, S); break;
+    case 1: atw_rows(1, np, M, K, A, W, q, S); break;
+    default: break;
+    }
+}
+#endif /* EANN_HAVE_AVX2 */
+
+/* ------------------------------------------------------------------------ */
+/* 3. the dispatchers                                                       */
+/* ------------------------------------------------------------------------ */
+
+/* IF_AVX2(simd, call) runs the AVX2 copy and returns
+ * when simd asks for it (and this build has it). */
+#if EANN_HAVE_AVX2
+#define IF_AVX2(simd, call) \
+    do { if ((simd) == EANN_SIMD_AVX2) { call; return; } } while (0)
+#else
+#define IF_AVX2(simd, call) (void)(simd)
+#endif
+
+void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
+                 const double *b, double *z) {
+    IF_AVX2(simd, gemm_avx2(n, nk, nj, x, B, b, z));
+    gemm_rows(n, nk, nj, x, B, b, z);
+}
+
+void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                      double *dw) {
+    IF_AVX2(simd, dw_avx2(n, nin, nout, x, dz, dw));
+    for (int o = 0; o < nout; o++)
+        for (int a = 0; a < n; a++)
+            axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, dw + (size_t)o * nin);
+}
+
+void eann_exp_sel(int simd, int n, const double *x, double *y) {
+    IF_AVX2(simd, exp_n_avx2(n, x, y));
+    eann_exp_n(n, x, y);
+}
+
+void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {
+    IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
+    sum_atw(np, M, K, A, W, S);
+}
+
+void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,
+                 double eps, const double *alpha, const double *beta, double *zhat, double *rstd,
+                 double *y, double *sig, double *a) {
+    IF_AVX2(simd, ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
+    eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
+    eann_act_forward(n, c, y, alpha, beta, sig, a);
+}
+
+void eann_act_ln_backward(int simd, int n, int c, const double *y, const double *sig,
+                          const double *alpha, const double *beta, const double *zhat,
+                          const double *rstd, const double *g, const double *da, double *dy,
+                          double *dz) {
+    IF_AVX2(simd, act_ln_backward_avx2(n, c, y, sig, alpha, beta, zhat, rstd, g, da, dy, dz));
+    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
+    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
+}
+
+int eann_simd_best(void) {
+#if EANN_HAVE_AVX2
+    if (__builtin_cpu_supports("avx2")) return EANN_SIMD_AVX2;
+#endif
+    return EANN_SIMD_PORTABLE;
+}
+
+/* EANN_SIMD_PORTABLE or EANN_SIMD_AVX2 for a requested mode, or -1 if the
+ * mode is unknown or its copy is not available */
+static int resolve_simd(int mode) {
+    if (mode == EANN_SIMD_AUTO) return eann_simd_best();
+    if (mode == EANN_SIMD_PORTABLE) return mode;
+    if (mode == EANN_SIMD_AVX2 && eann_simd_best() == EANN_SIMD_AVX2) return mode;
+    return -1;
+}
+
+int eann_exp_n_simd(int mode, int n, const double *x, double *y) {
+    int simd = resolve_simd(mode);
+    if (simd < 0) return EANN_EINVAL;
+    eann_exp_sel(simd, n, x, y);
+    return EANN_OK;
+}
+
+int eann_work_set_simd(eann_work *w, int mode) {
+    int simd = resolve_simd(mode);
+    if (!w || simd < 0) return EANN_EINVAL;
+    w->simd = simd;
+    return EANN_OK;
+}

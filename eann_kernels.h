@@ -1,0 +1,44 @@
+/* SPDX-License-Identifier: MIT */
+/* eann_kernels.h - PRIVATE to eann.c and eann_kernels.c (not an API; the
+ * public ones are eann_matmul, eann_exp_n[_simd] and eann_work_set_simd in
+ * eann.h). The hot loops of the EANN forward and backward passes, each with
+ * simd = a workspace's `simd` (EANN_SIMD_PORTABLE or EANN_SIMD_AVX2): both
+ * copies give the same bits (see the top of eann_kernels.c). Row-major
+ * arrays, shapes in brackets. */
+#ifndef EANN_KERNELS_H
+#define EANN_KERNELS_H
+
+#include "eann.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* The copy eann_work_new picks: EANN_SIMD_AVX2 if this build has it and the
+ * CPU runs it, else EANN_SIMD_PORTABLE. */
+int eann_simd_best(void);
+/* y[i] = exp(x[i]) (eann_exp_n; x may equal y). */
+void eann_exp_sel(int simd, int n, const double *x, double *y);
+/* Weight gradient of a linear layer: dw[o][c] += dz[a][o] x[a][c] for
+ * a = 0, 1, ... in turn; x [n][nin], dz [n][nout], dw [nout][nin]. */
+void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                      double *dw);
+/* The descriptor sum S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] in the
+ * order of p; A [np][M], W [np][K], S [M][K]. */
+void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S);
+/* eann_layernorm_forward then eann_act_forward: z [n][c] (may alias y),
+ * zhat, y, sig, a [n][c], rstd [n]. */
+void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,
+                 double eps, const double *alpha, const double *beta, double *zhat, double *rstd,
+                 double *y, double *sig, double *a);
+/* eann_act_backward then eann_layernorm_backward without parameter
+ * gradients: da [n][c] -> dy [n][c] (scratch) -> dz [n][c] (may alias da). */
+void eann_act_ln_backward(int simd, int n, int c, const double *y, const double *sig,
+                          const double *alpha, const double *beta, const double *zhat,
+                          const double *rstd, const double *g, const double *da, double *dy,
+                          double *dz);
+
+#ifdef __cplusplus
+}
+#endif
+#endif
