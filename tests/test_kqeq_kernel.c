@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* test_kqeq_kernel - the fast kernel paths of kqeq.c ("Fast kernels") against
+/* test_kqeq_kernel - the fast kernel paths of kqeq_kernels.c (called by kqeq.c) against
  * the plain kq_kernel, bit for bit (memcmp):
  * - kq_kernel_accumulate (packed register tiles, species-block skipping),
  *   portable, AVX2 and AVX-512 copies, on random vectors with zero blocks (also blocks
