@@ -29,7 +29,7 @@ POSIX = -D_POSIX_C_SOURCE=200809L
 LDLIBS = -lm
 
 # The model libraries (pure C11, libc + libm); xyz.c is the I/O library (POSIX).
-MODELSRC = $(wildcard linalg.c soap.c kqeq.c kqeq_kernels.c eann.c eann_kernels.c eann_train.c spectra.c)
+MODELSRC = $(wildcard linalg.c soap.c kqeq.c kqeq_kernels.c kqeq_model.c eann.c eann_kernels.c eann_train.c spectra.c)
 LIBSRC  = $(MODELSRC) xyz.c
 LIBHDR  = $(wildcard $(LIBSRC:.c=.h))
 LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
