@@ -60,10 +60,9 @@ void kq_kernel_matrix(size_t na, const double *a, size_t nb, const double *b, si
  * blocks of specs/soap.md "Layout".
  * kq_kernel_accumulate: k[i*nb + j] += delta * kq_kernel(a_i, b_j, len, zeta)
  * for a [na][len], b [nb][len], k [na][nb], bit for bit. simd: KQ_SIMD_AUTO
- * (the widest copy), KQ_SIMD_PORTABLE, KQ_SIMD_AVX2 (soap.h) or
- * KQ_KERNEL_AVX512 (KQ_EINVAL if this build or CPU has no such copy).
+ * (the widest copy), KQ_SIMD_PORTABLE, KQ_SIMD_AVX2 or KQ_SIMD_AVX512 (soap.h)
+ * (KQ_EINVAL if this build or CPU has no such copy).
  * KQ_ENOMEM if scratch space cannot be allocated. */
-#define KQ_KERNEL_AVX512 3
 int kq_kernel_accumulate(size_t na, const double *a, size_t nb, const double *b, size_t len,
                          int nblk, const size_t *blk_off, int zeta, double delta, int simd,
                          double *k);

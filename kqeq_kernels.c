@@ -393,11 +393,11 @@ __attribute__((target("avx512f"))) static void kb_run_avx512(const kqk_pack *k, 
 }
 #endif
 
-/* The widest copy this build has and the CPU runs: KQ_KERNEL_AVX512,
+/* The widest copy this build has and the CPU runs: KQ_SIMD_AVX512,
  * KQ_SIMD_AVX2 or KQ_SIMD_PORTABLE */
 static int kb_best_simd(void) {
 #if KB_AVX2
-    if (__builtin_cpu_supports("avx512f")) return KQ_KERNEL_AVX512;
+    if (__builtin_cpu_supports("avx512f")) return KQ_SIMD_AVX512;
     if (__builtin_cpu_supports("avx2")) return KQ_SIMD_AVX2;
 #endif
     return KQ_SIMD_PORTABLE;
@@ -421,7 +421,7 @@ int kqk_accumulate(const kqk_pack *k, size_t na, const double *const *a, int zet
     }
     if (simd == KQ_SIMD_AUTO) simd = kb_best_simd();
 #if KB_AVX2
-    if (simd == KQ_KERNEL_AVX512) {
+    if (simd == KQ_SIMD_AVX512) {
         kb_run_avx512(k, na, a, am, zeta, delta, out, ostride, w);
         return KQ_OK;
     }
@@ -439,11 +439,11 @@ int kq_kernel_accumulate(size_t na, const double *a, size_t nb, const double *b,
                          double *k) {
     if ((na && !a) || (nb && !b) || !k || len == 0) return KQ_EINVAL;
     if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE && simd != KQ_SIMD_AVX2 &&
-        simd != KQ_KERNEL_AVX512)
+        simd != KQ_SIMD_AVX512)
         return KQ_EINVAL;
 #if KB_AVX2
     if (simd == KQ_SIMD_AVX2 && !__builtin_cpu_supports("avx2")) return KQ_EINVAL;
-    if (simd == KQ_KERNEL_AVX512 && !__builtin_cpu_supports("avx512f")) return KQ_EINVAL;
+    if (simd == KQ_SIMD_AVX512 && !__builtin_cpu_supports("avx512f")) return KQ_EINVAL;
 #else
     if (simd != KQ_SIMD_AUTO && simd != KQ_SIMD_PORTABLE) return KQ_EINVAL;
 #endif

@@ -75,7 +75,7 @@ static void test_accumulate(void) {
     static const size_t nbs[] = {1, 7, 8, 9, 23};
     /* the copies this build and CPU have (portable always) */
     int simds[3] = {KQ_SIMD_PORTABLE, 0, 0}, nsimd = 1;
-    const int want[2] = {KQ_SIMD_AVX2, KQ_KERNEL_AVX512};
+    const int want[2] = {KQ_SIMD_AVX2, KQ_SIMD_AVX512};
     const char *names[2] = {"AVX2", "AVX-512"};
     for (int v = 0; v < 2; v++) {
         double one = 1.0;
