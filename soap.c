@@ -1025,8 +1025,54 @@ KQ_INLINE const double *soap_row(soap_src s, int t) {
     return s.ptr ? s.ptr[t] + s.off : s.base + (size_t)t * s.ts;
 }
 
+#if KQ_SOAP_AVX2
+/* soap_block for nu = 8, written with GCC/clang vector types (one 8-wide
+ * vector per row: one register in the AVX-512 copy, two in the AVX2 one),
+ * used by the wide copies only. The compiler's own vectorisation of the
+ * scalar form kept the sums transposed and shuffled every term into place;
+ * here every element is the same two operations per t as there (v = g y,
+ * a += p v, t ascending from 0.0, then scale a), elementwise, so the same
+ * bits. */
+typedef double soap_v8 __attribute__((vector_size(64), aligned(8), may_alias));
+KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                             const double *sg, double *restrict out, size_t os, double scale) {
+    soap_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t);
+        soap_v8 v = *(const soap_v8 *)soap_row(y, t);
+        if (sg) v = sg[t] * v;
+        a0 += xt[0] * v;
+        if (nr > 1) a1 += xt[rs] * v;
+        if (nr > 2) a2 += xt[2 * rs] * v;
+        if (nr > 3) a3 += xt[3 * rs] * v;
+        if (nr > 4) a4 += xt[4 * rs] * v;
+        if (nr > 5) {
+            a5 += xt[5 * rs] * v;
+            a6 += xt[6 * rs] * v;
+            a7 += xt[7 * rs] * v;
+        }
+    }
+    *(soap_v8 *)out = scale * a0;
+    if (nr > 1) *(soap_v8 *)(out + os) = scale * a1;
+    if (nr > 2) *(soap_v8 *)(out + 2 * os) = scale * a2;
+    if (nr > 3) *(soap_v8 *)(out + 3 * os) = scale * a3;
+    if (nr > 4) *(soap_v8 *)(out + 4 * os) = scale * a4;
+    if (nr > 5) {
+        *(soap_v8 *)(out + 5 * os) = scale * a5;
+        *(soap_v8 *)(out + 6 * os) = scale * a6;
+        *(soap_v8 *)(out + 7 * os) = scale * a7;
+    }
+}
+#endif
+
 KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t rs, soap_src y,
                           const double *sg, double *restrict out, size_t os, double scale) {
+#if KQ_SOAP_AVX2
+    if (nu == 8) {
+        soap_block_v8(nr, nt, x, rs, y, sg, out, os, scale);
+        return;
+    }
+#endif
     double a[8][8] = {{0.0}};
 #define KQ_ROW(r)                                                                            \
     do {                                                                                     \
