@@ -494,18 +494,23 @@ struct kq_soap {
     double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
                                         * then [4][nl][np4] their h (soap_centre_fresh) */
     /* pair reuse (see soap_centre_slots): h and R of a pair (i, j) are
-     * computed at the centre that comes first in s->order into a ring of
-     * ring_slots (a power of two) entries [nl*np4 + nlm] and read there at
-     * the other */
+     * computed at the centre that comes first in s->order into a free slot of
+     * a pool ("ring") of ring_slots entries [nl*np4 + nlm], read there at the
+     * other, and the slot is free again once that centre is done */
     int reuse;
     /* 32-bit (half the memory to touch on a first call; reuse is off for
      * frames of 2^32 - 1 list entries or more) */
     uint32_t *rev; size_t rev_cap;     /* [entries] entry (i, j) -> entry (j, i) */
-    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: ring counter when stored,
+    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: its slot in the pool,
                                         * UINT32_MAX if not stored */
     size_t *cursor; size_t cursor_cap; /* [natoms] */
     double *ring; size_t ring_cap;
-    size_t ring_slots, counter;
+    size_t ring_slots;
+    uint32_t *freel; size_t freel_cap; /* [ring_slots] stack of free slots, nfree on it */
+    size_t nfree;
+    uint32_t *release; size_t release_cap; /* [neighbours] slots read by this centre,
+                                            * freed when it is done */
+    size_t nrelease;
     /* processing order of the centres (soap_centre_order): order [natoms] the
      * centres in the order they are computed, rank [natoms] its inverse. Only
      * the speed depends on it (each centre's own sums are the same whatever
@@ -525,6 +530,7 @@ void kq_soap_free(kq_soap *s) {
     free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
     free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->freel); free(s->release);
     free(s->order); free(s->rank); free(s->mkey);
     free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
     free(s->cell_of);
@@ -1178,30 +1184,30 @@ KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, dou
     for (; q < n; q++) o[q] = pref * v[q];
 }
 
-/* The ring of soap_centre_slots run over the lists without computing
+/* The pool of soap_centre_slots run over the lists without computing
  * anything, for the processing order `order` (rank its inverse; both NULL:
- * ascending index) and a ring of `slots` entries: the pairs that miss (are
- * computed at both centres), and in *need the widest span between storing a
- * pair and reading it. Uses s->stamp. */
+ * ascending index) and a pool of `slots` entries: the pairs that miss (find
+ * no free slot, so are computed at both centres), and in *need the most
+ * slots in use at once. Uses s->stamp (1: stored, UINT32_MAX: not). */
 static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const int *rank,
                                size_t slots, size_t *need) {
-    size_t counter = 0, misses = 0;
+    size_t live = 0, misses = 0;
     *need = 1;
     for (int k = 0; k < natoms; k++) {
         const int i = order ? order[k] : k, ri = rank ? rank[i] : i;
-        size_t nup = 0;
-        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++)
-            nup += (rank ? rank[s->nidx[t]] : s->nidx[t]) > ri;
+        size_t done = 0;
         for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
             int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
             if (rj < ri) {
-                size_t st = s->stamp[s->rev[t]];
-                if (st == UINT32_MAX || counter + nup - st > slots) misses++;
-                if (st != UINT32_MAX && counter + nup - st > *need) *need = counter + nup - st;
+                if (s->stamp[s->rev[t]] == UINT32_MAX) misses++;
+                else done++;
             } else if (rj > ri) {
-                s->stamp[t] = nup <= slots ? (uint32_t)counter++ : UINT32_MAX;
+                s->stamp[t] = live < slots ? 1u : UINT32_MAX;
+                live += live < slots;
             }
         }
+        if (live > *need) *need = live;
+        live -= done; /* slots read here are free once this centre is done */
     }
     return misses;
 }
@@ -1221,7 +1227,6 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
     int rc;
     s->reuse = 0;
-    s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
     if (entries >= UINT32_MAX) return KQ_OK; /* beyond the 32-bit tables: no reuse */
     if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(uint32_t))) ||
@@ -1237,12 +1242,9 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
             s->rev[r] = (uint32_t)t;
         }
     /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
-     * result; 1 MB: 4 MB was up to 7 % faster on the 648- and 10k-atom water
-     * benchmarks, but its first touch cost 16 ms of page faults on the first
-     * call), a power of two so that the slot of a stamp is a mask */
+     * result; a larger pool costs page faults on the first call) */
     size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id, need_sp;
     if (cap < 64) cap = 64;
-    while (cap & (cap - 1)) cap &= cap - 1;
     size_t miss_id = soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
     size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
     if (miss_id < miss_sp || (miss_id == miss_sp && need_id <= need_sp)) {
@@ -1250,13 +1252,15 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
         need_sp = need_id;
         miss_sp = miss_id;
     }
-    size_t slots = cap;
-    if (miss_sp == 0)
-        while (slots / 2 >= need_sp && slots > 16) slots /= 2;
+    size_t slots = miss_sp == 0 ? need_sp : cap;
     size_t ringn;
     if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
-    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
-        return KQ_OK; /* no memory for the ring: compute every pair twice */
+    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK ||
+        kq_reserve((void **)&s->freel, &s->freel_cap, slots, sizeof(uint32_t)) != KQ_OK)
+        return KQ_OK; /* no memory for the pool: compute every pair twice */
+    /* free stack: slot 0 on top, so that the slots in use stay few and hot */
+    for (size_t k = 0; k < slots; k++) s->freel[k] = (uint32_t)(slots - 1 - k);
+    s->nfree = slots;
     s->ring_slots = slots;
     s->reuse = 1;
     return KQ_OK;
@@ -1297,20 +1301,16 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         o += (int)cnt[z];
         c->present[z] = cnt[z] > 0;
     }
-    const size_t pair = nlk + nlm; /* one ring entry: h then R */
+    const size_t pair = nlk + nlm; /* one pool entry: h then R */
     /* Pair reuse: h and R of a pair (i, j) are computed at whichever of its
      * two centres comes first in the processing order (s->rank), straight
-     * into the next ring entry, and read there by pointer at the other. This
-     * centre writes nup entries; an entry read here must survive
-     * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
-     * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
-     * them absent (stamp UINT32_MAX). */
+     * into a free pool slot, and read there by pointer at the other, which
+     * frees the slot when it is done (soap_centre_release). With no free
+     * slot the pair is kept in fbuf and marked absent (stamp UINT32_MAX):
+     * the other centre computes it again. */
     const int *rank = s->rank, ri = rank[i];
-    size_t nup = 0;
-    if (s->reuse)
-        for (size_t t = t0; t < t1; t++) nup += rank[s->nidx[t]] > ri;
-    const int to_ring = s->reuse && nup <= s->ring_slots;
     size_t nfresh = 0;
+    s->nrelease = 0;
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
@@ -1319,12 +1319,13 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
              * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
              * polynomial's terms change sign together), so the result is the
              * same bits as computing it here */
-            size_t st = s->stamp[s->rev[t]];
-            if (st != UINT32_MAX && s->counter + nup - st <= s->ring_slots) {
-                const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
+            uint32_t st = s->stamp[s->rev[t]];
+            if (st != UINT32_MAX) {
+                const double *src = s->ring + (size_t)st * pair;
                 s->hptr[slot] = src;
                 s->rptr[slot] = src + nlk;
                 s->rsign[slot] = -1.0;
+                s->release[s->nrelease++] = st;
                 /* the entry may not be in cache: ask for it now (a hint, no
                  * effect on any value), the fresh pairs below hide the wait */
                 for (size_t b = 0; b < pair; b += 8) KQ_PREFETCH(src + b);
@@ -1333,10 +1334,11 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         }
         double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
         if (s->reuse && rank[j] > ri) {
-            if (to_ring) {
-                h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
+            if (s->nfree) {
+                uint32_t st = s->freel[--s->nfree];
+                h = s->ring + (size_t)st * pair;
                 r = h + nlk;
-                s->stamp[t] = (uint32_t)s->counter++;
+                s->stamp[t] = st;
             } else {
                 s->stamp[t] = UINT32_MAX;
             }
@@ -1534,6 +1536,8 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
     soap_centre_slots(s, i, &c);
     soap_centre_fresh(s, i, pos, c.nfresh, wide);
     soap_centre_coef(s, &c, wide);
+    /* the pool slots read here are not needed any more */
+    for (size_t k = 0; k < s->nrelease; k++) s->freel[s->nfree++] = s->release[k];
     soap_centre_power(s, c.present, out, wide);
 }
 
@@ -1611,6 +1615,7 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         (rc = kq_reserve((void **)&s->hptr, &s->hptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->release, &s->release_cap, maxnb, sizeof(uint32_t))) ||
         (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
         (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 8 * (size_t)s->nl * (size_t)s->np4,
                          sizeof(double))))
