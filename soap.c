@@ -483,6 +483,7 @@ struct kq_soap {
     int *cell_atoms; size_t cell_atoms_cap;
     size_t *cell_start; size_t cell_start_cap;
     int *cand; size_t cand_cap;        /* candidates of one centre */
+    double *cpos; size_t cpos_cap;     /* [3][natoms] x, y, z in cell_atoms order */
     double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
     double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
     const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
@@ -534,7 +535,7 @@ void kq_soap_free(kq_soap *s) {
     free(s->order); free(s->rank); free(s->mkey);
     free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
     free(s->cell_of);
-    free(s->cell_atoms); free(s->cell_start); free(s->cand);
+    free(s->cell_atoms); free(s->cell_start); free(s->cand); free(s->cpos);
     free(s);
 }
 
@@ -808,8 +809,9 @@ static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
 /* The cells of soap_neighbours_cells: nc [3] cells per dimension, each atom's
  * cell (s->cell_of) and the atoms of each cell in ascending index
  * (s->cell_atoms from s->cell_start[c]). */
-static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3]) {
-    double lo[3], hi[3];
+static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3],
+                            double lo[3], double width[3]) {
+    double hi[3];
     for (int d = 0; d < 3; d++) {
         lo[d] = hi[d] = pos[d];
         for (int i = 1; i < natoms; i++) {
@@ -831,7 +833,6 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
         nc[d] = (nc[d] + 1) / 2;
     }
     size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]);
-    double width[3];
     for (int d = 0; d < 3; d++) width[d] = nc[d] > 1 ? (hi[d] - lo[d]) / (double)nc[d] : 1.0;
 
     int rc;
@@ -840,7 +841,8 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
                          sizeof(int))) ||
         (rc = kq_reserve((void **)&s->cell_start, &s->cell_start_cap, ncells + 1,
                          sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))))
+        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cpos, &s->cpos_cap, 3 * (size_t)natoms, sizeof(double))))
         return rc;
     for (int i = 0; i < natoms; i++) {
         long c[3];
@@ -864,6 +866,10 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
     }
     for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
     s->cell_start[0] = 0;
+    /* the coordinates in the same order, one array per axis [3][natoms], so
+     * that the candidates of a row of cells are one contiguous run */
+    for (int t = 0; t < natoms; t++)
+        for (int d = 0; d < 3; d++) s->cpos[(size_t)d * natoms + t] = pos[3 * s->cell_atoms[t] + d];
     return KQ_OK;
 }
 
@@ -922,9 +928,19 @@ static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
     return KQ_OK;
 }
 
+/* Distance from v to the slab of cell a along one axis (0 if a == self, the
+ * atom's own cell), less a margin eps: a lower bound for any atom the cell
+ * list put in cell a, whatever the rounding of its cell index. */
+static double soap_slab_gap(double v, long a, long self, double lo, double w, double eps) {
+    double g = a < self ? v - (lo + (double)(a + 1) * w) : a > self ? (lo + (double)a * w) - v : 0.0;
+    g -= eps;
+    return g > 0.0 ? g : 0.0;
+}
+
 static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     long nc[3];
-    int rc = soap_cells_build(s, natoms, pos, nc);
+    double lo[3], width[3];
+    int rc = soap_cells_build(s, natoms, pos, nc, lo, width);
     if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
      * halves (j > i, ascending) of all lists, from upstart[i], built in
@@ -934,6 +950,17 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
                          sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
+    /* Rows of cells (and end cells of a row) whose slab is farther than the
+     * cutoff from the centre are skipped: only the speed depends on it, as
+     * the margin eps (far above rounding, far below any distance that
+     * matters) keeps every atom within the cutoff among the candidates. */
+    double maxabs = 0.0;
+    for (int d = 0; d < 3; d++) {
+        double a = fabs(lo[d]) + (double)nc[d] * width[d];
+        if (a > maxabs) maxabs = a;
+    }
+    const double eps = 1e-7 * s->cut + 1e-9 * maxabs;
+    const double *cx = s->cpos, *cy = s->cpos + natoms, *cz = s->cpos + 2 * (size_t)natoms;
     size_t count = 0;
     for (int i = 0; i < natoms; i++) {
         s->upstart[i] = count;
@@ -944,24 +971,31 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         int overlap = 0;
         for (long a = c0 - 2; a <= c0 + 2; a++) {
             if (a < 0 || a >= nc[0]) continue;
+            const double gx = soap_slab_gap(xi, a, c0, lo[0], width[0], eps);
             for (long b = c1 - 2; b <= c1 + 2; b++) {
                 if (b < 0 || b >= nc[1]) continue;
-                for (long c = c2 - 2; c <= c2 + 2; c++) {
-                    if (c < 0 || c >= nc[2]) continue;
-                    size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
-                    /* the test of soap_test_pair, without branches (they
-                     * would be mispredicted half the time): j is kept if
-                     * j > i and d^2 <= cut2, overlap flagged if j > i and
-                     * d^2 < 1e-12 */
-                    for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
-                        int j = s->cell_atoms[t];
-                        double dx = pos[3 * j] - xi, dy = pos[3 * j + 1] - yi,
-                               dz = pos[3 * j + 2] - zi;
-                        double d2 = dx * dx + dy * dy + dz * dz;
-                        s->cand[ncand] = j;
-                        ncand += (size_t)((j > i) & (d2 <= s->cut2));
-                        overlap |= (j > i) & (d2 < 1e-12);
-                    }
+                const double gy = soap_slab_gap(yi, b, c1, lo[1], width[1], eps);
+                const double g2 = gx * gx + gy * gy;
+                if (g2 > s->cut2) continue;
+                long clo = c2 - 2 < 0 ? 0 : c2 - 2, chi = c2 + 2 >= nc[2] ? nc[2] - 1 : c2 + 2;
+                for (double g; clo < c2; clo++)
+                    if (g = soap_slab_gap(zi, clo, c2, lo[2], width[2], eps), g2 + g * g <= s->cut2)
+                        break;
+                for (double g; chi > c2; chi--)
+                    if (g = soap_slab_gap(zi, chi, c2, lo[2], width[2], eps), g2 + g * g <= s->cut2)
+                        break;
+                const size_t row = (size_t)((a * nc[1] + b) * nc[2]);
+                /* the test of soap_test_pair, without branches (they would
+                 * be mispredicted half the time): j is kept if j > i and
+                 * d^2 <= cut2, overlap flagged if j > i and d^2 < 1e-12 */
+                for (size_t t = s->cell_start[row + (size_t)clo]; t < s->cell_start[row + (size_t)chi + 1];
+                     t++) {
+                    int j = s->cell_atoms[t];
+                    double dx = cx[t] - xi, dy = cy[t] - yi, dz = cz[t] - zi;
+                    double d2 = dx * dx + dy * dy + dz * dz;
+                    s->cand[ncand] = j;
+                    ncand += (size_t)((j > i) & (d2 <= s->cut2));
+                    overlap |= (j > i) & (d2 < 1e-12);
                 }
             }
         }
@@ -1243,11 +1277,16 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
         }
     /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
      * result; a larger pool costs page faults on the first call) */
-    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id, need_sp;
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id = 0, need_sp;
     if (cap < 64) cap = 64;
-    size_t miss_id = soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    /* the spatial order first; ascending index only if that can do better
+     * (with brute force the two are the same order) */
+    int same = 1;
+    for (int i = 0; i < natoms && same; i++) same = s->order[i] == i;
     size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
-    if (miss_id < miss_sp || (miss_id == miss_sp && need_id <= need_sp)) {
+    size_t miss_id = same || miss_sp == 0 ? miss_sp + 1
+                                          : soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    if (miss_id < miss_sp) {
         for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
         need_sp = need_id;
         miss_sp = miss_id;
