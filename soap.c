@@ -1218,14 +1218,44 @@ KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, dou
     for (; q < n; q++) o[q] = pref * v[q];
 }
 
+/* The pool of soap_centre_slots run over the lists without computing
+ * anything, for the processing order `order` (rank its inverse; both NULL:
+ * ascending index) and a pool of `slots` entries: the pairs that miss (find
+ * no free slot, so are computed at both centres), and in *need the most
+ * slots in use at once. Uses s->stamp (1: stored, UINT32_MAX: not). */
+static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const int *rank,
+                               size_t slots, size_t *need) {
+    size_t live = 0, misses = 0;
+    *need = 1;
+    for (int k = 0; k < natoms; k++) {
+        const int i = order ? order[k] : k, ri = rank ? rank[i] : i;
+        size_t done = 0;
+        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
+            int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
+            if (rj < ri) {
+                if (s->stamp[s->rev[t]] == UINT32_MAX) misses++;
+                else done++;
+            } else if (rj > ri) {
+                s->stamp[t] = live < slots ? 1u : UINT32_MAX;
+                live += live < slots;
+            }
+        }
+        if (live > *need) *need = live;
+        live -= done; /* slots read here are free once this centre is done */
+    }
+    return misses;
+}
+
 /* Pair reuse set-up for kq_soap_compute: rev[] of every list entry (the
- * entry (i, j) -> the entry (j, i)) and the pool of slots. The lists are
- * symmetric (the same d^2 both ways) and ascending, so visiting the centres
- * i in ascending index meets the entries of each list j in their order: one
- * cursor per atom finds them. The centres run in the order of
- * soap_centre_order (spatial for cell lists), which keeps the pairs waiting
- * for their second centre few. Anything unexpected just turns reuse off
- * (same results, slower). */
+ * entry (i, j) -> the entry (j, i)), the processing order and the ring. The
+ * lists are symmetric (the same d^2 both ways) and ascending, so visiting the
+ * centres i in ascending index meets the entries of each list j in their
+ * order: one cursor per atom finds them. Of the two orders (ascending index,
+ * often good for files of molecules; the spatial one of soap_centre_order,
+ * good for large clusters and boxes) the one with fewer ring misses is used,
+ * and the ring gets only as many slots as that order needs (at most about
+ * 1 MB), so a small frame does not touch pages it would never use. Anything
+ * unexpected just turns reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t entries = s->nstart[natoms];
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
@@ -1246,12 +1276,22 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
             s->rev[r] = (uint32_t)t;
         }
     /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
-     * result). The free stack hands out the lowest free slot numbers first
-     * and takes freed ones back on top, so only as many slots are ever
-     * touched as are in use at once: a small frame faults in no more pages
-     * of the pool than it needs. */
-    size_t slots = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double));
-    if (slots < 64) slots = 64;
+     * result; a larger pool costs page faults on the first call) */
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id = 0, need_sp;
+    if (cap < 64) cap = 64;
+    /* the spatial order first; ascending index only if that can do better
+     * (with brute force the two are the same order) */
+    int same = 1;
+    for (int i = 0; i < natoms && same; i++) same = s->order[i] == i;
+    size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
+    size_t miss_id = same || miss_sp == 0 ? miss_sp + 1
+                                          : soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    if (miss_id < miss_sp) {
+        for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
+        need_sp = need_id;
+        miss_sp = miss_id;
+    }
+    size_t slots = miss_sp == 0 ? need_sp : cap;
     size_t ringn;
     if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
     if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK ||
