@@ -1075,7 +1075,8 @@ KQ_INLINE const double *soap_row(soap_src s, int t) {
  * bits. */
 typedef double soap_v8 __attribute__((vector_size(64), aligned(8), may_alias));
 KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
-                             const double *sg, double *restrict out, size_t os, double scale) {
+                             const double *sg, double *restrict out, size_t os,
+                             double *const *orow, double scale) {
     soap_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int t = 0; t < nt; t++) {
         const double *restrict xt = soap_row(x, t);
@@ -1092,16 +1093,19 @@ KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_s
             a7 += xt[7 * rs] * v;
         }
     }
-    *(soap_v8 *)out = scale * a0;
-    if (nr > 1) *(soap_v8 *)(out + os) = scale * a1;
-    if (nr > 2) *(soap_v8 *)(out + 2 * os) = scale * a2;
-    if (nr > 3) *(soap_v8 *)(out + 3 * os) = scale * a3;
-    if (nr > 4) *(soap_v8 *)(out + 4 * os) = scale * a4;
+    /* row r goes to out + r os, or (orow not NULL) to orow[r] + os */
+#define KQ_OUT(r) (*(soap_v8 *)(orow ? orow[r] + os : out + (size_t)(r) * os))
+    KQ_OUT(0) = scale * a0;
+    if (nr > 1) KQ_OUT(1) = scale * a1;
+    if (nr > 2) KQ_OUT(2) = scale * a2;
+    if (nr > 3) KQ_OUT(3) = scale * a3;
+    if (nr > 4) KQ_OUT(4) = scale * a4;
     if (nr > 5) {
-        *(soap_v8 *)(out + 5 * os) = scale * a5;
-        *(soap_v8 *)(out + 6 * os) = scale * a6;
-        *(soap_v8 *)(out + 7 * os) = scale * a7;
+        KQ_OUT(5) = scale * a5;
+        KQ_OUT(6) = scale * a6;
+        KQ_OUT(7) = scale * a7;
     }
+#undef KQ_OUT
 }
 #endif
 
@@ -1109,7 +1113,7 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
                           const double *sg, double *restrict out, size_t os, double scale) {
 #if KQ_SOAP_AVX2
     if (nu == 8) {
-        soap_block_v8(nr, nt, x, rs, y, sg, out, os, scale);
+        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale);
         return;
     }
 #endif
@@ -1421,6 +1425,26 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                 soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
         }
         const double *e = s->ebuf; /* [nr][nlk] exponentials */
+#if KQ_SOAP_AVX2
+        if (wide && np4 % 8 == 0) {
+            /* the wide copies: 8 columns at a time, straight into place */
+            for (int l = 0; l < nl; l++) {
+                const double *bt = s->bt + (size_t)l * nmax * np4;
+                const size_t lo = (size_t)l * np4;
+                for (int n = 0; n < np4; n += 8) {
+                    const soap_src bn = soap_dense(bt + n, (size_t)np4);
+                    if (nr == 4)
+                        soap_block_v8(4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
+                                      lo + (size_t)n, fr, 1.0);
+                    else
+                        for (int u = 0; u < nr; u++)
+                            soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
+                                          NULL, lo + (size_t)n, fr + u, 1.0);
+                }
+            }
+            continue;
+        }
+#endif
         double *hb = s->ebuf + 4 * nlk; /* [4][nlk] h of four lanes, then copied */
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
@@ -1541,6 +1565,28 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += (size_t)nmax * nmax;
                     continue;
                 }
+#if KQ_SOAP_AVX2
+                if (z1 == z2 && nmax == 8 && wide) {
+                    /* same species, n_max 8 (wide copies): the scaled 8 x 8
+                     * block in ps, then row n's part n' >= n (8 - n values
+                     * from o + P_n, P_n = 8n - n(n-1)/2) by whole 8-value
+                     * stores at o + P_n - n, rows from the last up: each
+                     * store's first n values fall on rows above, which are
+                     * written after it, so every value ends up from its own
+                     * row, and no store leaves the block [o, o + 36) */
+                    if (wide == 2)
+                        soap_block_v8(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                      soap_dense(b, (size_t)np4), NULL, ps, 8, NULL, pref);
+                    else
+                        for (int q = 0; q < 8; q += 4)
+                            soap_block(8, 4, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL, ps + q, 8, pref);
+                    for (int n = 7; n >= 0; n--)
+                        *(soap_v8 *)(o + 8 * n - n * (n - 1) / 2 - n) = *(const soap_v8 *)(ps + 8 * n);
+                    o += 36;
+                    continue;
+                }
+#endif
                 if (z1 == z2 && nmax % 8 == 0 && wide == 2) {
                     /* same species, 8 x 8 blocks (AVX-512 copy): only rows
                      * n <= q + 7 are needed */
