@@ -470,6 +470,8 @@ struct kq_soap {
     size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
     /* per-centre scratch, sized at creation */
     double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
+    double *self;         /* [nl*np4 + nlm] h and R of the pair (i, i), r = 0: the
+                           * same for every centre, computed once (soap_new_self) */
     double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
                            * as the four destinations must not overlap) */
     double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
@@ -526,7 +528,7 @@ void kq_soap_free(kq_soap *s) {
     if (!s) return;
     free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
     free(s->qa); free(s->qb); free(s->dfact);
-    free(s->coef); free(s->rpad); free(s->pstmp);
+    free(s->coef); free(s->rpad); free(s->pstmp); free(s->self);
     free(s->fbuf); free(s->rbuf); free(s->ebuf);
     free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
     free(s->fresh); free(s->fresh_t);
@@ -603,6 +605,8 @@ static void soap_new_harmonics(kq_soap *s) {
         }
 }
 
+static void soap_new_self(kq_soap *s);
+
 int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     if (!out) return KQ_EINVAL;
     *out = NULL;
@@ -643,6 +647,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
     s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
     s->rpad = kq_alloc_doubles(4, nl, nl, &err);
+    s->self = kq_alloc_doubles(nl * np4 + nl * nl, 1, 1, &err);
     if (!err) err = soap_new_radial(s);
     if (err) {
         kq_soap_free(s);
@@ -650,6 +655,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     }
     for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
     soap_new_harmonics(s);
+    soap_new_self(s);
     /* block offsets of the layout (spec "Layout of the vector") */
     size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
     for (size_t a = 0; a < S; a++)
@@ -752,6 +758,28 @@ KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
         o2[t] = rv[4 * t + 2];
         o3[t] = rv[4 * t + 3];
     }
+}
+
+/* The pair (i, i) of every centre, r = 0, computed once: s->self = h_ln(0)
+ * [nl][np4] then R_lm(0) [nlm], by the same operations as soap_centre_fresh
+ * (soap_exp_near of 0, h a sum over k ascending from 0.0 of e B, the padding
+ * columns 0; soap_solid_harmonics4), so the same bits as computing it at
+ * each centre. */
+static void soap_new_self(kq_soap *s) {
+    const int nl = s->nl, nmax = s->nmax, np4 = s->np4;
+    const size_t nlk = (size_t)nl * (size_t)np4;
+    double *e = s->coef; /* scratch here, [nlk] <= [S][nlm][np4] */
+    soap_exp_near((int)nlk, s->ngam, 0.0, s->exp2tab, e);
+    for (int l = 0; l < nl; l++)
+        for (int n = 0; n < np4; n++) {
+            double a = 0.0;
+            for (int k = 0; k < nmax; k++)
+                a += e[l * np4 + k] * s->bt[((size_t)l * nmax + k) * np4 + n];
+            s->self[(size_t)l * np4 + n] = a;
+        }
+    const double zero[4] = {0.0, 0.0, 0.0, 0.0};
+    double *rows[4] = {s->self + nlk, s->rpad + s->nlm, s->rpad + 2 * s->nlm, s->rpad + 3 * s->nlm};
+    soap_solid_harmonics4(s, zero, zero, zero, rows);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1357,6 +1385,12 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
+        if (j == i) { /* the centre itself: h and R of r = 0, computed once */
+            s->hptr[slot] = s->self;
+            s->rptr[slot] = s->self + nlk;
+            s->rsign[slot] = 1.0;
+            continue;
+        }
         if (s->reuse && rank[j] < ri) {
             /* computed at centre j (earlier in the order): h(r_ji) = h(r_ij) and R_lm(r_ji) =
              * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
