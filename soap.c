@@ -491,7 +491,6 @@ struct kq_soap {
     const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
     const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
     double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
-    double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
     size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
                                                  * slots, and their list entries */
     double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
@@ -530,7 +529,7 @@ void kq_soap_free(kq_soap *s) {
     free(s->qa); free(s->qb); free(s->dfact);
     free(s->coef); free(s->rpad); free(s->pstmp); free(s->self);
     free(s->fbuf); free(s->rbuf); free(s->ebuf);
-    free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
+    free(s->hptr); free(s->rptr); free(s->rsign);
     free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
     free(s->freel); free(s->release);
@@ -1538,18 +1537,22 @@ KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wid
     const int *present = cs->present;
     const size_t *cnt = cs->cnt, *off = cs->off;
     /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
-     * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
+     * 0.0; for odd l times the parity signs (even l: (-1)^l = 1) */
     for (int z = 0; z < S; z++) {
         if (!present[z]) continue;
         const double *const *rz = s->rptr + off[z], *const *hz = s->hptr + off[z];
         const int nt = (int)cnt[z];
         double *c = s->coef + (size_t)z * sblk;
         for (int l = 0; l < nl; l++) {
-            const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
-            if (wide && np4 % 8 == 0)
-                soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
-            else
-                soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
+            /* even l: no signs (sg NULL: g = 1, and 1.0 y = y exactly) */
+            const double *sg = s->rsign + off[z];
+            if (wide && np4 % 8 == 0) {
+                if (l % 2) soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
+                else soap_coef_l(8, nt, rz, hz, NULL, l, np4, c);
+            } else {
+                if (l % 2) soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
+                else soap_coef_l(4, nt, rz, hz, NULL, l, np4, c);
+            }
         }
     }
 }
@@ -1735,7 +1738,6 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
         (rc = kq_reserve((void **)&s->release, &s->release_cap, maxnb, sizeof(uint32_t))) ||
-        (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
         (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 8 * (size_t)s->nl * (size_t)s->np4,
                          sizeof(double))))
         return rc;
@@ -1746,7 +1748,6 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
         s->fresh_cap = maxnb;
     }
-    for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
 #if KQ_SOAP_AVX2
     if (s->simd == KQ_SIMD_AVX512) {
