@@ -343,13 +343,15 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 
 /* Speed: cell lists (cost linear in N, each pair tested once); centres
  * computed in a spatial order (soap_centre_order); h and R of a pair (i, j)
- * are computed once, at whichever centre comes first, straight into a ring
- * buffer, and read there by pointer at the other (exactly: see
- * soap_centre_slots); the fresh pairs of a centre four at a time (solid
- * harmonics vectorised across the four); soap_exp four lanes at a time
- * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
- * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
- * all that, picked at run time (below). Vectorised loops run over
+ * are computed once, at whichever centre comes first, straight into a free
+ * slot of a pool, and read there by pointer at the other, which frees the
+ * slot (exactly: see soap_centre_slots); h and R of r = 0 (the centre
+ * itself) computed once per calculator (soap_new_self); the fresh pairs of
+ * a centre four at a time (solid harmonics vectorised across the four);
+ * soap_exp four lanes at a time (soap_exp_near); all products in blocks of
+ * 4 (or 8) independent sums (soap_block) that gcc/clang vectorise at -O2,
+ * with 8-wide vector types in the wide copies (soap_block_v8); AVX2 and
+ * AVX-512 copies of all that, picked at run time (below). Vectorised loops run over
  * independent elements only, so -O0, -O2, gcc and clang give the same bits,
  * and so do the brute-force and cell-list searches, with or without pair
  * reuse, and the plain reference above. */
@@ -389,7 +391,7 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 #else
 #define KQ_PREFETCH(p) ((void)(p))
 #endif
-/* Largest ring of the pair reuse (soap_reuse_setup), bytes */
+/* Largest pool of the pair reuse (soap_reuse_setup), bytes */
 #ifndef KQ_SOAP_RING_BYTES
 #define KQ_SOAP_RING_BYTES ((size_t)1 << 20)
 #endif
@@ -488,8 +490,10 @@ struct kq_soap {
     double *cpos; size_t cpos_cap;     /* [3][natoms] x, y, z in cell_atoms order */
     double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
     double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
-    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
-    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
+    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf, pool
+                                           * or self) */
+    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf, pool
+                                           * or self) */
     double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
     size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
                                                  * slots, and their list entries */
@@ -921,11 +925,11 @@ static int soap_cmp_u64(const void *a, const void *b) {
 /* The processing order of the centres (s->order, s->rank): with nc NULL
  * (brute-force search) ascending index; else the atoms cell by cell, the
  * cells in Morton order (ascending index within a cell), so that the two
- * centres of most pairs are computed close together in time and the pair
- * found by the first is still in the ring at the second (pair reuse,
- * soap_centre_slots). Atom order in a file is often far from spatial order
- * (shells of a cluster, molecules of a box), and the ring then misses. Only
- * the speed depends on the order, never a value. */
+ * centres of most pairs are computed close together in time and few pairs
+ * wait in the pool for their second centre (pair reuse, soap_centre_slots).
+ * Atom order in a file is often far from spatial order (shells of a
+ * cluster, molecules of a box), and the pool then fills up. Only the speed
+ * depends on the order, never a value. */
 static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
     int rc;
     if ((rc = kq_reserve((void **)&s->order, &s->order_cap, (size_t)natoms, sizeof(int))) ||
@@ -1278,15 +1282,16 @@ static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const i
 }
 
 /* Pair reuse set-up for kq_soap_compute: rev[] of every list entry (the
- * entry (i, j) -> the entry (j, i)), the processing order and the ring. The
+ * entry (i, j) -> the entry (j, i)), the processing order and the pool. The
  * lists are symmetric (the same d^2 both ways) and ascending, so visiting the
  * centres i in ascending index meets the entries of each list j in their
- * order: one cursor per atom finds them. Of the two orders (ascending index,
- * often good for files of molecules; the spatial one of soap_centre_order,
- * good for large clusters and boxes) the one with fewer ring misses is used,
- * and the ring gets only as many slots as that order needs (at most about
- * 1 MB), so a small frame does not touch pages it would never use. Anything
- * unexpected just turns reuse off (same results, slower). */
+ * order: one cursor per atom finds them. The spatial order of
+ * soap_centre_order is used if no pair misses a slot in it, else whichever
+ * of it and ascending index (often better for files of molecules, and for
+ * clusters listed shell by shell) has fewer misses; the pool gets only as
+ * many slots as are in use at once (at most about 1 MB), so a small frame
+ * does not touch pages it would never use. Anything unexpected just turns
+ * reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t entries = s->nstart[natoms];
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
