@@ -1104,10 +1104,65 @@ KQ_INLINE const double *soap_row(soap_src s, int t) {
  * here every element is the same two operations per t as there (v = g y,
  * a += p v, t ascending from 0.0, then scale a), elementwise, so the same
  * bits. */
+typedef double soap_v4 __attribute__((vector_size(32), aligned(8), may_alias));
+KQ_INLINE void soap_block_v4x2(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                               const double *sg, double *restrict out, size_t os,
+                               double *const *orow, double scale) {
+    /* two 4-wide halves per row (lo, hi): native in the AVX2 copy, where
+     * gcc would split an 8-wide generic vector into scalars */
+    const soap_v4 z = {0.0, 0.0, 0.0, 0.0};
+    soap_v4 l0 = z, l1 = z, l2 = z, l3 = z, l4 = z, l5 = z, l6 = z, l7 = z;
+    soap_v4 h0 = z, h1 = z, h2 = z, h3 = z, h4 = z, h5 = z, h6 = z, h7 = z;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t), *yt = soap_row(y, t);
+        soap_v4 vl = *(const soap_v4 *)yt, vh = *(const soap_v4 *)(yt + 4);
+        if (sg) {
+            vl = sg[t] * vl;
+            vh = sg[t] * vh;
+        }
+#define KQ_ROW(r, lr, hr)                                                                    \
+    do {                                                                                     \
+        const double p = xt[(size_t)(r) * rs];                                               \
+        lr += p * vl;                                                                        \
+        hr += p * vh;                                                                        \
+    } while (0)
+        KQ_ROW(0, l0, h0);
+        if (nr > 1) KQ_ROW(1, l1, h1);
+        if (nr > 2) KQ_ROW(2, l2, h2);
+        if (nr > 3) KQ_ROW(3, l3, h3);
+        if (nr > 4) KQ_ROW(4, l4, h4);
+        if (nr > 5) {
+            KQ_ROW(5, l5, h5);
+            KQ_ROW(6, l6, h6);
+            KQ_ROW(7, l7, h7);
+        }
+#undef KQ_ROW
+    }
+    /* row r goes to out + r os, or (orow not NULL) to orow[r] + os */
+#define KQ_OUT(r, lr, hr)                                                                    \
+    do {                                                                                     \
+        double *o = orow ? orow[r] + os : out + (size_t)(r) * os;                            \
+        *(soap_v4 *)o = scale * lr;                                                          \
+        *(soap_v4 *)(o + 4) = scale * hr;                                                    \
+    } while (0)
+    KQ_OUT(0, l0, h0);
+    if (nr > 1) KQ_OUT(1, l1, h1);
+    if (nr > 2) KQ_OUT(2, l2, h2);
+    if (nr > 3) KQ_OUT(3, l3, h3);
+    if (nr > 4) KQ_OUT(4, l4, h4);
+    if (nr > 5) {
+        KQ_OUT(5, l5, h5);
+        KQ_OUT(6, l6, h6);
+        KQ_OUT(7, l7, h7);
+    }
+#undef KQ_OUT
+}
+
+/* The same with one 8-wide vector per row: one register in the AVX-512 copy */
 typedef double soap_v8 __attribute__((vector_size(64), aligned(8), may_alias));
-KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
-                             const double *sg, double *restrict out, size_t os,
-                             double *const *orow, double scale) {
+KQ_INLINE void soap_block_v8x1(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                               const double *sg, double *restrict out, size_t os,
+                               double *const *orow, double scale) {
     soap_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int t = 0; t < nt; t++) {
         const double *restrict xt = soap_row(x, t);
@@ -1124,7 +1179,6 @@ KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_s
             a7 += xt[7 * rs] * v;
         }
     }
-    /* row r goes to out + r os, or (orow not NULL) to orow[r] + os */
 #define KQ_OUT(r) (*(soap_v8 *)(orow ? orow[r] + os : out + (size_t)(r) * os))
     KQ_OUT(0) = scale * a0;
     if (nr > 1) KQ_OUT(1) = scale * a1;
@@ -1138,13 +1192,25 @@ KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_s
     }
 #undef KQ_OUT
 }
+
+/* w (a constant) = the copy's `wide`: 8-wide vectors in the AVX-512 copy
+ * (w 2), pairs of 4-wide ones otherwise (gcc splits an 8-wide generic
+ * vector into scalars where the target has no 8-wide registers) */
+KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                             const double *sg, double *restrict out, size_t os,
+                             double *const *orow, double scale, const int w) {
+    if (w == 2)
+        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale);
+    else
+        soap_block_v4x2(nr, nt, x, rs, y, sg, out, os, orow, scale);
+}
 #endif
 
 KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t rs, soap_src y,
                           const double *sg, double *restrict out, size_t os, double scale) {
 #if KQ_SOAP_AVX2
     if (nu == 8) {
-        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale);
+        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale, 1);
         return;
     }
 #endif
@@ -1207,6 +1273,18 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
     if (nr > 5) { KQ_ROW(5); KQ_ROW(6); KQ_ROW(7); }
 #undef KQ_ROW
 }
+
+#if !KQ_SOAP_AVX2
+/* Without the vector-type copies (PORTABLE=1, other compilers): the wide
+ * paths are never taken at run time, but must compile */
+KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                             const double *sg, double *restrict out, size_t os,
+                             double *const *orow, double scale, const int w) {
+    (void)orow;
+    (void)w;
+    soap_block(nr, 8, nt, x, rs, y, sg, out, os, scale);
+}
+#endif
 
 /* Dense and pointer operands for soap_block */
 KQ_INLINE soap_src soap_dense(const double *base, size_t ts) {
@@ -1473,11 +1551,11 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                     const soap_src bn = soap_dense(bt + n, (size_t)np4);
                     if (nr == 4)
                         soap_block_v8(4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
-                                      lo + (size_t)n, fr, 1.0);
+                                      lo + (size_t)n, fr, 1.0, wide);
                     else
                         for (int u = 0; u < nr; u++)
                             soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
-                                          NULL, lo + (size_t)n, fr + u, 1.0);
+                                          NULL, lo + (size_t)n, fr + u, 1.0, wide);
                 }
             }
             continue;
@@ -1515,8 +1593,24 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
  * 4, then 5, 3 or 1 rows. */
 KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
                            const double *const *hz, const double *sg, int l, int np4,
-                           double *c) {
+                           double *c, const int wide) {
     const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
+    /* nu 8 (wide copies only): soap_block_v8 with the copy's vector width */
+#if KQ_SOAP_AVX2
+#define KQ_COEF_BLOCK(nr)                                                                    \
+    do {                                                                                     \
+        if (nu == 8)                                                                         \
+            soap_block_v8(nr, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, \
+                          NULL, 1.0, wide);                                                  \
+        else                                                                                 \
+            soap_block(nr, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4,             \
+                       (size_t)np4, 1.0);                                                    \
+    } while (0)
+#else
+#define KQ_COEF_BLOCK(nr)                                                                    \
+    soap_block(nr, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0)
+#endif
+    (void)wide;
     for (int n = 0; n < np4; n += nu) {
         const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
         double *o = c + (size_t)l * l * np4 + n;
@@ -1526,14 +1620,15 @@ KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
          * leave the adder waiting on its own latency) */
         size_t r = 0;
         for (; nrow - r > 5; r += 4)
-            soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(4);
         if (nrow - r == 5)
-            soap_block(5, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(5);
         else if (nrow - r == 3)
-            soap_block(3, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(3);
         else
-            soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(1);
     }
+#undef KQ_COEF_BLOCK
 }
 
 KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wide) {
@@ -1552,11 +1647,11 @@ KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wid
             /* even l: no signs (sg NULL: g = 1, and 1.0 y = y exactly) */
             const double *sg = s->rsign + off[z];
             if (wide && np4 % 8 == 0) {
-                if (l % 2) soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
-                else soap_coef_l(8, nt, rz, hz, NULL, l, np4, c);
+                if (l % 2) soap_coef_l(8, nt, rz, hz, sg, l, np4, c, wide);
+                else soap_coef_l(8, nt, rz, hz, NULL, l, np4, c, wide);
             } else {
-                if (l % 2) soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
-                else soap_coef_l(4, nt, rz, hz, NULL, l, np4, c);
+                if (l % 2) soap_coef_l(4, nt, rz, hz, sg, l, np4, c, wide);
+                else soap_coef_l(4, nt, rz, hz, NULL, l, np4, c, wide);
             }
         }
     }
@@ -1585,9 +1680,9 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     /* full n x n' block, 8 x 8 at a time (AVX-512 copy) */
                     for (int q = 0; q < nmax; q += 8)
                         for (int n = 0; n < nmax; n += 8)
-                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
-                                       soap_dense(b + q, (size_t)np4), NULL,
-                                       o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                            soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                          soap_dense(b + q, (size_t)np4), NULL, o + (size_t)n * nmax + q,
+                                          (size_t)nmax, NULL, pref, 2);
                     o += (size_t)nmax * nmax;
                     continue;
                 }
@@ -1618,13 +1713,13 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                      * row, and no store leaves the block [o, o + 36) */
                     if (wide == 2)
                         soap_block_v8(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
-                                      soap_dense(b, (size_t)np4), NULL, ps, 8, NULL, pref);
+                                      soap_dense(b, (size_t)np4), NULL, ps, 8, NULL, pref, 2);
                     else
                         for (int q = 0; q < 8; q += 4)
                             soap_block(8, 4, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
                                        soap_dense(b + q, (size_t)np4), NULL, ps + q, 8, pref);
                     for (int n = 7; n >= 0; n--)
-                        *(soap_v8 *)(o + 8 * n - n * (n - 1) / 2 - n) = *(const soap_v8 *)(ps + 8 * n);
+                        memcpy(o + 8 * n - n * (n - 1) / 2 - n, ps + 8 * n, 8 * sizeof(double));
                     o += 36;
                     continue;
                 }
@@ -1634,9 +1729,9 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                      * n <= q + 7 are needed */
                     for (int q = 0; q < nmax; q += 8)
                         for (int n = 0; n < q + 8; n += 8)
-                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
-                                       soap_dense(b + q, (size_t)np4), NULL,
-                                       ps + (size_t)n * np4 + q, (size_t)np4, 1.0);
+                            soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                          soap_dense(b + q, (size_t)np4), NULL, ps + (size_t)n * np4 + q,
+                                          (size_t)np4, NULL, 1.0, 2);
                 } else {
                     for (int q = 0; q < np4; q += 4) {
                         /* same species: only rows n <= q + 3 are needed */
