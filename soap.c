@@ -343,13 +343,15 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 
 /* Speed: cell lists (cost linear in N, each pair tested once); centres
  * computed in a spatial order (soap_centre_order); h and R of a pair (i, j)
- * are computed once, at whichever centre comes first, straight into a ring
- * buffer, and read there by pointer at the other (exactly: see
- * soap_centre_slots); the fresh pairs of a centre four at a time (solid
- * harmonics vectorised across the four); soap_exp four lanes at a time
- * (soap_exp_near); all products in blocks of 4 (or 8) independent sums
- * (soap_block) that gcc/clang vectorise at -O2; an AVX2 copy of
- * all that, picked at run time (below). Vectorised loops run over
+ * are computed once, at whichever centre comes first, straight into a free
+ * slot of a pool, and read there by pointer at the other, which frees the
+ * slot (exactly: see soap_centre_slots); h and R of r = 0 (the centre
+ * itself) computed once per calculator (soap_new_self); the fresh pairs of
+ * a centre four at a time (solid harmonics vectorised across the four);
+ * soap_exp four lanes at a time (soap_exp_near); all products in blocks of
+ * 4 (or 8) independent sums (soap_block) that gcc/clang vectorise at -O2,
+ * with 8-wide vector types in the wide copies (soap_block_v8); AVX2 and
+ * AVX-512 copies of all that, picked at run time (below). Vectorised loops run over
  * independent elements only, so -O0, -O2, gcc and clang give the same bits,
  * and so do the brute-force and cell-list searches, with or without pair
  * reuse, and the plain reference above. */
@@ -389,7 +391,7 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 #else
 #define KQ_PREFETCH(p) ((void)(p))
 #endif
-/* Largest ring of the pair reuse (soap_reuse_setup), bytes */
+/* Largest pool of the pair reuse (soap_reuse_setup), bytes */
 #ifndef KQ_SOAP_RING_BYTES
 #define KQ_SOAP_RING_BYTES ((size_t)1 << 20)
 #endif
@@ -470,6 +472,8 @@ struct kq_soap {
     size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
     /* per-centre scratch, sized at creation */
     double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
+    double *self;         /* [nl*np4 + nlm] h and R of the pair (i, i), r = 0: the
+                           * same for every centre, computed once (soap_new_self) */
     double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
                            * as the four destinations must not overlap) */
     double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
@@ -483,29 +487,36 @@ struct kq_soap {
     int *cell_atoms; size_t cell_atoms_cap;
     size_t *cell_start; size_t cell_start_cap;
     int *cand; size_t cand_cap;        /* candidates of one centre */
+    double *cpos; size_t cpos_cap;     /* [3][natoms] x, y, z in cell_atoms order */
     double *fbuf; size_t fbuf_cap;     /* [neighbours][nl][np4] h_ln(r) of one centre */
     double *rbuf; size_t rbuf_cap;     /* [neighbours][nlm] solid harmonics of one centre */
-    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf or ring) */
-    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf or ring) */
+    const double **hptr; size_t hptr_cap; /* [neighbours] where each h [nlk] is (fbuf, pool
+                                           * or self) */
+    const double **rptr; size_t rptr_cap; /* [neighbours] where each R [nlm] is (rbuf, pool
+                                           * or self) */
     double *rsign; size_t rsign_cap;   /* [neighbours] +1.0, or -1.0 if R is R(r_ji) */
-    double *ones; size_t ones_cap;     /* [neighbours] all +1.0 */
     size_t *fresh, *fresh_t; size_t fresh_cap; /* [neighbours] computed (not reused)
                                                  * slots, and their list entries */
     double *ebuf; size_t ebuf_cap;     /* [4][nl][np4] exp(-gamma_lk r^2) of four of those,
                                         * then [4][nl][np4] their h (soap_centre_fresh) */
     /* pair reuse (see soap_centre_slots): h and R of a pair (i, j) are
-     * computed at the centre that comes first in s->order into a ring of
-     * ring_slots (a power of two) entries [nl*np4 + nlm] and read there at
-     * the other */
+     * computed at the centre that comes first in s->order into a free slot of
+     * a pool ("ring") of ring_slots entries [nl*np4 + nlm], read there at the
+     * other, and the slot is free again once that centre is done */
     int reuse;
     /* 32-bit (half the memory to touch on a first call; reuse is off for
      * frames of 2^32 - 1 list entries or more) */
     uint32_t *rev; size_t rev_cap;     /* [entries] entry (i, j) -> entry (j, i) */
-    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: ring counter when stored,
+    uint32_t *stamp; size_t stamp_cap; /* [entries] (i, j), j later: its slot in the pool,
                                         * UINT32_MAX if not stored */
     size_t *cursor; size_t cursor_cap; /* [natoms] */
     double *ring; size_t ring_cap;
-    size_t ring_slots, counter;
+    size_t ring_slots;
+    uint32_t *freel; size_t freel_cap; /* [ring_slots] stack of free slots, nfree on it */
+    size_t nfree;
+    uint32_t *release; size_t release_cap; /* [neighbours] slots read by this centre,
+                                            * freed when it is done */
+    size_t nrelease;
     /* processing order of the centres (soap_centre_order): order [natoms] the
      * centres in the order they are computed, rank [natoms] its inverse. Only
      * the speed depends on it (each centre's own sums are the same whatever
@@ -520,15 +531,16 @@ void kq_soap_free(kq_soap *s) {
     if (!s) return;
     free(s->alpha); free(s->beta); free(s->ngam); free(s->bt); free(s->ynorm);
     free(s->qa); free(s->qb); free(s->dfact);
-    free(s->coef); free(s->rpad); free(s->pstmp);
+    free(s->coef); free(s->rpad); free(s->pstmp); free(s->self);
     free(s->fbuf); free(s->rbuf); free(s->ebuf);
-    free(s->hptr); free(s->rptr); free(s->rsign); free(s->ones);
+    free(s->hptr); free(s->rptr); free(s->rsign);
     free(s->fresh); free(s->fresh_t);
     free(s->rev); free(s->stamp); free(s->cursor); free(s->ring);
+    free(s->freel); free(s->release);
     free(s->order); free(s->rank); free(s->mkey);
     free(s->sp); free(s->nstart); free(s->nidx); free(s->nidx2); free(s->upstart);
     free(s->cell_of);
-    free(s->cell_atoms); free(s->cell_start); free(s->cand);
+    free(s->cell_atoms); free(s->cell_start); free(s->cand); free(s->cpos);
     free(s);
 }
 
@@ -596,6 +608,8 @@ static void soap_new_harmonics(kq_soap *s) {
         }
 }
 
+static void soap_new_self(kq_soap *s);
+
 int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     if (!out) return KQ_EINVAL;
     *out = NULL;
@@ -636,6 +650,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
     s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
     s->rpad = kq_alloc_doubles(4, nl, nl, &err);
+    s->self = kq_alloc_doubles(nl * np4 + nl * nl, 1, 1, &err);
     if (!err) err = soap_new_radial(s);
     if (err) {
         kq_soap_free(s);
@@ -643,6 +658,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     }
     for (int j = 0; j < 64; j++) s->exp2tab[j] = exp2((double)j / 64.0);
     soap_new_harmonics(s);
+    soap_new_self(s);
     /* block offsets of the layout (spec "Layout of the vector") */
     size_t off = 0, same = nmax * (nmax + 1) / 2 * nl, diff = nmax * nmax * nl;
     for (size_t a = 0; a < S; a++)
@@ -747,6 +763,28 @@ KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
     }
 }
 
+/* The pair (i, i) of every centre, r = 0, computed once: s->self = h_ln(0)
+ * [nl][np4] then R_lm(0) [nlm], by the same operations as soap_centre_fresh
+ * (soap_exp_near of 0, h a sum over k ascending from 0.0 of e B, the padding
+ * columns 0; soap_solid_harmonics4), so the same bits as computing it at
+ * each centre. */
+static void soap_new_self(kq_soap *s) {
+    const int nl = s->nl, nmax = s->nmax, np4 = s->np4;
+    const size_t nlk = (size_t)nl * (size_t)np4;
+    double *e = s->coef; /* scratch here, [nlk] <= [S][nlm][np4] */
+    soap_exp_near((int)nlk, s->ngam, 0.0, s->exp2tab, e);
+    for (int l = 0; l < nl; l++)
+        for (int n = 0; n < np4; n++) {
+            double a = 0.0;
+            for (int k = 0; k < nmax; k++)
+                a += e[l * np4 + k] * s->bt[((size_t)l * nmax + k) * np4 + n];
+            s->self[(size_t)l * np4 + n] = a;
+        }
+    const double zero[4] = {0.0, 0.0, 0.0, 0.0};
+    double *rows[4] = {s->self + nlk, s->rpad + s->nlm, s->rpad + 2 * s->nlm, s->rpad + 3 * s->nlm};
+    soap_solid_harmonics4(s, zero, zero, zero, rows);
+}
+
 /* ------------------------------------------------------------------------ */
 /* Neighbour lists                                                           */
 /* ------------------------------------------------------------------------ */
@@ -802,8 +840,9 @@ static int soap_neighbours_brute(kq_soap *s, int natoms, const double *pos) {
 /* The cells of soap_neighbours_cells: nc [3] cells per dimension, each atom's
  * cell (s->cell_of) and the atoms of each cell in ascending index
  * (s->cell_atoms from s->cell_start[c]). */
-static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3]) {
-    double lo[3], hi[3];
+static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3],
+                            double lo[3], double width[3]) {
+    double hi[3];
     for (int d = 0; d < 3; d++) {
         lo[d] = hi[d] = pos[d];
         for (int i = 1; i < natoms; i++) {
@@ -825,7 +864,6 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
         nc[d] = (nc[d] + 1) / 2;
     }
     size_t ncells = (size_t)(nc[0] * nc[1] * nc[2]);
-    double width[3];
     for (int d = 0; d < 3; d++) width[d] = nc[d] > 1 ? (hi[d] - lo[d]) / (double)nc[d] : 1.0;
 
     int rc;
@@ -834,7 +872,8 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
                          sizeof(int))) ||
         (rc = kq_reserve((void **)&s->cell_start, &s->cell_start_cap, ncells + 1,
                          sizeof(size_t))) ||
-        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))))
+        (rc = kq_reserve((void **)&s->cand, &s->cand_cap, (size_t)natoms, sizeof(int))) ||
+        (rc = kq_reserve((void **)&s->cpos, &s->cpos_cap, 3 * (size_t)natoms, sizeof(double))))
         return rc;
     for (int i = 0; i < natoms; i++) {
         long c[3];
@@ -858,6 +897,10 @@ static int soap_cells_build(kq_soap *s, int natoms, const double *pos, long nc[3
     }
     for (size_t c = ncells; c > 0; c--) s->cell_start[c] = s->cell_start[c - 1];
     s->cell_start[0] = 0;
+    /* the coordinates in the same order, one array per axis [3][natoms], so
+     * that the candidates of a row of cells are one contiguous run */
+    for (int t = 0; t < natoms; t++)
+        for (int d = 0; d < 3; d++) s->cpos[(size_t)d * natoms + t] = pos[3 * s->cell_atoms[t] + d];
     return KQ_OK;
 }
 
@@ -882,11 +925,11 @@ static int soap_cmp_u64(const void *a, const void *b) {
 /* The processing order of the centres (s->order, s->rank): with nc NULL
  * (brute-force search) ascending index; else the atoms cell by cell, the
  * cells in Morton order (ascending index within a cell), so that the two
- * centres of most pairs are computed close together in time and the pair
- * found by the first is still in the ring at the second (pair reuse,
- * soap_centre_slots). Atom order in a file is often far from spatial order
- * (shells of a cluster, molecules of a box), and the ring then misses. Only
- * the speed depends on the order, never a value. */
+ * centres of most pairs are computed close together in time and few pairs
+ * wait in the pool for their second centre (pair reuse, soap_centre_slots).
+ * Atom order in a file is often far from spatial order (shells of a
+ * cluster, molecules of a box), and the pool then fills up. Only the speed
+ * depends on the order, never a value. */
 static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
     int rc;
     if ((rc = kq_reserve((void **)&s->order, &s->order_cap, (size_t)natoms, sizeof(int))) ||
@@ -916,9 +959,19 @@ static int soap_centre_order(kq_soap *s, int natoms, const long *nc) {
     return KQ_OK;
 }
 
+/* Distance from v to the slab of cell a along one axis (0 if a == self, the
+ * atom's own cell), less a margin eps: a lower bound for any atom the cell
+ * list put in cell a, whatever the rounding of its cell index. */
+static double soap_slab_gap(double v, long a, long self, double lo, double w, double eps) {
+    double g = a < self ? v - (lo + (double)(a + 1) * w) : a > self ? (lo + (double)a * w) - v : 0.0;
+    g -= eps;
+    return g > 0.0 ? g : 0.0;
+}
+
 static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     long nc[3];
-    int rc = soap_cells_build(s, natoms, pos, nc);
+    double lo[3], width[3];
+    int rc = soap_cells_build(s, natoms, pos, nc, lo, width);
     if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
      * halves (j > i, ascending) of all lists, from upstart[i], built in
@@ -928,6 +981,17 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
                          sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
+    /* Rows of cells (and end cells of a row) whose slab is farther than the
+     * cutoff from the centre are skipped: only the speed depends on it, as
+     * the margin eps (far above rounding, far below any distance that
+     * matters) keeps every atom within the cutoff among the candidates. */
+    double maxabs = 0.0;
+    for (int d = 0; d < 3; d++) {
+        double a = fabs(lo[d]) + (double)nc[d] * width[d];
+        if (a > maxabs) maxabs = a;
+    }
+    const double eps = 1e-7 * s->cut + 1e-9 * maxabs;
+    const double *cx = s->cpos, *cy = s->cpos + natoms, *cz = s->cpos + 2 * (size_t)natoms;
     size_t count = 0;
     for (int i = 0; i < natoms; i++) {
         s->upstart[i] = count;
@@ -938,24 +1002,31 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         int overlap = 0;
         for (long a = c0 - 2; a <= c0 + 2; a++) {
             if (a < 0 || a >= nc[0]) continue;
+            const double gx = soap_slab_gap(xi, a, c0, lo[0], width[0], eps);
             for (long b = c1 - 2; b <= c1 + 2; b++) {
                 if (b < 0 || b >= nc[1]) continue;
-                for (long c = c2 - 2; c <= c2 + 2; c++) {
-                    if (c < 0 || c >= nc[2]) continue;
-                    size_t cell = (size_t)((a * nc[1] + b) * nc[2] + c);
-                    /* the test of soap_test_pair, without branches (they
-                     * would be mispredicted half the time): j is kept if
-                     * j > i and d^2 <= cut2, overlap flagged if j > i and
-                     * d^2 < 1e-12 */
-                    for (size_t t = s->cell_start[cell]; t < s->cell_start[cell + 1]; t++) {
-                        int j = s->cell_atoms[t];
-                        double dx = pos[3 * j] - xi, dy = pos[3 * j + 1] - yi,
-                               dz = pos[3 * j + 2] - zi;
-                        double d2 = dx * dx + dy * dy + dz * dz;
-                        s->cand[ncand] = j;
-                        ncand += (size_t)((j > i) & (d2 <= s->cut2));
-                        overlap |= (j > i) & (d2 < 1e-12);
-                    }
+                const double gy = soap_slab_gap(yi, b, c1, lo[1], width[1], eps);
+                const double g2 = gx * gx + gy * gy;
+                if (g2 > s->cut2) continue;
+                long clo = c2 - 2 < 0 ? 0 : c2 - 2, chi = c2 + 2 >= nc[2] ? nc[2] - 1 : c2 + 2;
+                for (double g; clo < c2; clo++)
+                    if (g = soap_slab_gap(zi, clo, c2, lo[2], width[2], eps), g2 + g * g <= s->cut2)
+                        break;
+                for (double g; chi > c2; chi--)
+                    if (g = soap_slab_gap(zi, chi, c2, lo[2], width[2], eps), g2 + g * g <= s->cut2)
+                        break;
+                const size_t row = (size_t)((a * nc[1] + b) * nc[2]);
+                /* the test of soap_test_pair, without branches (they would
+                 * be mispredicted half the time): j is kept if j > i and
+                 * d^2 <= cut2, overlap flagged if j > i and d^2 < 1e-12 */
+                for (size_t t = s->cell_start[row + (size_t)clo]; t < s->cell_start[row + (size_t)chi + 1];
+                     t++) {
+                    int j = s->cell_atoms[t];
+                    double dx = cx[t] - xi, dy = cy[t] - yi, dz = cz[t] - zi;
+                    double d2 = dx * dx + dy * dy + dz * dz;
+                    s->cand[ncand] = j;
+                    ncand += (size_t)((j > i) & (d2 <= s->cut2));
+                    overlap |= (j > i) & (d2 < 1e-12);
                 }
             }
         }
@@ -1025,8 +1096,124 @@ KQ_INLINE const double *soap_row(soap_src s, int t) {
     return s.ptr ? s.ptr[t] + s.off : s.base + (size_t)t * s.ts;
 }
 
+#if KQ_SOAP_AVX2
+/* soap_block for nu = 8, written with GCC/clang vector types (one 8-wide
+ * vector per row: one register in the AVX-512 copy, two in the AVX2 one),
+ * used by the wide copies only. The compiler's own vectorisation of the
+ * scalar form kept the sums transposed and shuffled every term into place;
+ * here every element is the same two operations per t as there (v = g y,
+ * a += p v, t ascending from 0.0, then scale a), elementwise, so the same
+ * bits. */
+typedef double soap_v4 __attribute__((vector_size(32), aligned(8), may_alias));
+KQ_INLINE void soap_block_v4x2(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                               const double *sg, double *restrict out, size_t os,
+                               double *const *orow, double scale) {
+    /* two 4-wide halves per row (lo, hi): native in the AVX2 copy, where
+     * gcc would split an 8-wide generic vector into scalars */
+    const soap_v4 z = {0.0, 0.0, 0.0, 0.0};
+    soap_v4 l0 = z, l1 = z, l2 = z, l3 = z, l4 = z, l5 = z, l6 = z, l7 = z;
+    soap_v4 h0 = z, h1 = z, h2 = z, h3 = z, h4 = z, h5 = z, h6 = z, h7 = z;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t), *yt = soap_row(y, t);
+        soap_v4 vl = *(const soap_v4 *)yt, vh = *(const soap_v4 *)(yt + 4);
+        if (sg) {
+            vl = sg[t] * vl;
+            vh = sg[t] * vh;
+        }
+#define KQ_ROW(r, lr, hr)                                                                    \
+    do {                                                                                     \
+        const double p = xt[(size_t)(r) * rs];                                               \
+        lr += p * vl;                                                                        \
+        hr += p * vh;                                                                        \
+    } while (0)
+        KQ_ROW(0, l0, h0);
+        if (nr > 1) KQ_ROW(1, l1, h1);
+        if (nr > 2) KQ_ROW(2, l2, h2);
+        if (nr > 3) KQ_ROW(3, l3, h3);
+        if (nr > 4) KQ_ROW(4, l4, h4);
+        if (nr > 5) {
+            KQ_ROW(5, l5, h5);
+            KQ_ROW(6, l6, h6);
+            KQ_ROW(7, l7, h7);
+        }
+#undef KQ_ROW
+    }
+    /* row r goes to out + r os, or (orow not NULL) to orow[r] + os */
+#define KQ_OUT(r, lr, hr)                                                                    \
+    do {                                                                                     \
+        double *o = orow ? orow[r] + os : out + (size_t)(r) * os;                            \
+        *(soap_v4 *)o = scale * lr;                                                          \
+        *(soap_v4 *)(o + 4) = scale * hr;                                                    \
+    } while (0)
+    KQ_OUT(0, l0, h0);
+    if (nr > 1) KQ_OUT(1, l1, h1);
+    if (nr > 2) KQ_OUT(2, l2, h2);
+    if (nr > 3) KQ_OUT(3, l3, h3);
+    if (nr > 4) KQ_OUT(4, l4, h4);
+    if (nr > 5) {
+        KQ_OUT(5, l5, h5);
+        KQ_OUT(6, l6, h6);
+        KQ_OUT(7, l7, h7);
+    }
+#undef KQ_OUT
+}
+
+/* The same with one 8-wide vector per row: one register in the AVX-512 copy */
+typedef double soap_v8 __attribute__((vector_size(64), aligned(8), may_alias));
+KQ_INLINE void soap_block_v8x1(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                               const double *sg, double *restrict out, size_t os,
+                               double *const *orow, double scale) {
+    soap_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int t = 0; t < nt; t++) {
+        const double *restrict xt = soap_row(x, t);
+        soap_v8 v = *(const soap_v8 *)soap_row(y, t);
+        if (sg) v = sg[t] * v;
+        a0 += xt[0] * v;
+        if (nr > 1) a1 += xt[rs] * v;
+        if (nr > 2) a2 += xt[2 * rs] * v;
+        if (nr > 3) a3 += xt[3 * rs] * v;
+        if (nr > 4) a4 += xt[4 * rs] * v;
+        if (nr > 5) {
+            a5 += xt[5 * rs] * v;
+            a6 += xt[6 * rs] * v;
+            a7 += xt[7 * rs] * v;
+        }
+    }
+#define KQ_OUT(r) (*(soap_v8 *)(orow ? orow[r] + os : out + (size_t)(r) * os))
+    KQ_OUT(0) = scale * a0;
+    if (nr > 1) KQ_OUT(1) = scale * a1;
+    if (nr > 2) KQ_OUT(2) = scale * a2;
+    if (nr > 3) KQ_OUT(3) = scale * a3;
+    if (nr > 4) KQ_OUT(4) = scale * a4;
+    if (nr > 5) {
+        KQ_OUT(5) = scale * a5;
+        KQ_OUT(6) = scale * a6;
+        KQ_OUT(7) = scale * a7;
+    }
+#undef KQ_OUT
+}
+
+/* w (a constant) = the copy's `wide`: 8-wide vectors in the AVX-512 copy
+ * (w 2), pairs of 4-wide ones otherwise (gcc splits an 8-wide generic
+ * vector into scalars where the target has no 8-wide registers) */
+KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                             const double *sg, double *restrict out, size_t os,
+                             double *const *orow, double scale, const int w) {
+    if (w == 2)
+        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale);
+    else
+        soap_block_v4x2(nr, nt, x, rs, y, sg, out, os, orow, scale);
+}
+#endif
+
 KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t rs, soap_src y,
                           const double *sg, double *restrict out, size_t os, double scale) {
+#if KQ_SOAP_AVX2
+    if (nu == 8) {
+        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale, 1);
+        return;
+    }
+#endif
     double a[8][8] = {{0.0}};
 #define KQ_ROW(r)                                                                            \
     do {                                                                                     \
@@ -1087,6 +1274,18 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
 #undef KQ_ROW
 }
 
+#if !KQ_SOAP_AVX2
+/* Without the vector-type copies (PORTABLE=1, other compilers): the wide
+ * paths are never taken at run time, but must compile */
+KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
+                             const double *sg, double *restrict out, size_t os,
+                             double *const *orow, double scale, const int w) {
+    (void)orow;
+    (void)w;
+    soap_block(nr, 8, nt, x, rs, y, sg, out, os, scale);
+}
+#endif
+
 /* Dense and pointer operands for soap_block */
 KQ_INLINE soap_src soap_dense(const double *base, size_t ts) {
     soap_src s = {base, ts, NULL, 0};
@@ -1132,50 +1331,50 @@ KQ_INLINE void soap_scale_copy(int n, double pref, const double *restrict v, dou
     for (; q < n; q++) o[q] = pref * v[q];
 }
 
-/* The ring of soap_centre_slots run over the lists without computing
+/* The pool of soap_centre_slots run over the lists without computing
  * anything, for the processing order `order` (rank its inverse; both NULL:
- * ascending index) and a ring of `slots` entries: the pairs that miss (are
- * computed at both centres), and in *need the widest span between storing a
- * pair and reading it. Uses s->stamp. */
+ * ascending index) and a pool of `slots` entries: the pairs that miss (find
+ * no free slot, so are computed at both centres), and in *need the most
+ * slots in use at once. Uses s->stamp (1: stored, UINT32_MAX: not). */
 static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const int *rank,
                                size_t slots, size_t *need) {
-    size_t counter = 0, misses = 0;
+    size_t live = 0, misses = 0;
     *need = 1;
     for (int k = 0; k < natoms; k++) {
         const int i = order ? order[k] : k, ri = rank ? rank[i] : i;
-        size_t nup = 0;
-        for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++)
-            nup += (rank ? rank[s->nidx[t]] : s->nidx[t]) > ri;
+        size_t done = 0;
         for (size_t t = s->nstart[i]; t < s->nstart[i + 1]; t++) {
             int rj = rank ? rank[s->nidx[t]] : s->nidx[t];
             if (rj < ri) {
-                size_t st = s->stamp[s->rev[t]];
-                if (st == UINT32_MAX || counter + nup - st > slots) misses++;
-                if (st != UINT32_MAX && counter + nup - st > *need) *need = counter + nup - st;
+                if (s->stamp[s->rev[t]] == UINT32_MAX) misses++;
+                else done++;
             } else if (rj > ri) {
-                s->stamp[t] = nup <= slots ? (uint32_t)counter++ : UINT32_MAX;
+                s->stamp[t] = live < slots ? 1u : UINT32_MAX;
+                live += live < slots;
             }
         }
+        if (live > *need) *need = live;
+        live -= done; /* slots read here are free once this centre is done */
     }
     return misses;
 }
 
 /* Pair reuse set-up for kq_soap_compute: rev[] of every list entry (the
- * entry (i, j) -> the entry (j, i)), the processing order and the ring. The
+ * entry (i, j) -> the entry (j, i)), the processing order and the pool. The
  * lists are symmetric (the same d^2 both ways) and ascending, so visiting the
  * centres i in ascending index meets the entries of each list j in their
- * order: one cursor per atom finds them. Of the two orders (ascending index,
- * often good for files of molecules; the spatial one of soap_centre_order,
- * good for large clusters and boxes) the one with fewer ring misses is used,
- * and the ring gets only as many slots as that order needs (at most about
- * 1 MB), so a small frame does not touch pages it would never use. Anything
- * unexpected just turns reuse off (same results, slower). */
+ * order: one cursor per atom finds them. The spatial order of
+ * soap_centre_order is used if no pair misses a slot in it, else whichever
+ * of it and ascending index (often better for files of molecules, and for
+ * clusters listed shell by shell) has fewer misses; the pool gets only as
+ * many slots as are in use at once (at most about 1 MB), so a small frame
+ * does not touch pages it would never use. Anything unexpected just turns
+ * reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
     const size_t entries = s->nstart[natoms];
     const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
     int rc;
     s->reuse = 0;
-    s->counter = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
     if (entries >= UINT32_MAX) return KQ_OK; /* beyond the 32-bit tables: no reuse */
     if ((rc = kq_reserve((void **)&s->rev, &s->rev_cap, entries, sizeof(uint32_t))) ||
@@ -1191,26 +1390,30 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
             s->rev[r] = (uint32_t)t;
         }
     /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
-     * result; 1 MB: 4 MB was up to 7 % faster on the 648- and 10k-atom water
-     * benchmarks, but its first touch cost 16 ms of page faults on the first
-     * call), a power of two so that the slot of a stamp is a mask */
-    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id, need_sp;
+     * result; a larger pool costs page faults on the first call) */
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id = 0, need_sp;
     if (cap < 64) cap = 64;
-    while (cap & (cap - 1)) cap &= cap - 1;
-    size_t miss_id = soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    /* the spatial order first; ascending index only if that can do better
+     * (with brute force the two are the same order) */
+    int same = 1;
+    for (int i = 0; i < natoms && same; i++) same = s->order[i] == i;
     size_t miss_sp = soap_ring_misses(s, natoms, s->order, s->rank, cap, &need_sp);
-    if (miss_id < miss_sp || (miss_id == miss_sp && need_id <= need_sp)) {
+    size_t miss_id = same || miss_sp == 0 ? miss_sp + 1
+                                          : soap_ring_misses(s, natoms, NULL, NULL, cap, &need_id);
+    if (miss_id < miss_sp) {
         for (int i = 0; i < natoms; i++) s->order[i] = s->rank[i] = i;
         need_sp = need_id;
         miss_sp = miss_id;
     }
-    size_t slots = cap;
-    if (miss_sp == 0)
-        while (slots / 2 >= need_sp && slots > 16) slots /= 2;
+    size_t slots = miss_sp == 0 ? need_sp : cap;
     size_t ringn;
     if (!kq_mul_ok(slots, pair, &ringn)) return KQ_OK;
-    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK)
-        return KQ_OK; /* no memory for the ring: compute every pair twice */
+    if (kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) != KQ_OK ||
+        kq_reserve((void **)&s->freel, &s->freel_cap, slots, sizeof(uint32_t)) != KQ_OK)
+        return KQ_OK; /* no memory for the pool: compute every pair twice */
+    /* free stack: slot 0 on top, so that the slots in use stay few and hot */
+    for (size_t k = 0; k < slots; k++) s->freel[k] = (uint32_t)(slots - 1 - k);
+    s->nfree = slots;
     s->ring_slots = slots;
     s->reuse = 1;
     return KQ_OK;
@@ -1251,34 +1454,37 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         o += (int)cnt[z];
         c->present[z] = cnt[z] > 0;
     }
-    const size_t pair = nlk + nlm; /* one ring entry: h then R */
+    const size_t pair = nlk + nlm; /* one pool entry: h then R */
     /* Pair reuse: h and R of a pair (i, j) are computed at whichever of its
      * two centres comes first in the processing order (s->rank), straight
-     * into the next ring entry, and read there by pointer at the other. This
-     * centre writes nup entries; an entry read here must survive
-     * them, so it counts only if counter + nup - stamp <= ring_slots. If nup
-     * itself exceeds the ring, this centre keeps its pairs in fbuf and marks
-     * them absent (stamp UINT32_MAX). */
+     * into a free pool slot, and read there by pointer at the other, which
+     * frees the slot when it is done (soap_centre_release). With no free
+     * slot the pair is kept in fbuf and marked absent (stamp UINT32_MAX):
+     * the other centre computes it again. */
     const int *rank = s->rank, ri = rank[i];
-    size_t nup = 0;
-    if (s->reuse)
-        for (size_t t = t0; t < t1; t++) nup += rank[s->nidx[t]] > ri;
-    const int to_ring = s->reuse && nup <= s->ring_slots;
     size_t nfresh = 0;
+    s->nrelease = 0;
     for (size_t t = t0; t < t1; t++) {
         int j = s->nidx[t], z = s->sp[j];
         size_t slot = off[z] + fill[z]++;
+        if (j == i) { /* the centre itself: h and R of r = 0, computed once */
+            s->hptr[slot] = s->self;
+            s->rptr[slot] = s->self + nlk;
+            s->rsign[slot] = 1.0;
+            continue;
+        }
         if (s->reuse && rank[j] < ri) {
             /* computed at centre j (earlier in the order): h(r_ji) = h(r_ij) and R_lm(r_ji) =
              * (-1)^l R_lm(r_ij), both exactly (r_ji = -r_ij exactly, and the
              * polynomial's terms change sign together), so the result is the
              * same bits as computing it here */
-            size_t st = s->stamp[s->rev[t]];
-            if (st != UINT32_MAX && s->counter + nup - st <= s->ring_slots) {
-                const double *src = s->ring + (st & (s->ring_slots - 1)) * pair;
+            uint32_t st = s->stamp[s->rev[t]];
+            if (st != UINT32_MAX) {
+                const double *src = s->ring + (size_t)st * pair;
                 s->hptr[slot] = src;
                 s->rptr[slot] = src + nlk;
                 s->rsign[slot] = -1.0;
+                s->release[s->nrelease++] = st;
                 /* the entry may not be in cache: ask for it now (a hint, no
                  * effect on any value), the fresh pairs below hide the wait */
                 for (size_t b = 0; b < pair; b += 8) KQ_PREFETCH(src + b);
@@ -1287,10 +1493,11 @@ KQ_INLINE void soap_centre_slots(kq_soap *s, int i, soap_centre *c) {
         }
         double *h = s->fbuf + slot * nlk, *r = s->rbuf + slot * nlm;
         if (s->reuse && rank[j] > ri) {
-            if (to_ring) {
-                h = s->ring + (s->counter & (s->ring_slots - 1)) * pair;
+            if (s->nfree) {
+                uint32_t st = s->freel[--s->nfree];
+                h = s->ring + (size_t)st * pair;
                 r = h + nlk;
-                s->stamp[t] = (uint32_t)s->counter++;
+                s->stamp[t] = st;
             } else {
                 s->stamp[t] = UINT32_MAX;
             }
@@ -1334,6 +1541,26 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                 soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
         }
         const double *e = s->ebuf; /* [nr][nlk] exponentials */
+#if KQ_SOAP_AVX2
+        if (wide && np4 % 8 == 0) {
+            /* the wide copies: 8 columns at a time, straight into place */
+            for (int l = 0; l < nl; l++) {
+                const double *bt = s->bt + (size_t)l * nmax * np4;
+                const size_t lo = (size_t)l * np4;
+                for (int n = 0; n < np4; n += 8) {
+                    const soap_src bn = soap_dense(bt + n, (size_t)np4);
+                    if (nr == 4)
+                        soap_block_v8(4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
+                                      lo + (size_t)n, fr, 1.0, wide);
+                    else
+                        for (int u = 0; u < nr; u++)
+                            soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
+                                          NULL, lo + (size_t)n, fr + u, 1.0, wide);
+                }
+            }
+            continue;
+        }
+#endif
         double *hb = s->ebuf + 4 * nlk; /* [4][nlk] h of four lanes, then copied */
         for (int l = 0; l < nl; l++) {
             const double *bt = s->bt + (size_t)l * nmax * np4;
@@ -1366,8 +1593,24 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
  * 4, then 5, 3 or 1 rows. */
 KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
                            const double *const *hz, const double *sg, int l, int np4,
-                           double *c) {
+                           double *c, const int wide) {
     const size_t nrow = 2 * (size_t)l + 1, xo = (size_t)l * l;
+    /* nu 8 (wide copies only): soap_block_v8 with the copy's vector width */
+#if KQ_SOAP_AVX2
+#define KQ_COEF_BLOCK(nr)                                                                    \
+    do {                                                                                     \
+        if (nu == 8)                                                                         \
+            soap_block_v8(nr, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, \
+                          NULL, 1.0, wide);                                                  \
+        else                                                                                 \
+            soap_block(nr, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4,             \
+                       (size_t)np4, 1.0);                                                    \
+    } while (0)
+#else
+#define KQ_COEF_BLOCK(nr)                                                                    \
+    soap_block(nr, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0)
+#endif
+    (void)wide;
     for (int n = 0; n < np4; n += nu) {
         const soap_src h = soap_ptrs(hz, (size_t)l * np4 + (size_t)n);
         double *o = c + (size_t)l * l * np4 + n;
@@ -1377,14 +1620,15 @@ KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
          * leave the adder waiting on its own latency) */
         size_t r = 0;
         for (; nrow - r > 5; r += 4)
-            soap_block(4, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(4);
         if (nrow - r == 5)
-            soap_block(5, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(5);
         else if (nrow - r == 3)
-            soap_block(3, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(3);
         else
-            soap_block(1, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, 1.0);
+            KQ_COEF_BLOCK(1);
     }
+#undef KQ_COEF_BLOCK
 }
 
 KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wide) {
@@ -1393,18 +1637,22 @@ KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wid
     const int *present = cs->present;
     const size_t *cnt = cs->cnt, *off = cs->off;
     /* c^Z_nlm = sum_j R_lm(r_ij) h_ln(r_ij), j of species Z ascending from
-     * 0.0; for odd l the parity signs, for even l all +1.0 (s->ones) */
+     * 0.0; for odd l times the parity signs (even l: (-1)^l = 1) */
     for (int z = 0; z < S; z++) {
         if (!present[z]) continue;
         const double *const *rz = s->rptr + off[z], *const *hz = s->hptr + off[z];
         const int nt = (int)cnt[z];
         double *c = s->coef + (size_t)z * sblk;
         for (int l = 0; l < nl; l++) {
-            const double *sg = l % 2 ? s->rsign + off[z] : s->ones;
-            if (wide && np4 % 8 == 0)
-                soap_coef_l(8, nt, rz, hz, sg, l, np4, c);
-            else
-                soap_coef_l(4, nt, rz, hz, sg, l, np4, c);
+            /* even l: no signs (sg NULL: g = 1, and 1.0 y = y exactly) */
+            const double *sg = s->rsign + off[z];
+            if (wide && np4 % 8 == 0) {
+                if (l % 2) soap_coef_l(8, nt, rz, hz, sg, l, np4, c, wide);
+                else soap_coef_l(8, nt, rz, hz, NULL, l, np4, c, wide);
+            } else {
+                if (l % 2) soap_coef_l(4, nt, rz, hz, sg, l, np4, c, wide);
+                else soap_coef_l(4, nt, rz, hz, NULL, l, np4, c, wide);
+            }
         }
     }
 }
@@ -1432,9 +1680,9 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     /* full n x n' block, 8 x 8 at a time (AVX-512 copy) */
                     for (int q = 0; q < nmax; q += 8)
                         for (int n = 0; n < nmax; n += 8)
-                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
-                                       soap_dense(b + q, (size_t)np4), NULL,
-                                       o + (size_t)n * nmax + q, (size_t)nmax, pref);
+                            soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                          soap_dense(b + q, (size_t)np4), NULL, o + (size_t)n * nmax + q,
+                                          (size_t)nmax, NULL, pref, 2);
                     o += (size_t)nmax * nmax;
                     continue;
                 }
@@ -1454,14 +1702,36 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                     o += (size_t)nmax * nmax;
                     continue;
                 }
+#if KQ_SOAP_AVX2
+                if (z1 == z2 && nmax == 8 && wide) {
+                    /* same species, n_max 8 (wide copies): the scaled 8 x 8
+                     * block in ps, then row n's part n' >= n (8 - n values
+                     * from o + P_n, P_n = 8n - n(n-1)/2) by whole 8-value
+                     * stores at o + P_n - n, rows from the last up: each
+                     * store's first n values fall on rows above, which are
+                     * written after it, so every value ends up from its own
+                     * row, and no store leaves the block [o, o + 36) */
+                    if (wide == 2)
+                        soap_block_v8(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                      soap_dense(b, (size_t)np4), NULL, ps, 8, NULL, pref, 2);
+                    else
+                        for (int q = 0; q < 8; q += 4)
+                            soap_block(8, 4, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                       soap_dense(b + q, (size_t)np4), NULL, ps + q, 8, pref);
+                    for (int n = 7; n >= 0; n--)
+                        memcpy(o + 8 * n - n * (n - 1) / 2 - n, ps + 8 * n, 8 * sizeof(double));
+                    o += 36;
+                    continue;
+                }
+#endif
                 if (z1 == z2 && nmax % 8 == 0 && wide == 2) {
                     /* same species, 8 x 8 blocks (AVX-512 copy): only rows
                      * n <= q + 7 are needed */
                     for (int q = 0; q < nmax; q += 8)
                         for (int n = 0; n < q + 8; n += 8)
-                            soap_block(8, 8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
-                                       soap_dense(b + q, (size_t)np4), NULL,
-                                       ps + (size_t)n * np4 + q, (size_t)np4, 1.0);
+                            soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
+                                          soap_dense(b + q, (size_t)np4), NULL, ps + (size_t)n * np4 + q,
+                                          (size_t)np4, NULL, 1.0, 2);
                 } else {
                     for (int q = 0; q < np4; q += 4) {
                         /* same species: only rows n <= q + 3 are needed */
@@ -1488,6 +1758,8 @@ KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *ou
     soap_centre_slots(s, i, &c);
     soap_centre_fresh(s, i, pos, c.nfresh, wide);
     soap_centre_coef(s, &c, wide);
+    /* the pool slots read here are not needed any more */
+    for (size_t k = 0; k < s->nrelease; k++) s->freel[s->nfree++] = s->release[k];
     soap_centre_power(s, c.present, out, wide);
 }
 
@@ -1565,7 +1837,7 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         (rc = kq_reserve((void **)&s->hptr, &s->hptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rptr, &s->rptr_cap, maxnb, sizeof(double *))) ||
         (rc = kq_reserve((void **)&s->rsign, &s->rsign_cap, maxnb, sizeof(double))) ||
-        (rc = kq_reserve((void **)&s->ones, &s->ones_cap, maxnb, sizeof(double))) ||
+        (rc = kq_reserve((void **)&s->release, &s->release_cap, maxnb, sizeof(uint32_t))) ||
         (rc = kq_reserve((void **)&s->ebuf, &s->ebuf_cap, 8 * (size_t)s->nl * (size_t)s->np4,
                          sizeof(double))))
         return rc;
@@ -1576,7 +1848,6 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         if ((rc = kq_reserve((void **)&s->fresh_t, &cap, maxnb, sizeof(size_t)))) return rc;
         s->fresh_cap = maxnb;
     }
-    for (size_t t = 0; t < maxnb; t++) s->ones[t] = 1.0;
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
 #if KQ_SOAP_AVX2
     if (s->simd == KQ_SIMD_AVX512) {
