@@ -692,3 +692,77 @@ int eann_work_set_simd(eann_work *w, int mode) {
     w->simd = simd;
     return EANN_OK;
 }
+
+/* --- kernels for mini-batch training (eann_train.c) --- */
+
+/* Weight gradient of a layer run on a primal and a tangent batch (the
+ * second-order passes of eann_train.c): x1, dz1 (primal) and x2, dz2
+ * (tangent) have the same rows, split into nseg segments (one molecule of a
+ * mini-batch each: rows seg[g] .. seg[g+1]-1). For every segment in turn it
+ * adds dw[o][c] += dz1[a][o] x1[a][c] over the segment's rows a, then
+ * dw[o][c] += dz2[a][o] x2[a][c] over the same rows: exactly the adds of
+ * calling eann_weight_grad(x1, dz1) then eann_weight_grad(x2, dz2) on each
+ * molecule in turn, so the same bits, with dw kept in registers across the
+ * whole batch. x [rows][nin], dz [rows][nout], dw [nout][nin]. */
+static void dw2_rows(int a0, int a1, int nin, int nout, int o, const double *x,
+                     const double *dz, double *d) {
+    for (int a = a0; a < a1; a++) axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, d);
+}
+
+#if EANN_HAVE_AVX2
+/* columns c..c+4V-1 of dw row o (V = 4 or 1 vectors), all segments */
+EANN_AVX2_INLINE void dw2_tile(int V, int nseg, const int *seg, int nin, int nout, int o, int c,
+                               const double *x1, const double *dz1, const double *x2,
+                               const double *dz2, double *d) {
+    v4d a0 = v_load(d + c), a1 = a0, a2 = a0, a3 = a0;
+    if (V > 1) { a1 = v_load(d + c + 4); a2 = v_load(d + c + 8); a3 = v_load(d + c + 12); }
+    for (int g = 0; g < nseg; g++)
+        for (int pass = 0; pass < 2; pass++) {
+            const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
+            for (int a = seg[g]; a < seg[g + 1]; a++) {
+                const double *xa = x + (size_t)a * nin + c;
+                v4d s = v_splat(dz[(size_t)a * nout + o]);
+                a0 += s * v_load(xa);
+                if (V > 1) {
+                    a1 += s * v_load(xa + 4);
+                    a2 += s * v_load(xa + 8);
+                    a3 += s * v_load(xa + 12);
+                }
+            }
+        }
+    v_store(d + c, a0);
+    if (V > 1) { v_store(d + c + 4, a1); v_store(d + c + 8, a2); v_store(d + c + 12, a3); }
+}
+
+EANN_AVX2 static void dw2_avx2(int nseg, const int *seg, int nin, int nout, const double *x1,
+                               const double *dz1, const double *x2, const double *dz2,
+                               double *dw) {
+    for (int o = 0; o < nout; o++) {
+        double *d = dw + (size_t)o * nin;
+        int c = 0;
+        for (; c + 16 <= nin; c += 16) dw2_tile(4, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
+        for (; c + 4 <= nin; c += 4) dw2_tile(1, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
+        for (; c < nin; c++) {
+            double s = d[c];
+            for (int g = 0; g < nseg; g++) {
+                for (int a = seg[g]; a < seg[g + 1]; a++)
+                    s += dz1[(size_t)a * nout + o] * x1[(size_t)a * nin + c];
+                for (int a = seg[g]; a < seg[g + 1]; a++)
+                    s += dz2[(size_t)a * nout + o] * x2[(size_t)a * nin + c];
+            }
+            d[c] = s;
+        }
+    }
+}
+#endif
+
+void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout,
+                           const double *x1, const double *dz1, const double *x2,
+                           const double *dz2, double *dw) {
+    IF_AVX2(simd, dw2_avx2(nseg, seg, nin, nout, x1, dz1, x2, dz2, dw));
+    for (int o = 0; o < nout; o++)
+        for (int g = 0; g < nseg; g++) {
+            dw2_rows(seg[g], seg[g + 1], nin, nout, o, x1, dz1, dw + (size_t)o * nin);
+            dw2_rows(seg[g], seg[g + 1], nin, nout, o, x2, dz2, dw + (size_t)o * nin);
+        }
+}

@@ -38,6 +38,15 @@ void eann_act_ln_backward(int simd, int n, int c, const double *y, const double 
                           const double *rstd, const double *g, const double *da, double *dy,
                           double *dz);
 
+/* --- kernels for mini-batch training (eann_train.c) --- */
+/* dw[o][c] += for each segment g (rows seg[g] .. seg[g+1]-1) in turn: the
+ * segment's rows of dz1^T x1, one row at a time, then its rows of dz2^T x2:
+ * the same bits as eann_weight_grad(x1, dz1) then (x2, dz2) per segment.
+ * x1, x2 [rows][nin], dz1, dz2 [rows][nout], dw [nout][nin]. */
+void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout,
+                           const double *x1, const double *dz1, const double *x2,
+                           const double *dz2, double *dw);
+
 #ifdef __cplusplus
 }
 #endif
