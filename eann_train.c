@@ -722,10 +722,14 @@ int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
  *     net) are then added molecule by molecule, in the reference order
  *     (polarizability: net 2's first-order pass, net 0's, net 1's).
  * The descriptor, its tangents and the heads stay per molecule (each
- * molecule keeps its own eann_work with its pair list). Rare cases where the
- * reference skips work for one molecule (a zero output layer of net 0 or 1,
- * or h = 0: see eann_pol_parts and pol_loss) run the reference loop for
- * that chunk instead. tests/test_eann_train.c compares both paths with
+ * molecule keeps its own eann_work with its pair list). Where the reference
+ * skips work for one molecule: a zero output layer of net 0 or 1 (see
+ * eann_pol_parts; the published models) sends the chunk to the reference
+ * loop; h = 0 (pol_loss skips net 1's terms; a single atom) keeps the
+ * molecule in net 1's batch passes with direction 0. All its terms there
+ * are then +0 or -0 (products with the zero tangent; finite values), and
+ * adding a zero to a sum that starts at +0 (the gradient is zeroed first)
+ * never changes its bits: x + (+-0) = x for x != 0, and +0 + (+-0) = +0. tests/test_eann_train.c compares both paths with
  * memcmp for all three targets. */
 
 /* atoms per batch pass of the trainer (eann_trainer_new) */
@@ -736,6 +740,7 @@ typedef struct {
                                    in tw->gam, tw->Sd; g, h in tw->gpos, tw->hpos */
     double *gam1, *Sd1;         /* net 1's direction [N][3] and descriptor tangent [N][M][K] */
     int row0[EANN_MAX_SPECIES]; /* B row of the molecule's first row of species s */
+    int hz;                     /* h = 0: no net-1 terms (pol_loss) */
 } batch_mol;
 
 struct eann_batchws {
@@ -946,7 +951,7 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
             for (int b = 0; b < 3; b++)
                 Ps[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a];
         loss[f] = pol_head(smp[f], scale, Ps, Hh, E2, pred + 9 * f, sq + f, G, Gs);
-        if (all_zero(h, 3 * N)) return 1;
+        bw->mol[f].hz = all_zero(h, 3 * N);
         pol_trace_dout(m, w, G, tw->dout);
         mol_rows(m, bw, f, no2, B->dout, tw->dout, 1);
         pol_direction(w, Gs, NULL, tw->gam);
@@ -978,6 +983,7 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
         mol_rows(m, bw, f, D, bw->rhob0, bw->tmp, 0);
         mol_rows(m, bw, f, D, bw->rhodb0, bw->tmp2, 0);
         descriptor_param_backward(m, bm->tw, bm->tw->gam, bm->tw->Sd, bw->tmp, bw->tmp2, grad);
+        if (bm->hz) continue;
         mol_rows(m, bw, f, D, TB->rhob, bw->tmp, 0);
         mol_rows(m, bw, f, D, TB->rhodb, bw->tmp2, 0);
         descriptor_param_backward(m, bm->tw, bm->gam1, bm->Sd1, bw->tmp, bw->tmp2, grad);
