@@ -766,3 +766,92 @@ void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout
             dw2_rows(seg[g], seg[g + 1], nin, nout, o, x2, dz2, dw + (size_t)o * nin);
         }
 }
+
+/* Descriptor tangent of one pair (eann_train.c, descriptor_tangent):
+ * Sd[q][k] += Ad[q] W[k] + A[q] Wd[k]; A, Ad [M], W, Wd [K], Sd [M][K]. */
+static void pair_tangent_add(int M, int K, const double *A, const double *Ad, const double *W,
+                             const double *Wd, double *Sd) {
+    for (int q = 0; q < M; q++) {
+        double *Sq = Sd + (size_t)q * K;
+        for (int k = 0; k < K; k++) Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
+    }
+}
+
+/* Adjoint of one pair's W and its tangent Wd (eann_train.c,
+ * descriptor_param_backward): u1[k] = sum_q (Sb[q][k] A[q] + Sdb[q][k] Ad[q]),
+ * u2[k] = sum_q Sdb[q][k] A[q], each from 0 in the order of q. */
+static void pair_adjoint(int M, int K, const double *A, const double *Ad, const double *Sb,
+                         const double *Sdb, double *u1, double *u2) {
+    for (int k = 0; k < K; k++) u1[k] = u2[k] = 0;
+    for (int q = 0; q < M; q++)
+        for (int k = 0; k < K; k++) {
+            u1[k] += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
+            u2[k] += Sdb[q * K + k] * A[q];
+        }
+}
+
+#if EANN_HAVE_AVX2
+/* the two loops above with k in vector lanes (same operations per lane) */
+EANN_AVX2 static void pair_tangent_add_avx2(int M, int K, const double *A, const double *Ad,
+                                            const double *W, const double *Wd, double *Sd) {
+    const int K4 = K - K % 4;
+    for (int q = 0; q < M; q++) {
+        double *Sq = Sd + (size_t)q * K;
+        const v4d ad = v_splat(Ad[q]), a = v_splat(A[q]);
+        for (int k = 0; k < K4; k += 4)
+            v_store(Sq + k, v_load(Sq + k) + (ad * v_load(W + k) + a * v_load(Wd + k)));
+        for (int k = K4; k < K; k++) Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
+    }
+}
+
+EANN_AVX2 static void pair_adjoint_avx2(int M, int K, const double *A, const double *Ad,
+                                        const double *Sb, const double *Sdb, double *u1,
+                                        double *u2) {
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v4d a0 = v_splat(0.0), a1 = a0, b0 = a0, b1 = a0;
+        for (int q = 0; q < M; q++) {
+            const double *sb = Sb + (size_t)q * K + k, *sdb = Sdb + (size_t)q * K + k;
+            const v4d x = v_splat(A[q]), xd = v_splat(Ad[q]);
+            const v4d d0 = v_load(sdb), d1 = v_load(sdb + 4);
+            a0 += v_load(sb) * x + d0 * xd;
+            a1 += v_load(sb + 4) * x + d1 * xd;
+            b0 += d0 * x;
+            b1 += d1 * x;
+        }
+        v_store(u1 + k, a0); v_store(u1 + k + 4, a1);
+        v_store(u2 + k, b0); v_store(u2 + k + 4, b1);
+    }
+    for (; k + 4 <= K; k += 4) {
+        v4d a0 = v_splat(0.0), b0 = a0;
+        for (int q = 0; q < M; q++) {
+            const v4d x = v_splat(A[q]), d0 = v_load(Sdb + (size_t)q * K + k);
+            a0 += v_load(Sb + (size_t)q * K + k) * x + d0 * v_splat(Ad[q]);
+            b0 += d0 * x;
+        }
+        v_store(u1 + k, a0);
+        v_store(u2 + k, b0);
+    }
+    for (; k < K; k++) {
+        double s1 = 0, s2 = 0;
+        for (int q = 0; q < M; q++) {
+            s1 += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
+            s2 += Sdb[q * K + k] * A[q];
+        }
+        u1[k] = s1;
+        u2[k] = s2;
+    }
+}
+#endif
+
+void eann_pair_tangent_add(int simd, int M, int K, const double *A, const double *Ad,
+                           const double *W, const double *Wd, double *Sd) {
+    IF_AVX2(simd, pair_tangent_add_avx2(M, K, A, Ad, W, Wd, Sd));
+    pair_tangent_add(M, K, A, Ad, W, Wd, Sd);
+}
+
+void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad,
+                       const double *Sb, const double *Sdb, double *u1, double *u2) {
+    IF_AVX2(simd, pair_adjoint_avx2(M, K, A, Ad, Sb, Sdb, u1, u2));
+    pair_adjoint(M, K, A, Ad, Sb, Sdb, u1, u2);
+}

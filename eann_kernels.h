@@ -46,6 +46,14 @@ void eann_act_ln_backward(int simd, int n, int c, const double *y, const double 
 void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout,
                            const double *x1, const double *dz1, const double *x2,
                            const double *dz2, double *dw);
+/* Descriptor tangent of one pair: Sd[q][k] += Ad[q] W[k] + A[q] Wd[k]
+ * (A, Ad [M], W, Wd [K], Sd [M][K]). */
+void eann_pair_tangent_add(int simd, int M, int K, const double *A, const double *Ad,
+                           const double *W, const double *Wd, double *Sd);
+/* Adjoints of one pair's W and Wd: u1[k] = sum_q (Sb[q][k] A[q] + Sdb[q][k]
+ * Ad[q]), u2[k] = sum_q Sdb[q][k] A[q], from 0 in the order of q. */
+void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad,
+                       const double *Sb, const double *Sdb, double *u1, double *u2);
 
 #ifdef __cplusplus
 }

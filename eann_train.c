@@ -244,11 +244,8 @@ static void descriptor_tangent(const eann_model *m, eann_trainws *tw, const doub
             const double *c = par + (size_t)w->row_species[w->pair_j[p]] * K;
             for (int k = 0; k < K; k++)
                 Wd[k] = c[k] * Rd[k];
-            for (int q = 0; q < M; q++) {
-                double *Sq = Sd + (size_t)q * K;
-                for (int k = 0; k < K; k++)
-                    Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
-            }
+            /* Sd[q][k] += Ad[q] W[k] + A[q] Wd[k] */
+            eann_pair_tangent_add(w->simd, M, K, A, Ad, W, Wd, Sd);
         }
         const double *S = w->S + (size_t)i * M * K;
         double *rd = rhod + (size_t)i * D;
@@ -300,13 +297,8 @@ static void descriptor_param_backward(const eann_model *m, eann_trainws *tw, con
             const double d = w->pair_d[p];
             double dd = pair_tangent(m, w, gam, i, p, vd, Rd);
             eann_angular(m, w->pair_fc[p], w->pair_dfc[p] * dd, w->pair_v + 3 * (size_t)p, vd, A, Ad);
-            for (int k = 0; k < K; k++)
-                u1[k] = u2[k] = 0;
-            for (int q = 0; q < M; q++)
-                for (int k = 0; k < K; k++) {
-                    u1[k] += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
-                    u2[k] += Sdb[q * K + k] * A[q];
-                }
+            /* u1[k] = sum_q (S_[q][k] A_q + Sd_[q][k] Ad_q), u2[k] = sum_q Sd_[q][k] A_q */
+            eann_pair_adjoint(w->simd, M, K, A, Ad, Sb, Sdb, u1, u2);
             for (int k = 0; k < K; k++) {
                 /* R_ = c u1, Rd_ = c u2; Rd = -2 inta x R dd (x = d - rs):
                  * dRd/drs = dd 2 inta R (1 - 2 inta x^2), dRd/dinta = -dd 2 x R (1 - inta x^2) */
