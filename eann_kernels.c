@@ -855,3 +855,202 @@ void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad
     IF_AVX2(simd, pair_adjoint_avx2(M, K, A, Ad, Sb, Sdb, u1, u2));
     pair_adjoint(M, K, A, Ad, Sb, Sdb, u1, u2);
 }
+
+/* The activation part of the reverse pass through a layer's primal and
+ * tangent (eann_train.c, net_tangent_backward; formulas in the derivation
+ * at the top of eann_train.c), and the LayerNorm affine parameters, row by
+ * row: from y, sig, yd, zhat, zhd and the adjoints ab (a_), adb (ad_)
+ * [n][c] it sets ydb (yd_) and yb (y_) [n][c] and ADDS, one row at a time,
+ * into dal, dbe (activation alpha, beta), dg, dbl (LayerNorm gain, bias) [c]. */
+static void act2_backward(int n, int c, const double *y, const double *sig, const double *yd,
+                          const double *zh, const double *zhd, const double *al,
+                          const double *be, const double *ab, const double *adb, double *ydb,
+                          double *yb, double *dal, double *dbe, double *dg, double *dbl) {
+    for (int r = 0; r < n; r++)
+        for (int q = 0; q < c; q++) {
+            size_t e = (size_t)r * c + q;
+            double yy = y[e], sg = sig[e], ydd = yd[e];
+            double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+            double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+            double A_ = ab[e], Ad_ = adb[e];
+            ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+            yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
+            dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
+            dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
+            dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
+            dbl[q] += yb[e];
+        }
+}
+
+/* One row of the LayerNorm's second-order term (eann_train.c,
+ * net_tangent_backward): zb [c] += d/dz of Ab . zhatd(z, zd), Ab = g ydb;
+ * zh, zd, ydb [c], rr = 1/sqrt(var + eps). Serial sums in the order of q. */
+static void ln2_row(int c, const double *zh, double rr, const double *zdr, const double *g,
+                    const double *ydbr, double *zbr) {
+    double mzd = 0;
+    for (int q = 0; q < c; q++) mzd += zdr[q];
+    mzd /= c;
+    double a1 = 0, a2 = 0, mm = 0;
+    for (int q = 0; q < c; q++) {
+        double Ab = g[q] * ydbr[q], u = zdr[q] - mzd;
+        a1 += Ab * u;
+        a2 += Ab * zh[q];
+        mm += zh[q] * u;
+    }
+    mm /= c;
+    double rb = a1 - mm * a2, mZb = 0, sZz = 0;
+    /* Zb_q = -r (u_q a2 / c + mm Ab_q), recomputed in both loops */
+    for (int q = 0; q < c; q++) {
+        double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+        mZb += Zb;
+        sZz += Zb * zh[q];
+    }
+    mZb /= c;
+    double rbt = rb + sZz / rr;
+    for (int q = 0; q < c; q++) {
+        double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+        zbr[q] += rr * (Zb - mZb) - (rr * rr * zh[q] / c) * rbt;
+    }
+}
+
+/* One Adam step (Kingma & Ba 2015, Alg. 1) on P parameters: m1, m2 the
+ * moments, c1 = 1 - beta1^t, c2 = 1 - beta2^t. */
+static void adam_step(size_t P, const double *g, double *m1, double *m2, double *phi, double B1,
+                      double B2, double c1, double c2, double lr, double eps) {
+    for (size_t q = 0; q < P; q++) {
+        m1[q] = B1 * m1[q] + (1 - B1) * g[q];
+        m2[q] = B2 * m2[q] + (1 - B2) * g[q] * g[q];
+        double mh = m1[q] / c1, vh = m2[q] / c2;
+        phi[q] -= lr * mh / (sqrt(vh) + eps);
+    }
+}
+
+#if EANN_HAVE_AVX2
+/* act2_backward with the columns q in vector lanes */
+EANN_AVX2 static void act2_backward_avx2(int n, int c, const double *y, const double *sig,
+                                         const double *yd, const double *zh, const double *zhd,
+                                         const double *al, const double *be, const double *ab,
+                                         const double *adb, double *ydb, double *yb, double *dal,
+                                         double *dbe, double *dg, double *dbl) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        for (int q = 0; q < c4; q += 4) {
+            size_t e = (size_t)r * c + q;
+            v4d yy = v_load(y + e), sg = v_load(sig + e), ydd = v_load(yd + e);
+            v4d b = v_load(be + q), a = v_load(al + q);
+            v4d tt = b * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+            v4d ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+            v4d A_ = v_load(ab + e), Ad_ = v_load(adb + e);
+            v4d vydb = Ad_ * (a * b * ph1);
+            v4d vyb = A_ * (a * b * ph1) + Ad_ * (a * b * b * ph2 * ydd);
+            v_store(ydb + e, vydb);
+            v_store(yb + e, vyb);
+            v_store(dal + q, v_load(dal + q) + (A_ * ph + Ad_ * (b * ph1 * ydd)));
+            v_store(dbe + q,
+                    v_load(dbe + q) + (A_ * (a * ph1 * yy) + Ad_ * (a * (ph1 + tt * ph2) * ydd)));
+            v_store(dg + q, v_load(dg + q) + (vyb * v_load(zh + e) + vydb * v_load(zhd + e)));
+            v_store(dbl + q, v_load(dbl + q) + vyb);
+        }
+        { /* the last c % 4 columns of this row, as act2_backward */
+            for (int q = c4; q < c; q++) {
+                size_t e = (size_t)r * c + q;
+                double yy = y[e], sg = sig[e], ydd = yd[e];
+                double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+                double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+                double A_ = ab[e], Ad_ = adb[e];
+                ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+                yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
+                dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
+                dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
+                dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
+                dbl[q] += yb[e];
+            }
+        }
+    }
+}
+
+/* ln2_row on four rows at once, one row per vector lane (each lane does its
+ * row's serial sums in the order of q) */
+EANN_AVX2_INLINE v4d v_col(const double *p, int c, int q) {
+    return (v4d){p[q], p[(size_t)c + q], p[2 * (size_t)c + q], p[3 * (size_t)c + q]};
+}
+EANN_AVX2 static void ln2_rows4_avx2(int c, const double *zh, const double *rstd,
+                                     const double *zd, const double *g, const double *ydb,
+                                     double *zb) {
+    const v4d rr = v_load(rstd), cc = v_splat((double)c);
+    v4d mzd = v_splat(0.0);
+    for (int q = 0; q < c; q++) mzd += v_col(zd, c, q);
+    mzd /= cc;
+    v4d a1 = v_splat(0.0), a2 = a1, mm = a1;
+    for (int q = 0; q < c; q++) {
+        v4d h = v_col(zh, c, q);
+        v4d Ab = v_splat(g[q]) * v_col(ydb, c, q), u = v_col(zd, c, q) - mzd;
+        a1 += Ab * u;
+        a2 += Ab * h;
+        mm += h * u;
+    }
+    mm /= cc;
+    v4d rb = a1 - mm * a2, mZb = v_splat(0.0), sZz = mZb;
+    for (int q = 0; q < c; q++) {
+        v4d Zb = -rr * ((v_col(zd, c, q) - mzd) * a2 / cc + mm * g[q] * v_col(ydb, c, q));
+        mZb += Zb;
+        sZz += Zb * v_col(zh, c, q);
+    }
+    mZb /= cc;
+    v4d rbt = rb + sZz / rr;
+    for (int q = 0; q < c; q++) {
+        v4d Zb = -rr * ((v_col(zd, c, q) - mzd) * a2 / cc + mm * g[q] * v_col(ydb, c, q));
+        v4d d = rr * (Zb - mZb) - (rr * rr * v_col(zh, c, q) / cc) * rbt;
+        for (int l = 0; l < 4; l++) zb[(size_t)l * c + q] += d[l];
+    }
+}
+
+EANN_AVX2 static void adam_step_avx2(size_t P, const double *g, double *m1, double *m2,
+                                     double *phi, double B1, double B2, double c1, double c2,
+                                     double lr, double eps) {
+    size_t q = 0;
+    for (; q + 4 <= P; q += 4) {
+        v4d gg = v_load(g + q);
+        v4d a = v_splat(B1) * v_load(m1 + q) + (1 - B1) * gg;
+        v4d b = v_splat(B2) * v_load(m2 + q) + (1 - B2) * gg * gg;
+        v_store(m1 + q, a);
+        v_store(m2 + q, b);
+        v4d mh = a / c1, vh = b / c2;
+        v4d s = {sqrt(vh[0]), sqrt(vh[1]), sqrt(vh[2]), sqrt(vh[3])};
+        v_store(phi + q, v_load(phi + q) - lr * mh / (s + eps));
+    }
+    adam_step(P - q, g + q, m1 + q, m2 + q, phi + q, B1, B2, c1, c2, lr, eps);
+}
+#endif
+
+void eann_act2_backward(int simd, int n, int c, const double *y, const double *sig,
+                        const double *yd, const double *zh, const double *zhd, const double *al,
+                        const double *be, const double *ab, const double *adb, double *ydb,
+                        double *yb, double *dal, double *dbe, double *dg, double *dbl) {
+    IF_AVX2(simd, act2_backward_avx2(n, c, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal,
+                                     dbe, dg, dbl));
+    act2_backward(n, c, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal, dbe, dg, dbl);
+}
+
+void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double *rstd,
+                       const double *zd, const double *g, const double *ydb, double *zb) {
+    int r = 0;
+#if EANN_HAVE_AVX2
+    if (simd == EANN_SIMD_AVX2)
+        for (; r + 4 <= n; r += 4) {
+            size_t o = (size_t)r * c;
+            ln2_rows4_avx2(c, zhat + o, rstd + r, zd + o, g, ydb + o, zb + o);
+        }
+#endif
+    (void)simd;
+    for (; r < n; r++) {
+        size_t o = (size_t)r * c;
+        ln2_row(c, zhat + o, rstd[r], zd + o, g, ydb + o, zb + o);
+    }
+}
+
+void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
+                    double B1, double B2, double c1, double c2, double lr, double eps) {
+    IF_AVX2(simd, adam_step_avx2(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps));
+    adam_step(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps);
+}

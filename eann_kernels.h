@@ -54,6 +54,21 @@ void eann_pair_tangent_add(int simd, int M, int K, const double *A, const double
  * Ad[q]), u2[k] = sum_q Sdb[q][k] A[q], from 0 in the order of q. */
 void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad,
                        const double *Sb, const double *Sdb, double *u1, double *u2);
+/* Reverse through a layer's activation (primal and tangent) and the
+ * LayerNorm affine part (eann_train.c, net_tangent_backward): sets ydb, yb
+ * [n][c], ADDS row by row into dal, dbe, dg, dbl [c]. */
+void eann_act2_backward(int simd, int n, int c, const double *y, const double *sig,
+                        const double *yd, const double *zh, const double *zhd, const double *al,
+                        const double *be, const double *ab, const double *adb, double *ydb,
+                        double *yb, double *dal, double *dbe, double *dg, double *dbl);
+/* zb [n][c] += the LayerNorm's second-order term (eann_train.c), row by row
+ * with serial sums in the order of the columns (AVX2: four rows in the
+ * four lanes). */
+void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double *rstd,
+                       const double *zd, const double *g, const double *ydb, double *zb);
+/* One Adam step on P parameters (c1 = 1 - beta1^t, c2 = 1 - beta2^t). */
+void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
+                    double B1, double B2, double c1, double c2, double lr, double eps);
 
 #ifdef __cplusplus
 }

@@ -403,63 +403,22 @@ static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, c
             const double *al = th + L->act_a, *be = th + L->act_b, *g = th + L->ln_g;
             double *dal = dtheta + L->act_a, *dbe = dtheta + L->act_b;
             double *dg = dtheta + L->ln_g, *dbl = dtheta + L->ln_b;
-            /* activation */
-            for (int r = 0; r < n; r++)
-                for (int q = 0; q < c; q++) {
-                    size_t e = (size_t)r * c + q;
-                    double y = w->y[t][h][o + e], sg = w->sig[t][h][o + e], yd = tw->yd[h][o + e];
-                    double tt = be[q] * y, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
-                    double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
-                    double A_ = ab[e], Ad_ = adb[e];
-                    ydb[e] = Ad_ * (al[q] * be[q] * ph1);
-                    yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * yd);
-                    dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * yd);
-                    dbe[q] += A_ * (al[q] * ph1 * y) + Ad_ * (al[q] * (ph1 + tt * ph2) * yd);
-                }
-            /* LayerNorm affine part: g_ += y_ zhat + yd_ zhatd, b_ += y_ */
-            for (int r = 0; r < n; r++)
-                for (int q = 0; q < c; q++) {
-                    size_t e = (size_t)r * c + q;
-                    dg[q] += yb[e] * w->zhat[t][h][o + e] + ydb[e] * tw->zhd[h][o + e];
-                    dbl[q] += yb[e];
-                }
+            /* activation, and LayerNorm affine part: g_ += y_ zhat + yd_ zhatd, b_ += y_
+             * (eann_act2_backward; formulas in the derivation above) */
+            eann_act2_backward(w->simd, n, c, w->y[t][h] + o, w->sig[t][h] + o, tw->yd[h] + o,
+                               w->zhat[t][h] + o, tw->zhd[h] + o, al, be, ab, adb, ydb, yb, dal,
+                               dbe, dg, dbl);
             /* zd_ = J (g yd_), z_ = J (g y_) + second-order term */
             eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb, NULL,
                                     NULL);
             eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb, NULL,
                                     NULL);
-            for (int r = 0; r < n; r++) {
-                const double *zh = w->zhat[t][h] + o + (size_t)r * c;
-                const double *zdr = tw->zd[h] + o + (size_t)r * c;
-                const double *ydbr = ydb + (size_t)r * c;
-                double *zbr = zb + (size_t)r * c;
-                double rr = w->rstd[t][h][r0 + r];
-                double mzd = 0;
-                for (int q = 0; q < c; q++)
-                    mzd += zdr[q];
-                mzd /= c;
-                double a1 = 0, a2 = 0, mm = 0;
-                for (int q = 0; q < c; q++) {
-                    double Ab = g[q] * ydbr[q], u = zdr[q] - mzd;
-                    a1 += Ab * u;
-                    a2 += Ab * zh[q];
-                    mm += zh[q] * u;
-                }
-                mm /= c;
-                double rb = a1 - mm * a2, mZb = 0, sZz = 0;
-                /* Zb_q = -r (u_q a2 / c + mm Ab_q), recomputed in both loops */
-                for (int q = 0; q < c; q++) {
-                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
-                    mZb += Zb;
-                    sZz += Zb * zh[q];
-                }
-                mZb /= c;
-                double rbt = rb + sZz / rr;
-                for (int q = 0; q < c; q++) {
-                    double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
-                    zbr[q] += rr * (Zb - mZb) - (rr * rr * zh[q] / c) * rbt;
-                }
-            }
+            /* the second-order term (eann_ln2_backward): with Ab = g yd_,
+             * u = zd - mean(zd), zhatd = r (u - zhat m), m = mean(zhat u),
+             * a1 = Ab.u, a2 = Ab.zhat, Zb_q = -r (u_q a2 / c + m Ab_q), rb = a1 - m a2:
+             * z_ += r (Zb - mean(Zb)) - (r^2 zhat / c) (rb + sum_q Zb_q zhat_q / r) */
+            eann_ln2_backward(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->zd[h] + o,
+                              g, ydb, zb);
             /* linear: x_ = W^T z_, xd_ = W^T zd_, W_ += z_ x^T + zd_ xd^T, b_ += z_ */
             x = h ? w->a[t][h - 1] + (size_t)r0 * L->nin : w->rho + (size_t)r0 * D;
             xd = h ? tw->ad[h - 1] + (size_t)r0 * L->nin : tw->rhod + (size_t)r0 * D;
@@ -1767,13 +1726,10 @@ static int adam_epoch(eann_trainer *tr, double *trsq) {
         *trsq += sq;
         tr->b1t *= B1;
         tr->b2t *= B2;
-        for (size_t q = 0; q < P; q++) {
-            double g = tr->gphi[q];
-            tr->m1[q] = B1 * tr->m1[q] + (1 - B1) * g;
-            tr->m2[q] = B2 * tr->m2[q] + (1 - B2) * g * g;
-            double mh = tr->m1[q] / (1 - tr->b1t), vh = tr->m2[q] / (1 - tr->b2t);
-            phi[q] -= tr->lr * mh / (sqrt(vh) + EPS);
-        }
+        /* m1 = B1 m1 + (1 - B1) g, m2 = B2 m2 + (1 - B2) g^2,
+         * phi -= lr (m1 / (1 - B1^t)) / (sqrt(m2 / (1 - B2^t)) + EPS) */
+        eann_adam_step(tr->tw->w->simd, P, tr->gphi, tr->m1, tr->m2, phi, B1, B2, 1 - tr->b1t,
+                       1 - tr->b2t, tr->lr, EPS);
         set_params(tr->m, tr->nm, phi);
     }
     return EANN_OK;
