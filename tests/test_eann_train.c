@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eann_kernels.h"
 #include "eann_train.h"
 #include "harness.h"
 #include "xyz.h"
@@ -732,7 +733,74 @@ static void test_batch(void) {
     }
 }
 
+/* The training kernels of eann_kernels.c ("kernels for mini-batch
+ * training"): the AVX2 copy against the portable one, memcmp, on random
+ * data with sizes that leave vector tails. */
+static void fill(double *x, size_t n, double lo, double hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * urand();
+}
+static void test_train_kernels(void) {
+    eann_work *probe = NULL;
+    eann_model *m = small_model(EANN_DIPOLE, 1, 4, 1);
+    eann_work_new(m, 1, &probe);
+    int have = eann_work_set_simd(probe, EANN_SIMD_AVX2) == EANN_OK;
+    eann_work_free(probe);
+    eann_model_free(m);
+    if (!have) {
+        printf("training kernels: no AVX2 copy in this build/CPU; skipped\n");
+        return;
+    }
+    const int P = EANN_SIMD_PORTABLE, V = EANN_SIMD_AVX2;
+    int bad = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        const int n = 1 + rep * 3, c = 5 + rep * 6, M = 4 + rep * 4, K = 3 + rep * 4, nseg = 3; /* M K <= 7 * 19 */
+        const size_t nc = (size_t)n * c;
+        double in[9][7 * 19], par[6][19], out[2][8][7 * 19];
+        memset(out, 0, sizeof out);
+        for (int a = 0; a < 9; a++) fill(in[a], nc, -1, 1);
+        fill(in[1], nc, 0.05, 0.95); /* sigmoid values */
+        fill(in[7], nc, 0.5, 2.0);   /* rstd */
+        for (int a = 0; a < 6; a++) fill(par[a], 19, 0.3, 1.5);
+        for (int v = 0; v < 2; v++) {
+            int simd = v ? V : P;
+            double *o = out[v][0];
+            for (int a = 0; a < 8; a++) memcpy(out[v][a], in[8], sizeof(double) * nc);
+            double acc[4][19];
+            for (int a = 0; a < 4; a++) memcpy(acc[a], par[5], sizeof acc[a]);
+            eann_act2_backward(simd, n, c, in[0], in[1], in[2], in[3], in[4], par[0], par[1], in[5],
+                               in[6], out[v][1], out[v][2], acc[0], acc[1], acc[2], acc[3]);
+            for (int a = 0; a < 4; a++) memcpy(out[v][3] + a * 19, acc[a], sizeof acc[a]);
+            eann_ln2_backward(simd, n, c, in[3], in[7], in[4], par[2], in[5], o);
+            /* pair kernels: A, Ad [M], W, Wd [K], S [M][K] */
+            memcpy(out[v][4], in[8], sizeof(double) * (size_t)M * K);
+            eann_pair_tangent_add(simd, M, K, in[0], in[1], in[2], in[3], out[v][4]);
+            eann_pair_adjoint(simd, M, K, in[0], in[1], in[4], in[5], out[v][5], out[v][5] + K);
+            /* weight gradient in segments: rows 0..n-1 split into nseg */
+            int seg[4] = {0, n / 3, n / 2, n};
+            memcpy(out[v][6], in[8], sizeof(double) * (size_t)c * 3);
+            eann_weight_grad_seg2(simd, nseg, seg, c, 3, in[0], in[1], in[2], in[3], out[v][6]);
+            /* Adam */
+            double m1[19], m2[19], ph[19];
+            memcpy(m1, par[3], sizeof m1);
+            memcpy(m2, par[4], sizeof m2);
+            memcpy(ph, par[5], sizeof ph);
+            eann_adam_step(simd, (size_t)c, in[0], m1, m2, ph, 0.9, 0.999, 0.3, 0.02, 1e-3, 1e-8);
+            memcpy(out[v][7], m1, sizeof m1);
+            memcpy(out[v][7] + 19, m2, sizeof m2);
+            memcpy(out[v][7] + 38, ph, sizeof ph);
+        }
+        for (int a = 0; a < 8; a++)
+            if (memcmp(out[0][a], out[1][a], sizeof out[0][a])) {
+                printf("  kernel test %d (rep %d) differs\n", a, rep);
+                bad++;
+            }
+    }
+    printf("training kernels: AVX2 copy == portable copy (memcmp): %s\n", bad ? "DIFFERENT" : "yes");
+    CHECK(!bad, "training kernels: AVX2 and portable copies differ");
+}
+
 int main(void) {
+    test_train_kernels();
     test_batch();
     test_tdm_teacher();
     test_fd();
