@@ -1054,3 +1054,69 @@ void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2,
     IF_AVX2(simd, adam_step_avx2(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps));
     adam_step(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps);
 }
+
+#if EANN_HAVE_AVX2
+/* eann_layernorm_backward without parameter gradients (same bits: the
+ * partial sums s0..s3 of its loop are the four lanes), and
+ * eann_act_backward without parameter gradients; for the tangent passes of
+ * eann_train.c. */
+EANN_AVX2 static void ln_backward_avx2(int n, int c, const double *zhat, const double *rstd,
+                                       const double *g, const double *dy, double *dz) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *hr = zhat + (size_t)r * c, *dyr = dy + (size_t)r * c;
+        double *dzr = dz + (size_t)r * c;
+        v4d sg = v_splat(0.0), sgh = v_splat(0.0);
+        for (int i = 0; i < c4; i += 4) {
+            v4d G = v_load(g + i) * v_load(dyr + i);
+            sg += G;
+            sgh += G * v_load(hr + i);
+        }
+        double ssg = v_sum4(sg), ssgh = v_sum4(sgh);
+        for (int i = c4; i < c; i++) {
+            double G = g[i] * dyr[i];
+            ssg += G;
+            ssgh += G * hr[i];
+        }
+        const double mg = ssg / c, mgh = ssgh / c, rs = rstd[r];
+        for (int i = 0; i < c4; i += 4)
+            v_store(dzr + i, (v_load(g + i) * v_load(dyr + i) - mg - v_load(hr + i) * mgh) * rs);
+        for (int i = c4; i < c; i++) dzr[i] = (g[i] * dyr[i] - mg - hr[i] * mgh) * rs;
+    }
+}
+
+EANN_AVX2 static void act_backward_avx2(int n, int c, const double *y, const double *sig,
+                                        const double *alpha, const double *beta,
+                                        const double *da, double *dy) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
+        const double *dar = da + (size_t)r * c;
+        double *dyr = dy + (size_t)r * c;
+        for (int i = 0; i < c4; i += 4) {
+            v4d bt = v_load(beta + i), s = v_load(sr + i);
+            v4d t = bt * v_load(yr + i);
+            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s));
+            v_store(dyr + i, v_load(dar + i) * (bt * dadt));
+        }
+        for (int i = c4; i < c; i++) {
+            double t = beta[i] * yr[i], s = sr[i];
+            double dadt = alpha[i] * (s + t * s * (1.0 - s));
+            dyr[i] = dar[i] * (beta[i] * dadt);
+        }
+    }
+}
+#endif
+
+void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
+                          const double *g, const double *dy, double *dz) {
+    IF_AVX2(simd, ln_backward_avx2(n, c, zhat, rstd, g, dy, dz));
+    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
+}
+
+void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
+                           const double *alpha, const double *beta, const double *da,
+                           double *dy) {
+    IF_AVX2(simd, act_backward_avx2(n, c, y, sig, alpha, beta, da, dy));
+    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
+}

@@ -69,6 +69,13 @@ void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double 
 /* One Adam step on P parameters (c1 = 1 - beta1^t, c2 = 1 - beta2^t). */
 void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
                     double B1, double B2, double c1, double c2, double lr, double eps);
+/* eann_layernorm_backward and eann_act_backward without parameter
+ * gradients, with a chosen copy of the loops (same bits). */
+void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
+                          const double *g, const double *dy, double *dz);
+void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
+                           const double *alpha, const double *beta, const double *da,
+                           double *dy);
 
 #ifdef __cplusplus
 }

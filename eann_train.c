@@ -340,15 +340,16 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
             }
             eann_matmul(w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
             /* zhatd = J zd (LayerNorm Jacobian, symmetric); yd = gamma_ln zhatd */
-            eann_layernorm_backward(n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0, tw->ones,
-                                    tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
+            eann_ln_backward_sel(w->simd, n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0,
+                                 tw->ones, tw->zd[h] + o, tw->zhd[h] + o);
             const double *g = m->theta + L->ln_g;
             for (int r = 0; r < n; r++)
                 for (size_t q = 0; q < c; q++)
                     tw->yd[h][o + r * c + q] = g[q] * tw->zhd[h][o + r * c + q];
             /* ad = alpha beta phi'(beta y) yd (diagonal Jacobian of the activation) */
-            eann_act_backward(n, L->nout, w->y[t][h] + o, w->sig[t][h] + o, m->theta + L->act_a,
-                              m->theta + L->act_b, tw->yd[h] + o, tw->ad[h] + o, NULL, NULL);
+            eann_act_backward_sel(w->simd, n, L->nout, w->y[t][h] + o, w->sig[t][h] + o,
+                                  m->theta + L->act_a, m->theta + L->act_b, tw->yd[h] + o,
+                                  tw->ad[h] + o);
         }
 }
 
@@ -409,10 +410,8 @@ static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, c
                                w->zhat[t][h] + o, tw->zhd[h] + o, al, be, ab, adb, ydb, yb, dal,
                                dbe, dg, dbl);
             /* zd_ = J (g yd_), z_ = J (g y_) + second-order term */
-            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb, NULL,
-                                    NULL);
-            eann_layernorm_backward(n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb, NULL,
-                                    NULL);
+            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb);
+            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb);
             /* the second-order term (eann_ln2_backward): with Ab = g yd_,
              * u = zd - mean(zd), zhatd = r (u - zhat m), m = mean(zhat u),
              * a1 = Ab.u, a2 = Ab.zhat, Zb_q = -r (u_q a2 / c + m Ab_q), rb = a1 - m a2:

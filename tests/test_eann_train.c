@@ -755,7 +755,7 @@ static void test_train_kernels(void) {
     for (int rep = 0; rep < 3; rep++) {
         const int n = 1 + rep * 3, c = 5 + rep * 6, M = 4 + rep * 4, K = 3 + rep * 4, nseg = 3; /* M K <= 7 * 19 */
         const size_t nc = (size_t)n * c;
-        double in[9][7 * 19], par[6][19], out[2][8][7 * 19];
+        double in[9][7 * 19], par[6][19], out[2][10][7 * 19];
         memset(out, 0, sizeof out);
         for (int a = 0; a < 9; a++) fill(in[a], nc, -1, 1);
         fill(in[1], nc, 0.05, 0.95); /* sigmoid values */
@@ -771,6 +771,8 @@ static void test_train_kernels(void) {
                                in[6], out[v][1], out[v][2], acc[0], acc[1], acc[2], acc[3]);
             for (int a = 0; a < 4; a++) memcpy(out[v][3] + a * 19, acc[a], sizeof acc[a]);
             eann_ln2_backward(simd, n, c, in[3], in[7], in[4], par[2], in[5], o);
+            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[5], out[v][8]);
+            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[5], out[v][9]);
             /* pair kernels: A, Ad [M], W, Wd [K], S [M][K] */
             memcpy(out[v][4], in[8], sizeof(double) * (size_t)M * K);
             eann_pair_tangent_add(simd, M, K, in[0], in[1], in[2], in[3], out[v][4]);
@@ -789,7 +791,7 @@ static void test_train_kernels(void) {
             memcpy(out[v][7] + 19, m2, sizeof m2);
             memcpy(out[v][7] + 38, ph, sizeof ph);
         }
-        for (int a = 0; a < 8; a++)
+        for (int a = 0; a < 10; a++)
             if (memcmp(out[0][a], out[1][a], sizeof out[0][a])) {
                 printf("  kernel test %d (rep %d) differs\n", a, rep);
                 bad++;
