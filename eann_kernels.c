@@ -734,12 +734,40 @@ EANN_AVX2_INLINE void dw2_tile(int V, int nseg, const int *seg, int nin, int nou
     if (V > 1) { v_store(d + c + 4, a1); v_store(d + c + 8, a2); v_store(d + c + 12, a3); }
 }
 
+/* rows o..o+3 of dw, columns c..c+7: eight vector sums, so that each row
+ * a of x is loaded once for four rows of dw */
+EANN_AVX2_INLINE void dw2_tile4x8(int nseg, const int *seg, int nin, int nout, int o, int c,
+                                  const double *x1, const double *dz1, const double *x2,
+                                  const double *dz2, double *dw) {
+    double *d0 = dw + (size_t)o * nin + c, *d1 = d0 + nin, *d2 = d1 + nin, *d3 = d2 + nin;
+    v4d a0 = v_load(d0), a1 = v_load(d0 + 4), b0 = v_load(d1), b1 = v_load(d1 + 4);
+    v4d c0 = v_load(d2), c1 = v_load(d2 + 4), e0 = v_load(d3), e1 = v_load(d3 + 4);
+    for (int g = 0; g < nseg; g++)
+        for (int pass = 0; pass < 2; pass++) {
+            const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
+            for (int a = seg[g]; a < seg[g + 1]; a++) {
+                const double *xa = x + (size_t)a * nin + c, *za = dz + (size_t)a * nout + o;
+                v4d x0 = v_load(xa), xx1 = v_load(xa + 4), s;
+                s = v_splat(za[0]); a0 += s * x0; a1 += s * xx1;
+                s = v_splat(za[1]); b0 += s * x0; b1 += s * xx1;
+                s = v_splat(za[2]); c0 += s * x0; c1 += s * xx1;
+                s = v_splat(za[3]); e0 += s * x0; e1 += s * xx1;
+            }
+        }
+    v_store(d0, a0); v_store(d0 + 4, a1); v_store(d1, b0); v_store(d1 + 4, b1);
+    v_store(d2, c0); v_store(d2 + 4, c1); v_store(d3, e0); v_store(d3 + 4, e1);
+}
+
 EANN_AVX2 static void dw2_avx2(int nseg, const int *seg, int nin, int nout, const double *x1,
                                const double *dz1, const double *x2, const double *dz2,
                                double *dw) {
+    const int o4 = nout - nout % 4, c8 = nin - nin % 8;
+    for (int o = 0; o < o4; o += 4)
+        for (int c = 0; c < c8; c += 8)
+            dw2_tile4x8(nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, dw);
     for (int o = 0; o < nout; o++) {
         double *d = dw + (size_t)o * nin;
-        int c = 0;
+        int c = o < o4 ? c8 : 0; /* (columns before c8 of rows before o4: done above) */
         for (; c + 16 <= nin; c += 16) dw2_tile(4, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
         for (; c + 4 <= nin; c += 4) dw2_tile(1, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
         for (; c < nin; c++) {

@@ -753,7 +753,7 @@ static void test_train_kernels(void) {
     const int P = EANN_SIMD_PORTABLE, V = EANN_SIMD_AVX2;
     int bad = 0;
     for (int rep = 0; rep < 3; rep++) {
-        const int n = 1 + rep * 3, c = 5 + rep * 6, M = 4 + rep * 4, K = 3 + rep * 4, nseg = 3; /* M K <= 7 * 19 */
+        const int n = 1 + rep * 3, c = 5 + rep * 6 + (rep == 2), /* 5, 11, 18 */ M = 4 + rep * 4, K = 3 + rep * 4, nseg = 3; /* M K <= 7 * 19 */
         const size_t nc = (size_t)n * c;
         double in[9][7 * 19], par[6][19], out[2][10][7 * 19];
         memset(out, 0, sizeof out);
@@ -779,8 +779,8 @@ static void test_train_kernels(void) {
             eann_pair_adjoint(simd, M, K, in[0], in[1], in[4], in[5], out[v][5], out[v][5] + K);
             /* weight gradient in segments: rows 0..n-1 split into nseg */
             int seg[4] = {0, n / 3, n / 2, n};
-            memcpy(out[v][6], in[8], sizeof(double) * (size_t)c * 3);
-            eann_weight_grad_seg2(simd, nseg, seg, c, 3, in[0], in[1], in[2], in[3], out[v][6]);
+            memcpy(out[v][6], in[8], sizeof(double) * (size_t)c * 6);
+            eann_weight_grad_seg2(simd, nseg, seg, c, 6, in[0], in[1], in[2], in[3], out[v][6]);
             /* Adam */
             double m1[19], m2[19], ph[19];
             memcpy(m1, par[3], sizeof m1);
