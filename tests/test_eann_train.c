@@ -753,7 +753,9 @@ static void test_train_kernels(void) {
     const int P = EANN_SIMD_PORTABLE, V = EANN_SIMD_AVX2;
     int bad = 0;
     for (int rep = 0; rep < 3; rep++) {
-        const int n = 1 + rep * 3, c = 5 + rep * 6 + (rep == 2), /* 5, 11, 18 */ M = 4 + rep * 4, K = 3 + rep * 4, nseg = 3; /* M K <= 7 * 19 */
+        /* n c, M K and 6 c stay within 7 x 19 */
+        const int n = 1 + rep * 3, c = 5 + rep * 6 + (rep == 2), M = 4 + rep * 4,
+                  K = 3 + rep * 4, nseg = 3;
         const size_t nc = (size_t)n * c;
         double in[9][7 * 19], par[6][19], out[2][10][7 * 19];
         memset(out, 0, sizeof out);
