@@ -703,7 +703,8 @@ int eann_work_set_simd(eann_work *w, int mode) {
  * dw[o][c] += dz2[a][o] x2[a][c] over the same rows: exactly the adds of
  * calling eann_weight_grad(x1, dz1) then eann_weight_grad(x2, dz2) on each
  * molecule in turn, so the same bits, with dw kept in registers across the
- * whole batch. x [rows][nin], dz [rows][nout], dw [nout][nin]. */
+ * whole batch. x [rows][nin], dz [rows][nout], dw [nout][nin]. x2 == NULL:
+ * the first pair only (eann_weight_grad_tiled). */
 static void dw2_rows(int a0, int a1, int nin, int nout, int o, const double *x,
                      const double *dz, double *d) {
     for (int a = a0; a < a1; a++) axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, d);
@@ -717,7 +718,7 @@ EANN_AVX2_INLINE void dw2_tile(int V, int nseg, const int *seg, int nin, int nou
     v4d a0 = v_load(d + c), a1 = a0, a2 = a0, a3 = a0;
     if (V > 1) { a1 = v_load(d + c + 4); a2 = v_load(d + c + 8); a3 = v_load(d + c + 12); }
     for (int g = 0; g < nseg; g++)
-        for (int pass = 0; pass < 2; pass++) {
+        for (int pass = 0; pass < (x2 ? 2 : 1); pass++) {
             const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
             for (int a = seg[g]; a < seg[g + 1]; a++) {
                 const double *xa = x + (size_t)a * nin + c;
@@ -743,7 +744,7 @@ EANN_AVX2_INLINE void dw2_tile4x8(int nseg, const int *seg, int nin, int nout, i
     v4d a0 = v_load(d0), a1 = v_load(d0 + 4), b0 = v_load(d1), b1 = v_load(d1 + 4);
     v4d c0 = v_load(d2), c1 = v_load(d2 + 4), e0 = v_load(d3), e1 = v_load(d3 + 4);
     for (int g = 0; g < nseg; g++)
-        for (int pass = 0; pass < 2; pass++) {
+        for (int pass = 0; pass < (x2 ? 2 : 1); pass++) {
             const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
             for (int a = seg[g]; a < seg[g + 1]; a++) {
                 const double *xa = x + (size_t)a * nin + c, *za = dz + (size_t)a * nout + o;
@@ -775,8 +776,9 @@ EANN_AVX2 static void dw2_avx2(int nseg, const int *seg, int nin, int nout, cons
             for (int g = 0; g < nseg; g++) {
                 for (int a = seg[g]; a < seg[g + 1]; a++)
                     s += dz1[(size_t)a * nout + o] * x1[(size_t)a * nin + c];
-                for (int a = seg[g]; a < seg[g + 1]; a++)
-                    s += dz2[(size_t)a * nout + o] * x2[(size_t)a * nin + c];
+                if (x2)
+                    for (int a = seg[g]; a < seg[g + 1]; a++)
+                        s += dz2[(size_t)a * nout + o] * x2[(size_t)a * nin + c];
             }
             d[c] = s;
         }
@@ -791,8 +793,14 @@ void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout
     for (int o = 0; o < nout; o++)
         for (int g = 0; g < nseg; g++) {
             dw2_rows(seg[g], seg[g + 1], nin, nout, o, x1, dz1, dw + (size_t)o * nin);
-            dw2_rows(seg[g], seg[g + 1], nin, nout, o, x2, dz2, dw + (size_t)o * nin);
+            if (x2) dw2_rows(seg[g], seg[g + 1], nin, nout, o, x2, dz2, dw + (size_t)o * nin);
         }
+}
+
+void eann_weight_grad_tiled(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                            double *dw) {
+    const int seg[2] = {0, n};
+    eann_weight_grad_seg2(simd, 1, seg, nin, nout, x, dz, NULL, NULL, dw);
 }
 
 /* Descriptor tangent of one pair (eann_train.c, descriptor_tangent):
@@ -1044,7 +1052,8 @@ EANN_AVX2 static void adam_step_avx2(size_t P, const double *g, double *m1, doub
         v_store(m1 + q, a);
         v_store(m2 + q, b);
         v4d mh = a / c1, vh = b / c2;
-        v4d s = {sqrt(vh[0]), sqrt(vh[1]), sqrt(vh[2]), sqrt(vh[3])};
+        /* IEEE square root (correctly rounded, as sqrt()); GCC and clang builtin */
+        v4d s = __builtin_ia32_sqrtpd256(vh);
         v_store(phi + q, v_load(phi + q) - lr * mh / (s + eps));
     }
     adam_step(P - q, g + q, m1 + q, m2 + q, phi + q, B1, B2, c1, c2, lr, eps);
@@ -1089,11 +1098,22 @@ void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2,
  * eann_act_backward without parameter gradients; for the tangent passes of
  * eann_train.c. */
 EANN_AVX2 static void ln_backward_avx2(int n, int c, const double *zhat, const double *rstd,
-                                       const double *g, const double *dy, double *dz) {
+                                       const double *g, const double *dy, double *dz,
+                                       double *dg, double *db) {
     const int c4 = c - c % 4;
     for (int r = 0; r < n; r++) {
         const double *hr = zhat + (size_t)r * c, *dyr = dy + (size_t)r * c;
         double *dzr = dz + (size_t)r * c;
+        if (dg) {
+            int i = 0;
+            for (; i < c4; i += 4) v_store(dg + i, v_load(dg + i) + v_load(dyr + i) * v_load(hr + i));
+            for (; i < c; i++) dg[i] += dyr[i] * hr[i];
+        }
+        if (db) {
+            int i = 0;
+            for (; i < c4; i += 4) v_store(db + i, v_load(db + i) + v_load(dyr + i));
+            for (; i < c; i++) db[i] += dyr[i];
+        }
         v4d sg = v_splat(0.0), sgh = v_splat(0.0);
         for (int i = 0; i < c4; i += 4) {
             v4d G = v_load(g + i) * v_load(dyr + i);
@@ -1115,7 +1135,8 @@ EANN_AVX2 static void ln_backward_avx2(int n, int c, const double *zhat, const d
 
 EANN_AVX2 static void act_backward_avx2(int n, int c, const double *y, const double *sig,
                                         const double *alpha, const double *beta,
-                                        const double *da, double *dy) {
+                                        const double *da, double *dy, double *dalpha,
+                                        double *dbeta) {
     const int c4 = c - c % 4;
     for (int r = 0; r < n; r++) {
         const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
@@ -1124,27 +1145,32 @@ EANN_AVX2 static void act_backward_avx2(int n, int c, const double *y, const dou
         for (int i = 0; i < c4; i += 4) {
             v4d bt = v_load(beta + i), s = v_load(sr + i);
             v4d t = bt * v_load(yr + i);
-            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s));
-            v_store(dyr + i, v_load(dar + i) * (bt * dadt));
+            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s)), d = v_load(dar + i);
+            if (dalpha) v_store(dalpha + i, v_load(dalpha + i) + d * (t * s));
+            if (dbeta) v_store(dbeta + i, v_load(dbeta + i) + d * (v_load(yr + i) * dadt));
+            v_store(dyr + i, d * (bt * dadt));
         }
         for (int i = c4; i < c; i++) {
             double t = beta[i] * yr[i], s = sr[i];
-            double dadt = alpha[i] * (s + t * s * (1.0 - s));
-            dyr[i] = dar[i] * (beta[i] * dadt);
+            double dadt = alpha[i] * (s + t * s * (1.0 - s)), d = dar[i];
+            if (dalpha) dalpha[i] += d * (t * s);
+            if (dbeta) dbeta[i] += d * (yr[i] * dadt);
+            dyr[i] = d * (beta[i] * dadt);
         }
     }
 }
 #endif
 
 void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
-                          const double *g, const double *dy, double *dz) {
-    IF_AVX2(simd, ln_backward_avx2(n, c, zhat, rstd, g, dy, dz));
-    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, NULL, NULL);
+                          const double *g, const double *dy, double *dz, double *dg,
+                          double *db) {
+    IF_AVX2(simd, ln_backward_avx2(n, c, zhat, rstd, g, dy, dz, dg, db));
+    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, dg, db);
 }
 
 void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
                            const double *alpha, const double *beta, const double *da,
-                           double *dy) {
-    IF_AVX2(simd, act_backward_avx2(n, c, y, sig, alpha, beta, da, dy));
-    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, NULL, NULL);
+                           double *dy, double *dalpha, double *dbeta) {
+    IF_AVX2(simd, act_backward_avx2(n, c, y, sig, alpha, beta, da, dy, dalpha, dbeta));
+    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, dalpha, dbeta);
 }

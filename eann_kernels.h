@@ -69,13 +69,17 @@ void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double 
 /* One Adam step on P parameters (c1 = 1 - beta1^t, c2 = 1 - beta2^t). */
 void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
                     double B1, double B2, double c1, double c2, double lr, double eps);
-/* eann_layernorm_backward and eann_act_backward without parameter
- * gradients, with a chosen copy of the loops (same bits). */
+/* eann_layernorm_backward and eann_act_backward (parameter gradients may
+ * be NULL) with a chosen copy of the loops (same bits). */
 void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
-                          const double *g, const double *dy, double *dz);
+                          const double *g, const double *dy, double *dz, double *dg,
+                          double *db);
 void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
                            const double *alpha, const double *beta, const double *da,
-                           double *dy);
+                           double *dy, double *dalpha, double *dbeta);
+/* eann_weight_grad (same bits) in the 4 x 8 tiles of eann_weight_grad_seg2. */
+void eann_weight_grad_tiled(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                            double *dw);
 
 #ifdef __cplusplus
 }

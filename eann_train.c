@@ -341,7 +341,7 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
             eann_matmul(w->simd, n, L->nin, L->nout, xd, m->wt + L->wt, tw->zeros, tw->zd[h] + o);
             /* zhatd = J zd (LayerNorm Jacobian, symmetric); yd = gamma_ln zhatd */
             eann_ln_backward_sel(w->simd, n, L->nout, w->zhat[t][h] + o, w->rstd[t][h] + r0,
-                                 tw->ones, tw->zd[h] + o, tw->zhd[h] + o);
+                                 tw->ones, tw->zd[h] + o, tw->zhd[h] + o, NULL, NULL);
             const double *g = m->theta + L->ln_g;
             for (int r = 0; r < n; r++)
                 for (size_t q = 0; q < c; q++)
@@ -349,7 +349,7 @@ static void net_tangent(const eann_model *m, eann_trainws *tw, int t) {
             /* ad = alpha beta phi'(beta y) yd (diagonal Jacobian of the activation) */
             eann_act_backward_sel(w->simd, n, L->nout, w->y[t][h] + o, w->sig[t][h] + o,
                                   m->theta + L->act_a, m->theta + L->act_b, tw->yd[h] + o,
-                                  tw->ad[h] + o);
+                                  tw->ad[h] + o, NULL, NULL);
         }
 }
 
@@ -410,8 +410,10 @@ static void net_tangent_backward(const eann_model *m, eann_trainws *tw, int t, c
                                w->zhat[t][h] + o, tw->zhd[h] + o, al, be, ab, adb, ydb, yb, dal,
                                dbe, dg, dbl);
             /* zd_ = J (g yd_), z_ = J (g y_) + second-order term */
-            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb);
-            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb);
+            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, ydb, zdb,
+                                 NULL, NULL);
+            eann_ln_backward_sel(w->simd, n, c, w->zhat[t][h] + o, w->rstd[t][h] + r0, g, yb, zb,
+                                 NULL, NULL);
             /* the second-order term (eann_ln2_backward): with Ab = g yd_,
              * u = zd - mean(zd), zhatd = r (u - zhat m), m = mean(zhat u),
              * a1 = Ab.u, a2 = Ab.zhat, Zb_q = -r (u_q a2 / c + m Ab_q), rb = a1 - m a2:
@@ -833,6 +835,52 @@ static int out_layer_zero(const eann_model *m, const eann_work *w, int t) {
     return 1;
 }
 
+/* eann_net_backward (eann.c) with dtheta != NULL, the same operations in
+ * the same order, for the batch rows of B: dout [rows][n_out] -> B->drho;
+ * ADDS the weight gradients of net t into dtheta. Its loops have AVX2
+ * copies here (the parameter-gradient loops of eann.c's LayerNorm and
+ * activation are portable only; the weight gradient in 4 x 8 tiles), which
+ * pays off on a batch's many rows. */
+static void batch_net_backward(const eann_model *m, eann_work *B, int t, const double *dout,
+                               double *dtheta) {
+    const int H = m->spec.net[t].nhidden, D = m->ndensity;
+    const double *th = m->theta;
+    for (int s = 0; s < m->spec.nspecies; s++) {
+        const int r0 = B->sp_start[s], n = B->sp_start[s + 1] - r0;
+        if (n == 0) continue;
+        double *ga = B->g1, *gb = B->g2;
+        const eann_layer *L = eann_layer_of(m, t, s, H);
+        const double *x = H ? B->a[t][H - 1] + (size_t)r0 * L->nin : B->rho + (size_t)r0 * D;
+        const double *dz = dout + (size_t)r0 * L->nout;
+        double *dx = H ? ga : B->drho + (size_t)r0 * D;
+        /* linear: dx = dz W, dW += dz^T x, db += sum dz (eann_linear_backward) */
+        eann_linear_backward_simd(B->simd, n, L->nin, L->nout, x, th + L->w, dz, dx, NULL, NULL);
+        eann_weight_grad_tiled(B->simd, n, L->nin, L->nout, x, dz, dtheta + L->w);
+        eann_linear_backward_simd(B->simd, n, L->nin, L->nout, x, th + L->w, dz, NULL, NULL,
+                                  dtheta + L->b);
+        for (int h = H - 1; h >= 0; h--) {
+            L = eann_layer_of(m, t, s, h);
+            const size_t c = (size_t)L->nout;
+            /* ga = dL/da -> gb = dL/dy -> ga = dL/dz -> dx */
+            eann_act_backward_sel(B->simd, n, L->nout, B->y[t][h] + r0 * c, B->sig[t][h] + r0 * c,
+                                  th + L->act_a, th + L->act_b, ga, gb, dtheta + L->act_a,
+                                  dtheta + L->act_b);
+            eann_ln_backward_sel(B->simd, n, L->nout, B->zhat[t][h] + r0 * c, B->rstd[t][h] + r0,
+                                 th + L->ln_g, gb, ga, dtheta + L->ln_g, dtheta + L->ln_b);
+            x = h ? B->a[t][h - 1] + (size_t)r0 * L->nin : B->rho + (size_t)r0 * D;
+            dx = h ? gb : B->drho + (size_t)r0 * D;
+            eann_linear_backward_simd(B->simd, n, L->nin, L->nout, x, th + L->w, ga, dx, NULL,
+                                      NULL);
+            eann_weight_grad_tiled(B->simd, n, L->nin, L->nout, x, ga, dtheta + L->w);
+            eann_linear_backward_simd(B->simd, n, L->nin, L->nout, x, th + L->w, ga, NULL, NULL,
+                                      dtheta + L->b);
+            double *tmp = ga;
+            ga = gb;
+            gb = tmp;
+        }
+    }
+}
+
 /* Dipole and transition dipole: net 0 forward for the batch, heads per
  * molecule, net 0 backward for the batch, descriptor per molecule. */
 static void batch_charge(const eann_model *m, eann_batchws *bw, const eann_sample *const *smp,
@@ -849,7 +897,7 @@ static void batch_charge(const eann_model *m, eann_batchws *bw, const eann_sampl
                       : tdm_head(m, tw, smp[f], scale, 1, pred + 9 * f, sq + f);
         mol_rows(m, bw, f, no, B->dout, tw->dout, 1);
     }
-    eann_net_backward(m, B, 0, B->dout, grad);
+    batch_net_backward(m, B, 0, B->dout, grad);
     for (int f = 0; f < n; f++) {
         mol_rows(m, bw, f, m->ndensity, B->drho, bw->tmp, 0);
         eann_descriptor_backward(m, bw->mol[f].tw->w, bw->tmp, NULL, grad);
@@ -908,7 +956,7 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
         pol_direction(w, Gs, h, bw->mol[f].gam1);
     }
     /* net 2's first-order pass (B->drho is kept for the descriptor part) */
-    eann_net_backward(m, B, 2, B->dout, grad);
+    batch_net_backward(m, B, 2, B->dout, grad);
     /* nets 0 and 1: tangent and reverse passes (grad_head_backward) */
     for (int t = 0; t < 2; t++) {
         for (int f = 0; f < n; f++) {

@@ -757,7 +757,7 @@ static void test_train_kernels(void) {
         const int n = 1 + rep * 3, c = 5 + rep * 6 + (rep == 2), M = 4 + rep * 4,
                   K = 3 + rep * 4, nseg = 3;
         const size_t nc = (size_t)n * c;
-        double in[9][7 * 19], par[6][19], out[2][10][7 * 19];
+        double in[9][7 * 19], par[6][19], out[2][15][7 * 19];
         memset(out, 0, sizeof out);
         for (int a = 0; a < 9; a++) fill(in[a], nc, -1, 1);
         fill(in[1], nc, 0.05, 0.95); /* sigmoid values */
@@ -773,8 +773,18 @@ static void test_train_kernels(void) {
                                in[6], out[v][1], out[v][2], acc[0], acc[1], acc[2], acc[3]);
             for (int a = 0; a < 4; a++) memcpy(out[v][3] + a * 19, acc[a], sizeof acc[a]);
             eann_ln2_backward(simd, n, c, in[3], in[7], in[4], par[2], in[5], o);
-            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[5], out[v][8]);
-            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[5], out[v][9]);
+            /* with parameter gradients (slots 10, 11: [2][19]), then without */
+            memcpy(out[v][10], par[4], sizeof(double) * 38);
+            memcpy(out[v][11], par[3], sizeof(double) * 38);
+            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[5], out[v][8], out[v][10],
+                                 out[v][10] + 19);
+            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[5], out[v][9],
+                                  out[v][11], out[v][11] + 19);
+            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[6], out[v][13], NULL, NULL);
+            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[6], out[v][14],
+                                  NULL, NULL);
+            memcpy(out[v][12], in[8], sizeof(double) * (size_t)c * 6);
+            eann_weight_grad_tiled(simd, n, c, 6, in[2], in[3], out[v][12]);
             /* pair kernels: A, Ad [M], W, Wd [K], S [M][K] */
             memcpy(out[v][4], in[8], sizeof(double) * (size_t)M * K);
             eann_pair_tangent_add(simd, M, K, in[0], in[1], in[2], in[3], out[v][4]);
@@ -793,7 +803,7 @@ static void test_train_kernels(void) {
             memcpy(out[v][7] + 19, m2, sizeof m2);
             memcpy(out[v][7] + 38, ph, sizeof ph);
         }
-        for (int a = 0; a < 10; a++)
+        for (int a = 0; a < 15; a++)
             if (memcmp(out[0][a], out[1][a], sizeof out[0][a])) {
                 printf("  kernel test %d (rep %d) differs\n", a, rep);
                 bad++;
