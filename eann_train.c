@@ -893,10 +893,11 @@ static void batch_charge(const eann_model *m, eann_batchws *bw, const eann_sampl
         eann_trainws *tw = bw->mol[f].tw;
         mol_rows(m, bw, f, no, B->out[0], tw->w->out[0], 0);
         loss[f] = m->spec.kind == EANN_DIPOLE
-                      ? dipole_head(m, tw, smp[f], cw, scale, 1, pred + 9 * f, sq + f)
-                      : tdm_head(m, tw, smp[f], scale, 1, pred + 9 * f, sq + f);
-        mol_rows(m, bw, f, no, B->dout, tw->dout, 1);
+                      ? dipole_head(m, tw, smp[f], cw, scale, grad != NULL, pred + 9 * f, sq + f)
+                      : tdm_head(m, tw, smp[f], scale, grad != NULL, pred + 9 * f, sq + f);
+        if (grad) mol_rows(m, bw, f, no, B->dout, tw->dout, 1);
     }
+    if (!grad) return;
     batch_net_backward(m, B, 0, B->dout, grad);
     for (int f = 0; f < n; f++) {
         mol_rows(m, bw, f, m->ndensity, B->drho, bw->tmp, 0);
@@ -949,12 +950,14 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
             for (int b = 0; b < 3; b++)
                 Ps[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a];
         loss[f] = pol_head(smp[f], scale, Ps, Hh, E2, pred + 9 * f, sq + f, G, Gs);
+        if (!grad) continue;
         bw->mol[f].hz = all_zero(h, 3 * N);
         pol_trace_dout(m, w, G, tw->dout);
         mol_rows(m, bw, f, no2, B->dout, tw->dout, 1);
         pol_direction(w, Gs, NULL, tw->gam);
         pol_direction(w, Gs, h, bw->mol[f].gam1);
     }
+    if (!grad) return 0;
     /* net 2's first-order pass (B->drho is kept for the descriptor part) */
     batch_net_backward(m, B, 2, B->dout, grad);
     /* nets 0 and 1: tangent and reverse passes (grad_head_backward) */
@@ -996,10 +999,9 @@ int eann_batch_loss(const eann_model *m, eann_batchws *bw, const eann_sample *sm
     for (int q0 = 0; q0 < n; q0 += bw->cap_mol) {
         const int nb = n - q0 < bw->cap_mol ? n - q0 : bw->cap_mol;
         const eann_sample **ch = bw->ch;
-        int rc = 0, ref = grad == NULL;
+        int rc = 0, ref = 0;
         for (int f = 0; f < nb; f++) {
             ch[f] = &smp[idx ? idx[q0 + f] : q0 + f];
-            if (ref) continue;
             eann_trainws *tw = bw->mol[f].tw;
             rc = eann_setup(m, tw->w, ch[f]->natoms, ch[f]->species, ch[f]->pos);
             if (rc) break;
@@ -1499,6 +1501,26 @@ static int batch_grad(eann_model *m, const eann_norm *nm, eann_batchws *bw, cons
     return EANN_OK;
 }
 
+/* eann_evaluate through the batch path (the same bits: losses summed in
+ * order) */
+static int batch_evaluate(const eann_model *m, eann_batchws *bw, const eann_sample *smp, int n,
+                          double cw, double *mean_loss, double *rmse) {
+    double L = 0, SQ = 0;
+    const int nc = eann_kind_outputs(m->spec.kind);
+    for (int q0 = 0; q0 < n; q0 += bw->cap_mol) {
+        const int nb = n - q0 < bw->cap_mol ? n - q0 : bw->cap_mol;
+        int rc = eann_batch_loss(m, bw, smp + q0, NULL, nb, cw, 0, NULL, bw->pred, bw->sq, bw->l);
+        if (rc) return rc;
+        for (int q = 0; q < nb; q++) {
+            L += bw->l[q];
+            SQ += bw->sq[q];
+        }
+    }
+    if (mean_loss) *mean_loss = n ? L / n : 0;
+    if (rmse) *rmse = n ? sqrt(SQ / ((double)n * nc)) : 0;
+    return EANN_OK;
+}
+
 static void set_params(eann_model *m, const eann_norm *nm, const double *phi) {
     eann_norm_fold(m, nm, phi, m->theta);
     eann_model_sync(m);
@@ -1580,10 +1602,11 @@ int eann_trainer_new(eann_model *m, const eann_norm *nm, double *phi, const eann
      * atoms at most, so that a pass's network caches stay in the L2 cache
      * (NMA, 12 atoms, on the 2-core test machine: 48-96 atoms 7-9 % faster
      * than one molecule at a time, all 32 molecules of a batch 0-5 % slower) */
-    int nmol = o->batch > 0 ? o->batch : 32, lim = EANN_BATCH_ROWS / mx;
+    const int ma = mx > mv ? mx : mv; /* (the validation pass uses it too) */
+    int nmol = o->batch > 0 ? o->batch : 32, lim = EANN_BATCH_ROWS / ma;
     if (nmol > lim) nmol = lim;
     if (nmol < 1) nmol = 1;
-    rc = eann_batchws_new(m, mx, nmol, &tr->bw);
+    rc = eann_batchws_new(m, ma, nmol, &tr->bw);
     if (rc) {
         eann_trainer_free(tr);
         return rc;
@@ -1794,7 +1817,7 @@ static int end_of_epoch(eann_trainer *tr, double trsq, eann_progress *p) {
     double monitor;
     if (tr->nvalid) {
         double vl, vr;
-        int rc = eann_evaluate(tr->m, tr->tw, tr->valid, tr->nvalid, o->charge_weight, &vl, &vr);
+        int rc = batch_evaluate(tr->m, tr->bw, tr->valid, tr->nvalid, o->charge_weight, &vl, &vr);
         if (rc) return rc;
         p->valid_rmse = vr;
         monitor = vl;

@@ -708,6 +708,12 @@ static void batch_case(int kind, int nh, int width, int nchunk, int simd) {
           "batch_loss");
     int same = !memcmp(g1, g2, sizeof(double) * m->ntheta) && !memcmp(p1, p2, sizeof p1) &&
                !memcmp(q1, q2, sizeof q1) && !memcmp(l1, l2, sizeof l1);
+    /* losses only (grad NULL: the validation pass) */
+    memset(p2, 0, sizeof p2);
+    CHECK(eann_batch_loss(m, bw, s, idx, NB, 0.3, 1.0 / NB, NULL, p2, q2, l2) == EANN_OK,
+          "batch_loss without gradient");
+    same = same && !memcmp(p1, p2, sizeof p1) && !memcmp(q1, q2, sizeof q1) &&
+           !memcmp(l1, l2, sizeof l1);
     double gmax = 0;
     for (size_t q = 0; q < m->ntheta; q++) gmax = fmax(gmax, fabs(g1[q]));
     printf("  %-15s hidden %d x %2d, chunks of %2d, simd %d: batch == per molecule: %s\n",
