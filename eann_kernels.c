@@ -692,3 +692,485 @@ int eann_work_set_simd(eann_work *w, int mode) {
     w->simd = simd;
     return EANN_OK;
 }
+
+/* --- kernels for mini-batch training (eann_train.c) --- */
+
+/* Weight gradient of a layer run on a primal and a tangent batch (the
+ * second-order passes of eann_train.c): x1, dz1 (primal) and x2, dz2
+ * (tangent) have the same rows, split into nseg segments (one molecule of a
+ * mini-batch each: rows seg[g] .. seg[g+1]-1). For every segment in turn it
+ * adds dw[o][c] += dz1[a][o] x1[a][c] over the segment's rows a, then
+ * dw[o][c] += dz2[a][o] x2[a][c] over the same rows: exactly the adds of
+ * calling eann_weight_grad(x1, dz1) then eann_weight_grad(x2, dz2) on each
+ * molecule in turn, so the same bits, with dw kept in registers across the
+ * whole batch. x [rows][nin], dz [rows][nout], dw [nout][nin]. x2 == NULL:
+ * the first pair only (eann_weight_grad_tiled). */
+static void dw2_rows(int a0, int a1, int nin, int nout, int o, const double *x,
+                     const double *dz, double *d) {
+    for (int a = a0; a < a1; a++) axpy(nin, dz[(size_t)a * nout + o], x + (size_t)a * nin, d);
+}
+
+#if EANN_HAVE_AVX2
+/* columns c..c+4V-1 of dw row o (V = 4 or 1 vectors), all segments */
+EANN_AVX2_INLINE void dw2_tile(int V, int nseg, const int *seg, int nin, int nout, int o, int c,
+                               const double *x1, const double *dz1, const double *x2,
+                               const double *dz2, double *d) {
+    v4d a0 = v_load(d + c), a1 = a0, a2 = a0, a3 = a0;
+    if (V > 1) { a1 = v_load(d + c + 4); a2 = v_load(d + c + 8); a3 = v_load(d + c + 12); }
+    for (int g = 0; g < nseg; g++)
+        for (int pass = 0; pass < (x2 ? 2 : 1); pass++) {
+            const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
+            for (int a = seg[g]; a < seg[g + 1]; a++) {
+                const double *xa = x + (size_t)a * nin + c;
+                v4d s = v_splat(dz[(size_t)a * nout + o]);
+                a0 += s * v_load(xa);
+                if (V > 1) {
+                    a1 += s * v_load(xa + 4);
+                    a2 += s * v_load(xa + 8);
+                    a3 += s * v_load(xa + 12);
+                }
+            }
+        }
+    v_store(d + c, a0);
+    if (V > 1) { v_store(d + c + 4, a1); v_store(d + c + 8, a2); v_store(d + c + 12, a3); }
+}
+
+/* rows o..o+3 of dw, columns c..c+7: eight vector sums, so that each row
+ * a of x is loaded once for four rows of dw */
+EANN_AVX2_INLINE void dw2_tile4x8(int nseg, const int *seg, int nin, int nout, int o, int c,
+                                  const double *x1, const double *dz1, const double *x2,
+                                  const double *dz2, double *dw) {
+    double *d0 = dw + (size_t)o * nin + c, *d1 = d0 + nin, *d2 = d1 + nin, *d3 = d2 + nin;
+    v4d a0 = v_load(d0), a1 = v_load(d0 + 4), b0 = v_load(d1), b1 = v_load(d1 + 4);
+    v4d c0 = v_load(d2), c1 = v_load(d2 + 4), e0 = v_load(d3), e1 = v_load(d3 + 4);
+    for (int g = 0; g < nseg; g++)
+        for (int pass = 0; pass < (x2 ? 2 : 1); pass++) {
+            const double *x = pass ? x2 : x1, *dz = pass ? dz2 : dz1;
+            for (int a = seg[g]; a < seg[g + 1]; a++) {
+                const double *xa = x + (size_t)a * nin + c, *za = dz + (size_t)a * nout + o;
+                v4d x0 = v_load(xa), xx1 = v_load(xa + 4), s;
+                s = v_splat(za[0]); a0 += s * x0; a1 += s * xx1;
+                s = v_splat(za[1]); b0 += s * x0; b1 += s * xx1;
+                s = v_splat(za[2]); c0 += s * x0; c1 += s * xx1;
+                s = v_splat(za[3]); e0 += s * x0; e1 += s * xx1;
+            }
+        }
+    v_store(d0, a0); v_store(d0 + 4, a1); v_store(d1, b0); v_store(d1 + 4, b1);
+    v_store(d2, c0); v_store(d2 + 4, c1); v_store(d3, e0); v_store(d3 + 4, e1);
+}
+
+EANN_AVX2 static void dw2_avx2(int nseg, const int *seg, int nin, int nout, const double *x1,
+                               const double *dz1, const double *x2, const double *dz2,
+                               double *dw) {
+    const int o4 = nout - nout % 4, c8 = nin - nin % 8;
+    for (int o = 0; o < o4; o += 4)
+        for (int c = 0; c < c8; c += 8)
+            dw2_tile4x8(nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, dw);
+    for (int o = 0; o < nout; o++) {
+        double *d = dw + (size_t)o * nin;
+        int c = o < o4 ? c8 : 0; /* (columns before c8 of rows before o4: done above) */
+        for (; c + 16 <= nin; c += 16) dw2_tile(4, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
+        for (; c + 4 <= nin; c += 4) dw2_tile(1, nseg, seg, nin, nout, o, c, x1, dz1, x2, dz2, d);
+        for (; c < nin; c++) {
+            double s = d[c];
+            for (int g = 0; g < nseg; g++) {
+                for (int a = seg[g]; a < seg[g + 1]; a++)
+                    s += dz1[(size_t)a * nout + o] * x1[(size_t)a * nin + c];
+                if (x2)
+                    for (int a = seg[g]; a < seg[g + 1]; a++)
+                        s += dz2[(size_t)a * nout + o] * x2[(size_t)a * nin + c];
+            }
+            d[c] = s;
+        }
+    }
+}
+#endif
+
+void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout,
+                           const double *x1, const double *dz1, const double *x2,
+                           const double *dz2, double *dw) {
+    IF_AVX2(simd, dw2_avx2(nseg, seg, nin, nout, x1, dz1, x2, dz2, dw));
+    for (int o = 0; o < nout; o++)
+        for (int g = 0; g < nseg; g++) {
+            dw2_rows(seg[g], seg[g + 1], nin, nout, o, x1, dz1, dw + (size_t)o * nin);
+            if (x2) dw2_rows(seg[g], seg[g + 1], nin, nout, o, x2, dz2, dw + (size_t)o * nin);
+        }
+}
+
+void eann_weight_grad_tiled(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                            double *dw) {
+    const int seg[2] = {0, n};
+    eann_weight_grad_seg2(simd, 1, seg, nin, nout, x, dz, NULL, NULL, dw);
+}
+
+/* Descriptor tangent of one pair (eann_train.c, descriptor_tangent):
+ * Sd[q][k] += Ad[q] W[k] + A[q] Wd[k]; A, Ad [M], W, Wd [K], Sd [M][K]. */
+static void pair_tangent_add(int M, int K, const double *A, const double *Ad, const double *W,
+                             const double *Wd, double *Sd) {
+    for (int q = 0; q < M; q++) {
+        double *Sq = Sd + (size_t)q * K;
+        for (int k = 0; k < K; k++) Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
+    }
+}
+
+/* Adjoint of one pair's W and its tangent Wd (eann_train.c,
+ * descriptor_param_backward): u1[k] = sum_q (Sb[q][k] A[q] + Sdb[q][k] Ad[q]),
+ * u2[k] = sum_q Sdb[q][k] A[q], each from 0 in the order of q. */
+static void pair_adjoint(int M, int K, const double *A, const double *Ad, const double *Sb,
+                         const double *Sdb, double *u1, double *u2) {
+    for (int k = 0; k < K; k++) u1[k] = u2[k] = 0;
+    for (int q = 0; q < M; q++)
+        for (int k = 0; k < K; k++) {
+            u1[k] += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
+            u2[k] += Sdb[q * K + k] * A[q];
+        }
+}
+
+#if EANN_HAVE_AVX2
+/* the two loops above with k in vector lanes (same operations per lane) */
+EANN_AVX2 static void pair_tangent_add_avx2(int M, int K, const double *A, const double *Ad,
+                                            const double *W, const double *Wd, double *Sd) {
+    const int K4 = K - K % 4;
+    for (int q = 0; q < M; q++) {
+        double *Sq = Sd + (size_t)q * K;
+        const v4d ad = v_splat(Ad[q]), a = v_splat(A[q]);
+        for (int k = 0; k < K4; k += 4)
+            v_store(Sq + k, v_load(Sq + k) + (ad * v_load(W + k) + a * v_load(Wd + k)));
+        for (int k = K4; k < K; k++) Sq[k] += Ad[q] * W[k] + A[q] * Wd[k];
+    }
+}
+
+EANN_AVX2 static void pair_adjoint_avx2(int M, int K, const double *A, const double *Ad,
+                                        const double *Sb, const double *Sdb, double *u1,
+                                        double *u2) {
+    int k = 0;
+    for (; k + 8 <= K; k += 8) {
+        v4d a0 = v_splat(0.0), a1 = a0, b0 = a0, b1 = a0;
+        for (int q = 0; q < M; q++) {
+            const double *sb = Sb + (size_t)q * K + k, *sdb = Sdb + (size_t)q * K + k;
+            const v4d x = v_splat(A[q]), xd = v_splat(Ad[q]);
+            const v4d d0 = v_load(sdb), d1 = v_load(sdb + 4);
+            a0 += v_load(sb) * x + d0 * xd;
+            a1 += v_load(sb + 4) * x + d1 * xd;
+            b0 += d0 * x;
+            b1 += d1 * x;
+        }
+        v_store(u1 + k, a0); v_store(u1 + k + 4, a1);
+        v_store(u2 + k, b0); v_store(u2 + k + 4, b1);
+    }
+    for (; k + 4 <= K; k += 4) {
+        v4d a0 = v_splat(0.0), b0 = a0;
+        for (int q = 0; q < M; q++) {
+            const v4d x = v_splat(A[q]), d0 = v_load(Sdb + (size_t)q * K + k);
+            a0 += v_load(Sb + (size_t)q * K + k) * x + d0 * v_splat(Ad[q]);
+            b0 += d0 * x;
+        }
+        v_store(u1 + k, a0);
+        v_store(u2 + k, b0);
+    }
+    for (; k < K; k++) {
+        double s1 = 0, s2 = 0;
+        for (int q = 0; q < M; q++) {
+            s1 += Sb[q * K + k] * A[q] + Sdb[q * K + k] * Ad[q];
+            s2 += Sdb[q * K + k] * A[q];
+        }
+        u1[k] = s1;
+        u2[k] = s2;
+    }
+}
+#endif
+
+void eann_pair_tangent_add(int simd, int M, int K, const double *A, const double *Ad,
+                           const double *W, const double *Wd, double *Sd) {
+    IF_AVX2(simd, pair_tangent_add_avx2(M, K, A, Ad, W, Wd, Sd));
+    pair_tangent_add(M, K, A, Ad, W, Wd, Sd);
+}
+
+void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad,
+                       const double *Sb, const double *Sdb, double *u1, double *u2) {
+    IF_AVX2(simd, pair_adjoint_avx2(M, K, A, Ad, Sb, Sdb, u1, u2));
+    pair_adjoint(M, K, A, Ad, Sb, Sdb, u1, u2);
+}
+
+/* The activation part of the reverse pass through a layer's primal and
+ * tangent (eann_train.c, net_tangent_backward; formulas in the derivation
+ * at the top of eann_train.c), and the LayerNorm affine parameters, row by
+ * row: from y, sig, yd, zhat, zhd and the adjoints ab (a_), adb (ad_)
+ * [n][c] it sets ydb (yd_) and yb (y_) [n][c] and ADDS, one row at a time,
+ * into dal, dbe (activation alpha, beta), dg, dbl (LayerNorm gain, bias) [c]. */
+static void act2_backward(int n, int c, const double *y, const double *sig, const double *yd,
+                          const double *zh, const double *zhd, const double *al,
+                          const double *be, const double *ab, const double *adb, double *ydb,
+                          double *yb, double *dal, double *dbe, double *dg, double *dbl) {
+    for (int r = 0; r < n; r++)
+        for (int q = 0; q < c; q++) {
+            size_t e = (size_t)r * c + q;
+            double yy = y[e], sg = sig[e], ydd = yd[e];
+            double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+            double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+            double A_ = ab[e], Ad_ = adb[e];
+            ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+            yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
+            dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
+            dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
+            dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
+            dbl[q] += yb[e];
+        }
+}
+
+/* One row of the LayerNorm's second-order term (eann_train.c,
+ * net_tangent_backward): zb [c] += d/dz of Ab . zhatd(z, zd), Ab = g ydb;
+ * zh, zd, ydb [c], rr = 1/sqrt(var + eps). Serial sums in the order of q. */
+static void ln2_row(int c, const double *zh, double rr, const double *zdr, const double *g,
+                    const double *ydbr, double *zbr) {
+    double mzd = 0;
+    for (int q = 0; q < c; q++) mzd += zdr[q];
+    mzd /= c;
+    double a1 = 0, a2 = 0, mm = 0;
+    for (int q = 0; q < c; q++) {
+        double Ab = g[q] * ydbr[q], u = zdr[q] - mzd;
+        a1 += Ab * u;
+        a2 += Ab * zh[q];
+        mm += zh[q] * u;
+    }
+    mm /= c;
+    double rb = a1 - mm * a2, mZb = 0, sZz = 0;
+    /* Zb_q = -r (u_q a2 / c + mm Ab_q), recomputed in both loops */
+    for (int q = 0; q < c; q++) {
+        double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+        mZb += Zb;
+        sZz += Zb * zh[q];
+    }
+    mZb /= c;
+    double rbt = rb + sZz / rr;
+    for (int q = 0; q < c; q++) {
+        double Zb = -rr * ((zdr[q] - mzd) * a2 / c + mm * g[q] * ydbr[q]);
+        zbr[q] += rr * (Zb - mZb) - (rr * rr * zh[q] / c) * rbt;
+    }
+}
+
+/* One Adam step (Kingma & Ba 2015, Alg. 1) on P parameters: m1, m2 the
+ * moments, c1 = 1 - beta1^t, c2 = 1 - beta2^t. */
+static void adam_step(size_t P, const double *g, double *m1, double *m2, double *phi, double B1,
+                      double B2, double c1, double c2, double lr, double eps) {
+    for (size_t q = 0; q < P; q++) {
+        m1[q] = B1 * m1[q] + (1 - B1) * g[q];
+        m2[q] = B2 * m2[q] + (1 - B2) * g[q] * g[q];
+        double mh = m1[q] / c1, vh = m2[q] / c2;
+        phi[q] -= lr * mh / (sqrt(vh) + eps);
+    }
+}
+
+#if EANN_HAVE_AVX2
+/* act2_backward with the columns q in vector lanes */
+EANN_AVX2 static void act2_backward_avx2(int n, int c, const double *y, const double *sig,
+                                         const double *yd, const double *zh, const double *zhd,
+                                         const double *al, const double *be, const double *ab,
+                                         const double *adb, double *ydb, double *yb, double *dal,
+                                         double *dbe, double *dg, double *dbl) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        for (int q = 0; q < c4; q += 4) {
+            size_t e = (size_t)r * c + q;
+            v4d yy = v_load(y + e), sg = v_load(sig + e), ydd = v_load(yd + e);
+            v4d b = v_load(be + q), a = v_load(al + q);
+            v4d tt = b * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+            v4d ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+            v4d A_ = v_load(ab + e), Ad_ = v_load(adb + e);
+            v4d vydb = Ad_ * (a * b * ph1);
+            v4d vyb = A_ * (a * b * ph1) + Ad_ * (a * b * b * ph2 * ydd);
+            v_store(ydb + e, vydb);
+            v_store(yb + e, vyb);
+            v_store(dal + q, v_load(dal + q) + (A_ * ph + Ad_ * (b * ph1 * ydd)));
+            v_store(dbe + q,
+                    v_load(dbe + q) + (A_ * (a * ph1 * yy) + Ad_ * (a * (ph1 + tt * ph2) * ydd)));
+            v_store(dg + q, v_load(dg + q) + (vyb * v_load(zh + e) + vydb * v_load(zhd + e)));
+            v_store(dbl + q, v_load(dbl + q) + vyb);
+        }
+        { /* the last c % 4 columns of this row, as act2_backward */
+            for (int q = c4; q < c; q++) {
+                size_t e = (size_t)r * c + q;
+                double yy = y[e], sg = sig[e], ydd = yd[e];
+                double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+                double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+                double A_ = ab[e], Ad_ = adb[e];
+                ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+                yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
+                dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
+                dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
+                dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
+                dbl[q] += yb[e];
+            }
+        }
+    }
+}
+
+/* ln2_row on four rows at once, one row per vector lane (each lane does its
+ * row's serial sums in the order of q) */
+EANN_AVX2_INLINE v4d v_col(const double *p, int c, int q) {
+    return (v4d){p[q], p[(size_t)c + q], p[2 * (size_t)c + q], p[3 * (size_t)c + q]};
+}
+EANN_AVX2 static void ln2_rows4_avx2(int c, const double *zh, const double *rstd,
+                                     const double *zd, const double *g, const double *ydb,
+                                     double *zb) {
+    const v4d rr = v_load(rstd), cc = v_splat((double)c);
+    v4d mzd = v_splat(0.0);
+    for (int q = 0; q < c; q++) mzd += v_col(zd, c, q);
+    mzd /= cc;
+    v4d a1 = v_splat(0.0), a2 = a1, mm = a1;
+    for (int q = 0; q < c; q++) {
+        v4d h = v_col(zh, c, q);
+        v4d Ab = v_splat(g[q]) * v_col(ydb, c, q), u = v_col(zd, c, q) - mzd;
+        a1 += Ab * u;
+        a2 += Ab * h;
+        mm += h * u;
+    }
+    mm /= cc;
+    v4d rb = a1 - mm * a2, mZb = v_splat(0.0), sZz = mZb;
+    for (int q = 0; q < c; q++) {
+        v4d Zb = -rr * ((v_col(zd, c, q) - mzd) * a2 / cc + mm * g[q] * v_col(ydb, c, q));
+        mZb += Zb;
+        sZz += Zb * v_col(zh, c, q);
+    }
+    mZb /= cc;
+    v4d rbt = rb + sZz / rr;
+    for (int q = 0; q < c; q++) {
+        v4d Zb = -rr * ((v_col(zd, c, q) - mzd) * a2 / cc + mm * g[q] * v_col(ydb, c, q));
+        v4d d = rr * (Zb - mZb) - (rr * rr * v_col(zh, c, q) / cc) * rbt;
+        for (int l = 0; l < 4; l++) zb[(size_t)l * c + q] += d[l];
+    }
+}
+
+EANN_AVX2 static void adam_step_avx2(size_t P, const double *g, double *m1, double *m2,
+                                     double *phi, double B1, double B2, double c1, double c2,
+                                     double lr, double eps) {
+    size_t q = 0;
+    for (; q + 4 <= P; q += 4) {
+        v4d gg = v_load(g + q);
+        v4d a = v_splat(B1) * v_load(m1 + q) + (1 - B1) * gg;
+        v4d b = v_splat(B2) * v_load(m2 + q) + (1 - B2) * gg * gg;
+        v_store(m1 + q, a);
+        v_store(m2 + q, b);
+        v4d mh = a / c1, vh = b / c2;
+        /* IEEE square root (correctly rounded, as sqrt()); GCC and clang builtin */
+        v4d s = __builtin_ia32_sqrtpd256(vh);
+        v_store(phi + q, v_load(phi + q) - lr * mh / (s + eps));
+    }
+    adam_step(P - q, g + q, m1 + q, m2 + q, phi + q, B1, B2, c1, c2, lr, eps);
+}
+#endif
+
+void eann_act2_backward(int simd, int n, int c, const double *y, const double *sig,
+                        const double *yd, const double *zh, const double *zhd, const double *al,
+                        const double *be, const double *ab, const double *adb, double *ydb,
+                        double *yb, double *dal, double *dbe, double *dg, double *dbl) {
+    IF_AVX2(simd, act2_backward_avx2(n, c, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal,
+                                     dbe, dg, dbl));
+    act2_backward(n, c, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal, dbe, dg, dbl);
+}
+
+void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double *rstd,
+                       const double *zd, const double *g, const double *ydb, double *zb) {
+    int r = 0;
+#if EANN_HAVE_AVX2
+    if (simd == EANN_SIMD_AVX2)
+        for (; r + 4 <= n; r += 4) {
+            size_t o = (size_t)r * c;
+            ln2_rows4_avx2(c, zhat + o, rstd + r, zd + o, g, ydb + o, zb + o);
+        }
+#endif
+    (void)simd;
+    for (; r < n; r++) {
+        size_t o = (size_t)r * c;
+        ln2_row(c, zhat + o, rstd[r], zd + o, g, ydb + o, zb + o);
+    }
+}
+
+void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
+                    double B1, double B2, double c1, double c2, double lr, double eps) {
+    IF_AVX2(simd, adam_step_avx2(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps));
+    adam_step(P, g, m1, m2, phi, B1, B2, c1, c2, lr, eps);
+}
+
+#if EANN_HAVE_AVX2
+/* eann_layernorm_backward without parameter gradients (same bits: the
+ * partial sums s0..s3 of its loop are the four lanes), and
+ * eann_act_backward without parameter gradients; for the tangent passes of
+ * eann_train.c. */
+EANN_AVX2 static void ln_backward_avx2(int n, int c, const double *zhat, const double *rstd,
+                                       const double *g, const double *dy, double *dz,
+                                       double *dg, double *db) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *hr = zhat + (size_t)r * c, *dyr = dy + (size_t)r * c;
+        double *dzr = dz + (size_t)r * c;
+        if (dg) {
+            int i = 0;
+            for (; i < c4; i += 4) v_store(dg + i, v_load(dg + i) + v_load(dyr + i) * v_load(hr + i));
+            for (; i < c; i++) dg[i] += dyr[i] * hr[i];
+        }
+        if (db) {
+            int i = 0;
+            for (; i < c4; i += 4) v_store(db + i, v_load(db + i) + v_load(dyr + i));
+            for (; i < c; i++) db[i] += dyr[i];
+        }
+        v4d sg = v_splat(0.0), sgh = v_splat(0.0);
+        for (int i = 0; i < c4; i += 4) {
+            v4d G = v_load(g + i) * v_load(dyr + i);
+            sg += G;
+            sgh += G * v_load(hr + i);
+        }
+        double ssg = v_sum4(sg), ssgh = v_sum4(sgh);
+        for (int i = c4; i < c; i++) {
+            double G = g[i] * dyr[i];
+            ssg += G;
+            ssgh += G * hr[i];
+        }
+        const double mg = ssg / c, mgh = ssgh / c, rs = rstd[r];
+        for (int i = 0; i < c4; i += 4)
+            v_store(dzr + i, (v_load(g + i) * v_load(dyr + i) - mg - v_load(hr + i) * mgh) * rs);
+        for (int i = c4; i < c; i++) dzr[i] = (g[i] * dyr[i] - mg - hr[i] * mgh) * rs;
+    }
+}
+
+EANN_AVX2 static void act_backward_avx2(int n, int c, const double *y, const double *sig,
+                                        const double *alpha, const double *beta,
+                                        const double *da, double *dy, double *dalpha,
+                                        double *dbeta) {
+    const int c4 = c - c % 4;
+    for (int r = 0; r < n; r++) {
+        const double *yr = y + (size_t)r * c, *sr = sig + (size_t)r * c;
+        const double *dar = da + (size_t)r * c;
+        double *dyr = dy + (size_t)r * c;
+        for (int i = 0; i < c4; i += 4) {
+            v4d bt = v_load(beta + i), s = v_load(sr + i);
+            v4d t = bt * v_load(yr + i);
+            v4d dadt = v_load(alpha + i) * (s + t * s * (1.0 - s)), d = v_load(dar + i);
+            if (dalpha) v_store(dalpha + i, v_load(dalpha + i) + d * (t * s));
+            if (dbeta) v_store(dbeta + i, v_load(dbeta + i) + d * (v_load(yr + i) * dadt));
+            v_store(dyr + i, d * (bt * dadt));
+        }
+        for (int i = c4; i < c; i++) {
+            double t = beta[i] * yr[i], s = sr[i];
+            double dadt = alpha[i] * (s + t * s * (1.0 - s)), d = dar[i];
+            if (dalpha) dalpha[i] += d * (t * s);
+            if (dbeta) dbeta[i] += d * (yr[i] * dadt);
+            dyr[i] = d * (beta[i] * dadt);
+        }
+    }
+}
+#endif
+
+void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
+                          const double *g, const double *dy, double *dz, double *dg,
+                          double *db) {
+    IF_AVX2(simd, ln_backward_avx2(n, c, zhat, rstd, g, dy, dz, dg, db));
+    eann_layernorm_backward(n, c, zhat, rstd, g, dy, dz, dg, db);
+}
+
+void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
+                           const double *alpha, const double *beta, const double *da,
+                           double *dy, double *dalpha, double *dbeta) {
+    IF_AVX2(simd, act_backward_avx2(n, c, y, sig, alpha, beta, da, dy, dalpha, dbeta));
+    eann_act_backward(n, c, y, sig, alpha, beta, da, dy, dalpha, dbeta);
+}

@@ -38,6 +38,49 @@ void eann_act_ln_backward(int simd, int n, int c, const double *y, const double 
                           const double *rstd, const double *g, const double *da, double *dy,
                           double *dz);
 
+/* --- kernels for mini-batch training (eann_train.c) --- */
+/* dw[o][c] += for each segment g (rows seg[g] .. seg[g+1]-1) in turn: the
+ * segment's rows of dz1^T x1, one row at a time, then its rows of dz2^T x2:
+ * the same bits as eann_weight_grad(x1, dz1) then (x2, dz2) per segment.
+ * x1, x2 [rows][nin], dz1, dz2 [rows][nout], dw [nout][nin]. */
+void eann_weight_grad_seg2(int simd, int nseg, const int *seg, int nin, int nout,
+                           const double *x1, const double *dz1, const double *x2,
+                           const double *dz2, double *dw);
+/* Descriptor tangent of one pair: Sd[q][k] += Ad[q] W[k] + A[q] Wd[k]
+ * (A, Ad [M], W, Wd [K], Sd [M][K]). */
+void eann_pair_tangent_add(int simd, int M, int K, const double *A, const double *Ad,
+                           const double *W, const double *Wd, double *Sd);
+/* Adjoints of one pair's W and Wd: u1[k] = sum_q (Sb[q][k] A[q] + Sdb[q][k]
+ * Ad[q]), u2[k] = sum_q Sdb[q][k] A[q], from 0 in the order of q. */
+void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad,
+                       const double *Sb, const double *Sdb, double *u1, double *u2);
+/* Reverse through a layer's activation (primal and tangent) and the
+ * LayerNorm affine part (eann_train.c, net_tangent_backward): sets ydb, yb
+ * [n][c], ADDS row by row into dal, dbe, dg, dbl [c]. */
+void eann_act2_backward(int simd, int n, int c, const double *y, const double *sig,
+                        const double *yd, const double *zh, const double *zhd, const double *al,
+                        const double *be, const double *ab, const double *adb, double *ydb,
+                        double *yb, double *dal, double *dbe, double *dg, double *dbl);
+/* zb [n][c] += the LayerNorm's second-order term (eann_train.c), row by row
+ * with serial sums in the order of the columns (AVX2: four rows in the
+ * four lanes). */
+void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double *rstd,
+                       const double *zd, const double *g, const double *ydb, double *zb);
+/* One Adam step on P parameters (c1 = 1 - beta1^t, c2 = 1 - beta2^t). */
+void eann_adam_step(int simd, size_t P, const double *g, double *m1, double *m2, double *phi,
+                    double B1, double B2, double c1, double c2, double lr, double eps);
+/* eann_layernorm_backward and eann_act_backward (parameter gradients may
+ * be NULL) with a chosen copy of the loops (same bits). */
+void eann_ln_backward_sel(int simd, int n, int c, const double *zhat, const double *rstd,
+                          const double *g, const double *dy, double *dz, double *dg,
+                          double *db);
+void eann_act_backward_sel(int simd, int n, int c, const double *y, const double *sig,
+                           const double *alpha, const double *beta, const double *da,
+                           double *dy, double *dalpha, double *dbeta);
+/* eann_weight_grad (same bits) in the 4 x 8 tiles of eann_weight_grad_seg2. */
+void eann_weight_grad_tiled(int simd, int n, int nin, int nout, const double *x, const double *dz,
+                            double *dw);
+
 #ifdef __cplusplus
 }
 #endif

@@ -89,6 +89,21 @@ int eann_sample_loss(const eann_model *m, eann_trainws *tw, const eann_sample *s
 double eann_phase_free_sq(const double t[3], const double r[3], int *sign);
 
 /* --- descriptor normalisation (folded into the first layer) ------------- */
+/* Mini-batch workspace: molecules of up to natoms_max atoms, nmol_max of
+ * them in one pass (larger batches are done in chunks of nmol_max). */
+typedef struct eann_batchws eann_batchws;
+int eann_batchws_new(const eann_model *m, int natoms_max, int nmol_max, eann_batchws **out);
+void eann_batchws_free(eann_batchws *bw);
+/* The losses of n molecules smp[idx[q]] (idx NULL: smp[q]), q = 0..n-1,
+ * and, if grad != NULL, their gradients ADDED into grad: the same bits as
+ * calling eann_sample_loss on each in turn (pred [n][9], row q = that call's
+ * pred; sqerr [n], loss [n]), but each element network runs once per batch
+ * on the atoms of all its molecules (see eann_train.c, "mini-batches"). On
+ * an error grad may hold part of the sum. */
+int eann_batch_loss(const eann_model *m, eann_batchws *bw, const eann_sample *smp, const int *idx,
+                    int n, double charge_weight, double scale, double *grad, double *pred,
+                    double *sqerr, double *loss);
+
 typedef struct {
     int nspecies, ndensity;
     double *mean, *std; /* [S][D]; std > 0 */

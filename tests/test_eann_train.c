@@ -11,6 +11,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "eann_kernels.h"
 #include "eann_train.h"
 #include "harness.h"
 #include "xyz.h"
@@ -664,7 +665,163 @@ static void test_resume(void) {
     resume_case(EANN_POLARIZABILITY, EANN_OPT_LBFGS, 0);
 }
 
+/* The mini-batch path (eann_batch_loss) against the per-molecule reference
+ * (eann_sample_loss in turn): memcmp-identical gradients, predictions,
+ * squared errors and losses, for batches split into chunks of 1, 3 and 40
+ * molecules, in a shuffled order, with a species missing from some
+ * molecules; both SIMD copies where available. */
+static void batch_case(int kind, int nh, int width, int nchunk, int simd) {
+    enum { NB = 11 };
+    mol mols[NB];
+    eann_sample s[NB];
+    eann_model *m = small_model(kind, nh, width, 99 + kind);
+    const int nc = kind == EANN_POLARIZABILITY ? 9 : 3;
+    for (int f = 0; f < NB; f++) {
+        int na = 1 + (f * 7) % MAXAT;
+        random_mol(&mols[f], na);
+        if (f % 4 == 1) /* a molecule without O, one without H */
+            for (int i = 0; i < na; i++) mols[f].species[i] = 1;
+        if (f % 4 == 2)
+            for (int i = 0; i < na; i++) mols[f].species[i] = 0;
+        s[f].natoms = na;
+        s[f].species = mols[f].species;
+        s[f].pos = mols[f].pos;
+        for (int c = 0; c < 9; c++) s[f].ref[c] = c < nc ? 2 * urand() - 1 : 0;
+        s[f].charge = f % 2 ? 0.0 : 0.3;
+    }
+    int idx[NB];
+    for (int f = 0; f < NB; f++) idx[f] = (f * 5 + 3) % NB;
+    eann_trainws *tw;
+    eann_batchws *bw;
+    CHECK(eann_trainws_new(m, MAXAT, &tw) == EANN_OK, "trainws_new");
+    CHECK(eann_batchws_new(m, MAXAT, nchunk, &bw) == EANN_OK, "batchws_new");
+    if (simd) CHECK(eann_work_set_simd(eann_trainws_work(tw), simd) == EANN_OK, "set_simd");
+    double *g1 = calloc(m->ntheta, sizeof(double)), *g2 = calloc(m->ntheta, sizeof(double));
+    double p1[NB * 9], p2[NB * 9], q1[NB], q2[NB], l1[NB], l2[NB];
+    memset(p1, 0, sizeof p1);
+    memset(p2, 0, sizeof p2);
+    for (int f = 0; f < NB; f++)
+        CHECK(eann_sample_loss(m, tw, &s[idx[f]], 0.3, 1.0 / NB, g1, p1 + 9 * f, &q1[f], &l1[f]) ==
+                  EANN_OK,
+              "sample_loss");
+    CHECK(eann_batch_loss(m, bw, s, idx, NB, 0.3, 1.0 / NB, g2, p2, q2, l2) == EANN_OK,
+          "batch_loss");
+    int same = !memcmp(g1, g2, sizeof(double) * m->ntheta) && !memcmp(p1, p2, sizeof p1) &&
+               !memcmp(q1, q2, sizeof q1) && !memcmp(l1, l2, sizeof l1);
+    /* losses only (grad NULL: the validation pass) */
+    memset(p2, 0, sizeof p2);
+    CHECK(eann_batch_loss(m, bw, s, idx, NB, 0.3, 1.0 / NB, NULL, p2, q2, l2) == EANN_OK,
+          "batch_loss without gradient");
+    same = same && !memcmp(p1, p2, sizeof p1) && !memcmp(q1, q2, sizeof q1) &&
+           !memcmp(l1, l2, sizeof l1);
+    double gmax = 0;
+    for (size_t q = 0; q < m->ntheta; q++) gmax = fmax(gmax, fabs(g1[q]));
+    printf("  %-15s hidden %d x %2d, chunks of %2d, simd %d: batch == per molecule: %s\n",
+           kind == EANN_DIPOLE ? "dipole" : kind == EANN_TDM ? "tdm" : "polarizability", nh, width,
+           nchunk, simd, same ? "identical bits" : "DIFFERENT");
+    CHECK(same, "batch path differs from the per-molecule reference");
+    CHECK(gmax > 0 && isfinite(gmax), "batch test: zero or non-finite gradient");
+    free(g1);
+    free(g2);
+    eann_batchws_free(bw);
+    eann_trainws_free(tw);
+    eann_model_free(m);
+}
+
+static void test_batch(void) {
+    printf("mini-batch path against the per-molecule reference (memcmp)\n");
+    const int kinds[3] = {EANN_DIPOLE, EANN_TDM, EANN_POLARIZABILITY};
+    for (int k = 0; k < 3; k++) {
+        batch_case(kinds[k], 2, 8, 1, 0);
+        batch_case(kinds[k], 2, 19, 3, 0);
+        batch_case(kinds[k], 1, 21, 40, 0);
+        batch_case(kinds[k], 2, 8, 4, EANN_SIMD_PORTABLE);
+    }
+}
+
+/* The training kernels of eann_kernels.c ("kernels for mini-batch
+ * training"): the AVX2 copy against the portable one, memcmp, on random
+ * data with sizes that leave vector tails. */
+static void fill(double *x, size_t n, double lo, double hi) {
+    for (size_t i = 0; i < n; i++) x[i] = lo + (hi - lo) * urand();
+}
+static void test_train_kernels(void) {
+    eann_work *probe = NULL;
+    eann_model *m = small_model(EANN_DIPOLE, 1, 4, 1);
+    eann_work_new(m, 1, &probe);
+    int have = eann_work_set_simd(probe, EANN_SIMD_AVX2) == EANN_OK;
+    eann_work_free(probe);
+    eann_model_free(m);
+    if (!have) {
+        printf("training kernels: no AVX2 copy in this build/CPU; skipped\n");
+        return;
+    }
+    const int P = EANN_SIMD_PORTABLE, V = EANN_SIMD_AVX2;
+    int bad = 0;
+    for (int rep = 0; rep < 3; rep++) {
+        /* n c, M K and 6 c stay within 7 x 19 */
+        const int n = 1 + rep * 3, c = 5 + rep * 6 + (rep == 2), M = 4 + rep * 4,
+                  K = 3 + rep * 4, nseg = 3;
+        const size_t nc = (size_t)n * c;
+        double in[9][7 * 19], par[6][19], out[2][15][7 * 19];
+        memset(out, 0, sizeof out);
+        for (int a = 0; a < 9; a++) fill(in[a], nc, -1, 1);
+        fill(in[1], nc, 0.05, 0.95); /* sigmoid values */
+        fill(in[7], nc, 0.5, 2.0);   /* rstd */
+        for (int a = 0; a < 6; a++) fill(par[a], 19, 0.3, 1.5);
+        for (int v = 0; v < 2; v++) {
+            int simd = v ? V : P;
+            double *o = out[v][0];
+            for (int a = 0; a < 8; a++) memcpy(out[v][a], in[8], sizeof(double) * nc);
+            double acc[4][19];
+            for (int a = 0; a < 4; a++) memcpy(acc[a], par[5], sizeof acc[a]);
+            eann_act2_backward(simd, n, c, in[0], in[1], in[2], in[3], in[4], par[0], par[1], in[5],
+                               in[6], out[v][1], out[v][2], acc[0], acc[1], acc[2], acc[3]);
+            for (int a = 0; a < 4; a++) memcpy(out[v][3] + a * 19, acc[a], sizeof acc[a]);
+            eann_ln2_backward(simd, n, c, in[3], in[7], in[4], par[2], in[5], o);
+            /* with parameter gradients (slots 10, 11: [2][19]), then without */
+            memcpy(out[v][10], par[4], sizeof(double) * 38);
+            memcpy(out[v][11], par[3], sizeof(double) * 38);
+            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[5], out[v][8], out[v][10],
+                                 out[v][10] + 19);
+            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[5], out[v][9],
+                                  out[v][11], out[v][11] + 19);
+            eann_ln_backward_sel(simd, n, c, in[3], in[7], par[2], in[6], out[v][13], NULL, NULL);
+            eann_act_backward_sel(simd, n, c, in[0], in[1], par[0], par[1], in[6], out[v][14],
+                                  NULL, NULL);
+            memcpy(out[v][12], in[8], sizeof(double) * (size_t)c * 6);
+            eann_weight_grad_tiled(simd, n, c, 6, in[2], in[3], out[v][12]);
+            /* pair kernels: A, Ad [M], W, Wd [K], S [M][K] */
+            memcpy(out[v][4], in[8], sizeof(double) * (size_t)M * K);
+            eann_pair_tangent_add(simd, M, K, in[0], in[1], in[2], in[3], out[v][4]);
+            eann_pair_adjoint(simd, M, K, in[0], in[1], in[4], in[5], out[v][5], out[v][5] + K);
+            /* weight gradient in segments: rows 0..n-1 split into nseg */
+            int seg[4] = {0, n / 3, n / 2, n};
+            memcpy(out[v][6], in[8], sizeof(double) * (size_t)c * 6);
+            eann_weight_grad_seg2(simd, nseg, seg, c, 6, in[0], in[1], in[2], in[3], out[v][6]);
+            /* Adam */
+            double m1[19], m2[19], ph[19];
+            memcpy(m1, par[3], sizeof m1);
+            memcpy(m2, par[4], sizeof m2);
+            memcpy(ph, par[5], sizeof ph);
+            eann_adam_step(simd, (size_t)c, in[0], m1, m2, ph, 0.9, 0.999, 0.3, 0.02, 1e-3, 1e-8);
+            memcpy(out[v][7], m1, sizeof m1);
+            memcpy(out[v][7] + 19, m2, sizeof m2);
+            memcpy(out[v][7] + 38, ph, sizeof ph);
+        }
+        for (int a = 0; a < 15; a++)
+            if (memcmp(out[0][a], out[1][a], sizeof out[0][a])) {
+                printf("  kernel test %d (rep %d) differs\n", a, rep);
+                bad++;
+            }
+    }
+    printf("training kernels: AVX2 copy == portable copy (memcmp): %s\n", bad ? "DIFFERENT" : "yes");
+    CHECK(!bad, "training kernels: AVX2 and portable copies differ");
+}
+
 int main(void) {
+    test_train_kernels();
+    test_batch();
     test_tdm_teacher();
     test_fd();
     test_predict_agrees();
