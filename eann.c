@@ -829,12 +829,31 @@ static inline void angular(int M, double fc, double fcd, const double *v, const 
     }
 }
 
+/* d fc / d d for c = 0.5 cos(d f) + 0.5, f = pi / rc (fc = c^2) */
+static inline double dfc_of(double c, double d, double f) {
+    return 2.0 * c * (-0.5 * sin(d * f) * f);
+}
+
+/* pair_dfc of every pair, after a setup that skipped it (the same bits as
+ * pair_terms: mirrored pairs have the same d) */
+static void fill_dfc(const eann_model *m, eann_work *w) {
+    const double f = EANN_PI / m->spec.cutoff;
+    for (int p = 0; p < w->npairs; p++) {
+        const double d = w->pair_d[p], c = 0.5 * cos(d * f) + 0.5;
+        w->pair_dfc[p] = dfc_of(c, d, f);
+    }
+}
+
 /* v, the cutoff, the angular components and the radial arguments of every
  * pair. The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
  * dfc (and R if both atoms have the same species), v negated, A with the
  * signs (-1)^L - all bitwise what a recomputation would give. cursor[j] walks row j's pairs with neighbours > j in order
  * (each is mirrored exactly once, by row i in ascending order). */
-static void pair_terms(const eann_model *m, eann_work *w) {
+/* (always_inline: so that pair_terms_fc below really has no sin call) */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pair_terms(const eann_model *m, eann_work *w, const int need_dfc) {
     const int K = m->spec.nwave, M = m->norbital;
     double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
     for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
@@ -856,13 +875,13 @@ static void pair_terms(const eann_model *m, eann_work *w) {
                  * sign L times, and IEEE products are exactly sign-symmetric */
                 mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
                 w->pair_fc[p] = w->pair_fc[mirror];
-                w->pair_dfc[p] = w->pair_dfc[mirror];
+                if (need_dfc) w->pair_dfc[p] = w->pair_dfc[mirror];
             } else {
                 /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
                  * the angular components A_m (cached for the backward pass) */
                 double c = 0.5 * cos(d * f) + 0.5;
                 w->pair_fc[p] = c * c;
-                w->pair_dfc[p] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                if (need_dfc) w->pair_dfc[p] = dfc_of(c, d, f);
                 angular(M, w->pair_fc[p], 0.0, v, NULL, A, NULL);
             }
             if (mirror >= 0 && si == sj) {
@@ -879,7 +898,13 @@ static void pair_terms(const eann_model *m, eann_work *w) {
     }
 }
 
-static int build_pairs(const eann_model *m, eann_work *w) {
+/* pair_terms with and without d fc / d d: two functions, so that in the
+ * second no sin call is left for the compiler to merge with the cos into a
+ * sincos call (the sin would then be paid for anyway) */
+static void pair_terms_dfc(const eann_model *m, eann_work *w) { pair_terms(m, w, 1); }
+static void pair_terms_fc(const eann_model *m, eann_work *w) { pair_terms(m, w, 0); }
+
+static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     const int N = w->natoms;
     cell_grid grid;
     const cell_grid *g = make_cells(m, w, &grid) ? &grid : NULL;
@@ -895,7 +920,11 @@ static int build_pairs(const eann_model *m, eann_work *w) {
     w->npairs = (int)np;
     int rc = grow_pairs(m, w, np);
     if (rc) return rc;
-    pair_terms(m, w);
+    if (need_dfc) pair_terms_dfc(m, w);
+    else pair_terms_fc(m, w);
+    /* without d fc / d d, pair_dfc[0] = NaN says so (a real one is finite):
+     * eann_descriptor_backward then calls fill_dfc first */
+    if (!need_dfc && np) w->pair_dfc[0] = NAN;
     return EANN_OK;
 }
 
@@ -925,8 +954,10 @@ static void radial_values(const eann_model *m, eann_work *w) {
     }
 }
 
-int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
-               const double *pos) {
+/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
+ * input gradients use (eann_predict of a dipole or tdm model) */
+static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+                 const double *pos, int need_dfc) {
     if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
         return EANN_EINVAL;
     const int S = m->spec.nspecies;
@@ -959,10 +990,15 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
             }
     }
     w->sp_start[S] = r;
-    int rc = build_pairs(m, w);
+    int rc = build_pairs(m, w, need_dfc);
     if (rc) return rc;
     radial_values(m, w);
     return EANN_OK;
+}
+
+int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+               const double *pos) {
+    return setup(m, w, natoms, species, pos, 1);
 }
 
 /* rl[k] += Sq[k]^2, four at a time as mul_n (each rl[k] gets one add) */
@@ -1003,6 +1039,7 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
                               double *dpos, double *dtheta) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
+    if (dpos && w->npairs && isnan(w->pair_dfc[0])) fill_dfc(m, w); /* setup skipped it */
     for (int i = 0; i < w->natoms; i++) {
         /* drho/dS[m][k] = 2 S[m][k] */
         const double *S = w->S + (size_t)i * M * K, *dr = drho + (size_t)i * D;
@@ -1310,7 +1347,8 @@ void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, dou
 int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *species,
                  const double *pos, double *out) {
     if (!out) return EANN_EINVAL;
-    int rc = eann_setup(m, w, natoms, species, pos);
+    /* only the polarizability needs input gradients (d fc / d d) */
+    int rc = setup(m, w, natoms, species, pos, m && m->spec.kind == EANN_POLARIZABILITY);
     if (rc) return rc;
     eann_descriptor_forward(m, w);
     if (m->spec.kind == EANN_DIPOLE) {

@@ -454,68 +454,119 @@ EANN_AVX2 static void dw_avx2(int n, int nin, int nout, const double *x, const d
     }
 }
 
-/* eann_layernorm_forward followed by eann_act_forward (same bits), row by
- * row: z [n][c] (may alias y), y [n][c] LayerNorm output, zhat, rstd [n],
- * sig [n][c], a [n][c]. */
+/* eann_layernorm_forward followed by eann_act_forward (same bits): z [n][c]
+ * (may alias y), y [n][c] LayerNorm output, zhat, rstd [n], sig [n][c],
+ * a [n][c]. Each row's mean and variance are chains of c/4 dependent vector
+ * adds; ln_stats runs up to four rows' chains side by side so that their
+ * latencies overlap, then ln_act_row finishes each row in one pass. */
+
+/* mean and variance of rows 0..R-1 (R <= 4, a constant at every call) of z:
+ * zhat = z - mu, rstd = 1 / sqrt(var + eps), with sum4 / dot4's order */
+EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double *zhat,
+                               double *rstd) {
+    const int c4 = c - c % 4;
+    const double *z0 = z, *z1 = z + c, *z2 = z + 2 * (size_t)c, *z3 = z + 3 * (size_t)c;
+    double *h0 = zhat, *h1 = zhat + c, *h2 = zhat + 2 * (size_t)c, *h3 = zhat + 3 * (size_t)c;
+    v4d s0 = v_splat(0.0), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < c4; i += 4) { /* sum4 */
+        s0 += v_load(z0 + i);
+        if (R > 1) s1 += v_load(z1 + i);
+        if (R > 2) s2 += v_load(z2 + i);
+        if (R > 3) s3 += v_load(z3 + i);
+    }
+    double m0 = v_sum4(s0), m1 = R > 1 ? v_sum4(s1) : 0, m2 = R > 2 ? v_sum4(s2) : 0;
+    double m3 = R > 3 ? v_sum4(s3) : 0;
+    for (int i = c4; i < c; i++) {
+        m0 += z0[i];
+        if (R > 1) m1 += z1[i];
+        if (R > 2) m2 += z2[i];
+        if (R > 3) m3 += z3[i];
+    }
+    m0 /= c; m1 /= c; m2 /= c; m3 /= c;
+    s0 = s1 = s2 = s3 = v_splat(0.0);
+    for (int i = 0; i < c4; i += 4) { /* zhat = z - mu; dot4(zhat, zhat) */
+        v4d h = v_load(z0 + i) - m0;
+        v_store(h0 + i, h);
+        s0 += h * h;
+        if (R > 1) { h = v_load(z1 + i) - m1; v_store(h1 + i, h); s1 += h * h; }
+        if (R > 2) { h = v_load(z2 + i) - m2; v_store(h2 + i, h); s2 += h * h; }
+        if (R > 3) { h = v_load(z3 + i) - m3; v_store(h3 + i, h); s3 += h * h; }
+    }
+    double v0 = v_sum4(s0), v1 = R > 1 ? v_sum4(s1) : 0, v2 = R > 2 ? v_sum4(s2) : 0;
+    double v3 = R > 3 ? v_sum4(s3) : 0;
+    for (int i = c4; i < c; i++) {
+        h0[i] = z0[i] - m0;
+        v0 += h0[i] * h0[i];
+        if (R > 1) { h1[i] = z1[i] - m1; v1 += h1[i] * h1[i]; }
+        if (R > 2) { h2[i] = z2[i] - m2; v2 += h2[i] * h2[i]; }
+        if (R > 3) { h3[i] = z3[i] - m3; v3 += h3[i] * h3[i]; }
+    }
+    /* biased variance, then 1 / sqrt(var + eps) */
+    rstd[0] = 1.0 / sqrt(v0 / c + eps);
+    if (R > 1) rstd[1] = 1.0 / sqrt(v1 / c + eps);
+    if (R > 2) rstd[2] = 1.0 / sqrt(v2 / c + eps);
+    if (R > 3) rstd[3] = 1.0 / sqrt(v3 / c + eps);
+}
+
+/* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
+ * a = alpha (beta y) sigmoid(beta y), the exp as eann_exp_n: exp_core for
+ * every lane, kept if all arguments of the row are in range, else the row is
+ * redone with exp_one (the same value for each argument in range) */
+EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
+                                 const double *beta, double rs, double *hr, double *yr,
+                                 double *sr, double *ar) {
+    const int c4 = c - c % 4;
+    v4i ok = {-1, -1, -1, -1};
+    for (int i = 0; i < c4; i += 4) {
+        v4d h = v_load(hr + i) * rs;
+        v4d yy = h * v_load(g + i) + v_load(bb + i);
+        v4d t = v_load(beta + i) * yy, e = -t;
+        ok &= (e >= -708.0) & (e <= 708.0);
+        v4d sg = 1.0 / (1.0 + v_exp_core(e));
+        v_store(hr + i, h);
+        v_store(yr + i, yy);
+        v_store(sr + i, sg);
+        v_store(ar + i, v_load(alpha + i) * t * sg);
+    }
+    for (int i = c4; i < c; i++) {
+        hr[i] *= rs;
+        yr[i] = hr[i] * g[i] + bb[i];
+    }
+    int i = ok[0] & ok[1] & ok[2] & ok[3] ? c4 : 0;
+    for (; i < c; i++) {
+        double t = beta[i] * yr[i];
+        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
+        sr[i] = sg;
+        ar[i] = alpha[i] * t * sg;
+    }
+}
+
+EANN_AVX2_INLINE void ln_act_rows(int R, int c, const double *z, const double *g,
+                                  const double *bb, double eps, const double *alpha,
+                                  const double *beta, double *zhat, double *rstd, double *y,
+                                  double *sig, double *a) {
+    ln_stats(R, c, z, eps, zhat, rstd);
+    for (int k = 0; k < R; k++) {
+        const size_t o = (size_t)k * c;
+        ln_act_row(c, g, bb, alpha, beta, rstd[k], zhat + o, y + o, sig + o, a + o);
+    }
+}
+
 EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g,
                                   const double *bb, double eps, const double *alpha,
                                   const double *beta, double *zhat, double *rstd, double *y,
                                   double *sig, double *a) {
-    const int c4 = c - c % 4;
-    for (int r = 0; r < n; r++) {
-        const double *zr = z + (size_t)r * c;
-        double *hr = zhat + (size_t)r * c, *yr = y + (size_t)r * c;
-        double *sr = sig + (size_t)r * c, *ar = a + (size_t)r * c;
-        v4d s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) s += v_load(zr + i); /* sum4 */
-        double sum = v_sum4(s);
-        for (int i = c4; i < c; i++) sum += zr[i];
-        const double mu = sum / c;
-        for (int i = 0; i < c4; i += 4) v_store(hr + i, v_load(zr + i) - mu);
-        for (int i = c4; i < c; i++) hr[i] = zr[i] - mu;
-        s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) { /* dot4(hr, hr) */
-            v4d h = v_load(hr + i);
-            s += h * h;
-        }
-        double var = v_sum4(s);
-        for (int i = c4; i < c; i++) var += hr[i] * hr[i];
-        var /= c;
-        const double rs = 1.0 / sqrt(var + eps);
-        rstd[r] = rs;
-        /* LayerNorm output, and the sigmoid's exp argument -(beta y) into sig */
-        v4i ok = {-1, -1, -1, -1};
-        for (int i = 0; i < c4; i += 4) {
-            v4d h = v_load(hr + i) * rs;
-            v4d yy = h * v_load(g + i) + v_load(bb + i);
-            v4d e = -(v_load(beta + i) * yy);
-            ok &= (e >= -708.0) & (e <= 708.0);
-            v_store(hr + i, h);
-            v_store(yr + i, yy);
-            v_store(sr + i, e);
-        }
-        for (int i = c4; i < c; i++) {
-            hr[i] *= rs;
-            yr[i] = hr[i] * g[i] + bb[i];
-            sr[i] = -(beta[i] * yr[i]);
-        }
-        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward), the exp
-         * as eann_exp_n: exp_core if all arguments of the row are in range
-         * (checked above), else exp_one (the same value for each in range) */
-        int i = 0;
-        if (ok[0] & ok[1] & ok[2] & ok[3])
-            for (; i < c4; i += 4) {
-                v4d t = v_load(beta + i) * v_load(yr + i);
-                v4d sg = 1.0 / (1.0 + v_exp_core(v_load(sr + i)));
-                v_store(sr + i, sg);
-                v_store(ar + i, v_load(alpha + i) * t * sg);
-            }
-        for (; i < c; i++) {
-            double t = beta[i] * yr[i];
-            double sg = 1.0 / (1.0 + exp_one(sr[i]));
-            sr[i] = sg;
-            ar[i] = alpha[i] * t * sg;
-        }
+    int r = 0;
+    for (; r + 4 <= n; r += 4) {
+        const size_t o = (size_t)r * c;
+        ln_act_rows(4, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o);
+    }
+    const size_t o = (size_t)r * c;
+    switch (n - r) { /* the last 0..3 rows */
+    case 3: ln_act_rows(3, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 2: ln_act_rows(2, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 1: ln_act_rows(1, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    default: break;
     }
 }
 
