@@ -673,24 +673,6 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
     for (; k < n; k++) z[k] = x[k] * y[k];
 }
 
-/* R[k] = -inta[k] (d - rs[k])^2, the argument of the radial function
- * (FORMAT.md 4.2), four at a time as mul_n */
-static inline void radial_args(int n, double d, const double *restrict rs,
-                               const double *restrict inta, double *restrict R) {
-    int k = 0;
-    for (; k + 4 <= n; k += 4) {
-        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
-        R[k] = -inta[k] * (t0 * t0);
-        R[k + 1] = -inta[k + 1] * (t1 * t1);
-        R[k + 2] = -inta[k + 2] * (t2 * t2);
-        R[k + 3] = -inta[k + 3] * (t3 * t3);
-    }
-    for (; k < n; k++) {
-        double t = d - rs[k];
-        R[k] = -inta[k] * (t * t);
-    }
-}
-
 /* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
  * centre row i and, within a row, in ascending order of the neighbour row j
  * (the order of every sum over pairs). find_neighbours lists them (pair_j,
@@ -854,11 +836,10 @@ static void fill_dfc(const eann_model *m, eann_work *w) {
 __attribute__((always_inline))
 #endif
 static inline void pair_terms(const eann_model *m, eann_work *w, const int need_dfc) {
-    const int K = m->spec.nwave, M = m->norbital;
+    const int M = m->norbital;
     double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
     for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
     const double f = EANN_PI / m->spec.cutoff;
-    const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
     const double *x = w->x;
     int *cursor = w->cursor;
     for (int i = 0; i < w->natoms; i++) {
@@ -884,14 +865,8 @@ static inline void pair_terms(const eann_model *m, eann_work *w, const int need_
                 if (need_dfc) w->pair_dfc[p] = dfc_of(c, d, f);
                 angular(M, w->pair_fc[p], 0.0, v, NULL, A, NULL);
             }
-            if (mirror >= 0 && si == sj) {
-                w->pair_src[p] = mirror; /* R, W copied in radial_values */
-            } else {
-                /* argument of the radial R_k = exp(-inta (d - rs)^2), neighbour's species */
-                radial_args(K, d, rs + (size_t)sj * K, inta + (size_t)sj * K,
-                            w->pair_r + (size_t)p * K);
-                w->pair_src[p] = -1;
-            }
+            /* R, W of a mirrored pair of equal species are copied in radial_values */
+            w->pair_src[p] = mirror >= 0 && si == sj ? mirror : -1;
         }
         cursor[i] = w->pair_start[i];
         while (cursor[i] < end && w->pair_j[cursor[i]] < i) cursor[i]++;
@@ -933,24 +908,17 @@ static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
 static void radial_values(const eann_model *m, eann_work *w) {
     const int K = m->spec.nwave;
     const size_t np = (size_t)w->npairs;
-    const double *par = m->theta + m->off_params;
-    /* radial values: one exp call per run of fresh pairs (long vectors), then
-     * W_k = params[s_j][k] R_k; a mirrored pair of equal species copies its
-     * source's R and W (built earlier: a source is always a fresh pair) */
-    for (size_t p = 0; p < np;) {
-        size_t e = p; /* pairs p .. e-1 are fresh, pair e (if e < np) is a copy */
-        while (e < np && w->pair_src[e] < 0) e++;
-        if (e > p) eann_exp_sel(w->simd, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
-        p = e + 1;
-    }
+    /* the fresh pairs (pair_src < 0) in one pass (eann_kernels.c), then a
+     * mirrored pair of equal species copies its source's R and W (built
+     * there: a source is always a fresh pair) */
+    eann_radial(w->simd, w->npairs, K, w->pair_d, w->pair_j, w->row_species, w->pair_src,
+                m->theta + m->off_rs, m->theta + m->off_inta, m->theta + m->off_params,
+                w->pair_r, w->pair_w);
     for (size_t p = 0; p < np; p++) {
-        double *R = w->pair_r + p * K, *W = w->pair_w + p * K;
-        if (w->pair_src[p] >= 0) {
-            memcpy(R, w->pair_r + (size_t)w->pair_src[p] * K, sizeof(double) * (size_t)K);
-            memcpy(W, w->pair_w + (size_t)w->pair_src[p] * K, sizeof(double) * (size_t)K);
-        } else {
-            mul_n(K, par + (size_t)w->row_species[w->pair_j[p]] * K, R, W);
-        }
+        if (w->pair_src[p] < 0) continue;
+        const size_t q = (size_t)w->pair_src[p] * K;
+        memcpy(w->pair_r + p * K, w->pair_r + q, sizeof(double) * (size_t)K);
+        memcpy(w->pair_w + p * K, w->pair_w + q, sizeof(double) * (size_t)K);
     }
 }
 

@@ -250,6 +250,32 @@ static void sum_atw(int np, int M, int K, const double *restrict A, const double
         for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
 }
 
+/* eann_radial, one pair: the argument -inta (t t), t = d - rs, four at a
+ * time (gcc pairs them into SSE registers), eann_exp_n, then W = par R */
+static void radial_pair(int K, double d, const double *restrict rs, const double *restrict inta,
+                        const double *restrict par, double *restrict R, double *restrict W) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
+        R[k] = -inta[k] * (t0 * t0);
+        R[k + 1] = -inta[k + 1] * (t1 * t1);
+        R[k + 2] = -inta[k + 2] * (t2 * t2);
+        R[k + 3] = -inta[k + 3] * (t3 * t3);
+    }
+    for (; k < K; k++) {
+        double t = d - rs[k];
+        R[k] = -inta[k] * (t * t);
+    }
+    eann_exp_n(K, R, R);
+    for (k = 0; k + 4 <= K; k += 4) {
+        W[k] = par[k] * R[k];
+        W[k + 1] = par[k + 1] * R[k + 1];
+        W[k + 2] = par[k + 2] * R[k + 2];
+        W[k + 3] = par[k + 3] * R[k + 3];
+    }
+    for (; k < K; k++) W[k] = par[k] * R[k];
+}
+
 /* ------------------------------------------------------------------------ */
 /* 2. the AVX2 copy (one vector lane = one scalar sum of the copy above)    */
 /* ------------------------------------------------------------------------ */
@@ -303,6 +329,39 @@ EANN_AVX2_INLINE void exp_n_avx2_body(int n, const double *x, double *y) {
 }
 
 EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2_body(n, x, y); }
+
+/* eann_radial (same bits as radial_pair): four k at a time, the argument,
+ * v_exp_core, W = par R in one pass; a vector with an argument outside
+ * [-708, 708] (or NaN) takes exp_one lane by lane, which is what
+ * eann_exp_n gives for every element (exp_core in range, libm beyond) */
+EANN_AVX2 static void radial_avx2(int np, int K, const double *d, const int *nbr,
+                                  const int *species, const int *src, const double *rs,
+                                  const double *inta, const double *par, double *R, double *W) {
+    const int K4 = K - K % 4;
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const size_t s = (size_t)species[nbr[p]] * K;
+        const double dp = d[p], *rss = rs + s, *ins = inta + s, *pas = par + s;
+        double *Rp = R + (size_t)p * K, *Wp = W + (size_t)p * K;
+        v4i ok = {-1, -1, -1, -1};
+        for (int k = 0; k < K4; k += 4) {
+            v4d t = dp - v_load(rss + k);
+            v4d x = -v_load(ins + k) * (t * t);
+            ok &= (x >= -708.0) & (x <= 708.0);
+            v4d e = v_exp_core(x);
+            v_store(Rp + k, e);
+            v_store(Wp + k, v_load(pas + k) * e);
+        }
+        if (!(ok[0] & ok[1] & ok[2] & ok[3])) /* rare: redo the pair */
+            radial_pair(K, dp, rss, ins, pas, Rp, Wp);
+        else
+            for (int k = K4; k < K; k++) {
+                double t = dp - rss[k];
+                Rp[k] = exp_one(-ins[k] * (t * t));
+                Wp[k] = pas[k] * Rp[k];
+            }
+    }
+}
 
 /* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
  * b[j] (or 0) and adds x[a][c] B[c][j] for c = 0, 1, ... in turn). The
@@ -690,6 +749,17 @@ void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const
 void eann_exp_sel(int simd, int n, const double *x, double *y) {
     IF_AVX2(simd, exp_n_avx2(n, x, y));
     eann_exp_n(n, x, y);
+}
+
+void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const int *species,
+                 const int *src, const double *rs, const double *inta, const double *par,
+                 double *R, double *W) {
+    IF_AVX2(simd, radial_avx2(np, K, d, nbr, species, src, rs, inta, par, R, W));
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const size_t s = (size_t)species[nbr[p]] * K;
+        radial_pair(K, d[p], rs + s, inta + s, par + s, R + (size_t)p * K, W + (size_t)p * K);
+    }
 }
 
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {

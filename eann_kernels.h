@@ -23,6 +23,15 @@ void eann_exp_sel(int simd, int n, const double *x, double *y);
  * a = 0, 1, ... in turn; x [n][nin], dz [n][nout], dw [nout][nin]. */
 void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const double *dz,
                       double *dw);
+/* The radial functions of the pairs p < np with src[p] < 0 (FORMAT.md 4.2,
+ * EANN chapter Eq. 16): with s = species[nbr[p]] (the neighbour's species)
+ * and t = d[p] - rs[s][k],
+ *     R[p][k] = exp(-inta[s][k] (t t))   (eann_exp_n's exp),
+ *     W[p][k] = par[s][k] R[p][k];
+ * rs, inta, par [S][K], R, W [np][K]; pairs with src[p] >= 0 are left alone. */
+void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const int *species,
+                 const int *src, const double *rs, const double *inta, const double *par,
+                 double *R, double *W);
 /* The descriptor sum S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] in the
  * order of p; A [np][M], W [np][K], S [M][K]. */
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S);
