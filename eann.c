@@ -385,7 +385,7 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     /* every size below fits a size_t and its byte count too (32-bit hosts) */
     uint64_t narr64, ntheta64, nwt64;
     spec_counts(spec, &narr64, &ntheta64, &nwt64);
-    if (ntheta64 > SIZE_MAX / sizeof(double) || nwt64 > SIZE_MAX / sizeof(double) ||
+    if (ntheta64 > SIZE_MAX / sizeof(double) || nwt64 > SIZE_MAX / 2 / sizeof(double) ||
         narr64 > SIZE_MAX / sizeof(eann_array))
         return msgf(msg, msglen, "network of %.3g values is too large", (double)ntheta64),
                EANN_ENOMEM;
@@ -455,7 +455,10 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     m->ntheta = off;
     m->nwt = wtoff;
     m->theta = calloc(off, sizeof(double));
-    m->wt = calloc(wtoff ? wtoff : 1, sizeof(double));
+    /* wt holds the transposed weights [nin][nout] of every layer (L->wt),
+     * then the same packed for the AVX2 matrix kernel (eann_pack_b) at
+     * nwt + L->wt; eann_model_sync fills both */
+    m->wt = calloc(wtoff ? 2 * wtoff : 1, sizeof(double));
     if (!m->theta || !m->wt) {
         eann_model_free(m);
         return EANN_ENOMEM;
@@ -481,6 +484,7 @@ void eann_model_sync(eann_model *m) {
         double *wt = m->wt + L->wt;
         for (int o = 0; o < L->nout; o++)
             for (int c = 0; c < L->nin; c++) wt[(size_t)c * L->nout + o] = w[(size_t)o * L->nin + c];
+        eann_pack_b(L->nin, L->nout, wt, m->wt + m->nwt + L->wt);
     }
 }
 
@@ -1088,15 +1092,16 @@ void eann_net_forward(const eann_model *m, eann_work *w, int t) {
             const eann_layer *L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout;
             double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
-            eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
+            eann_matmul_packed(w->simd, n, L->nin, L->nout, in, m->wt + L->wt,
+                               m->wt + m->nwt + L->wt, th + L->b, y);
             eann_ln_act(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
                         th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
                         y, w->sig[t][h] + r0 * c, a);
             in = a;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
-        eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
-               w->out[t] + (size_t)r0 * L->nout);
+        eann_matmul_packed(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, m->wt + m->nwt + L->wt,
+                           th + L->b, w->out[t] + (size_t)r0 * L->nout);
     }
 }
 

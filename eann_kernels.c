@@ -462,6 +462,114 @@ EANN_AVX2_INLINE void row1_avx2(int nk, int nj, const double *x, const double *B
     for (; j < nj; j++) tile_rx1(1, nk, nj, x, B, b, j, z);
 }
 
+/* gemm_avx2 on packed weights (eann_pack_b): the same tiles and the same
+ * sums, each z[a][j] from b[j] (or 0) adding x[a][c] B[c][j] for c = 0, 1,
+ * ... in turn; only the addresses of the weights differ. In the ptile_*
+ * below, Bp, bj and z point at the tile's first column (of the packed
+ * block, of the bias, of the output), ldb and ldz are their row strides. */
+
+/* 8 columns of rows 0..R-1 (R <= 4) from a packed block [nk][8] */
+EANN_AVX2_INLINE void ptile_rx8(int R, int nk, const double *x, const double *Bp,
+                                const double *bj, double *z, int ldz) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    v4d a0 = v_init(bj, 0), a1 = v_init(bj, 4);
+    v4d b0 = a0, b1 = a1, c0 = a0, c1 = a1, d0 = a0, d1 = a1;
+    for (int c = 0; c < nk; c++) {
+        const double *w = Bp + 8 * (size_t)c;
+        v4d w0 = v_load(w), w1 = v_load(w + 4), p;
+        p = v_splat(x0[c]); a0 += p * w0; a1 += p * w1;
+        if (R > 1) { p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1; }
+        if (R > 2) { p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1; }
+        if (R > 3) { p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1; }
+    }
+    v_store(z, a0); v_store(z + 4, a1);
+    if (R > 1) { z += ldz; v_store(z, b0); v_store(z + 4, b1); }
+    if (R > 2) { z += ldz; v_store(z, c0); v_store(z + 4, c1); }
+    if (R > 3) { z += ldz; v_store(z, d0); v_store(z + 4, d1); }
+}
+
+/* 32 columns of one row from four consecutive packed blocks (8 sums, as
+ * tile_1x32) */
+EANN_AVX2_INLINE void ptile_1x32(int nk, const double *x, const double *Bp, const double *bj,
+                                 double *z) {
+    const size_t s = 8 * (size_t)nk; /* from one block to the next */
+    v4d a0 = v_init(bj, 0), a1 = v_init(bj, 4), a2 = v_init(bj, 8), a3 = v_init(bj, 12);
+    v4d a4 = v_init(bj, 16), a5 = v_init(bj, 20), a6 = v_init(bj, 24), a7 = v_init(bj, 28);
+    for (int c = 0; c < nk; c++) {
+        const double *w = Bp + 8 * (size_t)c;
+        v4d p = v_splat(x[c]);
+        a0 += p * v_load(w); a1 += p * v_load(w + 4);
+        a2 += p * v_load(w + s); a3 += p * v_load(w + s + 4);
+        a4 += p * v_load(w + 2 * s); a5 += p * v_load(w + 2 * s + 4);
+        a6 += p * v_load(w + 3 * s); a7 += p * v_load(w + 3 * s + 4);
+    }
+    v_store(z, a0); v_store(z + 4, a1); v_store(z + 8, a2); v_store(z + 12, a3);
+    v_store(z + 16, a4); v_store(z + 20, a5); v_store(z + 24, a6); v_store(z + 28, a7);
+}
+
+/* 4 columns, then 1 column, of rows 0..R-1 (R <= 4) from B rows of stride
+ * ldb (the packed tail [nk][nt]) */
+EANN_AVX2_INLINE void ptile_rx4(int R, int nk, const double *x, const double *Bp, int ldb,
+                                const double *bj, double *z, int ldz) {
+    v4d a0 = v_init(bj, 0), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        v4d w = v_load(Bp + (size_t)c * ldb);
+        a0 += v_splat(x[c]) * w;
+        if (R > 1) a1 += v_splat(x[nk + c]) * w;
+        if (R > 2) a2 += v_splat(x[2 * (size_t)nk + c]) * w;
+        if (R > 3) a3 += v_splat(x[3 * (size_t)nk + c]) * w;
+    }
+    v_store(z, a0);
+    if (R > 1) v_store(z + ldz, a1);
+    if (R > 2) v_store(z + 2 * (size_t)ldz, a2);
+    if (R > 3) v_store(z + 3 * (size_t)ldz, a3);
+}
+EANN_AVX2_INLINE void ptile_rx1(int R, int nk, const double *x, const double *Bp, int ldb,
+                                const double *bj, double *z, int ldz) {
+    double a0 = bj ? bj[0] : 0.0, a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        double w = Bp[(size_t)c * ldb];
+        a0 += x[c] * w;
+        if (R > 1) a1 += x[nk + c] * w;
+        if (R > 2) a2 += x[2 * (size_t)nk + c] * w;
+        if (R > 3) a3 += x[3 * (size_t)nk + c] * w;
+    }
+    z[0] = a0;
+    if (R > 1) z[ldz] = a1;
+    if (R > 2) z[2 * (size_t)ldz] = a2;
+    if (R > 3) z[3 * (size_t)ldz] = a3;
+}
+
+/* rows 0..R-1 (R <= 4), all columns, from packed weights; one row takes
+ * blocks of 32 columns where it can (as row1_avx2) */
+EANN_AVX2_INLINE void prows_avx2(int R, int nk, int nj, const double *x, const double *P,
+                                 const double *b, double *z) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    int j = 0;
+    if (R == 1)
+        for (; j + 32 <= j8; j += 32) ptile_1x32(nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j);
+    for (; j < j8; j += 8) ptile_rx8(R, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    const double *Pt = P + (size_t)j8 * nk; /* [nk][nt] */
+    int l = 0;
+    for (; l + 4 <= nt; l += 4)
+        ptile_rx4(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+    for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+}
+
+EANN_AVX2 static void gemm_packed_avx2(int n, int nk, int nj, const double *x, const double *P,
+                                       const double *b, double *z) {
+    int a = 0;
+    for (; a + 4 <= n; a += 4) prows_avx2(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: prows_avx2(3, nk, nj, xa, P, b, za); break;
+    case 2: prows_avx2(2, nk, nj, xa, P, b, za); break;
+    case 1: prows_avx2(1, nk, nj, xa, P, b, za); break;
+    default: break;
+    }
+}
+
 EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
                                 const double *b, double *z) {
     int a = 0;
@@ -735,6 +843,22 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
 void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
                  const double *b, double *z) {
     IF_AVX2(simd, gemm_avx2(n, nk, nj, x, B, b, z));
+    gemm_rows(n, nk, nj, x, B, b, z);
+}
+
+void eann_pack_b(int nk, int nj, const double *B, double *P) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    for (int j0 = 0; j0 < j8; j0 += 8)
+        for (int c = 0; c < nk; c++)
+            for (int l = 0; l < 8; l++) P[(size_t)j0 * nk + 8 * (size_t)c + l] = B[(size_t)c * nj + j0 + l];
+    for (int c = 0; c < nk; c++)
+        for (int l = 0; l < nt; l++) P[(size_t)j8 * nk + (size_t)c * nt + l] = B[(size_t)c * nj + j8 + l];
+}
+
+void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
+                        const double *P, const double *b, double *z) {
+    IF_AVX2(simd, gemm_packed_avx2(n, nk, nj, x, P, b, z));
+    (void)P;
     gemm_rows(n, nk, nj, x, B, b, z);
 }
 

@@ -17,6 +17,18 @@ extern "C" {
 /* The copy eann_work_new picks: EANN_SIMD_AVX2 if this build has it and the
  * CPU runs it, else EANN_SIMD_PORTABLE. */
 int eann_simd_best(void);
+/* The weights of a linear layer packed for the AVX2 matrix kernel: B
+ * [nk][nj] (row-major, = W^T) -> P [nk * nj]: for each block of 8 columns
+ * j0 = 0, 8, .. (j0 + 8 <= nj) the rows c = 0..nk-1 of B[c][j0..j0+7] one
+ * after the other (P + j0 nk is that block, [nk][8]), then the last
+ * nt = nj % 8 columns as [nk][nt] at P + (nj - nt) nk. A tile of the
+ * product then reads its weights as one sequential stream (the hardware
+ * prefetcher's best case) instead of one cache line every nj doubles. */
+void eann_pack_b(int nk, int nj, const double *B, double *P);
+/* eann_matmul (same bits) with the weights also given packed (P =
+ * eann_pack_b of B): the AVX2 copy reads P, the portable one B. */
+void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
+                        const double *P, const double *b, double *z);
 /* y[i] = exp(x[i]) (eann_exp_n; x may equal y). */
 void eann_exp_sel(int simd, int n, const double *x, double *y);
 /* Weight gradient of a linear layer: dw[o][c] += dz[a][o] x[a][c] for
