@@ -14,6 +14,12 @@
 extern "C" {
 #endif
 
+/* A private mode for tests and benchmarks (eann_work_set_simd,
+ * eann_exp_n_simd): the AVX2 copy with 4 lanes everywhere. EANN_SIMD_AVX2
+ * itself runs the exp-heavy loops (exp, radial values, LayerNorm +
+ * activation) with 8 lanes where the CPU has AVX-512F (eann_kernels.c
+ * section 2b); the bits are the same in every mode. */
+#define EANN_SIMD_AVX2_ONLY 3
 /* The copy eann_work_new picks: EANN_SIMD_AVX2 if this build has it and the
  * CPU runs it, else EANN_SIMD_PORTABLE. */
 int eann_simd_best(void);
