@@ -331,37 +331,54 @@ EANN_AVX2_INLINE void exp_n_avx2_body(int n, const double *x, double *y) {
 
 EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2_body(n, x, y); }
 
-/* eann_radial (same bits as radial_pair): four k at a time, the argument,
- * v_exp_core, W = par R in one pass; a vector with an argument outside
- * [-708, 708] (or NaN) takes exp_one lane by lane, which is what
- * eann_exp_n gives for every element (exp_core in range, libm beyond) */
-EANN_AVX2 static void radial_avx2(int np, int K, const double *d, const int *nbr,
-                                  const int *species, const int *src, const double *rs,
-                                  const double *inta, const double *par, double *R, double *W) {
+/* eann_radial (same bits as radial_pair) in three passes over the fresh
+ * pairs: the arguments -inta (t t), then exp over each run of consecutive
+ * fresh pairs as one long array (the exp chains of many pairs overlap; per
+ * pair there would be only three vectors), then W = par R. exp_n with the
+ * chosen width (EXP8: 8 lanes, section 2b) gives each element what
+ * eann_exp_n gives. */
+EANN_AVX2_INLINE void radial_args_all(int np, int K, const double *d, const int *nbr,
+                                      const int *species, const int *src, const double *rs,
+                                      const double *inta, double *R) {
     const int K4 = K - K % 4;
     for (int p = 0; p < np; p++) {
         if (src[p] >= 0) continue;
         const size_t s = (size_t)species[nbr[p]] * K;
-        const double dp = d[p], *rss = rs + s, *ins = inta + s, *pas = par + s;
-        double *Rp = R + (size_t)p * K, *Wp = W + (size_t)p * K;
-        v4i ok = {-1, -1, -1, -1};
+        const double dp = d[p], *rss = rs + s, *ins = inta + s;
+        double *Rp = R + (size_t)p * K;
         for (int k = 0; k < K4; k += 4) {
             v4d t = dp - v_load(rss + k);
-            v4d x = -v_load(ins + k) * (t * t);
-            ok &= (x >= -708.0) & (x <= 708.0);
-            v4d e = v_exp_core(x);
-            v_store(Rp + k, e);
-            v_store(Wp + k, v_load(pas + k) * e);
+            v_store(Rp + k, -v_load(ins + k) * (t * t));
         }
-        if (!(ok[0] & ok[1] & ok[2] & ok[3])) /* rare: redo the pair */
-            radial_pair(K, dp, rss, ins, pas, Rp, Wp);
-        else
-            for (int k = K4; k < K; k++) {
-                double t = dp - rss[k];
-                Rp[k] = exp_one(-ins[k] * (t * t));
-                Wp[k] = pas[k] * Rp[k];
-            }
+        for (int k = K4; k < K; k++) {
+            double t = dp - rss[k];
+            Rp[k] = -ins[k] * (t * t);
+        }
     }
+}
+EANN_AVX2_INLINE void radial_w_all(int np, int K, const int *nbr, const int *species,
+                                   const int *src, const double *par, const double *R, double *W) {
+    const int K4 = K - K % 4;
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const double *pas = par + (size_t)species[nbr[p]] * K, *Rp = R + (size_t)p * K;
+        double *Wp = W + (size_t)p * K;
+        for (int k = 0; k < K4; k += 4) v_store(Wp + k, v_load(pas + k) * v_load(Rp + k));
+        for (int k = K4; k < K; k++) Wp[k] = pas[k] * Rp[k];
+    }
+}
+
+EANN_AVX2 static void radial_avx2(int np, int K, const double *d, const int *nbr,
+                                  const int *species, const int *src, const double *rs,
+                                  const double *inta, const double *par, double *R, double *W) {
+    radial_args_all(np, K, d, nbr, species, src, rs, inta, R);
+    for (int p = 0; p < np;) {
+        int e = p; /* pairs p .. e-1 are fresh */
+        while (e < np && src[e] < 0) e++;
+        if (e > p) exp_n_avx2_body((e - p) * K, R + (size_t)p * K, R + (size_t)p * K);
+        p = e + 1;
+    }
+    radial_w_all(np, K, nbr, species, src, par, R, W);
 }
 
 /* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
@@ -893,44 +910,19 @@ EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
     for (; i < n; i++) y[i] = exp_core(x[i]);
 }
 
-/* radial_avx2 with 8 lanes (then 4, then 1) */
+/* radial_avx2 with the exp of 8 lanes */
 EANN_AVX512 static void radial_avx512(int np, int K, const double *d, const int *nbr,
                                       const int *species, const int *src, const double *rs,
                                       const double *inta, const double *par, double *R,
                                       double *W) {
-    for (int p = 0; p < np; p++) {
-        if (src[p] >= 0) continue;
-        const size_t s = (size_t)species[nbr[p]] * K;
-        const double dp = d[p], *rss = rs + s, *ins = inta + s, *pas = par + s;
-        double *Rp = R + (size_t)p * K, *Wp = W + (size_t)p * K;
-        v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
-        v4i ok4 = {-1, -1, -1, -1};
-        int k = 0;
-        for (; k + 8 <= K; k += 8) {
-            v8d t = dp - v8_load(rss + k);
-            v8d x = -v8_load(ins + k) * (t * t);
-            ok8 &= (x >= -708.0) & (x <= 708.0);
-            v8d e = v8_exp_core(x);
-            v8_store(Rp + k, e);
-            v8_store(Wp + k, v8_load(pas + k) * e);
-        }
-        for (; k + 4 <= K; k += 4) {
-            v4d t = dp - v_load(rss + k);
-            v4d x = -v_load(ins + k) * (t * t);
-            ok4 &= (x >= -708.0) & (x <= 708.0);
-            v4d e = v_exp_core(x);
-            v_store(Rp + k, e);
-            v_store(Wp + k, v_load(pas + k) * e);
-        }
-        if (!(v8_all(ok8) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1)) /* rare: redo the pair */
-            radial_pair(K, dp, rss, ins, pas, Rp, Wp);
-        else
-            for (; k < K; k++) {
-                double t = dp - rss[k];
-                Rp[k] = exp_one(-ins[k] * (t * t));
-                Wp[k] = pas[k] * Rp[k];
-            }
+    radial_args_all(np, K, d, nbr, species, src, rs, inta, R);
+    for (int p = 0; p < np;) {
+        int e = p; /* pairs p .. e-1 are fresh */
+        while (e < np && src[e] < 0) e++;
+        if (e > p) exp_n_avx512((e - p) * K, R + (size_t)p * K, R + (size_t)p * K);
+        p = e + 1;
     }
+    radial_w_all(np, K, nbr, species, src, par, R, W);
 }
 
 /* ln_act_row with 8 lanes (then 4, then 1); the same redo rule */
