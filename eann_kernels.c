@@ -15,7 +15,12 @@
  *    (eann_work_set_simd; chosen per call, so one binary runs everywhere).
  *    HACKING.md "SIMD" says why these stay hand-written (the portable C
  *    built for AVX2 was 40-80 % slower).
- * 3. The dispatchers (IF_AVX2).
+ *    Section 2b: inside this copy, the exp-heavy loops (exp, radial values,
+ *    LayerNorm + activation) use 8 lanes (AVX-512F) where the CPU has it;
+ *    the private mode EANN_SIMD_AVX2_ONLY (tests, benchmarks) keeps 4.
+ *    The forward pass reads its weights packed (eann_pack_b, filled by
+ *    eann_model_sync) so that each register tile streams them in order.
+ * 3. The dispatchers (IF_AVX2, IF_AVX512).
  *
  * Same-bits rule: a vector only ever runs across INDEPENDENT results
  * (columns of a matrix product, elements of a row, or the four partial sums
