@@ -385,7 +385,7 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     /* every size below fits a size_t and its byte count too (32-bit hosts) */
     uint64_t narr64, ntheta64, nwt64;
     spec_counts(spec, &narr64, &ntheta64, &nwt64);
-    if (ntheta64 > SIZE_MAX / sizeof(double) || nwt64 > SIZE_MAX / sizeof(double) ||
+    if (ntheta64 > SIZE_MAX / sizeof(double) || nwt64 > SIZE_MAX / 2 / sizeof(double) ||
         narr64 > SIZE_MAX / sizeof(eann_array))
         return msgf(msg, msglen, "network of %.3g values is too large", (double)ntheta64),
                EANN_ENOMEM;
@@ -455,7 +455,10 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     m->ntheta = off;
     m->nwt = wtoff;
     m->theta = calloc(off, sizeof(double));
-    m->wt = calloc(wtoff ? wtoff : 1, sizeof(double));
+    /* wt holds the transposed weights [nin][nout] of every layer (L->wt),
+     * then the same packed for the AVX2 matrix kernel (eann_pack_b) at
+     * nwt + L->wt; eann_model_sync fills both */
+    m->wt = calloc(wtoff ? 2 * wtoff : 1, sizeof(double));
     if (!m->theta || !m->wt) {
         eann_model_free(m);
         return EANN_ENOMEM;
@@ -481,6 +484,7 @@ void eann_model_sync(eann_model *m) {
         double *wt = m->wt + L->wt;
         for (int o = 0; o < L->nout; o++)
             for (int c = 0; c < L->nin; c++) wt[(size_t)c * L->nout + o] = w[(size_t)o * L->nin + c];
+        eann_pack_b(L->nin, L->nout, wt, m->wt + m->nwt + L->wt);
     }
 }
 
@@ -673,24 +677,6 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
     for (; k < n; k++) z[k] = x[k] * y[k];
 }
 
-/* R[k] = -inta[k] (d - rs[k])^2, the argument of the radial function
- * (FORMAT.md 4.2), four at a time as mul_n */
-static inline void radial_args(int n, double d, const double *restrict rs,
-                               const double *restrict inta, double *restrict R) {
-    int k = 0;
-    for (; k + 4 <= n; k += 4) {
-        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
-        R[k] = -inta[k] * (t0 * t0);
-        R[k + 1] = -inta[k + 1] * (t1 * t1);
-        R[k + 2] = -inta[k + 2] * (t2 * t2);
-        R[k + 3] = -inta[k + 3] * (t3 * t3);
-    }
-    for (; k < n; k++) {
-        double t = d - rs[k];
-        R[k] = -inta[k] * (t * t);
-    }
-}
-
 /* 2. ordered pairs (i, j), i != j, with dmin < d < rc (strict), grouped by
  * centre row i and, within a row, in ascending order of the neighbour row j
  * (the order of every sum over pairs). find_neighbours lists them (pair_j,
@@ -829,17 +815,35 @@ static inline void angular(int M, double fc, double fcd, const double *v, const 
     }
 }
 
+/* d fc / d d for c = 0.5 cos(d f) + 0.5, f = pi / rc (fc = c^2) */
+static inline double dfc_of(double c, double d, double f) {
+    return 2.0 * c * (-0.5 * sin(d * f) * f);
+}
+
+/* pair_dfc of every pair, after a setup that skipped it (the same bits as
+ * pair_terms: mirrored pairs have the same d) */
+static void fill_dfc(const eann_model *m, eann_work *w) {
+    const double f = EANN_PI / m->spec.cutoff;
+    for (int p = 0; p < w->npairs; p++) {
+        const double d = w->pair_d[p], c = 0.5 * cos(d * f) + 0.5;
+        w->pair_dfc[p] = dfc_of(c, d, f);
+    }
+}
+
 /* v, the cutoff, the angular components and the radial arguments of every
  * pair. The pair (i, j), j < i, mirrors (j, i) built earlier: same d, fc,
  * dfc (and R if both atoms have the same species), v negated, A with the
  * signs (-1)^L - all bitwise what a recomputation would give. cursor[j] walks row j's pairs with neighbours > j in order
  * (each is mirrored exactly once, by row i in ascending order). */
-static void pair_terms(const eann_model *m, eann_work *w) {
-    const int K = m->spec.nwave, M = m->norbital;
+/* (always_inline: so that pair_terms_fc below really has no sin call) */
+#if defined(__GNUC__)
+__attribute__((always_inline))
+#endif
+static inline void pair_terms(const eann_model *m, eann_work *w, const int need_dfc) {
+    const int M = m->norbital;
     double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
     for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
     const double f = EANN_PI / m->spec.cutoff;
-    const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
     const double *x = w->x;
     int *cursor = w->cursor;
     for (int i = 0; i < w->natoms; i++) {
@@ -856,30 +860,30 @@ static void pair_terms(const eann_model *m, eann_work *w) {
                  * sign L times, and IEEE products are exactly sign-symmetric */
                 mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
                 w->pair_fc[p] = w->pair_fc[mirror];
-                w->pair_dfc[p] = w->pair_dfc[mirror];
+                if (need_dfc) w->pair_dfc[p] = w->pair_dfc[mirror];
             } else {
                 /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
                  * the angular components A_m (cached for the backward pass) */
                 double c = 0.5 * cos(d * f) + 0.5;
                 w->pair_fc[p] = c * c;
-                w->pair_dfc[p] = 2.0 * c * (-0.5 * sin(d * f) * f);
+                if (need_dfc) w->pair_dfc[p] = dfc_of(c, d, f);
                 angular(M, w->pair_fc[p], 0.0, v, NULL, A, NULL);
             }
-            if (mirror >= 0 && si == sj) {
-                w->pair_src[p] = mirror; /* R, W copied in radial_values */
-            } else {
-                /* argument of the radial R_k = exp(-inta (d - rs)^2), neighbour's species */
-                radial_args(K, d, rs + (size_t)sj * K, inta + (size_t)sj * K,
-                            w->pair_r + (size_t)p * K);
-                w->pair_src[p] = -1;
-            }
+            /* R, W of a mirrored pair of equal species are copied in radial_values */
+            w->pair_src[p] = mirror >= 0 && si == sj ? mirror : -1;
         }
         cursor[i] = w->pair_start[i];
         while (cursor[i] < end && w->pair_j[cursor[i]] < i) cursor[i]++;
     }
 }
 
-static int build_pairs(const eann_model *m, eann_work *w) {
+/* pair_terms with and without d fc / d d: two functions, so that in the
+ * second no sin call is left for the compiler to merge with the cos into a
+ * sincos call (the sin would then be paid for anyway) */
+static void pair_terms_dfc(const eann_model *m, eann_work *w) { pair_terms(m, w, 1); }
+static void pair_terms_fc(const eann_model *m, eann_work *w) { pair_terms(m, w, 0); }
+
+static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     const int N = w->natoms;
     cell_grid grid;
     const cell_grid *g = make_cells(m, w, &grid) ? &grid : NULL;
@@ -895,7 +899,11 @@ static int build_pairs(const eann_model *m, eann_work *w) {
     w->npairs = (int)np;
     int rc = grow_pairs(m, w, np);
     if (rc) return rc;
-    pair_terms(m, w);
+    if (need_dfc) pair_terms_dfc(m, w);
+    else pair_terms_fc(m, w);
+    /* without d fc / d d, pair_dfc[0] = NaN says so (a real one is finite):
+     * eann_descriptor_backward then calls fill_dfc first */
+    if (!need_dfc && np) w->pair_dfc[0] = NAN;
     return EANN_OK;
 }
 
@@ -904,29 +912,24 @@ static int build_pairs(const eann_model *m, eann_work *w) {
 static void radial_values(const eann_model *m, eann_work *w) {
     const int K = m->spec.nwave;
     const size_t np = (size_t)w->npairs;
-    const double *par = m->theta + m->off_params;
-    /* radial values: one exp call per run of fresh pairs (long vectors), then
-     * W_k = params[s_j][k] R_k; a mirrored pair of equal species copies its
-     * source's R and W (built earlier: a source is always a fresh pair) */
-    for (size_t p = 0; p < np;) {
-        size_t e = p; /* pairs p .. e-1 are fresh, pair e (if e < np) is a copy */
-        while (e < np && w->pair_src[e] < 0) e++;
-        if (e > p) eann_exp_sel(w->simd, (int)((e - p) * (size_t)K), w->pair_r + p * K, w->pair_r + p * K);
-        p = e + 1;
-    }
+    /* the fresh pairs (pair_src < 0) in one pass (eann_kernels.c), then a
+     * mirrored pair of equal species copies its source's R and W (built
+     * there: a source is always a fresh pair) */
+    eann_radial(w->simd, w->npairs, K, w->pair_d, w->pair_j, w->row_species, w->pair_src,
+                m->theta + m->off_rs, m->theta + m->off_inta, m->theta + m->off_params,
+                w->pair_r, w->pair_w);
     for (size_t p = 0; p < np; p++) {
-        double *R = w->pair_r + p * K, *W = w->pair_w + p * K;
-        if (w->pair_src[p] >= 0) {
-            memcpy(R, w->pair_r + (size_t)w->pair_src[p] * K, sizeof(double) * (size_t)K);
-            memcpy(W, w->pair_w + (size_t)w->pair_src[p] * K, sizeof(double) * (size_t)K);
-        } else {
-            mul_n(K, par + (size_t)w->row_species[w->pair_j[p]] * K, R, W);
-        }
+        if (w->pair_src[p] < 0) continue;
+        const size_t q = (size_t)w->pair_src[p] * K;
+        memcpy(w->pair_r + p * K, w->pair_r + q, sizeof(double) * (size_t)K);
+        memcpy(w->pair_w + p * K, w->pair_w + q, sizeof(double) * (size_t)K);
     }
 }
 
-int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
-               const double *pos) {
+/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
+ * input gradients use (eann_predict of a dipole or tdm model) */
+static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+                 const double *pos, int need_dfc) {
     if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
         return EANN_EINVAL;
     const int S = m->spec.nspecies;
@@ -959,10 +962,15 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
             }
     }
     w->sp_start[S] = r;
-    int rc = build_pairs(m, w);
+    int rc = build_pairs(m, w, need_dfc);
     if (rc) return rc;
     radial_values(m, w);
     return EANN_OK;
+}
+
+int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+               const double *pos) {
+    return setup(m, w, natoms, species, pos, 1);
 }
 
 /* rl[k] += Sq[k]^2, four at a time as mul_n (each rl[k] gets one add) */
@@ -975,6 +983,33 @@ static inline void add_squares(int K, const double *restrict Sq, double *restric
         rl[k + 3] += Sq[k + 3] * Sq[k + 3];
     }
     for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
+}
+
+/* rl[k] = 0 + Sq[0][k]^2 + Sq[1][k]^2 + ... + Sq[nq-1][k]^2 (the rows of one
+ * angular group, in order), four k at a time with the sums in registers:
+ * the same sums as zeroing rl and calling add_squares row by row, without
+ * reading back what the previous row stored */
+static inline void group_squares(int K, int nq, const double *restrict Sq, double *restrict rl) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int q = 0; q < nq; q++) {
+            const double *s = Sq + (size_t)q * K + k;
+            a0 += s[0] * s[0];
+            a1 += s[1] * s[1];
+            a2 += s[2] * s[2];
+            a3 += s[3] * s[3];
+        }
+        rl[k] = a0;
+        rl[k + 1] = a1;
+        rl[k + 2] = a2;
+        rl[k + 3] = a3;
+    }
+    for (; k < K; k++) {
+        double a = 0;
+        for (int q = 0; q < nq; q++) a += Sq[(size_t)q * K + k] * Sq[(size_t)q * K + k];
+        rl[k] = a;
+    }
 }
 
 void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
@@ -991,11 +1026,24 @@ void eann_descriptor_forward(const eann_model *m, eann_work *w) {
         int p0 = w->pair_start[i];
         eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
                      w->pair_w + (size_t)p0 * K, S);
-        /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2 */
+        /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
+         * a run of components of one group at once (group_squares; the groups
+         * are consecutive runs, eann_model_new), a group met again adds */
         double *rho = w->rho + (size_t)i * D;
-        memset(rho, 0, sizeof(double) * (size_t)D);
-        for (int q = 0; q < M; q++)
-            add_squares(K, S + (size_t)q * K, rho + (size_t)m->index_para[q] * K);
+        int started[EANN_MAX_NIPSIN] = {0};
+        for (int q = 0; q < M;) {
+            const int L = m->index_para[q];
+            int q1 = q + 1;
+            while (q1 < M && m->index_para[q1] == L) q1++;
+            if (!started[L])
+                group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
+            else
+                for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
+            started[L] = 1;
+            q = q1;
+        }
+        for (int L = 0; L < m->spec.nipsin; L++)
+            if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
     }
 }
 
@@ -1003,6 +1051,7 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
                               double *dpos, double *dtheta) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
     const double *rs = m->theta + m->off_rs, *inta = m->theta + m->off_inta;
+    if (dpos && w->npairs && isnan(w->pair_dfc[0])) fill_dfc(m, w); /* setup skipped it */
     for (int i = 0; i < w->natoms; i++) {
         /* drho/dS[m][k] = 2 S[m][k] */
         const double *S = w->S + (size_t)i * M * K, *dr = drho + (size_t)i * D;
@@ -1083,15 +1132,16 @@ void eann_net_forward(const eann_model *m, eann_work *w, int t) {
             const eann_layer *L = eann_layer_of(m, t, s, h);
             size_t c = (size_t)L->nout;
             double *y = w->y[t][h] + r0 * c, *a = w->a[t][h] + r0 * c;
-            eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b, y);
+            eann_matmul_packed(w->simd, n, L->nin, L->nout, in, m->wt + L->wt,
+                               m->wt + m->nwt + L->wt, th + L->b, y);
             eann_ln_act(w->simd, n, L->nout, y, th + L->ln_g, th + L->ln_b, ns->ln_eps,
                         th + L->act_a, th + L->act_b, w->zhat[t][h] + r0 * c, w->rstd[t][h] + r0,
                         y, w->sig[t][h] + r0 * c, a);
             in = a;
         }
         const eann_layer *L = eann_layer_of(m, t, s, H);
-        eann_matmul(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, th + L->b,
-               w->out[t] + (size_t)r0 * L->nout);
+        eann_matmul_packed(w->simd, n, L->nin, L->nout, in, m->wt + L->wt, m->wt + m->nwt + L->wt,
+                           th + L->b, w->out[t] + (size_t)r0 * L->nout);
     }
 }
 
@@ -1310,7 +1360,8 @@ void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, dou
 int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *species,
                  const double *pos, double *out) {
     if (!out) return EANN_EINVAL;
-    int rc = eann_setup(m, w, natoms, species, pos);
+    /* only the polarizability needs input gradients (d fc / d d) */
+    int rc = setup(m, w, natoms, species, pos, m && m->spec.kind == EANN_POLARIZABILITY);
     if (rc) return rc;
     eann_descriptor_forward(m, w);
     if (m->spec.kind == EANN_DIPOLE) {

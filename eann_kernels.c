@@ -15,7 +15,12 @@
  *    (eann_work_set_simd; chosen per call, so one binary runs everywhere).
  *    HACKING.md "SIMD" says why these stay hand-written (the portable C
  *    built for AVX2 was 40-80 % slower).
- * 3. The dispatchers (IF_AVX2).
+ *    Section 2b: inside this copy, the exp-heavy loops (exp, radial values,
+ *    LayerNorm + activation) use 8 lanes (AVX-512F) where the CPU has it;
+ *    the private mode EANN_SIMD_AVX2_ONLY (tests, benchmarks) keeps 4.
+ *    The forward pass reads its weights packed (eann_pack_b, filled by
+ *    eann_model_sync) so that each register tile streams them in order.
+ * 3. The dispatchers (IF_AVX2, IF_AVX512).
  *
  * Same-bits rule: a vector only ever runs across INDEPENDENT results
  * (columns of a matrix product, elements of a row, or the four partial sums
@@ -36,6 +41,7 @@
 /* v4d is a GNU C vector of 4 doubles (the AVX2 copy only) */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define EANN_HAVE_AVX2 1
+#include <immintrin.h> /* the table permutes of v8_exp_core (section 2b) */
 #define EANN_AVX2 __attribute__((target("avx2")))
 #define EANN_AVX2_INLINE static inline __attribute__((always_inline, target("avx2")))
 typedef double v4d __attribute__((vector_size(32)));
@@ -250,6 +256,32 @@ static void sum_atw(int np, int M, int K, const double *restrict A, const double
         for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
 }
 
+/* eann_radial, one pair: the argument -inta (t t), t = d - rs, four at a
+ * time (gcc pairs them into SSE registers), eann_exp_n, then W = par R */
+static void radial_pair(int K, double d, const double *restrict rs, const double *restrict inta,
+                        const double *restrict par, double *restrict R, double *restrict W) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        double t0 = d - rs[k], t1 = d - rs[k + 1], t2 = d - rs[k + 2], t3 = d - rs[k + 3];
+        R[k] = -inta[k] * (t0 * t0);
+        R[k + 1] = -inta[k + 1] * (t1 * t1);
+        R[k + 2] = -inta[k + 2] * (t2 * t2);
+        R[k + 3] = -inta[k + 3] * (t3 * t3);
+    }
+    for (; k < K; k++) {
+        double t = d - rs[k];
+        R[k] = -inta[k] * (t * t);
+    }
+    eann_exp_n(K, R, R);
+    for (k = 0; k + 4 <= K; k += 4) {
+        W[k] = par[k] * R[k];
+        W[k + 1] = par[k + 1] * R[k + 1];
+        W[k + 2] = par[k + 2] * R[k + 2];
+        W[k + 3] = par[k + 3] * R[k + 3];
+    }
+    for (; k < K; k++) W[k] = par[k] * R[k];
+}
+
 /* ------------------------------------------------------------------------ */
 /* 2. the AVX2 copy (one vector lane = one scalar sum of the copy above)    */
 /* ------------------------------------------------------------------------ */
@@ -303,6 +335,56 @@ EANN_AVX2_INLINE void exp_n_avx2_body(int n, const double *x, double *y) {
 }
 
 EANN_AVX2 static void exp_n_avx2(int n, const double *x, double *y) { exp_n_avx2_body(n, x, y); }
+
+/* eann_radial (same bits as radial_pair) in three passes over the fresh
+ * pairs: the arguments -inta (t t), then exp over each run of consecutive
+ * fresh pairs as one long array (the exp chains of many pairs overlap; per
+ * pair there would be only three vectors), then W = par R. exp_n with the
+ * chosen width (EXP8: 8 lanes, section 2b) gives each element what
+ * eann_exp_n gives. */
+EANN_AVX2_INLINE void radial_args_all(int np, int K, const double *d, const int *nbr,
+                                      const int *species, const int *src, const double *rs,
+                                      const double *inta, double *R) {
+    const int K4 = K - K % 4;
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const size_t s = (size_t)species[nbr[p]] * K;
+        const double dp = d[p], *rss = rs + s, *ins = inta + s;
+        double *Rp = R + (size_t)p * K;
+        for (int k = 0; k < K4; k += 4) {
+            v4d t = dp - v_load(rss + k);
+            v_store(Rp + k, -v_load(ins + k) * (t * t));
+        }
+        for (int k = K4; k < K; k++) {
+            double t = dp - rss[k];
+            Rp[k] = -ins[k] * (t * t);
+        }
+    }
+}
+EANN_AVX2_INLINE void radial_w_all(int np, int K, const int *nbr, const int *species,
+                                   const int *src, const double *par, const double *R, double *W) {
+    const int K4 = K - K % 4;
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const double *pas = par + (size_t)species[nbr[p]] * K, *Rp = R + (size_t)p * K;
+        double *Wp = W + (size_t)p * K;
+        for (int k = 0; k < K4; k += 4) v_store(Wp + k, v_load(pas + k) * v_load(Rp + k));
+        for (int k = K4; k < K; k++) Wp[k] = pas[k] * Rp[k];
+    }
+}
+
+EANN_AVX2 static void radial_avx2(int np, int K, const double *d, const int *nbr,
+                                  const int *species, const int *src, const double *rs,
+                                  const double *inta, const double *par, double *R, double *W) {
+    radial_args_all(np, K, d, nbr, species, src, rs, inta, R);
+    for (int p = 0; p < np;) {
+        int e = p; /* pairs p .. e-1 are fresh */
+        while (e < np && src[e] < 0) e++;
+        if (e > p) exp_n_avx2_body((e - p) * K, R + (size_t)p * K, R + (size_t)p * K);
+        p = e + 1;
+    }
+    radial_w_all(np, K, nbr, species, src, par, R, W);
+}
 
 /* gemm_rows on AVX2 (same arguments, same sums: each z[a][j] starts from
  * b[j] (or 0) and adds x[a][c] B[c][j] for c = 0, 1, ... in turn). The
@@ -403,6 +485,114 @@ EANN_AVX2_INLINE void row1_avx2(int nk, int nj, const double *x, const double *B
     for (; j < nj; j++) tile_rx1(1, nk, nj, x, B, b, j, z);
 }
 
+/* gemm_avx2 on packed weights (eann_pack_b): the same tiles and the same
+ * sums, each z[a][j] from b[j] (or 0) adding x[a][c] B[c][j] for c = 0, 1,
+ * ... in turn; only the addresses of the weights differ. In the ptile_*
+ * below, Bp, bj and z point at the tile's first column (of the packed
+ * block, of the bias, of the output), ldb and ldz are their row strides. */
+
+/* 8 columns of rows 0..R-1 (R <= 4) from a packed block [nk][8] */
+EANN_AVX2_INLINE void ptile_rx8(int R, int nk, const double *x, const double *Bp,
+                                const double *bj, double *z, int ldz) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    v4d a0 = v_init(bj, 0), a1 = v_init(bj, 4);
+    v4d b0 = a0, b1 = a1, c0 = a0, c1 = a1, d0 = a0, d1 = a1;
+    for (int c = 0; c < nk; c++) {
+        const double *w = Bp + 8 * (size_t)c;
+        v4d w0 = v_load(w), w1 = v_load(w + 4), p;
+        p = v_splat(x0[c]); a0 += p * w0; a1 += p * w1;
+        if (R > 1) { p = v_splat(x1[c]); b0 += p * w0; b1 += p * w1; }
+        if (R > 2) { p = v_splat(x2[c]); c0 += p * w0; c1 += p * w1; }
+        if (R > 3) { p = v_splat(x3[c]); d0 += p * w0; d1 += p * w1; }
+    }
+    v_store(z, a0); v_store(z + 4, a1);
+    if (R > 1) { z += ldz; v_store(z, b0); v_store(z + 4, b1); }
+    if (R > 2) { z += ldz; v_store(z, c0); v_store(z + 4, c1); }
+    if (R > 3) { z += ldz; v_store(z, d0); v_store(z + 4, d1); }
+}
+
+/* 32 columns of one row from four consecutive packed blocks (8 sums, as
+ * tile_1x32) */
+EANN_AVX2_INLINE void ptile_1x32(int nk, const double *x, const double *Bp, const double *bj,
+                                 double *z) {
+    const size_t s = 8 * (size_t)nk; /* from one block to the next */
+    v4d a0 = v_init(bj, 0), a1 = v_init(bj, 4), a2 = v_init(bj, 8), a3 = v_init(bj, 12);
+    v4d a4 = v_init(bj, 16), a5 = v_init(bj, 20), a6 = v_init(bj, 24), a7 = v_init(bj, 28);
+    for (int c = 0; c < nk; c++) {
+        const double *w = Bp + 8 * (size_t)c;
+        v4d p = v_splat(x[c]);
+        a0 += p * v_load(w); a1 += p * v_load(w + 4);
+        a2 += p * v_load(w + s); a3 += p * v_load(w + s + 4);
+        a4 += p * v_load(w + 2 * s); a5 += p * v_load(w + 2 * s + 4);
+        a6 += p * v_load(w + 3 * s); a7 += p * v_load(w + 3 * s + 4);
+    }
+    v_store(z, a0); v_store(z + 4, a1); v_store(z + 8, a2); v_store(z + 12, a3);
+    v_store(z + 16, a4); v_store(z + 20, a5); v_store(z + 24, a6); v_store(z + 28, a7);
+}
+
+/* 4 columns, then 1 column, of rows 0..R-1 (R <= 4) from B rows of stride
+ * ldb (the packed tail [nk][nt]) */
+EANN_AVX2_INLINE void ptile_rx4(int R, int nk, const double *x, const double *Bp, int ldb,
+                                const double *bj, double *z, int ldz) {
+    v4d a0 = v_init(bj, 0), a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        v4d w = v_load(Bp + (size_t)c * ldb);
+        a0 += v_splat(x[c]) * w;
+        if (R > 1) a1 += v_splat(x[nk + c]) * w;
+        if (R > 2) a2 += v_splat(x[2 * (size_t)nk + c]) * w;
+        if (R > 3) a3 += v_splat(x[3 * (size_t)nk + c]) * w;
+    }
+    v_store(z, a0);
+    if (R > 1) v_store(z + ldz, a1);
+    if (R > 2) v_store(z + 2 * (size_t)ldz, a2);
+    if (R > 3) v_store(z + 3 * (size_t)ldz, a3);
+}
+EANN_AVX2_INLINE void ptile_rx1(int R, int nk, const double *x, const double *Bp, int ldb,
+                                const double *bj, double *z, int ldz) {
+    double a0 = bj ? bj[0] : 0.0, a1 = a0, a2 = a0, a3 = a0;
+    for (int c = 0; c < nk; c++) {
+        double w = Bp[(size_t)c * ldb];
+        a0 += x[c] * w;
+        if (R > 1) a1 += x[nk + c] * w;
+        if (R > 2) a2 += x[2 * (size_t)nk + c] * w;
+        if (R > 3) a3 += x[3 * (size_t)nk + c] * w;
+    }
+    z[0] = a0;
+    if (R > 1) z[ldz] = a1;
+    if (R > 2) z[2 * (size_t)ldz] = a2;
+    if (R > 3) z[3 * (size_t)ldz] = a3;
+}
+
+/* rows 0..R-1 (R <= 4), all columns, from packed weights; one row takes
+ * blocks of 32 columns where it can (as row1_avx2) */
+EANN_AVX2_INLINE void prows_avx2(int R, int nk, int nj, const double *x, const double *P,
+                                 const double *b, double *z) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    int j = 0;
+    if (R == 1)
+        for (; j + 32 <= j8; j += 32) ptile_1x32(nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j);
+    for (; j < j8; j += 8) ptile_rx8(R, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    const double *Pt = P + (size_t)j8 * nk; /* [nk][nt] */
+    int l = 0;
+    for (; l + 4 <= nt; l += 4)
+        ptile_rx4(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+    for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+}
+
+EANN_AVX2 static void gemm_packed_avx2(int n, int nk, int nj, const double *x, const double *P,
+                                       const double *b, double *z) {
+    int a = 0;
+    for (; a + 4 <= n; a += 4) prows_avx2(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: prows_avx2(3, nk, nj, xa, P, b, za); break;
+    case 2: prows_avx2(2, nk, nj, xa, P, b, za); break;
+    case 1: prows_avx2(1, nk, nj, xa, P, b, za); break;
+    default: break;
+    }
+}
+
 EANN_AVX2 static void gemm_avx2(int n, int nk, int nj, const double *x, const double *B,
                                 const double *b, double *z) {
     int a = 0;
@@ -454,68 +644,119 @@ EANN_AVX2 static void dw_avx2(int n, int nin, int nout, const double *x, const d
     }
 }
 
-/* eann_layernorm_forward followed by eann_act_forward (same bits), row by
- * row: z [n][c] (may alias y), y [n][c] LayerNorm output, zhat, rstd [n],
- * sig [n][c], a [n][c]. */
+/* eann_layernorm_forward followed by eann_act_forward (same bits): z [n][c]
+ * (may alias y), y [n][c] LayerNorm output, zhat, rstd [n], sig [n][c],
+ * a [n][c]. Each row's mean and variance are chains of c/4 dependent vector
+ * adds; ln_stats runs up to four rows' chains side by side so that their
+ * latencies overlap, then ln_act_row finishes each row in one pass. */
+
+/* mean and variance of rows 0..R-1 (R <= 4, a constant at every call) of z:
+ * zhat = z - mu, rstd = 1 / sqrt(var + eps), with sum4 / dot4's order */
+EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double *zhat,
+                               double *rstd) {
+    const int c4 = c - c % 4;
+    const double *z0 = z, *z1 = z + c, *z2 = z + 2 * (size_t)c, *z3 = z + 3 * (size_t)c;
+    double *h0 = zhat, *h1 = zhat + c, *h2 = zhat + 2 * (size_t)c, *h3 = zhat + 3 * (size_t)c;
+    v4d s0 = v_splat(0.0), s1 = s0, s2 = s0, s3 = s0;
+    for (int i = 0; i < c4; i += 4) { /* sum4 */
+        s0 += v_load(z0 + i);
+        if (R > 1) s1 += v_load(z1 + i);
+        if (R > 2) s2 += v_load(z2 + i);
+        if (R > 3) s3 += v_load(z3 + i);
+    }
+    double m0 = v_sum4(s0), m1 = R > 1 ? v_sum4(s1) : 0, m2 = R > 2 ? v_sum4(s2) : 0;
+    double m3 = R > 3 ? v_sum4(s3) : 0;
+    for (int i = c4; i < c; i++) {
+        m0 += z0[i];
+        if (R > 1) m1 += z1[i];
+        if (R > 2) m2 += z2[i];
+        if (R > 3) m3 += z3[i];
+    }
+    m0 /= c; m1 /= c; m2 /= c; m3 /= c;
+    s0 = s1 = s2 = s3 = v_splat(0.0);
+    for (int i = 0; i < c4; i += 4) { /* zhat = z - mu; dot4(zhat, zhat) */
+        v4d h = v_load(z0 + i) - m0;
+        v_store(h0 + i, h);
+        s0 += h * h;
+        if (R > 1) { h = v_load(z1 + i) - m1; v_store(h1 + i, h); s1 += h * h; }
+        if (R > 2) { h = v_load(z2 + i) - m2; v_store(h2 + i, h); s2 += h * h; }
+        if (R > 3) { h = v_load(z3 + i) - m3; v_store(h3 + i, h); s3 += h * h; }
+    }
+    double v0 = v_sum4(s0), v1 = R > 1 ? v_sum4(s1) : 0, v2 = R > 2 ? v_sum4(s2) : 0;
+    double v3 = R > 3 ? v_sum4(s3) : 0;
+    for (int i = c4; i < c; i++) {
+        h0[i] = z0[i] - m0;
+        v0 += h0[i] * h0[i];
+        if (R > 1) { h1[i] = z1[i] - m1; v1 += h1[i] * h1[i]; }
+        if (R > 2) { h2[i] = z2[i] - m2; v2 += h2[i] * h2[i]; }
+        if (R > 3) { h3[i] = z3[i] - m3; v3 += h3[i] * h3[i]; }
+    }
+    /* biased variance, then 1 / sqrt(var + eps) */
+    rstd[0] = 1.0 / sqrt(v0 / c + eps);
+    if (R > 1) rstd[1] = 1.0 / sqrt(v1 / c + eps);
+    if (R > 2) rstd[2] = 1.0 / sqrt(v2 / c + eps);
+    if (R > 3) rstd[3] = 1.0 / sqrt(v3 / c + eps);
+}
+
+/* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
+ * a = alpha (beta y) sigmoid(beta y), the exp as eann_exp_n: exp_core for
+ * every lane, kept if all arguments of the row are in range, else the row is
+ * redone with exp_one (the same value for each argument in range) */
+EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
+                                 const double *beta, double rs, double *hr, double *yr,
+                                 double *sr, double *ar) {
+    const int c4 = c - c % 4;
+    v4i ok = {-1, -1, -1, -1};
+    for (int i = 0; i < c4; i += 4) {
+        v4d h = v_load(hr + i) * rs;
+        v4d yy = h * v_load(g + i) + v_load(bb + i);
+        v4d t = v_load(beta + i) * yy, e = -t;
+        ok &= (e >= -708.0) & (e <= 708.0);
+        v4d sg = 1.0 / (1.0 + v_exp_core(e));
+        v_store(hr + i, h);
+        v_store(yr + i, yy);
+        v_store(sr + i, sg);
+        v_store(ar + i, v_load(alpha + i) * t * sg);
+    }
+    for (int i = c4; i < c; i++) {
+        hr[i] *= rs;
+        yr[i] = hr[i] * g[i] + bb[i];
+    }
+    int i = ok[0] & ok[1] & ok[2] & ok[3] ? c4 : 0;
+    for (; i < c; i++) {
+        double t = beta[i] * yr[i];
+        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
+        sr[i] = sg;
+        ar[i] = alpha[i] * t * sg;
+    }
+}
+
+EANN_AVX2_INLINE void ln_act_rows(int R, int c, const double *z, const double *g,
+                                  const double *bb, double eps, const double *alpha,
+                                  const double *beta, double *zhat, double *rstd, double *y,
+                                  double *sig, double *a) {
+    ln_stats(R, c, z, eps, zhat, rstd);
+    for (int k = 0; k < R; k++) {
+        const size_t o = (size_t)k * c;
+        ln_act_row(c, g, bb, alpha, beta, rstd[k], zhat + o, y + o, sig + o, a + o);
+    }
+}
+
 EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g,
                                   const double *bb, double eps, const double *alpha,
                                   const double *beta, double *zhat, double *rstd, double *y,
                                   double *sig, double *a) {
-    const int c4 = c - c % 4;
-    for (int r = 0; r < n; r++) {
-        const double *zr = z + (size_t)r * c;
-        double *hr = zhat + (size_t)r * c, *yr = y + (size_t)r * c;
-        double *sr = sig + (size_t)r * c, *ar = a + (size_t)r * c;
-        v4d s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) s += v_load(zr + i); /* sum4 */
-        double sum = v_sum4(s);
-        for (int i = c4; i < c; i++) sum += zr[i];
-        const double mu = sum / c;
-        for (int i = 0; i < c4; i += 4) v_store(hr + i, v_load(zr + i) - mu);
-        for (int i = c4; i < c; i++) hr[i] = zr[i] - mu;
-        s = v_splat(0.0);
-        for (int i = 0; i < c4; i += 4) { /* dot4(hr, hr) */
-            v4d h = v_load(hr + i);
-            s += h * h;
-        }
-        double var = v_sum4(s);
-        for (int i = c4; i < c; i++) var += hr[i] * hr[i];
-        var /= c;
-        const double rs = 1.0 / sqrt(var + eps);
-        rstd[r] = rs;
-        /* LayerNorm output, and the sigmoid's exp argument -(beta y) into sig */
-        v4i ok = {-1, -1, -1, -1};
-        for (int i = 0; i < c4; i += 4) {
-            v4d h = v_load(hr + i) * rs;
-            v4d yy = h * v_load(g + i) + v_load(bb + i);
-            v4d e = -(v_load(beta + i) * yy);
-            ok &= (e >= -708.0) & (e <= 708.0);
-            v_store(hr + i, h);
-            v_store(yr + i, yy);
-            v_store(sr + i, e);
-        }
-        for (int i = c4; i < c; i++) {
-            hr[i] *= rs;
-            yr[i] = hr[i] * g[i] + bb[i];
-            sr[i] = -(beta[i] * yr[i]);
-        }
-        /* a = alpha * (beta y) * sigmoid(beta y) (eann_act_forward), the exp
-         * as eann_exp_n: exp_core if all arguments of the row are in range
-         * (checked above), else exp_one (the same value for each in range) */
-        int i = 0;
-        if (ok[0] & ok[1] & ok[2] & ok[3])
-            for (; i < c4; i += 4) {
-                v4d t = v_load(beta + i) * v_load(yr + i);
-                v4d sg = 1.0 / (1.0 + v_exp_core(v_load(sr + i)));
-                v_store(sr + i, sg);
-                v_store(ar + i, v_load(alpha + i) * t * sg);
-            }
-        for (; i < c; i++) {
-            double t = beta[i] * yr[i];
-            double sg = 1.0 / (1.0 + exp_one(sr[i]));
-            sr[i] = sg;
-            ar[i] = alpha[i] * t * sg;
-        }
+    int r = 0;
+    for (; r + 4 <= n; r += 4) {
+        const size_t o = (size_t)r * c;
+        ln_act_rows(4, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o);
+    }
+    const size_t o = (size_t)r * c;
+    switch (n - r) { /* the last 0..3 rows */
+    case 3: ln_act_rows(3, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 2: ln_act_rows(2, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 1: ln_act_rows(1, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    default: break;
     }
 }
 
@@ -607,24 +848,199 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
     default: break;
     }
 }
+
+/* 2b. AVX-512 inside the AVX2 copy: the exp-heavy loops (eann_exp_n, the
+ * radial values, LayerNorm + activation) with 8 lanes where the CPU has
+ * AVX-512F. Why: these loops are bound by the number of instructions, not
+ * by arithmetic (AMD Zen 4 runs a 512-bit operation as two 256-bit halves
+ * but issues it as one): exp of an array measured 0.64 against 1.0 ns per
+ * value. Each lane still does exactly the scalar operations (exp_core's,
+ * with its table entries picked by two permutes instead of four loads), so
+ * the bits are those of the other copies. The sums of LayerNorm keep the
+ * 4-lane order of sum4/dot4 (ln_stats above). Chosen at run time by the
+ * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes. */
+#define EANN_AVX512 __attribute__((target("avx512f")))
+#define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
+typedef double v8d __attribute__((vector_size(64)));
+typedef uint64_t v8u __attribute__((vector_size(64)));
+typedef int64_t v8i __attribute__((vector_size(64)));
+
+EANN_AVX512_INLINE v8d v8_load(const double *p) {
+    v8d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+EANN_AVX512_INLINE void v8_store(double *p, v8d v) { memcpy(p, &v, sizeof v); }
+EANN_AVX512_INLINE int v8_all(v8i ok) {
+    return (ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]) != 0;
+}
+
+/* exp_core on eight lanes (|x| <= 708 only); t = exp_t32[b & 31] from the
+ * table's halves 0..15 and 16..31 (two-source permutes on the low 4 bits)
+ * and bit 4 of b choosing between them */
+EANN_AVX512_INLINE v8d v8_exp_core(v8d x) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39;
+    v8d kd = x * s32 + shift;
+    v8u b = (v8u)kd;
+    kd -= shift;
+    v8d r = (x - kd * h) - kd * l;
+    v8d q = r * (1.0 + r * (0.5 + r * (1.0 / 6 + r * (1.0 / 24 + r * (1.0 / 120 + r * (1.0 / 720))))));
+    const __m512i j = (__m512i)b;
+    const __m512d lo = _mm512_permutex2var_pd(_mm512_loadu_pd(exp_t32), j, _mm512_loadu_pd(exp_t32 + 8));
+    const __m512d hi = _mm512_permutex2var_pd(_mm512_loadu_pd(exp_t32 + 16), j,
+                                              _mm512_loadu_pd(exp_t32 + 24));
+    v8d t = (v8d)_mm512_mask_blend_pd(_mm512_test_epi64_mask(j, _mm512_set1_epi64(16)), lo, hi);
+    v8u e = ((b >> 5) + 1023) << 52;
+    return (t + t * q) * (v8d)e;
+}
+
+/* exp_n_avx2 with 8 lanes (then 4, then 1) */
+EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
+    const int n8 = n - n % 8;
+    v8i ok = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
+    for (int i = 0; i < n8; i += 8) {
+        v8d v = v8_load(x + i);
+        ok &= (v >= -708.0) & (v <= 708.0);
+    }
+    int good = v8_all(ok);
+    for (int i = n8; i < n; i++) good &= fabs(x[i]) <= 708.0;
+    if (!good) {
+        for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
+        return;
+    }
+    int i = 0;
+    for (; i < n8; i += 8) v8_store(y + i, v8_exp_core(v8_load(x + i)));
+    for (; i + 4 <= n; i += 4) v_store(y + i, v_exp_core(v_load(x + i)));
+    for (; i < n; i++) y[i] = exp_core(x[i]);
+}
+
+/* radial_avx2 with the exp of 8 lanes */
+EANN_AVX512 static void radial_avx512(int np, int K, const double *d, const int *nbr,
+                                      const int *species, const int *src, const double *rs,
+                                      const double *inta, const double *par, double *R,
+                                      double *W) {
+    radial_args_all(np, K, d, nbr, species, src, rs, inta, R);
+    for (int p = 0; p < np;) {
+        int e = p; /* pairs p .. e-1 are fresh */
+        while (e < np && src[e] < 0) e++;
+        if (e > p) exp_n_avx512((e - p) * K, R + (size_t)p * K, R + (size_t)p * K);
+        p = e + 1;
+    }
+    radial_w_all(np, K, nbr, species, src, par, R, W);
+}
+
+/* ln_act_row with 8 lanes (then 4, then 1); the same redo rule */
+EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
+                                      const double *alpha, const double *beta, double rs,
+                                      double *hr, double *yr, double *sr, double *ar) {
+    const int c8 = c - c % 8;
+    v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
+    v4i ok4 = {-1, -1, -1, -1};
+    int i = 0;
+    for (; i < c8; i += 8) {
+        v8d h = v8_load(hr + i) * rs;
+        v8d yy = h * v8_load(g + i) + v8_load(bb + i);
+        v8d t = v8_load(beta + i) * yy, e = -t;
+        ok8 &= (e >= -708.0) & (e <= 708.0);
+        v8d sg = 1.0 / (1.0 + v8_exp_core(e));
+        v8_store(hr + i, h);
+        v8_store(yr + i, yy);
+        v8_store(sr + i, sg);
+        v8_store(ar + i, v8_load(alpha + i) * t * sg);
+    }
+    for (; i + 4 <= c; i += 4) {
+        v4d h = v_load(hr + i) * rs;
+        v4d yy = h * v_load(g + i) + v_load(bb + i);
+        v4d t = v_load(beta + i) * yy, e = -t;
+        ok4 &= (e >= -708.0) & (e <= 708.0);
+        v4d sg = 1.0 / (1.0 + v_exp_core(e));
+        v_store(hr + i, h);
+        v_store(yr + i, yy);
+        v_store(sr + i, sg);
+        v_store(ar + i, v_load(alpha + i) * t * sg);
+    }
+    const int cv = i; /* done in vectors */
+    for (; i < c; i++) {
+        hr[i] *= rs;
+        yr[i] = hr[i] * g[i] + bb[i];
+    }
+    i = v8_all(ok8) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
+    for (; i < c; i++) {
+        double t = beta[i] * yr[i];
+        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
+        sr[i] = sg;
+        ar[i] = alpha[i] * t * sg;
+    }
+}
+
+EANN_AVX512_INLINE void ln_act_rows512(int R, int c, const double *z, const double *g,
+                                       const double *bb, double eps, const double *alpha,
+                                       const double *beta, double *zhat, double *rstd, double *y,
+                                       double *sig, double *a) {
+    ln_stats(R, c, z, eps, zhat, rstd);
+    for (int k = 0; k < R; k++) {
+        const size_t o = (size_t)k * c;
+        ln_act_row512(c, g, bb, alpha, beta, rstd[k], zhat + o, y + o, sig + o, a + o);
+    }
+}
+
+EANN_AVX512 static void ln_act_avx512(int n, int c, const double *z, const double *g,
+                                      const double *bb, double eps, const double *alpha,
+                                      const double *beta, double *zhat, double *rstd, double *y,
+                                      double *sig, double *a) {
+    int r = 0;
+    for (; r + 4 <= n; r += 4) {
+        const size_t o = (size_t)r * c;
+        ln_act_rows512(4, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o);
+    }
+    const size_t o = (size_t)r * c;
+    switch (n - r) { /* the last 0..3 rows */
+    case 3: ln_act_rows512(3, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 2: ln_act_rows512(2, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    case 1: ln_act_rows512(1, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
+    default: break;
+    }
+}
 #endif /* EANN_HAVE_AVX2 */
 
 /* ------------------------------------------------------------------------ */
 /* 3. the dispatchers                                                       */
 /* ------------------------------------------------------------------------ */
 
-/* IF_AVX2(simd, call) runs the AVX2 copy and returns
- * when simd asks for it (and this build has it). */
+/* IF_AVX2(simd, call) runs the AVX2 copy and returns when simd asks for it
+ * (and this build has it); IF_AVX512(simd, call), placed before it, runs
+ * the 8-lane variant of an exp-heavy loop instead when simd is
+ * EANN_SIMD_AVX2 and the CPU has AVX-512F (section 2b). */
 #if EANN_HAVE_AVX2
 #define IF_AVX2(simd, call) \
-    do { if ((simd) == EANN_SIMD_AVX2) { call; return; } } while (0)
+    do { if ((simd) == EANN_SIMD_AVX2 || (simd) == EANN_SIMD_AVX2_ONLY) { call; return; } } while (0)
+#define IF_AVX512(simd, call) \
+    do { if ((simd) == EANN_SIMD_AVX2 && __builtin_cpu_supports("avx512f")) { call; return; } } while (0)
 #else
 #define IF_AVX2(simd, call) (void)(simd)
+#define IF_AVX512(simd, call) (void)(simd)
 #endif
 
 void eann_matmul(int simd, int n, int nk, int nj, const double *x, const double *B,
                  const double *b, double *z) {
     IF_AVX2(simd, gemm_avx2(n, nk, nj, x, B, b, z));
+    gemm_rows(n, nk, nj, x, B, b, z);
+}
+
+void eann_pack_b(int nk, int nj, const double *B, double *P) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    for (int j0 = 0; j0 < j8; j0 += 8)
+        for (int c = 0; c < nk; c++)
+            for (int l = 0; l < 8; l++) P[(size_t)j0 * nk + 8 * (size_t)c + l] = B[(size_t)c * nj + j0 + l];
+    for (int c = 0; c < nk; c++)
+        for (int l = 0; l < nt; l++) P[(size_t)j8 * nk + (size_t)c * nt + l] = B[(size_t)c * nj + j8 + l];
+}
+
+void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
+                        const double *P, const double *b, double *z) {
+    IF_AVX2(simd, gemm_packed_avx2(n, nk, nj, x, P, b, z));
+    (void)P;
     gemm_rows(n, nk, nj, x, B, b, z);
 }
 
@@ -637,8 +1053,21 @@ void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const
 }
 
 void eann_exp_sel(int simd, int n, const double *x, double *y) {
+    IF_AVX512(simd, exp_n_avx512(n, x, y));
     IF_AVX2(simd, exp_n_avx2(n, x, y));
     eann_exp_n(n, x, y);
+}
+
+void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const int *species,
+                 const int *src, const double *rs, const double *inta, const double *par,
+                 double *R, double *W) {
+    IF_AVX512(simd, radial_avx512(np, K, d, nbr, species, src, rs, inta, par, R, W));
+    IF_AVX2(simd, radial_avx2(np, K, d, nbr, species, src, rs, inta, par, R, W));
+    for (int p = 0; p < np; p++) {
+        if (src[p] >= 0) continue;
+        const size_t s = (size_t)species[nbr[p]] * K;
+        radial_pair(K, d[p], rs + s, inta + s, par + s, R + (size_t)p * K, W + (size_t)p * K);
+    }
 }
 
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {
@@ -649,6 +1078,7 @@ void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double 
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,
                  double eps, const double *alpha, const double *beta, double *zhat, double *rstd,
                  double *y, double *sig, double *a) {
+    IF_AVX512(simd, ln_act_avx512(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
     IF_AVX2(simd, ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
     eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
     eann_act_forward(n, c, y, alpha, beta, sig, a);
@@ -675,7 +1105,8 @@ int eann_simd_best(void) {
 static int resolve_simd(int mode) {
     if (mode == EANN_SIMD_AUTO) return eann_simd_best();
     if (mode == EANN_SIMD_PORTABLE) return mode;
-    if (mode == EANN_SIMD_AVX2 && eann_simd_best() == EANN_SIMD_AVX2) return mode;
+    if ((mode == EANN_SIMD_AVX2 || mode == EANN_SIMD_AVX2_ONLY) && eann_simd_best() == EANN_SIMD_AVX2)
+        return mode;
     return -1;
 }
 

@@ -14,15 +14,42 @@
 extern "C" {
 #endif
 
+/* A private mode for tests and benchmarks (eann_work_set_simd,
+ * eann_exp_n_simd): the AVX2 copy with 4 lanes everywhere. EANN_SIMD_AVX2
+ * itself runs the exp-heavy loops (exp, radial values, LayerNorm +
+ * activation) with 8 lanes where the CPU has AVX-512F (eann_kernels.c
+ * section 2b); the bits are the same in every mode. */
+#define EANN_SIMD_AVX2_ONLY 3
 /* The copy eann_work_new picks: EANN_SIMD_AVX2 if this build has it and the
  * CPU runs it, else EANN_SIMD_PORTABLE. */
 int eann_simd_best(void);
+/* The weights of a linear layer packed for the AVX2 matrix kernel: B
+ * [nk][nj] (row-major, = W^T) -> P [nk * nj]: for each block of 8 columns
+ * j0 = 0, 8, .. (j0 + 8 <= nj) the rows c = 0..nk-1 of B[c][j0..j0+7] one
+ * after the other (P + j0 nk is that block, [nk][8]), then the last
+ * nt = nj % 8 columns as [nk][nt] at P + (nj - nt) nk. A tile of the
+ * product then reads its weights as one sequential stream (the hardware
+ * prefetcher's best case) instead of one cache line every nj doubles. */
+void eann_pack_b(int nk, int nj, const double *B, double *P);
+/* eann_matmul (same bits) with the weights also given packed (P =
+ * eann_pack_b of B): the AVX2 copy reads P, the portable one B. */
+void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
+                        const double *P, const double *b, double *z);
 /* y[i] = exp(x[i]) (eann_exp_n; x may equal y). */
 void eann_exp_sel(int simd, int n, const double *x, double *y);
 /* Weight gradient of a linear layer: dw[o][c] += dz[a][o] x[a][c] for
  * a = 0, 1, ... in turn; x [n][nin], dz [n][nout], dw [nout][nin]. */
 void eann_weight_grad(int simd, int n, int nin, int nout, const double *x, const double *dz,
                       double *dw);
+/* The radial functions of the pairs p < np with src[p] < 0 (FORMAT.md 4.2,
+ * EANN chapter Eq. 16): with s = species[nbr[p]] (the neighbour's species)
+ * and t = d[p] - rs[s][k],
+ *     R[p][k] = exp(-inta[s][k] (t t))   (eann_exp_n's exp),
+ *     W[p][k] = par[s][k] R[p][k];
+ * rs, inta, par [S][K], R, W [np][K]; pairs with src[p] >= 0 are left alone. */
+void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const int *species,
+                 const int *src, const double *rs, const double *inta, const double *par,
+                 double *R, double *W);
 /* The descriptor sum S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] in the
  * order of p; A [np][M], W [np][K], S [M][K]. */
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S);

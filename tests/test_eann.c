@@ -6,6 +6,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "eann_kernels.h" /* private kernels: their copies compared bit for bit */
 #include "eann_train.h"
 #include "harness.h"
 #include "xyz.h"
@@ -1035,36 +1036,78 @@ static void simd_exp(void) {
         eann_exp_n_simd(EANN_SIMD_PORTABLE, n, x, y1);
         eann_exp_n_simd(EANN_SIMD_AVX2, n, x, y2);
         diff += !same_bits(y1, y2, (size_t)n);
+        eann_exp_n_simd(EANN_SIMD_AVX2_ONLY, n, x, y2); /* 4 lanes only (no AVX-512) */
+        diff += !same_bits(y1, y2, (size_t)n);
     }
-    CHECK(diff == 0, "exp: AVX2 and portable copies differ in %d of 16 arrays", diff);
+    CHECK(diff == 0, "exp: AVX2 (8 or 4 lanes) and portable copies differ in %d of 32 arrays", diff);
     CHECK(eann_exp_n_simd(7, 1, x, y1) == EANN_EINVAL, "unknown simd mode accepted");
 }
 
 /* One model: predictions (and rho, and the training gradient) of molecules
  * of 1..40 atoms with both copies; returns the number of differences. */
+/* The caches of net t after a prediction (y, zhat, sig, a, rstd, out of
+ * every row) equal in two workspaces: eann_head_backward may follow
+ * eann_predict, so the fast paths must fill them with the same bits. */
+static int same_caches(const eann_model *m, const eann_work *a, const eann_work *b, int t) {
+    const eann_net_spec *ns = &m->spec.net[t];
+    const size_t n = (size_t)a->natoms;
+    int d = 0;
+    for (int h = 0; h < ns->nhidden; h++) {
+        const size_t c = (size_t)ns->sizes[h + 1];
+        d += !same_bits(a->y[t][h], b->y[t][h], n * c) + !same_bits(a->zhat[t][h], b->zhat[t][h], n * c);
+        d += !same_bits(a->sig[t][h], b->sig[t][h], n * c) + !same_bits(a->a[t][h], b->a[t][h], n * c);
+        d += !same_bits(a->rstd[t][h], b->rstd[t][h], n);
+    }
+    d += !same_bits(a->out[t], b->out[t], n * (size_t)ns->sizes[ns->nhidden + 1]);
+    return d;
+}
+
 static int simd_model(eann_model *m, const char *what) {
     const int sizes[7] = {1, 2, 3, 5, 8, 13, 40};
-    eann_work *w1, *w2;
+    eann_work *w1, *w2, *w3;
     eann_trainws *t1, *t2;
     int diff = 0, no = eann_kind_outputs(m->spec.kind);
-    if (eann_work_new(m, 40, &w1) || eann_work_new(m, 40, &w2) || eann_trainws_new(m, 40, &t1) ||
-        eann_trainws_new(m, 40, &t2)) {
+    if (eann_work_new(m, 40, &w1) || eann_work_new(m, 40, &w2) || eann_work_new(m, 40, &w3) ||
+        eann_trainws_new(m, 40, &t1) || eann_trainws_new(m, 40, &t2)) {
         CHECK(0, "%s: workspaces", what);
         return 1;
     }
     CHECK(eann_work_set_simd(w1, EANN_SIMD_PORTABLE) == 0 && eann_work_set_simd(w2, EANN_SIMD_AVX2) == 0 &&
               eann_work_set_simd(eann_trainws_work(t1), EANN_SIMD_PORTABLE) == 0 &&
-              eann_work_set_simd(eann_trainws_work(t2), EANN_SIMD_AVX2) == 0,
+              eann_work_set_simd(eann_trainws_work(t2), EANN_SIMD_AVX2) == 0 &&
+              eann_work_set_simd(w3, EANN_SIMD_AVX2_ONLY) == 0,
           "%s: set_simd", what);
     double *g1 = calloc(m->ntheta, sizeof(double)), *g2 = calloc(m->ntheta, sizeof(double));
     for (int k = 0; k < 7; k++) {
         int n = sizes[k], sp[40];
         double x[120], o1[9], o2[9];
         random_molecule_box(n, sp, x, n > 13 ? 6.0 : 3.2);
-        CHECK(eann_predict(m, w1, n, sp, x, o1) == 0 && eann_predict(m, w2, n, sp, x, o2) == 0,
+        double o3[9];
+        CHECK(eann_predict(m, w1, n, sp, x, o1) == 0 && eann_predict(m, w2, n, sp, x, o2) == 0 &&
+                  eann_predict(m, w3, n, sp, x, o3) == 0,
               "%s: predict", what);
-        diff += !same_bits(o1, o2, (size_t)no);
+        diff += !same_bits(o1, o2, (size_t)no) + !same_bits(o1, o3, (size_t)no);
         diff += !same_bits(w1->rho, w2->rho, (size_t)n * m->ndensity);
+        diff += !same_bits(w1->rho, w3->rho, (size_t)n * m->ndensity);
+        const size_t K = (size_t)m->spec.nwave, np = (size_t)w1->npairs;
+        diff += w2->npairs != w1->npairs || !same_bits(w1->pair_r, w2->pair_r, np * K) ||
+                !same_bits(w1->pair_w, w2->pair_w, np * K) || !same_bits(w1->pair_w, w3->pair_w, np * K);
+        for (int t = 0; t < m->spec.nnets; t++) {
+            if (m->spec.kind == EANN_POLARIZABILITY && t == 1) continue; /* skipped (zero output layer) */
+            diff += same_caches(m, w1, w2, t) + same_caches(m, w1, w3, t);
+        }
+        if (m->spec.kind != EANN_POLARIZABILITY) {
+            /* predict (no d fc / d d) then the input gradient, which fills it
+             * first, against the plain sequence eann_setup, ... */
+            double g1[120], g2[120];
+            eann_net_gradient(m, w2, 0, g1);
+            CHECK(eann_setup(m, w3, n, sp, x) == 0, "%s: setup", what);
+            eann_descriptor_forward(m, w3);
+            eann_net_forward(m, w3, 0);
+            eann_net_gradient(m, w3, 0, g2);
+            diff += !same_bits(g1, g2, 3 * (size_t)n) + same_caches(m, w2, w3, 0);
+            diff += !same_bits(w2->pair_dfc, w3->pair_dfc, np);
+        }
         eann_sample smp = {n, sp, x, {0}, 0.0};
         for (int c = 0; c < no; c++) smp.ref[c] = srand1();
         double p1[9], p2[9], e1[9], e2[9], l1, l2;
@@ -1080,9 +1123,99 @@ static int simd_model(eann_model *m, const char *what) {
     free(g2);
     eann_work_free(w1);
     eann_work_free(w2);
+    eann_work_free(w3);
     eann_trainws_free(t1);
     eann_trainws_free(t2);
     return diff;
+}
+
+/* The private kernels with their fast paths against the portable copy, by
+ * memcmp: the packed matrix product (shapes with every tile and tail), the
+ * radial values (copied pairs skipped, arguments beyond [-708, 708] that
+ * send a pair to its redo path) and LayerNorm + activation (rows with
+ * out-of-range exp arguments), each for AVX2 with and without AVX-512. */
+static void simd_kernels(void) {
+    enum { NMAX = 9, KMAX = 70, JMAX = 70 };
+    static double x[NMAX * KMAX], B[KMAX * JMAX], P[KMAX * JMAX], b[JMAX], z1[NMAX * JMAX],
+        z2[NMAX * JMAX];
+    const int modes[2] = {EANN_SIMD_AVX2, EANN_SIMD_AVX2_ONLY};
+    const int nks[4] = {1, 5, 36, 64}, njs[10] = {1, 3, 4, 7, 8, 9, 13, 33, 64, 70};
+    int diff = 0, cases = 0;
+    for (int i = 0; i < NMAX * KMAX; i++) x[i] = srand1();
+    for (int i = 0; i < KMAX * JMAX; i++) B[i] = srand1();
+    for (int i = 0; i < JMAX; i++) b[i] = srand1();
+    for (int n = 1; n <= NMAX; n++)
+        for (int a = 0; a < 4; a++)
+            for (int c = 0; c < 10; c++) {
+                const int nk = nks[a], nj = njs[c];
+                eann_pack_b(nk, nj, B, P);
+                eann_matmul(EANN_SIMD_PORTABLE, n, nk, nj, x, B, n % 2 ? b : NULL, z1);
+                for (int md = 0; md < 2; md++) {
+                    memset(z2, 0, sizeof z2);
+                    eann_matmul_packed(modes[md], n, nk, nj, x, B, P, n % 2 ? b : NULL, z2);
+                    diff += !same_bits(z1, z2, (size_t)n * nj);
+                    cases++;
+                }
+            }
+    CHECK(diff == 0, "packed matrix product: %d of %d cases differ from the portable one", diff, cases);
+
+    /* radial values: 3 species, K = 1..13, 30 pairs, some copies (skipped) */
+    enum { NP = 30, S = 3, KR = 13 };
+    static double d[NP], rs[S * KR], inta[S * KR], par[S * KR], R1[NP * KR], W1[NP * KR],
+        R2[NP * KR], W2[NP * KR];
+    int nbr[NP], spec[NP], src[NP];
+    diff = 0;
+    for (int K = 1; K <= KR; K++)
+        for (int rep = 0; rep < 3; rep++) {
+            for (int q = 0; q < S * K; q++) {
+                rs[q] = 3.0 * urand();
+                inta[q] = rep == 2 && q == 2 ? -900.0 : 2.0 * srand1(); /* -900: exp beyond 708 */
+                par[q] = srand1();
+            }
+            for (int p = 0; p < NP; p++) {
+                d[p] = 0.5 + 3.0 * urand();
+                nbr[p] = p;
+                spec[p] = p % S;
+                src[p] = p % 7 == 3 ? 0 : -1;
+            }
+            memset(R1, 0, sizeof R1); memset(W1, 0, sizeof W1);
+            eann_radial(EANN_SIMD_PORTABLE, NP, K, d, nbr, spec, src, rs, inta, par, R1, W1);
+            for (int md = 0; md < 2; md++) {
+                memset(R2, 0, sizeof R2); memset(W2, 0, sizeof W2);
+                eann_radial(modes[md], NP, K, d, nbr, spec, src, rs, inta, par, R2, W2);
+                diff += !same_bits(R1, R2, (size_t)NP * K) + !same_bits(W1, W2, (size_t)NP * K);
+            }
+        }
+    CHECK(diff == 0, "radial values: %d arrays differ from the portable copy", diff);
+
+    /* LayerNorm + activation: widths with every vector tail, rows 1..9, a
+     * row whose exp arguments leave [-708, 708] */
+    enum { CM = 67 };
+    static double zz[NMAX * CM], g[CM], bb[CM], al[CM], be[CM], out[2][6][NMAX * CM];
+    const int cs[8] = {1, 3, 4, 5, 12, 13, 64, 67};
+    diff = 0;
+    for (int ci = 0; ci < 8; ci++)
+        for (int n = 1; n <= NMAX; n++) {
+            const int c = cs[ci];
+            for (int i = 0; i < c; i++) {
+                g[i] = 1.0 + 0.3 * srand1();
+                bb[i] = 0.2 * srand1();
+                al[i] = 1.0 + 0.3 * srand1();
+                be[i] = n == 3 && i == c - 1 ? 900.0 : 0.5 + urand();
+            }
+            for (int md = 0; md < 3; md++) {
+                const int mode = md == 0 ? EANN_SIMD_PORTABLE : modes[md - 1];
+                for (int i = 0; i < n * c; i++) zz[i] = 3.0 * sin(1.7 * i + c); /* same input */
+                double *zh = out[md < 2 ? md : 1][0], *rr = out[md < 2 ? md : 1][1];
+                double *yy = out[md < 2 ? md : 1][2], *sg = out[md < 2 ? md : 1][3];
+                double *aa = out[md < 2 ? md : 1][4];
+                eann_ln_act(mode, n, c, zz, g, bb, 1e-5, al, be, zh, rr, yy, sg, aa);
+                if (md == 0) continue;
+                for (int k = 0; k < 5; k++)
+                    diff += !same_bits(out[0][k], out[1][k], k == 1 ? (size_t)n : (size_t)n * c);
+            }
+        }
+    CHECK(diff == 0, "LayerNorm + activation: %d arrays differ from the portable copy", diff);
 }
 
 static void test_simd(const char *shared) {
@@ -1092,6 +1225,7 @@ static void test_simd(const char *shared) {
         return;
     }
     simd_exp();
+    simd_kernels();
     /* random models: widths that leave tails (7, 9, ...), and wider ones that
      * use every matrix tile (13, 37, 64 + t), 4 or 5 radial functions */
     const int widths[4] = {0, 13, 37, 64};
