@@ -1483,8 +1483,8 @@ EANN_AVX2 static void adam_step_avx2(size_t P, const double *g, double *m1, doub
         v_store(m1 + q, a);
         v_store(m2 + q, b);
         v4d mh = a / c1, vh = b / c2;
-        /* IEEE square root (correctly rounded, as sqrt()); GCC and clang builtin */
-        v4d s = __builtin_ia32_sqrtpd256(vh);
+        /* IEEE square root, correctly rounded like sqrt(): the same bits */
+        v4d s = (v4d)_mm256_sqrt_pd((__m256d)vh);
         v_store(phi + q, v_load(phi + q) - lr * mh / (s + eps));
     }
     adam_step(P - q, g + q, m1 + q, m2 + q, phi + q, B1, B2, c1, c2, lr, eps);
@@ -1504,7 +1504,7 @@ void eann_ln2_backward(int simd, int n, int c, const double *zhat, const double 
                        const double *zd, const double *g, const double *ydb, double *zb) {
     int r = 0;
 #if EANN_HAVE_AVX2
-    if (simd == EANN_SIMD_AVX2)
+    if (simd == EANN_SIMD_AVX2 || simd == EANN_SIMD_AVX2_ONLY)
         for (; r + 4 <= n; r += 4) {
             size_t o = (size_t)r * c;
             ln2_rows4_avx2(c, zhat + o, rstd + r, zd + o, g, ydb + o, zb + o);
