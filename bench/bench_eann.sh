@@ -1,9 +1,11 @@
 #!/bin/sh
 # SPDX-License-Identifier: MIT
 # bench_eann.sh - microseconds per NMA molecule of the four published EANN
-# models (eann predict --repeat K on reference_20.xyz, median of R runs),
-# beside the published PyTorch models' times measured on this machine
-# (single thread): dipole 0.68 ms, each TDM 0.70 ms, polarizability 3.7 ms.
+# models (eann predict --repeat K on reference_20.xyz, median of R runs), with
+# the AVX2/AVX-512 copy of the inner loops and with the portable copy.
+# Ours only: the ratio against PyTorch/TorchScript, measured in the same run,
+# is printed by `PARTS=eann_infer sh bench/bench_peers.sh` (part of make bench);
+# recorded peer numbers go stale with the machine and the peer's version.
 # Skips with a message if ../shared (or $TENSORIAL_SHARED) is absent.
 B=${B:-build}
 S=${TENSORIAL_SHARED:-../shared}/eann_nma_published
@@ -29,18 +31,16 @@ median_us() { # model simd
     done
     echo $times | tr ' ' '\n' | sort -g | awk '{a[NR] = $1} END {printf "%s %s\n", (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2, a[1]}'
 }
-printf '%-14s %12s %10s %14s %14s %9s\n' model "C median us" "C min us" "portable us" "PyTorch us" speed-up
-for pair in dm.txt:680 tdm_npi.txt:700 tdm_pipi.txt:700 pol.txt:3700; do
-    m=${pair%%:*}
-    ref=${pair#*:}
+printf '%-14s %12s %10s %14s\n' model "C median us" "C min us" "portable us"
+for m in dm.txt tdm_npi.txt tdm_pipi.txt pol.txt; do
     set -- $(median_us "$m" auto)
     med=$1 min=$2
     set -- $(median_us "$m" portable)
     port=$1
-    printf '%-14s %12.1f %10.1f %14.1f %14d %8.0fx\n' "$m" "$med" "$min" "$port" "$ref" "$(echo "$ref $med" | awk '{print $1 / $2}')"
+    printf '%-14s %12.1f %10.1f %14.1f\n' "$m" "$med" "$min" "$port"
 done
 echo "(wall-clock microseconds per molecule, median and minimum of $R runs of"
 echo " 'eann predict --repeat $K' on $S/reference_20.xyz (20 frames), single thread;"
-echo " 'C' uses the AVX2 copy of the inner loops where the CPU has it, 'portable' the"
-echo " baseline copy (same bits); speed-up = PyTorch / C median; on a loaded machine"
-echo " the minimum is the better estimate)"
+echo " 'C' uses the AVX2/AVX-512 copy of the inner loops where the CPU has it, 'portable' the"
+echo " baseline copy (same bits); on a loaded machine the minimum is the better"
+echo " estimate. Against PyTorch, measured now: PARTS=eann_infer sh bench/bench_peers.sh)"
