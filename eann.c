@@ -1197,7 +1197,7 @@ double eann_net_sum(const eann_model *m, const eann_work *w, int t) {
 
 /* True if the output layer of net t is zero for every species present: then
  * the input gradient of that net is exactly zero and need not be computed. */
-static int output_layer_zero(const eann_model *m, const eann_work *w, int t) {
+int eann_output_layer_zero(const eann_model *m, const eann_work *w, int t) {
     for (int s = 0; s < m->spec.nspecies; s++) {
         if (w->sp_start[s + 1] == w->sp_start[s]) continue;
         const eann_layer *L = eann_layer_of(m, t, s, m->spec.net[t].nhidden);
@@ -1214,7 +1214,7 @@ void eann_net_gradient(const eann_model *m, eann_work *w, int t, double *grad) {
     const eann_net_spec *ns = &m->spec.net[t];
     const int no = ns->sizes[ns->nhidden + 1];
     memset(grad, 0, sizeof(double) * 3 * (size_t)w->natoms);
-    if (output_layer_zero(m, w, t)) return;
+    if (eann_output_layer_zero(m, w, t)) return;
     double *dout = w->dout;
     memset(dout, 0, sizeof(double) * (size_t)w->natoms * no);
     for (int r = 0; r < w->natoms; r++) dout[(size_t)r * no] = 1.0;
@@ -1335,7 +1335,7 @@ void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, dou
     eann_net_gradient(m, w, 0, g);
     /* E_1 itself is not used: when net 1's output layer is zero (the
      * published model) h = 0 exactly and net 1 need not run at all. */
-    if (output_layer_zero(m, w, 1)) {
+    if (eann_output_layer_zero(m, w, 1)) {
         memset(h, 0, sizeof(double) * 3 * (size_t)N);
     } else {
         eann_net_forward(m, w, 1);

@@ -297,6 +297,10 @@ void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *d
 
 /* Sum over atoms of output 0 of net t after eann_net_forward (an "energy"). */
 double eann_net_sum(const eann_model *m, const eann_work *w, int t);
+/* 1 if the output layer of net t is zero for every species present in w
+ * (after eann_setup): its outputs and input gradient are then exactly zero
+ * and need not be computed (eann_pol_parts, the batched trainer). */
+int eann_output_layer_zero(const eann_model *m, const eann_work *w, int t);
 /* Scalar head: E = sum_i y_i of net t (output 0) and, if grad != NULL,
  * grad [natoms][3] (original atom order) = dE/dx_i, forces are -grad.
  * Call eann_setup and eann_descriptor_forward first; runs net t forward

@@ -821,20 +821,6 @@ static void ones_col0(double *dout, int rows, int no) {
         dout[(size_t)r * no] = 1.0;
 }
 
-/* True if net t's output layer is zero for every species present in w
- * (eann_pol_parts then sets that coordinate gradient to 0 without running
- * the net; the batch path leaves such chunks to the reference). */
-static int out_layer_zero(const eann_model *m, const eann_work *w, int t) {
-    for (int s = 0; s < m->spec.nspecies; s++) {
-        if (w->sp_start[s + 1] == w->sp_start[s]) continue;
-        const eann_layer *L = eann_layer_of(m, t, s, m->spec.net[t].nhidden);
-        const double *W = m->theta + L->w;
-        for (size_t q = 0; q < (size_t)L->nout * L->nin; q++)
-            if (W[q] != 0.0) return 0;
-    }
-    return 1;
-}
-
 /* eann_net_backward (eann.c) with dtheta != NULL, the same operations in
  * the same order, for the batch rows of B: dout [rows][n_out] -> B->drho;
  * ADDS the weight gradients of net t into dtheta. Its loops have AVX2
@@ -913,7 +899,7 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
     eann_trainws *TB = bw->B;
     const int D = m->ndensity, rows = B->natoms;
     for (int f = 0; f < n; f++)
-        if (out_layer_zero(m, bw->mol[f].tw->w, 0) || out_layer_zero(m, bw->mol[f].tw->w, 1))
+        if (eann_output_layer_zero(m, bw->mol[f].tw->w, 0) || eann_output_layer_zero(m, bw->mol[f].tw->w, 1))
             return 1;
     /* eann_pol_parts: g = dE_0/dx and h = dE_1/dx (eann_net_gradient), E_2 */
     for (int t = 0; t < 2; t++) {
