@@ -32,6 +32,9 @@ LDLIBS = -lm
 MODELSRC = $(wildcard linalg.c soap.c kqeq.c kqeq_kernels.c kqeq_model.c eann.c eann_kernels.c eann_train.c spectra.c)
 LIBSRC  = $(MODELSRC) xyz.c
 LIBHDR  = $(wildcard $(LIBSRC:.c=.h))
+# what `make install` puts in include/tensorial: the public headers (the
+# *_kernels.h headers are private to the files that vendor them)
+PUBHDR  = $(filter-out %_kernels.h,$(LIBHDR))
 LIBOBJ  = $(LIBSRC:%.c=$(B)/%.o)
 LIB     = $(B)/libtensorial.a
 # The same library as a shared object for python/tensorial (ctypes): the same
@@ -107,7 +110,7 @@ valgrind:
 install: $(LIB) $(PROGS)
 	mkdir -p $(DESTDIR)$(PREFIX)/lib/pkgconfig $(DESTDIR)$(PREFIX)/include/tensorial $(DESTDIR)$(PREFIX)/bin
 	cp $(LIB) $(DESTDIR)$(PREFIX)/lib/
-	cp $(LIBHDR) $(DESTDIR)$(PREFIX)/include/tensorial/
+	cp $(PUBHDR) $(DESTDIR)$(PREFIX)/include/tensorial/
 	cp $(PROGS) $(DESTDIR)$(PREFIX)/bin/
 	sed -e 's|@PREFIX@|$(PREFIX)|' tensorial.pc.in > $(DESTDIR)$(PREFIX)/lib/pkgconfig/tensorial.pc
 
