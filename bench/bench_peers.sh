@@ -43,7 +43,11 @@ have_py=0; have_ds=0; have_kq=0; have_torch=0; have_pt=0
 "$PY" -c 'import sys' 2> /dev/null && have_py=1
 if [ $have_py = 1 ]; then
     PYTHONPATH="$S/peers/dscribe" "$PY" -c 'from dscribe.descriptors import SOAP; import ase' \
-        2> /dev/null && have_ds=1
+        2> "$W/dscribe_import.err" && have_ds=1
+    # say why DScribe is absent (usually a missing Debian package: it imports sparse,
+    # joblib and sklearn; ../shared/peers/README.md lists them)
+    [ $have_ds = 1 ] || say "DScribe absent: $(tail -n 1 "$W/dscribe_import.err")" \
+        "(apt-get install python3-ase python3-scipy python3-sklearn python3-sparse python3-joblib)"
     [ $have_ds = 1 ] && [ -f "$S/peers/kqeq_numpy.py" ] &&
         PYTHONPATH="$S/peers/dscribe" "$PY" -c 'import scipy.linalg, scipy.sparse' 2> /dev/null && have_kq=1
     "$PY" -c 'import torch, scipy.spatial, ase' 2> /dev/null && have_torch=1
