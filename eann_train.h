@@ -88,7 +88,7 @@ int eann_sample_loss(const eann_model *m, eann_trainws *tw, const eann_sample *s
  * = +1 or -1 for the chosen branch (+1 on a tie). */
 double eann_phase_free_sq(const double t[3], const double r[3], int *sign);
 
-/* --- descriptor normalisation (folded into the first layer) ------------- */
+/* --- mini-batches: the same bits as eann_sample_loss per molecule ----- */
 /* Mini-batch workspace: molecules of up to natoms_max atoms, nmol_max of
  * them in one pass (larger batches are done in chunks of nmol_max). */
 typedef struct eann_batchws eann_batchws;
@@ -104,6 +104,7 @@ int eann_batch_loss(const eann_model *m, eann_batchws *bw, const eann_sample *sm
                     int n, double charge_weight, double scale, double *grad, double *pred,
                     double *sqerr, double *loss);
 
+/* --- descriptor normalisation (folded into the first layer) ------------- */
 typedef struct {
     int nspecies, ndensity;
     double *mean, *std; /* [S][D]; std > 0 */
