@@ -681,8 +681,9 @@ int eann_evaluate(const eann_model *m, eann_trainws *tw, const eann_sample *smp,
  * molecule in net 1's batch passes with direction 0. All its terms there
  * are then +0 or -0 (products with the zero tangent; finite values), and
  * adding a zero to a sum that starts at +0 (the gradient is zeroed first)
- * never changes its bits: x + (+-0) = x for x != 0, and +0 + (+-0) = +0. tests/test_eann_train.c compares both paths with
- * memcmp for all three targets. */
+ * never changes its bits: x + (+-0) = x for x != 0, and +0 + (+-0) = +0
+ * (such a sum is never -0: x + y = +0 when y = -x). tests/test_eann_train.c
+ * compares both paths with memcmp for all three targets. */
 
 /* atoms per batch pass of the trainer (eann_trainer_new) */
 #define EANN_BATCH_ROWS 96
