@@ -19,7 +19,9 @@
 # --only dft: only the rows with DFT labels, which change when the generators add chunks
 # (the others are fixed data and need not be rerun): the PBE0 curve of 3, the B3LYP rows
 # of 4 and row 5, each with the published models on the same test frames.  Rows 1-2, the
-# GFN2-xTB curve and the PM7 rows are left out, and so are their plots in docs/.
+# GFN2-xTB curve and the PM7 rows are left out, and so are their plots in docs/.  At full
+# settings about 5 minutes on the loaded 2-core machine (2026-12-05 data: 396 PBE0
+# molecules, 83 B3LYP and 88 / 76 TDDFT training frames), 4 of them the PBE0 curve.
 #
 # Settings.  Full (default): those of the README (EANN: all training frames, up to 3000
 # epochs with the default Adam schedule; kQEq: sizes 50..1600, 2 draws, SOAP n 4 l 3,
