@@ -135,8 +135,9 @@ fuzz:
 	    -dict=fuzz/dict/$$t.dict -artifact_prefix=fuzz-out/$$t/ fuzz-out/corpus-$$t fuzz/seeds/$$t || exit 1; \
 	done
 
-# make reproduce [QUICK=1]: rerun every experiment of the README's accuracy tables and
-# print ours beside the paper's figure (tools/reproduce.sh; QUICK=1 ~10 min on 2 cores).
+# make reproduce [QUICK=1] [ONLY=dft]: rerun every experiment of the README's accuracy
+# tables and print ours beside the paper's figure (tools/reproduce.sh; QUICK=1 ~10 min on
+# 2 cores; ONLY=dft only the rows with DFT labels, which grow as chunks are added).
 .PHONY: reproduce
 reproduce: $(PROGS) $(TESTS)
-	@B=$(B) sh tools/reproduce.sh $(if $(filter 1,$(QUICK)),--quick)
+	@B=$(B) sh tools/reproduce.sh $(if $(filter 1,$(QUICK)),--quick) $(if $(ONLY),--only $(ONLY))
