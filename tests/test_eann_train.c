@@ -765,9 +765,12 @@ static void test_train_kernels(void) {
         const size_t nc = (size_t)n * c;
         double in[9][7 * 19], par[6][19], out[2][15][7 * 19];
         memset(out, 0, sizeof out);
-        for (int a = 0; a < 9; a++) fill(in[a], nc, -1, 1);
-        fill(in[1], nc, 0.05, 0.95); /* sigmoid values */
-        fill(in[7], nc, 0.5, 2.0);   /* rstd */
+        /* every entry set: the pair kernels and the weight gradients read
+         * M K and 6 c entries, more than n c */
+        const size_t all = 7 * 19;
+        for (int a = 0; a < 9; a++) fill(in[a], all, -1, 1);
+        fill(in[1], all, 0.05, 0.95); /* sigmoid values */
+        fill(in[7], all, 0.5, 2.0);   /* rstd */
         for (int a = 0; a < 6; a++) fill(par[a], 19, 0.3, 1.5);
         for (int v = 0; v < 2; v++) {
             int simd = v ? V : P;
