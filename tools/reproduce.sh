@@ -24,8 +24,9 @@
 # molecules, 83 B3LYP and 88 / 76 TDDFT training frames), 4 of them the PBE0 curve.
 #
 # Settings.  Full (default): those of the README (EANN: all training frames, up to 3000
-# epochs with the default Adam schedule; kQEq: sizes 50..1600, 2 draws, SOAP n 4 l 3,
-# sparse M 2000) - several hours of one core.  --quick: the same experiments on fewer
+# epochs with the default Adam schedule; kQEq on GFN2-xTB: sizes 50..1600, 2 draws, SOAP
+# n 4 l 3, sparse M 2000; kQEq on PBE0: sizes 25, 50, ... up to all training molecules,
+# 3 draws, double SOAP rc 1.7 + 3.5 A, n 8 l 6 as in the paper) - several hours of one core.  --quick: the same experiments on fewer
 # frames and epochs (stated in the table's "train" column: frames x epochs), about
 # 10 minutes on 2 idle cores; its numbers show that the pipeline runs, not the accuracy.
 # Every run is seeded (--seed 1), so a rerun on the same data gives the same numbers
