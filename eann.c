@@ -839,18 +839,19 @@ static void fill_dfc(const eann_model *m, eann_work *w) {
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void pair_terms(const eann_model *m, eann_work *w, const int need_dfc) {
+static inline void pair_terms(const eann_model *m, eann_work *w, int r0, int r1,
+                              const int need_dfc) {
     const int M = m->norbital;
     double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
     for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
     const double f = EANN_PI / m->spec.cutoff;
     const double *x = w->x;
     int *cursor = w->cursor;
-    for (int i = 0; i < w->natoms; i++) {
+    for (int i = r0; i < r1; i++) {
         const int si = w->row_species[i], end = w->pair_start[i + 1];
         for (int p = w->pair_start[i]; p < end; p++) {
             const int j = w->pair_j[p], sj = w->row_species[j];
-            const int mirror = j < i ? cursor[j]++ : -1;
+            const int mirror = j < i && j >= r0 ? cursor[j]++ : -1;
             const double d = w->pair_d[p];
             double *v = w->pair_v + 3 * (size_t)p;
             for (int a = 0; a < 3; a++) v[a] = x[3 * i + a] - x[3 * j + a];
@@ -861,6 +862,18 @@ static inline void pair_terms(const eann_model *m, eann_work *w, const int need_
                 mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
                 w->pair_fc[p] = w->pair_fc[mirror];
                 if (need_dfc) w->pair_dfc[p] = w->pair_dfc[mirror];
+            } else if (j < i) {
+                /* (blocked path only: r0 > 0) the mirror (j, i) lies in an
+                 * earlier block, already gone: build its A from its own v =
+                 * x_j - x_i (not -v: x - x is +0 both ways) as row j did and
+                 * flip it as above, so A has the copy's bits, signed zeros
+                 * included; d, hence fc, is the same for (i, j) and (j, i) */
+                double vj[3], Aj[EANN_MAX_ORBITAL], c = 0.5 * cos(d * f) + 0.5;
+                for (int a = 0; a < 3; a++) vj[a] = x[3 * j + a] - x[3 * i + a];
+                w->pair_fc[p] = c * c;
+                if (need_dfc) w->pair_dfc[p] = dfc_of(c, d, f);
+                angular(M, w->pair_fc[p], 0.0, vj, NULL, Aj, NULL);
+                mul_n(M, sign, Aj, A);
             } else {
                 /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
                  * the angular components A_m (cached for the backward pass) */
@@ -880,8 +893,12 @@ static inline void pair_terms(const eann_model *m, eann_work *w, const int need_
 /* pair_terms with and without d fc / d d: two functions, so that in the
  * second no sin call is left for the compiler to merge with the cos into a
  * sincos call (the sin would then be paid for anyway) */
-static void pair_terms_dfc(const eann_model *m, eann_work *w) { pair_terms(m, w, 1); }
-static void pair_terms_fc(const eann_model *m, eann_work *w) { pair_terms(m, w, 0); }
+static void pair_terms_dfc(const eann_model *m, eann_work *w) {
+    pair_terms(m, w, 0, w->natoms, 1);
+}
+static void pair_terms_fc(const eann_model *m, eann_work *w, int r0, int r1) {
+    pair_terms(m, w, r0, r1, 0);
+}
 
 static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     const int N = w->natoms;
@@ -900,7 +917,7 @@ static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     int rc = grow_pairs(m, w, np);
     if (rc) return rc;
     if (need_dfc) pair_terms_dfc(m, w);
-    else pair_terms_fc(m, w);
+    else pair_terms_fc(m, w, 0, N);
     /* without d fc / d d, pair_dfc[0] = NaN says so (a real one is finite):
      * eann_descriptor_backward then calls fill_dfc first */
     if (!need_dfc && np) w->pair_dfc[0] = NAN;
@@ -926,10 +943,10 @@ static void radial_values(const eann_model *m, eann_work *w) {
     }
 }
 
-/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
- * input gradients use (eann_predict of a dipole or tdm model) */
-static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
-                 const double *pos, int need_dfc) {
+/* 1. the rows of eann_setup: checks, centre of mass, species sort (x, sp_start,
+ * row_species, atom_of_row, row_of_atom) */
+static int setup_rows(const eann_model *m, eann_work *w, int natoms, const int *species,
+                      const double *pos) {
     if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
         return EANN_EINVAL;
     const int S = m->spec.nspecies;
@@ -962,7 +979,16 @@ static int setup(const eann_model *m, eann_work *w, int natoms, const int *speci
             }
     }
     w->sp_start[S] = r;
-    int rc = build_pairs(m, w, need_dfc);
+    return EANN_OK;
+}
+
+/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
+ * input gradients use (eann_predict of a polarizability model) */
+static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+                 const double *pos, int need_dfc) {
+    int rc = setup_rows(m, w, natoms, species, pos);
+    if (rc) return rc;
+    rc = build_pairs(m, w, need_dfc);
     if (rc) return rc;
     radial_values(m, w);
     return EANN_OK;
@@ -1017,34 +1043,75 @@ void eann_angular(const eann_model *m, double fc, double fcd, const double *v, c
     angular(m->norbital, fc, fcd, v, vd, A, Ad);
 }
 
-void eann_descriptor_forward(const eann_model *m, eann_work *w) {
+/* S [M][K] and rho [D] of row i from its pairs (pair_start[i] ..) */
+static void descriptor_row(const eann_model *m, eann_work *w, int i, double *S) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    /* (3. the angular components of every pair come from eann_setup) */
-    for (int i = 0; i < w->natoms; i++) {
-        double *S = w->S + (size_t)i * M * K;
-        /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
-        int p0 = w->pair_start[i];
-        eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
-                     w->pair_w + (size_t)p0 * K, S);
-        /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
-         * a run of components of one group at once (group_squares; the groups
-         * are consecutive runs, eann_model_new), a group met again adds */
-        double *rho = w->rho + (size_t)i * D;
-        int started[EANN_MAX_NIPSIN] = {0};
-        for (int q = 0; q < M;) {
-            const int L = m->index_para[q];
-            int q1 = q + 1;
-            while (q1 < M && m->index_para[q1] == L) q1++;
-            if (!started[L])
-                group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
-            else
-                for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
-            started[L] = 1;
-            q = q1;
-        }
-        for (int L = 0; L < m->spec.nipsin; L++)
-            if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+    /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
+    int p0 = w->pair_start[i];
+    eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
+                 w->pair_w + (size_t)p0 * K, S);
+    /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
+     * a run of components of one group at once (group_squares; the groups
+     * are consecutive runs, eann_model_new), a group met again adds */
+    double *rho = w->rho + (size_t)i * D;
+    int started[EANN_MAX_NIPSIN] = {0};
+    for (int q = 0; q < M;) {
+        const int L = m->index_para[q];
+        int q1 = q + 1;
+        while (q1 < M && m->index_para[q1] == L) q1++;
+        if (!started[L])
+            group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
+        else
+            for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
+        started[L] = 1;
+        q = q1;
     }
+    for (int L = 0; L < m->spec.nipsin; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+}
+
+void eann_descriptor_forward(const eann_model *m, eann_work *w) {
+    const size_t MK = (size_t)m->norbital * m->spec.nwave;
+    /* (3. the angular components of every pair come from eann_setup) */
+    for (int i = 0; i < w->natoms; i++) descriptor_row(m, w, i, w->S + (size_t)i * MK);
+}
+
+/* rho of a large molecule for eann_predict without input gradients (dipole,
+ * tdm), a block of rows at a time. The whole frame's pair arrays take ~350
+ * bytes per pair (M + 2K + 6 numbers; 13 + 24 + 6 for the published models,
+ * ~75 pairs per atom in water at 6 A: ~26 KB per atom), so beyond a few
+ * thousand atoms they outgrow every cache and each pass over them (pair
+ * terms, radial values, S) streams main memory. Here pair_j .. pair_a hold
+ * one block of rows r0 .. r1-1 at a time (pair_start[r0 .. r1] counts from
+ * 0), and rho [natoms][D] is filled row by row; S is a scratch row [M][K].
+ * Every row gets the same pairs in the same order through the same
+ * expressions as in eann_setup + eann_descriptor_forward, so rho has the
+ * same bits: a pair whose mirror lies in an earlier block is built afresh
+ * (pair_terms) where eann_setup copies it, with the copy's bits.
+ * Afterwards the pair arrays and S hold only the last block. */
+static int descriptor_blocked(const eann_model *m, eann_work *w, const cell_grid *g, int B) {
+    const int N = w->natoms;
+    for (int r0 = 0; r0 < N; r0 += B) {
+        const int r1 = r0 + B < N ? r0 + B : N;
+        size_t np = 0;
+        for (int i = r0; i < r1; i++) {
+            if (np + (size_t)N > (size_t)INT_MAX) return EANN_ENOMEM;
+            int rc = grow_neighbours(w, np + (size_t)N);
+            if (rc) return rc;
+            w->pair_start[i] = (int)np;
+            np += (size_t)row_neighbours(m, w, g, i, np);
+        }
+        w->pair_start[r1] = (int)np;
+        w->npairs = (int)np;
+        /* a quarter more than this block needs: the next blocks seldom grow it */
+        int rc = grow_pairs(m, w, np > w->cap_pairs ? np + np / 4 : np);
+        if (rc) return rc;
+        pair_terms_fc(m, w, r0, r1);
+        radial_values(m, w);
+        for (int i = r0; i < r1; i++) descriptor_row(m, w, i, w->S);
+    }
+    if (w->npairs) w->pair_dfc[0] = NAN; /* as build_pairs without d fc / d d */
+    return EANN_OK;
 }
 
 void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *drho,
@@ -1361,9 +1428,26 @@ int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *speci
                  const double *pos, double *out) {
     if (!out) return EANN_EINVAL;
     /* only the polarizability needs input gradients (d fc / d d) */
-    int rc = setup(m, w, natoms, species, pos, m && m->spec.kind == EANN_POLARIZABILITY);
-    if (rc) return rc;
-    eann_descriptor_forward(m, w);
+    const int pol = m && m->spec.kind == EANN_POLARIZABILITY;
+    const int B = w && w->block_rows > 0 ? w->block_rows : EANN_BLOCK_ROWS;
+    cell_grid grid;
+    if (!pol && w && natoms > B && natoms <= w->cap_atoms) {
+        /* a large frame, dipole or tdm: rho a block of rows at a time */
+        int rc = setup_rows(m, w, natoms, species, pos);
+        if (rc) return rc;
+        if (make_cells(m, w, &grid)) {
+            rc = descriptor_blocked(m, w, &grid, B);
+        } else { /* no grid (all pairs tested): the whole frame at once */
+            rc = build_pairs(m, w, 0);
+            if (!rc) radial_values(m, w);
+            if (!rc) eann_descriptor_forward(m, w);
+        }
+        if (rc) return rc;
+    } else {
+        int rc = setup(m, w, natoms, species, pos, pol);
+        if (rc) return rc;
+        eann_descriptor_forward(m, w);
+    }
     if (m->spec.kind == EANN_DIPOLE) {
         eann_net_forward(m, w, 0);
         eann_dipole_parts(m, w, out, NULL);
