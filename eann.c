@@ -652,7 +652,9 @@ int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
     w->g2 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->dout = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->cell_start = alloc_arr(N + 1, sizeof(int), &fail);
-    w->cell_rows = alloc_arr(N, sizeof(int), &fail);
+    /* the neighbourhood lists of make_cells (27 per row at most), only for
+     * molecules that use a cell list */
+    w->cell_rows = alloc_arr(N > EANN_CELL_MIN_ATOMS ? 27 * N : 1, sizeof(int), &fail);
     w->cell_of_row = alloc_arr(N, sizeof(int), &fail);
     const size_t np0 = N * (N - 1) < 4096 ? N * (N - 1) : 4096;
     if (!fail && (grow_neighbours(w, np0) || grow_pairs(m, w, np0))) fail = 1;
@@ -685,21 +687,46 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
  * argument -inta (d - rs)^2 of every radial function (FORMAT.md 4.2). */
 
 /* The distance test of a pair (the same bits for (i, j) and (j, i): v is
- * negated exactly). 1 and *d if dmin < d < rc. */
-static inline int pair_distance(const double *x, int i, int j, double dmin, double rc, double *d) {
+ * negated exactly). 1 and *d if dmin < d < rc. rc2 = rc^2 (1 + 1e-12): a
+ * pair with d^2 > rc2 has sqrt(d^2) > rc (sqrt is correctly rounded), so it
+ * is rejected without the sqrt, as the test on d would reject it; most
+ * candidates of a cell list are such pairs. */
+static inline int pair_distance(const double *x, int i, int j, double dmin, double rc,
+                                double rc2, double *d) {
     double v0 = x[3 * i] - x[3 * j], v1 = x[3 * i + 1] - x[3 * j + 1];
     double v2 = x[3 * i + 2] - x[3 * j + 2];
-    *d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
+    const double d2 = v0 * v0 + v1 * v1 + v2 * v2;
+    if (d2 > rc2) return 0;
+    *d = sqrt(d2);
     return *d > dmin && *d < rc;
 }
 
 /* A cell list for molecules of more than EANN_CELL_MIN_ATOMS atoms: cubic
  * cells of edge h >= rc (so a pair closer than rc lies in the same or
  * adjacent cells), at most natoms cells (h grows for sparse frames, so
- * memory stays linear), rows listed by cell in ascending order. 0 if the
- * molecule is small or its extent too large for a grid (then every pair is
- * tested). */
+ * memory stays linear). For each cell c, cell_rows[cell_start[c] ..
+ * cell_start[c+1]-1] lists the rows of c and of its up to 26 neighbour
+ * cells in ascending order (at most 27 natoms entries in all): the
+ * candidates of a row in c come out already in the order of the pair list,
+ * with no sorting per row. 0 if the molecule is small or its extent too
+ * large for a grid (then every pair is tested). */
 typedef struct { int n[3]; double lo[3], h; } cell_grid;
+
+/* The cells around cell c (itself included, fewer at the grid's faces):
+ * their indices into nb[27], returns their number. */
+static int cells_around(const cell_grid *g, int c, int nb[27]) {
+    int ci[3], k = 0;
+    for (int a = 0; a < 3; a++) {
+        ci[a] = c % g->n[a];
+        c /= g->n[a];
+    }
+    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
+        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
+            for (int x = ci[0] - 1; x <= ci[0] + 1; x++)
+                if (x >= 0 && y >= 0 && z >= 0 && x < g->n[0] && y < g->n[1] && z < g->n[2])
+                    nb[k++] = (z * g->n[1] + y) * g->n[0] + x;
+    return k;
+}
 
 static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
     const int N = w->natoms;
@@ -725,8 +752,10 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
         if (cells <= N) break;
         g->h *= 2;
     }
-    /* counting sort of the rows by cell, stable: ascending rows in each cell */
+    /* counting sort: each row counts in the lists of the cells around its
+     * cell, then is appended to them in ascending row order */
     const int nc = g->n[0] * g->n[1] * g->n[2];
+    int nb[27];
     memset(w->cell_start, 0, sizeof(int) * (size_t)(nc + 1));
     for (int r = 0; r < N; r++) {
         int c = 0;
@@ -735,12 +764,16 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
             c = c * g->n[a] + (k < g->n[a] ? k : g->n[a] - 1);
         }
         w->cell_of_row[r] = c;
-        w->cell_start[c + 1]++;
+        const int nk = cells_around(g, c, nb);
+        for (int k = 0; k < nk; k++) w->cell_start[nb[k] + 1]++;
     }
     for (int c = 0; c < nc; c++) w->cell_start[c + 1] += w->cell_start[c];
-    int *next = w->cursor; /* scratch: the next free place of each cell */
+    int *next = w->cursor; /* scratch: the next free place of each list */
     memcpy(next, w->cell_start, sizeof(int) * (size_t)nc);
-    for (int r = 0; r < N; r++) w->cell_rows[next[w->cell_of_row[r]]++] = r;
+    for (int r = 0; r < N; r++) {
+        const int nk = cells_around(g, w->cell_of_row[r], nb);
+        for (int k = 0; k < nk; k++) w->cell_rows[next[nb[k]]++] = r;
+    }
     return 1;
 }
 
@@ -750,6 +783,7 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
 static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g, int i,
                           size_t np) {
     const double rc = m->spec.cutoff, dmin = m->spec.min_distance;
+    const double rc2 = rc * rc * (1 + 1e-12);
     int *nj = w->pair_j + np, n = 0;
     double *nd = w->pair_d + np, d;
     if (!g) {
@@ -762,31 +796,15 @@ static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g,
         }
         w->cursor[i] = (int)np + n;
         for (int j = i + 1; j < w->natoms; j++)
-            if (pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
+            if (pair_distance(w->x, i, j, dmin, rc, rc2, &d)) nj[n] = j, nd[n++] = d;
         return n;
     }
-    /* the 27 cells around row i's (fewer at the grid's faces); within a
-     * cell the rows are ascending, across cells not: insertion sort */
-    int ci[3], c = w->cell_of_row[i];
-    for (int a = 0; a < 3; a++) {
-        ci[a] = c % g->n[a];
-        c /= g->n[a];
+    /* the candidates: the rows of the 27 cells around row i's, ascending */
+    const int c = w->cell_of_row[i];
+    for (int q = w->cell_start[c]; q < w->cell_start[c + 1]; q++) {
+        const int j = w->cell_rows[q];
+        if (j != i && pair_distance(w->x, i, j, dmin, rc, rc2, &d)) nj[n] = j, nd[n++] = d;
     }
-    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
-        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
-            for (int x = ci[0] - 1; x <= ci[0] + 1; x++) {
-                if (x < 0 || y < 0 || z < 0 || x >= g->n[0] || y >= g->n[1] || z >= g->n[2])
-                    continue;
-                const int cc = (z * g->n[1] + y) * g->n[0] + x;
-                for (int q = w->cell_start[cc]; q < w->cell_start[cc + 1]; q++) {
-                    const int j = w->cell_rows[q];
-                    if (j == i || !pair_distance(w->x, i, j, dmin, rc, &d)) continue;
-                    int p = n++;
-                    for (; p > 0 && nj[p - 1] > j; p--) nj[p] = nj[p - 1], nd[p] = nd[p - 1];
-                    nj[p] = j;
-                    nd[p] = d;
-                }
-            }
     return n;
 }
 

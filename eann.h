@@ -255,8 +255,9 @@ typedef struct {
     /* neighbour search of eann_setup (cell list for molecules of more than
      * EANN_CELL_MIN_ATOMS atoms; the pairs come out in the same order) */
     size_t cap_nbr;           /* capacity of pair_j and pair_d (cap_pairs: the others) */
-    int *cell_start;          /* [ncells+1] rows of cell c: cell_rows[cell_start[c] ..] */
-    int *cell_rows;           /* [natoms] rows by cell, ascending within a cell */
+    int *cell_start;          /* [ncells+1] cell_rows[cell_start[c] ..] belong to cell c */
+    int *cell_rows;           /* [<= 27 natoms] for each cell, the rows of the cells around
+                                 it (itself included), ascending */
     int *cell_of_row;         /* [natoms] */
     /* eann_predict of a dipole or tdm model builds the pairs and rho of a
      * molecule of more than this many atoms (0: EANN_BLOCK_ROWS) a block of
