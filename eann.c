@@ -1106,23 +1106,37 @@ void eann_descriptor_forward(const eann_model *m, eann_work *w) {
  * expressions as in eann_setup + eann_descriptor_forward, so rho has the
  * same bits: a pair whose mirror lies in an earlier block is built afresh
  * (pair_terms) where eann_setup copies it, with the copy's bits.
- * Afterwards the pair arrays and S hold only the last block. */
-static int descriptor_blocked(const eann_model *m, eann_work *w, const cell_grid *g, int B) {
+ * Afterwards the pair arrays and S hold only the last block. Does the
+ * work of eann_setup (without d fc / d d) + eann_descriptor_forward. */
+static int descriptor_blocked(const eann_model *m, eann_work *w, int natoms,
+                              const int *species, const double *pos, int B) {
+    int rc = setup_rows(m, w, natoms, species, pos);
+    if (rc) return rc;
+    cell_grid grid;
+    if (!make_cells(m, w, &grid)) {
+        /* no cell list (a small molecule, or too wide for a grid): all
+         * pairs of the frame at once, as eann_setup */
+        rc = build_pairs(m, w, 0);
+        if (rc) return rc;
+        radial_values(m, w);
+        eann_descriptor_forward(m, w);
+        return EANN_OK;
+    }
     const int N = w->natoms;
     for (int r0 = 0; r0 < N; r0 += B) {
         const int r1 = r0 + B < N ? r0 + B : N;
         size_t np = 0;
         for (int i = r0; i < r1; i++) {
             if (np + (size_t)N > (size_t)INT_MAX) return EANN_ENOMEM;
-            int rc = grow_neighbours(w, np + (size_t)N);
+            rc = grow_neighbours(w, np + (size_t)N);
             if (rc) return rc;
             w->pair_start[i] = (int)np;
-            np += (size_t)row_neighbours(m, w, g, i, np);
+            np += (size_t)row_neighbours(m, w, &grid, i, np);
         }
         w->pair_start[r1] = (int)np;
         w->npairs = (int)np;
         /* a quarter more than this block needs: the next blocks seldom grow it */
-        int rc = grow_pairs(m, w, np > w->cap_pairs ? np + np / 4 : np);
+        rc = grow_pairs(m, w, np > w->cap_pairs ? np + np / 4 : np);
         if (rc) return rc;
         pair_terms_fc(m, w, r0, r1);
         radial_values(m, w);
@@ -1448,24 +1462,17 @@ int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *speci
     /* only the polarizability needs input gradients (d fc / d d) */
     const int pol = m && m->spec.kind == EANN_POLARIZABILITY;
     const int B = w && w->block_rows > 0 ? w->block_rows : EANN_BLOCK_ROWS;
-    cell_grid grid;
-    if (!pol && w && natoms > B && natoms <= w->cap_atoms) {
-        /* a large frame, dipole or tdm: rho a block of rows at a time */
-        int rc = setup_rows(m, w, natoms, species, pos);
-        if (rc) return rc;
-        if (make_cells(m, w, &grid)) {
-            rc = descriptor_blocked(m, w, &grid, B);
-        } else { /* no grid (all pairs tested): the whole frame at once */
-            rc = build_pairs(m, w, 0);
-            if (!rc) radial_values(m, w);
-            if (!rc) eann_descriptor_forward(m, w);
-        }
-        if (rc) return rc;
+    int rc;
+    if (pol || !w || natoms <= B || natoms > w->cap_atoms) {
+        /* every pair of the molecule at once, then rho */
+        rc = setup(m, w, natoms, species, pos, pol);
+        if (!rc) eann_descriptor_forward(m, w);
     } else {
-        int rc = setup(m, w, natoms, species, pos, pol);
-        if (rc) return rc;
-        eann_descriptor_forward(m, w);
+        /* a large frame, dipole or tdm: the same rho, a block of rows at a
+         * time (bounded memory, the pair arrays stay in cache) */
+        rc = descriptor_blocked(m, w, natoms, species, pos, B);
     }
+    if (rc) return rc;
     if (m->spec.kind == EANN_DIPOLE) {
         eann_net_forward(m, w, 0);
         eann_dipole_parts(m, w, out, NULL);
