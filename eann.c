@@ -652,7 +652,9 @@ int eann_work_new(const eann_model *m, int natoms_max, eann_work **out) {
     w->g2 = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->dout = alloc_arr(N * (size_t)maxw, sizeof(double), &fail);
     w->cell_start = alloc_arr(N + 1, sizeof(int), &fail);
-    w->cell_rows = alloc_arr(N, sizeof(int), &fail);
+    /* the neighbourhood lists of make_cells (27 per row at most), only for
+     * molecules that use a cell list */
+    w->cell_rows = alloc_arr(N > EANN_CELL_MIN_ATOMS ? 27 * N : 1, sizeof(int), &fail);
     w->cell_of_row = alloc_arr(N, sizeof(int), &fail);
     const size_t np0 = N * (N - 1) < 4096 ? N * (N - 1) : 4096;
     if (!fail && (grow_neighbours(w, np0) || grow_pairs(m, w, np0))) fail = 1;
@@ -685,21 +687,46 @@ static inline void mul_n(int n, const double *restrict x, const double *restrict
  * argument -inta (d - rs)^2 of every radial function (FORMAT.md 4.2). */
 
 /* The distance test of a pair (the same bits for (i, j) and (j, i): v is
- * negated exactly). 1 and *d if dmin < d < rc. */
-static inline int pair_distance(const double *x, int i, int j, double dmin, double rc, double *d) {
+ * negated exactly). 1 and *d if dmin < d < rc. rc2 = rc^2 (1 + 1e-12): a
+ * pair with d^2 > rc2 has sqrt(d^2) > rc (sqrt is correctly rounded), so it
+ * is rejected without the sqrt, as the test on d would reject it; most
+ * candidates of a cell list are such pairs. */
+static inline int pair_distance(const double *x, int i, int j, double dmin, double rc,
+                                double rc2, double *d) {
     double v0 = x[3 * i] - x[3 * j], v1 = x[3 * i + 1] - x[3 * j + 1];
     double v2 = x[3 * i + 2] - x[3 * j + 2];
-    *d = sqrt(v0 * v0 + v1 * v1 + v2 * v2);
+    const double d2 = v0 * v0 + v1 * v1 + v2 * v2;
+    if (d2 > rc2) return 0;
+    *d = sqrt(d2);
     return *d > dmin && *d < rc;
 }
 
 /* A cell list for molecules of more than EANN_CELL_MIN_ATOMS atoms: cubic
  * cells of edge h >= rc (so a pair closer than rc lies in the same or
  * adjacent cells), at most natoms cells (h grows for sparse frames, so
- * memory stays linear), rows listed by cell in ascending order. 0 if the
- * molecule is small or its extent too large for a grid (then every pair is
- * tested). */
+ * memory stays linear). For each cell c, cell_rows[cell_start[c] ..
+ * cell_start[c+1]-1] lists the rows of c and of its up to 26 neighbour
+ * cells in ascending order (at most 27 natoms entries in all): the
+ * candidates of a row in c come out already in the order of the pair list,
+ * with no sorting per row. 0 if the molecule is small or its extent too
+ * large for a grid (then every pair is tested). */
 typedef struct { int n[3]; double lo[3], h; } cell_grid;
+
+/* The cells around cell c (itself included, fewer at the grid's faces):
+ * their indices into nb[27], returns their number. */
+static int cells_around(const cell_grid *g, int c, int nb[27]) {
+    int ci[3], k = 0;
+    for (int a = 0; a < 3; a++) {
+        ci[a] = c % g->n[a];
+        c /= g->n[a];
+    }
+    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
+        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
+            for (int x = ci[0] - 1; x <= ci[0] + 1; x++)
+                if (x >= 0 && y >= 0 && z >= 0 && x < g->n[0] && y < g->n[1] && z < g->n[2])
+                    nb[k++] = (z * g->n[1] + y) * g->n[0] + x;
+    return k;
+}
 
 static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
     const int N = w->natoms;
@@ -725,8 +752,10 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
         if (cells <= N) break;
         g->h *= 2;
     }
-    /* counting sort of the rows by cell, stable: ascending rows in each cell */
+    /* counting sort: each row counts in the lists of the cells around its
+     * cell, then is appended to them in ascending row order */
     const int nc = g->n[0] * g->n[1] * g->n[2];
+    int nb[27];
     memset(w->cell_start, 0, sizeof(int) * (size_t)(nc + 1));
     for (int r = 0; r < N; r++) {
         int c = 0;
@@ -735,12 +764,16 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
             c = c * g->n[a] + (k < g->n[a] ? k : g->n[a] - 1);
         }
         w->cell_of_row[r] = c;
-        w->cell_start[c + 1]++;
+        const int nk = cells_around(g, c, nb);
+        for (int k = 0; k < nk; k++) w->cell_start[nb[k] + 1]++;
     }
     for (int c = 0; c < nc; c++) w->cell_start[c + 1] += w->cell_start[c];
-    int *next = w->cursor; /* scratch: the next free place of each cell */
+    int *next = w->cursor; /* scratch: the next free place of each list */
     memcpy(next, w->cell_start, sizeof(int) * (size_t)nc);
-    for (int r = 0; r < N; r++) w->cell_rows[next[w->cell_of_row[r]]++] = r;
+    for (int r = 0; r < N; r++) {
+        const int nk = cells_around(g, w->cell_of_row[r], nb);
+        for (int k = 0; k < nk; k++) w->cell_rows[next[nb[k]]++] = r;
+    }
     return 1;
 }
 
@@ -750,6 +783,7 @@ static int make_cells(const eann_model *m, eann_work *w, cell_grid *g) {
 static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g, int i,
                           size_t np) {
     const double rc = m->spec.cutoff, dmin = m->spec.min_distance;
+    const double rc2 = rc * rc * (1 + 1e-12);
     int *nj = w->pair_j + np, n = 0;
     double *nd = w->pair_d + np, d;
     if (!g) {
@@ -762,31 +796,15 @@ static int row_neighbours(const eann_model *m, eann_work *w, const cell_grid *g,
         }
         w->cursor[i] = (int)np + n;
         for (int j = i + 1; j < w->natoms; j++)
-            if (pair_distance(w->x, i, j, dmin, rc, &d)) nj[n] = j, nd[n++] = d;
+            if (pair_distance(w->x, i, j, dmin, rc, rc2, &d)) nj[n] = j, nd[n++] = d;
         return n;
     }
-    /* the 27 cells around row i's (fewer at the grid's faces); within a
-     * cell the rows are ascending, across cells not: insertion sort */
-    int ci[3], c = w->cell_of_row[i];
-    for (int a = 0; a < 3; a++) {
-        ci[a] = c % g->n[a];
-        c /= g->n[a];
+    /* the candidates: the rows of the 27 cells around row i's, ascending */
+    const int c = w->cell_of_row[i];
+    for (int q = w->cell_start[c]; q < w->cell_start[c + 1]; q++) {
+        const int j = w->cell_rows[q];
+        if (j != i && pair_distance(w->x, i, j, dmin, rc, rc2, &d)) nj[n] = j, nd[n++] = d;
     }
-    for (int z = ci[2] - 1; z <= ci[2] + 1; z++)
-        for (int y = ci[1] - 1; y <= ci[1] + 1; y++)
-            for (int x = ci[0] - 1; x <= ci[0] + 1; x++) {
-                if (x < 0 || y < 0 || z < 0 || x >= g->n[0] || y >= g->n[1] || z >= g->n[2])
-                    continue;
-                const int cc = (z * g->n[1] + y) * g->n[0] + x;
-                for (int q = w->cell_start[cc]; q < w->cell_start[cc + 1]; q++) {
-                    const int j = w->cell_rows[q];
-                    if (j == i || !pair_distance(w->x, i, j, dmin, rc, &d)) continue;
-                    int p = n++;
-                    for (; p > 0 && nj[p - 1] > j; p--) nj[p] = nj[p - 1], nd[p] = nd[p - 1];
-                    nj[p] = j;
-                    nd[p] = d;
-                }
-            }
     return n;
 }
 
@@ -839,18 +857,19 @@ static void fill_dfc(const eann_model *m, eann_work *w) {
 #if defined(__GNUC__)
 __attribute__((always_inline))
 #endif
-static inline void pair_terms(const eann_model *m, eann_work *w, const int need_dfc) {
+static inline void pair_terms(const eann_model *m, eann_work *w, int r0, int r1,
+                              const int need_dfc) {
     const int M = m->norbital;
     double sign[EANN_MAX_ORBITAL]; /* (-1)^L of each angular component */
     for (int q = 0; q < M; q++) sign[q] = m->index_para[q] % 2 ? -1.0 : 1.0;
     const double f = EANN_PI / m->spec.cutoff;
     const double *x = w->x;
     int *cursor = w->cursor;
-    for (int i = 0; i < w->natoms; i++) {
+    for (int i = r0; i < r1; i++) {
         const int si = w->row_species[i], end = w->pair_start[i + 1];
         for (int p = w->pair_start[i]; p < end; p++) {
             const int j = w->pair_j[p], sj = w->row_species[j];
-            const int mirror = j < i ? cursor[j]++ : -1;
+            const int mirror = j < i && j >= r0 ? cursor[j]++ : -1;
             const double d = w->pair_d[p];
             double *v = w->pair_v + 3 * (size_t)p;
             for (int a = 0; a < 3; a++) v[a] = x[3 * i + a] - x[3 * j + a];
@@ -861,6 +880,18 @@ static inline void pair_terms(const eann_model *m, eann_work *w, const int need_
                 mul_n(M, sign, w->pair_a + (size_t)mirror * M, A);
                 w->pair_fc[p] = w->pair_fc[mirror];
                 if (need_dfc) w->pair_dfc[p] = w->pair_dfc[mirror];
+            } else if (j < i) {
+                /* (blocked path only: r0 > 0) the mirror (j, i) lies in an
+                 * earlier block, already gone: build its A from its own v =
+                 * x_j - x_i (not -v: x - x is +0 both ways) as row j did and
+                 * flip it as above, so A has the copy's bits, signed zeros
+                 * included; d, hence fc, is the same for (i, j) and (j, i) */
+                double vj[3], Aj[EANN_MAX_ORBITAL], c = 0.5 * cos(d * f) + 0.5;
+                for (int a = 0; a < 3; a++) vj[a] = x[3 * j + a] - x[3 * i + a];
+                w->pair_fc[p] = c * c;
+                if (need_dfc) w->pair_dfc[p] = dfc_of(c, d, f);
+                angular(M, w->pair_fc[p], 0.0, vj, NULL, Aj, NULL);
+                mul_n(M, sign, Aj, A);
             } else {
                 /* 3. cutoff fc = (0.5 cos(pi d/rc) + 0.5)^2 and its derivative,
                  * the angular components A_m (cached for the backward pass) */
@@ -880,8 +911,12 @@ static inline void pair_terms(const eann_model *m, eann_work *w, const int need_
 /* pair_terms with and without d fc / d d: two functions, so that in the
  * second no sin call is left for the compiler to merge with the cos into a
  * sincos call (the sin would then be paid for anyway) */
-static void pair_terms_dfc(const eann_model *m, eann_work *w) { pair_terms(m, w, 1); }
-static void pair_terms_fc(const eann_model *m, eann_work *w) { pair_terms(m, w, 0); }
+static void pair_terms_dfc(const eann_model *m, eann_work *w) {
+    pair_terms(m, w, 0, w->natoms, 1);
+}
+static void pair_terms_fc(const eann_model *m, eann_work *w, int r0, int r1) {
+    pair_terms(m, w, r0, r1, 0);
+}
 
 static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     const int N = w->natoms;
@@ -900,7 +935,7 @@ static int build_pairs(const eann_model *m, eann_work *w, int need_dfc) {
     int rc = grow_pairs(m, w, np);
     if (rc) return rc;
     if (need_dfc) pair_terms_dfc(m, w);
-    else pair_terms_fc(m, w);
+    else pair_terms_fc(m, w, 0, N);
     /* without d fc / d d, pair_dfc[0] = NaN says so (a real one is finite):
      * eann_descriptor_backward then calls fill_dfc first */
     if (!need_dfc && np) w->pair_dfc[0] = NAN;
@@ -926,10 +961,10 @@ static void radial_values(const eann_model *m, eann_work *w) {
     }
 }
 
-/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
- * input gradients use (eann_predict of a dipole or tdm model) */
-static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
-                 const double *pos, int need_dfc) {
+/* 1. the rows of eann_setup: checks, centre of mass, species sort (x, sp_start,
+ * row_species, atom_of_row, row_of_atom) */
+static int setup_rows(const eann_model *m, eann_work *w, int natoms, const int *species,
+                      const double *pos) {
     if (!m || !w || natoms < 0 || natoms > w->cap_atoms || (natoms && (!species || !pos)))
         return EANN_EINVAL;
     const int S = m->spec.nspecies;
@@ -962,7 +997,16 @@ static int setup(const eann_model *m, eann_work *w, int natoms, const int *speci
             }
     }
     w->sp_start[S] = r;
-    int rc = build_pairs(m, w, need_dfc);
+    return EANN_OK;
+}
+
+/* eann_setup; need_dfc = 0 skips d fc/d d (a sin per pair), which only the
+ * input gradients use (eann_predict of a polarizability model) */
+static int setup(const eann_model *m, eann_work *w, int natoms, const int *species,
+                 const double *pos, int need_dfc) {
+    int rc = setup_rows(m, w, natoms, species, pos);
+    if (rc) return rc;
+    rc = build_pairs(m, w, need_dfc);
     if (rc) return rc;
     radial_values(m, w);
     return EANN_OK;
@@ -1017,34 +1061,89 @@ void eann_angular(const eann_model *m, double fc, double fcd, const double *v, c
     angular(m->norbital, fc, fcd, v, vd, A, Ad);
 }
 
-void eann_descriptor_forward(const eann_model *m, eann_work *w) {
+/* S [M][K] and rho [D] of row i from its pairs (pair_start[i] ..) */
+static void descriptor_row(const eann_model *m, eann_work *w, int i, double *S) {
     const int K = m->spec.nwave, M = m->norbital, D = m->ndensity;
-    /* (3. the angular components of every pair come from eann_setup) */
-    for (int i = 0; i < w->natoms; i++) {
-        double *S = w->S + (size_t)i * M * K;
-        /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
-        int p0 = w->pair_start[i];
-        eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
-                     w->pair_w + (size_t)p0 * K, S);
-        /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
-         * a run of components of one group at once (group_squares; the groups
-         * are consecutive runs, eann_model_new), a group met again adds */
-        double *rho = w->rho + (size_t)i * D;
-        int started[EANN_MAX_NIPSIN] = {0};
-        for (int q = 0; q < M;) {
-            const int L = m->index_para[q];
-            int q1 = q + 1;
-            while (q1 < M && m->index_para[q1] == L) q1++;
-            if (!started[L])
-                group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
-            else
-                for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
-            started[L] = 1;
-            q = q1;
-        }
-        for (int L = 0; L < m->spec.nipsin; L++)
-            if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+    /* 4. S_i[m][k] = sum_j A_m(v_ij) (params[s_j][k] R_k(d_ij)) */
+    int p0 = w->pair_start[i];
+    eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
+                 w->pair_w + (size_t)p0 * K, S);
+    /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
+     * a run of components of one group at once (group_squares; the groups
+     * are consecutive runs, eann_model_new), a group met again adds */
+    double *rho = w->rho + (size_t)i * D;
+    int started[EANN_MAX_NIPSIN] = {0};
+    for (int q = 0; q < M;) {
+        const int L = m->index_para[q];
+        int q1 = q + 1;
+        while (q1 < M && m->index_para[q1] == L) q1++;
+        if (!started[L])
+            group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
+        else
+            for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
+        started[L] = 1;
+        q = q1;
     }
+    for (int L = 0; L < m->spec.nipsin; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+}
+
+void eann_descriptor_forward(const eann_model *m, eann_work *w) {
+    const size_t MK = (size_t)m->norbital * m->spec.nwave;
+    /* (3. the angular components of every pair come from eann_setup) */
+    for (int i = 0; i < w->natoms; i++) descriptor_row(m, w, i, w->S + (size_t)i * MK);
+}
+
+/* rho of a large molecule for eann_predict without input gradients (dipole,
+ * tdm), a block of rows at a time. The whole frame's pair arrays take ~350
+ * bytes per pair (M + 2K + 6 numbers; 13 + 24 + 6 for the published models,
+ * ~75 pairs per atom in water at 6 A: ~26 KB per atom), so beyond a few
+ * thousand atoms they outgrow every cache and each pass over them (pair
+ * terms, radial values, S) streams main memory. Here pair_j .. pair_a hold
+ * one block of rows r0 .. r1-1 at a time (pair_start[r0 .. r1] counts from
+ * 0), and rho [natoms][D] is filled row by row; S is a scratch row [M][K].
+ * Every row gets the same pairs in the same order through the same
+ * expressions as in eann_setup + eann_descriptor_forward, so rho has the
+ * same bits: a pair whose mirror lies in an earlier block is built afresh
+ * (pair_terms) where eann_setup copies it, with the copy's bits.
+ * Afterwards the pair arrays and S hold only the last block. Does the
+ * work of eann_setup (without d fc / d d) + eann_descriptor_forward. */
+static int descriptor_blocked(const eann_model *m, eann_work *w, int natoms,
+                              const int *species, const double *pos, int B) {
+    int rc = setup_rows(m, w, natoms, species, pos);
+    if (rc) return rc;
+    cell_grid grid;
+    if (!make_cells(m, w, &grid)) {
+        /* no cell list (a small molecule, or too wide for a grid): all
+         * pairs of the frame at once, as eann_setup */
+        rc = build_pairs(m, w, 0);
+        if (rc) return rc;
+        radial_values(m, w);
+        eann_descriptor_forward(m, w);
+        return EANN_OK;
+    }
+    const int N = w->natoms;
+    for (int r0 = 0; r0 < N; r0 += B) {
+        const int r1 = r0 + B < N ? r0 + B : N;
+        size_t np = 0;
+        for (int i = r0; i < r1; i++) {
+            if (np + (size_t)N > (size_t)INT_MAX) return EANN_ENOMEM;
+            rc = grow_neighbours(w, np + (size_t)N);
+            if (rc) return rc;
+            w->pair_start[i] = (int)np;
+            np += (size_t)row_neighbours(m, w, &grid, i, np);
+        }
+        w->pair_start[r1] = (int)np;
+        w->npairs = (int)np;
+        /* a quarter more than this block needs: the next blocks seldom grow it */
+        rc = grow_pairs(m, w, np > w->cap_pairs ? np + np / 4 : np);
+        if (rc) return rc;
+        pair_terms_fc(m, w, r0, r1);
+        radial_values(m, w);
+        for (int i = r0; i < r1; i++) descriptor_row(m, w, i, w->S);
+    }
+    if (w->npairs) w->pair_dfc[0] = NAN; /* as build_pairs without d fc / d d */
+    return EANN_OK;
 }
 
 void eann_descriptor_backward(const eann_model *m, eann_work *w, const double *drho,
@@ -1361,9 +1460,19 @@ int eann_predict(const eann_model *m, eann_work *w, int natoms, const int *speci
                  const double *pos, double *out) {
     if (!out) return EANN_EINVAL;
     /* only the polarizability needs input gradients (d fc / d d) */
-    int rc = setup(m, w, natoms, species, pos, m && m->spec.kind == EANN_POLARIZABILITY);
+    const int pol = m && m->spec.kind == EANN_POLARIZABILITY;
+    const int B = w && w->block_rows > 0 ? w->block_rows : EANN_BLOCK_ROWS;
+    int rc;
+    if (pol || !w || natoms <= B || natoms > w->cap_atoms) {
+        /* every pair of the molecule at once, then rho */
+        rc = setup(m, w, natoms, species, pos, pol);
+        if (!rc) eann_descriptor_forward(m, w);
+    } else {
+        /* a large frame, dipole or tdm: the same rho, a block of rows at a
+         * time (bounded memory, the pair arrays stay in cache) */
+        rc = descriptor_blocked(m, w, natoms, species, pos, B);
+    }
     if (rc) return rc;
-    eann_descriptor_forward(m, w);
     if (m->spec.kind == EANN_DIPOLE) {
         eann_net_forward(m, w, 0);
         eann_dipole_parts(m, w, out, NULL);

@@ -202,6 +202,10 @@ int eann_model_write(const eann_model *m, char **buf, size_t *len);
  * a cell list (time and memory linear in the number of atoms), of smaller
  * ones by testing all pairs; both give the same pairs in the same order. */
 #define EANN_CELL_MIN_ATOMS 128
+/* rows per block of eann_predict for large molecules (dipole, tdm): ~5000
+ * pairs of ~350 bytes at 75 pairs per row, so that a block's pair arrays
+ * stay within a 2 MB L2 cache (eann.c, descriptor_blocked) */
+#define EANN_BLOCK_ROWS 64
 
 /* All arrays are allocated once for natoms_max atoms (eann_work_new) and
  * indexed by ROW r = position of the atom after a stable sort by species
@@ -251,9 +255,14 @@ typedef struct {
     /* neighbour search of eann_setup (cell list for molecules of more than
      * EANN_CELL_MIN_ATOMS atoms; the pairs come out in the same order) */
     size_t cap_nbr;           /* capacity of pair_j and pair_d (cap_pairs: the others) */
-    int *cell_start;          /* [ncells+1] rows of cell c: cell_rows[cell_start[c] ..] */
-    int *cell_rows;           /* [natoms] rows by cell, ascending within a cell */
+    int *cell_start;          /* [ncells+1] cell_rows[cell_start[c] ..] belong to cell c */
+    int *cell_rows;           /* [<= 27 natoms] for each cell, the rows of the cells around
+                                 it (itself included), ascending */
     int *cell_of_row;         /* [natoms] */
+    /* eann_predict of a dipole or tdm model builds the pairs and rho of a
+     * molecule of more than this many atoms (0: EANN_BLOCK_ROWS) a block of
+     * rows at a time, with the same bits; tests set it to force or avoid blocks */
+    int block_rows;
 } eann_work;
 
 /* A workspace for molecules of up to natoms_max atoms, for model m (or any

@@ -3,6 +3,7 @@
  * finite-difference checks of every analytic derivative, rotation /
  * translation / permutation symmetry, model text parser and writer.
  * Small random models built here make every part run without ../shared. */
+#include <limits.h>
 #include <stdint.h>
 #include <string.h>
 
@@ -1336,6 +1337,58 @@ static void test_text_grammar(void) {
     eann_model_free(m);
 }
 
+/* ---- eann_predict in blocks of rows = the whole frame at once ------------ */
+
+/* A dipole and a tdm model on frames of more than EANN_CELL_MIN_ATOMS atoms
+ * (cell list): a random box and a lattice (exact zero components of v, so
+ * the signed zeros of the rebuilt mirrored pairs are exercised), predicted
+ * with the whole frame's pairs (block_rows >= natoms) and in blocks of 1,
+ * 7 (boundaries inside every species run), 64 (the default) and 150 rows:
+ * outputs and rho memcmp-identical. */
+static void test_predict_blocks(void) {
+    enum { N = 400 };
+    static int sp[N];
+    static double x[3 * N], rho_ref[N * 12];
+    for (int kind = EANN_DIPOLE; kind <= EANN_TDM; kind++) {
+        eann_model *m = random_model(kind, 2, 91 + (uint64_t)kind);
+        if (!m) return;
+        eann_work *w = NULL;
+        CHECK(eann_work_new(m, N, &w) == 0, "blocks: workspace");
+        if (!w) { eann_model_free(m); return; }
+        const int D = m->ndensity;
+        for (int f = 0; f < 2; f++) {
+            int n = N;
+            if (f == 0) random_molecule_box(n, sp, x, 14);
+            else
+                for (int i = n = 0; i < 216; i++, n++) {
+                    sp[i] = (i / 5) % 3; /* runs across block boundaries */
+                    x[3 * i] = 1.5 * (i % 6);
+                    x[3 * i + 1] = 1.5 * (i / 6 % 6);
+                    x[3 * i + 2] = 1.5 * (i / 36);
+                }
+            double ref[3], out[3];
+            w->block_rows = INT_MAX;
+            CHECK(eann_predict(m, w, n, sp, x, ref) == 0 && isfinite(ref[0]) && isfinite(ref[1]) &&
+                      isfinite(ref[2]), "blocks: whole-frame prediction");
+            CHECK(w->npairs > 20 * n, "blocks frame %d: only %d pairs", f, w->npairs);
+            memcpy(rho_ref, w->rho, sizeof(double) * (size_t)n * D);
+            const int npairs = w->npairs;
+            const int B[4] = {1, 7, 0, 150};
+            for (int b = 0; b < 4; b++) {
+                w->block_rows = B[b];
+                memset(w->rho, 0xff, sizeof(double) * (size_t)n * D); /* NaNs */
+                CHECK(eann_predict(m, w, n, sp, x, out) == 0 && same_bits(out, ref, 3) &&
+                          same_bits(w->rho, rho_ref, (size_t)n * D),
+                      "blocks: %s frame %d in blocks of %d rows: not the whole frame's bits",
+                      eann_kind_name(kind), f, B[b]);
+                CHECK(w->npairs < npairs, "blocks: %d rows per block did not block", B[b]);
+            }
+        }
+        eann_work_free(w);
+        eann_model_free(m);
+    }
+}
+
 int main(void) {
     (void)e_fd;
     test_blocks();
@@ -1345,6 +1398,7 @@ int main(void) {
     test_header_only();
     test_text_grammar();
     test_pair_search();
+    test_predict_blocks();
     const char *dir = shared_dir();
     if (!dir) th_skip("../shared absent: published NMA models not checked");
     else test_published(dir);
