@@ -895,6 +895,43 @@ EANN_AVX512_INLINE v8d v8_exp_core(v8d x) {
     return (t + t * q) * (v8d)e;
 }
 
+/* v8_exp_core of two vectors, written step by step side by side: each is
+ * a chain of some 20 dependent operations, and the processor overlaps two
+ * chains only when both are in its scheduler at once (ln_act_row512). The
+ * operations of each lane are those of v8_exp_core. */
+EANN_AVX512_INLINE void v8_exp_core2(v8d x0, v8d x1, v8d *y0, v8d *y1) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39;
+    v8d k0 = x0 * s32 + shift, k1 = x1 * s32 + shift;
+    v8u b0 = (v8u)k0, b1 = (v8u)k1;
+    k0 -= shift;
+    k1 -= shift;
+    v8d r0 = (x0 - k0 * h) - k0 * l, r1 = (x1 - k1 * h) - k1 * l;
+    v8d q0 = 1.0 / 120 + r0 * (1.0 / 720), q1 = 1.0 / 120 + r1 * (1.0 / 720);
+    q0 = 1.0 / 24 + r0 * q0;
+    q1 = 1.0 / 24 + r1 * q1;
+    q0 = 1.0 / 6 + r0 * q0;
+    q1 = 1.0 / 6 + r1 * q1;
+    q0 = 0.5 + r0 * q0;
+    q1 = 0.5 + r1 * q1;
+    q0 = 1.0 + r0 * q0;
+    q1 = 1.0 + r1 * q1;
+    q0 = r0 * q0;
+    q1 = r1 * q1;
+    const __m512d t0 = _mm512_loadu_pd(exp_t32), t1 = _mm512_loadu_pd(exp_t32 + 8);
+    const __m512d t2 = _mm512_loadu_pd(exp_t32 + 16), t3 = _mm512_loadu_pd(exp_t32 + 24);
+    const __m512i j0 = (__m512i)b0, j1 = (__m512i)b1, sixteen = _mm512_set1_epi64(16);
+    v8d u0 = (v8d)_mm512_mask_blend_pd(_mm512_test_epi64_mask(j0, sixteen),
+                                       _mm512_permutex2var_pd(t0, j0, t1),
+                                       _mm512_permutex2var_pd(t2, j0, t3));
+    v8d u1 = (v8d)_mm512_mask_blend_pd(_mm512_test_epi64_mask(j1, sixteen),
+                                       _mm512_permutex2var_pd(t0, j1, t1),
+                                       _mm512_permutex2var_pd(t2, j1, t3));
+    v8u e0 = ((b0 >> 5) + 1023) << 52, e1 = ((b1 >> 5) + 1023) << 52;
+    *y0 = (u0 + u0 * q0) * (v8d)e0;
+    *y1 = (u1 + u1 * q1) * (v8d)e1;
+}
+
 /* exp_n_avx2 with 8 lanes (then 4, then 1) */
 EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
     const int n8 = n - n % 8;
@@ -910,6 +947,12 @@ EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
         return;
     }
     int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8d y0, y1;
+        v8_exp_core2(v8_load(x + i), v8_load(x + i + 8), &y0, &y1);
+        v8_store(y + i, y0);
+        v8_store(y + i + 8, y1);
+    }
     for (; i < n8; i += 8) v8_store(y + i, v8_exp_core(v8_load(x + i)));
     for (; i + 4 <= n; i += 4) v_store(y + i, v_exp_core(v_load(x + i)));
     for (; i < n; i++) y[i] = exp_core(x[i]);
@@ -938,6 +981,23 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
     v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
     v4i ok4 = {-1, -1, -1, -1};
     int i = 0;
+    for (; i + 16 <= c; i += 16) { /* two vectors side by side (v8_exp_core2) */
+        v8d h0 = v8_load(hr + i) * rs, h1 = v8_load(hr + i + 8) * rs;
+        v8d y0 = h0 * v8_load(g + i) + v8_load(bb + i);
+        v8d y1 = h1 * v8_load(g + i + 8) + v8_load(bb + i + 8);
+        v8d t0 = v8_load(beta + i) * y0, t1 = v8_load(beta + i + 8) * y1, e0 = -t0, e1 = -t1, x0, x1;
+        ok8 &= (e0 >= -708.0) & (e0 <= 708.0) & (e1 >= -708.0) & (e1 <= 708.0);
+        v8_exp_core2(e0, e1, &x0, &x1);
+        v8d s0 = 1.0 / (1.0 + x0), s1 = 1.0 / (1.0 + x1);
+        v8_store(hr + i, h0);
+        v8_store(hr + i + 8, h1);
+        v8_store(yr + i, y0);
+        v8_store(yr + i + 8, y1);
+        v8_store(sr + i, s0);
+        v8_store(sr + i + 8, s1);
+        v8_store(ar + i, v8_load(alpha + i) * t0 * s0);
+        v8_store(ar + i + 8, v8_load(alpha + i + 8) * t1 * s1);
+    }
     for (; i < c8; i += 8) {
         v8d h = v8_load(hr + i) * rs;
         v8d yy = h * v8_load(g + i) + v8_load(bb + i);
