@@ -579,9 +579,56 @@ EANN_AVX2_INLINE void prows_avx2(int R, int nk, int nj, const double *x, const d
     for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
 }
 
+/* one output column (nj = 1: the last layer of every element network) of
+ * rows 0..R-1 (R <= 8, a constant at every call): z[r] = b[0] (or 0) +
+ * x[r][0] w[0] + x[r][1] w[1] + ..., w = P (packed [nk][1] is B itself).
+ * Each sum is a chain of nk dependent adds, so the time is the latency of
+ * the chain; eight rows' chains side by side cost about what four do. */
+EANN_AVX2_INLINE void pcol_r8(int R, int nk, const double *x, const double *w, const double *b,
+                              double *z) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    const double *x4 = x + 4 * (size_t)nk, *x5 = x + 5 * (size_t)nk, *x6 = x + 6 * (size_t)nk;
+    const double *x7 = x + 7 * (size_t)nk;
+    double a0 = b ? b[0] : 0.0, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int c = 0; c < nk; c++) {
+        const double wc = w[c];
+        a0 += x0[c] * wc;
+        if (R > 1) a1 += x1[c] * wc;
+        if (R > 2) a2 += x2[c] * wc;
+        if (R > 3) a3 += x3[c] * wc;
+        if (R > 4) a4 += x4[c] * wc;
+        if (R > 5) a5 += x5[c] * wc;
+        if (R > 6) a6 += x6[c] * wc;
+        if (R > 7) a7 += x7[c] * wc;
+    }
+    z[0] = a0;
+    if (R > 1) z[1] = a1;
+    if (R > 2) z[2] = a2;
+    if (R > 3) z[3] = a3;
+    if (R > 4) z[4] = a4;
+    if (R > 5) z[5] = a5;
+    if (R > 6) z[6] = a6;
+    if (R > 7) z[7] = a7;
+}
+
 EANN_AVX2 static void gemm_packed_avx2(int n, int nk, int nj, const double *x, const double *P,
                                        const double *b, double *z) {
     int a = 0;
+    if (nj == 1) {
+        for (; a + 8 <= n; a += 8) pcol_r8(8, nk, x + (size_t)a * nk, P, b, z + a);
+        const double *xa = x + (size_t)a * nk;
+        switch (n - a) { /* the last 0..7 rows */
+        case 7: pcol_r8(7, nk, xa, P, b, z + a); break;
+        case 6: pcol_r8(6, nk, xa, P, b, z + a); break;
+        case 5: pcol_r8(5, nk, xa, P, b, z + a); break;
+        case 4: pcol_r8(4, nk, xa, P, b, z + a); break;
+        case 3: pcol_r8(3, nk, xa, P, b, z + a); break;
+        case 2: pcol_r8(2, nk, xa, P, b, z + a); break;
+        case 1: pcol_r8(1, nk, xa, P, b, z + a); break;
+        default: break;
+        }
+        return;
+    }
     for (; a + 4 <= n; a += 4) prows_avx2(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
     const double *xa = x + (size_t)a * nk;
     double *za = z + (size_t)a * nj;
