@@ -905,7 +905,11 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
  * with its table entries picked by two permutes instead of four loads), so
  * the bits are those of the other copies. The sums of LayerNorm keep the
  * 4-lane order of sum4/dot4 (ln_stats above). Chosen at run time by the
- * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes. */
+ * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes.
+ * The packed matrix product stays 4 lanes: it is bound by arithmetic (about
+ * 17 multiply-adds per ns, near the two multiply and two add pipes of
+ * Zen 4), and 8-lane tiles of the same sums (rows x 1-4 packed blocks)
+ * measured 5-25 % slower there on the dipole model's layers. */
 #define EANN_AVX512 __attribute__((target("avx512f")))
 #define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 typedef double v8d __attribute__((vector_size(64)));
