@@ -579,9 +579,56 @@ EANN_AVX2_INLINE void prows_avx2(int R, int nk, int nj, const double *x, const d
     for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
 }
 
+/* one output column (nj = 1: the last layer of every element network) of
+ * rows 0..R-1 (R <= 8, a constant at every call): z[r] = b[0] (or 0) +
+ * x[r][0] w[0] + x[r][1] w[1] + ..., w = P (packed [nk][1] is B itself).
+ * Each sum is a chain of nk dependent adds, so the time is the latency of
+ * the chain; eight rows' chains side by side cost about what four do. */
+EANN_AVX2_INLINE void pcol_r8(int R, int nk, const double *x, const double *w, const double *b,
+                              double *z) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    const double *x4 = x + 4 * (size_t)nk, *x5 = x + 5 * (size_t)nk, *x6 = x + 6 * (size_t)nk;
+    const double *x7 = x + 7 * (size_t)nk;
+    double a0 = b ? b[0] : 0.0, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
+    for (int c = 0; c < nk; c++) {
+        const double wc = w[c];
+        a0 += x0[c] * wc;
+        if (R > 1) a1 += x1[c] * wc;
+        if (R > 2) a2 += x2[c] * wc;
+        if (R > 3) a3 += x3[c] * wc;
+        if (R > 4) a4 += x4[c] * wc;
+        if (R > 5) a5 += x5[c] * wc;
+        if (R > 6) a6 += x6[c] * wc;
+        if (R > 7) a7 += x7[c] * wc;
+    }
+    z[0] = a0;
+    if (R > 1) z[1] = a1;
+    if (R > 2) z[2] = a2;
+    if (R > 3) z[3] = a3;
+    if (R > 4) z[4] = a4;
+    if (R > 5) z[5] = a5;
+    if (R > 6) z[6] = a6;
+    if (R > 7) z[7] = a7;
+}
+
 EANN_AVX2 static void gemm_packed_avx2(int n, int nk, int nj, const double *x, const double *P,
                                        const double *b, double *z) {
     int a = 0;
+    if (nj == 1) {
+        for (; a + 8 <= n; a += 8) pcol_r8(8, nk, x + (size_t)a * nk, P, b, z + a);
+        const double *xa = x + (size_t)a * nk;
+        switch (n - a) { /* the last 0..7 rows */
+        case 7: pcol_r8(7, nk, xa, P, b, z + a); break;
+        case 6: pcol_r8(6, nk, xa, P, b, z + a); break;
+        case 5: pcol_r8(5, nk, xa, P, b, z + a); break;
+        case 4: pcol_r8(4, nk, xa, P, b, z + a); break;
+        case 3: pcol_r8(3, nk, xa, P, b, z + a); break;
+        case 2: pcol_r8(2, nk, xa, P, b, z + a); break;
+        case 1: pcol_r8(1, nk, xa, P, b, z + a); break;
+        default: break;
+        }
+        return;
+    }
     for (; a + 4 <= n; a += 4) prows_avx2(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
     const double *xa = x + (size_t)a * nk;
     double *za = z + (size_t)a * nj;
@@ -858,7 +905,11 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
  * with its table entries picked by two permutes instead of four loads), so
  * the bits are those of the other copies. The sums of LayerNorm keep the
  * 4-lane order of sum4/dot4 (ln_stats above). Chosen at run time by the
- * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes. */
+ * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes.
+ * The packed matrix product stays 4 lanes: it is bound by arithmetic (about
+ * 17 multiply-adds per ns, near the two multiply and two add pipes of
+ * Zen 4), and 8-lane tiles of the same sums (rows x 1-4 packed blocks)
+ * measured 5-25 % slower there on the dipole model's layers. */
 #define EANN_AVX512 __attribute__((target("avx512f")))
 #define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 typedef double v8d __attribute__((vector_size(64)));
@@ -895,6 +946,43 @@ EANN_AVX512_INLINE v8d v8_exp_core(v8d x) {
     return (t + t * q) * (v8d)e;
 }
 
+/* v8_exp_core of two vectors, written step by step side by side: each is
+ * a chain of some 20 dependent operations, and the processor overlaps two
+ * chains only when both are in its scheduler at once (ln_act_row512). The
+ * operations of each lane are those of v8_exp_core. */
+EANN_AVX512_INLINE void v8_exp_core2(v8d x0, v8d x1, v8d *y0, v8d *y1) {
+    const double s32 = 0x1.71547652b82fep5, shift = 0x1.8p52;
+    const double h = 0x1.62e42fef00000p-6, l = 0x1.473de6af278edp-39;
+    v8d k0 = x0 * s32 + shift, k1 = x1 * s32 + shift;
+    v8u b0 = (v8u)k0, b1 = (v8u)k1;
+    k0 -= shift;
+    k1 -= shift;
+    v8d r0 = (x0 - k0 * h) - k0 * l, r1 = (x1 - k1 * h) - k1 * l;
+    v8d q0 = 1.0 / 120 + r0 * (1.0 / 720), q1 = 1.0 / 120 + r1 * (1.0 / 720);
+    q0 = 1.0 / 24 + r0 * q0;
+    q1 = 1.0 / 24 + r1 * q1;
+    q0 = 1.0 / 6 + r0 * q0;
+    q1 = 1.0 / 6 + r1 * q1;
+    q0 = 0.5 + r0 * q0;
+    q1 = 0.5 + r1 * q1;
+    q0 = 1.0 + r0 * q0;
+    q1 = 1.0 + r1 * q1;
+    q0 = r0 * q0;
+    q1 = r1 * q1;
+    const __m512d t0 = _mm512_loadu_pd(exp_t32), t1 = _mm512_loadu_pd(exp_t32 + 8);
+    const __m512d t2 = _mm512_loadu_pd(exp_t32 + 16), t3 = _mm512_loadu_pd(exp_t32 + 24);
+    const __m512i j0 = (__m512i)b0, j1 = (__m512i)b1, sixteen = _mm512_set1_epi64(16);
+    v8d u0 = (v8d)_mm512_mask_blend_pd(_mm512_test_epi64_mask(j0, sixteen),
+                                       _mm512_permutex2var_pd(t0, j0, t1),
+                                       _mm512_permutex2var_pd(t2, j0, t3));
+    v8d u1 = (v8d)_mm512_mask_blend_pd(_mm512_test_epi64_mask(j1, sixteen),
+                                       _mm512_permutex2var_pd(t0, j1, t1),
+                                       _mm512_permutex2var_pd(t2, j1, t3));
+    v8u e0 = ((b0 >> 5) + 1023) << 52, e1 = ((b1 >> 5) + 1023) << 52;
+    *y0 = (u0 + u0 * q0) * (v8d)e0;
+    *y1 = (u1 + u1 * q1) * (v8d)e1;
+}
+
 /* exp_n_avx2 with 8 lanes (then 4, then 1) */
 EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
     const int n8 = n - n % 8;
@@ -910,6 +998,12 @@ EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
         return;
     }
     int i = 0;
+    for (; i + 16 <= n; i += 16) {
+        v8d y0, y1;
+        v8_exp_core2(v8_load(x + i), v8_load(x + i + 8), &y0, &y1);
+        v8_store(y + i, y0);
+        v8_store(y + i + 8, y1);
+    }
     for (; i < n8; i += 8) v8_store(y + i, v8_exp_core(v8_load(x + i)));
     for (; i + 4 <= n; i += 4) v_store(y + i, v_exp_core(v_load(x + i)));
     for (; i < n; i++) y[i] = exp_core(x[i]);
@@ -938,6 +1032,23 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
     v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
     v4i ok4 = {-1, -1, -1, -1};
     int i = 0;
+    for (; i + 16 <= c; i += 16) { /* two vectors side by side (v8_exp_core2) */
+        v8d h0 = v8_load(hr + i) * rs, h1 = v8_load(hr + i + 8) * rs;
+        v8d y0 = h0 * v8_load(g + i) + v8_load(bb + i);
+        v8d y1 = h1 * v8_load(g + i + 8) + v8_load(bb + i + 8);
+        v8d t0 = v8_load(beta + i) * y0, t1 = v8_load(beta + i + 8) * y1, e0 = -t0, e1 = -t1, x0, x1;
+        ok8 &= (e0 >= -708.0) & (e0 <= 708.0) & (e1 >= -708.0) & (e1 <= 708.0);
+        v8_exp_core2(e0, e1, &x0, &x1);
+        v8d s0 = 1.0 / (1.0 + x0), s1 = 1.0 / (1.0 + x1);
+        v8_store(hr + i, h0);
+        v8_store(hr + i + 8, h1);
+        v8_store(yr + i, y0);
+        v8_store(yr + i + 8, y1);
+        v8_store(sr + i, s0);
+        v8_store(sr + i + 8, s1);
+        v8_store(ar + i, v8_load(alpha + i) * t0 * s0);
+        v8_store(ar + i + 8, v8_load(alpha + i + 8) * t1 * s1);
+    }
     for (; i < c8; i += 8) {
         v8d h = v8_load(hr + i) * rs;
         v8d yy = h * v8_load(g + i) + v8_load(bb + i);

@@ -1140,14 +1140,17 @@ static void simd_kernels(void) {
     static double x[NMAX * KMAX], B[KMAX * JMAX], P[KMAX * JMAX], b[JMAX], z1[NMAX * JMAX],
         z2[NMAX * JMAX];
     const int modes[2] = {EANN_SIMD_AVX2, EANN_SIMD_AVX2_ONLY};
-    const int nks[4] = {1, 5, 36, 64}, njs[10] = {1, 3, 4, 7, 8, 9, 13, 33, 64, 70};
+    /* njs: every count of packed blocks 0..8 (the 8-lane tiles take 1-4
+     * blocks, or 8 for one row) with tails of 0..7 columns */
+    const int nks[5] = {1, 5, 36, 37, 64},
+              njs[16] = {1, 3, 4, 7, 8, 9, 13, 16, 24, 33, 47, 52, 60, 64, 67, 70};
     int diff = 0, cases = 0;
     for (int i = 0; i < NMAX * KMAX; i++) x[i] = srand1();
     for (int i = 0; i < KMAX * JMAX; i++) B[i] = srand1();
     for (int i = 0; i < JMAX; i++) b[i] = srand1();
     for (int n = 1; n <= NMAX; n++)
-        for (int a = 0; a < 4; a++)
-            for (int c = 0; c < 10; c++) {
+        for (int a = 0; a < 5; a++)
+            for (int c = 0; c < 16; c++) {
                 const int nk = nks[a], nj = njs[c];
                 eann_pack_b(nk, nj, B, P);
                 eann_matmul(EANN_SIMD_PORTABLE, n, nk, nj, x, B, n % 2 ? b : NULL, z1);
