@@ -807,6 +807,126 @@ EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g
     }
 }
 
+/* eann_ln_act_blocks (same bits as ln_act_avx2 block by block): the
+ * statistics of all rows first, four rows at a time across the species
+ * blocks (12 NMA rows: 3 groups instead of 5 of 1, 4, 3, 3, 1 rows; each
+ * group is a latency-bound chain, ln_stats), then each row's LayerNorm
+ * and activation with its block's parameters. row_fn: ln_act_row or its
+ * 8-lane copy ln_act_row512. */
+#define LN_ACT_BLOCKS_BODY(row_fn)                                                               \
+    do {                                                                                         \
+        const int r0 = start[0], n = start[nb] - r0;                                             \
+        int r = 0;                                                                               \
+        for (; r + 4 <= n; r += 4)                                                               \
+            ln_stats(4, c, z + (size_t)(r0 + r) * c, eps, zhat + (size_t)(r0 + r) * c,          \
+                     rstd + r0 + r);                                                             \
+        const double *zr = z + (size_t)(r0 + r) * c;                                             \
+        double *hr = zhat + (size_t)(r0 + r) * c, *sr = rstd + r0 + r;                           \
+        switch (n - r) { /* the last 0..3 rows */                                                \
+        case 3: ln_stats(3, c, zr, eps, hr, sr); break;                                          \
+        case 2: ln_stats(2, c, zr, eps, hr, sr); break;                                          \
+        case 1: ln_stats(1, c, zr, eps, hr, sr); break;                                          \
+        default: break;                                                                          \
+        }                                                                                        \
+        for (int b = 0; b < nb; b++)                                                             \
+            for (int q = start[b]; q < start[b + 1]; q++) {                                      \
+                const size_t o = (size_t)q * c;                                                  \
+                row_fn(c, g[b], bb[b], alpha[b], beta[b], rstd[q], zhat + o, y + o, sig + o,     \
+                       a + o);                                                                   \
+            }                                                                                    \
+    } while (0)
+
+EANN_AVX2 static void ln_act_blocks_avx2(int nb, const int *start, int c, const double *z,
+                                         const double *const *g, const double *const *bb,
+                                         double eps, const double *const *alpha,
+                                         const double *const *beta, double *zhat, double *rstd,
+                                         double *y, double *sig, double *a) {
+    LN_ACT_BLOCKS_BODY(ln_act_row);
+}
+
+/* eann_out1_blocks: four rows r0..r3 (each with its own weights w0..w3 and
+ * bias) in the four lanes of one vector sum. Per four columns c..c+3 the
+ * products x[r][c+l] w[r][c+l] are formed row by row (one vector per row,
+ * the same IEEE products), transposed (4 x 4), and added to the lane sums
+ * column by column, so lane k adds row k's products in the order of c as
+ * the scalar sum does. Why: a per-row scalar chain loads two numbers per
+ * product (x and the row's w); here one vector load serves four. Lanes of
+ * rows that do not exist repeat row 0 and are not stored. */
+EANN_AVX2_INLINE v4d out4_rows(int nk, const double *x0, const double *x1, const double *x2,
+                               const double *x3, const double *w0, const double *w1,
+                               const double *w2, const double *w3, v4d acc) {
+    const int nk4 = nk - nk % 4;
+    for (int c = 0; c < nk4; c += 4) {
+        const __m256d p0 = (__m256d)(v_load(x0 + c) * v_load(w0 + c));
+        const __m256d p1 = (__m256d)(v_load(x1 + c) * v_load(w1 + c));
+        const __m256d p2 = (__m256d)(v_load(x2 + c) * v_load(w2 + c));
+        const __m256d p3 = (__m256d)(v_load(x3 + c) * v_load(w3 + c));
+        /* transpose: t_l = (p0[l], p1[l], p2[l], p3[l]) */
+        const __m256d u0 = _mm256_unpacklo_pd(p0, p1), u1 = _mm256_unpackhi_pd(p0, p1);
+        const __m256d u2 = _mm256_unpacklo_pd(p2, p3), u3 = _mm256_unpackhi_pd(p2, p3);
+        acc += (v4d)_mm256_permute2f128_pd(u0, u2, 0x20);
+        acc += (v4d)_mm256_permute2f128_pd(u1, u3, 0x20);
+        acc += (v4d)_mm256_permute2f128_pd(u0, u2, 0x31);
+        acc += (v4d)_mm256_permute2f128_pd(u1, u3, 0x31);
+    }
+    for (int c = nk4; c < nk; c++) {
+        const v4d p = {x0[c] * w0[c], x1[c] * w1[c], x2[c] * w2[c], x3[c] * w3[c]};
+        acc += p;
+    }
+    return acc;
+}
+
+EANN_AVX2 static void out1_blocks_avx2(int nb, const int *start, int nk, const double *x,
+                                       const double *const *w, const double *const *b,
+                                       double *z) {
+    const int r0 = start[0], n = start[nb] - r0;
+    int blk = 0;
+    /* up to three groups of four rows side by side (their chains overlap) */
+    for (int r = 0; r < n; r += 12) {
+        const double *xr[12], *wr[12];
+        v4d acc[3];
+        const int R = n - r < 12 ? n - r : 12, G = (R + 3) / 4;
+        for (int k = 0; k < 4 * G; k++) {
+            if (k < R) { /* the block of row r0 + r + k */
+                while (r0 + r + k >= start[blk + 1]) blk++;
+                xr[k] = x + (size_t)(r0 + r + k) * nk;
+                wr[k] = w[blk];
+                acc[k / 4][k % 4] = b[blk] ? b[blk][0] : 0.0;
+            } else {
+                xr[k] = xr[0];
+                wr[k] = wr[0];
+                acc[k / 4][k % 4] = 0.0;
+            }
+        }
+        if (G == 3) {
+            v4d a0 = acc[0], a1 = acc[1], a2 = acc[2];
+            const int nk4 = nk - nk % 4;
+            /* the three groups' loops merged by hand: 4 columns at a time */
+            for (int c = 0; c < nk4; c += 4) {
+                a0 = out4_rows(4, xr[0] + c, xr[1] + c, xr[2] + c, xr[3] + c, wr[0] + c,
+                               wr[1] + c, wr[2] + c, wr[3] + c, a0);
+                a1 = out4_rows(4, xr[4] + c, xr[5] + c, xr[6] + c, xr[7] + c, wr[4] + c,
+                               wr[5] + c, wr[6] + c, wr[7] + c, a1);
+                a2 = out4_rows(4, xr[8] + c, xr[9] + c, xr[10] + c, xr[11] + c, wr[8] + c,
+                               wr[9] + c, wr[10] + c, wr[11] + c, a2);
+            }
+            const int nt = nk - nk4;
+            acc[0] = out4_rows(nt, xr[0] + nk4, xr[1] + nk4, xr[2] + nk4, xr[3] + nk4,
+                               wr[0] + nk4, wr[1] + nk4, wr[2] + nk4, wr[3] + nk4, a0);
+            acc[1] = out4_rows(nt, xr[4] + nk4, xr[5] + nk4, xr[6] + nk4, xr[7] + nk4,
+                               wr[4] + nk4, wr[5] + nk4, wr[6] + nk4, wr[7] + nk4, a1);
+            acc[2] = out4_rows(nt, xr[8] + nk4, xr[9] + nk4, xr[10] + nk4, xr[11] + nk4,
+                               wr[8] + nk4, wr[9] + nk4, wr[10] + nk4, wr[11] + nk4, a2);
+        } else {
+            for (int g = 0; g < G; g++)
+                acc[g] = out4_rows(nk, xr[4 * g], xr[4 * g + 1], xr[4 * g + 2], xr[4 * g + 3],
+                                   wr[4 * g], wr[4 * g + 1], wr[4 * g + 2], wr[4 * g + 3],
+                                   acc[g]);
+        }
+        for (int k = 0; k < R; k++) z[r0 + r + k] = acc[k / 4][k % 4];
+    }
+}
+
 /* eann_act_backward then eann_layernorm_backward without parameter
  * gradients (same bits): da [n][c] -> dy [n][c] (scratch) -> dz [n][c]. */
 EANN_AVX2 static void act_ln_backward_avx2(int n, int c, const double *y, const double *sig,
@@ -1096,6 +1216,14 @@ EANN_AVX512_INLINE void ln_act_rows512(int R, int c, const double *z, const doub
     }
 }
 
+EANN_AVX512 static void ln_act_blocks_avx512(int nb, const int *start, int c, const double *z,
+                                           const double *const *g, const double *const *bb,
+                                           double eps, const double *const *alpha,
+                                           const double *const *beta, double *zhat,
+                                           double *rstd, double *y, double *sig, double *a) {
+    LN_ACT_BLOCKS_BODY(ln_act_row512);
+}
+
 EANN_AVX512 static void ln_act_avx512(int n, int c, const double *z, const double *g,
                                       const double *bb, double eps, const double *alpha,
                                       const double *beta, double *zhat, double *rstd, double *y,
@@ -1193,6 +1321,29 @@ void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const
     IF_AVX2(simd, ln_act_avx2(n, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig, a));
     eann_layernorm_forward(n, c, z, g, bb, eps, zhat, rstd, y);
     eann_act_forward(n, c, y, alpha, beta, sig, a);
+}
+
+void eann_ln_act_blocks(int simd, int nb, const int *start, int c, const double *z,
+                        const double *const *g, const double *const *bb, double eps,
+                        const double *const *alpha, const double *const *beta, double *zhat,
+                        double *rstd, double *y, double *sig, double *a) {
+    IF_AVX512(simd, ln_act_blocks_avx512(nb, start, c, z, g, bb, eps, alpha, beta, zhat, rstd, y,
+                                         sig, a));
+    IF_AVX2(simd, ln_act_blocks_avx2(nb, start, c, z, g, bb, eps, alpha, beta, zhat, rstd, y, sig,
+                                     a));
+    for (int b = 0; b < nb; b++) {
+        const size_t o = (size_t)start[b] * c;
+        eann_ln_act(simd, start[b + 1] - start[b], c, z + o, g[b], bb[b], eps, alpha[b], beta[b],
+                    zhat + o, rstd + start[b], y + o, sig + o, a + o);
+    }
+}
+
+void eann_out1_blocks(int simd, int nb, const int *start, int nk, const double *x,
+                      const double *const *w, const double *const *b, double *z) {
+    IF_AVX2(simd, out1_blocks_avx2(nb, start, nk, x, w, b, z));
+    for (int k = 0; k < nb; k++) /* nj = 1: packed weights are the weights themselves */
+        gemm_rows(start[k + 1] - start[k], nk, 1, x + (size_t)start[k] * nk, w[k], b[k],
+                  z + start[k]);
 }
 
 void eann_act_ln_backward(int simd, int n, int c, const double *y, const double *sig,

@@ -58,6 +58,20 @@ void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double 
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,
                  double eps, const double *alpha, const double *beta, double *zhat, double *rstd,
                  double *y, double *sig, double *a);
+/* eann_ln_act on several blocks of consecutive rows at once (the species
+ * blocks of eann_net_forward): rows start[b] .. start[b+1]-1 with block b's
+ * parameters g[b], bb[b], alpha[b], beta[b] [c]; arrays as eann_ln_act,
+ * indexed by absolute row. The same bits as eann_ln_act block by block. */
+void eann_ln_act_blocks(int simd, int nb, const int *start, int c, const double *z,
+                        const double *const *g, const double *const *bb, double eps,
+                        const double *const *alpha, const double *const *beta, double *zhat,
+                        double *rstd, double *y, double *sig, double *a);
+/* A linear layer with one output (nj = 1) on several row blocks at once:
+ * z[r] = b[blk][0] (0 if b[blk] == NULL) + sum_{c = 0..nk-1} x[r][c] w[blk][c]
+ * in the order of c, for the rows r of each block blk (start as above);
+ * x [rows][nk], z [rows]. The same bits as eann_matmul per block. */
+void eann_out1_blocks(int simd, int nb, const int *start, int nk, const double *x,
+                      const double *const *w, const double *const *b, double *z);
 /* eann_act_backward then eann_layernorm_backward without parameter
  * gradients: da [n][c] -> dy [n][c] (scratch) -> dz [n][c] (may alias da). */
 void eann_act_ln_backward(int simd, int n, int c, const double *y, const double *sig,
