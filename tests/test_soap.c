@@ -631,7 +631,7 @@ static void test_plain_reference(void) {
         plain_case("water cluster, 1200 atoms in shell order", 3.5, 8, 6, 0.0, 4, HCNO, 3 * NW,
                    wz, wpos);
         /* a longer cutoff and larger pair entries: more pairs wait for their
-         * second centre than the pool of soap_reuse_setup has slots (1 MB),
+         * second centre than the pool of soap_reuse_setup has slots (3 MB),
          * so some are not stored and are computed at both centres */
         plain_case("water cluster, 1200 atoms, rc 5, lmax 8 (pool full)", 5.0, 8, 8, 0.0, 2, HO,
                    3 * NW, wz, wpos);
