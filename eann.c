@@ -1475,6 +1475,14 @@ void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, dou
     }
     eann_net_forward(m, w, 2);
     *E2 = eann_net_sum(m, w, 2);
+    eann_pol_moments(w, g, h, Psym, Hh);
+}
+
+void eann_pol_moments(const eann_work *w, const double *g, const double *h, double Psym[9],
+                      double Hh[9]) {
+    /* Pm [3][3] and Hh [3][3] summed over atoms i in original order, so the
+     * batched trainer (eann_train.c), which calls this too, gets the same bits. */
+    const int N = w->natoms;
     double Pm[9] = {0};
     for (int q = 0; q < 9; q++) Hh[q] = 0;
     for (int i = 0; i < N; i++) {

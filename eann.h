@@ -409,6 +409,11 @@ void eann_tdm_combine(const double u[3], const double v[3], double W, double t[3
  * Hh = sum_i h_i h_i^T, *E2; alpha = Psym + Hh + E2 I. */
 void eann_pol_parts(const eann_model *m, eann_work *w, double *g, double *h, double Psym[9],
                     double Hh[9], double *E2);
+/* The sums of eann_pol_parts from given g, h [natoms][3] (original order)
+ * and the centred positions w->x: Psym = Pm + Pm^T, Pm[a][b] = sum_i
+ * x'_ia g_ib, and Hh = sum_i h_i h_i^T (atoms in order, so the bits match). */
+void eann_pol_moments(const eann_work *w, const double *g, const double *h, double Psym[9],
+                      double Hh[9]);
 /* Adjoint of the charge head: dout[r] = s * (a * (e . x'_r) + c) for every
  * row r (dL/dq_r for a loss with dL/dmu = a e plus a charge term c).
  * eann_head_backward uses a = s = 1, c = 0. */

@@ -924,18 +924,8 @@ static int batch_pol(const eann_model *m, eann_batchws *bw, const eann_sample *c
         mol_rows(m, bw, f, no2, B->out[2], w->out[2], 0);
         /* the end of eann_pol_parts (eann.c): Pm, Hh, E_2 */
         const double *g = tw->gpos, *h = tw->hpos;
-        double E2 = eann_net_sum(m, w, 2), Pm[9] = {0}, Hh[9] = {0}, Ps[9], G[9], Gs[9];
-        for (int i = 0; i < N; i++) {
-            const double *x = w->x + 3 * (size_t)w->row_of_atom[i];
-            for (int a = 0; a < 3; a++)
-                for (int b = 0; b < 3; b++) {
-                    Pm[3 * a + b] += x[a] * g[3 * i + b];
-                    Hh[3 * a + b] += h[3 * i + a] * h[3 * i + b];
-                }
-        }
-        for (int a = 0; a < 3; a++)
-            for (int b = 0; b < 3; b++)
-                Ps[3 * a + b] = Pm[3 * a + b] + Pm[3 * b + a];
+        double E2 = eann_net_sum(m, w, 2), Hh[9], Ps[9], G[9], Gs[9];
+        eann_pol_moments(w, g, h, Ps, Hh);
         loss[f] = pol_head(smp[f], scale, Ps, Hh, E2, pred + 9 * f, sq + f, G, Gs);
         if (!grad) continue;
         bw->mol[f].hz = all_zero(h, 3 * N);
