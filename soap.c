@@ -1583,14 +1583,20 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
     const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
     const size_t nlk = (size_t)nl * (size_t)np4;
     /* The fresh pairs, G at a time (G = 8 in the AVX-512 copy's n_max 8k
-     * path: the harmonics one 8-wide vector per step; else 4): R_lm into
+     * path while more than 4 are left: the harmonics one 8-wide vector per
+     * step; else 4): R_lm into
      * rptr[slot], exp(-gamma_lk r^2) into ebuf [G][nlk], then h_ln(r) =
      * sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending from 0.0, into
      * hptr[slot]. Unused lanes of the last group compute r = 0 and are
      * dropped. */
-    const int G = wide == 2 && np4 % 8 == 0 ? 8 : 4;
-    for (size_t g = 0; g < nfresh; g += (size_t)G) {
+    const int G8 = wide == 2 && np4 % 8 == 0;
+    size_t step = 0;
+    for (size_t g = 0; g < nfresh; g += step) {
+        /* 8 lanes only when more than 4 pairs are left (small molecules
+         * have few fresh pairs per centre: lanes computed for nothing) */
+        const int G = G8 && nfresh - g > 4 ? 8 : 4;
         const int nr = nfresh - g < (size_t)G ? (int)(nfresh - g) : G;
+        step = (size_t)nr;
         double dx[8], dy[8], dz[8];
         double *fr[8], *rp[8];
         for (int u = 0; u < G; u++) {
