@@ -347,8 +347,9 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * slot of a pool, and read there by pointer at the other, which frees the
  * slot (exactly: see soap_centre_slots); h and R of r = 0 (the centre
  * itself) computed once per calculator (soap_new_self); the fresh pairs of
- * a centre four at a time (solid harmonics vectorised across the four);
- * soap_exp four lanes at a time (soap_exp_near); all products in blocks of
+ * a centre four (AVX-512 copy: eight) at a time (solid harmonics
+ * vectorised across them); soap_exp four or eight lanes at a time
+ * (soap_exp_near, soap_exp_v8); all products in blocks of
  * 4 (or 8) independent sums (soap_block) that gcc/clang vectorise at -O2,
  * with 8-wide vector types in the wide copies (soap_block_v8); AVX2 and
  * AVX-512 copies of all that, picked at run time (below). Vectorised loops run over
