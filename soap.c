@@ -347,9 +347,8 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * slot of a pool, and read there by pointer at the other, which frees the
  * slot (exactly: see soap_centre_slots); h and R of r = 0 (the centre
  * itself) computed once per calculator (soap_new_self); the fresh pairs of
- * a centre four (AVX-512 copy: eight) at a time (solid harmonics
- * vectorised across them); soap_exp four or eight lanes at a time
- * (soap_exp_near, soap_exp_v8); all products in blocks of
+ * a centre four at a time (solid harmonics vectorised across the four);
+ * soap_exp four lanes at a time (soap_exp_near); all products in blocks of
  * 4 (or 8) independent sums (soap_block) that gcc/clang vectorise at -O2,
  * with 8-wide vector types in the wide copies (soap_block_v8); AVX2 and
  * AVX-512 copies of all that, picked at run time (below). Vectorised loops run over
@@ -419,74 +418,15 @@ static int kq_reserve(void **buf, size_t *cap, size_t n, size_t sz) {
     return KQ_OK;
 }
 
-/* gcc only: clang has no variable two-vector __builtin_shuffle (its copies
- * take the scalar lookup below; same bits either way) */
-#if KQ_SOAP_AVX2 && !defined(__clang__)
-#define KQ_SOAP_EXP_V8 1
-#else
-#define KQ_SOAP_EXP_V8 0
-#endif
-#if KQ_SOAP_EXP_V8
-/* soap_exp of eight lanes for the AVX-512 copy (GNU C vector types): every
- * lane the same operations in the same order as soap_exp, so the same bits.
- * The difference is the table lookup exp2tab[b & 63]: gcc makes the indexed
- * load eight scalar loads and inserts per vector (about half the
- * instructions of the loop); here the table is eight vectors t[8] held in
- * registers, looked up by four two-vector permutes (each takes entries
- * 16 q .. 16 q + 15 by the low 4 bits of the index) and two selects by
- * bits 4 and 5. */
-typedef double soap_e8 __attribute__((vector_size(64)));
-typedef double soap_e8u __attribute__((vector_size(64), aligned(8), may_alias));
-typedef long long soap_i8 __attribute__((vector_size(64)));
-typedef unsigned long long soap_u8 __attribute__((vector_size(64)));
-/* y[u] = soap_exp(ng[u] r2), u < 8 (vectors pass through memory: no vector
- * arguments in a function also compiled for SSE2) */
-KQ_INLINE void soap_exp_v8(const double *ng, double r2, const soap_e8 *t, double *y) {
-    const soap_e8 x = *(const soap_e8u *)ng * r2;
-    const double inv = 92.332482616893656877;             /* as in soap_exp */
-    const double c_hi = 6.93147180369123816490e-01 / 64.0;
-    const double c_lo = 1.90821492927058770002e-10 / 64.0;
-    const double shifter = 6755399441055744.0;
-    soap_e8 tt = x * inv + shifter;
-    soap_e8 kf = tt - shifter;
-    soap_e8 r = (x - kf * c_hi) - kf * c_lo;
-    soap_e8 q = 1.0 / 24.0 + r * (1.0 / 120.0);
-    q = 1.0 / 6.0 + r * q;
-    q = 0.5 + r * q;
-    q = 1.0 + r * q;
-    soap_e8 p = r * q;
-    soap_u8 b = (soap_u8)tt; /* bit copy */
-    soap_i8 j = (soap_i8)(b & 63u);
-    soap_i8 a0 = (soap_i8)__builtin_shuffle(t[0], t[1], j), a1 = (soap_i8)__builtin_shuffle(t[2], t[3], j);
-    soap_i8 a2 = (soap_i8)__builtin_shuffle(t[4], t[5], j), a3 = (soap_i8)__builtin_shuffle(t[6], t[7], j);
-    soap_i8 m4 = (j & 16) != 0, m5 = (j & 32) != 0; /* all ones where the bit is set */
-    soap_i8 lo = (a0 & ~m4) | (a1 & m4), hi = (a2 & ~m4) | (a3 & m4);
-    soap_e8 tab = (soap_e8)((lo & ~m5) | (hi & m5));
-    soap_e8 sc = (soap_e8)(((b >> 6) + 1023u) << 52);
-    *(soap_e8u *)y = (tab + tab * p) * sc;
-}
-#endif
-
 /* y[i] = exp(ng[i] r2) for i < n (n a multiple of 4, ng[i] <= 0, r2 >= 0):
  * the radial factors exp(-gamma_lk r^2) by soap_exp (about 1 ulp;
  * tests/test_soap.c checks an n_max = 1 closed form built on libm's exp to
  * 1e-14 over 0 >= x >= -723). The caller guarantees x >= -700 (soap_exp_far
  * handles the rest), so there is no branch and the blocks of 4 vectorise;
- * every element is computed on its own, so vectorising changes no bits.
- * w (a constant): the copy's `wide`; 2 (AVX-512) takes soap_exp_v8. */
+ * every element is computed on its own, so vectorising changes no bits. */
 KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
-                             const double *restrict exp2tab, double *restrict y, const int w) {
+                             const double *restrict exp2tab, double *restrict y) {
     int i = 0;
-#if KQ_SOAP_EXP_V8
-    if (w == 2 && n >= 8) {
-        soap_e8 t[8];
-        for (int q = 0; q < 8; q++) t[q] = *(const soap_e8u *)(exp2tab + 8 * q);
-        for (; i + 8 <= n; i += 8)
-            soap_exp_v8(ng + i, r2, t, y + i);
-    }
-#else
-    (void)w;
-#endif
     for (; i + 8 <= n; i += 8) /* 8 lanes: one vector in the AVX-512 copy */
         for (int u = 0; u < 8; u++) y[i + u] = soap_exp(ng[i + u] * r2, exp2tab);
     for (; i < n; i += 4)
@@ -502,7 +442,7 @@ KQ_INLINE void soap_exp_far(int n, const double *ng, double r2, const double *ex
         double gg[4] = {0.0, 0.0, 0.0, 0.0}, yy[4];
         for (int u = 0; u < 4; u++)
             if (ng[i + u] * r2 >= -700.0) gg[u] = ng[i + u];
-        soap_exp_near(4, gg, r2, exp2tab, yy, 0);
+        soap_exp_near(4, gg, r2, exp2tab, yy);
         for (int u = 0; u < 4; u++) y[i + u] = ng[i + u] * r2 >= -700.0 ? yy[u] : 0.0;
     }
 }
@@ -539,7 +479,7 @@ struct kq_soap {
     double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
     double *self;         /* [nl*np4 + nlm] h and R of the pair (i, i), r = 0: the
                            * same for every centre, computed once (soap_new_self) */
-    double *rpad;         /* [8][nlm] R of unused lanes (discarded; one row per lane,
+    double *rpad;         /* [4][nlm] R of unused lanes (discarded; one row per lane,
                            * as the four destinations must not overlap) */
     double *pstmp;        /* [nmax][np4] power spectrum sums of one (Z1, Z2, l) */
     /* per-call scratch, grows */
@@ -714,7 +654,7 @@ int kq_soap_new(const kq_soap_params *p, kq_soap **out) {
     s->dfact = kq_alloc_doubles(nl, 1, 1, &err);
     s->coef = kq_alloc_doubles(S, nl * nl, np4, &err);
     s->pstmp = kq_alloc_doubles(nmax, np4, 1, &err);
-    s->rpad = kq_alloc_doubles(8, nl, nl, &err);
+    s->rpad = kq_alloc_doubles(4, nl, nl, &err);
     s->self = kq_alloc_doubles(nl * np4 + nl * nl, 1, 1, &err);
     if (!err) err = soap_new_radial(s);
     if (err) {
@@ -757,77 +697,74 @@ int kq_soap_set_search(kq_soap *s, int mode) {
     return KQ_OK;
 }
 
-/* R_lm(x_u, y_u, z_u) = |r|^l Y_lm(r/|r|) for l <= lmax of W vectors (lanes
- * u < W; W a constant, 4, or 8 in the AVX-512 copy: one 8-wide vector per
- * step), out[u][l*l + l + m] (W rows that do not overlap). The lanes are
- * independent and each one runs the same expressions in the same order as
- * the one-vector version (the lane loops only vectorise across atoms), so
- * batching, and the batch width, change no bits. */
-KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const int W, const double *restrict x,
+/* R_lm(x_u, y_u, z_u) = |r|^l Y_lm(r/|r|) for l <= lmax of four vectors
+ * (lanes u < 4), out[u][l*l + l + m] (four rows that do not overlap). The
+ * lanes are independent and each one runs the same expressions in the same
+ * order as the former one-vector version (the lane loops only vectorise
+ * across atoms), so batching changes no bits. */
+KQ_INLINE void soap_solid_harmonics4(const kq_soap *s, const double *restrict x,
                                      const double *restrict y, const double *restrict z,
                                      double *const *out) {
-    /* Local arrays (about 60 kB of stack) with compile-time strides: the
+    /* Local arrays (about 30 kB of stack) with compile-time strides: the
      * compiler then sees that the lane loops touch disjoint elements and
      * vectorises them (at -O2 it will not add run-time overlap checks). */
-    enum { NL = KQ_MAX_LMAX + 1, WM = 8 };
+    enum { NL = KQ_MAX_LMAX + 1 };
     const int nl = s->nl;
-    double q[NL * NL * WM];          /* q[(l*NL + m)*W + u] = Q_l^m of lane u */
-    double cm[NL * WM], sm[NL * WM]; /* [m][W] Re, Im (x + i y)^m */
-    double rv[NL * NL * WM];         /* [l*l + l + m][W] R_lm, lane fastest */
-    double r2[WM];
-    for (int u = 0; u < W; u++) {
+    double q[NL * NL * 4];         /* q[(l*NL + m)*4 + u] = Q_l^m of lane u */
+    double cm[NL * 4], sm[NL * 4]; /* [m][4] Re, Im (x + i y)^m */
+    double rv[NL * NL * 4];        /* [l*l + l + m][4] R_lm, lane fastest */
+    double r2[4];
+    for (int u = 0; u < 4; u++) {
         r2[u] = x[u] * x[u] + y[u] * y[u] + z[u] * z[u];
         cm[u] = 1.0;
         sm[u] = 0.0;
     }
     for (int m = 1; m < nl; m++)
-        for (int u = 0; u < W; u++) {
-            cm[W * m + u] = x[u] * cm[W * (m - 1) + u] - y[u] * sm[W * (m - 1) + u];
-            sm[W * m + u] = x[u] * sm[W * (m - 1) + u] + y[u] * cm[W * (m - 1) + u];
+        for (int u = 0; u < 4; u++) {
+            cm[4 * m + u] = x[u] * cm[4 * (m - 1) + u] - y[u] * sm[4 * (m - 1) + u];
+            sm[4 * m + u] = x[u] * sm[4 * (m - 1) + u] + y[u] * cm[4 * (m - 1) + u];
         }
     for (int m = 0; m < nl; m++) {
         const double df = s->dfact[m];
-        for (int u = 0; u < W; u++) q[(m * NL + m) * W + u] = df;
+        for (int u = 0; u < 4; u++) q[(m * NL + m) * 4 + u] = df;
         if (m + 1 < nl)
-            for (int u = 0; u < W; u++) q[((m + 1) * NL + m) * W + u] = (2.0 * m + 1.0) * z[u] * df;
+            for (int u = 0; u < 4; u++) q[((m + 1) * NL + m) * 4 + u] = (2.0 * m + 1.0) * z[u] * df;
         for (int l = m + 2; l < nl; l++) {
             const double a = s->qa[l * nl + m], b = s->qb[l * nl + m];
-            for (int u = 0; u < W; u++)
-                q[(l * NL + m) * W + u] = a * z[u] * q[((l - 1) * NL + m) * W + u] -
-                                          b * r2[u] * q[((l - 2) * NL + m) * W + u];
+            for (int u = 0; u < 4; u++)
+                q[(l * NL + m) * 4 + u] = a * z[u] * q[((l - 1) * NL + m) * 4 + u] -
+                                          b * r2[u] * q[((l - 2) * NL + m) * 4 + u];
         }
     }
     for (int l = 0; l < nl; l++) {
         const double *nrm = s->ynorm + l * l + l;
         const int c = l * l + l; /* row of m = 0 */
-        for (int u = 0; u < W; u++) rv[W * c + u] = nrm[0] * q[(l * NL) * W + u];
+        for (int u = 0; u < 4; u++) rv[4 * c + u] = nrm[0] * q[(l * NL) * 4 + u];
         for (int m = 1; m <= l; m++) {
-            for (int u = 0; u < W; u++)
-                rv[W * (c + m) + u] = nrm[m] * q[(l * NL + m) * W + u] * cm[W * m + u];
-            for (int u = 0; u < W; u++)
-                rv[W * (c - m) + u] = nrm[-m] * q[(l * NL + m) * W + u] * sm[W * m + u];
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c + m) + u] = nrm[m] * q[(l * NL + m) * 4 + u] * cm[4 * m + u];
+            for (int u = 0; u < 4; u++)
+                rv[4 * (c - m) + u] = nrm[-m] * q[(l * NL + m) * 4 + u] * sm[4 * m + u];
         }
     }
-    /* lane-major into the destinations, four lanes and 4 x 4 blocks at a
-     * time (whole vectors stored: the destinations are often not in cache) */
+    /* lane-major into the four destinations, 4 x 4 blocks at a time (whole
+     * vectors stored: the destinations are often not in cache) */
     const int nlm = s->nlm;
-    for (int g = 0; g < W; g += 4) {
-        double *restrict o0 = out[g], *restrict o1 = out[g + 1], *restrict o2 = out[g + 2],
-                         *restrict o3 = out[g + 3];
-        int t = 0;
-        for (; t + 4 <= nlm; t += 4) {
-            const double *v = rv + W * t + g; /* v[W a + u] = R of row t + a, lane g + u */
-            o0[t] = v[0]; o0[t + 1] = v[W]; o0[t + 2] = v[2 * W]; o0[t + 3] = v[3 * W];
-            o1[t] = v[1]; o1[t + 1] = v[W + 1]; o1[t + 2] = v[2 * W + 1]; o1[t + 3] = v[3 * W + 1];
-            o2[t] = v[2]; o2[t + 1] = v[W + 2]; o2[t + 2] = v[2 * W + 2]; o2[t + 3] = v[3 * W + 2];
-            o3[t] = v[3]; o3[t + 1] = v[W + 3]; o3[t + 2] = v[2 * W + 3]; o3[t + 3] = v[3 * W + 3];
-        }
-        for (; t < nlm; t++) {
-            o0[t] = rv[W * t + g];
-            o1[t] = rv[W * t + g + 1];
-            o2[t] = rv[W * t + g + 2];
-            o3[t] = rv[W * t + g + 3];
-        }
+    double *restrict o0 = out[0], *restrict o1 = out[1], *restrict o2 = out[2],
+                     *restrict o3 = out[3];
+    int t = 0;
+    for (; t + 4 <= nlm; t += 4) {
+        const double *v = rv + 4 * t; /* v[4 a + u] = R of row t + a, lane u */
+        o0[t] = v[0]; o0[t + 1] = v[4]; o0[t + 2] = v[8]; o0[t + 3] = v[12];
+        o1[t] = v[1]; o1[t + 1] = v[5]; o1[t + 2] = v[9]; o1[t + 3] = v[13];
+        o2[t] = v[2]; o2[t + 1] = v[6]; o2[t + 2] = v[10]; o2[t + 3] = v[14];
+        o3[t] = v[3]; o3[t + 1] = v[7]; o3[t + 2] = v[11]; o3[t + 3] = v[15];
+    }
+    for (; t < nlm; t++) {
+        o0[t] = rv[4 * t];
+        o1[t] = rv[4 * t + 1];
+        o2[t] = rv[4 * t + 2];
+        o3[t] = rv[4 * t + 3];
     }
 }
 
@@ -840,7 +777,7 @@ static void soap_new_self(kq_soap *s) {
     const int nl = s->nl, nmax = s->nmax, np4 = s->np4;
     const size_t nlk = (size_t)nl * (size_t)np4;
     double *e = s->coef; /* scratch here, [nlk] <= [S][nlm][np4] */
-    soap_exp_near((int)nlk, s->ngam, 0.0, s->exp2tab, e, 0);
+    soap_exp_near((int)nlk, s->ngam, 0.0, s->exp2tab, e);
     for (int l = 0; l < nl; l++)
         for (int n = 0; n < np4; n++) {
             double a = 0.0;
@@ -850,7 +787,7 @@ static void soap_new_self(kq_soap *s) {
         }
     const double zero[4] = {0.0, 0.0, 0.0, 0.0};
     double *rows[4] = {s->self + nlk, s->rpad + s->nlm, s->rpad + 2 * s->nlm, s->rpad + 3 * s->nlm};
-    soap_solid_harmonics4(s, 4, zero, zero, zero, rows);
+    soap_solid_harmonics4(s, zero, zero, zero, rows);
 }
 
 /* ------------------------------------------------------------------------ */
@@ -1583,24 +1520,15 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                                  const int wide) {
     const int nl = s->nl, nlm = s->nlm, nmax = s->nmax, np4 = s->np4;
     const size_t nlk = (size_t)nl * (size_t)np4;
-    /* The fresh pairs, G at a time (G = 8 in the AVX-512 copy's n_max 8k
-     * path while more than 4 are left: the harmonics one 8-wide vector per
-     * step; else 4): R_lm into
-     * rptr[slot], exp(-gamma_lk r^2) into ebuf [G][nlk], then h_ln(r) =
-     * sum_k B^(l)_nk exp(-gamma_lk r^2), k ascending from 0.0, into
-     * hptr[slot]. Unused lanes of the last group compute r = 0 and are
-     * dropped. */
-    const int G8 = wide == 2 && np4 % 8 == 0;
-    size_t step = 0;
-    for (size_t g = 0; g < nfresh; g += step) {
-        /* 8 lanes only when more than 4 pairs are left (small molecules
-         * have few fresh pairs per centre: lanes computed for nothing) */
-        const int G = G8 && nfresh - g > 4 ? 8 : 4;
-        const int nr = nfresh - g < (size_t)G ? (int)(nfresh - g) : G;
-        step = (size_t)nr;
-        double dx[8], dy[8], dz[8];
-        double *fr[8], *rp[8];
-        for (int u = 0; u < G; u++) {
+    /* The fresh pairs, four at a time: R_lm into rptr[slot], exp(-gamma_lk
+     * r^2) into ebuf [4][nlk], then h_ln(r) = sum_k B^(l)_nk exp(-gamma_lk
+     * r^2), k ascending from 0.0, into hptr[slot]. Unused lanes of the last
+     * group compute r = 0 and are dropped. */
+    for (size_t g = 0; g < nfresh; g += 4) {
+        const int nr = nfresh - g < 4 ? (int)(nfresh - g) : 4;
+        double dx[4], dy[4], dz[4];
+        double *fr[4], *rp[4];
+        for (int u = 0; u < 4; u++) {
             int j = u < nr ? s->nidx[s->fresh_t[g + u]] : i;
             dx[u] = pos[3 * j] - pos[3 * i];
             dy[u] = pos[3 * j + 1] - pos[3 * i + 1];
@@ -1608,13 +1536,12 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
             fr[u] = u < nr ? (double *)s->hptr[s->fresh[g + u]] : NULL;
             rp[u] = u < nr ? (double *)s->rptr[s->fresh[g + u]] : s->rpad + u * (size_t)nlm;
         }
-        if (G == 8) soap_solid_harmonics4(s, 8, dx, dy, dz, rp);
-        else soap_solid_harmonics4(s, 4, dx, dy, dz, rp);
+        soap_solid_harmonics4(s, dx, dy, dz, rp);
         for (int u = 0; u < nr; u++) {
             double *f_e = s->ebuf + (size_t)u * nlk;
             double r2 = dx[u] * dx[u] + dy[u] * dy[u] + dz[u] * dz[u];
             if (s->ngmin * r2 >= -700.0)
-                soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e, wide);
+                soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
             else
                 soap_exp_far((int)nlk, s->ngam, r2, s->exp2tab, f_e);
         }
@@ -1627,19 +1554,13 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                 const size_t lo = (size_t)l * np4;
                 for (int n = 0; n < np4; n += 8) {
                     const soap_src bn = soap_dense(bt + n, (size_t)np4);
-                    /* lanes 8, then 4, then 1 at a time (rows u of e, stride nlk) */
-                    int u = 0;
-                    if (nr == 8) {
-                        soap_block_v8(8, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
+                    if (nr == 4)
+                        soap_block_v8(4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
                                       lo + (size_t)n, fr, 1.0, wide);
-                        u = 8;
-                    }
-                    for (; u + 4 <= nr; u += 4)
-                        soap_block_v8(4, nmax, soap_dense(e + u * nlk + lo, 1), nlk, bn, NULL,
-                                      NULL, lo + (size_t)n, fr + u, 1.0, wide);
-                    for (; u < nr; u++)
-                        soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
-                                      NULL, lo + (size_t)n, fr + u, 1.0, wide);
+                    else
+                        for (int u = 0; u < nr; u++)
+                            soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
+                                          NULL, lo + (size_t)n, fr + u, 1.0, wide);
                 }
             }
             continue;
