@@ -458,7 +458,16 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
     /* wt holds the transposed weights [nin][nout] of every layer (L->wt),
      * then the same packed for the AVX2 matrix kernel (eann_pack_b) at
      * nwt + L->wt; eann_model_sync fills both */
-    m->wt = calloc(wtoff ? 2 * wtoff : 1, sizeof(double));
+    {
+        /* on a 64-byte boundary (a cache line): the packed blocks' rows of 8
+         * doubles then never straddle two lines when nwt and the layer
+         * offsets are multiples of 8 (the published models); aligned_alloc
+         * wants a multiple of the alignment */
+        size_t bytes = (wtoff ? 2 * wtoff : 1) * sizeof(double);
+        bytes = (bytes + 63) / 64 * 64;
+        m->wt = aligned_alloc(64, bytes);
+        if (m->wt) memset(m->wt, 0, bytes);
+    }
     if (!m->theta || !m->wt) {
         eann_model_free(m);
         return EANN_ENOMEM;
@@ -564,11 +573,16 @@ void eann_work_free(eann_work *w) {
     free(w);
 }
 
+/* n zeroed elements of sz bytes on a 64-byte boundary (a cache line: the
+ * rows of 8 doubles of the kernels' vectors then stay within one line
+ * where the row lengths allow) */
 static void *alloc_arr(size_t n, size_t sz, int *fail) {
     if (n == 0) n = 1;
     if (n > ((size_t)-1) / 2 / sz) { *fail = 1; return NULL; }
-    void *p = calloc(n, sz);
-    if (!p) *fail = 1;
+    const size_t bytes = (n * sz + 63) / 64 * 64; /* aligned_alloc: a multiple of 64 */
+    void *p = aligned_alloc(64, bytes);
+    if (p) memset(p, 0, bytes);
+    else *fail = 1;
     return p;
 }
 
