@@ -16,7 +16,8 @@
  *    HACKING.md "SIMD" says why these stay hand-written (the portable C
  *    built for AVX2 was 40-80 % slower).
  *    Section 2b: inside this copy, the exp-heavy loops (exp, radial values,
- *    LayerNorm + activation) use 8 lanes (AVX-512F) where the CPU has it;
+ *    LayerNorm + activation) and the packed matrix product use 8 lanes
+ *    (AVX-512F) where the CPU has it;
  *    the private mode EANN_SIMD_AVX2_ONLY (tests, benchmarks) keeps 4.
  *    The forward pass reads its weights packed (eann_pack_b, filled by
  *    eann_model_sync) so that each register tile streams them in order.
@@ -1026,10 +1027,11 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
  * the bits are those of the other copies. The sums of LayerNorm keep the
  * 4-lane order of sum4/dot4 (ln_stats above). Chosen at run time by the
  * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes.
- * The packed matrix product stays 4 lanes: it is bound by arithmetic (about
- * 17 multiply-adds per ns, near the two multiply and two add pipes of
- * Zen 4), and 8-lane tiles of the same sums (rows x 1-4 packed blocks)
- * measured 5-25 % slower there on the dipole model's layers. */
+ * The packed matrix product (forward pass) runs 8 lanes too
+ * (gemm_packed_avx512): with 4 lanes it issued about as many instructions
+ * as Zen 4 dispatches; its 8-lane tiles pay only with the weights on
+ * 64-byte boundaries (they measured 5-25 % slower before, every 64-byte
+ * load straddling two cache lines). */
 #define EANN_AVX512 __attribute__((target("avx512f")))
 #define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 typedef double v8d __attribute__((vector_size(64)));
@@ -1142,6 +1144,122 @@ EANN_AVX512 static void radial_avx512(int np, int K, const double *d, const int 
         p = e + 1;
     }
     radial_w_all(np, K, nbr, species, src, par, R, W);
+}
+
+/* gemm_packed_avx2 with 8 lanes: one vector per packed block of 8 columns
+ * and row, the same sums (each z[a][j] from b[j] (or 0) adding x[a][c]
+ * B[c][j] for c = 0, 1, ... in turn; lane l of a block's vector is column
+ * j0 + l). Why: the 4-lane tiles need one instruction per 4 multiply-adds
+ * plus a broadcast per row and step, about what Zen 4 dispatches per cycle,
+ * so they ran at ~80 % of its two multiply and two add pipes; here one
+ * instruction covers 8 multiply-adds (Zen 4 runs it as two 256-bit halves:
+ * the same arithmetic rate, half the instructions), and with the weights
+ * on 64-byte boundaries (eann_model_new) each block row is one cache line.
+ * Tiles: rows 0..R-1 (R <= 4) x 32 columns (4 blocks, up to 16 sums), then
+ * 16, then 8; the nj % 8 last columns as in the AVX2 copy. Measured on the
+ * dipole model (12-atom NMA, Zen 4): 9.8 -> 8.4 us per molecule with the
+ * aligned weights; before the alignment, 8-lane tiles were 5-25 % slower
+ * (every 64-byte load straddled two lines). */
+EANN_AVX512_INLINE v8d v8_init(const double *b) {
+    return b ? v8_load(b) : (v8d){0, 0, 0, 0, 0, 0, 0, 0};
+}
+EANN_AVX512_INLINE v8d v8_splat(double s) { return (v8d){s, s, s, s, s, s, s, s}; }
+
+/* columns 0..8V-1 (V = 1, 2 or 4 packed blocks, s doubles apart) of rows
+ * 0..R-1 (R <= 4); R and V are constants at every call, so the unused
+ * sums vanish. x[r][c] is broadcast inside the multiply where it is used
+ * once (an embedded broadcast). */
+EANN_AVX512_INLINE void ptile8(int R, int V, int nk, const double *x, const double *Bp,
+                               const double *bj, double *z, int ldz) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    const size_t s = 8 * (size_t)nk; /* from one block to the next */
+    const v8d zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8d a0 = v8_init(bj), a1 = V > 1 ? v8_init(bj ? bj + 8 : NULL) : zero;
+    v8d a2 = V > 2 ? v8_init(bj ? bj + 16 : NULL) : zero;
+    v8d a3 = V > 2 ? v8_init(bj ? bj + 24 : NULL) : zero;
+    v8d b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+    v8d d0 = a0, d1 = a1, d2 = a2, d3 = a3;
+    for (int k = 0; k < nk; k++) {
+        const double *wp = Bp + 8 * (size_t)k;
+        const v8d w0 = v8_load(wp), w1 = V > 1 ? v8_load(wp + s) : zero;
+        const v8d w2 = V > 2 ? v8_load(wp + 2 * s) : zero, w3 = V > 2 ? v8_load(wp + 3 * s) : zero;
+        v8d p = v8_splat(x0[k]);
+        a0 += p * w0;
+        if (V > 1) a1 += p * w1;
+        if (V > 2) { a2 += p * w2; a3 += p * w3; }
+        if (R > 1) {
+            p = v8_splat(x1[k]);
+            b0 += p * w0;
+            if (V > 1) b1 += p * w1;
+            if (V > 2) { b2 += p * w2; b3 += p * w3; }
+        }
+        if (R > 2) {
+            p = v8_splat(x2[k]);
+            c0 += p * w0;
+            if (V > 1) c1 += p * w1;
+            if (V > 2) { c2 += p * w2; c3 += p * w3; }
+        }
+        if (R > 3) {
+            p = v8_splat(x3[k]);
+            d0 += p * w0;
+            if (V > 1) d1 += p * w1;
+            if (V > 2) { d2 += p * w2; d3 += p * w3; }
+        }
+    }
+    v8_store(z, a0);
+    if (V > 1) v8_store(z + 8, a1);
+    if (V > 2) { v8_store(z + 16, a2); v8_store(z + 24, a3); }
+    if (R > 1) {
+        z += ldz;
+        v8_store(z, b0);
+        if (V > 1) v8_store(z + 8, b1);
+        if (V > 2) { v8_store(z + 16, b2); v8_store(z + 24, b3); }
+    }
+    if (R > 2) {
+        z += ldz;
+        v8_store(z, c0);
+        if (V > 1) v8_store(z + 8, c1);
+        if (V > 2) { v8_store(z + 16, c2); v8_store(z + 24, c3); }
+    }
+    if (R > 3) {
+        z += ldz;
+        v8_store(z, d0);
+        if (V > 1) v8_store(z + 8, d1);
+        if (V > 2) { v8_store(z + 16, d2); v8_store(z + 24, d3); }
+    }
+}
+
+/* rows 0..R-1 (R <= 4), all columns, from packed weights */
+EANN_AVX512_INLINE void prows512(int R, int nk, int nj, const double *x, const double *P,
+                                 const double *b, double *z) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    int j = 0;
+    for (; j + 32 <= j8; j += 32) ptile8(R, 4, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    for (; j + 16 <= j8; j += 16) ptile8(R, 2, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    for (; j < j8; j += 8) ptile8(R, 1, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    const double *Pt = P + (size_t)j8 * nk; /* [nk][nt] */
+    int l = 0;
+    for (; l + 4 <= nt; l += 4)
+        ptile_rx4(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+    for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+}
+
+EANN_AVX512 static void gemm_packed_avx512(int n, int nk, int nj, const double *x,
+                                           const double *P, const double *b, double *z) {
+    if (nj == 1) { /* one output column: the AVX2 copy's row chains */
+        gemm_packed_avx2(n, nk, nj, x, P, b, z);
+        return;
+    }
+    int a = 0;
+    for (; a + 4 <= n; a += 4) prows512(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: prows512(3, nk, nj, xa, P, b, za); break;
+    case 2: prows512(2, nk, nj, xa, P, b, za); break;
+    case 1: prows512(1, nk, nj, xa, P, b, za); break;
+    default: break;
+    }
 }
 
 /* ln_act_row with 8 lanes (then 4, then 1); the same redo rule */
@@ -1278,6 +1396,7 @@ void eann_pack_b(int nk, int nj, const double *B, double *P) {
 
 void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
                         const double *P, const double *b, double *z) {
+    IF_AVX512(simd, gemm_packed_avx512(n, nk, nj, x, P, b, z));
     IF_AVX2(simd, gemm_packed_avx2(n, nk, nj, x, P, b, z));
     (void)P;
     gemm_rows(n, nk, nj, x, B, b, z);

@@ -32,7 +32,8 @@ int eann_simd_best(void);
  * prefetcher's best case) instead of one cache line every nj doubles. */
 void eann_pack_b(int nk, int nj, const double *B, double *P);
 /* eann_matmul (same bits) with the weights also given packed (P =
- * eann_pack_b of B): the AVX2 copy reads P, the portable one B. */
+ * eann_pack_b of B): the AVX2 copy (8 lanes with AVX-512F, 4 without or
+ * in EANN_SIMD_AVX2_ONLY) reads P, the portable one B. */
 void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
                         const double *P, const double *b, double *z);
 /* y[i] = exp(x[i]) (eann_exp_n; x may equal y). */

@@ -1140,8 +1140,9 @@ static void simd_kernels(void) {
     static double x[NMAX * KMAX], B[KMAX * JMAX], P[KMAX * JMAX], b[JMAX], z1[NMAX * JMAX],
         z2[NMAX * JMAX];
     const int modes[2] = {EANN_SIMD_AVX2, EANN_SIMD_AVX2_ONLY};
-    /* njs: every count of packed blocks 0..8 (the 8-lane tiles take 1-4
-     * blocks, or 8 for one row) with tails of 0..7 columns */
+    /* njs: every count of packed blocks 0..8 (the 8-lane tiles take 4, 2
+     * and 1 blocks; the 4-lane ones 1, or 4 for one row) with tails of
+     * 0..7 columns; rows 1..9 (tiles of 4, 3, 2, 1 rows) */
     const int nks[5] = {1, 5, 36, 37, 64},
               njs[16] = {1, 3, 4, 7, 8, 9, 13, 16, 24, 33, 47, 52, 60, 64, 67, 70};
     int diff = 0, cases = 0;
