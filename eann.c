@@ -834,14 +834,27 @@ static inline void angular(int M, double fc, double fcd, const double *v, const 
     /* the groups L = 0, 1, ... one after the other: member m >= 1 is
      * A_parent v[axis] with parent (m - 1) / 3, axis (m - 1) % 3
      * (m->orb_parent, m->orb_axis) */
+    /* (v in locals: a store to A may alias v, so the compiler would
+     * reload v after each one) */
+    const double v0 = v[0], v1 = v[1], v2 = v[2];
     A[0] = fc;
     if (Ad) Ad[0] = fcd;
+    if (M == 13 && !Ad) {
+        /* L <= 2 (the published models), in registers: A_1..3 = fc v,
+         * A_{4+3a}..A_{6+3a} = A_{1+a} v */
+        const double a1 = fc * v0, a2 = fc * v1, a3 = fc * v2;
+        A[1] = a1, A[2] = a2, A[3] = a3;
+        A[4] = a1 * v0, A[5] = a1 * v1, A[6] = a1 * v2;
+        A[7] = a2 * v0, A[8] = a2 * v1, A[9] = a2 * v2;
+        A[10] = a3 * v0, A[11] = a3 * v1, A[12] = a3 * v2;
+        return;
+    }
     for (int o = 1; o < M; o += 3) {
         const int par = (o - 1) / 3;
         const double a = A[par];
-        A[o] = a * v[0];
-        A[o + 1] = a * v[1];
-        A[o + 2] = a * v[2];
+        A[o] = a * v0;
+        A[o + 1] = a * v1;
+        A[o + 2] = a * v2;
         if (!Ad) continue;
         for (int ax = 0; ax < 3; ax++) Ad[o + ax] = Ad[par] * v[ax] + a * vd[ax];
     }

@@ -1393,9 +1393,30 @@ static void test_predict_blocks(void) {
     }
 }
 
+/* eann_angular without a tangent takes, for M = 13 (nipsin 3, the
+ * published models), a path with the factors in registers; with a tangent
+ * the general recursion. The same A bit for bit, signed zeros included. */
+static void test_angular13(void) {
+    eann_model *m = random_model(EANN_DIPOLE, 1, 77);
+    if (!m) return;
+    CHECK(m->norbital == 13, "nipsin 3: M = %d", m->norbital);
+    int diff = 0;
+    for (int t = 0; t < 200; t++) {
+        double v[3], vd[3] = {0.1, -0.2, 0.3}, A1[13], A2[13], Ad[13];
+        for (int a = 0; a < 3; a++) v[a] = t % 7 == a ? (t % 2 ? -0.0 : 0.0) : 4.0 * srand1();
+        const double fc = t % 11 == 5 ? 0.0 : urand();
+        eann_angular(m, fc, 0.0, v, NULL, A1, NULL);
+        eann_angular(m, fc, 0.5, v, vd, A2, Ad);
+        diff += memcmp(A1, A2, sizeof A1) != 0;
+    }
+    CHECK(diff == 0, "angular factors, M = 13: %d of 200 differ from the general recursion", diff);
+    eann_model_free(m);
+}
+
 int main(void) {
     (void)e_fd;
     test_blocks();
+    test_angular13();
     test_exp();
     test_random_models();
     test_variants();
