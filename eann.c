@@ -1044,45 +1044,6 @@ int eann_setup(const eann_model *m, eann_work *w, int natoms, const int *species
     return setup(m, w, natoms, species, pos, 1);
 }
 
-/* rl[k] += Sq[k]^2, four at a time as mul_n (each rl[k] gets one add) */
-static inline void add_squares(int K, const double *restrict Sq, double *restrict rl) {
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        rl[k] += Sq[k] * Sq[k];
-        rl[k + 1] += Sq[k + 1] * Sq[k + 1];
-        rl[k + 2] += Sq[k + 2] * Sq[k + 2];
-        rl[k + 3] += Sq[k + 3] * Sq[k + 3];
-    }
-    for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
-}
-
-/* rl[k] = 0 + Sq[0][k]^2 + Sq[1][k]^2 + ... + Sq[nq-1][k]^2 (the rows of one
- * angular group, in order), four k at a time with the sums in registers:
- * the same sums as zeroing rl and calling add_squares row by row, without
- * reading back what the previous row stored */
-static inline void group_squares(int K, int nq, const double *restrict Sq, double *restrict rl) {
-    int k = 0;
-    for (; k + 4 <= K; k += 4) {
-        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        for (int q = 0; q < nq; q++) {
-            const double *s = Sq + (size_t)q * K + k;
-            a0 += s[0] * s[0];
-            a1 += s[1] * s[1];
-            a2 += s[2] * s[2];
-            a3 += s[3] * s[3];
-        }
-        rl[k] = a0;
-        rl[k + 1] = a1;
-        rl[k + 2] = a2;
-        rl[k + 3] = a3;
-    }
-    for (; k < K; k++) {
-        double a = 0;
-        for (int q = 0; q < nq; q++) a += Sq[(size_t)q * K + k] * Sq[(size_t)q * K + k];
-        rl[k] = a;
-    }
-}
-
 void eann_angular(const eann_model *m, double fc, double fcd, const double *v, const double *vd,
                   double *A, double *Ad) {
     angular(m->norbital, fc, fcd, v, vd, A, Ad);
@@ -1095,24 +1056,9 @@ static void descriptor_row(const eann_model *m, eann_work *w, int i, double *S) 
     int p0 = w->pair_start[i];
     eann_sum_atw(w->simd, w->pair_start[i + 1] - p0, M, K, w->pair_a + (size_t)p0 * M,
                  w->pair_w + (size_t)p0 * K, S);
-    /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m:
-     * a run of components of one group at once (group_squares; the groups
-     * are consecutive runs, eann_model_new), a group met again adds */
-    double *rho = w->rho + (size_t)i * D;
-    int started[EANN_MAX_NIPSIN] = {0};
-    for (int q = 0; q < M;) {
-        const int L = m->index_para[q];
-        int q1 = q + 1;
-        while (q1 < M && m->index_para[q1] == L) q1++;
-        if (!started[L])
-            group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
-        else
-            for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
-        started[L] = 1;
-        q = q1;
-    }
-    for (int L = 0; L < m->spec.nipsin; L++)
-        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+    /* 5. rho[L K + k] = sum_{m in group L} S[m][k]^2, in the order of m
+     * (group L = index_para[m]) */
+    eann_rho_squares(w->simd, M, K, S, m->index_para, m->spec.nipsin, w->rho + (size_t)i * D);
 }
 
 void eann_descriptor_forward(const eann_model *m, eann_work *w) {

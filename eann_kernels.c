@@ -2,7 +2,8 @@
 /* eann_kernels.c - the hot loops of eann.c, each in two copies, and the
  * choice between them (private header eann_kernels.h): exp of an array,
  * the matrix product of the linear layers and their weight gradient, the
- * descriptor sum S = A^T W, and LayerNorm + activation with its backward.
+ * descriptor sum S = A^T W and the density's sums of squares of S, and
+ * LayerNorm + activation with its backward.
  * The physics (what these loops compute and why) is in eann.c; the plain
  * LayerNorm and activation, which the fused loops here must match, are
  * there too (eann_layernorm_forward, eann_act_forward, ...).
@@ -255,6 +256,66 @@ static void sum_atw(int np, int M, int K, const double *restrict A, const double
     }
     for (; q < M; q++)
         for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+}
+
+/* rl[k] += Sq[k]^2, four at a time (gcc pairs them into SSE registers;
+ * each rl[k] gets one add) */
+static inline void add_squares(int K, const double *restrict Sq, double *restrict rl) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        rl[k] += Sq[k] * Sq[k];
+        rl[k + 1] += Sq[k + 1] * Sq[k + 1];
+        rl[k + 2] += Sq[k + 2] * Sq[k + 2];
+        rl[k + 3] += Sq[k + 3] * Sq[k + 3];
+    }
+    for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
+}
+
+/* rl[k] = 0 + Sq[0][k]^2 + Sq[1][k]^2 + ... + Sq[nq-1][k]^2 (the rows of one
+ * angular group, in order), four k at a time with the sums in registers:
+ * the same sums as zeroing rl and calling add_squares row by row, without
+ * reading back what the previous row stored */
+static inline void group_squares(int K, int nq, const double *restrict Sq, double *restrict rl) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int q = 0; q < nq; q++) {
+            const double *s = Sq + (size_t)q * K + k;
+            a0 += s[0] * s[0];
+            a1 += s[1] * s[1];
+            a2 += s[2] * s[2];
+            a3 += s[3] * s[3];
+        }
+        rl[k] = a0;
+        rl[k + 1] = a1;
+        rl[k + 2] = a2;
+        rl[k + 3] = a3;
+    }
+    for (; k < K; k++) {
+        double a = 0;
+        for (int q = 0; q < nq; q++) a += Sq[(size_t)q * K + k] * Sq[(size_t)q * K + k];
+        rl[k] = a;
+    }
+}
+
+/* eann_rho_squares: a run of components of one group at once
+ * (group_squares; the groups of the models are consecutive runs,
+ * eann_model_new), a group met again adds (add_squares) */
+static void rho_squares(int M, int K, const double *S, const int *grp, int nL, double *rho) {
+    unsigned char started[EANN_MAX_NIPSIN] = {0};
+    for (int q = 0; q < M;) {
+        const int L = grp[q];
+        int q1 = q + 1;
+        while (q1 < M && grp[q1] == L) q1++;
+        if (!started[L])
+            group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
+        else
+            for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
+        started[L] = 1;
+        q = q1;
+    }
+    for (int L = 0; L < nL; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
 }
 
 /* eann_radial, one pair: the argument -inta (t t), t = d - rs, four at a
@@ -1017,6 +1078,56 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
     }
 }
 
+/* rho_squares (same bits): per run of components q .. q1-1 of one group,
+ * twelve (then four, then one) columns at a time, the sums in registers
+ * from 0 (or from rho when the group was met before) adding S[r][k]^2 for
+ * r = q .. q1-1 in turn. Why: the portable loop keeps two 2-lane sums per
+ * chain of dependent adds (nine long for L = 2), so its time was that
+ * latency; here three 4-lane chains run side by side. */
+EANN_AVX2 static void rho_squares_avx2(int M, int K, const double *S, const int *grp, int nL,
+                                       double *rho) {
+    unsigned char started[EANN_MAX_NIPSIN] = {0};
+    const int K4 = K - K % 4;
+    for (int q = 0; q < M;) {
+        const int L = grp[q];
+        int q1 = q + 1;
+        while (q1 < M && grp[q1] == L) q1++;
+        double *rl = rho + (size_t)L * K;
+        int k = 0;
+        for (; k + 12 <= K4; k += 12) {
+            v4d a0 = v_splat(0.0), a1 = a0, a2 = a0;
+            if (started[L]) a0 = v_load(rl + k), a1 = v_load(rl + k + 4), a2 = v_load(rl + k + 8);
+            for (int r = q; r < q1; r++) {
+                const double *s = S + (size_t)r * K + k;
+                const v4d s0 = v_load(s), s1 = v_load(s + 4), s2 = v_load(s + 8);
+                a0 += s0 * s0;
+                a1 += s1 * s1;
+                a2 += s2 * s2;
+            }
+            v_store(rl + k, a0);
+            v_store(rl + k + 4, a1);
+            v_store(rl + k + 8, a2);
+        }
+        for (; k < K4; k += 4) {
+            v4d a0 = started[L] ? v_load(rl + k) : v_splat(0.0);
+            for (int r = q; r < q1; r++) {
+                const v4d s0 = v_load(S + (size_t)r * K + k);
+                a0 += s0 * s0;
+            }
+            v_store(rl + k, a0);
+        }
+        for (; k < K; k++) {
+            double a0 = started[L] ? rl[k] : 0.0;
+            for (int r = q; r < q1; r++) a0 += S[(size_t)r * K + k] * S[(size_t)r * K + k];
+            rl[k] = a0;
+        }
+        started[L] = 1;
+        q = q1;
+    }
+    for (int L = 0; L < nL; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+}
+
 /* 2b. AVX-512 inside the AVX2 copy: the exp-heavy loops (eann_exp_n, the
  * radial values, LayerNorm + activation) with 8 lanes where the CPU has
  * AVX-512F. Why: these loops are bound by the number of instructions, not
@@ -1431,6 +1542,12 @@ void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {
     IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
     sum_atw(np, M, K, A, W, S);
+}
+
+void eann_rho_squares(int simd, int M, int K, const double *S, const int *grp, int nL,
+                      double *rho) {
+    IF_AVX2(simd, rho_squares_avx2(M, K, S, grp, nL, rho));
+    rho_squares(M, K, S, grp, nL, rho);
 }
 
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,

@@ -54,6 +54,12 @@ void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const
 /* The descriptor sum S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] in the
  * order of p; A [np][M], W [np][K], S [M][K]. */
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S);
+/* The density from S: rho[L][k] = 0 + S[q0][k]^2 + S[q1][k]^2 + ... over
+ * the components q0 < q1 < ... of group L = grp[q], in the order of q (a
+ * group with no component is 0). S [M][K], grp [M] (values 0..nL-1),
+ * rho [nL][K]. */
+void eann_rho_squares(int simd, int M, int K, const double *S, const int *grp, int nL,
+                      double *rho);
 /* eann_layernorm_forward then eann_act_forward: z [n][c] (may alias y),
  * zhat, y, sig, a [n][c], rstd [n]. */
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,
