@@ -1147,7 +1147,6 @@ EANN_AVX2 static void rho_squares_avx2(int M, int K, const double *S, const int 
 #define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 typedef double v8d __attribute__((vector_size(64)));
 typedef uint64_t v8u __attribute__((vector_size(64)));
-typedef int64_t v8i __attribute__((vector_size(64)));
 
 EANN_AVX512_INLINE v8d v8_load(const double *p) {
     v8d v;
@@ -1155,9 +1154,6 @@ EANN_AVX512_INLINE v8d v8_load(const double *p) {
     return v;
 }
 EANN_AVX512_INLINE void v8_store(double *p, v8d v) { memcpy(p, &v, sizeof v); }
-EANN_AVX512_INLINE int v8_all(v8i ok) {
-    return (ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]) != 0;
-}
 
 /* exp_core on eight lanes (|x| <= 708 only); t = exp_t32[b & 31] from the
  * table's halves 0..15 and 16..31 (two-source permutes on the low 4 bits)
@@ -1216,15 +1212,30 @@ EANN_AVX512_INLINE void v8_exp_core2(v8d x0, v8d x1, v8d *y0, v8d *y1) {
     *y1 = (u1 + u1 * q1) * (v8d)e1;
 }
 
+/* The range test of the 8-lane exp loops: "every -708 <= x <= 708" as "the
+ * largest bits of |x| <= those of 708". For |x| the bits read as unsigned
+ * integers are ordered as the values, and a NaN's lie above infinity's, so
+ * the two tests agree on every input, NaN included; per vector one integer
+ * and plus one integer max instead of two compares and a mask chain
+ * (dipole model, 12-atom NMA: 0.01-0.08 us per molecule less, the larger
+ * figure on a loaded machine). big: the running maximum, from v8_bits0(). */
+EANN_AVX512_INLINE __m512i v8_bits0(void) { return _mm512_setzero_si512(); }
+EANN_AVX512_INLINE __m512i v8_absbits_max(__m512i big, v8d x) {
+    return _mm512_max_epu64(big, _mm512_and_si512((__m512i)x, _mm512_set1_epi64(INT64_MAX)));
+}
+EANN_AVX512_INLINE int v8_within708(__m512i big) {
+    const double lim = 708.0;
+    uint64_t limbits;
+    memcpy(&limbits, &lim, sizeof limbits);
+    return _mm512_reduce_max_epu64(big) <= limbits;
+}
+
 /* exp_n_avx2 with 8 lanes (then 4, then 1) */
 EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
     const int n8 = n - n % 8;
-    v8i ok = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
-    for (int i = 0; i < n8; i += 8) {
-        v8d v = v8_load(x + i);
-        ok &= (v >= -708.0) & (v <= 708.0);
-    }
-    int good = v8_all(ok);
+    __m512i big = v8_bits0(); /* the range test (v8_within708) */
+    for (int i = 0; i < n8; i += 8) big = v8_absbits_max(big, v8_load(x + i));
+    int good = v8_within708(big);
     for (int i = n8; i < n; i++) good &= fabs(x[i]) <= 708.0;
     if (!good) {
         for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
@@ -1373,12 +1384,13 @@ EANN_AVX512 static void gemm_packed_avx512(int n, int nk, int nj, const double *
     }
 }
 
-/* ln_act_row with 8 lanes (then 4, then 1); the same redo rule */
+/* ln_act_row with 8 lanes (then 4, then 1); the same redo rule, the range
+ * test of the 8-lane loops by v8_within708 */
 EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
                                       const double *alpha, const double *beta, double rs,
                                       double *hr, double *yr, double *sr, double *ar) {
     const int c8 = c - c % 8;
-    v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
+    __m512i big = v8_bits0(); /* the range test of the 8-lane loops */
     v4i ok4 = {-1, -1, -1, -1};
     int i = 0;
     for (; i + 16 <= c; i += 16) { /* two vectors side by side (v8_exp_core2) */
@@ -1386,7 +1398,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v8d y0 = h0 * v8_load(g + i) + v8_load(bb + i);
         v8d y1 = h1 * v8_load(g + i + 8) + v8_load(bb + i + 8);
         v8d t0 = v8_load(beta + i) * y0, t1 = v8_load(beta + i + 8) * y1, e0 = -t0, e1 = -t1, x0, x1;
-        ok8 &= (e0 >= -708.0) & (e0 <= 708.0) & (e1 >= -708.0) & (e1 <= 708.0);
+        big = v8_absbits_max(v8_absbits_max(big, e0), e1);
         v8_exp_core2(e0, e1, &x0, &x1);
         v8d s0 = 1.0 / (1.0 + x0), s1 = 1.0 / (1.0 + x1);
         v8_store(hr + i, h0);
@@ -1402,7 +1414,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v8d h = v8_load(hr + i) * rs;
         v8d yy = h * v8_load(g + i) + v8_load(bb + i);
         v8d t = v8_load(beta + i) * yy, e = -t;
-        ok8 &= (e >= -708.0) & (e <= 708.0);
+        big = v8_absbits_max(big, e);
         v8d sg = 1.0 / (1.0 + v8_exp_core(e));
         v8_store(hr + i, h);
         v8_store(yr + i, yy);
@@ -1425,7 +1437,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         hr[i] *= rs;
         yr[i] = hr[i] * g[i] + bb[i];
     }
-    i = v8_all(ok8) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
+    i = v8_within708(big) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
     for (; i < c; i++) {
         double t = beta[i] * yr[i];
         double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));

@@ -1041,6 +1041,24 @@ static void simd_exp(void) {
         diff += !same_bits(y1, y2, (size_t)n);
     }
     CHECK(diff == 0, "exp: AVX2 (8 or 4 lanes) and portable copies differ in %d of 32 arrays", diff);
+    /* the edges of the range test (the 8-lane copies compare the largest
+     * bits of |x| with those of 708, v8_within708): exactly +-708 and -0 stay
+     * on the fast path; one step beyond 708, a NaN with its sign bit set and
+     * -inf send the array to exp_one; at every lane of two vectors */
+    const double edge[7] = {708.0, -708.0, -0.0, nextafter(708.0, 800.0),
+                            nextafter(-708.0, -800.0), -NAN, -INFINITY};
+    diff = 0;
+    for (int e = 0; e < 7; e++)
+        for (int p = 0; p < 16; p++) {
+            for (int i = 0; i < 16; i++) x[i] = 700.0 * srand1();
+            x[p] = edge[e];
+            eann_exp_n_simd(EANN_SIMD_PORTABLE, 16, x, y1);
+            eann_exp_n_simd(EANN_SIMD_AVX2, 16, x, y2);
+            diff += !same_bits(y1, y2, 16);
+            eann_exp_n_simd(EANN_SIMD_AVX2_ONLY, 16, x, y2);
+            diff += !same_bits(y1, y2, 16);
+        }
+    CHECK(diff == 0, "exp at the range edges: %d of 224 arrays differ from the portable copy", diff);
     CHECK(eann_exp_n_simd(7, 1, x, y1) == EANN_EINVAL, "unknown simd mode accepted");
 }
 
