@@ -800,11 +800,15 @@ EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double
         if (R > 2) { h2[i] = z2[i] - m2; v2 += h2[i] * h2[i]; }
         if (R > 3) { h3[i] = z3[i] - m3; v3 += h3[i] * h3[i]; }
     }
-    /* biased variance, then 1 / sqrt(var + eps) */
-    rstd[0] = 1.0 / sqrt(v0 / c + eps);
-    if (R > 1) rstd[1] = 1.0 / sqrt(v1 / c + eps);
-    if (R > 2) rstd[2] = 1.0 / sqrt(v2 / c + eps);
-    if (R > 3) rstd[3] = 1.0 / sqrt(v3 / c + eps);
+    /* biased variance, then 1 / sqrt(var + eps), the rows in the lanes of
+     * one vector (sqrt and / are correctly rounded in every lane, as in the
+     * scalar code) */
+    const v4d vr = (v4d){v0, v1, v2, v3} / (double)c + eps;
+    const v4d rs = 1.0 / (v4d)_mm256_sqrt_pd((__m256d)vr);
+    rstd[0] = rs[0];
+    if (R > 1) rstd[1] = rs[1];
+    if (R > 2) rstd[2] = rs[2];
+    if (R > 3) rstd[3] = rs[3];
 }
 
 /* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
