@@ -2,7 +2,8 @@
 /* eann_kernels.c - the hot loops of eann.c, each in two copies, and the
  * choice between them (private header eann_kernels.h): exp of an array,
  * the matrix product of the linear layers and their weight gradient, the
- * descriptor sum S = A^T W, and LayerNorm + activation with its backward.
+ * descriptor sum S = A^T W and the density's sums of squares of S, and
+ * LayerNorm + activation with its backward.
  * The physics (what these loops compute and why) is in eann.c; the plain
  * LayerNorm and activation, which the fused loops here must match, are
  * there too (eann_layernorm_forward, eann_act_forward, ...).
@@ -16,7 +17,8 @@
  *    HACKING.md "SIMD" says why these stay hand-written (the portable C
  *    built for AVX2 was 40-80 % slower).
  *    Section 2b: inside this copy, the exp-heavy loops (exp, radial values,
- *    LayerNorm + activation) use 8 lanes (AVX-512F) where the CPU has it;
+ *    LayerNorm + activation) and the packed matrix product use 8 lanes
+ *    (AVX-512F) where the CPU has it;
  *    the private mode EANN_SIMD_AVX2_ONLY (tests, benchmarks) keeps 4.
  *    The forward pass reads its weights packed (eann_pack_b, filled by
  *    eann_model_sync) so that each register tile streams them in order.
@@ -254,6 +256,66 @@ static void sum_atw(int np, int M, int K, const double *restrict A, const double
     }
     for (; q < M; q++)
         for (int k = 0; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+}
+
+/* rl[k] += Sq[k]^2, four at a time (gcc pairs them into SSE registers;
+ * each rl[k] gets one add) */
+static inline void add_squares(int K, const double *restrict Sq, double *restrict rl) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        rl[k] += Sq[k] * Sq[k];
+        rl[k + 1] += Sq[k + 1] * Sq[k + 1];
+        rl[k + 2] += Sq[k + 2] * Sq[k + 2];
+        rl[k + 3] += Sq[k + 3] * Sq[k + 3];
+    }
+    for (; k < K; k++) rl[k] += Sq[k] * Sq[k];
+}
+
+/* rl[k] = 0 + Sq[0][k]^2 + Sq[1][k]^2 + ... + Sq[nq-1][k]^2 (the rows of one
+ * angular group, in order), four k at a time with the sums in registers:
+ * the same sums as zeroing rl and calling add_squares row by row, without
+ * reading back what the previous row stored */
+static inline void group_squares(int K, int nq, const double *restrict Sq, double *restrict rl) {
+    int k = 0;
+    for (; k + 4 <= K; k += 4) {
+        double a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+        for (int q = 0; q < nq; q++) {
+            const double *s = Sq + (size_t)q * K + k;
+            a0 += s[0] * s[0];
+            a1 += s[1] * s[1];
+            a2 += s[2] * s[2];
+            a3 += s[3] * s[3];
+        }
+        rl[k] = a0;
+        rl[k + 1] = a1;
+        rl[k + 2] = a2;
+        rl[k + 3] = a3;
+    }
+    for (; k < K; k++) {
+        double a = 0;
+        for (int q = 0; q < nq; q++) a += Sq[(size_t)q * K + k] * Sq[(size_t)q * K + k];
+        rl[k] = a;
+    }
+}
+
+/* eann_rho_squares: a run of components of one group at once
+ * (group_squares; the groups of the models are consecutive runs,
+ * eann_model_new), a group met again adds (add_squares) */
+static void rho_squares(int M, int K, const double *S, const int *grp, int nL, double *rho) {
+    unsigned char started[EANN_MAX_NIPSIN] = {0};
+    for (int q = 0; q < M;) {
+        const int L = grp[q];
+        int q1 = q + 1;
+        while (q1 < M && grp[q1] == L) q1++;
+        if (!started[L])
+            group_squares(K, q1 - q, S + (size_t)q * K, rho + (size_t)L * K);
+        else
+            for (int r = q; r < q1; r++) add_squares(K, S + (size_t)r * K, rho + (size_t)L * K);
+        started[L] = 1;
+        q = q1;
+    }
+    for (int L = 0; L < nL; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
 }
 
 /* eann_radial, one pair: the argument -inta (t t), t = d - rs, four at a
@@ -738,11 +800,15 @@ EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double
         if (R > 2) { h2[i] = z2[i] - m2; v2 += h2[i] * h2[i]; }
         if (R > 3) { h3[i] = z3[i] - m3; v3 += h3[i] * h3[i]; }
     }
-    /* biased variance, then 1 / sqrt(var + eps) */
-    rstd[0] = 1.0 / sqrt(v0 / c + eps);
-    if (R > 1) rstd[1] = 1.0 / sqrt(v1 / c + eps);
-    if (R > 2) rstd[2] = 1.0 / sqrt(v2 / c + eps);
-    if (R > 3) rstd[3] = 1.0 / sqrt(v3 / c + eps);
+    /* biased variance, then 1 / sqrt(var + eps), the rows in the lanes of
+     * one vector (sqrt and / are correctly rounded in every lane, as in the
+     * scalar code) */
+    const v4d vr = (v4d){v0, v1, v2, v3} / (double)c + eps;
+    const v4d rs = 1.0 / (v4d)_mm256_sqrt_pd((__m256d)vr);
+    rstd[0] = rs[0];
+    if (R > 1) rstd[1] = rs[1];
+    if (R > 2) rstd[2] = rs[2];
+    if (R > 3) rstd[3] = rs[3];
 }
 
 /* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
@@ -1016,6 +1082,56 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
     }
 }
 
+/* rho_squares (same bits): per run of components q .. q1-1 of one group,
+ * twelve (then four, then one) columns at a time, the sums in registers
+ * from 0 (or from rho when the group was met before) adding S[r][k]^2 for
+ * r = q .. q1-1 in turn. Why: the portable loop keeps two 2-lane sums per
+ * chain of dependent adds (nine long for L = 2), so its time was that
+ * latency; here three 4-lane chains run side by side. */
+EANN_AVX2 static void rho_squares_avx2(int M, int K, const double *S, const int *grp, int nL,
+                                       double *rho) {
+    unsigned char started[EANN_MAX_NIPSIN] = {0};
+    const int K4 = K - K % 4;
+    for (int q = 0; q < M;) {
+        const int L = grp[q];
+        int q1 = q + 1;
+        while (q1 < M && grp[q1] == L) q1++;
+        double *rl = rho + (size_t)L * K;
+        int k = 0;
+        for (; k + 12 <= K4; k += 12) {
+            v4d a0 = v_splat(0.0), a1 = a0, a2 = a0;
+            if (started[L]) a0 = v_load(rl + k), a1 = v_load(rl + k + 4), a2 = v_load(rl + k + 8);
+            for (int r = q; r < q1; r++) {
+                const double *s = S + (size_t)r * K + k;
+                const v4d s0 = v_load(s), s1 = v_load(s + 4), s2 = v_load(s + 8);
+                a0 += s0 * s0;
+                a1 += s1 * s1;
+                a2 += s2 * s2;
+            }
+            v_store(rl + k, a0);
+            v_store(rl + k + 4, a1);
+            v_store(rl + k + 8, a2);
+        }
+        for (; k < K4; k += 4) {
+            v4d a0 = started[L] ? v_load(rl + k) : v_splat(0.0);
+            for (int r = q; r < q1; r++) {
+                const v4d s0 = v_load(S + (size_t)r * K + k);
+                a0 += s0 * s0;
+            }
+            v_store(rl + k, a0);
+        }
+        for (; k < K; k++) {
+            double a0 = started[L] ? rl[k] : 0.0;
+            for (int r = q; r < q1; r++) a0 += S[(size_t)r * K + k] * S[(size_t)r * K + k];
+            rl[k] = a0;
+        }
+        started[L] = 1;
+        q = q1;
+    }
+    for (int L = 0; L < nL; L++)
+        if (!started[L]) memset(rho + (size_t)L * K, 0, sizeof(double) * (size_t)K);
+}
+
 /* 2b. AVX-512 inside the AVX2 copy: the exp-heavy loops (eann_exp_n, the
  * radial values, LayerNorm + activation) with 8 lanes where the CPU has
  * AVX-512F. Why: these loops are bound by the number of instructions, not
@@ -1026,15 +1142,15 @@ EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const 
  * the bits are those of the other copies. The sums of LayerNorm keep the
  * 4-lane order of sum4/dot4 (ln_stats above). Chosen at run time by the
  * dispatchers (IF_AVX512); EANN_SIMD_AVX2_ONLY (tests) keeps 4 lanes.
- * The packed matrix product stays 4 lanes: it is bound by arithmetic (about
- * 17 multiply-adds per ns, near the two multiply and two add pipes of
- * Zen 4), and 8-lane tiles of the same sums (rows x 1-4 packed blocks)
- * measured 5-25 % slower there on the dipole model's layers. */
+ * The packed matrix product (forward pass) runs 8 lanes too
+ * (gemm_packed_avx512): with 4 lanes it issued about as many instructions
+ * as Zen 4 dispatches; its 8-lane tiles pay only with the weights on
+ * 64-byte boundaries (they measured 5-25 % slower before, every 64-byte
+ * load straddling two cache lines). */
 #define EANN_AVX512 __attribute__((target("avx512f")))
 #define EANN_AVX512_INLINE static inline __attribute__((always_inline, target("avx512f")))
 typedef double v8d __attribute__((vector_size(64)));
 typedef uint64_t v8u __attribute__((vector_size(64)));
-typedef int64_t v8i __attribute__((vector_size(64)));
 
 EANN_AVX512_INLINE v8d v8_load(const double *p) {
     v8d v;
@@ -1042,9 +1158,6 @@ EANN_AVX512_INLINE v8d v8_load(const double *p) {
     return v;
 }
 EANN_AVX512_INLINE void v8_store(double *p, v8d v) { memcpy(p, &v, sizeof v); }
-EANN_AVX512_INLINE int v8_all(v8i ok) {
-    return (ok[0] & ok[1] & ok[2] & ok[3] & ok[4] & ok[5] & ok[6] & ok[7]) != 0;
-}
 
 /* exp_core on eight lanes (|x| <= 708 only); t = exp_t32[b & 31] from the
  * table's halves 0..15 and 16..31 (two-source permutes on the low 4 bits)
@@ -1103,15 +1216,30 @@ EANN_AVX512_INLINE void v8_exp_core2(v8d x0, v8d x1, v8d *y0, v8d *y1) {
     *y1 = (u1 + u1 * q1) * (v8d)e1;
 }
 
+/* The range test of the 8-lane exp loops: "every -708 <= x <= 708" as "the
+ * largest bits of |x| <= those of 708". For |x| the bits read as unsigned
+ * integers are ordered as the values, and a NaN's lie above infinity's, so
+ * the two tests agree on every input, NaN included; per vector one integer
+ * and plus one integer max instead of two compares and a mask chain
+ * (dipole model, 12-atom NMA: 0.01-0.08 us per molecule less, the larger
+ * figure on a loaded machine). big: the running maximum, from v8_bits0(). */
+EANN_AVX512_INLINE __m512i v8_bits0(void) { return _mm512_setzero_si512(); }
+EANN_AVX512_INLINE __m512i v8_absbits_max(__m512i big, v8d x) {
+    return _mm512_max_epu64(big, _mm512_and_si512((__m512i)x, _mm512_set1_epi64(INT64_MAX)));
+}
+EANN_AVX512_INLINE int v8_within708(__m512i big) {
+    const double lim = 708.0;
+    uint64_t limbits;
+    memcpy(&limbits, &lim, sizeof limbits);
+    return _mm512_reduce_max_epu64(big) <= limbits;
+}
+
 /* exp_n_avx2 with 8 lanes (then 4, then 1) */
 EANN_AVX512 static void exp_n_avx512(int n, const double *x, double *y) {
     const int n8 = n - n % 8;
-    v8i ok = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
-    for (int i = 0; i < n8; i += 8) {
-        v8d v = v8_load(x + i);
-        ok &= (v >= -708.0) & (v <= 708.0);
-    }
-    int good = v8_all(ok);
+    __m512i big = v8_bits0(); /* the range test (v8_within708) */
+    for (int i = 0; i < n8; i += 8) big = v8_absbits_max(big, v8_load(x + i));
+    int good = v8_within708(big);
     for (int i = n8; i < n; i++) good &= fabs(x[i]) <= 708.0;
     if (!good) {
         for (int i = 0; i < n; i++) y[i] = exp_one(x[i]);
@@ -1144,12 +1272,129 @@ EANN_AVX512 static void radial_avx512(int np, int K, const double *d, const int 
     radial_w_all(np, K, nbr, species, src, par, R, W);
 }
 
-/* ln_act_row with 8 lanes (then 4, then 1); the same redo rule */
+/* gemm_packed_avx2 with 8 lanes: one vector per packed block of 8 columns
+ * and row, the same sums (each z[a][j] from b[j] (or 0) adding x[a][c]
+ * B[c][j] for c = 0, 1, ... in turn; lane l of a block's vector is column
+ * j0 + l). Why: the 4-lane tiles need one instruction per 4 multiply-adds
+ * plus a broadcast per row and step, about what Zen 4 dispatches per cycle,
+ * so they ran at ~80 % of its two multiply and two add pipes; here one
+ * instruction covers 8 multiply-adds (Zen 4 runs it as two 256-bit halves:
+ * the same arithmetic rate, half the instructions), and with the weights
+ * on 64-byte boundaries (eann_model_new) each block row is one cache line.
+ * Tiles: rows 0..R-1 (R <= 4) x 32 columns (4 blocks, up to 16 sums), then
+ * 16, then 8; the nj % 8 last columns as in the AVX2 copy. Measured on the
+ * dipole model (12-atom NMA, Zen 4): 9.8 -> 8.4 us per molecule with the
+ * aligned weights; before the alignment, 8-lane tiles were 5-25 % slower
+ * (every 64-byte load straddled two lines). */
+EANN_AVX512_INLINE v8d v8_init(const double *b) {
+    return b ? v8_load(b) : (v8d){0, 0, 0, 0, 0, 0, 0, 0};
+}
+EANN_AVX512_INLINE v8d v8_splat(double s) { return (v8d){s, s, s, s, s, s, s, s}; }
+
+/* columns 0..8V-1 (V = 1, 2 or 4 packed blocks, s doubles apart) of rows
+ * 0..R-1 (R <= 4); R and V are constants at every call, so the unused
+ * sums vanish. x[r][c] is broadcast inside the multiply where it is used
+ * once (an embedded broadcast). */
+EANN_AVX512_INLINE void ptile8(int R, int V, int nk, const double *x, const double *Bp,
+                               const double *bj, double *z, int ldz) {
+    const double *x0 = x, *x1 = x + nk, *x2 = x + 2 * (size_t)nk, *x3 = x + 3 * (size_t)nk;
+    const size_t s = 8 * (size_t)nk; /* from one block to the next */
+    const v8d zero = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8d a0 = v8_init(bj), a1 = V > 1 ? v8_init(bj ? bj + 8 : NULL) : zero;
+    v8d a2 = V > 2 ? v8_init(bj ? bj + 16 : NULL) : zero;
+    v8d a3 = V > 2 ? v8_init(bj ? bj + 24 : NULL) : zero;
+    v8d b0 = a0, b1 = a1, b2 = a2, b3 = a3, c0 = a0, c1 = a1, c2 = a2, c3 = a3;
+    v8d d0 = a0, d1 = a1, d2 = a2, d3 = a3;
+    for (int k = 0; k < nk; k++) {
+        const double *wp = Bp + 8 * (size_t)k;
+        const v8d w0 = v8_load(wp), w1 = V > 1 ? v8_load(wp + s) : zero;
+        const v8d w2 = V > 2 ? v8_load(wp + 2 * s) : zero, w3 = V > 2 ? v8_load(wp + 3 * s) : zero;
+        v8d p = v8_splat(x0[k]);
+        a0 += p * w0;
+        if (V > 1) a1 += p * w1;
+        if (V > 2) { a2 += p * w2; a3 += p * w3; }
+        if (R > 1) {
+            p = v8_splat(x1[k]);
+            b0 += p * w0;
+            if (V > 1) b1 += p * w1;
+            if (V > 2) { b2 += p * w2; b3 += p * w3; }
+        }
+        if (R > 2) {
+            p = v8_splat(x2[k]);
+            c0 += p * w0;
+            if (V > 1) c1 += p * w1;
+            if (V > 2) { c2 += p * w2; c3 += p * w3; }
+        }
+        if (R > 3) {
+            p = v8_splat(x3[k]);
+            d0 += p * w0;
+            if (V > 1) d1 += p * w1;
+            if (V > 2) { d2 += p * w2; d3 += p * w3; }
+        }
+    }
+    v8_store(z, a0);
+    if (V > 1) v8_store(z + 8, a1);
+    if (V > 2) { v8_store(z + 16, a2); v8_store(z + 24, a3); }
+    if (R > 1) {
+        z += ldz;
+        v8_store(z, b0);
+        if (V > 1) v8_store(z + 8, b1);
+        if (V > 2) { v8_store(z + 16, b2); v8_store(z + 24, b3); }
+    }
+    if (R > 2) {
+        z += ldz;
+        v8_store(z, c0);
+        if (V > 1) v8_store(z + 8, c1);
+        if (V > 2) { v8_store(z + 16, c2); v8_store(z + 24, c3); }
+    }
+    if (R > 3) {
+        z += ldz;
+        v8_store(z, d0);
+        if (V > 1) v8_store(z + 8, d1);
+        if (V > 2) { v8_store(z + 16, d2); v8_store(z + 24, d3); }
+    }
+}
+
+/* rows 0..R-1 (R <= 4), all columns, from packed weights */
+EANN_AVX512_INLINE void prows512(int R, int nk, int nj, const double *x, const double *P,
+                                 const double *b, double *z) {
+    const int j8 = nj - nj % 8, nt = nj - j8;
+    int j = 0;
+    for (; j + 32 <= j8; j += 32) ptile8(R, 4, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    for (; j + 16 <= j8; j += 16) ptile8(R, 2, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    for (; j < j8; j += 8) ptile8(R, 1, nk, x, P + (size_t)j * nk, b ? b + j : NULL, z + j, nj);
+    const double *Pt = P + (size_t)j8 * nk; /* [nk][nt] */
+    int l = 0;
+    for (; l + 4 <= nt; l += 4)
+        ptile_rx4(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+    for (; l < nt; l++) ptile_rx1(R, nk, x, Pt + l, nt, b ? b + j8 + l : NULL, z + j8 + l, nj);
+}
+
+EANN_AVX512 static void gemm_packed_avx512(int n, int nk, int nj, const double *x,
+                                           const double *P, const double *b, double *z) {
+    if (nj == 1) { /* one output column: the AVX2 copy's row chains */
+        gemm_packed_avx2(n, nk, nj, x, P, b, z);
+        return;
+    }
+    int a = 0;
+    for (; a + 4 <= n; a += 4) prows512(4, nk, nj, x + (size_t)a * nk, P, b, z + (size_t)a * nj);
+    const double *xa = x + (size_t)a * nk;
+    double *za = z + (size_t)a * nj;
+    switch (n - a) { /* the last 0..3 rows */
+    case 3: prows512(3, nk, nj, xa, P, b, za); break;
+    case 2: prows512(2, nk, nj, xa, P, b, za); break;
+    case 1: prows512(1, nk, nj, xa, P, b, za); break;
+    default: break;
+    }
+}
+
+/* ln_act_row with 8 lanes (then 4, then 1); the same redo rule, the range
+ * test of the 8-lane loops by v8_within708 */
 EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
                                       const double *alpha, const double *beta, double rs,
                                       double *hr, double *yr, double *sr, double *ar) {
     const int c8 = c - c % 8;
-    v8i ok8 = (v8i){-1, -1, -1, -1, -1, -1, -1, -1};
+    __m512i big = v8_bits0(); /* the range test of the 8-lane loops */
     v4i ok4 = {-1, -1, -1, -1};
     int i = 0;
     for (; i + 16 <= c; i += 16) { /* two vectors side by side (v8_exp_core2) */
@@ -1157,7 +1402,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v8d y0 = h0 * v8_load(g + i) + v8_load(bb + i);
         v8d y1 = h1 * v8_load(g + i + 8) + v8_load(bb + i + 8);
         v8d t0 = v8_load(beta + i) * y0, t1 = v8_load(beta + i + 8) * y1, e0 = -t0, e1 = -t1, x0, x1;
-        ok8 &= (e0 >= -708.0) & (e0 <= 708.0) & (e1 >= -708.0) & (e1 <= 708.0);
+        big = v8_absbits_max(v8_absbits_max(big, e0), e1);
         v8_exp_core2(e0, e1, &x0, &x1);
         v8d s0 = 1.0 / (1.0 + x0), s1 = 1.0 / (1.0 + x1);
         v8_store(hr + i, h0);
@@ -1173,7 +1418,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v8d h = v8_load(hr + i) * rs;
         v8d yy = h * v8_load(g + i) + v8_load(bb + i);
         v8d t = v8_load(beta + i) * yy, e = -t;
-        ok8 &= (e >= -708.0) & (e <= 708.0);
+        big = v8_absbits_max(big, e);
         v8d sg = 1.0 / (1.0 + v8_exp_core(e));
         v8_store(hr + i, h);
         v8_store(yr + i, yy);
@@ -1196,7 +1441,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         hr[i] *= rs;
         yr[i] = hr[i] * g[i] + bb[i];
     }
-    i = v8_all(ok8) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
+    i = v8_within708(big) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
     for (; i < c; i++) {
         double t = beta[i] * yr[i];
         double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
@@ -1278,6 +1523,7 @@ void eann_pack_b(int nk, int nj, const double *B, double *P) {
 
 void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
                         const double *P, const double *b, double *z) {
+    IF_AVX512(simd, gemm_packed_avx512(n, nk, nj, x, P, b, z));
     IF_AVX2(simd, gemm_packed_avx2(n, nk, nj, x, P, b, z));
     (void)P;
     gemm_rows(n, nk, nj, x, B, b, z);
@@ -1312,6 +1558,12 @@ void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {
     IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
     sum_atw(np, M, K, A, W, S);
+}
+
+void eann_rho_squares(int simd, int M, int K, const double *S, const int *grp, int nL,
+                      double *rho) {
+    IF_AVX2(simd, rho_squares_avx2(M, K, S, grp, nL, rho));
+    rho_squares(M, K, S, grp, nL, rho);
 }
 
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,

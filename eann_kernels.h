@@ -32,7 +32,8 @@ int eann_simd_best(void);
  * prefetcher's best case) instead of one cache line every nj doubles. */
 void eann_pack_b(int nk, int nj, const double *B, double *P);
 /* eann_matmul (same bits) with the weights also given packed (P =
- * eann_pack_b of B): the AVX2 copy reads P, the portable one B. */
+ * eann_pack_b of B): the AVX2 copy (8 lanes with AVX-512F, 4 without or
+ * in EANN_SIMD_AVX2_ONLY) reads P, the portable one B. */
 void eann_matmul_packed(int simd, int n, int nk, int nj, const double *x, const double *B,
                         const double *P, const double *b, double *z);
 /* y[i] = exp(x[i]) (eann_exp_n; x may equal y). */
@@ -53,6 +54,12 @@ void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const
 /* The descriptor sum S[q][k] = sum_{p = 0..np-1} A[p][q] W[p][k] in the
  * order of p; A [np][M], W [np][K], S [M][K]. */
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S);
+/* The density from S: rho[L][k] = 0 + S[q0][k]^2 + S[q1][k]^2 + ... over
+ * the components q0 < q1 < ... of group L = grp[q], in the order of q (a
+ * group with no component is 0). S [M][K], grp [M] (values 0..nL-1),
+ * rho [nL][K]. */
+void eann_rho_squares(int simd, int M, int K, const double *S, const int *grp, int nL,
+                      double *rho);
 /* eann_layernorm_forward then eann_act_forward: z [n][c] (may alias y),
  * zhat, y, sig, a [n][c], rstd [n]. */
 void eann_ln_act(int simd, int n, int c, const double *z, const double *g, const double *bb,

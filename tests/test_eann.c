@@ -1041,6 +1041,24 @@ static void simd_exp(void) {
         diff += !same_bits(y1, y2, (size_t)n);
     }
     CHECK(diff == 0, "exp: AVX2 (8 or 4 lanes) and portable copies differ in %d of 32 arrays", diff);
+    /* the edges of the range test (the 8-lane copies compare the largest
+     * bits of |x| with those of 708, v8_within708): exactly +-708 and -0 stay
+     * on the fast path; one step beyond 708, a NaN with its sign bit set and
+     * -inf send the array to exp_one; at every lane of two vectors */
+    const double edge[7] = {708.0, -708.0, -0.0, nextafter(708.0, 800.0),
+                            nextafter(-708.0, -800.0), -NAN, -INFINITY};
+    diff = 0;
+    for (int e = 0; e < 7; e++)
+        for (int p = 0; p < 16; p++) {
+            for (int i = 0; i < 16; i++) x[i] = 700.0 * srand1();
+            x[p] = edge[e];
+            eann_exp_n_simd(EANN_SIMD_PORTABLE, 16, x, y1);
+            eann_exp_n_simd(EANN_SIMD_AVX2, 16, x, y2);
+            diff += !same_bits(y1, y2, 16);
+            eann_exp_n_simd(EANN_SIMD_AVX2_ONLY, 16, x, y2);
+            diff += !same_bits(y1, y2, 16);
+        }
+    CHECK(diff == 0, "exp at the range edges: %d of 224 arrays differ from the portable copy", diff);
     CHECK(eann_exp_n_simd(7, 1, x, y1) == EANN_EINVAL, "unknown simd mode accepted");
 }
 
@@ -1140,8 +1158,9 @@ static void simd_kernels(void) {
     static double x[NMAX * KMAX], B[KMAX * JMAX], P[KMAX * JMAX], b[JMAX], z1[NMAX * JMAX],
         z2[NMAX * JMAX];
     const int modes[2] = {EANN_SIMD_AVX2, EANN_SIMD_AVX2_ONLY};
-    /* njs: every count of packed blocks 0..8 (the 8-lane tiles take 1-4
-     * blocks, or 8 for one row) with tails of 0..7 columns */
+    /* njs: every count of packed blocks 0..8 (the 8-lane tiles take 4, 2
+     * and 1 blocks; the 4-lane ones 1, or 4 for one row) with tails of
+     * 0..7 columns; rows 1..9 (tiles of 4, 3, 2, 1 rows) */
     const int nks[5] = {1, 5, 36, 37, 64},
               njs[16] = {1, 3, 4, 7, 8, 9, 13, 16, 24, 33, 47, 52, 60, 64, 67, 70};
     int diff = 0, cases = 0;
@@ -1392,9 +1411,30 @@ static void test_predict_blocks(void) {
     }
 }
 
+/* eann_angular without a tangent takes, for M = 13 (nipsin 3, the
+ * published models), a path with the factors in registers; with a tangent
+ * the general recursion. The same A bit for bit, signed zeros included. */
+static void test_angular13(void) {
+    eann_model *m = random_model(EANN_DIPOLE, 1, 77);
+    if (!m) return;
+    CHECK(m->norbital == 13, "nipsin 3: M = %d", m->norbital);
+    int diff = 0;
+    for (int t = 0; t < 200; t++) {
+        double v[3], vd[3] = {0.1, -0.2, 0.3}, A1[13], A2[13], Ad[13];
+        for (int a = 0; a < 3; a++) v[a] = t % 7 == a ? (t % 2 ? -0.0 : 0.0) : 4.0 * srand1();
+        const double fc = t % 11 == 5 ? 0.0 : urand();
+        eann_angular(m, fc, 0.0, v, NULL, A1, NULL);
+        eann_angular(m, fc, 0.5, v, vd, A2, Ad);
+        diff += memcmp(A1, A2, sizeof A1) != 0;
+    }
+    CHECK(diff == 0, "angular factors, M = 13: %d of 200 differ from the general recursion", diff);
+    eann_model_free(m);
+}
+
 int main(void) {
     (void)e_fd;
     test_blocks();
+    test_angular13();
     test_exp();
     test_random_models();
     test_variants();
