@@ -379,7 +379,8 @@ static void add_array(eann_model *m, const char *name, int d0, int d1, size_t *o
  * the block is 64-byte aligned). Every block from calloc_64 is freed with
  * free_64, never free. */
 static void *calloc_64(size_t bytes) {
-    if (bytes > (size_t)-1 - 64 - sizeof(void *)) return NULL;
+    if (bytes > (size_t)-1 - 128 - sizeof(void *)) return NULL;
+    bytes = (bytes + 63) / 64 * 64; /* whole lines */
     unsigned char *base = calloc(1, bytes + 64 + sizeof(void *));
     if (!base) return NULL;
     uintptr_t a = ((uintptr_t)(base + sizeof(void *)) + 63) & ~(uintptr_t)63;
@@ -487,9 +488,7 @@ int eann_model_new(const eann_spec *spec, eann_model **out, char *msg, size_t ms
         /* on a 64-byte boundary (a cache line): the packed blocks' rows of 8
          * doubles then never straddle two lines when nwt and the layer
          * offsets are multiples of 8 (the published models); whole lines */
-        size_t bytes = (wtoff ? 2 * wtoff : 1) * sizeof(double);
-        bytes = (bytes + 63) / 64 * 64;
-        m->wt = calloc_64(bytes);
+        m->wt = calloc_64((wtoff ? 2 * wtoff : 1) * sizeof(double));
     }
     if (!m->theta || !m->wt) {
         eann_model_free(m);
@@ -604,8 +603,7 @@ void eann_work_free(eann_work *w) {
 static void *alloc_arr(size_t n, size_t sz, int *fail) {
     if (n == 0) n = 1;
     if (n > ((size_t)-1) / 2 / sz) { *fail = 1; return NULL; }
-    const size_t bytes = (n * sz + 63) / 64 * 64; /* whole lines */
-    void *p = calloc_64(bytes);
+    void *p = calloc_64(n * sz);
     if (!p) *fail = 1;
     return p;
 }
