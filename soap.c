@@ -991,19 +991,62 @@ static double soap_slab_gap(double v, long a, long self, double lo, double w, do
     return g > 0.0 ? g : 0.0;
 }
 
+/* The most slots the pool of the pair reuse may have: KQ_SOAP_RING_BYTES
+ * (the size changes only the speed, never the result; a larger pool costs
+ * page faults on the first call), at least 64. */
+static size_t soap_ring_cap(const kq_soap *s) {
+    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double));
+    return cap < 64 ? 64 : cap;
+}
+
+/* Room for `need` entries of the upper halves being built at *up (capacity
+ * *cap, count entries so far): in the pool's memory while they fit there
+ * (borrowed, see soap_neighbours_cells), then in s->nidx2, twice as large
+ * each time. */
+static int soap_upper_grow(kq_soap *s, int **up, size_t *cap, size_t count, size_t need) {
+    size_t ncap = need < 512 ? 1024 : 2 * need, bytes;
+    if (ncap < need || !kq_mul_ok(ncap, sizeof(int), &bytes)) return KQ_ENOMEM;
+    if (*up == s->nidx2) { /* our own buffer: grow it, keeping its contents */
+        int *nb = realloc(s->nidx2, bytes);
+        if (!nb) return KQ_ENOMEM;
+        s->nidx2 = nb;
+        s->nidx2_cap = ncap;
+    } else { /* borrowed: move the entries so far to our own buffer */
+        int rc = kq_reserve((void **)&s->nidx2, &s->nidx2_cap, ncap, sizeof(int));
+        if (rc) return rc;
+        if (count) memcpy(s->nidx2, *up, count * sizeof(int));
+    }
+    *up = s->nidx2;
+    *cap = s->nidx2_cap;
+    return KQ_OK;
+}
+
 static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
     long nc[3];
     double lo[3], width[3];
     int rc = soap_cells_build(s, natoms, pos, nc, lo, width);
     if (rc) return rc;
     /* Each pair is tested once, from its lower index: first the upper
-     * halves (j > i, ascending) of all lists, from upstart[i], built in
-     * s->nidx2; the test is symmetric (fl(a - b) = -fl(b - a), so the same
-     * d^2 both ways), so the full lists are the same as testing both ways. */
+     * halves (j > i, ascending) of all lists, from upstart[i], built in up
+     * (capacity upcap); the test is symmetric (fl(a - b) = -fl(b - a), so
+     * the same d^2 both ways), so the full lists are the same as testing
+     * both ways. They are scratch, dead before the pool of the pair reuse
+     * is first used, so they are built in the pool's memory while they fit
+     * there (1 MB of the 3 MB for 10,000 waters: pages a first call would
+     * otherwise touch twice), then in s->nidx2. */
     if ((rc = kq_reserve((void **)&s->upstart, &s->upstart_cap, (size_t)natoms + 1,
                          sizeof(size_t))) ||
         (rc = kq_reserve((void **)&s->cursor, &s->cursor_cap, (size_t)natoms, sizeof(size_t))))
         return rc;
+    int *up = s->nidx2;
+    size_t upcap = s->nidx2_cap, ringn;
+    if (kq_mul_ok(soap_ring_cap(s), (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm, &ringn) &&
+        upcap < ringn * (sizeof(double) / sizeof(int)) &&
+        kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) == KQ_OK) {
+        up = (int *)(void *)s->ring;
+        upcap = ringn * (sizeof(double) / sizeof(int));
+    }
     /* Rows of cells (and end cells of a row) whose slab is farther than the
      * cutoff from the centre are skipped: only the speed depends on it, as
      * the margin eps (far above rounding, far below any distance that
@@ -1061,15 +1104,16 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
             while (u > 0 && s->cand[u - 1] > v) { s->cand[u] = s->cand[u - 1]; u--; }
             s->cand[u] = v;
         }
-        for (size_t t = 0; t < ncand; t++)
-            if ((rc = soap_push_nbr(&s->nidx2, &s->nidx2_cap, &count, s->cand[t]))) return rc;
+        if (ncand > upcap - count && (rc = soap_upper_grow(s, &up, &upcap, count, count + ncand)))
+            return rc;
+        for (size_t t = 0; t < ncand; t++) up[count++] = s->cand[t];
     }
     s->upstart[natoms] = count;
     /* full list of i: the j < i that have i in their upper half (ascending,
      * as i is visited in ascending order below), i itself, its upper half */
     size_t *low = s->cursor; /* [natoms] lower counts, then fill cursors */
     for (int i = 0; i < natoms; i++) low[i] = 0;
-    for (size_t t = 0; t < count; t++) low[s->nidx2[t]]++;
+    for (size_t t = 0; t < count; t++) low[up[t]]++;
     size_t total;
     if (!kq_mul_ok(count, 2, &total) || total > SIZE_MAX - (size_t)natoms) return KQ_ENOMEM;
     total += (size_t)natoms;
@@ -1082,7 +1126,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         size_t w = s->nstart[i + 1] - (s->upstart[i + 1] - s->upstart[i]) - 1;
         s->nidx[w++] = i;
         for (size_t t = s->upstart[i]; t < s->upstart[i + 1]; t++) {
-            int j = s->nidx2[t];
+            int j = up[t];
             s->nidx[w++] = j;
             s->nidx[low[j]++] = i;
         }
@@ -1400,10 +1444,7 @@ static int soap_reuse_setup(kq_soap *s, int natoms) {
     if ((rc = kq_reserve((void **)&s->head, &s->head_cap, (size_t)natoms, sizeof(uint32_t))) ||
         (rc = kq_reserve((void **)&s->mark, &s->mark_cap, (size_t)natoms, sizeof(uint32_t))))
         return rc;
-    /* at most KQ_SOAP_RING_BYTES (the size changes only the speed, never the
-     * result; a larger pool costs page faults on the first call) */
-    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double)), need_id = 0, need_sp;
-    if (cap < 64) cap = 64;
+    size_t cap = soap_ring_cap(s), need_id = 0, need_sp;
     /* the spatial order first; ascending index only if that can do better
      * (with brute force the two are the same order) */
     int same = 1;
