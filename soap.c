@@ -373,6 +373,7 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
  * compiled for SSE2 only. */
 #if defined(__GNUC__) && defined(__x86_64__) && !defined(TENSORIAL_NO_SIMD)
 #define KQ_SOAP_AVX2 1
+#include <immintrin.h> /* streaming stores of soap_stream_zero */
 /* 512-bit vectors where the compiler would otherwise keep 256 (gcc's and
  * clang's default tuning); a speed choice only */
 #if defined(__clang__)
@@ -394,8 +395,9 @@ int kq_soap_reference(const kq_soap_params *params, int natoms, const int *z, co
 #define KQ_PREFETCH(p) ((void)(p))
 #define KQ_PREFETCH_W(p) ((void)(p))
 #endif
-/* Output arrays larger than this (bytes) are fetched one row ahead
- * (soap_row_ahead). Smaller ones stay in cache from call to call (8.9 MB for
+/* Output arrays larger than this (bytes) are written as out of cache:
+ * fetched one row ahead (soap_row_ahead), zero blocks by streaming stores
+ * (soap_zero_run). Smaller ones stay in cache from call to call (8.9 MB for
  * 300 atoms measured 8 % slower with the hints, 19 MB for 648 atoms 8-12 %
  * faster, 2 vCPU AMD EPYC, 2026-12-06); only the speed depends on it. */
 #ifndef KQ_SOAP_AHEAD_BYTES
@@ -485,6 +487,13 @@ struct kq_soap {
     double pref[KQ_MAX_LMAX + 1]; /* pi sqrt(8 / (2l + 1)) */
     double exp2tab[64];   /* 2^(j/64), for soap_exp_near */
     size_t block_off[KQ_MAX_SPECIES][KQ_MAX_SPECIES]; /* s1 <= s2 */
+    /* per call: output out of cache (KQ_SOAP_AHEAD_BYTES), and the parts
+     * [ahead_lo, ahead_hi) of a row that soap_row_ahead fetches: the blocks
+     * of species pairs both in the frame (the others are zero in every row) */
+    int stream;
+    int nahead;
+    size_t ahead_lo[KQ_MAX_SPECIES * (KQ_MAX_SPECIES + 1) / 2];
+    size_t ahead_hi[KQ_MAX_SPECIES * (KQ_MAX_SPECIES + 1) / 2];
     /* per-centre scratch, sized at creation */
     double *coef;         /* [S][nlm][np4] c^Z_nlm (n fastest) */
     double *self;         /* [nl*np4 + nlm] h and R of the pair (i, i), r = 0: the
@@ -1725,13 +1734,45 @@ KQ_INLINE void soap_centre_coef(kq_soap *s, const soap_centre *cs, const int wid
     }
 }
 
+#if KQ_SOAP_AVX2
+/* n >= 8 zeros at p, the whole 64-byte lines among them by streaming
+ * (non-temporal) stores: straight to memory, without the read of each line
+ * that a plain store of an out-of-cache line costs; the partial lines at
+ * both ends by memset. The caller ends with _mm_sfence (soap_centres_avx2
+ * and _avx512) so that the stores are ordered before anything after the
+ * call. Zeros either way: no value changes. */
+__attribute__((target("avx2"))) static void soap_stream_zero(double *p, size_t n) {
+    size_t i = (size_t)((64 - ((uintptr_t)p & 63)) & 63) / sizeof(double);
+    memset(p, 0, i * sizeof(double));
+    for (; i + 8 <= n; i += 8) {
+        _mm256_stream_pd(p + i, _mm256_setzero_pd());
+        _mm256_stream_pd(p + i + 4, _mm256_setzero_pd());
+    }
+    memset(p + i, 0, (n - i) * sizeof(double));
+}
+#endif
+
+/* n zeros at p: streaming stores when the output is out of cache (s->stream,
+ * wide copies only: they need AVX2), else memset */
+KQ_INLINE void soap_zero_run(const kq_soap *s, double *p, size_t n, const int wide) {
+#if KQ_SOAP_AVX2
+    if (wide && s->stream && n >= 16) {
+        soap_stream_zero(p, n);
+        return;
+    }
+#endif
+    (void)wide;
+    (void)s;
+    memset(p, 0, n * sizeof(double));
+}
+
 KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, const int wide) {
     const int nl = s->nl, nmax = s->nmax, np4 = s->np4, S = s->p.nspecies;
     const size_t sblk = (size_t)s->nlm * (size_t)np4;
     /* p^(Z1 Z2)_(n n' l) = pi sqrt(8/(2l+1)) sum_m c^Z1_nlm c^Z2_n'lm, m ascending
      * from 0; blocks of species that have no atoms here are exact zeros,
-     * written by one memset per run of adjacent zero blocks [zero, o) (large
-     * memsets are faster per byte) */
+     * written by one soap_zero_run per run of adjacent zero blocks [zero, o)
+     * (large runs are faster per byte) */
     double *zero = out;
     for (int z1 = 0; z1 < S; z1++) {
         const double *c1 = s->coef + (size_t)z1 * sblk;
@@ -1739,7 +1780,7 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
             const double *c2 = s->coef + (size_t)z2 * sblk;
             double *o = out + s->block_off[z1][z2];
             if (!present[z1] || !present[z2]) continue;
-            if (zero < o) memset(zero, 0, (size_t)(o - zero) * sizeof(double));
+            if (zero < o) soap_zero_run(s, zero, (size_t)(o - zero), wide);
             double *ps = s->pstmp; /* [nmax][np4] sums of one l */
             for (int l = 0; l < nl; l++) {
                 const double pref = s->pref[l];
@@ -1817,22 +1858,25 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
             zero = o; /* the end of this block */
         }
     }
-    if (zero < out + s->len) memset(zero, 0, (size_t)(out + s->len - zero) * sizeof(double));
+    if (zero < out + s->len) soap_zero_run(s, zero, (size_t)(out + s->len - zero), wide);
 }
 
 /* The output row of the next centre (order[k + 1]), asked for now, for
  * writing: the rows of a large frame are out of cache, centres go in
  * spatial order (not row order, so the hardware prefetcher cannot guess the
- * next row), and each row is written whole (len doubles, 29.6 kB at n_max 8,
- * l_max 6 and four species), most of it by the zero blocks of absent
- * species; without the hints every line of it waits for memory once. All
- * lines at once, before the centre's own work, so that they have its whole
- * time to arrive (the hints spread over its four steps, or two rows ahead,
- * measured 5-10 % slower). Hints only: no value changes. */
+ * next row), and each line would otherwise wait for memory once. Only the
+ * blocks that may be nonzero (s->ahead_lo/hi); the zero blocks of species
+ * absent from the frame go to memory by streaming stores, without being
+ * read (soap_zero_run). All lines at once, before the centre's own work, so
+ * that they have its whole time to arrive (the hints spread over its four
+ * steps, or two rows ahead, measured 5-10 % slower). Hints only: no value
+ * changes. */
 KQ_INLINE void soap_row_ahead(const kq_soap *s, int natoms, int k, const double *out) {
-    if (k + 1 >= natoms || (size_t)natoms * s->len * sizeof(double) <= KQ_SOAP_AHEAD_BYTES) return;
+    if (k + 1 >= natoms || !s->stream) return;
     const double *next = out + (size_t)s->order[k + 1] * s->len;
-    for (size_t b = 0; b < s->len; b += 8) KQ_PREFETCH_W(next + b);
+    for (int q = 0; q < s->nahead; q++)
+        for (size_t b = s->ahead_lo[q] & ~(size_t)7; b < s->ahead_hi[q]; b += 8)
+            KQ_PREFETCH_W(next + b);
 }
 
 KQ_INLINE void soap_centre_body(kq_soap *s, int i, const double *pos, double *out,
@@ -1864,6 +1908,7 @@ __attribute__((target("avx2"))) static void soap_centres_avx2(kq_soap *s, int na
         soap_row_ahead(s, natoms, k, out);
         soap_centre_body(s, i, pos, out + (size_t)i * s->len, 1);
     }
+    if (s->stream) _mm_sfence(); /* the streaming stores of soap_zero_run */
 }
 /* Every centre, AVX-512 copy (the same code again, same bits) */
 KQ_TARGET_AVX512 static void soap_centres_avx512(kq_soap *s, int natoms, const double *pos,
@@ -1873,8 +1918,31 @@ KQ_TARGET_AVX512 static void soap_centres_avx512(kq_soap *s, int natoms, const d
         soap_row_ahead(s, natoms, k, out);
         soap_centre_body(s, i, pos, out + (size_t)i * s->len, 2);
     }
+    if (s->stream) _mm_sfence(); /* the streaming stores of soap_zero_run */
 }
 #endif
+
+/* s->stream, and the parts of a row soap_row_ahead fetches (the blocks of
+ * species pairs present in the frame, adjacent ones merged). */
+static void soap_stream_setup(kq_soap *s, int natoms) {
+    const int S = s->p.nspecies;
+    int inframe[KQ_MAX_SPECIES] = {0};
+    s->stream = (size_t)natoms * s->len > KQ_SOAP_AHEAD_BYTES / sizeof(double);
+    s->nahead = 0;
+    for (int i = 0; i < natoms; i++) inframe[s->sp[i]] = 1;
+    const size_t nmax = (size_t)s->nmax, nl = (size_t)s->nl;
+    for (int a = 0; a < S; a++)
+        for (int b = a; b < S; b++) {
+            if (!inframe[a] || !inframe[b]) continue;
+            size_t lo = s->block_off[a][b], hi = lo + (a == b ? nmax * (nmax + 1) / 2 : nmax * nmax) * nl;
+            if (s->nahead && s->ahead_hi[s->nahead - 1] == lo)
+                s->ahead_hi[s->nahead - 1] = hi;
+            else {
+                s->ahead_lo[s->nahead] = lo;
+                s->ahead_hi[s->nahead++] = hi;
+            }
+        }
+}
 
 /* Validates the input and builds the neighbour lists (s->sp, s->nstart,
  * s->nidx). natoms >= 1. */
@@ -1936,6 +2004,7 @@ int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, dou
         s->fresh_cap = maxnb;
     }
     if ((rc = soap_reuse_setup(s, natoms))) return rc;
+    soap_stream_setup(s, natoms);
 #if KQ_SOAP_AVX2
     if (s->simd == KQ_SIMD_AVX512) {
         soap_centres_avx512(s, natoms, pos, out);
