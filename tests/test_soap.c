@@ -636,6 +636,21 @@ static void test_plain_reference(void) {
         plain_case("water cluster, 1200 atoms, rc 5, lmax 8 (pool full)", 5.0, 8, 8, 0.0, 2, HO,
                    3 * NW, wz, wpos);
     }
+    /* 1300 atoms all within one cutoff, n_max 1, l_max 0: 844,350 upper
+     * list entries, more than the 786,430 ints of the pool's memory that
+     * soap_neighbours_cells borrows for them, so they move to a buffer of
+     * their own half way through (soap_upper_grow) */
+    {
+        enum { NB = 1300 };
+        static int bz[NB];
+        static double bpos[3 * NB];
+        for (int i = 0; i < NB; i++) {
+            for (int a = 0; a < 3; a++) bpos[3 * i + a] = 10.0 * urand();
+            bz[i] = HO[i % 2];
+        }
+        plain_case("1300 atoms within one cutoff (lists larger than the pool)", 20.0, 1, 0, 0.0, 2,
+                   HO, NB, bz, bpos);
+    }
     /* the reference refuses what kq_soap_compute refuses */
     double ov[6] = {0.0, 0.0, 0.0, 0.0, 0.0, 1e-7};
     int zo[2] = {6, 6}, zx[2] = {6, 5};
