@@ -1756,7 +1756,9 @@ __attribute__((target("avx2"))) static void soap_stream_zero(double *p, size_t n
  * wide copies only: they need AVX2), else memset */
 KQ_INLINE void soap_zero_run(const kq_soap *s, double *p, size_t n, const int wide) {
 #if KQ_SOAP_AVX2
-    if (wide && s->stream && n >= 16) {
+    /* (a double * off its 8-byte grid never reaches a 64-byte boundary:
+     * memset then) */
+    if (wide && s->stream && n >= 16 && (uintptr_t)p % sizeof(double) == 0) {
         soap_stream_zero(p, n);
         return;
     }
