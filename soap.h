@@ -80,7 +80,10 @@ const double *kq_soap_beta(const kq_soap *s);
  * a non-finite position, KQ_EOVERLAP for two atoms closer than 1e-6 A,
  * KQ_ENOMEM if natoms * length would overflow; on error out is untouched.
  * Contributions are summed in ascending neighbour index, so the result is the
- * same bits whichever neighbour search runs. */
+ * same bits whichever neighbour search runs. An out larger than
+ * KQ_SOAP_AHEAD_BYTES (12 MB, soap.c) is written as too large for the cache:
+ * its zero blocks (species absent around an atom) by streaming stores, which
+ * go to memory without passing through the cache. */
 int kq_soap_compute(kq_soap *s, int natoms, const int *z, const double *pos, double *out);
 
 /* The checks of kq_soap_compute without computing anything (KQ_EINVAL for
