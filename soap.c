@@ -1000,12 +1000,16 @@ static double soap_slab_gap(double v, long a, long self, double lo, double w, do
     return g > 0.0 ? g : 0.0;
 }
 
+/* Doubles in one entry of the pool of the pair reuse: h [nl][np4], then R [nlm]. */
+static size_t soap_pair_len(const kq_soap *s) {
+    return (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
+}
+
 /* The most slots the pool of the pair reuse may have: KQ_SOAP_RING_BYTES
  * (the size changes only the speed, never the result; a larger pool costs
  * page faults on the first call), at least 64. */
 static size_t soap_ring_cap(const kq_soap *s) {
-    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
-    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (pair * sizeof(double));
+    size_t cap = (size_t)KQ_SOAP_RING_BYTES / (soap_pair_len(s) * sizeof(double));
     return cap < 64 ? 64 : cap;
 }
 
@@ -1050,7 +1054,7 @@ static int soap_neighbours_cells(kq_soap *s, int natoms, const double *pos) {
         return rc;
     int *up = s->nidx2;
     size_t upcap = s->nidx2_cap, ringn;
-    if (kq_mul_ok(soap_ring_cap(s), (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm, &ringn) &&
+    if (kq_mul_ok(soap_ring_cap(s), soap_pair_len(s), &ringn) &&
         upcap < ringn * (sizeof(double) / sizeof(int)) &&
         kq_reserve((void **)&s->ring, &s->ring_cap, ringn, sizeof(double)) == KQ_OK) {
         up = (int *)(void *)s->ring;
@@ -1446,7 +1450,7 @@ static size_t soap_ring_misses(kq_soap *s, int natoms, const int *order, const i
  * KQ_SOAP_RING_BYTES), so a small frame does not touch pages it would never
  * use. Anything unexpected just turns reuse off (same results, slower). */
 static int soap_reuse_setup(kq_soap *s, int natoms) {
-    const size_t pair = (size_t)s->nl * (size_t)s->np4 + (size_t)s->nlm;
+    const size_t pair = soap_pair_len(s);
     int rc;
     s->reuse = 0;
     if (s->search == KQ_SEARCH_BRUTE) return KQ_OK; /* the reference path */
