@@ -1310,11 +1310,19 @@ KQ_INLINE void soap_block_v4x2(const int nr, int nt, soap_src x, size_t rs, soap
 #undef KQ_OUT
 }
 
-/* The same with one 8-wide vector per row: one register in the AVX-512 copy */
+/* The same with one 8-wide vector per row: one register in the AVX-512 copy.
+ * tri (a constant; nr 8, an 8 x 8 block of one species pair with itself):
+ * only row r's part u >= r is wanted, packed row after row from out (row r
+ * at out + P_r, P_r = 8r - r(r-1)/2, 36 values in all): each row is stored
+ * whole at out + P_r - r, rows from the last up, so that a store's first r
+ * values fall on rows above, which are written after it; every value ends
+ * up from its own row and no store leaves [out, out + 36). Straight from the
+ * sums, without a round trip through a scratch block (a third of the power
+ * spectrum's time on molecules, where all four species blocks are full). */
 typedef double soap_v8 __attribute__((vector_size(64), aligned(8), may_alias));
 KQ_INLINE void soap_block_v8x1(const int nr, int nt, soap_src x, size_t rs, soap_src y,
                                const double *sg, double *restrict out, size_t os,
-                               double *const *orow, double scale) {
+                               double *const *orow, double scale, const int tri) {
     soap_v8 a0 = {0.0}, a1 = a0, a2 = a0, a3 = a0, a4 = a0, a5 = a0, a6 = a0, a7 = a0;
     for (int t = 0; t < nt; t++) {
         const double *restrict xt = soap_row(x, t);
@@ -1330,6 +1338,19 @@ KQ_INLINE void soap_block_v8x1(const int nr, int nt, soap_src x, size_t rs, soap
             a6 += xt[6 * rs] * v;
             a7 += xt[7 * rs] * v;
         }
+    }
+    if (tri) {
+#define KQ_TRI(r) (*(soap_v8 *)(out + 8 * (r) - (r) * ((r) - 1) / 2 - (r)))
+        KQ_TRI(7) = scale * a7;
+        KQ_TRI(6) = scale * a6;
+        KQ_TRI(5) = scale * a5;
+        KQ_TRI(4) = scale * a4;
+        KQ_TRI(3) = scale * a3;
+        KQ_TRI(2) = scale * a2;
+        KQ_TRI(1) = scale * a1;
+        KQ_TRI(0) = scale * a0;
+#undef KQ_TRI
+        return;
     }
 #define KQ_OUT(r) (*(soap_v8 *)(orow ? orow[r] + os : out + (size_t)(r) * os))
     KQ_OUT(0) = scale * a0;
@@ -1352,7 +1373,7 @@ KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_s
                              const double *sg, double *restrict out, size_t os,
                              double *const *orow, double scale, const int w) {
     if (w == 2)
-        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale);
+        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale, 0);
     else
         soap_block_v4x2(nr, nt, x, rs, y, sg, out, os, orow, scale);
 }
@@ -1903,13 +1924,15 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                      * store's first n values fall on rows above, which are
                      * written after it, so every value ends up from its own
                      * row, and no store leaves the block [o, o + 36) */
-                    if (wide == 2)
-                        soap_block_v8(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
-                                      soap_dense(b, (size_t)np4), NULL, ps, 8, NULL, pref, 2);
-                    else
-                        for (int q = 0; q < 8; q += 4)
-                            soap_block(8, 4, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
-                                       soap_dense(b + q, (size_t)np4), NULL, ps + q, 8, pref);
+                    if (wide == 2) { /* the same stores, straight from the sums */
+                        soap_block_v8x1(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                        soap_dense(b, (size_t)np4), NULL, o, 0, NULL, pref, 1);
+                        o += 36;
+                        continue;
+                    }
+                    for (int q = 0; q < 8; q += 4)
+                        soap_block(8, 4, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                   soap_dense(b + q, (size_t)np4), NULL, ps + q, 8, pref);
                     for (int n = 7; n >= 0; n--)
                         memcpy(o + 8 * n - n * (n - 1) / 2 - n, ps + 8 * n, 8 * sizeof(double));
                     o += 36;
