@@ -447,55 +447,28 @@ KQ_INLINE void soap_exp_near(int n, const double *restrict ng, double r2,
 }
 
 #if KQ_SOAP_AVX2
-/* soap_exp_near for the wide copies, written with intrinsics so that each
+/* soap_exp_near for the AVX-512 copy, written with intrinsics so that each
  * vector's 2^(j/64) comes from one hardware gather: gcc builds the table
  * lookup of the generic loop from scalar loads and about fourteen shuffles,
  * which share the vector ports with the arithmetic (53 vs 34 ns per 56
- * values, 2 vCPU Xeon with AVX-512, 2026-12-06). Every lane does soap_exp's
- * IEEE operations in soap_exp's order (x = ng r2, tt = x inv + shifter,
- * kf = tt - shifter, r = (x - kf c_hi) - kf c_lo, Horner from 1/120,
- * p = r q, (tab + tab p) 2^k), so the same bits. Separate functions (not
- * inlined: an AVX-512 function cannot be inlined into the shared helpers),
- * called once per pair. n a multiple of 4. */
-#define KQ_EXP_CONSTS(set1)                                                                  \
-    const __typeof__(set1(0.0)) inv = set1(92.332482616893656877),                          \
-                                c_hi = set1(6.93147180369123816490e-01 / 64.0),             \
-                                c_lo = set1(1.90821492927058770002e-10 / 64.0),             \
-                                shifter = set1(6755399441055744.0)
-__attribute__((target("avx2"), noinline)) static void soap_exp_near_v4(
-    int n, const double *restrict ng, double r2, const double *restrict exp2tab,
-    double *restrict y) {
-    KQ_EXP_CONSTS(_mm256_set1_pd);
-    const __m256d rr = _mm256_set1_pd(r2);
-    for (int i = 0; i < n; i += 4) {
-        const __m256d x = _mm256_mul_pd(_mm256_loadu_pd(ng + i), rr);
-        const __m256d tt = _mm256_add_pd(_mm256_mul_pd(x, inv), shifter);
-        const __m256d kf = _mm256_sub_pd(tt, shifter);
-        const __m256d r = _mm256_sub_pd(_mm256_sub_pd(x, _mm256_mul_pd(kf, c_hi)),
-                                        _mm256_mul_pd(kf, c_lo));
-        __m256d q = _mm256_set1_pd(1.0 / 120.0);
-        q = _mm256_add_pd(_mm256_set1_pd(1.0 / 24.0), _mm256_mul_pd(r, q));
-        q = _mm256_add_pd(_mm256_set1_pd(1.0 / 6.0), _mm256_mul_pd(r, q));
-        q = _mm256_add_pd(_mm256_set1_pd(0.5), _mm256_mul_pd(r, q));
-        q = _mm256_add_pd(_mm256_set1_pd(1.0), _mm256_mul_pd(r, q));
-        const __m256d p = _mm256_mul_pd(r, q);
-        const __m256i b = _mm256_castpd_si256(tt);
-        const __m256d tab =
-            _mm256_i64gather_pd(exp2tab, _mm256_and_si256(b, _mm256_set1_epi64x(63)), 8);
-        const __m256d sc = _mm256_castsi256_pd(_mm256_slli_epi64(
-            _mm256_add_epi64(_mm256_srli_epi64(b, 6), _mm256_set1_epi64x(1023)), 52));
-        _mm256_storeu_pd(y + i, _mm256_mul_pd(_mm256_add_pd(tab, _mm256_mul_pd(tab, p)), sc));
-    }
-}
-
+ * values, 2 vCPU Xeon with AVX-512, 2026-12-06; the AVX2 copy keeps the
+ * generic loop). Every lane does soap_exp's IEEE operations in soap_exp's
+ * order (x = ng r2, tt = x inv + shifter, kf = tt - shifter, r = (x - kf
+ * c_hi) - kf c_lo, Horner from 1/120, p = r q, (tab + tab p) 2^k), so the
+ * same bits. A separate function (not inlined: an AVX-512 function cannot
+ * be inlined into the shared helpers), called once per pair. n a multiple
+ * of 4. */
 KQ_TARGET_AVX512 __attribute__((noinline)) static void soap_exp_near_v8(
     int n, const double *restrict ng, double r2, const double *restrict exp2tab,
     double *restrict y) {
-    KQ_EXP_CONSTS(_mm512_set1_pd);
-    const __m512d rr = _mm512_set1_pd(r2);
-    int i = 0;
-    for (; i + 8 <= n; i += 8) {
-        const __m512d x = _mm512_mul_pd(_mm512_loadu_pd(ng + i), rr);
+    const __m512d inv = _mm512_set1_pd(92.332482616893656877); /* 64 / ln 2 */
+    const __m512d c_hi = _mm512_set1_pd(6.93147180369123816490e-01 / 64.0);
+    const __m512d c_lo = _mm512_set1_pd(1.90821492927058770002e-10 / 64.0);
+    const __m512d shifter = _mm512_set1_pd(6755399441055744.0), rr = _mm512_set1_pd(r2);
+    for (int i = 0; i < n; i += 8) {
+        /* lanes past n (n % 8 == 4 at the end) neither read nor written */
+        const __mmask8 k = n - i >= 8 ? 0xff : (__mmask8)((1u << (n - i)) - 1u);
+        const __m512d x = _mm512_mul_pd(_mm512_maskz_loadu_pd(k, ng + i), rr);
         const __m512d tt = _mm512_add_pd(_mm512_mul_pd(x, inv), shifter);
         const __m512d kf = _mm512_sub_pd(tt, shifter);
         const __m512d r = _mm512_sub_pd(_mm512_sub_pd(x, _mm512_mul_pd(kf, c_hi)),
@@ -511,11 +484,10 @@ KQ_TARGET_AVX512 __attribute__((noinline)) static void soap_exp_near_v8(
             _mm512_i64gather_pd(_mm512_and_si512(b, _mm512_set1_epi64(63)), exp2tab, 8);
         const __m512d sc = _mm512_castsi512_pd(_mm512_slli_epi64(
             _mm512_add_epi64(_mm512_srli_epi64(b, 6), _mm512_set1_epi64(1023)), 52));
-        _mm512_storeu_pd(y + i, _mm512_mul_pd(_mm512_add_pd(tab, _mm512_mul_pd(tab, p)), sc));
+        _mm512_mask_storeu_pd(y + i, k,
+                              _mm512_mul_pd(_mm512_add_pd(tab, _mm512_mul_pd(tab, p)), sc));
     }
-    if (i < n) soap_exp_near_v4(n - i, ng + i, r2, exp2tab, y + i);
 }
-#undef KQ_EXP_CONSTS
 #endif
 
 /* The same values when some ng[i] r2 may be below -700: those give 0 (exp is
@@ -1713,7 +1685,6 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
             if (s->ngmin * r2 >= -700.0) {
 #if KQ_SOAP_AVX2
                 if (wide == 2) soap_exp_near_v8((int)nlk, s->ngam, r2, s->exp2tab, f_e);
-                else if (wide) soap_exp_near_v4((int)nlk, s->ngam, r2, s->exp2tab, f_e);
                 else
 #endif
                     soap_exp_near((int)nlk, s->ngam, r2, s->exp2tab, f_e);
