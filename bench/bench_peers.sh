@@ -105,6 +105,14 @@ say "peers: python=$have_py dscribe=$have_ds kqeq_numpy=$have_kq torch=$have_tor
 [ $have_py = 1 ] && "$PY" -c 'import numpy; print("numpy", numpy.__version__)' 2> /dev/null | tee -a "$LOG"
 [ $have_torch = 1 ] && "$PY" -c 'import torch; print("torch", torch.__version__)' 2> /dev/null | tee -a "$LOG"
 [ -f "$S/peers/dscribe/COMMIT" ] && say "dscribe commit $(cat "$S/peers/dscribe/COMMIT")"
+# the machine: ratios differ between kinds of CPU (README: two machines' tables)
+if [ -r /proc/cpuinfo ]; then
+    cpu=$(sed -n 's/^model name[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    fam=$(sed -n 's/^cpu family[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    mod=$(sed -n 's/^model[[:space:]]*: //p' /proc/cpuinfo | head -n 1)
+    isa=$(grep -m 1 '^flags' /proc/cpuinfo | tr ' ' '\n' | grep -x -E 'avx2|fma|avx512f' | paste -s -d ' ' -)
+    say "machine: $cpu (family $fam, model $mod); $(getconf _NPROCESSORS_ONLN 2> /dev/null) CPUs; ${isa:-no AVX2}"
+fi
 
 # large water frames (bench/data/make_water_frame.py; not shipped, made here)
 for n in 1000 10000; do
