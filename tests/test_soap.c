@@ -506,6 +506,50 @@ static void test_simd(void) {
     if (have_avx2 && !have_avx512) th_skip("no AVX-512 path in this build or CPU");
 }
 
+/* Outputs larger than 12 MB (soap.c, KQ_SOAP_AHEAD_BYTES) are written
+ * differently by the AVX2 and AVX-512 copies: the zero blocks of species
+ * absent from the frame by streaming stores (whole 64-byte lines; the parts
+ * of lines at both ends of a run by memset), the next centre's row fetched
+ * ahead. plain_case's 1200-atom water cluster checks that against the plain
+ * reference on a malloc'd output; here every row starts 8 bytes past a
+ * 64-byte line instead (460 waters' worth of H and O, n_max 8, l_max 6 over
+ * H, C, N, O: 13.6 MB), bit for bit against the portable copy. */
+static void test_simd_stream(void) {
+    enum { N = 460 };
+    static int z[N];
+    static double pos[3 * N];
+    for (int i = 0; i < N; i++) {
+        for (int a = 0; a < 3; a++) pos[3 * i + a] = 16.6 * urand();
+        z[i] = i % 3 ? 1 : 8;
+    }
+    kq_soap *s = make_soap(3.5, 8, 6, 0.0, 4, HCNO);
+    if (!s) return;
+    const size_t len = kq_soap_length(s);
+    CHECK(N * len * sizeof(double) > ((size_t)12 << 20), "stream case smaller than 12 MB");
+    CHECK(kq_soap_set_simd(s, KQ_SIMD_PORTABLE) == KQ_OK, "simd portable");
+    double *a = compute(s, N, z, pos);
+    const int modes[2] = {KQ_SIMD_AVX2, KQ_SIMD_AVX512};
+    const char *names[2] = {"AVX2", "AVX-512"};
+    int ran = 0;
+    for (int v = 0; v < 2; v++) {
+        if (kq_soap_set_simd(s, modes[v]) != KQ_OK) continue; /* not in this CPU */
+        ran++;
+        double *buf = malloc((N * len + 16) * sizeof(double)), *o = buf;
+        CHECK(buf != NULL, "malloc");
+        if (!buf) break;
+        while ((uintptr_t)o % 64) o++;
+        o++;
+        memset(buf, 0xff, (N * len + 16) * sizeof(double)); /* NaNs: every value must be written */
+        CHECK(kq_soap_compute(s, N, z, pos, o) == KQ_OK, "compute into an offset buffer");
+        CHECK(!memcmp(a, o, N * len * sizeof(double)),
+              "%s != portable (13.6 MB output, rows 8 bytes off the line)", names[v]);
+        free(buf);
+    }
+    if (!ran) th_skip("no AVX2 path in this build or CPU: streaming stores not tested");
+    free(a);
+    kq_soap_free(s);
+}
+
 /* ------------------------------------------------------------------------ */
 /* the fast path against the plain reference (soap.c, top): same bits        */
 /* ------------------------------------------------------------------------ */
@@ -1044,6 +1088,7 @@ int main(void) {
     test_extra_species();
     test_cells();
     test_simd();
+    test_simd_stream();
     test_plain_reference();
     test_quadrature();
     test_nmax1();
