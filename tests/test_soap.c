@@ -117,6 +117,11 @@ static double maxdiff(const double *a, const double *b, size_t n) {
     return m;
 }
 
+/* n atoms uniformly in a cube of the given side (angstrom), pos [n][3] */
+static void random_positions(int n, double side, double *pos) {
+    for (int i = 0; i < 3 * n; i++) pos[i] = side * urand();
+}
+
 static double *compute(kq_soap *s, int n, const int *z, const double *pos) {
     size_t len = kq_soap_length(s);
     double *out = malloc((size_t)n * len * sizeof(double));
@@ -457,10 +462,8 @@ static void test_simd(void) {
     enum { N = 150 };
     static int z[N];
     static double pos[3 * N];
-    for (int i = 0; i < N; i++) {
-        for (int a = 0; a < 3; a++) pos[3 * i + a] = 9.0 * urand();
-        z[i] = HCNO[(int)(urand() * 4)];
-    }
+    random_positions(N, 9.0, pos);
+    for (int i = 0; i < N; i++) z[i] = HCNO[(int)(urand() * 4)];
     const struct { double rc; int nmax, lmax; double sigma; } set[] = {
         {3.5, 8, 6, 0.0}, {2.6, 3, 0, 0.0}, {3.0, 5, 7, 0.4}, {6.0, 16, 3, 0.0}, {3.5, 1, 2, 0.0}};
     int have_avx2 = 1, have_avx512 = 1;
@@ -518,10 +521,8 @@ static void test_simd_stream(void) {
     enum { N = 460 };
     static int z[N];
     static double pos[3 * N];
-    for (int i = 0; i < N; i++) {
-        for (int a = 0; a < 3; a++) pos[3 * i + a] = 16.6 * urand();
-        z[i] = i % 3 ? 1 : 8;
-    }
+    random_positions(N, 16.6, pos);
+    for (int i = 0; i < N; i++) z[i] = i % 3 ? 1 : 8;
     kq_soap *s = make_soap(3.5, 8, 6, 0.0, 4, HCNO);
     if (!s) return;
     const size_t len = kq_soap_length(s);
