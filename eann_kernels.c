@@ -1388,6 +1388,71 @@ EANN_AVX512 static void gemm_packed_avx512(int n, int nk, int nj, const double *
     }
 }
 
+/* sum_atw_avx2 with 8 lanes: rows q..q+Q-1 (Q <= 8) x columns k..k+7 in Q
+ * vector sums while all pairs p are added (each S[q][k] from 0 in the order
+ * of p, as sum_atw); then the last K % 8 columns by the AVX2 copy's tiles.
+ * Why: the published models' K = 12 columns are 1.5 vectors of 8; a tile
+ * of 8 rows x 8 columns needs one W load and 8 broadcast multiplies per
+ * pair where the 4-lane tiles needed 3 loads and 12 multiplies per 4 rows. */
+EANN_AVX512_INLINE void atw_tile512(int Q, int np, int M, int K, const double *A,
+                                    const double *W, int q, int k, double *S) {
+    const v8d z = {0, 0, 0, 0, 0, 0, 0, 0};
+    v8d a0 = z, a1 = z, a2 = z, a3 = z, a4 = z, a5 = z, a6 = z, a7 = z;
+    for (int p = 0; p < np; p++) {
+        const v8d w = v8_load(W + (size_t)p * K + k);
+        const double *x = A + (size_t)p * M + q;
+        a0 += v8_splat(x[0]) * w;
+        if (Q > 1) a1 += v8_splat(x[1]) * w;
+        if (Q > 2) a2 += v8_splat(x[2]) * w;
+        if (Q > 3) a3 += v8_splat(x[3]) * w;
+        if (Q > 4) a4 += v8_splat(x[4]) * w;
+        if (Q > 5) a5 += v8_splat(x[5]) * w;
+        if (Q > 6) a6 += v8_splat(x[6]) * w;
+        if (Q > 7) a7 += v8_splat(x[7]) * w;
+    }
+    double *s = S + (size_t)q * K + k;
+    v8_store(s, a0);
+    if (Q > 1) v8_store(s + K, a1);
+    if (Q > 2) v8_store(s + 2 * (size_t)K, a2);
+    if (Q > 3) v8_store(s + 3 * (size_t)K, a3);
+    if (Q > 4) v8_store(s + 4 * (size_t)K, a4);
+    if (Q > 5) v8_store(s + 5 * (size_t)K, a5);
+    if (Q > 6) v8_store(s + 6 * (size_t)K, a6);
+    if (Q > 7) v8_store(s + 7 * (size_t)K, a7);
+}
+
+EANN_AVX512 static void sum_atw_avx512(int np, int M, int K, const double *A, const double *W,
+                                       double *S) {
+    const int K8 = K - K % 8;
+    for (int k = 0; k < K8; k += 8) {
+        int q = 0;
+        for (; q + 8 <= M; q += 8) atw_tile512(8, np, M, K, A, W, q, k, S);
+        switch (M - q) {
+        case 7: atw_tile512(7, np, M, K, A, W, q, k, S); break;
+        case 6: atw_tile512(6, np, M, K, A, W, q, k, S); break;
+        case 5: atw_tile512(5, np, M, K, A, W, q, k, S); break;
+        case 4: atw_tile512(4, np, M, K, A, W, q, k, S); break;
+        case 3: atw_tile512(3, np, M, K, A, W, q, k, S); break;
+        case 2: atw_tile512(2, np, M, K, A, W, q, k, S); break;
+        case 1: atw_tile512(1, np, M, K, A, W, q, k, S); break;
+        default: break;
+        }
+    }
+    if (K8 == K) return;
+    /* the last K % 8 columns: 4-lane tiles of 4 rows, then one by one */
+    const int K4 = K - K % 4;
+    int q = 0;
+    for (; q + 4 <= M; q += 4) {
+        if (K4 > K8) atw_tile(4, 1, np, M, K, A, W, q, K8, S);
+        for (int r = q; r < q + 4; r++)
+            for (int k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, r, k, S);
+    }
+    for (; q < M; q++) {
+        if (K4 > K8) atw_tile(1, 1, np, M, K, A, W, q, K8, S);
+        for (int k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
+    }
+}
+
 /* ln_act_row with 8 lanes (then 4, then 1); the same redo rule, the range
  * test of the 8-lane loops by v8_within708 */
 EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
@@ -1556,6 +1621,7 @@ void eann_radial(int simd, int np, int K, const double *d, const int *nbr, const
 }
 
 void eann_sum_atw(int simd, int np, int M, int K, const double *A, const double *W, double *S) {
+    IF_AVX512(simd, sum_atw_avx512(np, M, K, A, W, S));
     IF_AVX2(simd, sum_atw_avx2(np, M, K, A, W, S));
     sum_atw(np, M, K, A, W, S);
 }

@@ -1150,7 +1150,7 @@ static int simd_model(eann_model *m, const char *what) {
 
 /* The private kernels with their fast paths against the portable copy, by
  * memcmp: the packed matrix product (shapes with every tile and tail), the
- * radial values (copied pairs skipped, arguments beyond [-708, 708] that
+ * pair sums of the density (eann_sum_atw), the radial values (copied pairs skipped, arguments beyond [-708, 708] that
  * send a pair to its redo path) and LayerNorm + activation (rows with
  * out-of-range exp arguments), each for AVX2 with and without AVX-512. */
 static void simd_kernels(void) {
@@ -1181,6 +1181,25 @@ static void simd_kernels(void) {
                 }
             }
     CHECK(diff == 0, "packed matrix product: %d of %d cases differ from the portable one", diff, cases);
+
+    /* the density sums S = A^T W over a centre's pairs (eann_sum_atw): every
+     * row count of the 8-row tiles and tail (M 1..17), every column tail
+     * (K 1..20: 8-lane blocks, a 4-lane block, single columns), 0..12 pairs */
+    diff = 0;
+    cases = 0;
+    for (int np = 0; np <= 12; np += 3)
+        for (int M = 1; M <= 17; M++)
+            for (int K = 1; K <= 20; K++) {
+                /* A [np][M] from x, W [np][K] from B (both hold 630+ values) */
+                eann_sum_atw(EANN_SIMD_PORTABLE, np, M, K, x, B, z1);
+                for (int md = 0; md < 2; md++) {
+                    memset(z2, 0, sizeof z2);
+                    eann_sum_atw(modes[md], np, M, K, x, B, z2);
+                    diff += !same_bits(z1, z2, (size_t)M * K);
+                    cases++;
+                }
+            }
+    CHECK(diff == 0, "pair sums A^T W: %d of %d cases differ from the portable one", diff, cases);
 
     /* radial values: 3 species, K = 1..13, 30 pairs, some copies (skipped) */
     enum { NP = 30, S = 3, KR = 13 };
