@@ -1150,9 +1150,10 @@ static int simd_model(eann_model *m, const char *what) {
 
 /* The private kernels with their fast paths against the portable copy, by
  * memcmp: the packed matrix product (shapes with every tile and tail), the
- * pair sums of the density (eann_sum_atw), the radial values (copied pairs skipped, arguments beyond [-708, 708] that
- * send a pair to its redo path) and LayerNorm + activation (rows with
- * out-of-range exp arguments), each for AVX2 with and without AVX-512. */
+ * pair sums of the density (eann_sum_atw), the radial values (copied pairs
+ * skipped, arguments beyond [-708, 708] that send a pair to its redo path)
+ * and LayerNorm + activation (rows with out-of-range exp arguments), each
+ * for AVX2 with and without AVX-512. */
 static void simd_kernels(void) {
     enum { NMAX = 9, KMAX = 70, JMAX = 70 };
     static double x[NMAX * KMAX], B[KMAX * JMAX], P[KMAX * JMAX], b[JMAX], z1[NMAX * JMAX],
