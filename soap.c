@@ -1346,14 +1346,15 @@ KQ_INLINE void soap_block_v8x1(const int nr, int nt, soap_src x, size_t rs, soap
 
 /* w (a constant) = the copy's `wide`: 8-wide vectors in the AVX-512 copy
  * (w 2), pairs of 4-wide ones otherwise (gcc splits an 8-wide generic
- * vector into scalars where the target has no 8-wide registers) */
+ * vector into scalars where the target has no 8-wide registers); tri (a
+ * constant) as in soap_block_v8x1 */
 KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
                              const double *sg, double *restrict out, size_t os,
-                             double *const *orow, double scale, const int w) {
+                             double *const *orow, double scale, const int w, const int tri) {
     if (w == 2)
-        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale, 0);
+        soap_block_v8x1(nr, nt, x, rs, y, sg, out, os, orow, scale, tri);
     else
-        soap_block_v4x2(nr, nt, x, rs, y, sg, out, os, orow, scale, 0);
+        soap_block_v4x2(nr, nt, x, rs, y, sg, out, os, orow, scale, tri);
 }
 #endif
 
@@ -1361,7 +1362,7 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
                           const double *sg, double *restrict out, size_t os, double scale) {
 #if KQ_SOAP_AVX2
     if (nu == 8) {
-        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale, 1);
+        soap_block_v8(nr, nt, x, rs, y, sg, out, os, NULL, scale, 1, 0);
         return;
     }
 #endif
@@ -1427,12 +1428,14 @@ KQ_INLINE void soap_block(const int nr, const int nu, int nt, soap_src x, size_t
 
 #if !KQ_SOAP_AVX2
 /* Without the vector-type copies (PORTABLE=1, other compilers): the wide
- * paths are never taken at run time, but must compile */
+ * paths are never taken at run time, but must compile (tri is only asked
+ * for inside #if KQ_SOAP_AVX2) */
 KQ_INLINE void soap_block_v8(const int nr, int nt, soap_src x, size_t rs, soap_src y,
                              const double *sg, double *restrict out, size_t os,
-                             double *const *orow, double scale, const int w) {
+                             double *const *orow, double scale, const int w, const int tri) {
     (void)orow;
     (void)w;
+    (void)tri;
     soap_block(nr, 8, nt, x, rs, y, sg, out, os, scale);
 }
 #endif
@@ -1707,11 +1710,11 @@ KQ_INLINE void soap_centre_fresh(kq_soap *s, int i, const double *pos, size_t nf
                     const soap_src bn = soap_dense(bt + n, (size_t)np4);
                     if (nr == 4)
                         soap_block_v8(4, nmax, soap_dense(e + lo, 1), nlk, bn, NULL, NULL,
-                                      lo + (size_t)n, fr, 1.0, wide);
+                                      lo + (size_t)n, fr, 1.0, wide, 0);
                     else
                         for (int u = 0; u < nr; u++)
                             soap_block_v8(1, nmax, soap_dense(e + u * nlk + lo, 1), 0, bn, NULL,
-                                          NULL, lo + (size_t)n, fr + u, 1.0, wide);
+                                          NULL, lo + (size_t)n, fr + u, 1.0, wide, 0);
                 }
             }
             continue;
@@ -1757,7 +1760,7 @@ KQ_INLINE void soap_coef_l(const int nu, int nt, const double *const *rz,
     do {                                                                                     \
         if (nu == 8)                                                                         \
             soap_block_v8(nr, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4, (size_t)np4, \
-                          NULL, 1.0, wide);                                                  \
+                          NULL, 1.0, wide, 0);                                               \
         else                                                                                 \
             soap_block(nr, nu, nt, soap_ptrs(rz, xo + r), 1, h, sg, o + r * np4,             \
                        (size_t)np4, 1.0);                                                    \
@@ -1872,7 +1875,7 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                         for (int n = 0; n < nmax; n += 8)
                             soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
                                           soap_dense(b + q, (size_t)np4), NULL, o + (size_t)n * nmax + q,
-                                          (size_t)nmax, NULL, pref, 2);
+                                          (size_t)nmax, NULL, pref, 2, 0);
                     o += (size_t)nmax * nmax;
                     continue;
                 }
@@ -1898,18 +1901,14 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                      * n' >= n (8 - n values from o + P_n, P_n = 8n -
                      * n(n-1)/2) stored straight from the sums as whole
                      * 8-value rows at o + P_n - n, rows from the last up
-                     * (soap_block_v8x1 / _v4x2 with tri 1): each store's
+                     * (soap_block_v8 with tri 1): each store's
                      * first n values fall on rows above, which are written
                      * after it, so every value ends up from its own row,
                      * and no store leaves the block [o, o + 36). (Through a
                      * scratch block and memcpy it was 16 % slower on 25
                      * NMA in the AVX2 copy, 12 % in the AVX-512 one.) */
-                    if (wide == 2)
-                        soap_block_v8x1(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
-                                        soap_dense(b, (size_t)np4), NULL, o, 0, NULL, pref, 1);
-                    else
-                        soap_block_v4x2(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
-                                        soap_dense(b, (size_t)np4), NULL, o, 0, NULL, pref, 1);
+                    soap_block_v8(8, 2 * l + 1, soap_dense(a, (size_t)np4), 1,
+                                  soap_dense(b, (size_t)np4), NULL, o, 0, NULL, pref, wide, 1);
                     o += 36;
                     continue;
                 }
@@ -1921,7 +1920,7 @@ KQ_INLINE void soap_centre_power(kq_soap *s, const int *present, double *out, co
                         for (int n = 0; n < q + 8; n += 8)
                             soap_block_v8(8, 2 * l + 1, soap_dense(a + n, (size_t)np4), 1,
                                           soap_dense(b + q, (size_t)np4), NULL, ps + (size_t)n * np4 + q,
-                                          (size_t)np4, NULL, 1.0, 2);
+                                          (size_t)np4, NULL, 1.0, 2, 0);
                 } else {
                     for (int q = 0; q < np4; q += 4) {
                         /* same species: only rows n <= q + 3 are needed */
