@@ -1057,12 +1057,12 @@ EANN_AVX2_INLINE void atw_tile(int Q, int V, int np, int M, int K, const double 
     if (Q > 3) { s += K; v_store(s, d0); if (V > 1) v_store(s + 4, d1); if (V > 2) v_store(s + 8, d2); }
 }
 
-/* rows q..q+Q-1, all columns: tiles of 3 vectors, then 2 or 1, then the
- * last K % 4 columns one by one */
+/* rows q..q+Q-1, columns k0..K-1 (k0 a multiple of 4): tiles of 3
+ * vectors, then 2 or 1, then the last K % 4 columns one by one */
 EANN_AVX2_INLINE void atw_rows(int Q, int np, int M, int K, const double *A, const double *W,
-                               int q, double *S) {
+                               int q, int k0, double *S) {
     const int K4 = K - K % 4;
-    int k = 0;
+    int k = k0;
     for (; k + 12 <= K4; k += 12) atw_tile(Q, 3, np, M, K, A, W, q, k, S);
     if (K4 - k == 8) atw_tile(Q, 2, np, M, K, A, W, q, k, S);
     if (K4 - k == 4) atw_tile(Q, 1, np, M, K, A, W, q, k, S);
@@ -1070,16 +1070,22 @@ EANN_AVX2_INLINE void atw_rows(int Q, int np, int M, int K, const double *A, con
         for (k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, r, k, S);
 }
 
-EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const double *W,
-                                   double *S) {
+/* all rows, columns k0..K-1 (the AVX-512 copy does columns 0..k0-1 itself) */
+EANN_AVX2_INLINE void atw_cols(int np, int M, int K, const double *A, const double *W, int k0,
+                               double *S) {
     int q = 0;
-    for (; q + 4 <= M; q += 4) atw_rows(4, np, M, K, A, W, q, S);
+    for (; q + 4 <= M; q += 4) atw_rows(4, np, M, K, A, W, q, k0, S);
     switch (M - q) { /* the last 0..3 rows */
-    case 3: atw_rows(3, np, M, K, A, W, q, S); break;
-    case 2: atw_rows(2, np, M, K, A, W, q, S); break;
-    case 1: atw_rows(1, np, M, K, A, W, q, S); break;
+    case 3: atw_rows(3, np, M, K, A, W, q, k0, S); break;
+    case 2: atw_rows(2, np, M, K, A, W, q, k0, S); break;
+    case 1: atw_rows(1, np, M, K, A, W, q, k0, S); break;
     default: break;
     }
+}
+
+EANN_AVX2 static void sum_atw_avx2(int np, int M, int K, const double *A, const double *W,
+                                   double *S) {
+    atw_cols(np, M, K, A, W, 0, S);
 }
 
 /* rho_squares (same bits): per run of components q .. q1-1 of one group,
@@ -1438,19 +1444,8 @@ EANN_AVX512 static void sum_atw_avx512(int np, int M, int K, const double *A, co
         default: break;
         }
     }
-    if (K8 == K) return;
-    /* the last K % 8 columns: 4-lane tiles of 4 rows, then one by one */
-    const int K4 = K - K % 4;
-    int q = 0;
-    for (; q + 4 <= M; q += 4) {
-        if (K4 > K8) atw_tile(4, 1, np, M, K, A, W, q, K8, S);
-        for (int r = q; r < q + 4; r++)
-            for (int k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, r, k, S);
-    }
-    for (; q < M; q++) {
-        if (K4 > K8) atw_tile(1, 1, np, M, K, A, W, q, K8, S);
-        for (int k = K4; k < K; k++) sum_atw_1x1(np, M, K, A, W, q, k, S);
-    }
+    /* the last K % 8 columns by the AVX2 copy's tiles */
+    if (K8 < K) atw_cols(np, M, K, A, W, K8, S);
 }
 
 /* ln_act_row with 8 lanes (then 4, then 1); the same redo rule, the range
