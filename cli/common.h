@@ -110,4 +110,8 @@ void cli_buf_free(cli_buf *b);
 
 /* Monotonic wall-clock seconds (for progress lines and --repeat timings). */
 double cli_now(void);
+/* Processor time of this process in seconds (CLOCK_PROCESS_CPUTIME_ID,
+ * nanosecond resolution; clock() has microseconds): the clock of the
+ * per-pass --repeat figures, as the peers' time.process_time(). */
+double cli_cpu_now(void);
 #endif

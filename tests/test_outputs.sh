@@ -290,6 +290,17 @@ expect_fail "--prefix with a space" "--prefix: 'a b' is not a plain name" "$K" p
 "$E" predict -m "$EM" "$W" -o - 2> /dev/null | sed 's/eann_dipole=/old_dipole=/; s/dipole:e\*bohr/polarizability:x,dipole:e*bohr/' > "$tmp/u.xyz"
 expect_ok "eann predict merging units" "$E" predict -m "$EM" "$tmp/u.xyz" -o "$tmp/u2.xyz"
 grep -q 'eann_units=polarizability:x,dipole:e\*bohr' "$tmp/u2.xyz"; ok $? "units entries of other kinds kept: $(sed -n 2p "$tmp/u2.xyz")"
+# kqeq soap --repeat: only the timings, per atom: the mean of the K passes, the first
+# pass and (K >= 2) the fastest of the others; the passes add up to K times the mean
+"$K" soap --rcut 3 --nmax 2 --lmax 1 --species H,C,N,O,F --repeat 3 "$TE" > "$tmp/rep.txt" 2> "$tmp/stderr"
+awk 'NR == 1 && $1 == "us_per_atom" { m = $2; n++ } NR == 2 && $1 == "first_us_per_atom" { f = $2; n++ }
+     NR == 3 && $1 == "min_us_per_atom" { b = $2; n++ }
+     END { exit !(NR == 3 && n == 3 && m > 0 && f > 0 && b > 0 && 3 * m >= f + 2 * b - 0.01) }' "$tmp/rep.txt"
+ok $? "kqeq soap --repeat 3 output: $(tr '\n' ' ' < "$tmp/rep.txt") $(head -n 1 "$tmp/stderr")"
+"$K" soap --rcut 3 --nmax 2 --lmax 1 --species H,C,N,O,F --repeat 1 "$TE" > "$tmp/rep.txt" 2> "$tmp/stderr"
+awk 'NR == 1 && $1 == "us_per_atom" && $2 > 0 { n++ } NR == 2 && $1 == "first_us_per_atom" && $2 > 0 { n++ }
+     END { exit !(NR == 2 && n == 2) }' "$tmp/rep.txt"
+ok $? "kqeq soap --repeat 1 output (no fastest pass): $(tr '\n' ' ' < "$tmp/rep.txt")"
 for c in "$K qeq" "$K soap" "$K train" "$K predict" "$K eval" "$K curve" "$E predict" "$E check" "$E train" "$E eval"; do
     # shellcheck disable=SC2086
     h=$($c --help 2>&1)

@@ -250,7 +250,8 @@ def batch(model, frames, with_pairs=None):
 
 def timed(fn, seconds):
     """Processor seconds of the fastest call of fn after one warm-up call, >= seconds of calls
-    (>= 3); the minimum is the robust figure on a shared machine (our side: best of runs too)."""
+    (>= 3); the minimum is the robust figure on a shared machine (our side: its fastest pass
+    too)."""
     fn()
     n, total, best = 0, 0.0, float('inf')
     while n < 3 or total < seconds:
