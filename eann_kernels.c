@@ -815,6 +815,26 @@ EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double
  * a = alpha (beta y) sigmoid(beta y), the exp as eann_exp_n: exp_core for
  * every lane, kept if all arguments of the row are in range, else the row is
  * redone with exp_one (the same value for each argument in range) */
+/* the columns cv..c-1 that the vectors did not cover (zhat *= rs, y), then
+ * the activation from column cv if every vector lane's exp argument was in
+ * range (inrange 1), else the whole row again with exp_one (the same value
+ * for each argument in range): the scalar end of ln_act_row and its 8-lane
+ * copy */
+EANN_AVX2_INLINE void ln_act_tail(int c, int cv, int inrange, const double *g, const double *bb,
+                                  const double *alpha, const double *beta, double rs,
+                                  double *hr, double *yr, double *sr, double *ar) {
+    for (int i = cv; i < c; i++) {
+        hr[i] *= rs;
+        yr[i] = hr[i] * g[i] + bb[i];
+    }
+    for (int i = inrange ? cv : 0; i < c; i++) {
+        double t = beta[i] * yr[i];
+        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
+        sr[i] = sg;
+        ar[i] = alpha[i] * t * sg;
+    }
+}
+
 EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
                                  const double *beta, double rs, double *hr, double *yr,
                                  double *sr, double *ar) {
@@ -831,46 +851,39 @@ EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const
         v_store(sr + i, sg);
         v_store(ar + i, v_load(alpha + i) * t * sg);
     }
-    for (int i = c4; i < c; i++) {
-        hr[i] *= rs;
-        yr[i] = hr[i] * g[i] + bb[i];
-    }
-    int i = ok[0] & ok[1] & ok[2] & ok[3] ? c4 : 0;
-    for (; i < c; i++) {
-        double t = beta[i] * yr[i];
-        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
-        sr[i] = sg;
-        ar[i] = alpha[i] * t * sg;
-    }
+    ln_act_tail(c, c4, ok[0] & ok[1] & ok[2] & ok[3] & 1, g, bb, alpha, beta, rs, hr, yr, sr, ar);
 }
 
-EANN_AVX2_INLINE void ln_act_rows(int R, int c, const double *z, const double *g,
-                                  const double *bb, double eps, const double *alpha,
-                                  const double *beta, double *zhat, double *rstd, double *y,
-                                  double *sig, double *a) {
-    ln_stats(R, c, z, eps, zhat, rstd);
-    for (int k = 0; k < R; k++) {
-        const size_t o = (size_t)k * c;
-        ln_act_row(c, g, bb, alpha, beta, rstd[k], zhat + o, y + o, sig + o, a + o);
-    }
-}
+/* eann_ln_act's rows in groups of up to four (ln_stats of the group, then
+ * row_fn, ln_act_row or its 8-lane copy, on each row); the body of
+ * ln_act_avx2 and ln_act_avx512, whose arguments it uses by name */
+#define LN_ACT_GROUP(R, row_fn, r0)                                                              \
+    do {                                                                                         \
+        const size_t o = (size_t)(r0) * c;                                                       \
+        ln_stats(R, c, z + o, eps, zhat + o, rstd + (r0));                                       \
+        for (int k = 0; k < (R); k++) {                                                          \
+            const size_t ok_ = o + (size_t)k * c;                                                \
+            row_fn(c, g, bb, alpha, beta, rstd[(r0) + k], zhat + ok_, y + ok_, sig + ok_,        \
+                   a + ok_);                                                                     \
+        }                                                                                        \
+    } while (0)
+#define LN_ACT_BODY(row_fn)                                                                      \
+    do {                                                                                         \
+        int r = 0;                                                                               \
+        for (; r + 4 <= n; r += 4) LN_ACT_GROUP(4, row_fn, r);                                   \
+        switch (n - r) { /* the last 0..3 rows */                                                \
+        case 3: LN_ACT_GROUP(3, row_fn, r); break;                                               \
+        case 2: LN_ACT_GROUP(2, row_fn, r); break;                                               \
+        case 1: LN_ACT_GROUP(1, row_fn, r); break;                                               \
+        default: break;                                                                          \
+        }                                                                                        \
+    } while (0)
 
 EANN_AVX2 static void ln_act_avx2(int n, int c, const double *z, const double *g,
                                   const double *bb, double eps, const double *alpha,
                                   const double *beta, double *zhat, double *rstd, double *y,
                                   double *sig, double *a) {
-    int r = 0;
-    for (; r + 4 <= n; r += 4) {
-        const size_t o = (size_t)r * c;
-        ln_act_rows(4, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o);
-    }
-    const size_t o = (size_t)r * c;
-    switch (n - r) { /* the last 0..3 rows */
-    case 3: ln_act_rows(3, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    case 2: ln_act_rows(2, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    case 1: ln_act_rows(1, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    default: break;
-    }
+    LN_ACT_BODY(ln_act_row);
 }
 
 /* eann_ln_act_blocks (same bits as ln_act_avx2 block by block): the
@@ -1496,29 +1509,9 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v_store(sr + i, sg);
         v_store(ar + i, v_load(alpha + i) * t * sg);
     }
-    const int cv = i; /* done in vectors */
-    for (; i < c; i++) {
-        hr[i] *= rs;
-        yr[i] = hr[i] * g[i] + bb[i];
-    }
-    i = v8_within708(big) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1 ? cv : 0;
-    for (; i < c; i++) {
-        double t = beta[i] * yr[i];
-        double sg = 1.0 / (1.0 + exp_one(-(beta[i] * yr[i])));
-        sr[i] = sg;
-        ar[i] = alpha[i] * t * sg;
-    }
-}
-
-EANN_AVX512_INLINE void ln_act_rows512(int R, int c, const double *z, const double *g,
-                                       const double *bb, double eps, const double *alpha,
-                                       const double *beta, double *zhat, double *rstd, double *y,
-                                       double *sig, double *a) {
-    ln_stats(R, c, z, eps, zhat, rstd);
-    for (int k = 0; k < R; k++) {
-        const size_t o = (size_t)k * c;
-        ln_act_row512(c, g, bb, alpha, beta, rstd[k], zhat + o, y + o, sig + o, a + o);
-    }
+    /* the columns from i on were not done in vectors */
+    ln_act_tail(c, i, v8_within708(big) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1, g, bb, alpha,
+                beta, rs, hr, yr, sr, ar);
 }
 
 EANN_AVX512 static void ln_act_blocks_avx512(int nb, const int *start, int c, const double *z,
@@ -1533,18 +1526,7 @@ EANN_AVX512 static void ln_act_avx512(int n, int c, const double *z, const doubl
                                       const double *bb, double eps, const double *alpha,
                                       const double *beta, double *zhat, double *rstd, double *y,
                                       double *sig, double *a) {
-    int r = 0;
-    for (; r + 4 <= n; r += 4) {
-        const size_t o = (size_t)r * c;
-        ln_act_rows512(4, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o);
-    }
-    const size_t o = (size_t)r * c;
-    switch (n - r) { /* the last 0..3 rows */
-    case 3: ln_act_rows512(3, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    case 2: ln_act_rows512(2, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    case 1: ln_act_rows512(1, c, z + o, g, bb, eps, alpha, beta, zhat + o, rstd + r, y + o, sig + o, a + o); break;
-    default: break;
-    }
+    LN_ACT_BODY(ln_act_row512);
 }
 #endif /* EANN_HAVE_AVX2 */
 

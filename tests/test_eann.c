@@ -1231,11 +1231,15 @@ static void simd_kernels(void) {
         }
     CHECK(diff == 0, "radial values: %d arrays differ from the portable copy", diff);
 
-    /* LayerNorm + activation: widths with every vector tail, rows 1..9, a
-     * row whose exp arguments leave [-708, 708] */
+    /* LayerNorm + activation: widths with every vector tail, rows 1..9; with
+     * 3 rows, the last two columns have beta +-2000, so that exp arguments
+     * leave [-708, 708] (both signs: the sigmoid is exactly 1 on one side,
+     * exactly 0 on the other) and the rows take the redo path; nzero counts
+     * the exact zeros, so the test knows the overflow side was reached */
     enum { CM = 67 };
     static double zz[NMAX * CM], g[CM], bb[CM], al[CM], be[CM], out[2][6][NMAX * CM];
     const int cs[8] = {1, 3, 4, 5, 12, 13, 64, 67};
+    int nzero = 0;
     diff = 0;
     for (int ci = 0; ci < 8; ci++)
         for (int n = 1; n <= NMAX; n++) {
@@ -1244,7 +1248,7 @@ static void simd_kernels(void) {
                 g[i] = 1.0 + 0.3 * srand1();
                 bb[i] = 0.2 * srand1();
                 al[i] = 1.0 + 0.3 * srand1();
-                be[i] = n == 3 && i == c - 1 ? 900.0 : 0.5 + urand();
+                be[i] = n == 3 && i == c - 1 ? 2000.0 : n == 3 && i == c - 2 ? -2000.0 : 0.5 + urand();
             }
             for (int md = 0; md < 3; md++) {
                 const int mode = md == 0 ? EANN_SIMD_PORTABLE : modes[md - 1];
@@ -1253,12 +1257,17 @@ static void simd_kernels(void) {
                 double *yy = out[md < 2 ? md : 1][2], *sg = out[md < 2 ? md : 1][3];
                 double *aa = out[md < 2 ? md : 1][4];
                 eann_ln_act(mode, n, c, zz, g, bb, 1e-5, al, be, zh, rr, yy, sg, aa);
-                if (md == 0) continue;
+                if (md == 0) {
+                    for (int i = 0; i < n * c; i++) nzero += sg[i] == 0.0;
+                    continue;
+                }
                 for (int k = 0; k < 5; k++)
                     diff += !same_bits(out[0][k], out[1][k], k == 1 ? (size_t)n : (size_t)n * c);
             }
         }
     CHECK(diff == 0, "LayerNorm + activation: %d arrays differ from the portable copy", diff);
+    CHECK(nzero >= 4, "LayerNorm + activation: %d sigmoids overflowed to 0 (want the redo path "
+          "taken in several widths)", nzero);
 }
 
 static void test_simd(const char *shared) {
