@@ -1886,24 +1886,33 @@ void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad
  * row: from y, sig, yd, zhat, zhd and the adjoints ab (a_), adb (ad_)
  * [n][c] it sets ydb (yd_) and yb (y_) [n][c] and ADDS, one row at a time,
  * into dal, dbe (activation alpha, beta), dg, dbl (LayerNorm gain, bias) [c]. */
+/* one element: row r, column q, e = r c + q (also the AVX2 copy's last
+ * c % 4 columns) */
+static inline void act2_elem(size_t e, int q, const double *y, const double *sig,
+                             const double *yd, const double *zh, const double *zhd,
+                             const double *al, const double *be, const double *ab,
+                             const double *adb, double *ydb, double *yb, double *dal,
+                             double *dbe, double *dg, double *dbl) {
+    double yy = y[e], sg = sig[e], ydd = yd[e];
+    double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
+    double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
+    double A_ = ab[e], Ad_ = adb[e];
+    ydb[e] = Ad_ * (al[q] * be[q] * ph1);
+    yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
+    dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
+    dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
+    dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
+    dbl[q] += yb[e];
+}
+
 static void act2_backward(int n, int c, const double *y, const double *sig, const double *yd,
                           const double *zh, const double *zhd, const double *al,
                           const double *be, const double *ab, const double *adb, double *ydb,
                           double *yb, double *dal, double *dbe, double *dg, double *dbl) {
     for (int r = 0; r < n; r++)
-        for (int q = 0; q < c; q++) {
-            size_t e = (size_t)r * c + q;
-            double yy = y[e], sg = sig[e], ydd = yd[e];
-            double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
-            double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
-            double A_ = ab[e], Ad_ = adb[e];
-            ydb[e] = Ad_ * (al[q] * be[q] * ph1);
-            yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
-            dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
-            dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
-            dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
-            dbl[q] += yb[e];
-        }
+        for (int q = 0; q < c; q++)
+            act2_elem((size_t)r * c + q, q, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal,
+                      dbe, dg, dbl);
 }
 
 /* One row of the LayerNorm's second-order term (eann_train.c,
@@ -1975,21 +1984,9 @@ EANN_AVX2 static void act2_backward_avx2(int n, int c, const double *y, const do
             v_store(dg + q, v_load(dg + q) + (vyb * v_load(zh + e) + vydb * v_load(zhd + e)));
             v_store(dbl + q, v_load(dbl + q) + vyb);
         }
-        { /* the last c % 4 columns of this row, as act2_backward */
-            for (int q = c4; q < c; q++) {
-                size_t e = (size_t)r * c + q;
-                double yy = y[e], sg = sig[e], ydd = yd[e];
-                double tt = be[q] * yy, ph = tt * sg, ph1 = sg + tt * sg * (1.0 - sg);
-                double ph2 = sg * (1.0 - sg) * (2.0 + tt * (1.0 - 2.0 * sg));
-                double A_ = ab[e], Ad_ = adb[e];
-                ydb[e] = Ad_ * (al[q] * be[q] * ph1);
-                yb[e] = A_ * (al[q] * be[q] * ph1) + Ad_ * (al[q] * be[q] * be[q] * ph2 * ydd);
-                dal[q] += A_ * ph + Ad_ * (be[q] * ph1 * ydd);
-                dbe[q] += A_ * (al[q] * ph1 * yy) + Ad_ * (al[q] * (ph1 + tt * ph2) * ydd);
-                dg[q] += yb[e] * zh[e] + ydb[e] * zhd[e];
-                dbl[q] += yb[e];
-            }
-        }
+        for (int q = c4; q < c; q++) /* the last c % 4 columns of this row */
+            act2_elem((size_t)r * c + q, q, y, sig, yd, zh, zhd, al, be, ab, adb, ydb, yb, dal,
+                      dbe, dg, dbl);
     }
 }
 
