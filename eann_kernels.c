@@ -835,23 +835,31 @@ EANN_AVX2_INLINE void ln_act_tail(int c, int cv, int inrange, const double *g, c
     }
 }
 
-EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
-                                 const double *beta, double rs, double *hr, double *yr,
-                                 double *sr, double *ar) {
-    const int c4 = c - c % 4;
-    v4i ok = {-1, -1, -1, -1};
-    for (int i = 0; i < c4; i += 4) {
+/* columns i, i + 1, ... in 4-lane vectors while 4 are left; *ok gathers
+ * the range test of their exp arguments; returns the first column left */
+EANN_AVX2_INLINE int ln_act_v4(int i, int c, const double *g, const double *bb,
+                               const double *alpha, const double *beta, double rs, double *hr,
+                               double *yr, double *sr, double *ar, v4i *ok) {
+    for (; i + 4 <= c; i += 4) {
         v4d h = v_load(hr + i) * rs;
         v4d yy = h * v_load(g + i) + v_load(bb + i);
         v4d t = v_load(beta + i) * yy, e = -t;
-        ok &= (e >= -708.0) & (e <= 708.0);
+        *ok &= (e >= -708.0) & (e <= 708.0);
         v4d sg = 1.0 / (1.0 + v_exp_core(e));
         v_store(hr + i, h);
         v_store(yr + i, yy);
         v_store(sr + i, sg);
         v_store(ar + i, v_load(alpha + i) * t * sg);
     }
-    ln_act_tail(c, c4, ok[0] & ok[1] & ok[2] & ok[3] & 1, g, bb, alpha, beta, rs, hr, yr, sr, ar);
+    return i;
+}
+
+EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
+                                 const double *beta, double rs, double *hr, double *yr,
+                                 double *sr, double *ar) {
+    v4i ok = {-1, -1, -1, -1};
+    const int cv = ln_act_v4(0, c, g, bb, alpha, beta, rs, hr, yr, sr, ar, &ok);
+    ln_act_tail(c, cv, ok[0] & ok[1] & ok[2] & ok[3] & 1, g, bb, alpha, beta, rs, hr, yr, sr, ar);
 }
 
 /* eann_ln_act's rows in groups of up to four (ln_stats of the group, then
@@ -1498,17 +1506,7 @@ EANN_AVX512_INLINE void ln_act_row512(int c, const double *g, const double *bb,
         v8_store(sr + i, sg);
         v8_store(ar + i, v8_load(alpha + i) * t * sg);
     }
-    for (; i + 4 <= c; i += 4) {
-        v4d h = v_load(hr + i) * rs;
-        v4d yy = h * v_load(g + i) + v_load(bb + i);
-        v4d t = v_load(beta + i) * yy, e = -t;
-        ok4 &= (e >= -708.0) & (e <= 708.0);
-        v4d sg = 1.0 / (1.0 + v_exp_core(e));
-        v_store(hr + i, h);
-        v_store(yr + i, yy);
-        v_store(sr + i, sg);
-        v_store(ar + i, v_load(alpha + i) * t * sg);
-    }
+    i = ln_act_v4(i, c, g, bb, alpha, beta, rs, hr, yr, sr, ar, &ok4);
     /* the columns from i on were not done in vectors */
     ln_act_tail(c, i, v8_within708(big) & ok4[0] & ok4[1] & ok4[2] & ok4[3] & 1, g, bb, alpha,
                 beta, rs, hr, yr, sr, ar);
