@@ -56,6 +56,13 @@ static const char train_usage[] =
     "  --resume FILE     continue from a checkpoint; with the same data and options the\n"
     "                    result is bit for bit that of an uninterrupted run (--epochs may\n"
     "                    be raised to train longer)\n"
+    "  --init MODEL      start from MODEL's parameters instead of random ones (fine-tuning,\n"
+    "                    e.g. a PM7 model on a few DFT frames): its species, radial\n"
+    "                    functions, cutoff, angular groups and layer widths are used, so\n"
+    "                    --species, --nwave, --nipsin, --cutoff and --hidden are refused;\n"
+    "                    its kind must be --target's; the normalisation is recomputed on\n"
+    "                    the new training frames (the same function: only the split\n"
+    "                    between the first layer and the statistics changes)\n"
     "  SIGINT/SIGTERM    stop after the current epoch: the checkpoint (if any) and the\n"
     "                    best model so far are written, exit status 130/143\n"
     "  Divergence (a non-finite RMSE, or a training RMSE 100x its start) stops the\n"
@@ -67,7 +74,8 @@ static const char train_usage[] =
     "  and validation frames, learning rate, elapsed time, time left (upper bound).\n"
     "  Trained: network weights and orbital coefficients `params`; the radial\n"
     "  centres rs and exponents inta start on a grid (rs_k = k rc/K,\n"
-    "  inta = K^2/(2 rc^2)) and stay fixed unless --train-radial.\n"
+    "  inta = K^2/(2 rc^2)), or at the --init model's values, and stay fixed\n"
+    "  unless --train-radial.\n"
     "  Descriptor normalisation (per species mean/std of the training atoms) is\n"
     "  folded into the first layer: the model is a plain EANN_TEXT_V1 file; the\n"
     "  statistics are recorded in its header comments.\n";
@@ -310,11 +318,76 @@ static int parse_hidden(const char *s, int *sizes) {
     return n;
 }
 
+/* A new model of kind `kind` from the architecture options (--species, or
+ * the elements of the training frames in order of appearance; --cutoff,
+ * --nipsin, --nwave, --hidden): eann_model_new's return code and message. */
+static int new_model(int kind, const char *species, double cutoff, int nipsin, int nwave,
+                     const char *hidden, const labelled *T, const char *train, eann_model **m,
+                     char *msg, size_t msglen) {
+    eann_spec sp;
+    memset(&sp, 0, sizeof sp);
+    sp.kind = kind;
+    if (species) {
+        const char *p = species;
+        while (*p) {
+            const char *e = strchr(p, ',');
+            size_t n = e ? (size_t)(e - p) : strlen(p);
+            if (n < 1 || n > 2 || sp.nspecies >= EANN_MAX_SPECIES)
+                cli_fail("--species: '%s' is not a list of element symbols like O,H,C,N", species);
+            memcpy(sp.species[sp.nspecies], p, n);
+            sp.species[sp.nspecies][n] = '\0';
+            if (!xyz_symbol_to_z(sp.species[sp.nspecies]))
+                cli_fail("--species: '%s' is not an element symbol", sp.species[sp.nspecies]);
+            sp.nspecies++;
+            p += n;
+            if (*p == ',') p++;
+        }
+    } else {
+        for (int q = 0; q < T->nfiles; q++)
+            for (int f = 0; f < T->xf[q].nframes; f++)
+                for (int i = 0; i < T->xf[q].frames[f].natoms; i++) {
+                    const char *sym = xyz_z_to_symbol(T->xf[q].frames[f].z[i]);
+                    int q = 0;
+                    while (q < sp.nspecies && strcmp(sp.species[q], sym))
+                        q++;
+                    if (q == sp.nspecies) {
+                        if (q >= EANN_MAX_SPECIES)
+                            cli_fail("%s: more than %d elements", train, EANN_MAX_SPECIES);
+                        strcpy(sp.species[sp.nspecies++], sym);
+                    }
+                }
+    }
+    for (int s = 0; s < sp.nspecies; s++) {
+        sp.mass[s] = element_mass(xyz_symbol_to_z(sp.species[s]));
+        if (!(sp.mass[s] > 0)) cli_fail("--species: no mass known for element %s", sp.species[s]);
+    }
+    sp.cutoff = cutoff;
+    sp.min_distance = 0.001;
+    sp.nipsin = nipsin;
+    sp.nwave = nwave;
+    sp.nnets = kind == EANN_POLARIZABILITY ? 3 : 1;
+    int hs[EANN_MAX_HIDDEN];
+    int nh = parse_hidden(hidden, hs);
+    static const char *pol_roles[3] = {"grad_sym", "grad_outer", "trace"};
+    for (int t = 0; t < sp.nnets; t++) {
+        eann_net_spec *ns = &sp.net[t];
+        strcpy(ns->role, kind == EANN_DIPOLE ? "charge" : kind == EANN_TDM ? "tdm3" : pol_roles[t]);
+        ns->nhidden = nh;
+        ns->sizes[0] = sp.nipsin * sp.nwave;
+        for (int h = 0; h < nh; h++)
+            ns->sizes[h + 1] = hs[h];
+        ns->sizes[nh + 1] = kind == EANN_TDM ? 3 : 1;
+        ns->ln_eps = 1e-5;
+    }
+    return eann_model_new(&sp, m, msg, msglen);
+}
+
 int eann_cmd_train(int argc, char **argv) {
     const char *train = NULL, *target = NULL, *key = NULL, *unit = "au";
     const char *species = NULL, *out = NULL, *hidden = "64,64", *opt = "adam";
     double vfrac = 0.1, cutoff = 6.0, max_time = 0;
-    const char *ckpt = NULL, *resume = NULL;
+    const char *ckpt = NULL, *resume = NULL, *init = NULL;
+    const char *arch_opt = NULL; /* an architecture option given (refused with --init) */
     int ckpt_every = 1;
     long nwave = 8, nipsin = 3, max_frames = 0;
     int quiet = 0, fractional = 0;
@@ -355,17 +428,20 @@ int eann_cmd_train(int argc, char **argv) {
         else if (!strcmp(a, "--unit"))
             unit = v;
         else if (!strcmp(a, "--species"))
-            species = v;
+            species = v, arch_opt = a;
         else if (!strcmp(a, "--nwave"))
-            nwave = cli_parse_long(a, v, 1, 4096);
+            nwave = cli_parse_long(a, v, 1, 4096), arch_opt = a;
         else if (!strcmp(a, "--nipsin"))
-            nipsin = cli_parse_long(a, v, 1, EANN_MAX_NIPSIN);
+            nipsin = cli_parse_long(a, v, 1, EANN_MAX_NIPSIN), arch_opt = a;
         else if (!strcmp(a, "--cutoff")) {
             cutoff = cli_parse_double(a, v);
+            arch_opt = a;
             if (!(cutoff >= 0.5 && cutoff <= 100))
                 cli_fail("--cutoff must be in [0.5, 100] angstrom");
         } else if (!strcmp(a, "--hidden"))
-            hidden = v;
+            hidden = v, arch_opt = a;
+        else if (!strcmp(a, "--init"))
+            init = v;
         else if (!strcmp(a, "--epochs"))
             o.epochs = (int)cli_parse_long(a, v, 1, 100000000);
         else if (!strcmp(a, "--batch"))
@@ -411,6 +487,9 @@ int eann_cmd_train(int argc, char **argv) {
                : !strcmp(target, "polarizability") ? EANN_POLARIZABILITY
                                                    : 0;
     if (!kind) cli_fail("--target '%s': use dipole, tdm or polarizability", target);
+    if (init && arch_opt)
+        cli_fail("train: %s cannot be combined with --init: the architecture is that of %s", arch_opt,
+                 init);
     if (!strcmp(opt, "adam"))
         o.optimizer = EANN_OPT_ADAM;
     else if (!strcmp(opt, "lbfgs"))
@@ -421,10 +500,11 @@ int eann_cmd_train(int argc, char **argv) {
     {
         /* never overwrite an input; fail now (not after the training) if -o
          * cannot be written */
-        const char *ins[2 * MAX_FILES + 2];
+        const char *ins[2 * MAX_FILES + 3];
         int nin = 0;
         for (int q = 0; q < T.nfiles; q++) ins[nin++] = T.file[q];
         for (int q = 0; q < V.nfiles; q++) ins[nin++] = V.file[q];
+        if (init) ins[nin++] = init;
         /* the checkpoint may be the file we resume from (that is how a run is
          * continued), but never a data file or the model */
         if (ckpt) cli_check_output("--checkpoint", ckpt, ins, nin);
@@ -436,65 +516,19 @@ int eann_cmd_train(int argc, char **argv) {
     charge_rule = o.charge_weight > 0 ? fractional : -1;
 
     const int valid = V.nfiles > 0;
-    /* model header */
-    eann_spec sp;
-    memset(&sp, 0, sizeof sp);
-    sp.kind = kind;
-    if (species) {
-        const char *p = species;
-        while (*p) {
-            const char *e = strchr(p, ',');
-            size_t n = e ? (size_t)(e - p) : strlen(p);
-            if (n < 1 || n > 2 || sp.nspecies >= EANN_MAX_SPECIES)
-                cli_fail("--species: '%s' is not a list of element symbols like O,H,C,N", species);
-            memcpy(sp.species[sp.nspecies], p, n);
-            sp.species[sp.nspecies][n] = '\0';
-            if (!xyz_symbol_to_z(sp.species[sp.nspecies]))
-                cli_fail("--species: '%s' is not an element symbol", sp.species[sp.nspecies]);
-            sp.nspecies++;
-            p += n;
-            if (*p == ',') p++;
-        }
-    } else {
-        for (int q = 0; q < T.nfiles; q++)
-            for (int f = 0; f < T.xf[q].nframes; f++)
-                for (int i = 0; i < T.xf[q].frames[f].natoms; i++) {
-                    const char *sym = xyz_z_to_symbol(T.xf[q].frames[f].z[i]);
-                    int q = 0;
-                    while (q < sp.nspecies && strcmp(sp.species[q], sym))
-                        q++;
-                    if (q == sp.nspecies) {
-                        if (q >= EANN_MAX_SPECIES)
-                            cli_fail("%s: more than %d elements", train, EANN_MAX_SPECIES);
-                        strcpy(sp.species[sp.nspecies++], sym);
-                    }
-                }
-    }
-    for (int s = 0; s < sp.nspecies; s++) {
-        sp.mass[s] = element_mass(xyz_symbol_to_z(sp.species[s]));
-        if (!(sp.mass[s] > 0)) cli_fail("--species: no mass known for element %s", sp.species[s]);
-    }
-    sp.cutoff = cutoff;
-    sp.min_distance = 0.001;
-    sp.nipsin = (int)nipsin;
-    sp.nwave = (int)nwave;
-    sp.nnets = kind == EANN_POLARIZABILITY ? 3 : 1;
-    int hs[EANN_MAX_HIDDEN];
-    int nh = parse_hidden(hidden, hs);
-    static const char *pol_roles[3] = {"grad_sym", "grad_outer", "trace"};
-    for (int t = 0; t < sp.nnets; t++) {
-        eann_net_spec *ns = &sp.net[t];
-        strcpy(ns->role, kind == EANN_DIPOLE ? "charge" : kind == EANN_TDM ? "tdm3" : pol_roles[t]);
-        ns->nhidden = nh;
-        ns->sizes[0] = sp.nipsin * sp.nwave;
-        for (int h = 0; h < nh; h++)
-            ns->sizes[h + 1] = hs[h];
-        ns->sizes[nh + 1] = kind == EANN_TDM ? 3 : 1;
-        ns->ln_eps = 1e-5;
-    }
+    /* the model: read (--init), or its header built from the options */
     eann_model *m = NULL;
     char msg[256];
-    int rc = eann_model_new(&sp, &m, msg, sizeof msg);
+    int rc = 0;
+    if (init) {
+        m = eann_cli_load_model(init);
+        if (m->spec.kind != kind)
+            cli_fail("--init %s: a %s model cannot be trained as --target %s", init,
+                     eann_kind_name(m->spec.kind), target);
+    } else {
+        rc = new_model(kind, species, cutoff, (int)nipsin, (int)nwave, hidden, &T, train, &m, msg,
+                       sizeof msg);
+    }
     if (rc) cli_fail("train: %s", msg[0] ? msg : eann_strerror(rc));
     attach_labels(&T, m, "being trained", key, factor, (int)max_frames);
 
@@ -538,7 +572,15 @@ int eann_cmd_train(int argc, char **argv) {
     eann_norm nm;
     double *phi = malloc(sizeof(double) * m->ntheta);
     if (!phi) cli_fail("out of memory");
-    rc = eann_train_init(m, tr, ntr, &o, &nm, phi);
+    if (init) {
+        /* --init: the model's parameters as they are; the normalisation of
+         * the new training frames, and phi = unfold(theta) with it, so that
+         * fold(phi) gives back theta (the same model) */
+        rc = eann_norm_compute(m, tr, ntr, &nm);
+        if (!rc) eann_norm_unfold(m, &nm, m->theta, phi);
+    } else {
+        rc = eann_train_init(m, tr, ntr, &o, &nm, phi);
+    }
     if (rc) cli_fail("train: initialisation failed: %s", eann_strerror(rc));
     progress_ctx pc = {t0, quiet, 0, max_time};
     if (!quiet)
@@ -585,7 +627,11 @@ int eann_cmd_train(int argc, char **argv) {
     cli_buf_printf(
         &pre, "# optimizer %s, %d epochs run, lr %g, batch %d; RMSE (a.u.) train %.6g valid %.6g\n",
         opt, epochs_run, o.lr, o.batch, rt, rv);
-    if (o.train_radial)
+    if (init)
+        cli_buf_printf(&pre, "# started from the parameters of %s (--init); trained: network "
+                             "weights and params%s\n",
+                       init, o.train_radial ? ", rs and inta" : "; rs and inta as there");
+    else if (o.train_radial)
         cli_buf_printf(&pre, "# trained: network weights, params, rs and inta (start: rs_k = k "
                              "rc/K, inta = K^2/(2 rc^2))\n");
     else

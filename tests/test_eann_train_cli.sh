@@ -90,6 +90,26 @@ for lr in 1e3 1e300; do
         bad "--lr $lr: exit 0"
     else grep -q 'diverged at epoch' "$tmp/err" && [ ! -e "$tmp/dv.txt" ] && ok || bad "--lr $lr: $(cat "$tmp/err")"; fi
 done
+# --init: the start model's function is kept (one step of --lr 1e-30 moves nothing:
+# predictions within 1e-12 of the start model's), training goes on from it (5 more epochs
+# reach a lower training RMSE than the start model's 5), it is recorded in the model, and
+# the start model is never the output
+I="train --train $tmp/d.xyz --batch 4 --quiet"
+$E $I --init "$tmp/m1.txt" --target dipole --key mu --epochs 1 --lr 1e-30 -o "$tmp/i1.txt" 2> "$tmp/err" \
+    && ok || bad "--init: $(cat "$tmp/err")"
+$E predict -m "$tmp/m1.txt" "$tmp/d.xyz" -o "$tmp/pi0.xyz" && $E predict -m "$tmp/i1.txt" "$tmp/d.xyz" -o "$tmp/pi1.xyz"
+vals() { sed -n 's/.*eann_dipole="\([^"]*\)".*/\1/p' "$1" | tr ' ' '\n'; }
+vals "$tmp/pi0.xyz" > "$tmp/v0"; vals "$tmp/pi1.xyz" > "$tmp/v1"
+paste "$tmp/v0" "$tmp/v1" | awk '{ d = $1 - $2; if (d < 0) d = -d; if (d > m) m = d; n++ }
+    END { exit !(n == 36 && m <= 1e-12) }' && ok || bad "--init with --lr 1e-30 changed the predictions"
+grep -q '^# started from the parameters of .*m1.txt (--init)' "$tmp/i1.txt" && ok || bad "--init not recorded"
+$E $I --init "$tmp/m1.txt" --target dipole --key mu --epochs 5 -o "$tmp/i2.txt" 2> /dev/null
+rmse() { sed -n 's/.*RMSE (a.u.) train \([^ ]*\) .*/\1/p' "$1"; }
+awk -v a="$(rmse "$tmp/m1.txt")" -v b="$(rmse "$tmp/i2.txt")" 'BEGIN { exit !(b > 0 && b < a) }' \
+    && ok || bad "--init: 5 more epochs did not lower the training RMSE ($(rmse "$tmp/m1.txt") -> $(rmse "$tmp/i2.txt"))"
+cp "$tmp/m1.txt" "$tmp/m1.keep"
+$E $I --init "$tmp/m1.txt" --target dipole --key mu -o "$tmp/m1.txt" 2> "$tmp/err" && bad "-o the --init model: exit 0" || ok
+grep -q 'refusing to overwrite an input' "$tmp/err" && cmp -s "$tmp/m1.txt" "$tmp/m1.keep" && ok || bad "-o the --init model: $(cat "$tmp/err")"
 # errors: one line naming file and line, exit 1, no output
 expect_fail() { # what, pattern, args...
     what=$1; pat=$2; shift 2
@@ -109,6 +129,9 @@ printf '3\nProperties=species:S:1:pos:R:3 mu="1 2 3"\nO 0 0 0\nH 1 0 0\nH 1 0 0\
 expect_fail "atoms on one spot" "same.xyz:1: atoms 2 and 3" train --train "$tmp/same.xyz" --target dipole --key mu --hidden 4 --nwave 2 --epochs 1 -o "$tmp/out.txt"
 expect_fail "bad hidden" "hidden" $T --target dipole --key mu --hidden 8,x -o "$tmp/out.txt"
 expect_fail "unwritable output" "nonexistent" $T --target dipole --key mu -o "$tmp/nonexistent/out.txt"
+expect_fail "--init with --nwave" "--nwave cannot be combined with --init" $T --init "$tmp/m1.txt" --target dipole --key mu -o "$tmp/out.txt"
+expect_fail "--init of another kind" "a dipole model cannot be trained as --target tdm" $I --init "$tmp/m1.txt" --target tdm --key tdm -o "$tmp/out.txt"
+expect_fail "--init missing" "nope.txt: cannot open" $I --init "$tmp/nope.txt" --target dipole --key mu -o "$tmp/out.txt"
 printf '3\nProperties=species:S:1:pos:R:3 mu="1 2"\nO 0 0 0\nH 1 0 0\nH 0 1 0\n' > "$tmp/bad.xyz"
 expect_fail "eval bad label" "bad.xyz:1: key 'mu' has 2 numbers" eval -m "$tmp/m1.txt" "$tmp/bad.xyz" --key mu --svg "$tmp/out.txt"
 printf '1\nProperties=species:S:1:pos:R:3 mu="1 2 3"\nC 0 0 0\n' > "$tmp/c.xyz"
