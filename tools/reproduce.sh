@@ -12,7 +12,8 @@
 #   3. kQEq vs QEq learning curves (kqeq curve): data/qm9like (GFN2-xTB dipoles) and the
 #      PBE0/def2-SVP subset data/qm9like/pbe0 (double SOAP 1.7 + 3.5 A, as in the paper);
 #   4. EANN dipole and polarizability (eann train + eval): PM7 labels (data/nma) and
-#      B3LYP/cc-pVDZ labels (data/nma_b3lyp, when it has >= 20 frames);
+#      B3LYP/cc-pVDZ labels (data/nma_b3lyp, when it has >= 20 frames), the latter from
+#      random weights and fine-tuned from the shipped PM7 models (eann train --init);
 #   5. EANN transition dipoles n->pi* and pi->pi* on the NWChem TDDFT labels (data/nma_tdm).
 # Rows 1-2 need ../shared (or $TENSORIAL_SHARED) and say "skipped" without it.
 #
@@ -194,8 +195,9 @@ eann_row() {
     log=$OUT/eann_$name.log
     ntr=0; for f in "$@"; do ntr=$((ntr + $(nframes "$f"))); done
     tr=""; for f in "$@"; do tr="$tr --train $f"; done
+    sp="--species O,H,C,N"; case "$extra" in *--init*) sp="" ;; esac # --init: the model's species
     # shellcheck disable=SC2086
-    if "$B/eann" train $tr --target "$target" --key "$key" --species O,H,C,N $extra --seed 1 \
+    if "$B/eann" train $tr --target "$target" --key "$key" $sp $extra --seed 1 \
             --quiet -o "$OUT/$name.eann" > "$log" 2>&1 &&
        res=$(eval_rmse "$OUT/$name.eann" "$test" "$key" "") && plot "$OUT/$name.eann" "$test" "$key" "$DOCS/repro_eann_$name.svg"; then
         set -- $res
@@ -214,11 +216,13 @@ if [ $QUICK = 1 ]; then
     POL="--nwave 8 --cutoff 5 --max-frames 1000 --epochs 30"
     SMALL="--valid-fraction 0.2 --nwave 12 --cutoff 6 --epochs 150 --patience 50"
     SMALLP="--valid-fraction 0.2 --nwave 8 --cutoff 5 --epochs 150 --patience 50"
+    FT="--valid-fraction 0.2 --epochs 150 --patience 50"
 else
     DIP="--nwave 12 --cutoff 6 --epochs 3000"
     POL="--nwave 8 --cutoff 5 --epochs 3000"
     SMALL="--valid-fraction 0.2 --nwave 12 --cutoff 6 --epochs 3000 --patience 50"
     SMALLP="--valid-fraction 0.2 --nwave 8 --cutoff 5 --epochs 3000 --patience 50"
+    FT="--valid-fraction 0.2 --epochs 3000 --patience 50"
 fi
 if [ $ONLY = all ]; then
     # --max-frames takes the first N frames of the training files: mix the temperatures
@@ -248,6 +252,9 @@ if [ "$(nframes data/nma_b3lyp/chunk_*.xyz)" -ge 20 ]; then
     done > "$OUT/b3lyp_test.xyz"
     eann_row dipole_b3lyp dipole dft_dipole "B3LYP/cc-pVDZ (psi4)" "nma_b3lyp, frames 5 and 10 of each chunk" "$OUT/b3lyp_test.xyz" "0.004 a.u. ($PAPERL)" "$SMALL" -- "$OUT/b3lyp_train.xyz"
     eann_row polarizability_b3lyp polarizability dft_polarizability "B3LYP/cc-pVDZ (psi4)" "nma_b3lyp, frames 5 and 10 of each chunk" "$OUT/b3lyp_test.xyz" "0.020 a.u. ($PAPERL)" "$SMALLP" -- "$OUT/b3lyp_train.xyz"
+    # the same frames, fine-tuning the shipped PM7 models (eann train --init)
+    eann_row dipole_b3lyp_ft dipole dft_dipole "B3LYP/cc-pVDZ (psi4), fine-tuned from models/nma_dipole_pm7.eann" "nma_b3lyp, frames 5 and 10 of each chunk" "$OUT/b3lyp_test.xyz" "0.004 a.u. ($PAPERL)" "$FT --init models/nma_dipole_pm7.eann" -- "$OUT/b3lyp_train.xyz"
+    eann_row polarizability_b3lyp_ft polarizability dft_polarizability "B3LYP/cc-pVDZ (psi4), fine-tuned from models/nma_polarizability_pm7.eann" "nma_b3lyp, frames 5 and 10 of each chunk" "$OUT/b3lyp_test.xyz" "0.020 a.u. ($PAPERL)" "$FT --init models/nma_polarizability_pm7.eann" -- "$OUT/b3lyp_train.xyz"
     if [ -d "$SHARED/eann_nma_published" ]; then
         for m in dm:dft_dipole:0.004 pol:dft_polarizability:0.020; do
             pub_row "${m%%:*}" "$(echo "$m" | cut -d: -f2)" "$OUT/b3lyp_test.xyz" "nma_b3lyp test frames" \
