@@ -76,7 +76,8 @@ fi
 grep -q 'skipped (python3' "$tmp/out" && { ns=1; echo "  (the Python block was skipped: python3 with numpy/ase or a loadable library missing)"; }
 
 W=$tmp/work
-for f in dm.eann pol.eann dm_parity.svg pol_parity.svg test300.xyz test500.xyz traj.xyz curve.svg \
+for f in dm.eann pol.eann dm_parity.svg pol_parity.svg test300.xyz test500.xyz traj.xyz \
+         b3lyp_train.xyz b3lyp_test.xyz dm_b3lyp.eann curve.svg \
          kqeq.model qeq.model mol_kqeq.xyz cations.xyz anions_kqeq.xyz formamide_kqeq.xyz; do
     [ -s "$W/$f" ] && ok || bad "the tutorial did not make $f"
 done
@@ -84,6 +85,13 @@ done
 grep -q 'eann_polarizability=' "$W/traj.xyz" && grep -q 'eann_dipole=' "$W/traj.xyz" && ok \
     || bad "traj.xyz lacks eann_dipole / eann_polarizability"
 grep -Eq '^md_frame +\|mu\|_EANN_D' "$tmp/out" && ok || bad "the trajectory table was not printed"
+# A6: the B3LYP frames split 8 : 2 (every frame once), and the fine-tuned model records
+# where it started
+ntr=$(grep -c Properties "$W/b3lyp_train.xyz"); nte=$(grep -c Properties "$W/b3lyp_test.xyz")
+nall=$(cat data/nma_b3lyp/chunk_*.xyz | grep -c Properties)
+[ $((ntr + nte)) -eq "$nall" ] && [ "$nte" -ge 1 ] && [ "$ntr" -ge $((3 * nte)) ] && ok \
+    || bad "the B3LYP split: $ntr train + $nte test of $nall frames"
+grep -q 'started from the parameters of .*dm.eann (--init)' "$W/dm_b3lyp.eann" && ok || bad "dm_b3lyp.eann: no --init record"
 sed -n 2p "$W/formamide_kqeq.xyz" | grep -o 'kqeq_polarizability="[^"]*"' | tr -d '"' | cut -d= -f2 \
     | awk '{ if (NF == 9 && $3 == 0 && $6 == 0 && $7 == 0 && $8 == 0 && $9 == 0 && $1 > 0 && $5 > 0) exit 0; exit 1 }' \
     && ok || bad "formamide: kQEq polarizability not zero out of plane"
