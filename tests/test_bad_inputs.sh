@@ -125,7 +125,8 @@ eann train --train @F --valid @F --target dipole --key dip --species O,H --nwave
 # Commands taking a model file (@M), on the good structure file.
 EANN_MODEL_CMDS="eann predict -m @M $GOOD -o @O/out.xyz
 eann check -m @M $GOOD --trials 1
-eann eval -m @M $GOOD --key dip"
+eann eval -m @M $GOOD --key dip
+eann train --init @M --train $GOOD --target dipole --key dip --epochs 1 --quiet -o @O/out.model"
 KQEQ_MODEL_CMDS="kqeq predict -m @M $GOOD -o @O/out.xyz
 kqeq eval -m @M $GOOD --dipole-key dip"
 
