@@ -811,10 +811,6 @@ EANN_AVX2_INLINE void ln_stats(int R, int c, const double *z, double eps, double
     if (R > 3) rstd[3] = rs[3];
 }
 
-/* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
- * a = alpha (beta y) sigmoid(beta y), the exp as eann_exp_n: exp_core for
- * every lane, kept if all arguments of the row are in range, else the row is
- * redone with exp_one (the same value for each argument in range) */
 /* the columns cv..c-1 that the vectors did not cover (zhat *= rs, y), then
  * the activation from column cv if every vector lane's exp argument was in
  * range (inrange 1), else the whole row again with exp_one (the same value
@@ -854,6 +850,10 @@ EANN_AVX2_INLINE int ln_act_v4(int i, int c, const double *g, const double *bb,
     return i;
 }
 
+/* one row after ln_stats: zhat *= rs, y = zhat g + bb, then the activation
+ * a = alpha (beta y) sigmoid(beta y), the exp as eann_exp_n: exp_core for
+ * every lane, kept if all arguments of the row are in range, else the row is
+ * redone with exp_one (the same value for each argument in range) */
 EANN_AVX2_INLINE void ln_act_row(int c, const double *g, const double *bb, const double *alpha,
                                  const double *beta, double rs, double *hr, double *yr,
                                  double *sr, double *ar) {
@@ -1878,14 +1878,8 @@ void eann_pair_adjoint(int simd, int M, int K, const double *A, const double *Ad
     pair_adjoint(M, K, A, Ad, Sb, Sdb, u1, u2);
 }
 
-/* The activation part of the reverse pass through a layer's primal and
- * tangent (eann_train.c, net_tangent_backward; formulas in the derivation
- * at the top of eann_train.c), and the LayerNorm affine parameters, row by
- * row: from y, sig, yd, zhat, zhd and the adjoints ab (a_), adb (ad_)
- * [n][c] it sets ydb (yd_) and yb (y_) [n][c] and ADDS, one row at a time,
- * into dal, dbe (activation alpha, beta), dg, dbl (LayerNorm gain, bias) [c]. */
-/* one element: row r, column q, e = r c + q (also the AVX2 copy's last
- * c % 4 columns) */
+/* one element of act2_backward (below): row r, column q, e = r c + q (also
+ * the AVX2 copy's last c % 4 columns) */
 static inline void act2_elem(size_t e, int q, const double *y, const double *sig,
                              const double *yd, const double *zh, const double *zhd,
                              const double *al, const double *be, const double *ab,
@@ -1903,6 +1897,12 @@ static inline void act2_elem(size_t e, int q, const double *y, const double *sig
     dbl[q] += yb[e];
 }
 
+/* The activation part of the reverse pass through a layer's primal and
+ * tangent (eann_train.c, net_tangent_backward; formulas in the derivation
+ * at the top of eann_train.c), and the LayerNorm affine parameters, row by
+ * row: from y, sig, yd, zhat, zhd and the adjoints ab (a_), adb (ad_)
+ * [n][c] it sets ydb (yd_) and yb (y_) [n][c] and ADDS, one row at a time,
+ * into dal, dbe (activation alpha, beta), dg, dbl (LayerNorm gain, bias) [c]. */
 static void act2_backward(int n, int c, const double *y, const double *sig, const double *yd,
                           const double *zh, const double *zhd, const double *al,
                           const double *be, const double *ab, const double *adb, double *ydb,
