@@ -365,8 +365,6 @@ static void add_array(eann_model *m, const char *name, int d0, int d1, size_t *o
     *off += a->n;
 }
 
-/* Adds the array "net{t}.{X}.{layer}{h}.{what}" [d0][d1] (d1 = 0: [d0]);
- * returns its offset in theta. */
 /* A zeroed block of `bytes` bytes on a 64-byte boundary (a cache line), and
  * its free. Why: with AVX-512 the packed product loads the weights (m->wt)
  * and the workspace rows 8 doubles at a time; an 8-lane load that straddles
@@ -393,6 +391,8 @@ static void free_64(void *p) {
     if (p) free(((void **)p)[-1]);
 }
 
+/* Adds the array "net{t}.{X}.{layer}{h}.{what}" [d0][d1] (d1 = 0: [d0]);
+ * returns its offset in theta. */
 static size_t net_array(eann_model *m, int t, const char *X, const char *layer, int h,
                         const char *what, int d0, int d1, size_t *off) {
     char name[64];

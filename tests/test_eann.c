@@ -560,7 +560,9 @@ static void test_text(const char *text, const char *what) {
     char buf[400];
     snprintf(buf, sizeof buf, "array inta 2 %d %d", m->spec.nspecies, m->spec.nwave + 1);
     t = edit_line(text, la, buf, 0);
-    expect_bad(t, la, "expected shape", "wrong shape");
+    char need[64]; /* the shape it wants, whole */
+    snprintf(need, sizeof need, "expected shape '2 %d %d'", m->spec.nspecies, m->spec.nwave);
+    expect_bad(t, la, need, "wrong shape");
     free(t);
     la = line_of(text, "array params ");
     snprintf(buf, sizeof buf, "array parms 2 %d %d", m->spec.nspecies, m->spec.nwave);
@@ -698,6 +700,43 @@ static void test_header_only(void) {
     strcpy(sp.species[1], "Xx");
     CHECK(eann_model_new(&sp, &m2, msg, sizeof msg) == EANN_ESPEC && !m2 && strstr(msg, "'Xx'"),
           "eann_model_new accepted species Xx (%s)", msg);
+    /* every rule of the spec check, each spec one edit from a good one,
+     * on both sides of a range (the reason names the rule) */
+    const eann_spec good = m->spec;
+    const int H = good.net[0].nhidden;
+    for (int c = 0; c < 18; c++) {
+        eann_spec s = good;
+        const char *why = "";
+        switch (c) {
+        case 0: s.kind = 9, why = "unknown kind"; break;
+        case 1: s.nspecies = 0, why = "nspecies"; break;
+        case 2: s.nspecies = EANN_MAX_SPECIES + 1, why = "nspecies"; break;
+        case 3: strcpy(s.species[1], s.species[0]), why = "listed twice"; break;
+        case 4: s.mass[0] = 0, why = "mass"; break;
+        case 5: s.cutoff = INFINITY, why = "cutoff"; break;
+        case 6: s.min_distance = s.cutoff, why = "min_distance"; break;
+        case 7: s.nipsin = 0, why = "nipsin 0"; break;
+        case 8: s.nipsin = EANN_MAX_NIPSIN + 1, why = "nipsin 6"; break;
+        case 9: s.nwave = 0, why = "nwave 0"; break;
+        case 10: s.nwave = 4097, why = "nwave 4097"; break;
+        case 11: s.nnets = 2, why = "net(s)"; break;
+        case 12: s.net[0].nhidden = EANN_MAX_HIDDEN + 1, why = "nhidden"; break;
+        case 13: s.net[0].sizes[0]++, why = "input size"; break;
+        case 14: s.net[0].sizes[1] = 0, why = "width 0"; break;
+        case 15: s.net[0].sizes[H + 1] = 2, why = "output(s)"; break;
+        case 16: s.net[0].ln_eps = 0, why = "layernorm_eps"; break;
+        case 17: s.net[0].initpot = NAN, why = "initpot"; break;
+        }
+        m2 = NULL;
+        msg[0] = '\0';
+        int rc = eann_model_new(&s, &m2, msg, sizeof msg);
+        CHECK(rc == EANN_ESPEC && !m2 && strstr(msg, why),
+              "eann_model_new, spec edit %d: rc %d, message '%s' (want one about '%s')", c, rc, msg,
+              why);
+        eann_model_free(m2);
+    }
+    CHECK(eann_model_new(&good, &m2, msg, sizeof msg) == EANN_OK, "the unedited spec: %s", msg);
+    eann_model_free(m2);
     free(txt);
     eann_model_free(m);
 }
@@ -1274,6 +1313,113 @@ static void simd_kernels(void) {
           "taken in several widths)", nzero);
 }
 
+/* The library's one PRNG and the initialisation it drives. Every training
+ * run, and so every model shipped in models/ with its recorded command,
+ * starts from these bits ("the same seed gives the same bits everywhere",
+ * eann.h), so a change here must be deliberate:
+ *   - eann_rand_u64 is splitmix64 (Steele, Lea & Flood 2014): from state
+ *     1234567 its first five outputs are the published reference sequence
+ *     of Vigna's splitmix64.c (also the test vector of other ports);
+ *     eann_rand_uniform is the top 53 bits times 2^-53;
+ *   - eann_model_init_random: every entry inside the range eann.c gives it
+ *     (layer-norm and activation gains 1 +- 0.3, ...), the gains spread over
+ *     most of it, and the whole theta of one model and seed pinned by its
+ *     FNV-1a digest (recorded when this test was written, 2026-12-07). */
+static void test_prng_init(void) {
+    static const uint64_t want[5] = {6457827717110365317ULL, 3203168211198807973ULL,
+                                     9817491932198370423ULL, 4593380528125082431ULL,
+                                     16408922859458223821ULL};
+    uint64_t st = 1234567, st2 = 1234567;
+    int ok = 1;
+    for (int i = 0; i < 5; i++) {
+        uint64_t u = eann_rand_u64(&st);
+        ok &= u == want[i];
+        ok &= eann_rand_uniform(&st2) == (double)(want[i] >> 11) * 0x1p-53;
+    }
+    CHECK(ok && st == st2, "PRNG: splitmix64 from 1234567 is not the reference sequence");
+
+    g_nipsin = 3, g_nwave = 4, g_width = 0;
+    eann_model *m = random_model(EANN_POLARIZABILITY, 2, 2026);
+    if (!m) return;
+    const int S = m->spec.nspecies, K = m->spec.nwave;
+    const double *th = m->theta, rc = m->spec.cutoff;
+    int out = 0;
+    double gmin = 2, gmax = 0;
+    for (int s = 0; s < S; s++)
+        for (int k = 0; k < K; k++) {
+            double r = th[m->off_rs + s * K + k], a = th[m->off_inta + s * K + k],
+                   p = th[m->off_params + s * K + k];
+            out += !(r >= rc * k / K && r < rc * (k + 0.5) / K) + !(a >= 0.3 && a < 1.5) +
+                   !(p >= 0.1 && p < 0.5);
+        }
+    for (int i = 0; i < m->nlayers; i++) {
+        const eann_layer *L = &m->layer[i];
+        const double wmax = 1.7 / sqrt((double)L->nin);
+        for (size_t q = 0; q < (size_t)L->nout * L->nin; q++) out += !(fabs(th[L->w + q]) <= wmax);
+        for (int o = 0; o < L->nout; o++) {
+            out += !(fabs(th[L->b + o]) <= 0.2);
+            if (L->ln_g == (size_t)-1) continue;
+            const double g = th[L->ln_g + o], aa = th[L->act_a + o];
+            out += !(fabs(g - 1) <= 0.3) + !(fabs(th[L->ln_b + o]) <= 0.2) +
+                   !(fabs(aa - 1) <= 0.3) + !(th[L->act_b + o] >= 0.5 && th[L->act_b + o] < 1.3);
+            gmin = fmin(gmin, fmin(g, aa));
+            gmax = fmax(gmax, fmax(g, aa));
+        }
+    }
+    uint64_t h = 0xcbf29ce484222325ULL; /* FNV-1a over the bytes of theta */
+    const unsigned char *b = (const unsigned char *)m->theta;
+    for (size_t i = 0; i < m->ntheta * sizeof(double); i++) h = (h ^ b[i]) * 0x100000001b3ULL;
+    printf("init: %zu parameters, %d outside their ranges, gains in [%.3f, %.3f], digest %016llx\n",
+           m->ntheta, out, gmin, gmax, (unsigned long long)h);
+    CHECK(out == 0, "init: %d parameters outside the ranges of eann_model_init_random", out);
+    CHECK(gmin < 0.75 && gmax > 1.25, "init: gains span [%.3f, %.3f], not most of 1 +- 0.3", gmin,
+          gmax);
+    CHECK(h == 0x4674d8313dfceeccULL,
+          "init: theta of seed 2026 changed (digest %016llx): every trained model changes with it",
+          (unsigned long long)h);
+    eann_model_free(m);
+}
+
+/* eann_rho_squares against its definition (eann_kernels.h), written out
+ * here: rho[L][k] = 0 + the squares S[q][k]^2 of group L's components in
+ * ascending q; a group with no component is 0. The models' groups are
+ * consecutive runs (eann_model_new, and the loader refuses any other
+ * index_para), so these layouts, with a group met again after another
+ * one, an empty group and runs of 1..4, run the copies' "met again" paths
+ * that no model reaches. Every copy this CPU has, K 1..13 (vector blocks
+ * of 12, 4, tails). */
+static void rho_squares_layouts(void) {
+    enum { MQ = 9, KQ = 13, NLQ = 4 };
+    static const int grps[4][MQ] = {{0, 1, 1, 1, 2, 2, 2, 2, 2},   /* the models' layout */
+                                    {0, 1, 0, 1, 1, 0, 3, 3, 0},   /* groups met again, 2 empty */
+                                    {3, 3, 3, 3, 2, 1, 0, 0, 3},   /* descending, then 3 again */
+                                    {1, 1, 1, 1, 1, 1, 1, 1, 1}};  /* one group, 0, 2, 3 empty */
+    const int modes[3] = {EANN_SIMD_PORTABLE, EANN_SIMD_AVX2, EANN_SIMD_AVX2_ONLY};
+    double probe = 0;
+    const int nmodes = eann_exp_n_simd(EANN_SIMD_AVX2, 1, &probe, &probe) ? 1 : 3;
+    static double S[MQ * KQ], want[NLQ * KQ], got[NLQ * KQ];
+    int bad = 0, cases = 0;
+    for (int i = 0; i < MQ * KQ; i++) S[i] = srand1();
+    for (int gi = 0; gi < 4; gi++)
+        for (int K = 1; K <= KQ; K++) {
+            for (int L = 0; L < NLQ; L++)
+                for (int k = 0; k < K; k++) {
+                    double a = 0;
+                    for (int q = 0; q < MQ; q++)
+                        if (grps[gi][q] == L) a += S[q * K + k] * S[q * K + k];
+                    want[L * K + k] = a;
+                }
+            for (int md = 0; md < nmodes; md++) {
+                for (int i = 0; i < NLQ * K; i++) got[i] = NAN; /* every value must be written */
+                eann_rho_squares(modes[md], MQ, K, S, grps[gi], NLQ, got);
+                bad += !same_bits(want, got, (size_t)NLQ * K);
+                cases++;
+            }
+        }
+    CHECK(bad == 0, "density squares: %d of %d layouts/copies differ from the definition", bad,
+          cases);
+}
+
 static void test_simd(const char *shared) {
     double probe = 0;
     if (eann_exp_n_simd(EANN_SIMD_AVX2, 1, &probe, &probe)) {
@@ -1475,6 +1621,8 @@ int main(void) {
     test_text_grammar();
     test_pair_search();
     test_predict_blocks();
+    rho_squares_layouts();
+    test_prng_init();
     const char *dir = shared_dir();
     if (!dir) th_skip("../shared absent: published NMA models not checked");
     else test_published(dir);

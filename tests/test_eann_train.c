@@ -822,7 +822,93 @@ static void test_train_kernels(void) {
     CHECK(!bad, "training kernels: AVX2 and portable copies differ");
 }
 
+/* Adam as the trainer runs it, against Kingma & Ba (2015), Algorithm 1,
+ * written out here with its published constants (beta1 0.9, beta2 0.999,
+ * epsilon 1e-8): g_t the gradient of the mean loss with respect to phi
+ * (rs and inta fixed: their entries 0), m_t = b1 m + (1 - b1) g,
+ * v_t = b2 v + (1 - b2) g^2, phi -= lr (m_t / (1 - b1^t)) /
+ * (sqrt(v_t / (1 - b2^t)) + eps). One training frame, so that an epoch is
+ * one step whose gradient has the trainer's own bits (eann_batch_loss of
+ * that frame, scale 1, then eann_norm_grad); the trajectory of four
+ * steps must agree to rounding. The first step alone is ~lr sign(g) for
+ * any b1, b2; from the second on they matter (b1 0 instead of 0.9 moves
+ * phi by ~lr). For both an output of 1 (dipole) and of 9 (polarizability). */
+static void adam_case(int kind) {
+    dataset tr = teacher_data(kind, 1, 11);
+    eann_model *m = small_model(kind, 1, 5, 2);
+    eann_train_opts o;
+    eann_train_opts_default(&o);
+    o.optimizer = EANN_OPT_ADAM;
+    o.epochs = 4;
+    o.batch = 1;
+    o.lr = 1e-2;
+    o.patience = 100;
+    o.seed = 5;
+    eann_norm nm;
+    const size_t P = m->ntheta, SK = (size_t)m->spec.nspecies * m->spec.nwave;
+    double *phi = calloc(P, sizeof(double)), *ref = calloc(P, sizeof(double)),
+           *mom1 = calloc(P, sizeof(double)), *mom2 = calloc(P, sizeof(double)),
+           *gth = calloc(P, sizeof(double)), *g = calloc(P, sizeof(double)),
+           *prev = calloc(P, sizeof(double));
+    eann_batchws *bw;
+    CHECK(eann_train_init(m, tr.s, tr.n, &o, &nm, phi) == 0, "adam: train_init");
+    CHECK(eann_batchws_new(m, MAXAT, 1, &bw) == EANN_OK, "adam: batchws_new");
+    memcpy(ref, phi, sizeof(double) * P);
+    eann_trainer *t;
+    CHECK(eann_trainer_new(m, &nm, phi, tr.s, tr.n, NULL, 0, &o, &t) == 0, "adam: trainer_new");
+    const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
+    double b1t = 1, b2t = 1, worst = 0, moved = 0;
+    int steps = 0;
+    for (int e = 1; e <= 4; e++) {
+        /* the reference step from ref (m->theta = fold(ref) for the gradient) */
+        eann_norm_fold(m, &nm, ref, m->theta);
+        eann_model_sync(m);
+        double pred[9], sq, l;
+        memset(gth, 0, sizeof(double) * P);
+        CHECK(eann_batch_loss(m, bw, tr.s, NULL, 1, o.charge_weight, 1.0, gth, pred, &sq, &l) == 0,
+              "adam: batch_loss");
+        eann_norm_grad(m, &nm, gth, g);
+        for (size_t q = 0; q < SK; q++) g[m->off_rs + q] = g[m->off_inta + q] = 0;
+        b1t *= b1;
+        b2t *= b2;
+        for (size_t q = 0; q < P; q++) {
+            mom1[q] = b1 * mom1[q] + (1 - b1) * g[q];
+            mom2[q] = b2 * mom2[q] + (1 - b2) * g[q] * g[q];
+            ref[q] -= o.lr * (mom1[q] / (1 - b1t)) / (sqrt(mom2[q] / (1 - b2t)) + eps);
+        }
+        /* the trainer's step from phi (its m->theta = fold(phi)) */
+        memcpy(prev, phi, sizeof(double) * P);
+        eann_norm_fold(m, &nm, phi, m->theta);
+        eann_model_sync(m);
+        eann_progress pr;
+        CHECK(eann_trainer_epoch(t, &pr) == 0 && pr.epoch == e, "adam: epoch %d", e);
+        steps += pr.epoch == e;
+        for (size_t q = 0; q < P; q++) {
+            worst = fmax(worst, fabs(phi[q] - ref[q]));
+            moved = fmax(moved, fabs(phi[q] - prev[q]));
+        }
+    }
+    printf("  Adam, %s: 4 steps, max |phi - Algorithm 1| = %.2e (lr %g; largest move %.2e)\n",
+           eann_kind_name(kind), worst, o.lr, moved);
+    CHECK(steps == 4 && worst <= 1e-12 && moved > 0.1 * o.lr,
+          "adam, %s: %d steps, trainer vs Kingma & Ba Algorithm 1: max |diff| %.3g (tolerance "
+          "1e-12), a step of %.3g", eann_kind_name(kind), steps, worst, moved);
+    eann_trainer_free(t);
+    eann_batchws_free(bw);
+    eann_norm_free(&nm);
+    free(phi); free(ref); free(mom1); free(mom2); free(gth); free(g); free(prev);
+    eann_model_free(m);
+    free_data(&tr);
+}
+
+static void test_adam(void) {
+    printf("Adam against Kingma & Ba's Algorithm 1 (one frame, 4 steps)\n");
+    adam_case(EANN_DIPOLE);
+    adam_case(EANN_POLARIZABILITY);
+}
+
 int main(void) {
+    test_adam();
     test_train_kernels();
     test_batch();
     test_tdm_teacher();

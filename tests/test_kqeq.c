@@ -409,6 +409,27 @@ int main(void) {
         }
         kq_model_free(&back);
 
+        /* numbers as a person writes them: single digits, signs, 0 (the
+         * reader's shortcut for "0" must leave every other token to strtod) */
+        {
+            const char *l6 = text, *l7;
+            for (int k = 1; k < 6; k++) l6 = strchr(l6, '\n') + 1;
+            l7 = strchr(l6, '\n') + 1;
+            const char *chi = "chi 5 1 2 -3 0 9\n";
+            size_t a = (size_t)(l6 - text), c = strlen(chi), rest = len - (size_t)(l7 - text);
+            char *ed = malloc(a + c + rest + 1);
+            memcpy(ed, text, a);
+            memcpy(ed + a, chi, c);
+            memcpy(ed + a + c, l7, rest + 1);
+            rc = kq_model_read(ed, a + c + rest, &back, &line);
+            CHECK(rc == KQ_OK && back.chi[0] == 1 && back.chi[1] == 2 && back.chi[2] == -3 &&
+                      back.chi[3] == 0 && !signbit(back.chi[3]) && back.chi[4] == 9,
+                  "chi '1 2 -3 0 9' read as %g %g %g %g %g (rc %d, line %d)", back.chi[0],
+                  back.chi[1], back.chi[2], back.chi[3], back.chi[4], rc, line);
+            if (rc == KQ_OK) kq_model_free(&back);
+            free(ed);
+        }
+
         /* Damaged texts: the error names the line. Line numbers of this text:
          * 1 version, 2 kind, 3 comment, 4 s_at, 5 species, 6 chi, 7 eta, 8 zeta,
          * 9 reg, 10 ndesc, 11-12 desc, 13 nrep, 14 rep 0, 15-16 v, ... */
@@ -780,6 +801,87 @@ int main(void) {
         kq_model_free(&m2);
         kq_set_free(&st);
         kq_set_free(&sv);
+    }
+    /* 7. a singular sparse system: three copies of one molecule and M = all
+     * their atoms, so two thirds of the representatives repeat an earlier
+     * one (farthest point sampling takes the distinct atoms first, then
+     * atoms at distance 0) and K_MM and the normal matrix have equal rows.
+     * The solve must take its jitter path (Cholesky fails without it) and
+     * give the function of M = one copy's atoms (the same span of kernels,
+     * the same loss): the dipoles agree to the jitter's size (measured
+     * 2.7e-7 of the largest component; tolerance 3e-6). */
+    {
+        const mol *one = &train_set[2];
+        mol three[3] = {*one, *one, *one};
+        kq_model dup, dis;
+        const int n = one->n;
+        CHECK(train(&dup, KQ_KIND_KQEQ, 1, three, 3, 3 * n, sigma) == KQ_OK,
+              "sparse M = 3n with repeated representatives: training failed");
+        CHECK(train(&dis, KQ_KIND_KQEQ, 1, three, 3, n, sigma) == KQ_OK, "sparse M = n");
+        double worst = 0.0, size = 0.0;
+        for (int k = 0; k < NTEMPL; k++) {
+            const mol *mo = &test_set[k];
+            double mu1[3], mu2[3];
+            int rc1 = kq_predict(&dup, mo->n, mo->z, mo->pos, mo->charge, NULL, mu1, NULL, NULL),
+                rc2 = kq_predict(&dis, mo->n, mo->z, mo->pos, mo->charge, NULL, mu2, NULL, NULL);
+            CHECK(rc1 == KQ_OK && rc2 == KQ_OK, "predict with repeated representatives");
+            for (int c = 0; c < 3; c++) {
+                worst = fmax(worst, fabs(mu1[c] - mu2[c]));
+                size = fmax(size, fabs(mu2[c]));
+            }
+        }
+        printf("repeated representatives (jitter path): M %d vs %d, max |mu diff| %.2e, |mu| up to "
+               "%.3g\n", dup.nrep, dis.nrep, worst, size);
+        CHECK(dup.nrep == 3 * n && dis.nrep == n && size > 0 && worst <= 3e-6 * size,
+              "repeated representatives: M %d / %d, max |mu diff| %.3g (|mu| up to %.3g)",
+              dup.nrep, dis.nrep, worst, size);
+        kq_model_free(&dup);
+        kq_model_free(&dis);
+    }
+    /* 8. edges of the API: missing arguments, one species, a chosen atomic
+     * width, selections that name no molecule, QEq of one atom */
+    {
+        kq_model m;
+        kq_model_config c = config(KQ_KIND_KQEQ, 1);
+        CHECK(kq_model_init(NULL, &c) == KQ_EINVAL && kq_model_init(&m, NULL) == KQ_EINVAL,
+              "kq_model_init without a model or a configuration");
+        c.nspecies = 1; /* O only */
+        c.s_at = 0.05;  /* any positive width is the user's (0: the default) */
+        CHECK(kq_model_init(&m, &c) == KQ_OK && m.nspecies == 1 && m.s_at == 0.05,
+              "one species, s_at 0.05: init");
+        kq_model_free(&m);
+        c = config(KQ_KIND_KQEQ, 1);
+        CHECK(kq_model_init(&m, &c) == KQ_OK, "init");
+        kq_mol km[NTEMPL];
+        to_kq(test_set, NTEMPL, km);
+        kq_set st;
+        CHECK(kq_set_build(&m, NTEMPL, km, &st, NULL, NULL) == KQ_OK, "set");
+        const int bad_sel[2][2] = {{0, NTEMPL}, {-1, 1}};
+        kq_train_opts o = {0, 1, &sigma};
+        for (int b = 0; b < 2; b++)
+            CHECK(kq_train(&m, &st, bad_sel[b], 2, NULL, &o, NULL, NULL, NULL) == KQ_EINVAL,
+                  "kq_train: a selection with molecule %d of %d accepted", bad_sel[b][b ? 0 : 1],
+                  NTEMPL);
+        kq_set_free(&st);
+        kq_model_free(&m);
+        kq_model qm;
+        c = config(KQ_KIND_QEQ, 0);
+        CHECK(kq_model_init(&qm, &c) == KQ_OK, "init qeq");
+        for (int b = 0; b < 2; b++)
+            CHECK(kq_train_qeq_eta(&qm, NTEMPL, km, bad_sel[b], 2, 5, NULL, NULL, NULL) ==
+                      KQ_EINVAL,
+                  "kq_train_qeq_eta: a selection with molecule %d of %d accepted",
+                  bad_sel[b][b ? 0 : 1], NTEMPL);
+        kq_model_free(&qm);
+        /* one atom (an ion): all of the charge on it, no dipole about its
+         * own centre of mass */
+        const int z1 = 8;
+        const double r1[3] = {0.3, -1.2, 2.0}, chi1 = 0.1, eta1 = 0.2;
+        double q1 = 0, mu1[3] = {1, 1, 1};
+        CHECK(kq_qeq_solve(1, &z1, r1, 1.0, &chi1, &eta1, 1.0, &q1, mu1, NULL, NULL, NULL) ==
+                      KQ_OK &&
+                  q1 == 1.0 && mu1[0] == 0.0 && mu1[1] == 0.0 && mu1[2] == 0.0,
+              "QEq of one atom: q %.17g, dipole %g %g %g", q1, mu1[0], mu1[1], mu1[2]);
     }
     kq_model_free(&full);
     kq_model_free(&sp_all);

@@ -457,6 +457,32 @@ static void test_trsm_bitwise(void) {
     }
     printf("trsm: blocked (zero skip, AVX2 when present) == plain loops bit for bit in %d cases "
            "(n 1..611): %s\n", cases, all_same ? "yes" : "NO");
+
+    /* The zero skip's condition (1): with an Inf or a NaN below the
+     * diagonal, next to leading zero rows of B, the plain loop forms
+     * 0 * Inf = NaN in the rows below, so nothing may be skipped (the
+     * skip alone would leave those rows finite). n 9 and 70 (one and two
+     * column blocks), the bad entry in a skipped column (row 6, col 1). */
+    int bad = 0, nans = 0;
+    for (int t = 0; t < 2; t++)
+        for (int v = 0; v < 2; v++) {
+            const int n = t ? 70 : 9, ld = n, nrhs = n;
+            double *l = dalloc((size_t)n * n), *x = dalloc((size_t)n * n),
+                   *r = dalloc((size_t)n * n);
+            for (int i = 0; i < n; i++)
+                for (int j = 0; j < n; j++)
+                    l[(size_t)i * n + j] = j < i ? 0.1 * urand() : j == i ? 2.0 : 0.0;
+            l[6 * n + 1] = v ? NAN : INFINITY;
+            fill_rhs(3, n, nrhs, x, ld); /* rows < n/3 zero */
+            memcpy(r, x, sizeof(double) * n * n);
+            int rc = la_trsm_lower(n, nrhs, l, n, x, ld);
+            trsm_lower_reference(n, nrhs, l, n, r, ld);
+            bad += rc != LA_OK || memcmp(x, r, sizeof(double) * n * n) != 0;
+            for (int i = 0; i < n * n; i++) nans += isnan(x[i]);
+            free(l); free(x); free(r);
+        }
+    CHECK(bad == 0 && nans > 0, "la_trsm_lower with Inf/NaN in L and leading zero rows: %d of 4 "
+          "differ from the plain loop (%d NaN)", bad, nans);
 }
 
 /* ---------------------------------------------------------------------- */
