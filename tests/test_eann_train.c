@@ -884,8 +884,8 @@ static void adam_case(int kind) {
         CHECK(eann_trainer_epoch(t, &pr) == 0 && pr.epoch == e, "adam: epoch %d", e);
         steps += pr.epoch == e;
         for (size_t q = 0; q < P; q++) {
-            worst = fmax(worst, fabs(phi[q] - ref[q]));
-            moved = fmax(moved, fabs(phi[q] - prev[q]));
+            worst = th_worst(worst, fabs(phi[q] - ref[q]));
+            moved = th_worst(moved, fabs(phi[q] - prev[q]));
         }
     }
     printf("  Adam, %s: 4 steps, max |phi - Algorithm 1| = %.2e (lr %g; largest move %.2e)\n",

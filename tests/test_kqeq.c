@@ -826,8 +826,8 @@ int main(void) {
                 rc2 = kq_predict(&dis, mo->n, mo->z, mo->pos, mo->charge, NULL, mu2, NULL, NULL);
             CHECK(rc1 == KQ_OK && rc2 == KQ_OK, "predict with repeated representatives");
             for (int c = 0; c < 3; c++) {
-                worst = fmax(worst, fabs(mu1[c] - mu2[c]));
-                size = fmax(size, fabs(mu2[c]));
+                worst = th_worst(worst, fabs(mu1[c] - mu2[c]));
+                size = th_worst(size, fabs(mu2[c]));
             }
         }
         printf("repeated representatives (jitter path): M %d vs %d, max |mu diff| %.2e, |mu| up to "
