@@ -857,7 +857,7 @@ static void adam_case(int kind) {
     eann_trainer *t;
     CHECK(eann_trainer_new(m, &nm, phi, tr.s, tr.n, NULL, 0, &o, &t) == 0, "adam: trainer_new");
     const double b1 = 0.9, b2 = 0.999, eps = 1e-8;
-    double b1t = 1, b2t = 1, worst = 0, moved = 0;
+    double b1t = 1, b2t = 1, worst = 0, moved = 0, start = -1;
     int steps = 0;
     for (int e = 1; e <= 4; e++) {
         /* the reference step from ref (m->theta = fold(ref) for the gradient) */
@@ -883,6 +883,12 @@ static void adam_case(int kind) {
         eann_progress pr;
         CHECK(eann_trainer_epoch(t, &pr) == 0 && pr.epoch == e, "adam: epoch %d", e);
         steps += pr.epoch == e;
+        /* the work and the start it reports: one molecule gradient per step; the
+         * start RMSE is the first step's, sqrt(sum of squared errors / outputs) */
+        CHECK(pr.ngrad == e, "adam: %ld molecule gradients after %d one-frame steps", pr.ngrad, e);
+        if (e == 1) start = sqrt(sq / eann_kind_outputs(kind));
+        CHECK(pr.start_rmse == start, "adam: start RMSE %.17g, the first step's is %.17g",
+              pr.start_rmse, start);
         for (size_t q = 0; q < P; q++) {
             worst = th_worst(worst, fabs(phi[q] - ref[q]));
             moved = th_worst(moved, fabs(phi[q] - prev[q]));
@@ -905,6 +911,14 @@ static void test_adam(void) {
     printf("Adam against Kingma & Ba's Algorithm 1 (one frame, 4 steps)\n");
     adam_case(EANN_DIPOLE);
     adam_case(EANN_POLARIZABILITY);
+    /* the defaults eann_train.h documents */
+    eann_train_opts o;
+    eann_train_opts_default(&o);
+    CHECK(o.optimizer == EANN_OPT_ADAM && o.epochs == 100 && o.batch == 32 && o.lr == 1e-3 &&
+              o.lr_decay == 0.5 && o.patience == 20 && o.lr_min == 1e-5 && o.lbfgs_m == 10 &&
+              o.charge_weight == 0 && o.train_radial == 0 && o.diverge_factor == 100 &&
+              o.progress == NULL,
+          "eann_train_opts_default differs from the defaults eann_train.h documents");
 }
 
 int main(void) {
