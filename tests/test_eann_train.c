@@ -899,6 +899,13 @@ static void adam_case(int kind) {
     CHECK(steps == 4 && worst <= 1e-12 && moved > 0.1 * o.lr,
           "adam, %s: %d steps, trainer vs Kingma & Ba Algorithm 1: max |diff| %.3g (tolerance "
           "1e-12), a step of %.3g", eann_kind_name(kind), steps, worst, moved);
+    {   /* an empty batch is no error and adds nothing */
+        double pred[9], sq = -1, l = -1;
+        g[0] = 0.25;
+        CHECK(eann_batch_loss(m, bw, NULL, NULL, 0, 0, 1.0, g, pred, &sq, &l) == EANN_OK &&
+                  g[0] == 0.25,
+              "adam: a batch of 0 molecules");
+    }
     eann_trainer_free(t);
     eann_batchws_free(bw);
     eann_norm_free(&nm);
