@@ -430,6 +430,29 @@ int main(void) {
             free(ed);
         }
 
+        /* spaces and tabs as a person types them between the tokens: the same model */
+        {
+            char *ws = malloc(3 * len + 1), *o = ws;
+            for (size_t i = 0; i < len; i++) {
+                if (text[i] == ' ') *o++ = ' ', *o++ = '\t', *o++ = ' ';
+                else *o++ = text[i];
+            }
+            *o = '\0';
+            char *again = NULL;
+            size_t alen = 0;
+            rc = kq_model_read(ws, (size_t)(o - ws), &back, &line);
+            CHECK(rc == KQ_OK && kq_model_write(&back, &again, &alen) == KQ_OK && alen == len &&
+                      !memcmp(again, text, len),
+                  "a model text with ' \\t ' between tokens: rc %d, line %d, not the same model",
+                  rc, line);
+            if (rc == KQ_OK) kq_model_free(&back);
+            free(again);
+            free(ws);
+            CHECK(kq_model_read(NULL, 10, &back, &line) == KQ_EINVAL &&
+                      kq_model_read(text, len, NULL, &line) == KQ_EINVAL,
+                  "kq_model_read without a text or a model");
+        }
+
         /* Damaged texts: the error names the line. Line numbers of this text:
          * 1 version, 2 kind, 3 comment, 4 s_at, 5 species, 6 chi, 7 eta, 8 zeta,
          * 9 reg, 10 ndesc, 11-12 desc, 13 nrep, 14 rep 0, 15-16 v, ... */
@@ -790,12 +813,14 @@ int main(void) {
         kq_predict(&m, test_set[0].n, test_set[0].z, test_set[0].pos, 0, NULL, mu1, NULL, NULL);
         kq_predict(&m2, test_set[0].n, test_set[0].z, test_set[0].pos, 0, NULL, mu2, NULL, NULL);
         CHECK(!memcmp(mu1, mu2, sizeof mu1), "subset selection = copied subset");
-        /* metrics on a known case: |mu| 2 D vs 1.5 D and 0.5 D vs 0 */
-        double pa[6] = {2.0 / KQ_AU_DEBYE, 0, 0, 0.5 / KQ_AU_DEBYE, 0, 0};
-        double ra[6] = {1.5 / KQ_AU_DEBYE, 0, 0, 0, 0, 0};
-        kq_dipole_metrics(2, pa, ra, &mae, &rr);
-        CHECK_CLOSE(mae, 0.5, 1e-12, "MAE metric");
-        CHECK_CLOSE(rr, 100.0 * sqrt((0.5 / 1.5 * 0.5 / 1.5 + 0.25) / 2.0), 1e-10, "RRMSE metric");
+        /* metrics on a known case: |mu| 2 D vs 1.5 D, 0.5 D vs 0 (error over the 1 D
+         * floor) and 1.25 D vs 1.05 D (just above the floor: over 1.05) */
+        double pa[9] = {2.0 / KQ_AU_DEBYE, 0, 0, 0.5 / KQ_AU_DEBYE, 0, 0, 0, 1.25 / KQ_AU_DEBYE, 0};
+        double ra[9] = {1.5 / KQ_AU_DEBYE, 0, 0, 0, 0, 0, 0, 1.05 / KQ_AU_DEBYE, 0};
+        kq_dipole_metrics(3, pa, ra, &mae, &rr);
+        CHECK_CLOSE(mae, (0.5 + 0.5 + 0.2) / 3.0, 1e-12, "MAE metric");
+        const double t1 = 0.5 / 1.5, t2 = 0.5 / 1.0, t3 = 0.2 / 1.05;
+        CHECK_CLOSE(rr, 100.0 * sqrt((t1 * t1 + t2 * t2 + t3 * t3) / 3.0), 1e-10, "RRMSE metric");
         free(pd);
         kq_model_free(&m);
         kq_model_free(&m2);
@@ -858,6 +883,20 @@ int main(void) {
         CHECK(kq_set_build(&m, NTEMPL, km, &st, NULL, NULL) == KQ_OK, "set");
         const int bad_sel[2][2] = {{0, NTEMPL}, {-1, 1}};
         kq_train_opts o = {0, 1, &sigma};
+        /* a regularisation must be a positive number; without validation data
+         * the report's validation fields stay -1 (kqeq.h) */
+        const double bad_reg[4] = {0.0, -1e-3, INFINITY, NAN};
+        for (int b = 0; b < 4; b++) {
+            kq_train_opts ob = {0, 1, &bad_reg[b]};
+            CHECK(kq_train(&m, &st, NULL, 0, NULL, &ob, NULL, NULL, NULL) == KQ_EINVAL,
+                  "kq_train: regularisation %g accepted", bad_reg[b]);
+        }
+        kq_train_report rep;
+        CHECK(kq_train(&m, &st, NULL, 0, NULL, &o, &rep, NULL, NULL) == KQ_OK &&
+                  rep.valid_mae_debye == -1.0 && rep.valid_rrmse_percent == -1.0 &&
+                  rep.train_mae_debye >= 0 && rep.train_rrmse_percent >= 0,
+              "kq_train without validation: report %g %g %g %g", rep.train_mae_debye,
+              rep.train_rrmse_percent, rep.valid_mae_debye, rep.valid_rrmse_percent);
         for (int b = 0; b < 2; b++)
             CHECK(kq_train(&m, &st, bad_sel[b], 2, NULL, &o, NULL, NULL, NULL) == KQ_EINVAL,
                   "kq_train: a selection with molecule %d of %d accepted", bad_sel[b][b ? 0 : 1],

@@ -298,6 +298,12 @@ static void test_predict_many(void) {
     CHECK(kq_predict_many(&m, NMOL, mb, NULL, mu2, NULL, &bad) == KQ_ESPECIES && bad == 5,
           "unknown element: KQ_ESPECIES at molecule 5 (bad %d)", bad);
     CHECK(memcmp(mu1, mu2, 15 * sizeof *mu1) == 0, "molecules before the bad one written");
+    /* ... and in the first molecule: index 0 is an index too */
+    mb[5].z = mols[5].z;
+    mb[0].z = zbad;
+    bad = -1;
+    CHECK(kq_predict_many(&m, NMOL, mb, NULL, mu2, NULL, &bad) == KQ_ESPECIES && bad == 0,
+          "unknown element: KQ_ESPECIES at molecule 0 (bad %d)", bad);
     free(q1);
     free(q2);
     kq_set_free(&s);
