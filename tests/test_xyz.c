@@ -789,6 +789,19 @@ static void test_limits(const char *dir) {
     remove(path);
 }
 
+/* A file name with line breaks in it (a name may hold any byte but '/' and
+ * NUL) still gives a one-line message that names the line: the breaks
+ * become spaces. */
+static void test_name_breaks(void) {
+    const char text[] = "2\nProperties=species:S:1:pos:R:3\nH 0 0 0\nH 0 0 x\n";
+    char e[256];
+    xyz_file f;
+    int rc = xyz_parse(text, sizeof text - 1, "a\nb\rc.xyz", &f, e, sizeof e);
+    CHECK(rc == -1 && !strchr(e, '\n') && !strchr(e, '\r') && strstr(e, "c.xyz:4:"),
+          "a name with line breaks: message '%s'", e);
+    if (rc == 0) xyz_free(&f);
+}
+
 int main(void) {
     char dir[] = "/tmp/test_xyz.XXXXXX";
     (void)shared_dir; /* harness helpers this test does not need */
@@ -797,6 +810,7 @@ int main(void) {
     test_syntax();
     test_plain_and_layout();
     test_errors();
+    test_name_breaks();
     if (mkdtemp(dir)) {
         test_roundtrip(dir);
         test_many_keys(dir);
