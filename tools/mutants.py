@@ -1,29 +1,31 @@
 #!/usr/bin/env python3
 # SPDX-License-Identifier: MIT
-"""Mutation check of the library's tests: which small changes to a library file does no
-test notice?
+"""Mutation check of the tests: which small changes to a source file does no test notice?
 
     /usr/bin/python3 tools/mutants.py [--n N] [--seed S] [--tests a,b] FILE.c...
 
-For each FILE (a library file at the top level, e.g. kqeq.c) it tries single-token
-mutants in a random order (seeded, default 1) until N (default 30) have built: an operator swapped (+ -, * /, < <=,
-> >=, == !=, && ||, += -=), a number changed in its last digit (0.9 -> 0.0, 4 -> 5), an
-error return made a success (return KQ_EINVAL -> return 0), fabs( or sqrt( dropped. Each
-mutant is built (-O1) in a scratch git worktree of HEAD beside this one (../shared is
-linked next to it, so the tests that need it run), and the C unit tests of that file
-(--tests to choose others) run until one fails. One line per mutant:
+For each FILE (a library file at the top level, e.g. kqeq.c, or with --tests any C file)
+it tries single-token mutants in a random order (seeded, default 1) until N (default 30)
+have built: an operator swapped (+ -, * /, < <=, > >=, == !=, && ||, += -=), a number
+changed in its last digit (0.9 -> 0.0, 4 -> 5), an error return made a success (return
+KQ_EINVAL -> return 0), fabs( or sqrt( dropped. Each mutant is built (-O1) in a scratch
+git worktree of HEAD (../shared is linked next to it, so the tests that need it run),
+and the C unit tests of that file run until one fails. --tests names others; a name
+ending in .sh is a shell test, and the programs are built for it, e.g.
+--tests test_outputs.sh,test_bad_inputs.sh cli/common.c. One line per mutant:
 
     killed    kqeq.c:1437:24  ==  ->  !=   test_kqeq      jit = attempt == 1 ? ...
     survived  kqeq.c:415:10   <   ->  <=                  if (n < 1 || !z || ...
     nobuild   ...                                          (the compiler refused it)
 
-then the survivors again. Only committed code is mutated (HEAD), nothing in this tree
-changes. The shell tests (tests/*.sh) do not run: confirm a survivor with `make test` on
-the mutated line before calling it a gap. Reading survivors (HACKING.md, "Tests"): many
-are equivalent (a buffer one larger, a flag 1 -> 2, a choice between two copies of a
-loop with the same bits, a speed heuristic); some only read or write out of bounds
+then the survivors again. Only committed code is mutated (HEAD); nothing in this tree
+changes. By default no shell test (tests/*.sh) runs: confirm a survivor with `make test`
+on the mutated line before calling it a gap. Reading survivors (HACKING.md, "Tests"):
+many are equivalent (a buffer one larger, a flag 1 -> 2, a choice between two copies of
+a loop with the same bits, a speed heuristic); some only read or write out of bounds
 (`make sanitize` sees them); the rest are gaps: add a check that fails on the mutant.
-A mutant takes 5-50 s (build and tests); 30 per file are 5-20 minutes of one core.
+A mutant takes 5-50 s with the C tests, about a minute with shell tests; 30 per file
+are 5-30 minutes of one core.
 """
 import os
 import random
@@ -131,7 +133,9 @@ def main():
             lines = orig.split('\n')
             cands = candidates(lines)
             random.Random(seed).shuffle(cands)
-            bins = ' '.join('bm/tests/' + t for t in names)
+            # C tests by name (bm/tests/NAME); shell tests (NAME.sh) need the programs too
+            shell = any(t.endswith('.sh') for t in names)
+            bins = 'all' if shell else ' '.join('bm/tests/' + t for t in names)
             if run('make -s B=bm OPT=-O1 ' + bins, wt, 900) != 0:
                 sys.exit('mutants.py: the unmutated tree does not build')
             done = tried = 0  # N mutants that built; at most 3N tries
@@ -149,7 +153,8 @@ def main():
                         status = 'nobuild'
                     else:
                         for t in names:
-                            if run('bm/tests/' + t, wt, 300) != 0:
+                            cmd = 'B=bm sh tests/' + t if t.endswith('.sh') else 'bm/tests/' + t
+                            if run(cmd, wt, 300) != 0:
                                 status, by = 'killed', t
                                 break
                 finally:
