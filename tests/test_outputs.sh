@@ -286,6 +286,9 @@ grep -q 'kqeq_dipole=.*qeq_dipole=.*qeq_units="dipole:au,polarizability:bohr^3,c
     grep -q 'Properties=species:S:1:pos:R:3:kqeq_charge:R:1:qeq_charge:R:1 .*qeq_dipole=.*qeq_units=' "$tmp/k2.xyz"
 ok $? "kqeq --prefix keys: $(sed -n 2p "$tmp/k2.xyz" | head -c 300)"
 expect_fail "--prefix with a space" "--prefix: 'a b' is not a plain name" "$K" predict -m "$KM" "$TE" -o "$tmp/x.xyz" --prefix "a b"
+# every character class a prefix may hold, at both ends of its ranges
+expect_ok "--prefix aZzA09_-." "$K" predict -m "$KM" "$TE" -o "$tmp/x.xyz" --prefix "aZzA09_-."
+grep -q 'aZzA09_-\._dipole=' "$tmp/x.xyz"; ok $? "--prefix aZzA09_-. keys: $(sed -n 2p "$tmp/x.xyz" | head -c 200)"
 # units merge: a polarizability model after a dipole model keeps both entries
 "$E" predict -m "$EM" "$W" -o - 2> /dev/null | sed 's/eann_dipole=/old_dipole=/; s/dipole:e\*bohr/polarizability:x,dipole:e*bohr/' > "$tmp/u.xyz"
 expect_ok "eann predict merging units" "$E" predict -m "$EM" "$tmp/u.xyz" -o "$tmp/u2.xyz"
