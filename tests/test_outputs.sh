@@ -204,6 +204,11 @@ expect_fail "kqeq train atom at 1e300 A names the input" "far_train.xyz:5: colum
 
 # ---- 8: memory, NUL bytes, long lines ----------------------------------------
 expect_fail "kqeq train --max-memory" "train: needs about .* --max-memory" ktrain "$TR" --max-memory 1K -o "$tmp/x.model"
+# the size suffixes (powers of 1024; B optional), read back from the limit the refusal prints
+for sz in 2048:2.05e-06 2K:2.05e-06 2KB:2.05e-06 0.002M:2.1e-06 2e-6G:2.15e-06 2e-9T:2.2e-06; do
+    expect_fail "kqeq train --max-memory ${sz%%:*}" "the limit is ${sz#*:} GB \\(--max-memory\\)" \
+        ktrain "$TR" --max-memory "${sz%%:*}" -o "$tmp/x.model"
+done
 # one-atom frames whose full-form kernel (4 M^2 doubles, M = N) exceeds
 # MemAvailable: refused before anything large is allocated
 avail=$(awk '/^MemAvailable:/ { print $2 * 1024 }' /proc/meminfo)
