@@ -245,6 +245,21 @@ for f in pbc lattice; do
     expect_fail "eann train $f" "$f.xyz:1: .*$per" etrain --train "$tmp/$f.xyz" -o "$tmp/x.model"
 done
 expect_ok "pbc=\"F F F\" with a Lattice" "$E" predict -m "$EM" "$tmp/nopbc.xyz" -o "$tmp/x.xyz"
+# eann check measures: an EANN model is exactly invariant (charges) and equivariant
+# (vectors R v, tensors R A R^T), so every violation it prints is rounding, <= 1e-12 of
+# the output (measured 4e-14 on the tiny dipole model, 5e-16 on the polarizability one);
+# a check that rotated an output wrongly would print O(1)
+check_small() { # check_small NAME MODEL FRAMES
+    "$E" check -m "$2" "$3" --trials 2 > "$tmp/chk.out" 2> "$tmp/chk.err"
+    awk '/^overall/ { n++; if (!($3 <= 1e-12 && $5 <= 1e-12 && $7 <= 1e-12)) bad = 1 }
+         END { exit !(n == 1 && !bad) }' "$tmp/chk.out"
+    ok $? "eann check $1: $(tail -n 1 "$tmp/chk.out") $(head -n 1 "$tmp/chk.err")"
+}
+check_small "dipole" "$EM" "$W"
+if [ -s data/nma/test.xyz ]; then
+    head -n 42 data/nma/test.xyz > "$tmp/nma3.xyz"
+    check_small "polarizability" models/nma_polarizability_pm7.eann "$tmp/nma3.xyz"
+fi
 
 # ---- 11: smaller ones --------------------------------------------------------------
 printf '0\nempty=T\n' | cat "$W" - > "$tmp/zero_atoms.xyz"
