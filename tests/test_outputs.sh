@@ -256,6 +256,23 @@ check_small() { # check_small NAME MODEL FRAMES
     ok $? "eann check $1: $(tail -n 1 "$tmp/chk.out") $(head -n 1 "$tmp/chk.err")"
 }
 check_small "dipole" "$EM" "$W"
+# overlapping atoms (the model's min_distance 0.001 A): refused whichever axis separates
+# them, at 0.0009 A; accepted at 0.0011 A
+for ax in 1 2 3; do
+    for d in 0.0009 0.0011; do
+        awk -v ax=$ax -v d=$d 'BEGIN { print 3; print "Properties=species:S:1:pos:R:3"
+            print "O 0 0 0"; p[1] = 0; p[2] = 0; p[3] = 0; p[ax] = d
+            print "H " p[1] " " p[2] " " p[3]; print "H 0.8 0.6 0.1" }' > "$tmp/close.xyz"
+        if [ $d = 0.0009 ]; then
+            expect_fail "eann predict, atoms $d A apart along axis $ax" \
+                "close.xyz:1: atoms 1 and 2 of the frame are 0.0009 angstrom apart" \
+                "$E" predict -m "$EM" "$tmp/close.xyz" -o "$tmp/x.xyz"
+        else
+            expect_ok "eann predict, atoms $d A apart along axis $ax" \
+                "$E" predict -m "$EM" "$tmp/close.xyz" -o "$tmp/x.xyz"
+        fi
+    done
+done
 if [ -s data/nma/test.xyz ]; then
     head -n 42 data/nma/test.xyz > "$tmp/nma3.xyz"
     check_small "polarizability" models/nma_polarizability_pm7.eann "$tmp/nma3.xyz"
