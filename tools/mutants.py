@@ -31,6 +31,7 @@ import os
 import random
 import re
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -122,6 +123,8 @@ def main():
     if os.path.isdir(shared):
         os.symlink(shared, os.path.join(tmp, 'shared'))
     subprocess.run(['git', 'worktree', 'add', '-q', '--detach', wt, 'HEAD'], cwd=root, check=True)
+    # a kill (SIGTERM) ends like Ctrl-C: through the finally below, which removes the worktree
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit('mutants.py: stopped'))
     survivors, counts = [], {'killed': 0, 'survived': 0, 'nobuild': 0}
     try:
         for fname in args:
