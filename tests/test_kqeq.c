@@ -765,7 +765,7 @@ int main(void) {
         CHECK(kq_set_build(&m, NTEMPL, kv, &sv, NULL, NULL) == KQ_OK, "set valid");
         double grid[5] = {1e-6, 1e-4, 1e-2, 1, 100};
         kq_train_opts o = {10, 5, grid};
-        kq_train_report rep;
+        kq_train_report rep = {0, 0, 0, 0};
         CHECK(kq_train(&m, &st, NULL, 0, &sv, &o, &rep, NULL, NULL) == KQ_OK, "train grid");
         double vmae = rep.valid_mae_debye;
         int ingrid = 0;
@@ -891,7 +891,7 @@ int main(void) {
             CHECK(kq_train(&m, &st, NULL, 0, NULL, &ob, NULL, NULL, NULL) == KQ_EINVAL,
                   "kq_train: regularisation %g accepted", bad_reg[b]);
         }
-        kq_train_report rep;
+        kq_train_report rep = {0, 0, 0, 0};
         CHECK(kq_train(&m, &st, NULL, 0, NULL, &o, &rep, NULL, NULL) == KQ_OK &&
                   rep.valid_mae_debye == -1.0 && rep.valid_rrmse_percent == -1.0 &&
                   rep.train_mae_debye >= 0 && rep.train_rrmse_percent >= 0,
