@@ -1318,8 +1318,9 @@ static void simd_kernels(void) {
  * starts from these bits ("the same seed gives the same bits everywhere",
  * eann.h), so a change here must be deliberate:
  *   - eann_rand_u64 is splitmix64 (Steele, Lea & Flood 2014): from state
- *     1234567 its first five outputs are the published reference sequence
- *     of Vigna's splitmix64.c (also the test vector of other ports);
+ *     1234567 its first five outputs are the reference values of Rosetta
+ *     Code's "Pseudo-random numbers/Splitmix64" (checked here against an
+ *     independent Python evaluation of the algorithm, 2026-12-07);
  *     eann_rand_uniform is the top 53 bits times 2^-53;
  *   - eann_model_init_random: every entry inside the range eann.c gives it
  *     (layer-norm and activation gains 1 +- 0.3, ...), the gains spread over
