@@ -176,6 +176,16 @@ expect_fail "kqeq predict charge=T" "key 'charge' is a boolean" "$K" predict -m 
 expect_fail "kqeq train charge=T" "q_bool.xyz:1: key 'charge' is a boolean" \
     "$K" train --model qeq --train "$tmp/q_bool.xyz" --dipole-key dip -o "$tmp/x.model"
 expect_ok "kqeq qeq --fractional-charge" "$K" qeq "$tmp/q_half.xyz" --fractional-charge
+# kqeq qeq's documented defaults (--help: Rappe & Goddard chi, eta 0, s_at 0.75) are the
+# run with all of them given; abs_debye is the length of the printed dipole
+Q8=$R/qm9like_test8.xyz
+"$K" qeq "$Q8" > "$tmp/qd.out" 2> /dev/null
+"$K" qeq "$Q8" --chi H=4.528,C=5.343,N=6.899,O=8.741,F=10.874 --eta H=0,C=0,N=0,O=0,F=0 \
+    --s-at 0.75 > "$tmp/qe.out" 2> /dev/null
+[ -s "$tmp/qd.out" ] && cmp -s "$tmp/qd.out" "$tmp/qe.out"; ok $? "kqeq qeq defaults differ from --help's"
+awk '/^frame/ { n++; d = sqrt($8 * $8 + $9 * $9 + $10 * $10); if (!(d > 0 && (d - $12) ^ 2 <= 1e-18)) bad++ }
+     END { exit !(n == 8 && !bad) }' "$tmp/qd.out"
+ok $? "kqeq qeq abs_debye is not |dipole_debye|: $(grep -m 1 '^frame' "$tmp/qd.out")"
 grep -q "charge 0.5 " "$tmp/stdout"; ok $? "fractional charge not used"
 expect_ok "kqeq qeq charge=1" "$K" qeq "$tmp/q_one.xyz"
 expect_ok "eann train --charge-weight --fractional-charge" etrain --train "$tmp/q_half.xyz" --charge-weight 0.1 --fractional-charge -o "$tmp/x.model"
