@@ -176,6 +176,12 @@ expect_fail "kqeq predict charge=T" "key 'charge' is a boolean" "$K" predict -m 
 expect_fail "kqeq train charge=T" "q_bool.xyz:1: key 'charge' is a boolean" \
     "$K" train --model qeq --train "$tmp/q_bool.xyz" --dipole-key dip -o "$tmp/x.model"
 expect_ok "kqeq qeq --fractional-charge" "$K" qeq "$tmp/q_half.xyz" --fractional-charge
+# kqeq train without --soap: the paper's single SOAP (rc 3.5 A, n 8, l 6, sigma rc/8)
+"$K" train --train "$TR" --dipole-key xtb_dipole --species H,C,N,O,F --quiet -o "$tmp/ds.model" \
+    > /dev/null 2>&1
+grep -q '^desc 0 rcut 3.5 nmax 8 lmax 6 sigma 0.4375 delta 1 ' "$tmp/ds.model" &&
+    grep -q '^ndesc 1$' "$tmp/ds.model"
+ok $? "kqeq train's default SOAP: $(grep '^desc' "$tmp/ds.model" 2> /dev/null | head -n 2)"
 # kqeq qeq's documented defaults (--help: Rappe & Goddard chi, eta 0, s_at 0.75) are the
 # run with all of them given; abs_debye is the length of the printed dipole
 Q8=$R/qm9like_test8.xyz
