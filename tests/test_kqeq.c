@@ -412,9 +412,7 @@ int main(void) {
         /* numbers as a person writes them: single digits, signs, 0 (the
          * reader's shortcut for "0" must leave every other token to strtod) */
         {
-            const char *l6 = text, *l7;
-            for (int k = 1; k < 6; k++) l6 = strchr(l6, '\n') + 1;
-            l7 = strchr(l6, '\n') + 1;
+            const char *l6 = strstr(text, "\nchi ") + 1, *l7 = strchr(l6, '\n') + 1;
             const char *chi = "chi 5 1 2 -3 0 9\n";
             size_t a = (size_t)(l6 - text), c = strlen(chi), rest = len - (size_t)(l7 - text);
             char *ed = malloc(a + c + rest + 1);

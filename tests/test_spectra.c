@@ -161,12 +161,14 @@ static void test_ir_cosines(void) {
           npeaks, found[0], found[1], found[2]);
     /* absolute band intensities: a mode mu(t) = m0 cos(omega t) has <dmu/dt^2> = m0^2 omega^2 / 2,
      * i.e. the harmonic intensity A = N_A |dmu/dQ|^2 / (12 eps0 c^2) of a thermal mode with
-     * |dmu/dQ|^2 kT = <dmu/dt^2>:  A = N_A m0^2 omega^2 / (24 eps0 c^2 k T)  (SI, m/mol). */
+     * |dmu/dQ|^2 kT = <dmu/dt^2>:  A = N_A m0^2 omega^2 / (24 eps0 c^2 k T)  (SI, m/mol).
+     * SI constants (CODATA 2018) written here, not taken from spectra.c: */
+    const double NA = 6.02214076e23, EBOHR = 8.4783536255e-30, EPS0 = 8.8541878128e-12,
+                 CL = 299792458.0, KB = 1.380649e-23;
     for (int i = 0; i < 3; i++) {
-        double omega = 2 * PI * 299792458.0 * 100.0 * wn[i];
-        double m0 = amp[i] * 8.4783536255e-30;
-        double ref = 6.02214076e23 * m0 * m0 * omega * omega /
-                     (24 * 8.8541878128e-12 * 299792458.0 * 299792458.0 * 1.380649e-23 * T) / 1000.0;
+        double omega = 2 * PI * CL * 100.0 * wn[i];
+        double m0 = amp[i] * EBOHR;
+        double ref = NA * m0 * m0 * omega * omega / (24 * EPS0 * CL * CL * KB * T) / 1000.0;
         double got = band(nu, a, n + 1, wn[i] - 60, wn[i] + 60);
         char what[64];
         snprintf(what, sizeof what, "IR band integral at %g cm^-1 (km/mol)", wn[i]);
@@ -182,10 +184,9 @@ static void test_ir_cosines(void) {
         double *sd = malloc((n + 1) * sizeof *sd), worst = 0;
         spectra_density(mu, n, 3, dt, SPECTRA_WINDOW_HANN, NULL, sd);
         for (size_t m = 1; m <= n; m++) {
-            double omega = 2 * PI * 299792458.0 * 100.0 * nu[m];
-            double want = 6.02214076e23 * 8.4783536255e-30 * 8.4783536255e-30 * omega * omega *
-                          sd[m] / (6 * 8.8541878128e-12 * 299792458.0 * 299792458.0 *
-                                   1.380649e-23 * T) / 1000.0;
+            double omega = 2 * PI * CL * 100.0 * nu[m];
+            double want = NA * EBOHR * EBOHR * omega * omega * sd[m] / (6 * EPS0 * CL * CL * KB * T) /
+                          1000.0;
             worst = th_worst(worst, fabs(a[m] - want) / amax);
         }
         CHECK(worst <= 1e-13, "IR = prefactor x omega^2 x density, point by point: %.3g of the peak",
