@@ -347,11 +347,11 @@ static int new_model(int kind, const char *species, double cutoff, int nipsin, i
             for (int f = 0; f < T->xf[q].nframes; f++)
                 for (int i = 0; i < T->xf[q].frames[f].natoms; i++) {
                     const char *sym = xyz_z_to_symbol(T->xf[q].frames[f].z[i]);
-                    int q = 0;
-                    while (q < sp.nspecies && strcmp(sp.species[q], sym))
-                        q++;
-                    if (q == sp.nspecies) {
-                        if (q >= EANN_MAX_SPECIES)
+                    int k = 0; /* sym's index in the list so far */
+                    while (k < sp.nspecies && strcmp(sp.species[k], sym))
+                        k++;
+                    if (k == sp.nspecies) {
+                        if (k >= EANN_MAX_SPECIES)
                             cli_fail("%s: more than %d elements", train, EANN_MAX_SPECIES);
                         strcpy(sp.species[sp.nspecies++], sym);
                     }
